@@ -1,0 +1,274 @@
+//! Exact fixed-point decimals for prices and sizes.
+//!
+//! Every price and size in gostocks is a [`Fixed`]: an `i64` count of 10⁻⁸ units. Eight decimal
+//! places hold every venue we read (LOBSTER quotes in 10⁻⁴ USD, Binance in up to 8 decimals), and
+//! sums of them fit in `i128` without rounding, which is what makes window aggregates retract
+//! exactly.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Decimal places of a [`Fixed`].
+pub const SCALE_DIGITS: u32 = 8;
+/// `10^SCALE_DIGITS`: the number of units in 1.
+pub const SCALE: i64 = 100_000_000;
+
+/// An exact decimal with 8 fractional digits, stored as an integer number of 10⁻⁸ units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fixed(pub i64);
+
+/// Why a text is not a [`Fixed`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecimalError {
+    /// The text is empty or is not a decimal number (this includes `NaN` and `inf`).
+    #[error("`{0}` is not a finite decimal number")]
+    NotANumber(String),
+    /// The number has non-zero digits beyond the 8th decimal place.
+    #[error("`{0}` has more than 8 decimal places")]
+    TooPrecise(String),
+    /// The number is too large in magnitude for 10⁻⁸ units in an i64.
+    #[error("`{0}` is out of range (at most 92233720368 in magnitude)")]
+    OutOfRange(String),
+}
+
+impl Fixed {
+    /// Zero.
+    pub const ZERO: Fixed = Fixed(0);
+
+    /// From a mantissa and a number of decimal places (`mantissa * 10^-scale`), exactly.
+    ///
+    /// ```
+    /// use gostocks_core::Fixed;
+    /// assert_eq!(Fixed::from_mantissa(5853300, 4).unwrap().to_string(), "585.33");
+    /// ```
+    pub fn from_mantissa(mantissa: i64, scale: u32) -> Result<Fixed, DecimalError> {
+        let text = || format!("{mantissa}e-{scale}");
+        if scale <= SCALE_DIGITS {
+            let factor = 10i64.pow(SCALE_DIGITS - scale);
+            mantissa.checked_mul(factor).map(Fixed).ok_or_else(|| DecimalError::OutOfRange(text()))
+        } else {
+            let divisor = 10i128.checked_pow(scale - SCALE_DIGITS).ok_or_else(|| DecimalError::TooPrecise(text()))?;
+            let m = i128::from(mantissa);
+            if m % divisor != 0 {
+                return Err(DecimalError::TooPrecise(text()));
+            }
+            Ok(Fixed((m / divisor) as i64))
+        }
+    }
+
+    /// The mantissa at this type's fixed scale of 8 decimal places.
+    pub fn units(self) -> i64 {
+        self.0
+    }
+
+    /// The nearest `f64` (for display and floating-point statistics only).
+    pub fn to_f64(self) -> f64 {
+        self.0 as f64 / SCALE as f64
+    }
+
+    /// Parses ASCII bytes exactly, as [`str::parse`] does, without allocating on success: the
+    /// form file readers use on their hot path.
+    pub fn parse_bytes(b: &[u8]) -> Result<Fixed, DecimalError> {
+        parse_decimal(b).map_err(|kind| kind.with_text(&String::from_utf8_lossy(b)))
+    }
+
+    /// Whether the value is strictly positive.
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+}
+
+impl FromStr for Fixed {
+    type Err = DecimalError;
+
+    /// Parses `[+-]digits[.digits][e[+-]digits]` exactly.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_decimal(s.as_bytes()).map_err(|kind| kind.with_text(s))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ParseFail {
+    NotANumber,
+    TooPrecise,
+    OutOfRange,
+}
+
+impl ParseFail {
+    fn with_text(self, s: &str) -> DecimalError {
+        let s = s.to_owned();
+        match self {
+            ParseFail::NotANumber => DecimalError::NotANumber(s),
+            ParseFail::TooPrecise => DecimalError::TooPrecise(s),
+            ParseFail::OutOfRange => DecimalError::OutOfRange(s),
+        }
+    }
+}
+
+/// Parses ASCII decimal bytes into 10⁻⁸ units; the hot path of every file reader.
+fn parse_decimal(b: &[u8]) -> Result<Fixed, ParseFail> {
+    let mut i = 0;
+    let negative = match b.first() {
+        Some(b'-') => {
+            i = 1;
+            true
+        }
+        Some(b'+') => {
+            i = 1;
+            false
+        }
+        _ => false,
+    };
+    let mut mantissa: i128 = 0;
+    let mut digits = 0usize;
+    let mut frac_digits: i32 = 0;
+    let mut seen_point = false;
+    while i < b.len() {
+        match b[i] {
+            c @ b'0'..=b'9' => {
+                if mantissa < 10i128.pow(30) {
+                    mantissa = mantissa * 10 + i128::from(c - b'0');
+                    if seen_point {
+                        frac_digits += 1;
+                    }
+                } else if !seen_point {
+                    return Err(ParseFail::OutOfRange);
+                } else if c != b'0' {
+                    return Err(ParseFail::TooPrecise);
+                }
+                digits += 1;
+            }
+            b'.' if !seen_point => seen_point = true,
+            b'e' | b'E' => break,
+            _ => return Err(ParseFail::NotANumber),
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return Err(ParseFail::NotANumber);
+    }
+    let mut exponent: i32 = 0;
+    if i < b.len() {
+        // b[i] is the exponent marker.
+        let rest = std::str::from_utf8(&b[i + 1..]).map_err(|_| ParseFail::NotANumber)?;
+        exponent = rest.parse::<i32>().map_err(|_| ParseFail::NotANumber)?;
+        if !(-40..=40).contains(&exponent) {
+            return Err(if exponent < 0 { ParseFail::TooPrecise } else { ParseFail::OutOfRange });
+        }
+    }
+    // value = mantissa * 10^(exponent - frac_digits); we want units = value * 10^8.
+    let shift = exponent - frac_digits + SCALE_DIGITS as i32;
+    let units = if shift >= 0 {
+        let f = 10i128.checked_pow(shift as u32).ok_or(ParseFail::OutOfRange)?;
+        mantissa.checked_mul(f).ok_or(ParseFail::OutOfRange)?
+    } else {
+        let d = 10i128.checked_pow((-shift) as u32).ok_or(ParseFail::TooPrecise)?;
+        if mantissa % d != 0 {
+            return Err(ParseFail::TooPrecise);
+        }
+        mantissa / d
+    };
+    let units = if negative { -units } else { units };
+    i64::try_from(units).map(Fixed).map_err(|_| ParseFail::OutOfRange)
+}
+
+impl fmt::Display for Fixed {
+    /// The shortest exact decimal: `585.33`, `100`, `0.001`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        let sign = if v < 0 { "-" } else { "" };
+        let abs = v.unsigned_abs();
+        let int = abs / SCALE as u64;
+        let mut frac = abs % SCALE as u64;
+        if frac == 0 {
+            return write!(f, "{sign}{int}");
+        }
+        let mut width = SCALE_DIGITS as usize;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        write!(f, "{sign}{int}.{frac:0width$}")
+    }
+}
+
+impl Serialize for Fixed {
+    /// Serialized as a decimal string so that no JSON reader turns it into a binary float.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fixed {
+    /// Accepts a decimal string or a JSON number. A number is read through its shortest
+    /// round-trip text, which is its literal text for up to 15 significant digits.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Fixed;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal number or a decimal string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Fixed, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Fixed, E> {
+                Fixed::from_mantissa(v, 0).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Fixed, E> {
+                let v = i64::try_from(v).map_err(|_| E::custom(DecimalError::OutOfRange(v.to_string())))?;
+                Fixed::from_mantissa(v, 0).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Fixed, E> {
+                if !v.is_finite() {
+                    return Err(E::custom(DecimalError::NotANumber(v.to_string())));
+                }
+                format!("{v:?}").parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_exactly() {
+        for (text, units, shown) in [
+            ("585.33", 58_533_000_000, "585.33"),
+            ("0.00100000", 100_000, "0.001"),
+            ("-1.5", -150_000_000, "-1.5"),
+            ("100", 10_000_000_000, "100"),
+            ("1e-8", 1, "0.00000001"),
+            ("2.5E3", 250_000_000_000, "2500"),
+            ("29000.12000000000", 2_900_012_000_000, "29000.12"),
+        ] {
+            let f: Fixed = text.parse().unwrap();
+            assert_eq!(f.units(), units, "{text}");
+            assert_eq!(f.to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_hold_exactly() {
+        assert!(matches!("NaN".parse::<Fixed>(), Err(DecimalError::NotANumber(_))));
+        assert!(matches!("inf".parse::<Fixed>(), Err(DecimalError::NotANumber(_))));
+        assert!(matches!("".parse::<Fixed>(), Err(DecimalError::NotANumber(_))));
+        assert!(matches!("1.2.3".parse::<Fixed>(), Err(DecimalError::NotANumber(_))));
+        assert!(matches!("0.000000001".parse::<Fixed>(), Err(DecimalError::TooPrecise(_))));
+        assert!(matches!("1e30".parse::<Fixed>(), Err(DecimalError::OutOfRange(_))));
+    }
+
+    #[test]
+    fn json_numbers_and_strings_agree() {
+        let a: Fixed = serde_json::from_str("123.45").unwrap();
+        let b: Fixed = serde_json::from_str("\"123.45\"").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(serde_json::to_string(&a).unwrap(), "\"123.45\"");
+    }
+}

@@ -1,0 +1,102 @@
+//! `sequence`: puts each symbol's trades in `(t, seq)` order and pairs each with its predecessor.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::StreamVec;
+
+use crate::decimal::Fixed;
+use crate::symbol::Symbol;
+use crate::tick::Trade;
+
+/// A trade's position and price: what an operator needs to know of the tick before another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Point {
+    /// Event time, ns since the Unix epoch.
+    pub time_ns: u64,
+    /// Sequence number within its source.
+    pub seq: u64,
+    /// Price.
+    pub price: Fixed,
+}
+
+impl From<&Trade> for Point {
+    fn from(t: &Trade) -> Point {
+        Point { time_ns: t.time_ns, seq: t.seq, price: t.price }
+    }
+}
+
+/// A trade with the trade of the same symbol just before it in `(t, seq)` order, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Sequenced {
+    /// The trade.
+    pub trade: Trade,
+    /// Its predecessor, which may be arbitrarily older.
+    pub prev: Option<Point>,
+}
+
+/// Orders trades per symbol once their timestamp is complete.
+pub trait Sequence<'scope> {
+    /// Routes trades by symbol, holds each timestamp's trades until the input frontier has passed
+    /// it, then emits them in `(symbol, t, seq)` order, each paired with its predecessor.
+    ///
+    /// Because a timestamp is processed only when complete, the pairing depends on the set of
+    /// trades and not on their arrival order.
+    ///
+    /// # Examples
+    /// ```
+    /// use gostocks_core::operators::Sequence;
+    /// use gostocks_core::{Symbol, Trade};
+    /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+    ///
+    /// let t = |time_ns, price: &str| Trade {
+    ///     symbol: Symbol::new("AAPL").unwrap(), time_ns, seq: 0,
+    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
+    /// };
+    /// // Arrives out of order; comes out paired in event-time order.
+    /// let captured = timely::example(move |scope| {
+    ///     vec![t(2, "11"), t(1, "10")].to_stream(scope).sequence().capture()
+    /// });
+    /// let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// assert_eq!(out[0].prev, None);
+    /// assert_eq!(out[1].prev.unwrap().price.to_string(), "10");
+    /// ```
+    fn sequence(self) -> StreamVec<'scope, u64, Sequenced>;
+}
+
+impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
+    fn sequence(self) -> StreamVec<'scope, u64, Sequenced> {
+        let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
+        self.unary_frontier(pact, "Sequence", |_cap, _info| {
+            let mut pending = BTreeMap::new();
+            let mut last: HashMap<Symbol, Point> = HashMap::new();
+            let mut batch: Vec<Trade> = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    if let Some(cap) = cap.retain_least(output.output_index()) {
+                        let time = *cap.time();
+                        let entry = pending.entry(time).or_insert_with(|| (cap, Vec::new()));
+                        for container in data {
+                            entry.1.append(container);
+                        }
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, mut trades) = entry.remove();
+                    std::mem::swap(&mut batch, &mut trades);
+                    batch.sort_unstable_by_key(|t| (t.symbol, t.time_ns, t.seq));
+                    let mut session = output.session(&cap);
+                    for trade in batch.drain(..) {
+                        let prev = last.insert(trade.symbol, Point::from(&trade));
+                        session.give(Sequenced { trade, prev });
+                    }
+                }
+            }
+        })
+    }
+}

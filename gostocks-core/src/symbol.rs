@@ -1,0 +1,86 @@
+//! Inline, copyable instrument symbols.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The longest symbol, in bytes, that gostocks carries.
+pub const MAX_SYMBOL_LEN: usize = 23;
+
+/// An instrument symbol of at most 23 bytes, stored inline so that ticks are `Copy` and
+/// moving them through the dataflow never allocates.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Symbol {
+    bytes: [u8; MAX_SYMBOL_LEN],
+    len: u8,
+}
+
+/// Why a text is not a [`Symbol`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SymbolError {
+    /// The symbol is empty.
+    #[error("symbol is empty")]
+    Empty,
+    /// The symbol is longer than [`MAX_SYMBOL_LEN`] bytes.
+    #[error("symbol `{0}` is longer than 23 bytes")]
+    TooLong(String),
+    /// The symbol contains whitespace or control characters.
+    #[error("symbol `{0}` contains whitespace or control characters")]
+    BadCharacter(String),
+}
+
+impl Symbol {
+    /// Makes a symbol; see [`SymbolError`] for what is refused.
+    ///
+    /// ```
+    /// use gostocks_core::Symbol;
+    /// assert_eq!(Symbol::new("AAPL").unwrap().as_str(), "AAPL");
+    /// assert!(Symbol::new("").is_err());
+    /// ```
+    pub fn new(s: &str) -> Result<Symbol, SymbolError> {
+        if s.is_empty() {
+            return Err(SymbolError::Empty);
+        }
+        if s.len() > MAX_SYMBOL_LEN {
+            return Err(SymbolError::TooLong(s.to_owned()));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(SymbolError::BadCharacter(s.to_owned()));
+        }
+        let mut bytes = [0u8; MAX_SYMBOL_LEN];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(Symbol { bytes, len: s.len() as u8 })
+    }
+
+    /// The symbol's text.
+    pub fn as_str(&self) -> &str {
+        // Built only from a `&str` in `new`, so the bytes are valid UTF-8.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Symbol {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Symbol {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Symbol::new(&s).map_err(serde::de::Error::custom)
+    }
+}

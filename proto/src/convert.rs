@@ -1,0 +1,89 @@
+//! Conversions between wire messages and core types.
+
+use gostocks_core::decimal::SCALE_DIGITS;
+use gostocks_core::{DecimalError, Fixed, Side, Tick};
+
+use crate::v1;
+
+/// Why a wire message does not convert into a core type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConversionError {
+    /// A required field is absent.
+    #[error("field `{0}` is required")]
+    Missing(&'static str),
+    /// A decimal field cannot be held exactly.
+    #[error("field `{field}`: {source}")]
+    Decimal {
+        /// The field's name.
+        field: &'static str,
+        /// What is wrong with the number.
+        #[source]
+        source: DecimalError,
+    },
+}
+
+impl From<Fixed> for v1::Decimal {
+    /// Written with the fewest decimal places that hold the value exactly.
+    fn from(f: Fixed) -> v1::Decimal {
+        let mut mantissa = f.units();
+        let mut scale = SCALE_DIGITS;
+        while scale > 0 && mantissa % 10 == 0 {
+            mantissa /= 10;
+            scale -= 1;
+        }
+        v1::Decimal { mantissa, scale }
+    }
+}
+
+impl TryFrom<&v1::Decimal> for Fixed {
+    type Error = DecimalError;
+    fn try_from(d: &v1::Decimal) -> Result<Fixed, DecimalError> {
+        Fixed::from_mantissa(d.mantissa, d.scale)
+    }
+}
+
+fn decimal(field: &'static str, d: Option<&v1::Decimal>) -> Result<Fixed, ConversionError> {
+    let d = d.ok_or(ConversionError::Missing(field))?;
+    Fixed::try_from(d).map_err(|source| ConversionError::Decimal { field, source })
+}
+
+impl From<&Tick> for v1::Tick {
+    fn from(t: &Tick) -> v1::Tick {
+        v1::Tick {
+            symbol: t.symbol.clone(),
+            price: Some(t.price.into()),
+            size: Some(t.size.into()),
+            time_ns: t.time_ns,
+            seq: t.seq,
+            source: t.source.clone(),
+            side: t.side.map(|s| match s {
+                Side::Buy => v1::Side::Buy as i32,
+                Side::Sell => v1::Side::Sell as i32,
+            }),
+            trade_id: t.trade_id,
+            conditions: t.conditions.clone(),
+        }
+    }
+}
+
+impl TryFrom<v1::Tick> for Tick {
+    type Error = ConversionError;
+    fn try_from(t: v1::Tick) -> Result<Tick, ConversionError> {
+        Ok(Tick {
+            price: decimal("price", t.price.as_ref())?,
+            size: decimal("size", t.size.as_ref())?,
+            symbol: t.symbol,
+            time_ns: t.time_ns,
+            seq: t.seq,
+            source: t.source,
+            side: match t.side.and_then(|s| v1::Side::try_from(s).ok()) {
+                Some(v1::Side::Buy) => Some(Side::Buy),
+                Some(v1::Side::Sell) => Some(Side::Sell),
+                _ => None,
+            },
+            trade_id: t.trade_id,
+            conditions: t.conditions,
+        })
+    }
+}

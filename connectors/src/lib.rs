@@ -1,1 +1,14 @@
-//! placeholder
+//! # gostocks-connectors
+//!
+//! The systems gostocks talks to, one folder each: [`file`] (recorded ticks in every supported
+//! format), [`kafka`], [`redis`], [`postgres`]. Each has its `config`, and a `source` and/or
+//! `sink`. Errors say whether retrying can help ([`Error::is_transient`]).
+#![forbid(missing_docs)]
+
+pub mod error;
+pub mod file;
+pub mod kafka;
+pub mod postgres;
+pub mod redis;
+
+pub use error::Error;

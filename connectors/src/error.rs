@@ -1,0 +1,68 @@
+//! Connector errors, split by whether a retry can help.
+
+/// A connector failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be opened or read.
+    #[error("cannot read {path}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file's format is not one gostocks reads, or could not be detected.
+    #[error("{0}")]
+    Format(String),
+    /// Kafka refused or failed an operation.
+    #[error("kafka: {context}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// Redis refused or failed an operation.
+    #[error("redis: {context}")]
+    Redis {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: ::redis::RedisError,
+    },
+    /// Postgres refused or failed an operation.
+    #[error("postgres: {context}")]
+    Postgres {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl Error {
+    /// Whether backing off and retrying may succeed (a service is down or overloaded), as opposed
+    /// to a definite failure (bad input, bad configuration) that retrying repeats.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { .. } | Error::Format(_) => false,
+            Error::Kafka { source, .. } => !matches!(
+                source.rdkafka_error_code(),
+                Some(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                        | rdkafka::types::RDKafkaErrorCode::InvalidConfig
+                        | rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed
+                )
+            ),
+            Error::Redis { source, .. } => {
+                source.is_io_error() || source.is_connection_dropped() || source.is_timeout()
+            }
+            Error::Postgres { source, .. } => source.as_db_error().is_none(),
+        }
+    }
+}

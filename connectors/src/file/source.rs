@@ -1,0 +1,407 @@
+//! Reading tick files: format detection and one decoder per format.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use gostocks_core::{Fixed, Rejection, Side, Tick};
+use serde_json::Value;
+
+use super::Format;
+use super::eastern::eastern_midnight_ns;
+use crate::error::Error;
+
+/// A record that could not become a tick: its line, why, and the line itself (for a dead-letter
+/// file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// Why the record was refused.
+    pub reason: Rejection,
+    /// The raw line.
+    pub raw: String,
+}
+
+/// What a [`TickFile`] has read so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileCounts {
+    /// Lines read.
+    pub lines: u64,
+    /// Ticks decoded.
+    pub ticks: u64,
+    /// Records refused (see [`Rejected`]).
+    pub rejected: u64,
+    /// Records that are not trades and were passed over (order-book events, quotes, blank lines).
+    pub skipped: u64,
+}
+
+enum Decoder {
+    Jsonl,
+    Csv { cols: [usize; 5], width: usize },
+    Lobster { symbol: String, midnight_ns: i64 },
+    BinanceTrades,
+    BinanceRaw,
+}
+
+/// An iterator of the ticks of one recorded file: `Ok(tick)` or `Err(rejected)` per record, in
+/// file order. Non-trade records are counted in [`FileCounts::skipped`], not yielded.
+pub struct TickFile {
+    reader: Box<dyn BufRead + Send>,
+    format: Format,
+    decoder: Decoder,
+    buf: Vec<u8>,
+    counts: FileCounts,
+    row: u64,
+    path: String,
+}
+
+impl std::fmt::Debug for TickFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TickFile").field("path", &self.path).field("format", &self.format).finish()
+    }
+}
+
+const CSV_COLUMNS: [&str; 5] = ["symbol", "time_ns", "seq", "price", "size"];
+
+impl TickFile {
+    /// Opens `path` (gzip is recognised by its magic bytes) in `format`, detecting it for
+    /// [`Format::Auto`].
+    pub fn open(path: impl AsRef<Path>, format: Format) -> Result<TickFile, Error> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let io = |source| Error::Io { path: shown.clone(), source };
+        let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
+        let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+        let mut reader: Box<dyn BufRead + Send> = if gzip {
+            Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(file)))
+        } else {
+            Box::new(file)
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let head = peek_line(&mut reader).map_err(io)?;
+        let format = match format {
+            Format::Auto => detect(&name, &head).ok_or_else(|| {
+                Error::Format(format!(
+                    "cannot detect the format of {shown}: pass --format jsonl|csv|lobster|binance-trades|binance-raw"
+                ))
+            })?,
+            f => f,
+        };
+        let mut tick_file = TickFile {
+            reader,
+            format,
+            decoder: Decoder::Jsonl,
+            buf: Vec::with_capacity(512),
+            counts: FileCounts::default(),
+            row: 0,
+            path: shown.clone(),
+        };
+        tick_file.decoder = match format {
+            Format::Jsonl | Format::Auto => Decoder::Jsonl,
+            Format::BinanceRaw => Decoder::BinanceRaw,
+            Format::BinanceTrades => {
+                tick_file.skip_header()?;
+                Decoder::BinanceTrades
+            }
+            Format::Csv => {
+                let header = tick_file.skip_header()?;
+                let names: Vec<&str> = header.trim_end().split(',').map(str::trim).collect();
+                let mut cols = [0usize; 5];
+                for (slot, want) in cols.iter_mut().zip(CSV_COLUMNS) {
+                    *slot = names.iter().position(|n| *n == want).ok_or_else(|| {
+                        Error::Format(format!(
+                            "{shown}: the CSV header lacks `{want}`; it needs symbol,time_ns,seq,price,size"
+                        ))
+                    })?;
+                }
+                Decoder::Csv { cols, width: names.len() }
+            }
+            Format::Lobster => {
+                let (symbol, midnight_ns) = lobster_name(&name).ok_or_else(|| {
+                    Error::Format(format!(
+                        "{shown}: a LOBSTER file name must start SYMBOL_YYYY-MM-DD_ (e.g. AAPL_2012-06-21_34200000_57600000_message_1.csv)"
+                    ))
+                })?;
+                Decoder::Lobster { symbol, midnight_ns }
+            }
+        };
+        Ok(tick_file)
+    }
+
+    /// The format being read (after detection).
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// What has been read so far.
+    pub fn counts(&self) -> FileCounts {
+        self.counts
+    }
+
+    fn skip_header(&mut self) -> Result<String, Error> {
+        let mut header = String::new();
+        self.reader
+            .read_line(&mut header)
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.counts.lines += 1;
+        Ok(header)
+    }
+
+    fn decode(&mut self, line_no: u64) -> Option<Result<Tick, Rejection>> {
+        let line = trim_newline(&self.buf);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        match &self.decoder {
+            Decoder::Jsonl => Some(serde_json::from_slice::<Tick>(line).map_err(|e| Rejection::Decode(e.to_string()))),
+            Decoder::Csv { cols, width } => Some(decode_csv(line, cols, *width)),
+            Decoder::Lobster { symbol, midnight_ns } => {
+                let row = self.row;
+                self.row += 1;
+                decode_lobster(line, symbol, *midnight_ns, row)
+            }
+            Decoder::BinanceTrades => Some(decode_binance_trade_csv(line)),
+            Decoder::BinanceRaw => {
+                let _ = line_no;
+                decode_binance_raw(line)
+            }
+        }
+    }
+}
+
+impl Iterator for TickFile {
+    type Item = Result<Tick, Rejected>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    // A truncated or corrupt file (e.g. a cut gzip stream) ends the file as a
+                    // rejected record rather than a panic.
+                    self.counts.rejected += 1;
+                    let reject = Rejected { line: self.counts.lines + 1, reason: Rejection::Decode(e.to_string()), raw: String::new() };
+                    self.buf.clear();
+                    self.reader = Box::new(std::io::empty());
+                    return Some(Err(reject));
+                }
+            }
+            self.counts.lines += 1;
+            let line_no = self.counts.lines;
+            match self.decode(line_no) {
+                None => self.counts.skipped += 1,
+                Some(Ok(tick)) => {
+                    self.counts.ticks += 1;
+                    return Some(Ok(tick));
+                }
+                Some(Err(reason)) => {
+                    self.counts.rejected += 1;
+                    let raw = String::from_utf8_lossy(trim_newline(&self.buf)).into_owned();
+                    return Some(Err(Rejected { line: line_no, reason, raw }));
+                }
+            }
+        }
+    }
+}
+
+fn trim_newline(b: &[u8]) -> &[u8] {
+    let b = b.strip_suffix(b"\n").unwrap_or(b);
+    b.strip_suffix(b"\r").unwrap_or(b)
+}
+
+fn peek_line(reader: &mut Box<dyn BufRead + Send>) -> std::io::Result<String> {
+    let buf = reader.fill_buf()?;
+    let end = buf.iter().position(|&c| c == b'\n').unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+fn detect(name: &str, head: &str) -> Option<Format> {
+    let head = head.trim_start();
+    if head.starts_with("local_recv_ts,") {
+        return Some(Format::BinanceTrades);
+    }
+    if head.starts_with('{') || name.ends_with(".jsonl") {
+        return Some(Format::Jsonl);
+    }
+    if let Some((ts, rest)) = head.split_once(' ') {
+        if !ts.is_empty() && ts.bytes().all(|c| c.is_ascii_digit()) && rest.starts_with('{') {
+            return Some(Format::BinanceRaw);
+        }
+    }
+    if name.contains("_message_") && lobster_name(name).is_some() {
+        return Some(Format::Lobster);
+    }
+    let cols: Vec<&str> = head.split(',').map(str::trim).collect();
+    if CSV_COLUMNS.iter().all(|c| cols.contains(c)) {
+        return Some(Format::Csv);
+    }
+    None
+}
+
+/// `AAPL_2012-06-21_...` → ("AAPL", local midnight of that date in ns since the epoch).
+fn lobster_name(name: &str) -> Option<(String, i64)> {
+    let mut parts = name.split('_');
+    let symbol = parts.next().filter(|s| !s.is_empty())?;
+    let date = parts.next()?;
+    let mut ymd = date.split('-');
+    let y: i64 = ymd.next()?.parse().ok()?;
+    let m: u32 = ymd.next()?.parse().ok()?;
+    let d: u32 = ymd.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some((symbol.to_owned(), eastern_midnight_ns(y, m, d)))
+}
+
+fn field<'a>(fields: &[&'a [u8]], i: usize, name: &str) -> Result<&'a [u8], Rejection> {
+    fields.get(i).copied().ok_or_else(|| Rejection::Decode(format!("missing column `{name}`")))
+}
+
+fn int<T: std::str::FromStr>(b: &[u8], name: &str) -> Result<T, Rejection> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| Rejection::Decode(format!("`{name}` is not an integer: `{}`", String::from_utf8_lossy(b))))
+}
+
+fn dec(b: &[u8], name: &str) -> Result<Fixed, Rejection> {
+    Fixed::parse_bytes(b).map_err(|e| Rejection::Decode(format!("{name}: {e}")))
+}
+
+fn symbol(b: &[u8]) -> Result<String, Rejection> {
+    std::str::from_utf8(b).map(str::to_owned).map_err(|_| Rejection::Decode("symbol is not UTF-8".into()))
+}
+
+fn split_csv(line: &[u8]) -> Vec<&[u8]> {
+    line.split(|&c| c == b',').collect()
+}
+
+fn decode_csv(line: &[u8], cols: &[usize; 5], width: usize) -> Result<Tick, Rejection> {
+    let f = split_csv(line);
+    if f.len() < width {
+        return Err(Rejection::Decode(format!("expected {width} columns, found {}", f.len())));
+    }
+    Ok(Tick {
+        symbol: symbol(field(&f, cols[0], "symbol")?)?,
+        time_ns: int(field(&f, cols[1], "time_ns")?, "time_ns")?,
+        seq: int(field(&f, cols[2], "seq")?, "seq")?,
+        price: dec(field(&f, cols[3], "price")?, "price")?,
+        size: dec(field(&f, cols[4], "size")?, "size")?,
+        source: String::new(),
+        side: None,
+        trade_id: None,
+        conditions: Vec::new(),
+    })
+}
+
+/// Seconds after midnight with up to 9 decimals, exactly, in ns.
+fn seconds_to_ns(b: &[u8]) -> Result<i64, Rejection> {
+    let bad = || Rejection::Decode(format!("bad LOBSTER time `{}`", String::from_utf8_lossy(b)));
+    let (int_part, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &b""[..]),
+    };
+    if frac.len() > 9 || !frac.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let secs: i64 = int(int_part, "time").map_err(|_| bad())?;
+    let mut ns: i64 = 0;
+    for i in 0..9 {
+        ns = ns * 10 + frac.get(i).map_or(0, |c| i64::from(c - b'0'));
+    }
+    Ok(secs * 1_000_000_000 + ns)
+}
+
+fn decode_lobster(line: &[u8], sym: &str, midnight_ns: i64, row: u64) -> Option<Result<Tick, Rejection>> {
+    let f = split_csv(line);
+    let kind: Result<u8, _> = field(&f, 1, "type").and_then(|b| int(b, "type"));
+    match kind {
+        Ok(4 | 5) => {}
+        Ok(_) => return None,
+        Err(e) => return Some(Err(e)),
+    }
+    let decode = || -> Result<Tick, Rejection> {
+        let time_ns = midnight_ns + seconds_to_ns(field(&f, 0, "time")?)?;
+        let size: i64 = int(field(&f, 3, "size")?, "size")?;
+        let price: i64 = int(field(&f, 4, "price")?, "price")?;
+        let direction: i8 = int(field(&f, 5, "direction")?, "direction")?;
+        Ok(Tick {
+            symbol: sym.to_owned(),
+            price: Fixed::from_mantissa(price, 4).map_err(|e| Rejection::Decode(e.to_string()))?,
+            size: Fixed::from_mantissa(size, 0).map_err(|e| Rejection::Decode(e.to_string()))?,
+            time_ns,
+            seq: row,
+            source: "lobster".into(),
+            // An execution against a sell order is a buyer-initiated trade.
+            side: match direction {
+                -1 => Some(Side::Buy),
+                1 => Some(Side::Sell),
+                _ => None,
+            },
+            trade_id: None,
+            conditions: Vec::new(),
+        })
+    };
+    Some(decode())
+}
+
+fn decode_binance_trade_csv(line: &[u8]) -> Result<Tick, Rejection> {
+    let f = split_csv(line);
+    let trade_time_ms: i64 = int(field(&f, 2, "trade_time_ms")?, "trade_time_ms")?;
+    let trade_id: u64 = int(field(&f, 4, "trade_id")?, "trade_id")?;
+    let maker = field(&f, 7, "is_buyer_maker")?;
+    Ok(Tick {
+        symbol: symbol(field(&f, 3, "symbol")?)?,
+        price: dec(field(&f, 5, "price")?, "price")?,
+        size: dec(field(&f, 6, "qty")?, "qty")?,
+        time_ns: trade_time_ms * 1_000_000,
+        seq: trade_id,
+        source: "binance".into(),
+        side: Some(if maker.trim_ascii() == b"true" { Side::Sell } else { Side::Buy }),
+        trade_id: Some(trade_id),
+        conditions: Vec::new(),
+    })
+}
+
+/// A Binance `@trade` payload (`e: "trade"`) as a tick; `None` for any other frame.
+pub(crate) fn binance_trade(data: &Value) -> Option<Result<Tick, Rejection>> {
+    if data.get("e").and_then(Value::as_str) != Some("trade") {
+        return None;
+    }
+    let decode = || -> Result<Tick, Rejection> {
+        let text = |k: &str| data.get(k).and_then(Value::as_str).ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")));
+        let num = |k: &str| data.get(k).and_then(Value::as_u64).ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")));
+        let trade_id = num("t")?;
+        let time_ms = num("T")?;
+        Ok(Tick {
+            symbol: text("s")?.to_owned(),
+            price: dec(text("p")?.as_bytes(), "p")?,
+            size: dec(text("q")?.as_bytes(), "q")?,
+            time_ns: i64::try_from(time_ms).map_err(|_| Rejection::Decode("T out of range".into()))? * 1_000_000,
+            seq: trade_id,
+            source: "binance".into(),
+            side: data.get("m").and_then(Value::as_bool).map(|m| if m { Side::Sell } else { Side::Buy }),
+            trade_id: Some(trade_id),
+            conditions: Vec::new(),
+        })
+    };
+    Some(decode())
+}
+
+fn decode_binance_raw(line: &[u8]) -> Option<Result<Tick, Rejection>> {
+    let Some(space) = line.iter().position(|&c| c == b' ') else {
+        return Some(Err(Rejection::Decode("expected `<local ts> <frame>`".into())));
+    };
+    let frame: Value = match serde_json::from_slice(&line[space + 1..]) {
+        Ok(v) => v,
+        Err(e) => return Some(Err(Rejection::Decode(format!("frame is not JSON: {e}")))),
+    };
+    // Combined streams wrap the payload as {"stream": ..., "data": {...}}.
+    let data = frame.get("data").unwrap_or(&frame);
+    binance_trade(data)
+}
+

@@ -1,0 +1,63 @@
+use std::str::FromStr;
+
+use rdkafka::ClientConfig;
+
+/// How ticks are encoded on a topic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TickEncoding {
+    /// `gostocks.v1.Tick` protobuf (the default).
+    #[default]
+    Protobuf,
+    /// The canonical JSON tick form.
+    Json,
+}
+
+impl FromStr for TickEncoding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "protobuf" | "proto" => Ok(TickEncoding::Protobuf),
+            "json" => Ok(TickEncoding::Json),
+            other => Err(format!("unknown tick encoding `{other}`: use protobuf or json")),
+        }
+    }
+}
+
+/// Where and how to reach Kafka.
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Consumer group id.
+    pub group: String,
+}
+
+impl KafkaConfig {
+    /// A config for `brokers` with consumer group `group`.
+    pub fn new(brokers: impl Into<String>, group: impl Into<String>) -> KafkaConfig {
+        KafkaConfig { brokers: brokers.into(), group: group.into() }
+    }
+
+    pub(crate) fn producer(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            // Exactly-once per partition on retries: no duplicates, no reordering.
+            .set("enable.idempotence", "true")
+            // Ticks are small and many: a short linger batches them without adding visible latency.
+            .set("linger.ms", "5")
+            // Bounded wait so a dead broker surfaces as an error instead of an endless retry.
+            .set("message.timeout.ms", "30000");
+        c
+    }
+
+    pub(crate) fn consumer(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            // Offsets are committed by gostocks after its outputs are durable, never on a timer.
+            .set("enable.auto.commit", "false")
+            // A new group starts from the beginning of the topic: no tick is silently skipped.
+            .set("auto.offset.reset", "earliest");
+        c
+    }
+}

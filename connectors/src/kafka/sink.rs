@@ -1,0 +1,54 @@
+use std::time::Duration;
+
+use gostocks_core::Tick;
+use gostocks_proto::v1;
+use prost::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::config::{KafkaConfig, TickEncoding};
+use crate::error::Error;
+
+/// An idempotent producer of ticks, keyed by symbol so that each symbol stays in order on one
+/// partition.
+pub struct TickProducer {
+    producer: FutureProducer,
+    encoding: TickEncoding,
+}
+
+impl TickProducer {
+    /// Connects a producer.
+    pub fn new(config: &KafkaConfig, encoding: TickEncoding) -> Result<TickProducer, Error> {
+        let producer = config
+            .producer()
+            .create()
+            .map_err(|source| Error::Kafka { context: "creating producer".into(), source })?;
+        Ok(TickProducer { producer, encoding })
+    }
+
+    /// Encodes a tick as this producer's encoding.
+    pub fn encode(&self, tick: &Tick) -> Vec<u8> {
+        match self.encoding {
+            TickEncoding::Protobuf => v1::Tick::from(tick).encode_to_vec(),
+            TickEncoding::Json => serde_json::to_vec(tick).unwrap_or_default(),
+        }
+    }
+
+    /// Sends one tick to `topic` and waits for the broker's acknowledgement.
+    pub async fn send(&self, topic: &str, tick: &Tick) -> Result<(i32, i64), Error> {
+        let payload = self.encode(tick);
+        let record = FutureRecord::to(topic).key(tick.symbol.as_bytes()).payload(&payload);
+        let delivery = self
+            .producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(source, _)| Error::Kafka { context: format!("producing to {topic}"), source })?;
+        Ok((delivery.partition, delivery.offset))
+    }
+
+    /// Waits until every queued record is acknowledged.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.producer
+            .flush(Duration::from_secs(30))
+            .map_err(|source| Error::Kafka { context: "flushing producer".into(), source })
+    }
+}

@@ -1,0 +1,114 @@
+//! Redis, the speed layer: the last price per symbol, written in pipelined batches and guarded
+//! on event time so that a replay never replaces a newer value with an older one.
+
+use redis::aio::ConnectionManager;
+
+use crate::error::Error;
+
+/// Key prefix of last prices: `price:<SYMBOL>`.
+pub const PRICE_PREFIX: &str = "price:";
+
+/// Sets `price:<SYMBOL>` (and its `:time_ns` companion) only when the event time is newer, then
+/// publishes the update on `updates:<SYMBOL>`; atomic per symbol.
+const GUARDED_PRICE: &str = r"
+local t = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if tonumber(ARGV[2]) > t then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('PUBLISH', KEYS[3], ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// A price update for [`RedisSink::write_prices`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriceUpdate {
+    /// Symbol.
+    pub symbol: String,
+    /// Exact decimal text.
+    pub price: String,
+    /// Event time of the trade.
+    pub time_ns: i64,
+}
+
+/// Writes the speed layer. `prefix` namespaces every key (tests use a fresh one each).
+#[derive(Clone)]
+pub struct RedisSink {
+    conn: ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+}
+
+impl RedisSink {
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`); keys are written under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisSink, Error> {
+        let err = |context: &str| {
+            let context = context.to_owned();
+            move |source| Error::Redis { context, source }
+        };
+        let client = redis::Client::open(url).map_err(err("parsing the redis url"))?;
+        let conn = ConnectionManager::new(client).await.map_err(err("connecting"))?;
+        let sink = RedisSink { conn, prefix: prefix.to_owned(), script: redis::Script::new(GUARDED_PRICE) };
+        sink.load_script().await?;
+        Ok(sink)
+    }
+
+    /// Pipelines call scripts by hash, so the script must be in Redis's cache: loaded at connect
+    /// and again after a Redis restart empties the cache.
+    async fn load_script(&self) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(GUARDED_PRICE)
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|source| Error::Redis { context: "loading the price script".into(), source })?;
+        Ok(())
+    }
+
+    /// The key of a symbol's last price.
+    pub fn price_key(&self, symbol: &str) -> String {
+        format!("{}{PRICE_PREFIX}{symbol}", self.prefix)
+    }
+
+    /// Writes a batch in one pipelined round trip; returns how many updates were newer than
+    /// what Redis held.
+    pub async fn write_prices(&self, updates: &[PriceUpdate]) -> Result<usize, Error> {
+        let mut pipe = redis::pipe();
+        for u in updates {
+            let key = self.price_key(&u.symbol);
+            let channel = format!("{}updates:{}", self.prefix, u.symbol);
+            let msg = serde_json::json!({"symbol": u.symbol, "price": u.price, "time_ns": u.time_ns}).to_string();
+            pipe.invoke_script(
+                self.script.key(&key).key(format!("{key}:time_ns")).key(channel).arg(&u.price).arg(u.time_ns).arg(msg),
+            );
+        }
+        let mut conn = self.conn.clone();
+        let mut result = pipe.query_async::<Vec<i64>>(&mut conn).await;
+        if result.as_ref().is_err_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+            self.load_script().await?;
+            result = pipe.query_async::<Vec<i64>>(&mut conn).await;
+        }
+        let applied = result.map_err(|source| Error::Redis { context: "writing prices".into(), source })?;
+        Ok(applied.iter().filter(|&&a| a == 1).count())
+    }
+
+    /// Reads the last prices of `symbols` in one pipelined round trip.
+    pub async fn read_prices(&self, symbols: &[&str]) -> Result<Vec<Option<(String, i64)>>, Error> {
+        let mut pipe = redis::pipe();
+        for s in symbols {
+            let key = self.price_key(s);
+            pipe.get(&key).get(format!("{key}:time_ns"));
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<(Option<String>, Option<i64>)> = pipe
+            .query_async::<Vec<Option<String>>>(&mut conn)
+            .await
+            .map_err(|source| Error::Redis { context: "reading prices".into(), source })?
+            .chunks(2)
+            .map(|c| (c[0].clone(), c[1].as_deref().and_then(|t| t.parse().ok())))
+            .collect();
+        Ok(raw.into_iter().map(|(p, t)| p.zip(t)).collect())
+    }
+}

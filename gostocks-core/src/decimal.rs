@@ -176,22 +176,23 @@ fn parse_decimal(b: &[u8]) -> Result<Fixed, ParseFail> {
 }
 
 impl fmt::Display for Fixed {
-    /// The shortest exact decimal: `585.33`, `100`, `0.001`.
+    /// The shortest exact decimal: `585.33`, `100`, `0.001`. Honours width and alignment.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.0;
         let sign = if v < 0 { "-" } else { "" };
         let abs = v.unsigned_abs();
         let int = abs / SCALE as u64;
         let mut frac = abs % SCALE as u64;
-        if frac == 0 {
+        if frac == 0 && f.width().is_none() {
             return write!(f, "{sign}{int}");
         }
         let mut width = SCALE_DIGITS as usize;
-        while frac % 10 == 0 {
+        while frac % 10 == 0 && width > 0 {
             frac /= 10;
             width -= 1;
         }
-        write!(f, "{sign}{int}.{frac:0width$}")
+        let text = if width == 0 { format!("{sign}{int}") } else { format!("{sign}{int}.{frac:0width$}") };
+        f.pad(&text)
     }
 }
 

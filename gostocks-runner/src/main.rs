@@ -1,1 +1,24 @@
-fn main() {}
+//! `gostocks`: real-time market monitoring on timely/differential dataflow.
+//!
+//! `main` only wires: parse the command line, install tracing, dispatch.
+
+mod cli;
+mod dataflow;
+mod grpc;
+mod http;
+mod recording;
+mod run;
+mod simulate;
+mod state;
+mod telemetry;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    telemetry::init(cli.log.as_deref());
+    match cli.command {
+        cli::Command::Run(args) => run::run(args),
+        cli::Command::Simulate(args) => simulate::simulate(args),
+    }
+}

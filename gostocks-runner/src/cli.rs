@@ -1,0 +1,119 @@
+//! The command line. Every flag also reads a `GOSTOCKS_*` environment variable; precedence is
+//! flag > environment > default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use gostocks_core::Span;
+
+/// gostocks: exact, incremental market analytics on timely/differential dataflow.
+///
+/// Start with `gostocks run`: it replays the bundled recording and serves REST on
+/// 127.0.0.1:8080 and gRPC on 127.0.0.1:50051, with no external services.
+#[derive(Debug, Parser)]
+#[command(name = "gostocks", version, propagate_version = true)]
+pub struct Cli {
+    /// Log filter, e.g. `info`, `gostocks=debug` (default: RUST_LOG, else `info`).
+    #[arg(long, global = true, env = "GOSTOCKS_LOG")]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline: replay ticks through the dataflow and serve REST and gRPC.
+    ///
+    /// With no flags it needs no services: it loops the bundled recording at its recorded pace,
+    /// keeps state in memory, and serves `GET /price/:symbol` and the gRPC MarketService.
+    Run(RunArgs),
+    /// Write a synthetic tick recording (geometric Brownian prices, bursty arrivals).
+    Simulate(SimulateArgs),
+}
+
+/// Flags of `gostocks run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Tick file to replay (any supported format); default: the bundled recording.
+    #[arg(long, env = "GOSTOCKS_INPUT")]
+    pub input: Option<PathBuf>,
+
+    /// Replay speed: `1x` is the recorded pace, `10x` ten times faster, `max` as fast as possible.
+    #[arg(long, default_value = "1x", env = "GOSTOCKS_SPEED")]
+    pub speed: Speed,
+
+    /// Replay the input once instead of looping it.
+    #[arg(long, env = "GOSTOCKS_NO_LOOP")]
+    pub no_loop: bool,
+
+    /// REST listen address.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "GOSTOCKS_HTTP_ADDR")]
+    pub http_addr: SocketAddr,
+
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "GOSTOCKS_GRPC_ADDR")]
+    pub grpc_addr: SocketAddr,
+
+    /// Timely worker threads.
+    #[arg(long, default_value_t = 1, env = "GOSTOCKS_WORKERS")]
+    pub workers: usize,
+
+    /// Result grid: stats are evaluated at multiples of this duration.
+    #[arg(long, default_value = "1s", env = "GOSTOCKS_RESOLUTION")]
+    pub resolution: Span,
+}
+
+/// Flags of `gostocks simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Output file (canonical JSON lines); `-` for stdout.
+    #[arg(long, short, default_value = "-")]
+    pub out: PathBuf,
+
+    /// Symbols to simulate, comma-separated; each gets its own price level and activity.
+    #[arg(long, value_delimiter = ',', default_value = "AAPL,MSFT,GOOG,AMZN,TSLA")]
+    pub symbols: Vec<String>,
+
+    /// Length of the session in event time.
+    #[arg(long, default_value = "10m")]
+    pub duration: Span,
+
+    /// Event time of the first tick, ns since the Unix epoch (default: 2024-06-03 13:30 UTC,
+    /// a US market open).
+    #[arg(long, default_value_t = 1_717_421_400_000_000_000)]
+    pub start_ns: i64,
+
+    /// Mean trades per second per symbol in calm periods (bursts run ~8x faster).
+    #[arg(long, default_value_t = 0.8)]
+    pub rate: f64,
+
+    /// Random seed: the same seed writes the same recording.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Replay pace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// Multiple of the recorded pace.
+    Factor(f64),
+    /// No pacing.
+    Max,
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Speed, String> {
+        if s == "max" {
+            return Ok(Speed::Max);
+        }
+        s.strip_suffix('x')
+            .and_then(|f| f.parse::<f64>().ok())
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .map(Speed::Factor)
+            .ok_or_else(|| format!("`{s}` is not a speed: use 1x, 10x, 0.5x or max"))
+    }
+}

@@ -1,0 +1,175 @@
+//! `gostocks run`: replay → dataflow → state → REST and gRPC.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use gostocks_connectors::file::{Format, TickFile};
+use gostocks_core::Tick;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::cli::{RunArgs, Speed};
+use crate::state::MarketState;
+
+/// Runs until Ctrl-C or SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    let ticks = load(&args)?;
+    anyhow::ensure!(!ticks.is_empty(), "the input has no ticks to replay");
+    let state = Arc::new(MarketState::new(4096));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Tick>>(64);
+    let dataflow = {
+        let state = Arc::clone(&state);
+        let (workers, resolution) = (args.workers, args.resolution.ns());
+        std::thread::Builder::new()
+            .name("dataflow".into())
+            .spawn(move || crate::dataflow::run(workers, resolution, rx, state))?
+    };
+    let replay = {
+        let stop = Arc::clone(&stop);
+        let (speed, looping) = (args.speed, !args.no_loop);
+        std::thread::Builder::new().name("replay".into()).spawn(move || replay(&ticks, speed, looping, &tx, &stop))?
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(serve(&args, Arc::clone(&state)))?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = replay.join();
+    dataflow.join().map_err(|_| anyhow::anyhow!("the dataflow thread panicked"))??;
+    let (accepted, rejected) = state.counts();
+    eprintln!("stopped: {accepted} ticks processed, {rejected} rejected");
+    Ok(())
+}
+
+fn load(args: &RunArgs) -> anyhow::Result<Vec<Tick>> {
+    let mut rejected = 0u64;
+    let ticks: Vec<Tick> = match &args.input {
+        None => crate::recording::BUNDLED
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).map_err(|_| rejected += 1).ok())
+            .collect(),
+        Some(path) => TickFile::open(path, Format::Auto)
+            .with_context(|| format!("--input {}", path.display()))?
+            .filter_map(|r| r.map_err(|_| rejected += 1).ok())
+            .collect(),
+    };
+    if rejected > 0 {
+        tracing::warn!(rejected, "records of the input did not decode and are skipped");
+    }
+    let mut ticks = ticks;
+    ticks.sort_by_key(|t| (t.time_ns, t.seq));
+    Ok(ticks)
+}
+
+/// Sends the recording in event-time order at `speed`; each loop shifts event times past the
+/// previous loop's end so that time keeps moving forward.
+fn replay(ticks: &[Tick], speed: Speed, looping: bool, tx: &std::sync::mpsc::SyncSender<Vec<Tick>>, stop: &AtomicBool) {
+    let (first, last) = (ticks[0].time_ns, ticks[ticks.len() - 1].time_ns);
+    let period = last - first + 1_000_000_000;
+    let seqs = ticks.iter().map(|t| t.seq).max().unwrap_or(0) + 1;
+    // Event times start at the current wall clock.
+    let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64) - first;
+    let started = Instant::now();
+    for round in 0u64.. {
+        let mut batch = Vec::with_capacity(256);
+        for tick in ticks {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut t = tick.clone();
+            t.time_ns += base + round as i64 * period;
+            t.seq += round * seqs;
+            if let Speed::Factor(f) = speed {
+                let due = Duration::from_nanos(((t.time_ns - base - first) as f64 / f) as u64);
+                let now = started.elapsed();
+                if due > now {
+                    if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).is_err() {
+                        return;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_millis(200)));
+                    while started.elapsed() < due {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep((due - started.elapsed()).min(Duration::from_millis(200)));
+                    }
+                }
+            }
+            batch.push(t);
+            if batch.len() >= 256 && tx.send(std::mem::take(&mut batch)).is_err() {
+                return;
+            }
+        }
+        if (!batch.is_empty() && tx.send(batch).is_err()) || !looping {
+            return;
+        }
+    }
+}
+
+async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
+    let http = TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for REST: is it in use? pass --http-addr", args.http_addr))?;
+    let grpc = TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for gRPC: is it in use? pass --grpc-addr", args.grpc_addr))?;
+    let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<gostocks_proto::v1::market_service_server::MarketServiceServer<crate::grpc::Market>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(gostocks_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+
+    let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut rx_http = shutdown_tx.subscribe();
+    let mut rx_grpc = shutdown_tx.subscribe();
+    let rest = warp::serve(crate::http::routes(Arc::clone(&state)))
+        .incoming(http)
+        .graceful(async move {
+            let _ = rx_http.recv().await;
+        })
+        .run();
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(crate::grpc::Market::server(Arc::clone(&state)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            let _ = rx_grpc.recv().await;
+        });
+
+    println!("gostocks is running: replaying {}", args.input.as_ref().map_or("the bundled recording".into(), |p| p.display().to_string()));
+    println!("  REST  http://{http_addr}   (GET /price/:symbol, /symbols, /healthz)");
+    println!("  gRPC  {grpc_addr}   (gostocks.v1.MarketService, grpc.health.v1, reflection)");
+    println!("press Ctrl-C to stop");
+
+    let rest = tokio::spawn(rest);
+    let grpc_task = tokio::spawn(grpc_server);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(());
+    let _ = rest.await;
+    grpc_task.await?.context("gRPC server")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

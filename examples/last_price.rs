@@ -18,15 +18,20 @@ fn main() {
         let sink = Rc::clone(&changes);
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, stream) = scope.new_input::<Vec<gostocks_core::Trade>>();
-            stream.sequence().last_price().consolidate().inspect(move |((symbol, point), second, diff)| {
-                // A `+1` is the new last price; the `-1` it comes with retracts the old one.
-                if *diff > 0 {
-                    sink.borrow_mut().push((*second, *symbol, point.price));
-                }
-            });
+            stream.sequence().last_price().consolidate().inspect(
+                move |((symbol, point), second, diff)| {
+                    // A `+1` is the new last price; the `-1` it comes with retracts the old one.
+                    if *diff > 0 {
+                        sink.borrow_mut().push((*second, *symbol, point.price));
+                    }
+                },
+            );
             input
         });
-        for trade in trades.iter().filter(|t| t.time_ns / 1_000_000_000 < first_second + 20) {
+        for trade in trades
+            .iter()
+            .filter(|t| t.time_ns / 1_000_000_000 < first_second + 20)
+        {
             let second = trade.time_ns / 1_000_000_000 - first_second + 1;
             if second > *input.time() {
                 input.advance_to(second);

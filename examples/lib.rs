@@ -8,7 +8,8 @@ pub const RECORDING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ticks.jso
 
 /// The bundled recording's trades, validated, in file order.
 pub fn load_recording() -> Vec<Trade> {
-    let text = std::fs::read_to_string(RECORDING).expect("examples/data/ticks.jsonl is part of the repository");
+    let text = std::fs::read_to_string(RECORDING)
+        .expect("examples/data/ticks.jsonl is part of the repository");
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str::<Tick>(l).expect("the recording is canonical JSON"))

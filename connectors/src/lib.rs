@@ -1,6 +1,6 @@
 //! # gostocks-connectors
 //!
-//! The systems gostocks talks to, one folder each: [`file`] (recorded ticks in every supported
+//! The systems gostocks talks to, one folder each: [`file`](mod@file) (recorded ticks in every supported
 //! format), [`kafka`], [`redis`], [`postgres`]. Each has its `config`, and a `source` and/or
 //! `sink`. Errors say whether retrying can help ([`Error::is_transient`]).
 #![forbid(missing_docs)]

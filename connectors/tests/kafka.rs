@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use futures::StreamExt;
-use gostocks_connectors::kafka::{KafkaConfig, TickConsumer, TickEncoding, TickProducer, decode_tick};
+use gostocks_connectors::kafka::{
+    KafkaConfig, TickConsumer, TickEncoding, TickProducer, decode_tick,
+};
 use gostocks_core::Tick;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -20,7 +22,10 @@ fn tick(i: u64) -> Tick {
     .expect("valid tick")
 }
 
-async fn next_tick(consumer: &TickConsumer, encoding: TickEncoding) -> (Tick, rdkafka::message::OwnedMessage) {
+async fn next_tick(
+    consumer: &TickConsumer,
+    encoding: TickEncoding,
+) -> (Tick, rdkafka::message::OwnedMessage) {
     let msg = tokio::time::timeout(Duration::from_secs(60), consumer.consumer.stream().next())
         .await
         .expect("a record within 60 s")
@@ -37,13 +42,21 @@ async fn produce_consume_commit_and_resume_in_a_group() {
         return;
     }
     let topic = common::unique("ticks");
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("admin client");
     let created = admin
-        .create_topics(&[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
         .await
         .expect("create_topics answered");
-    assert!(created.iter().all(Result::is_ok), "topic created: {created:?}");
+    assert!(
+        created.iter().all(Result::is_ok),
+        "topic created: {created:?}"
+    );
 
     let config = KafkaConfig::new(&brokers, common::unique("group"));
     let producer = TickProducer::new(&config, TickEncoding::Protobuf).expect("producer");
@@ -60,9 +73,16 @@ async fn produce_consume_commit_and_resume_in_a_group() {
             // Kafka's committed offset is the next record to read.
             let mut offsets = TopicPartitionList::new();
             offsets
-                .add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1))
+                .add_partition_offset(
+                    msg.topic(),
+                    msg.partition(),
+                    Offset::Offset(msg.offset() + 1),
+                )
                 .expect("offset");
-            first.consumer.commit(&offsets, CommitMode::Sync).expect("commit");
+            first
+                .consumer
+                .commit(&offsets, CommitMode::Sync)
+                .expect("commit");
         }
     }
     drop(first);

@@ -48,9 +48,14 @@ impl Fixed {
         let text = || format!("{mantissa}e-{scale}");
         if scale <= SCALE_DIGITS {
             let factor = 10i64.pow(SCALE_DIGITS - scale);
-            mantissa.checked_mul(factor).map(Fixed).ok_or_else(|| DecimalError::OutOfRange(text()))
+            mantissa
+                .checked_mul(factor)
+                .map(Fixed)
+                .ok_or_else(|| DecimalError::OutOfRange(text()))
         } else {
-            let divisor = 10i128.checked_pow(scale - SCALE_DIGITS).ok_or_else(|| DecimalError::TooPrecise(text()))?;
+            let divisor = 10i128
+                .checked_pow(scale - SCALE_DIGITS)
+                .ok_or_else(|| DecimalError::TooPrecise(text()))?;
             let m = i128::from(mantissa);
             if m % divisor != 0 {
                 return Err(DecimalError::TooPrecise(text()));
@@ -156,23 +161,33 @@ fn parse_decimal(b: &[u8]) -> Result<Fixed, ParseFail> {
         let rest = std::str::from_utf8(&b[i + 1..]).map_err(|_| ParseFail::NotANumber)?;
         exponent = rest.parse::<i32>().map_err(|_| ParseFail::NotANumber)?;
         if !(-40..=40).contains(&exponent) {
-            return Err(if exponent < 0 { ParseFail::TooPrecise } else { ParseFail::OutOfRange });
+            return Err(if exponent < 0 {
+                ParseFail::TooPrecise
+            } else {
+                ParseFail::OutOfRange
+            });
         }
     }
     // value = mantissa * 10^(exponent - frac_digits); we want units = value * 10^8.
     let shift = exponent - frac_digits + SCALE_DIGITS as i32;
     let units = if shift >= 0 {
-        let f = 10i128.checked_pow(shift as u32).ok_or(ParseFail::OutOfRange)?;
+        let f = 10i128
+            .checked_pow(shift as u32)
+            .ok_or(ParseFail::OutOfRange)?;
         mantissa.checked_mul(f).ok_or(ParseFail::OutOfRange)?
     } else {
-        let d = 10i128.checked_pow((-shift) as u32).ok_or(ParseFail::TooPrecise)?;
+        let d = 10i128
+            .checked_pow((-shift) as u32)
+            .ok_or(ParseFail::TooPrecise)?;
         if mantissa % d != 0 {
             return Err(ParseFail::TooPrecise);
         }
         mantissa / d
     };
     let units = if negative { -units } else { units };
-    i64::try_from(units).map(Fixed).map_err(|_| ParseFail::OutOfRange)
+    i64::try_from(units)
+        .map(Fixed)
+        .map_err(|_| ParseFail::OutOfRange)
 }
 
 impl fmt::Display for Fixed {
@@ -187,11 +202,15 @@ impl fmt::Display for Fixed {
             return write!(f, "{sign}{int}");
         }
         let mut width = SCALE_DIGITS as usize;
-        while frac % 10 == 0 && width > 0 {
+        while frac.is_multiple_of(10) && width > 0 {
             frac /= 10;
             width -= 1;
         }
-        let text = if width == 0 { format!("{sign}{int}") } else { format!("{sign}{int}.{frac:0width$}") };
+        let text = if width == 0 {
+            format!("{sign}{int}")
+        } else {
+            format!("{sign}{int}.{frac:0width$}")
+        };
         f.pad(&text)
     }
 }
@@ -220,7 +239,8 @@ impl<'de> Deserialize<'de> for Fixed {
                 Fixed::from_mantissa(v, 0).map_err(E::custom)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Fixed, E> {
-                let v = i64::try_from(v).map_err(|_| E::custom(DecimalError::OutOfRange(v.to_string())))?;
+                let v = i64::try_from(v)
+                    .map_err(|_| E::custom(DecimalError::OutOfRange(v.to_string())))?;
                 Fixed::from_mantissa(v, 0).map_err(E::custom)
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Fixed, E> {
@@ -257,12 +277,30 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_hold_exactly() {
-        assert!(matches!("NaN".parse::<Fixed>(), Err(DecimalError::NotANumber(_))));
-        assert!(matches!("inf".parse::<Fixed>(), Err(DecimalError::NotANumber(_))));
-        assert!(matches!("".parse::<Fixed>(), Err(DecimalError::NotANumber(_))));
-        assert!(matches!("1.2.3".parse::<Fixed>(), Err(DecimalError::NotANumber(_))));
-        assert!(matches!("0.000000001".parse::<Fixed>(), Err(DecimalError::TooPrecise(_))));
-        assert!(matches!("1e30".parse::<Fixed>(), Err(DecimalError::OutOfRange(_))));
+        assert!(matches!(
+            "NaN".parse::<Fixed>(),
+            Err(DecimalError::NotANumber(_))
+        ));
+        assert!(matches!(
+            "inf".parse::<Fixed>(),
+            Err(DecimalError::NotANumber(_))
+        ));
+        assert!(matches!(
+            "".parse::<Fixed>(),
+            Err(DecimalError::NotANumber(_))
+        ));
+        assert!(matches!(
+            "1.2.3".parse::<Fixed>(),
+            Err(DecimalError::NotANumber(_))
+        ));
+        assert!(matches!(
+            "0.000000001".parse::<Fixed>(),
+            Err(DecimalError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            "1e30".parse::<Fixed>(),
+            Err(DecimalError::OutOfRange(_))
+        ));
     }
 
     #[test]

@@ -15,13 +15,18 @@ pub struct Span {
 
 /// Why a text is not a [`Span`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a duration: write a whole number and a unit (ns, us, ms, s, m, h, d), e.g. `60s`")]
+#[error(
+    "`{0}` is not a duration: write a whole number and a unit (ns, us, ms, s, m, h, d), e.g. `60s`"
+)]
 pub struct SpanError(pub String);
 
 impl Span {
     /// A span of `ns` nanoseconds labelled `label`.
     pub fn new(ns: u64, label: impl Into<String>) -> Span {
-        Span { ns, label: label.into() }
+        Span {
+            ns,
+            label: label.into(),
+        }
     }
 
     /// Length in nanoseconds.
@@ -60,7 +65,10 @@ impl FromStr for Span {
             _ => return Err(err()),
         };
         let ns = n.checked_mul(mult).filter(|&ns| ns > 0).ok_or_else(err)?;
-        Ok(Span { ns, label: t.to_owned() })
+        Ok(Span {
+            ns,
+            label: t.to_owned(),
+        })
     }
 }
 

@@ -50,7 +50,10 @@ impl Symbol {
         }
         let mut bytes = [0u8; MAX_SYMBOL_LEN];
         bytes[..s.len()].copy_from_slice(s.as_bytes());
-        Ok(Symbol { bytes, len: s.len() as u8 })
+        Ok(Symbol {
+            bytes,
+            len: s.len() as u8,
+        })
     }
 
     /// The symbol's text.

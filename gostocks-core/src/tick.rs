@@ -99,7 +99,13 @@ impl Tick {
             return Err(Rejection::Size(self.size.to_string()));
         }
         let time_ns = u64::try_from(self.time_ns).map_err(|_| Rejection::Time(self.time_ns))?;
-        Ok(Trade { symbol, time_ns, seq: self.seq, price: self.price, size: self.size })
+        Ok(Trade {
+            symbol,
+            time_ns,
+            seq: self.seq,
+            price: self.price,
+            size: self.size,
+        })
     }
 }
 
@@ -141,9 +147,18 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         assert!(tick("AAPL", "1", "1").validate().is_ok());
-        assert_eq!(tick("", "1", "1").validate(), Err(Rejection::Symbol("symbol is empty".into())));
-        assert_eq!(tick("A", "0", "1").validate(), Err(Rejection::Price("0".into())));
-        assert_eq!(tick("A", "1", "-2").validate(), Err(Rejection::Size("-2".into())));
+        assert_eq!(
+            tick("", "1", "1").validate(),
+            Err(Rejection::Symbol("symbol is empty".into()))
+        );
+        assert_eq!(
+            tick("A", "0", "1").validate(),
+            Err(Rejection::Price("0".into()))
+        );
+        assert_eq!(
+            tick("A", "1", "-2").validate(),
+            Err(Rejection::Size("-2".into()))
+        );
     }
 
     #[test]

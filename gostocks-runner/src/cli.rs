@@ -74,7 +74,11 @@ pub struct SimulateArgs {
     pub out: PathBuf,
 
     /// Symbols to simulate, comma-separated; each gets its own price level and activity.
-    #[arg(long, value_delimiter = ',', default_value = "AAPL,MSFT,GOOG,AMZN,TSLA")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "AAPL,MSFT,GOOG,AMZN,TSLA"
+    )]
     pub symbols: Vec<String>,
 
     /// Length of the session in event time.

@@ -19,7 +19,12 @@ pub fn grid_ceil(t: u64, resolution: u64) -> u64 {
 
 /// Runs the dataflow on `workers` threads until `ticks` closes. Worker 0 reads the channel;
 /// trades are routed to workers by symbol inside the dataflow.
-pub fn run(workers: usize, resolution: u64, ticks: Receiver<Vec<Tick>>, state: Arc<MarketState>) -> anyhow::Result<()> {
+pub fn run(
+    workers: usize,
+    resolution: u64,
+    ticks: Receiver<Vec<Tick>>,
+    state: Arc<MarketState>,
+) -> anyhow::Result<()> {
     let ticks = Arc::new(Mutex::new(Some(ticks)));
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let state_out = Arc::clone(&state);
@@ -38,7 +43,10 @@ pub fn run(workers: usize, resolution: u64, ticks: Receiver<Vec<Tick>>, state: A
                 .probe();
             (input, probe)
         });
-        let Some(rx) = (worker.index() == 0).then(|| ticks.lock().ok().and_then(|mut r| r.take())).flatten() else {
+        let Some(rx) = (worker.index() == 0)
+            .then(|| ticks.lock().ok().and_then(|mut r| r.take()))
+            .flatten()
+        else {
             // Other workers contribute no input: close theirs and serve the exchange.
             drop(input);
             while worker.step_or_park(None) {}

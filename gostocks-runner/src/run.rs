@@ -32,14 +32,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let replay = {
         let stop = Arc::clone(&stop);
         let (speed, looping) = (args.speed, !args.no_loop);
-        std::thread::Builder::new().name("replay".into()).spawn(move || replay(&ticks, speed, looping, &tx, &stop))?
+        std::thread::Builder::new()
+            .name("replay".into())
+            .spawn(move || replay(&ticks, speed, looping, &tx, &stop))?
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(&args, Arc::clone(&state)))?;
     stop.store(true, Ordering::Relaxed);
     let _ = replay.join();
-    dataflow.join().map_err(|_| anyhow::anyhow!("the dataflow thread panicked"))??;
+    dataflow
+        .join()
+        .map_err(|_| anyhow::anyhow!("the dataflow thread panicked"))??;
     let (accepted, rejected) = state.counts();
     eprintln!("stopped: {accepted} ticks processed, {rejected} rejected");
     Ok(())
@@ -59,7 +66,10 @@ fn load(args: &RunArgs) -> anyhow::Result<Vec<Tick>> {
             .collect(),
     };
     if rejected > 0 {
-        tracing::warn!(rejected, "records of the input did not decode and are skipped");
+        tracing::warn!(
+            rejected,
+            "records of the input did not decode and are skipped"
+        );
     }
     let mut ticks = ticks;
     ticks.sort_by_key(|t| (t.time_ns, t.seq));
@@ -68,12 +78,21 @@ fn load(args: &RunArgs) -> anyhow::Result<Vec<Tick>> {
 
 /// Sends the recording in event-time order at `speed`; each loop shifts event times past the
 /// previous loop's end so that time keeps moving forward.
-fn replay(ticks: &[Tick], speed: Speed, looping: bool, tx: &std::sync::mpsc::SyncSender<Vec<Tick>>, stop: &AtomicBool) {
+fn replay(
+    ticks: &[Tick],
+    speed: Speed,
+    looping: bool,
+    tx: &std::sync::mpsc::SyncSender<Vec<Tick>>,
+    stop: &AtomicBool,
+) {
     let (first, last) = (ticks[0].time_ns, ticks[ticks.len() - 1].time_ns);
     let period = last - first + 1_000_000_000;
     let seqs = ticks.iter().map(|t| t.seq).max().unwrap_or(0) + 1;
     // Event times start at the current wall clock.
-    let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64) - first;
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+        - first;
     let started = Instant::now();
     for round in 0u64.. {
         let mut batch = Vec::with_capacity(256);
@@ -96,7 +115,9 @@ fn replay(ticks: &[Tick], speed: Speed, looping: bool, tx: &std::sync::mpsc::Syn
                         if stop.load(Ordering::Relaxed) {
                             return;
                         }
-                        std::thread::sleep((due - started.elapsed()).min(Duration::from_millis(200)));
+                        std::thread::sleep(
+                            (due - started.elapsed()).min(Duration::from_millis(200)),
+                        );
                     }
                 }
             }
@@ -112,12 +133,18 @@ fn replay(ticks: &[Tick], speed: Speed, looping: bool, tx: &std::sync::mpsc::Syn
 }
 
 async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
-    let http = TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} for REST: is it in use? pass --http-addr", args.http_addr))?;
-    let grpc = TcpListener::bind(args.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} for gRPC: is it in use? pass --grpc-addr", args.grpc_addr))?;
+    let http = TcpListener::bind(args.http_addr).await.with_context(|| {
+        format!(
+            "cannot listen on {} for REST: is it in use? pass --http-addr",
+            args.http_addr
+        )
+    })?;
+    let grpc = TcpListener::bind(args.grpc_addr).await.with_context(|| {
+        format!(
+            "cannot listen on {} for gRPC: is it in use? pass --grpc-addr",
+            args.grpc_addr
+        )
+    })?;
     let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -145,7 +172,12 @@ async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
             let _ = rx_grpc.recv().await;
         });
 
-    println!("gostocks is running: replaying {}", args.input.as_ref().map_or("the bundled recording".into(), |p| p.display().to_string()));
+    println!(
+        "gostocks is running: replaying {}",
+        args.input
+            .as_ref()
+            .map_or("the bundled recording".into(), |p| p.display().to_string())
+    );
     println!("  REST  http://{http_addr}   (GET /price/:symbol, /symbols, /healthz)");
     println!("  gRPC  {grpc_addr}   (gostocks.v1.MarketService, grpc.health.v1, reflection)");
     println!("press Ctrl-C to stop");
@@ -164,7 +196,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

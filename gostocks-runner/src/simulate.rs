@@ -29,13 +29,29 @@ struct Profile {
 }
 
 fn profile(symbol: &str) -> Profile {
-    let known = [("AAPL", 192.0, 0.25), ("MSFT", 415.0, 0.22), ("GOOG", 175.0, 0.28), ("AMZN", 180.0, 0.30), ("TSLA", 175.0, 0.55)];
-    let (start, annual_vol) = known.iter().find(|k| k.0 == symbol).map(|k| (k.1, k.2)).unwrap_or_else(|| {
-        let h = symbol.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        (20.0 + (h % 400) as f64, 0.2 + (h % 40) as f64 / 100.0)
-    });
+    let known = [
+        ("AAPL", 192.0, 0.25),
+        ("MSFT", 415.0, 0.22),
+        ("GOOG", 175.0, 0.28),
+        ("AMZN", 180.0, 0.30),
+        ("TSLA", 175.0, 0.55),
+    ];
+    let (start, annual_vol) = known
+        .iter()
+        .find(|k| k.0 == symbol)
+        .map(|k| (k.1, k.2))
+        .unwrap_or_else(|| {
+            let h = symbol
+                .bytes()
+                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            (20.0 + (h % 400) as f64, 0.2 + (h % 40) as f64 / 100.0)
+        });
     // US equities trade in cents.
-    Profile { start, annual_vol, tick_units: 1_000_000 }
+    Profile {
+        start,
+        annual_vol,
+        tick_units: 1_000_000,
+    }
 }
 
 /// Ticks of one symbol over `[start_ns, start_ns + duration_ns)`.
@@ -49,7 +65,11 @@ fn symbol_ticks(symbol: &str, args: &SimulateArgs, rng: &mut StdRng) -> Vec<Tick
     let (mut t, mut burst) = (0.0f64, false);
     let mut regime_left = Exp::new(1.0 / CALM_SECONDS).expect("rate > 0").sample(rng);
     while t < end_ns / 1e9 {
-        let rate = if burst { args.rate * BURST_FACTOR } else { args.rate };
+        let rate = if burst {
+            args.rate * BURST_FACTOR
+        } else {
+            args.rate
+        };
         let dt: f64 = Exp::new(rate).expect("rate > 0").sample(rng);
         if dt > regime_left {
             // The regime switches before the next arrival; memorylessness lets us restart the clock.
@@ -76,7 +96,11 @@ fn symbol_ticks(symbol: &str, args: &SimulateArgs, rng: &mut StdRng) -> Vec<Tick
             time_ns: args.start_ns + (t * 1e9) as i64,
             seq: 0,
             source: "simulate".into(),
-            side: Some(if rng.random_bool(0.5) { Side::Buy } else { Side::Sell }),
+            side: Some(if rng.random_bool(0.5) {
+                Side::Buy
+            } else {
+                Side::Sell
+            }),
             trade_id: None,
             conditions: Vec::new(),
         });
@@ -87,7 +111,11 @@ fn symbol_ticks(symbol: &str, args: &SimulateArgs, rng: &mut StdRng) -> Vec<Tick
 /// Generates the whole recording, in event-time order with a global sequence number.
 pub fn generate(args: &SimulateArgs) -> Vec<Tick> {
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut all: Vec<Tick> = args.symbols.iter().flat_map(|s| symbol_ticks(s, args, &mut rng)).collect();
+    let mut all: Vec<Tick> = args
+        .symbols
+        .iter()
+        .flat_map(|s| symbol_ticks(s, args, &mut rng))
+        .collect();
     all.sort_by(|a, b| (a.time_ns, &a.symbol).cmp(&(b.time_ns, &b.symbol)));
     for (i, t) in all.iter_mut().enumerate() {
         t.seq = i as u64;
@@ -98,15 +126,22 @@ pub fn generate(args: &SimulateArgs) -> Vec<Tick> {
 
 /// Runs `gostocks simulate`.
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.rate > 0.0 && args.rate.is_finite(), "--rate must be a positive number of trades per second");
+    anyhow::ensure!(
+        args.rate > 0.0 && args.rate.is_finite(),
+        "--rate must be a positive number of trades per second"
+    );
     for s in &args.symbols {
-        gostocks_core::Symbol::new(s).with_context(|| format!("--symbols: `{s}` is not a valid symbol"))?;
+        gostocks_core::Symbol::new(s)
+            .with_context(|| format!("--symbols: `{s}` is not a valid symbol"))?;
     }
     let ticks = generate(&args);
     let out: Box<dyn Write> = if args.out.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
-        Box::new(std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?)
+        Box::new(
+            std::fs::File::create(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?,
+        )
     };
     let mut out = BufWriter::new(out);
     for t in &ticks {
@@ -114,6 +149,11 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()?;
-    eprintln!("wrote {} ticks of {} symbols over {}", ticks.len(), args.symbols.len(), args.duration);
+    eprintln!(
+        "wrote {} ticks of {} symbols over {}",
+        ticks.len(),
+        args.symbols.len(),
+        args.duration
+    );
     Ok(())
 }

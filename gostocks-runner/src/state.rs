@@ -45,7 +45,11 @@ impl MarketState {
     /// newer one.
     pub fn apply_last(&self, symbol: &Symbol, point: &Point) {
         let mut prices = self.prices.write().unwrap_or_else(|e| e.into_inner());
-        let entry = LastPrice { price: point.price, time_ns: point.time_ns, seq: point.seq };
+        let entry = LastPrice {
+            price: point.price,
+            time_ns: point.time_ns,
+            seq: point.seq,
+        };
         match prices.get_mut(symbol.as_str()) {
             Some(cur) if (cur.time_ns, cur.seq) >= (entry.time_ns, entry.seq) => {}
             Some(cur) => *cur = entry,
@@ -57,12 +61,21 @@ impl MarketState {
 
     /// The last price of `symbol`, if any trade of it has been seen.
     pub fn price(&self, symbol: &str) -> Option<LastPrice> {
-        self.prices.read().unwrap_or_else(|e| e.into_inner()).get(symbol).copied()
+        self.prices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(symbol)
+            .copied()
     }
 
     /// Every symbol seen, sorted.
     pub fn symbols(&self) -> Vec<String> {
-        self.prices.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+        self.prices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Publishes a tick to live subscribers (none listening is fine).
@@ -77,6 +90,9 @@ impl MarketState {
 
     /// `(accepted, rejected)` tick counts.
     pub fn counts(&self) -> (u64, u64) {
-        (self.accepted.load(Ordering::Relaxed), self.rejected.load(Ordering::Relaxed))
+        (
+            self.accepted.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+        )
     }
 }

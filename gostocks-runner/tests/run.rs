@@ -10,10 +10,10 @@ use gostocks_proto::v1;
 use gostocks_proto::v1::market_service_client::MarketServiceClient;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 struct Running {
     child: Child,
@@ -31,7 +31,15 @@ impl Drop for Running {
 /// Starts the binary on ephemeral ports and reads the addresses it prints.
 fn start() -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args(["run", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--speed", "20x"])
+        .args([
+            "run",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--speed",
+            "20x",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -39,7 +47,10 @@ fn start() -> Running {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let (mut http, mut grpc) = (None, None);
     while http.is_none() || grpc.is_none() {
-        let line = lines.next().expect("gostocks prints its addresses").expect("utf-8");
+        let line = lines
+            .next()
+            .expect("gostocks prints its addresses")
+            .expect("utf-8");
         let mut words = line.split_whitespace();
         match (words.next(), words.next()) {
             (Some("REST"), Some(url)) => http = Some(url.trim_start_matches("http://").to_owned()),
@@ -48,18 +59,33 @@ fn start() -> Running {
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    Running { child, http: http.unwrap_or_default(), grpc: grpc.unwrap_or_default() }
+    Running {
+        child,
+        http: http.unwrap_or_default(),
+        grpc: grpc.unwrap_or_default(),
+    }
 }
 
 /// A plain HTTP/1.1 GET: status and body.
 fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).expect("REST accepts connections");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("request sent");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("response read");
-    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
     let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,7 +99,10 @@ async fn serves_live_prices_over_rest_and_grpc_and_stops_on_sigterm() {
         if status == 200 {
             break body;
         }
-        assert_eq!(status, 404, "before the first MSFT trade the answer is a JSON 404: {body}");
+        assert_eq!(
+            status, 404,
+            "before the first MSFT trade the answer is a JSON 404: {body}"
+        );
         assert_eq!(body["code"], "not_found");
         assert!(Instant::now() < deadline, "no MSFT price within 30 s");
         std::thread::sleep(Duration::from_millis(100));
@@ -92,20 +121,26 @@ async fn serves_live_prices_over_rest_and_grpc_and_stops_on_sigterm() {
         .await
         .expect("gRPC accepts connections");
     let health = HealthClient::new(channel.clone())
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("health answers");
     assert_eq!(health.into_inner().status, ServingStatus::Serving as i32);
 
     let price = MarketServiceClient::new(channel.clone())
-        .get_price(v1::GetPriceRequest { symbol: "msft".into() })
+        .get_price(v1::GetPriceRequest {
+            symbol: "msft".into(),
+        })
         .await
         .expect("GetPrice answers")
         .into_inner();
     assert_eq!(price.symbol, "MSFT");
     assert!(price.price.is_some_and(|p| p.mantissa > 0));
     let missing = MarketServiceClient::new(channel.clone())
-        .get_price(v1::GetPriceRequest { symbol: "NOSUCH".into() })
+        .get_price(v1::GetPriceRequest {
+            symbol: "NOSUCH".into(),
+        })
         .await
         .expect_err("unknown symbol");
     assert_eq!(missing.code(), tonic::Code::NotFound);
@@ -119,7 +154,11 @@ async fn serves_live_prices_over_rest_and_grpc_and_stops_on_sigterm() {
         .await
         .expect("reflection answers")
         .into_inner();
-    let reply = replies.message().await.expect("a reply").expect("not empty");
+    let reply = replies
+        .message()
+        .await
+        .expect("a reply")
+        .expect("not empty");
     let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
         panic!("expected a service list, got {reply:?}");
     };
@@ -128,14 +167,20 @@ async fn serves_live_prices_over_rest_and_grpc_and_stops_on_sigterm() {
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 
     let pid = running.child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = running.child.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "gostocks did not stop within 15 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "gostocks did not stop within 15 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "clean exit on SIGTERM: {status}");

@@ -61,9 +61,15 @@ fn older_writer_newer_reader() {
         source: "lobster".into(),
     };
     let now = v1::Tick::decode(old.encode_to_vec().as_slice()).expect("v1 reads v0");
-    assert_eq!((now.symbol.as_str(), now.time_ns, now.seq), ("AAPL", old.time_ns, 7));
-    assert_eq!((now.price, now.size), (old.price.clone(), old.size.clone()));
-    assert_eq!((now.side, now.trade_id, now.conditions.len()), (None, None, 0));
+    assert_eq!(
+        (now.symbol.as_str(), now.time_ns, now.seq),
+        ("AAPL", old.time_ns, 7)
+    );
+    assert_eq!((now.price, now.size), (old.price, old.size));
+    assert_eq!(
+        (now.side, now.trade_id, now.conditions.len()),
+        (None, None, 0)
+    );
     let back = TickV0::decode(now.encode_to_vec().as_slice()).expect("v0 reads v1");
     assert_eq!(back, old);
 }
@@ -91,5 +97,11 @@ fn newer_writer_older_reader() {
     assert_eq!(core.size.to_string(), "0.0015");
     // The field v1 does not know is skipped, and the ones it knows survive a v1 -> v2 trip.
     let again = TickV2::decode(now.encode_to_vec().as_slice()).expect("v2 reads v1");
-    assert_eq!(TickV2 { venue_time_ns: None, ..new }, again);
+    assert_eq!(
+        TickV2 {
+            venue_time_ns: None,
+            ..new
+        },
+        again
+    );
 }

@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn lobster_sample_day_is_edt() {
         // 2012-06-21 09:30 EDT = 13:30 UTC = 1340285400 s.
-        assert_eq!(eastern_midnight_ns(2012, 6, 21) + 34_200 * 1_000_000_000, 1_340_285_400 * 1_000_000_000);
+        assert_eq!(
+            eastern_midnight_ns(2012, 6, 21) + 34_200 * 1_000_000_000,
+            1_340_285_400 * 1_000_000_000
+        );
         assert_eq!(eastern_offset_hours(2012, 1, 3), -5);
         assert_eq!(nth_sunday(2012, 3, 2), 11);
         assert_eq!(nth_sunday(2012, 11, 1), 4);

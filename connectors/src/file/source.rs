@@ -59,7 +59,10 @@ pub struct TickFile {
 
 impl std::fmt::Debug for TickFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TickFile").field("path", &self.path).field("format", &self.format).finish()
+        f.debug_struct("TickFile")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .finish()
     }
 }
 
@@ -71,7 +74,10 @@ impl TickFile {
     pub fn open(path: impl AsRef<Path>, format: Format) -> Result<TickFile, Error> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let io = |source| Error::Io { path: shown.clone(), source };
+        let io = |source| Error::Io {
+            path: shown.clone(),
+            source,
+        };
         let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
         let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
         let mut reader: Box<dyn BufRead + Send> = if gzip {
@@ -79,7 +85,10 @@ impl TickFile {
         } else {
             Box::new(file)
         };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let head = peek_line(&mut reader).map_err(io)?;
         let format = match format {
             Format::Auto => detect(&name, &head).ok_or_else(|| {
@@ -116,7 +125,10 @@ impl TickFile {
                         ))
                     })?;
                 }
-                Decoder::Csv { cols, width: names.len() }
+                Decoder::Csv {
+                    cols,
+                    width: names.len(),
+                }
             }
             Format::Lobster => {
                 let (symbol, midnight_ns) = lobster_name(&name).ok_or_else(|| {
@@ -124,7 +136,10 @@ impl TickFile {
                         "{shown}: a LOBSTER file name must start SYMBOL_YYYY-MM-DD_ (e.g. AAPL_2012-06-21_34200000_57600000_message_1.csv)"
                     ))
                 })?;
-                Decoder::Lobster { symbol, midnight_ns }
+                Decoder::Lobster {
+                    symbol,
+                    midnight_ns,
+                }
             }
         };
         Ok(tick_file)
@@ -144,7 +159,10 @@ impl TickFile {
         let mut header = String::new();
         self.reader
             .read_line(&mut header)
-            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         self.counts.lines += 1;
         Ok(header)
     }
@@ -155,9 +173,14 @@ impl TickFile {
             return None;
         }
         match &self.decoder {
-            Decoder::Jsonl => Some(serde_json::from_slice::<Tick>(line).map_err(|e| Rejection::Decode(e.to_string()))),
+            Decoder::Jsonl => Some(
+                serde_json::from_slice::<Tick>(line).map_err(|e| Rejection::Decode(e.to_string())),
+            ),
             Decoder::Csv { cols, width } => Some(decode_csv(line, cols, *width)),
-            Decoder::Lobster { symbol, midnight_ns } => {
+            Decoder::Lobster {
+                symbol,
+                midnight_ns,
+            } => {
                 let row = self.row;
                 self.row += 1;
                 decode_lobster(line, symbol, *midnight_ns, row)
@@ -184,7 +207,11 @@ impl Iterator for TickFile {
                     // A truncated or corrupt file (e.g. a cut gzip stream) ends the file as a
                     // rejected record rather than a panic.
                     self.counts.rejected += 1;
-                    let reject = Rejected { line: self.counts.lines + 1, reason: Rejection::Decode(e.to_string()), raw: String::new() };
+                    let reject = Rejected {
+                        line: self.counts.lines + 1,
+                        reason: Rejection::Decode(e.to_string()),
+                        raw: String::new(),
+                    };
                     self.buf.clear();
                     self.reader = Box::new(std::io::empty());
                     return Some(Err(reject));
@@ -201,7 +228,11 @@ impl Iterator for TickFile {
                 Some(Err(reason)) => {
                     self.counts.rejected += 1;
                     let raw = String::from_utf8_lossy(trim_newline(&self.buf)).into_owned();
-                    return Some(Err(Rejected { line: line_no, reason, raw }));
+                    return Some(Err(Rejected {
+                        line: line_no,
+                        reason,
+                        raw,
+                    }));
                 }
             }
         }
@@ -227,10 +258,12 @@ fn detect(name: &str, head: &str) -> Option<Format> {
     if head.starts_with('{') || name.ends_with(".jsonl") {
         return Some(Format::Jsonl);
     }
-    if let Some((ts, rest)) = head.split_once(' ') {
-        if !ts.is_empty() && ts.bytes().all(|c| c.is_ascii_digit()) && rest.starts_with('{') {
-            return Some(Format::BinanceRaw);
-        }
+    if let Some((ts, rest)) = head.split_once(' ')
+        && !ts.is_empty()
+        && ts.bytes().all(|c| c.is_ascii_digit())
+        && rest.starts_with('{')
+    {
+        return Some(Format::BinanceRaw);
     }
     if name.contains("_message_") && lobster_name(name).is_some() {
         return Some(Format::Lobster);
@@ -258,14 +291,22 @@ fn lobster_name(name: &str) -> Option<(String, i64)> {
 }
 
 fn field<'a>(fields: &[&'a [u8]], i: usize, name: &str) -> Result<&'a [u8], Rejection> {
-    fields.get(i).copied().ok_or_else(|| Rejection::Decode(format!("missing column `{name}`")))
+    fields
+        .get(i)
+        .copied()
+        .ok_or_else(|| Rejection::Decode(format!("missing column `{name}`")))
 }
 
 fn int<T: std::str::FromStr>(b: &[u8], name: &str) -> Result<T, Rejection> {
     std::str::from_utf8(b)
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| Rejection::Decode(format!("`{name}` is not an integer: `{}`", String::from_utf8_lossy(b))))
+        .ok_or_else(|| {
+            Rejection::Decode(format!(
+                "`{name}` is not an integer: `{}`",
+                String::from_utf8_lossy(b)
+            ))
+        })
 }
 
 fn dec(b: &[u8], name: &str) -> Result<Fixed, Rejection> {
@@ -273,7 +314,9 @@ fn dec(b: &[u8], name: &str) -> Result<Fixed, Rejection> {
 }
 
 fn symbol(b: &[u8]) -> Result<String, Rejection> {
-    std::str::from_utf8(b).map(str::to_owned).map_err(|_| Rejection::Decode("symbol is not UTF-8".into()))
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| Rejection::Decode("symbol is not UTF-8".into()))
 }
 
 fn split_csv(line: &[u8]) -> Vec<&[u8]> {
@@ -283,7 +326,10 @@ fn split_csv(line: &[u8]) -> Vec<&[u8]> {
 fn decode_csv(line: &[u8], cols: &[usize; 5], width: usize) -> Result<Tick, Rejection> {
     let f = split_csv(line);
     if f.len() < width {
-        return Err(Rejection::Decode(format!("expected {width} columns, found {}", f.len())));
+        return Err(Rejection::Decode(format!(
+            "expected {width} columns, found {}",
+            f.len()
+        )));
     }
     Ok(Tick {
         symbol: symbol(field(&f, cols[0], "symbol")?)?,
@@ -316,7 +362,12 @@ fn seconds_to_ns(b: &[u8]) -> Result<i64, Rejection> {
     Ok(secs * 1_000_000_000 + ns)
 }
 
-fn decode_lobster(line: &[u8], sym: &str, midnight_ns: i64, row: u64) -> Option<Result<Tick, Rejection>> {
+fn decode_lobster(
+    line: &[u8],
+    sym: &str,
+    midnight_ns: i64,
+    row: u64,
+) -> Option<Result<Tick, Rejection>> {
     let f = split_csv(line);
     let kind: Result<u8, _> = field(&f, 1, "type").and_then(|b| int(b, "type"));
     match kind {
@@ -361,7 +412,11 @@ fn decode_binance_trade_csv(line: &[u8]) -> Result<Tick, Rejection> {
         time_ns: trade_time_ms * 1_000_000,
         seq: trade_id,
         source: "binance".into(),
-        side: Some(if maker.trim_ascii() == b"true" { Side::Sell } else { Side::Buy }),
+        side: Some(if maker.trim_ascii() == b"true" {
+            Side::Sell
+        } else {
+            Side::Buy
+        }),
         trade_id: Some(trade_id),
         conditions: Vec::new(),
     })
@@ -373,18 +428,31 @@ pub(crate) fn binance_trade(data: &Value) -> Option<Result<Tick, Rejection>> {
         return None;
     }
     let decode = || -> Result<Tick, Rejection> {
-        let text = |k: &str| data.get(k).and_then(Value::as_str).ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")));
-        let num = |k: &str| data.get(k).and_then(Value::as_u64).ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")));
+        let text = |k: &str| {
+            data.get(k)
+                .and_then(Value::as_str)
+                .ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")))
+        };
+        let num = |k: &str| {
+            data.get(k)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")))
+        };
         let trade_id = num("t")?;
         let time_ms = num("T")?;
         Ok(Tick {
             symbol: text("s")?.to_owned(),
             price: dec(text("p")?.as_bytes(), "p")?,
             size: dec(text("q")?.as_bytes(), "q")?,
-            time_ns: i64::try_from(time_ms).map_err(|_| Rejection::Decode("T out of range".into()))? * 1_000_000,
+            time_ns: i64::try_from(time_ms)
+                .map_err(|_| Rejection::Decode("T out of range".into()))?
+                * 1_000_000,
             seq: trade_id,
             source: "binance".into(),
-            side: data.get("m").and_then(Value::as_bool).map(|m| if m { Side::Sell } else { Side::Buy }),
+            side: data
+                .get("m")
+                .and_then(Value::as_bool)
+                .map(|m| if m { Side::Sell } else { Side::Buy }),
             trade_id: Some(trade_id),
             conditions: Vec::new(),
         })
@@ -394,7 +462,9 @@ pub(crate) fn binance_trade(data: &Value) -> Option<Result<Tick, Rejection>> {
 
 fn decode_binance_raw(line: &[u8]) -> Option<Result<Tick, Rejection>> {
     let Some(space) = line.iter().position(|&c| c == b' ') else {
-        return Some(Err(Rejection::Decode("expected `<local ts> <frame>`".into())));
+        return Some(Err(Rejection::Decode(
+            "expected `<local ts> <frame>`".into(),
+        )));
     };
     let frame: Value = match serde_json::from_slice(&line[space + 1..]) {
         Ok(v) => v,
@@ -404,4 +474,3 @@ fn decode_binance_raw(line: &[u8]) -> Option<Result<Tick, Rejection>> {
     let data = frame.get("data").unwrap_or(&frame);
     binance_trade(data)
 }
-

@@ -18,7 +18,9 @@ impl FromStr for TickEncoding {
         match s {
             "protobuf" | "proto" => Ok(TickEncoding::Protobuf),
             "json" => Ok(TickEncoding::Json),
-            other => Err(format!("unknown tick encoding `{other}`: use protobuf or json")),
+            other => Err(format!(
+                "unknown tick encoding `{other}`: use protobuf or json"
+            )),
         }
     }
 }
@@ -35,7 +37,10 @@ pub struct KafkaConfig {
 impl KafkaConfig {
     /// A config for `brokers` with consumer group `group`.
     pub fn new(brokers: impl Into<String>, group: impl Into<String>) -> KafkaConfig {
-        KafkaConfig { brokers: brokers.into(), group: group.into() }
+        KafkaConfig {
+            brokers: brokers.into(),
+            group: group.into(),
+        }
     }
 
     pub(crate) fn producer(&self) -> ClientConfig {

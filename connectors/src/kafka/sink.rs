@@ -18,10 +18,10 @@ pub struct TickProducer {
 impl TickProducer {
     /// Connects a producer.
     pub fn new(config: &KafkaConfig, encoding: TickEncoding) -> Result<TickProducer, Error> {
-        let producer = config
-            .producer()
-            .create()
-            .map_err(|source| Error::Kafka { context: "creating producer".into(), source })?;
+        let producer = config.producer().create().map_err(|source| Error::Kafka {
+            context: "creating producer".into(),
+            source,
+        })?;
         Ok(TickProducer { producer, encoding })
     }
 
@@ -36,12 +36,17 @@ impl TickProducer {
     /// Sends one tick to `topic` and waits for the broker's acknowledgement.
     pub async fn send(&self, topic: &str, tick: &Tick) -> Result<(i32, i64), Error> {
         let payload = self.encode(tick);
-        let record = FutureRecord::to(topic).key(tick.symbol.as_bytes()).payload(&payload);
+        let record = FutureRecord::to(topic)
+            .key(tick.symbol.as_bytes())
+            .payload(&payload);
         let delivery = self
             .producer
             .send(record, Duration::from_secs(30))
             .await
-            .map_err(|(source, _)| Error::Kafka { context: format!("producing to {topic}"), source })?;
+            .map_err(|(source, _)| Error::Kafka {
+                context: format!("producing to {topic}"),
+                source,
+            })?;
         Ok((delivery.partition, delivery.offset))
     }
 
@@ -49,6 +54,9 @@ impl TickProducer {
     pub fn flush(&self) -> Result<(), Error> {
         self.producer
             .flush(Duration::from_secs(30))
-            .map_err(|source| Error::Kafka { context: "flushing producer".into(), source })
+            .map_err(|source| Error::Kafka {
+                context: "flushing producer".into(),
+                source,
+            })
     }
 }

@@ -10,10 +10,13 @@ use crate::error::Error;
 pub fn decode_tick(payload: &[u8], encoding: TickEncoding) -> Result<Tick, Rejection> {
     match encoding {
         TickEncoding::Protobuf => {
-            let msg = v1::Tick::decode(payload).map_err(|e| Rejection::Decode(format!("protobuf: {e}")))?;
+            let msg = v1::Tick::decode(payload)
+                .map_err(|e| Rejection::Decode(format!("protobuf: {e}")))?;
             Tick::try_from(msg).map_err(|e| Rejection::Decode(e.to_string()))
         }
-        TickEncoding::Json => serde_json::from_slice(payload).map_err(|e| Rejection::Decode(format!("json: {e}"))),
+        TickEncoding::Json => {
+            serde_json::from_slice(payload).map_err(|e| Rejection::Decode(format!("json: {e}")))
+        }
     }
 }
 
@@ -26,13 +29,15 @@ pub struct TickConsumer {
 impl TickConsumer {
     /// Joins the configured group and subscribes to `topics`.
     pub fn subscribe(config: &KafkaConfig, topics: &[&str]) -> Result<TickConsumer, Error> {
-        let consumer: StreamConsumer = config
-            .consumer()
-            .create()
-            .map_err(|source| Error::Kafka { context: "creating consumer".into(), source })?;
-        consumer
-            .subscribe(topics)
-            .map_err(|source| Error::Kafka { context: format!("subscribing to {topics:?}"), source })?;
+        let consumer: StreamConsumer =
+            config.consumer().create().map_err(|source| Error::Kafka {
+                context: "creating consumer".into(),
+                source,
+            })?;
+        consumer.subscribe(topics).map_err(|source| Error::Kafka {
+            context: format!("subscribing to {topics:?}"),
+            source,
+        })?;
         Ok(TickConsumer { consumer })
     }
 }

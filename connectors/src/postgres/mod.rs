@@ -6,7 +6,11 @@ use tokio_postgres::{Client, NoTls};
 use crate::error::Error;
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "0001_init", include_str!("../../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "0001_init",
+    include_str!("../../../migrations/0001_init.sql"),
+)];
 
 /// Connects to `url` (e.g. `postgres://postgres@127.0.0.1:5432/test`) and drives the connection
 /// on the current tokio runtime. With `schema`, every statement runs in that schema (created if
@@ -14,7 +18,10 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "0001_init", include_str!("..
 pub async fn connect(url: &str, schema: Option<&str>) -> Result<Client, Error> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .map_err(|source| Error::Postgres { context: "connecting".into(), source })?;
+        .map_err(|source| Error::Postgres {
+            context: "connecting".into(),
+            source,
+        })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "postgres connection closed");
@@ -23,9 +30,14 @@ pub async fn connect(url: &str, schema: Option<&str>) -> Result<Client, Error> {
     if let Some(schema) = schema {
         let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
         client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}"))
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}"
+            ))
             .await
-            .map_err(|source| Error::Postgres { context: format!("selecting schema {schema}"), source })?;
+            .map_err(|source| Error::Postgres {
+                context: format!("selecting schema {schema}"),
+                source,
+            })?;
     }
     Ok(client)
 }
@@ -41,22 +53,37 @@ pub async fn migrate(client: &mut Client) -> Result<usize, Error> {
         .map_err(err("creating schema_migrations".into()))?;
     let mut ran = 0;
     for (version, name, sql) in MIGRATIONS {
-        let tx = client.transaction().await.map_err(err("starting a migration".into()))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(err("starting a migration".into()))?;
         // Serialises concurrent start-ups: the second waits, then sees the version applied.
-        tx.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE").await.map_err(err("locking schema_migrations".into()))?;
+        tx.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+            .await
+            .map_err(err("locking schema_migrations".into()))?;
         let done = tx
-            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
             .await
             .map_err(err(format!("checking migration {name}")))?
             .is_some();
         if !done {
-            tx.batch_execute(sql).await.map_err(err(format!("applying migration {name}")))?;
-            tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name])
+            tx.batch_execute(sql)
                 .await
-                .map_err(err(format!("recording migration {name}")))?;
+                .map_err(err(format!("applying migration {name}")))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await
+            .map_err(err(format!("recording migration {name}")))?;
             ran += 1;
         }
-        tx.commit().await.map_err(err(format!("committing migration {name}")))?;
+        tx.commit()
+            .await
+            .map_err(err(format!("committing migration {name}")))?;
     }
     Ok(ran)
 }

@@ -48,8 +48,14 @@ impl RedisSink {
             move |source| Error::Redis { context, source }
         };
         let client = redis::Client::open(url).map_err(err("parsing the redis url"))?;
-        let conn = ConnectionManager::new(client).await.map_err(err("connecting"))?;
-        let sink = RedisSink { conn, prefix: prefix.to_owned(), script: redis::Script::new(GUARDED_PRICE) };
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(err("connecting"))?;
+        let sink = RedisSink {
+            conn,
+            prefix: prefix.to_owned(),
+            script: redis::Script::new(GUARDED_PRICE),
+        };
         sink.load_script().await?;
         Ok(sink)
     }
@@ -63,7 +69,10 @@ impl RedisSink {
             .arg(GUARDED_PRICE)
             .query_async::<String>(&mut conn)
             .await
-            .map_err(|source| Error::Redis { context: "loading the price script".into(), source })?;
+            .map_err(|source| Error::Redis {
+                context: "loading the price script".into(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -79,18 +88,32 @@ impl RedisSink {
         for u in updates {
             let key = self.price_key(&u.symbol);
             let channel = format!("{}updates:{}", self.prefix, u.symbol);
-            let msg = serde_json::json!({"symbol": u.symbol, "price": u.price, "time_ns": u.time_ns}).to_string();
+            let msg =
+                serde_json::json!({"symbol": u.symbol, "price": u.price, "time_ns": u.time_ns})
+                    .to_string();
             pipe.invoke_script(
-                self.script.key(&key).key(format!("{key}:time_ns")).key(channel).arg(&u.price).arg(u.time_ns).arg(msg),
+                self.script
+                    .key(&key)
+                    .key(format!("{key}:time_ns"))
+                    .key(channel)
+                    .arg(&u.price)
+                    .arg(u.time_ns)
+                    .arg(msg),
             );
         }
         let mut conn = self.conn.clone();
         let mut result = pipe.query_async::<Vec<i64>>(&mut conn).await;
-        if result.as_ref().is_err_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        {
             self.load_script().await?;
             result = pipe.query_async::<Vec<i64>>(&mut conn).await;
         }
-        let applied = result.map_err(|source| Error::Redis { context: "writing prices".into(), source })?;
+        let applied = result.map_err(|source| Error::Redis {
+            context: "writing prices".into(),
+            source,
+        })?;
         Ok(applied.iter().filter(|&&a| a == 1).count())
     }
 
@@ -105,7 +128,10 @@ impl RedisSink {
         let raw: Vec<(Option<String>, Option<i64>)> = pipe
             .query_async::<Vec<Option<String>>>(&mut conn)
             .await
-            .map_err(|source| Error::Redis { context: "reading prices".into(), source })?
+            .map_err(|source| Error::Redis {
+                context: "reading prices".into(),
+                source,
+            })?
             .chunks(2)
             .map(|c| (c[0].clone(), c[1].as_deref().and_then(|t| t.parse().ok())))
             .collect();

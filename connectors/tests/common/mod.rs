@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Postgres URL (`GOSTOCKS_POSTGRES_URL`).
 pub fn postgres_url() -> String {
-    std::env::var("GOSTOCKS_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("GOSTOCKS_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Redis URL (`GOSTOCKS_REDIS_URL`).
@@ -33,9 +34,14 @@ pub fn reachable(service: &str, addr: &str) -> bool {
         .next()
         .and_then(|a| std::net::ToSocketAddrs::to_socket_addrs(a).ok())
         .and_then(|mut it| it.next())
-        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok());
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+        });
     if !ok {
-        assert!(!required(), "{service} at {addr} is unreachable, and the test command requires it");
+        assert!(
+            !required(),
+            "{service} at {addr} is unreachable, and the test command requires it"
+        );
         eprintln!("SKIP: {service} at {addr} is unreachable; run ./scripts/test to provision it");
     }
     ok
@@ -43,7 +49,10 @@ pub fn reachable(service: &str, addr: &str) -> bool {
 
 /// A name no other test run uses: for topics, key prefixes and schemas.
 pub fn unique(kind: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
     format!("gostocks_test_{kind}_{}_{nanos}", std::process::id())
 }
 

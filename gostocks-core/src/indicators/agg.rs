@@ -38,7 +38,9 @@ pub fn quantize_log_return(price: Fixed, prev: Fixed) -> i64 {
 /// w -= Agg::tick(p("10"), p("1"), 1, None);
 /// assert_eq!(w, Agg::default());
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Agg {
     /// Number of ticks.
     pub count: i64,

@@ -16,7 +16,10 @@ pub struct Ema {
 impl Ema {
     /// A fresh average with span `span` (≥ 1).
     pub fn new(span: u32) -> Ema {
-        Ema { alpha: 2.0 / (f64::from(span.max(1)) + 1.0), value: None }
+        Ema {
+            alpha: 2.0 / (f64::from(span.max(1)) + 1.0),
+            value: None,
+        }
     }
 
     /// Folds in the next close and returns the new average.

@@ -39,27 +39,37 @@ pub trait LastPrice<'scope> {
 
 impl<'scope> LastPrice<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn last_price(self) -> VecCollection<'scope, u64, (Symbol, Point)> {
-        self.unary(timely::dataflow::channels::pact::Pipeline, "LastPrice", move |_cap, _info| {
-            let mut builder = Vec::with_capacity(2);
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    // An empty stamp carries no time and no progress claim; nothing to attribute.
-                    let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                    let time = *cap.time();
-                    let mut session = output.session(&cap);
-                    for container in data {
-                        for s in container.drain(..) {
-                            builder.clear();
-                            builder.push(((s.trade.symbol, Point::from(&s.trade)), time, 1isize));
-                            if let Some(prev) = s.prev {
-                                builder.push(((s.trade.symbol, prev), time, -1));
+        self.unary(
+            timely::dataflow::channels::pact::Pipeline,
+            "LastPrice",
+            move |_cap, _info| {
+                let mut builder = Vec::with_capacity(2);
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        // An empty stamp carries no time and no progress claim; nothing to attribute.
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        let time = *cap.time();
+                        let mut session = output.session(&cap);
+                        for container in data {
+                            for s in container.drain(..) {
+                                builder.clear();
+                                builder.push((
+                                    (s.trade.symbol, Point::from(&s.trade)),
+                                    time,
+                                    1isize,
+                                ));
+                                if let Some(prev) = s.prev {
+                                    builder.push(((s.trade.symbol, prev), time, -1));
+                                }
+                                session.give_iterator(builder.drain(..));
                             }
-                            session.give_iterator(builder.drain(..));
                         }
-                    }
-                });
-            }
-        })
+                    });
+                }
+            },
+        )
         .as_collection()
     }
 }

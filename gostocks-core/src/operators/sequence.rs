@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::StreamVec;
 
 use crate::decimal::Fixed;
 use crate::symbol::Symbol;
@@ -24,7 +24,11 @@ pub struct Point {
 
 impl From<&Trade> for Point {
     fn from(t: &Trade) -> Point {
-        Point { time_ns: t.time_ns, seq: t.seq, price: t.price }
+        Point {
+            time_ns: t.time_ns,
+            seq: t.seq,
+            price: t.price,
+        }
     }
 }
 

@@ -28,34 +28,58 @@ type TickStream = Pin<Box<dyn Stream<Item = Result<v1::Tick, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl MarketService for Market {
-    async fn get_price(&self, req: Request<v1::GetPriceRequest>) -> Result<Response<v1::Price>, Status> {
+    async fn get_price(
+        &self,
+        req: Request<v1::GetPriceRequest>,
+    ) -> Result<Response<v1::Price>, Status> {
         let symbol = req.into_inner().symbol.trim().to_uppercase();
         if symbol.is_empty() {
             return Err(Status::invalid_argument("symbol: must not be empty"));
         }
-        let p = self.state.price(&symbol).ok_or_else(|| {
-            Status::not_found(format!("no trades seen for symbol `{symbol}`"))
-        })?;
-        Ok(Response::new(v1::Price { symbol, price: Some(p.price.into()), time_ns: p.time_ns as i64 }))
+        let p = self
+            .state
+            .price(&symbol)
+            .ok_or_else(|| Status::not_found(format!("no trades seen for symbol `{symbol}`")))?;
+        Ok(Response::new(v1::Price {
+            symbol,
+            price: Some(p.price.into()),
+            time_ns: p.time_ns as i64,
+        }))
     }
 
-    async fn get_stats(&self, _req: Request<v1::GetStatsRequest>) -> Result<Response<v1::WindowStats>, Status> {
-        Err(Status::unimplemented("GetStats is served once `gostocks run` computes window stats"))
+    async fn get_stats(
+        &self,
+        _req: Request<v1::GetStatsRequest>,
+    ) -> Result<Response<v1::WindowStats>, Status> {
+        Err(Status::unimplemented(
+            "GetStats is served once `gostocks run` computes window stats",
+        ))
     }
 
     type StreamTicksStream = TickStream;
 
-    async fn stream_ticks(&self, req: Request<v1::StreamTicksRequest>) -> Result<Response<TickStream>, Status> {
-        let wanted: Vec<String> = req.into_inner().symbols.into_iter().map(|s| s.trim().to_uppercase()).collect();
-        let feed = BroadcastStream::new(self.state.subscribe()).filter_map(move |item| match item {
-            Ok(tick) if wanted.is_empty() || wanted.contains(&tick.symbol) => Some(Ok(v1::Tick::from(&tick))),
-            Ok(_) => None,
-            // A subscriber that falls behind skips ticks rather than stalling the feed.
-            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                tracing::debug!(skipped = n, "slow tick subscriber");
-                None
-            }
-        });
+    async fn stream_ticks(
+        &self,
+        req: Request<v1::StreamTicksRequest>,
+    ) -> Result<Response<TickStream>, Status> {
+        let wanted: Vec<String> = req
+            .into_inner()
+            .symbols
+            .into_iter()
+            .map(|s| s.trim().to_uppercase())
+            .collect();
+        let feed =
+            BroadcastStream::new(self.state.subscribe()).filter_map(move |item| match item {
+                Ok(tick) if wanted.is_empty() || wanted.contains(&tick.symbol) => {
+                    Some(Ok(v1::Tick::from(&tick)))
+                }
+                Ok(_) => None,
+                // A subscriber that falls behind skips ticks rather than stalling the feed.
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    tracing::debug!(skipped = n, "slow tick subscriber");
+                    None
+                }
+            });
         Ok(Response::new(Box::pin(feed)))
     }
 }

@@ -28,7 +28,9 @@ fn problem(status: StatusCode, code: &'static str, message: String) -> Rejection
 }
 
 /// Every route of the REST API.
-pub fn routes(state: Arc<MarketState>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+pub fn routes(
+    state: Arc<MarketState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_state = warp::any().map(move || Arc::clone(&state));
     let healthz = warp::path!("healthz").and(warp::get()).and(with_state.clone()).map(|s: Arc<MarketState>| {
         let (accepted, rejected) = s.counts();
@@ -36,11 +38,17 @@ pub fn routes(state: Arc<MarketState>) -> impl Filter<Extract = (impl Reply,), E
             "status": "ok", "ticks": accepted, "rejected": rejected, "symbols": s.symbols().len()
         }))
     });
-    let price = warp::path!("price" / String).and(warp::get()).and(with_state.clone()).and_then(get_price);
-    let symbols = warp::path!("symbols")
+    let price = warp::path!("price" / String)
         .and(warp::get())
-        .and(with_state)
-        .map(|s: Arc<MarketState>| warp::reply::json(&serde_json::json!({ "symbols": s.symbols() })));
+        .and(with_state.clone())
+        .and_then(get_price);
+    let symbols =
+        warp::path!("symbols")
+            .and(warp::get())
+            .and(with_state)
+            .map(|s: Arc<MarketState>| {
+                warp::reply::json(&serde_json::json!({ "symbols": s.symbols() }))
+            });
     healthz.or(price).or(symbols).recover(recover)
 }
 
@@ -56,22 +64,54 @@ async fn get_price(symbol: String, state: Arc<MarketState>) -> Result<impl Reply
         None => Err(problem(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no trades seen for symbol `{symbol}`; GET /symbols lists the symbols with prices"),
+            format!(
+                "no trades seen for symbol `{symbol}`; GET /symbols lists the symbols with prices"
+            ),
         )),
     }
 }
 
 async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
     let (status, body) = if let Some(Problem(status, body)) = err.find::<Problem>() {
-        (*status, ApiError { code: body.code, message: body.message.clone() })
+        (
+            *status,
+            ApiError {
+                code: body.code,
+                message: body.message.clone(),
+            },
+        )
     } else if err.is_not_found() {
-        (StatusCode::NOT_FOUND, ApiError { code: "not_found", message: "no such route; see the README for the endpoints".into() })
+        (
+            StatusCode::NOT_FOUND,
+            ApiError {
+                code: "not_found",
+                message: "no such route; see the README for the endpoints".into(),
+            },
+        )
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, ApiError { code: "method_not_allowed", message: "this route does not take that method".into() })
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            ApiError {
+                code: "method_not_allowed",
+                message: "this route does not take that method".into(),
+            },
+        )
     } else if let Some(e) = err.find::<warp::reject::PayloadTooLarge>() {
-        (StatusCode::PAYLOAD_TOO_LARGE, ApiError { code: "payload_too_large", message: e.to_string() })
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError {
+                code: "payload_too_large",
+                message: e.to_string(),
+            },
+        )
     } else {
-        (StatusCode::BAD_REQUEST, ApiError { code: "bad_request", message: format!("{err:?}") })
+        (
+            StatusCode::BAD_REQUEST,
+            ApiError {
+                code: "bad_request",
+                message: format!("{err:?}"),
+            },
+        )
     };
     Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
 }
@@ -79,27 +119,40 @@ async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gostocks_core::operators::Point;
     use gostocks_core::Symbol;
+    use gostocks_core::operators::Point;
 
     fn state() -> Arc<MarketState> {
         let s = Arc::new(MarketState::new(16));
-        let point = Point { time_ns: 7, seq: 1, price: "585.33".parse().unwrap() };
+        let point = Point {
+            time_ns: 7,
+            seq: 1,
+            price: "585.33".parse().unwrap(),
+        };
         s.apply_last(&Symbol::new("AAPL").unwrap(), &point);
         s
     }
 
     #[tokio::test]
     async fn price_of_a_known_symbol() {
-        let res = warp::test::request().path("/price/AAPL").reply(&routes(state())).await;
+        let res = warp::test::request()
+            .path("/price/AAPL")
+            .reply(&routes(state()))
+            .await;
         assert_eq!(res.status(), 200);
         let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
-        assert_eq!(body, serde_json::json!({"symbol": "AAPL", "price": 585.33, "time_ns": 7}));
+        assert_eq!(
+            body,
+            serde_json::json!({"symbol": "AAPL", "price": 585.33, "time_ns": 7})
+        );
     }
 
     #[tokio::test]
     async fn unknown_symbol_is_a_json_404() {
-        let res = warp::test::request().path("/price/NOPE").reply(&routes(state())).await;
+        let res = warp::test::request()
+            .path("/price/NOPE")
+            .reply(&routes(state()))
+            .await;
         assert_eq!(res.status(), 404);
         let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
         assert_eq!(body["code"], "not_found");
@@ -108,11 +161,21 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_and_unknown_routes() {
-        let res = warp::test::request().path("/healthz").reply(&routes(state())).await;
+        let res = warp::test::request()
+            .path("/healthz")
+            .reply(&routes(state()))
+            .await;
         assert_eq!(res.status(), 200);
-        let res = warp::test::request().path("/nothing").reply(&routes(state())).await;
+        let res = warp::test::request()
+            .path("/nothing")
+            .reply(&routes(state()))
+            .await;
         assert_eq!(res.status(), 404);
-        let res = warp::test::request().method("POST").path("/price/AAPL").reply(&routes(state())).await;
+        let res = warp::test::request()
+            .method("POST")
+            .path("/price/AAPL")
+            .reply(&routes(state()))
+            .await;
         assert_eq!(res.status(), 405);
     }
 }

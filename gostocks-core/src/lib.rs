@@ -43,9 +43,11 @@
 #![forbid(missing_docs)]
 
 pub mod decimal;
+pub mod feed;
 pub mod indicators;
 pub mod operators;
 pub mod span;
+pub mod stats;
 pub mod symbol;
 pub mod tick;
 

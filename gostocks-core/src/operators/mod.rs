@@ -1,15 +1,89 @@
 //! Dataflow operators: thin extension traits over timely streams and differential collections,
 //! one per file. The maths they apply lives in [`crate::indicators`].
 
+pub mod bars;
 pub mod last_price;
 pub mod sequence;
+pub mod window_stats;
 
+pub use bars::{BarEma, Bars};
 pub use last_price::LastPrice;
 pub use sequence::{Point, Sequence, Sequenced};
+pub use window_stats::{StatsChangelog, WindowStats};
 
 use std::hash::{Hash, Hasher};
 
+use timely::dataflow::StreamVec;
+
+use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
 use crate::symbol::Symbol;
+use crate::tick::Trade;
+
+/// The outputs of [`analytics`].
+pub struct Analytics<'scope> {
+    /// The stats changelog, emitted as each grid time becomes final.
+    pub stats: StreamVec<'scope, u64, StatsRow>,
+    /// Final bars with their EMA.
+    pub bars: StreamVec<'scope, u64, BarRow>,
+    /// The sequenced trades (for alert matching and live feeds).
+    pub sequenced: StreamVec<'scope, u64, Sequenced>,
+}
+
+/// The whole analytics dataflow of the contract over trades placed at their grid times:
+/// sequence per symbol, window stats joined with the last price, bars with their EMA.
+///
+/// # Examples
+/// ```
+/// use gostocks_core::operators::analytics;
+/// use gostocks_core::stats::AnalyticsConfig;
+/// use gostocks_core::{Symbol, Trade};
+/// use timely::dataflow::operators::{Capture, capture::Extract};
+/// use timely::dataflow::operators::Input;
+///
+/// let captured = timely::example(|scope| {
+///     let (mut input, trades) = scope.new_input::<Vec<Trade>>();
+///     let out = analytics(trades, &AnalyticsConfig::default());
+///     let sec = 1_000_000_000u64;
+///     for (t, price) in [(sec / 2, "10"), (sec, "11"), (3 * sec / 2, "12")] {
+///         let g = gostocks_core::feed::grid_ceil(t, sec);
+///         if g > *input.time() { input.advance_to(g); }
+///         input.send(Trade { symbol: Symbol::new("X").unwrap(), time_ns: t, seq: 0,
+///             price: price.parse().unwrap(), size: "1".parse().unwrap() });
+///     }
+///     input.close();
+///     out.stats.capture()
+/// });
+/// let rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+/// // 60s window at t = 1s: ticks at 0.5s and 1s.
+/// let first = rows.iter().find(|r| r.window == 0 && r.time_ns == 1_000_000_000).unwrap();
+/// assert_eq!(first.core.unwrap().agg.count, 2);
+/// assert_eq!(first.last.unwrap().to_string(), "11");
+/// // 61s later the 60s window has emptied again: a row with no content.
+/// let last = rows.iter().filter(|r| r.window == 0).last().unwrap();
+/// assert_eq!((last.time_ns, last.core), (62_000_000_000, None));
+/// ```
+pub fn analytics<'scope>(
+    trades: StreamVec<'scope, u64, Trade>,
+    config: &AnalyticsConfig,
+) -> Analytics<'scope> {
+    let sequenced = trades.sequence();
+    let last = sequenced.clone().last_price();
+    let stats = sequenced
+        .clone()
+        .window_cores(&config.windows)
+        .map(|((symbol, w), core)| (symbol, (w, core)))
+        .join(last)
+        .stats_changelog();
+    let bars = sequenced
+        .clone()
+        .bar_cores(&config.bars)
+        .with_ema(config.ema_span);
+    Analytics {
+        stats,
+        bars,
+        sequenced,
+    }
+}
 
 /// The worker-routing hash of a symbol: every operator that partitions by symbol uses this one,
 /// so that consecutive exchanges by symbol stay on the same worker.

@@ -1,0 +1,92 @@
+//! Admitting ticks into the dataflow: the event-time grid and the lateness rule.
+
+use serde::{Deserialize, Serialize};
+
+/// The first grid time at or after `t`: the earliest result a trade at `t` belongs to (the stats
+/// "at grid time g" cover `g - W < t <= g`).
+///
+/// ```
+/// use gostocks_core::feed::grid_ceil;
+/// assert_eq!(grid_ceil(1_000, 1_000), 1_000);
+/// assert_eq!(grid_ceil(1_001, 1_000), 2_000);
+/// ```
+pub fn grid_ceil(t: u64, resolution: u64) -> u64 {
+    t.div_ceil(resolution) * resolution
+}
+
+/// A tick refused because it arrived too late.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error(
+    "late by {behind_ns} ns: t={time_ns} is more than the lateness {lateness_ns} ns behind the greatest t seen ({max_seen_ns})"
+)]
+pub struct Late {
+    /// The tick's event time.
+    pub time_ns: u64,
+    /// The greatest event time seen from its input before it.
+    pub max_seen_ns: u64,
+    /// How far behind that it is.
+    pub behind_ns: u64,
+    /// The allowed lateness.
+    pub lateness_ns: u64,
+}
+
+/// The watermark of one input (a file, a Kafka partition): the greatest event time seen, minus
+/// the allowed lateness.
+///
+/// A tick whose `t` is more than `lateness` behind the greatest `t` already seen from its input
+/// is late; every other tick is admitted at its grid time, which is never below
+/// [`Watermark::input_time`]. Results for grid times below the minimum `input_time` over all
+/// inputs are final.
+///
+/// ```
+/// use gostocks_core::feed::Watermark;
+/// let mut w = Watermark::new(2_000, 1_000);
+/// assert_eq!(w.admit(10_500), Ok(11_000));
+/// assert_eq!(w.admit(8_500), Ok(9_000)); // 2 µs behind: within the lateness
+/// assert!(w.admit(8_499).is_err());
+/// assert_eq!(w.input_time(), 9_000);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermark {
+    lateness: u64,
+    resolution: u64,
+    max_seen: Option<u64>,
+}
+
+impl Watermark {
+    /// A watermark with the allowed `lateness` on a grid of `resolution` (both in ns).
+    pub fn new(lateness: u64, resolution: u64) -> Watermark {
+        Watermark {
+            lateness,
+            resolution: resolution.max(1),
+            max_seen: None,
+        }
+    }
+
+    /// Admits a tick at `t`: its grid time, or why it is late.
+    pub fn admit(&mut self, t: u64) -> Result<u64, Late> {
+        if let Some(max) = self.max_seen {
+            if t < max.saturating_sub(self.lateness) {
+                return Err(Late {
+                    time_ns: t,
+                    max_seen_ns: max,
+                    behind_ns: max - t,
+                    lateness_ns: self.lateness,
+                });
+            }
+            if t > max {
+                self.max_seen = Some(t);
+            }
+        } else {
+            self.max_seen = Some(t);
+        }
+        Ok(grid_ceil(t, self.resolution))
+    }
+
+    /// The least grid time a future admitted tick can have.
+    pub fn input_time(&self) -> u64 {
+        self.max_seen.map_or(0, |m| {
+            grid_ceil(m.saturating_sub(self.lateness), self.resolution)
+        })
+    }
+}

@@ -29,13 +29,15 @@
 //!     .map(|l| serde_json::from_str::<Tick>(l).unwrap().validate().unwrap())
 //!     .collect();
 //! let captured = timely::example(move |scope| {
-//!     trades.to_stream(scope).sequence().last_price().consolidate().inner.capture()
+//!     trades.to_stream(scope).sequence(1).last_price().consolidate().inner.capture()
 //! });
-//! let mut last: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v)
-//!     .map(|((sym, point), _time, _diff)| format!("{sym} {}", point.price))
-//!     .collect();
-//! last.sort();
-//! assert_eq!(last, ["AAPL 585.1", "GOOG 565.2"]);
+//! // Accumulate the changes over all times: what remains is the current last price per symbol.
+//! let mut state = std::collections::BTreeMap::new();
+//! for ((sym, point), _time, diff) in captured.extract().into_iter().flat_map(|(_, v)| v) {
+//!     *state.entry((sym.to_string(), point.price.to_string())).or_insert(0) += diff;
+//! }
+//! let last: Vec<_> = state.into_iter().filter(|(_, d)| *d != 0).map(|(k, _)| k).collect();
+//! assert_eq!(last, [("AAPL".into(), "585.1".into()), ("GOOG".into(), "565.2".into())]);
 //! ```
 //!
 //! [timely]: https://docs.rs/timely
@@ -46,6 +48,7 @@ pub mod decimal;
 pub mod feed;
 pub mod indicators;
 pub mod operators;
+pub mod reference;
 pub mod span;
 pub mod stats;
 pub mod symbol;

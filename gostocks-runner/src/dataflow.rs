@@ -31,7 +31,7 @@ pub fn run(
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
             let (probe, _) = trades
-                .sequence()
+                .sequence(resolution)
                 .last_price()
                 .arrange_by_key_named("LastPriceBySymbol")
                 .as_collection(|sym, point| (*sym, *point))

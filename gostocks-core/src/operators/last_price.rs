@@ -25,14 +25,15 @@ pub trait LastPrice<'scope> {
     ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
     /// };
     /// let captured = timely::example(move |scope| {
-    ///     let last = vec![t(3, "31"), t(1, "30")].to_stream(scope).sequence().last_price();
+    ///     let last = vec![t(3, "31"), t(1, "30")].to_stream(scope).sequence(1).last_price();
     ///     let _index = last.clone().arrange_by_key(); // for other operators to join against
     ///     last.consolidate().inner.capture()
     /// });
     /// let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
-    /// assert_eq!(out.len(), 1);
-    /// assert_eq!(out[0].0.1.price.to_string(), "31");
-    /// assert_eq!(out[0].2, 1);
+    /// // At t=1 the price is 30; at t=3 it is replaced by 31.
+    /// let show = |((_, p), t, d): &((Symbol, gostocks_core::operators::Point), u64, isize)| (p.price.to_string(), *t, *d);
+    /// let changes: Vec<_> = out.iter().map(show).collect();
+    /// assert_eq!(changes, [("30".into(), 1, 1), ("30".into(), 3, -1), ("31".into(), 3, 1)]);
     /// ```
     fn last_price(self) -> VecCollection<'scope, u64, (Symbol, Point)>;
 }

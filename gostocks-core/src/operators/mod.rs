@@ -45,8 +45,8 @@ pub struct Analytics<'scope> {
 ///     let out = analytics(trades, &AnalyticsConfig::default());
 ///     let sec = 1_000_000_000u64;
 ///     for (t, price) in [(sec / 2, "10"), (sec, "11"), (3 * sec / 2, "12")] {
-///         let g = gostocks_core::feed::grid_ceil(t, sec);
-///         if g > *input.time() { input.advance_to(g); }
+///         // Each trade is placed at its grid time; the input only promises not to go below t.
+///         input.advance_to(t);
 ///         input.send(Trade { symbol: Symbol::new("X").unwrap(), time_ns: t, seq: 0,
 ///             price: price.parse().unwrap(), size: "1".parse().unwrap() });
 ///     }
@@ -66,7 +66,7 @@ pub fn analytics<'scope>(
     trades: StreamVec<'scope, u64, Trade>,
     config: &AnalyticsConfig,
 ) -> Analytics<'scope> {
-    let sequenced = trades.sequence();
+    let sequenced = trades.sequence(config.resolution.ns());
     let last = sequenced.clone().last_price();
     let stats = sequenced
         .clone()

@@ -43,10 +43,12 @@ pub struct Sequenced {
 
 /// Orders trades per symbol once their timestamp is complete.
 pub trait Sequence<'scope> {
-    /// Routes trades by symbol, holds each timestamp's trades until the input frontier has passed
-    /// it, then emits them in `(symbol, t, seq)` order, each paired with its predecessor.
+    /// Routes trades by symbol and places each at its grid time `grid_ceil(t, resolution)` (the
+    /// message's timestamp may be earlier: an input only promises not to go below it). Once the
+    /// frontier has passed a grid time, its trades are emitted at that time in `(symbol, t, seq)`
+    /// order, each paired with its predecessor.
     ///
-    /// Because a timestamp is processed only when complete, the pairing depends on the set of
+    /// Because a grid time is processed only when complete, the pairing depends on the set of
     /// trades and not on their arrival order.
     ///
     /// # Examples
@@ -61,17 +63,18 @@ pub trait Sequence<'scope> {
     /// };
     /// // Arrives out of order; comes out paired in event-time order.
     /// let captured = timely::example(move |scope| {
-    ///     vec![t(2, "11"), t(1, "10")].to_stream(scope).sequence().capture()
+    ///     vec![t(2, "11"), t(1, "10")].to_stream(scope).sequence(1).capture()
     /// });
     /// let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
     /// assert_eq!(out[0].prev, None);
     /// assert_eq!(out[1].prev.unwrap().price.to_string(), "10");
     /// ```
-    fn sequence(self) -> StreamVec<'scope, u64, Sequenced>;
+    fn sequence(self, resolution: u64) -> StreamVec<'scope, u64, Sequenced>;
 }
 
 impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
-    fn sequence(self) -> StreamVec<'scope, u64, Sequenced> {
+    fn sequence(self, resolution: u64) -> StreamVec<'scope, u64, Sequenced> {
+        let resolution = resolution.max(1);
         let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
         self.unary_frontier(pact, "Sequence", |_cap, _info| {
             let mut pending = BTreeMap::new();
@@ -79,11 +82,14 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
             let mut batch: Vec<Trade> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
-                    if let Some(cap) = cap.retain_least(output.output_index()) {
-                        let time = *cap.time();
-                        let entry = pending.entry(time).or_insert_with(|| (cap, Vec::new()));
-                        for container in data {
-                            entry.1.append(container);
+                    for container in data {
+                        for trade in container.drain(..) {
+                            let g0 = crate::feed::grid_ceil(trade.time_ns, resolution);
+                            pending
+                                .entry(g0)
+                                .or_insert_with(|| (cap.delayed(&g0, 0), Vec::new()))
+                                .1
+                                .push(trade);
                         }
                     }
                 });

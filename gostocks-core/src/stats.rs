@@ -128,7 +128,8 @@ pub struct BarCore {
     pub agg: Agg,
 }
 
-/// A final bar with its EMA.
+/// A final bar with its EMA. Ordered by `(symbol, bar, start_ns)`: within one end time, the
+/// order of the bars output.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BarRow {
     /// Symbol.
@@ -141,6 +142,24 @@ pub struct BarRow {
     pub core: BarCore,
     /// EMA of closes up to and including this bar.
     pub ema: f64,
+}
+
+// The EMA is a function of the bar's history, never NaN (closes are finite), so the derived
+// equality is an equivalence and the order below is total.
+impl Eq for BarRow {}
+
+impl Ord for BarRow {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.symbol, self.bar, self.start_ns, self.core)
+            .cmp(&(other.symbol, other.bar, other.start_ns, other.core))
+            .then(self.ema.total_cmp(&other.ema))
+    }
+}
+
+impl PartialOrd for BarRow {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 fn opt_f64(out: &mut String, v: Option<f64>) {

@@ -2,11 +2,13 @@
 //! one per file. The maths they apply lives in [`crate::indicators`].
 
 pub mod bars;
+pub mod emit;
 pub mod last_price;
 pub mod sequence;
 pub mod window_stats;
 
 pub use bars::{BarEma, Bars};
+pub use emit::EmitOrdered;
 pub use last_price::LastPrice;
 pub use sequence::{Point, Sequence, Sequenced};
 pub use window_stats::{StatsChangelog, WindowStats};

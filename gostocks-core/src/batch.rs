@@ -1,0 +1,148 @@
+//! Driving the analytics over inputs that are already in memory or read by the caller: the
+//! multi-input [`Feeder`] and [`run_batch`].
+
+use std::sync::{Arc, Mutex};
+
+use timely::dataflow::operators::Input;
+use timely::dataflow::operators::Probe;
+
+use crate::feed::{Late, Watermark};
+use crate::operators::{EmitOrdered, analytics};
+use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
+use crate::tick::Trade;
+
+/// The watermarks of one worker's inputs. A worker's timely input may advance to
+/// [`Feeder::input_time`]: no admitted tick of any of its live inputs can fall below it.
+#[derive(Clone, Debug)]
+pub struct Feeder {
+    marks: Vec<Watermark>,
+    live: Vec<bool>,
+}
+
+impl Feeder {
+    /// `inputs` inputs, each with the allowed `lateness`, on a grid of `resolution` (ns).
+    pub fn new(inputs: usize, lateness: u64, resolution: u64) -> Feeder {
+        Feeder {
+            marks: vec![Watermark::new(lateness, resolution); inputs],
+            live: vec![true; inputs],
+        }
+    }
+
+    /// Admits a tick at `t` from `input`, or says why it is late.
+    pub fn admit(&mut self, input: usize, t: u64) -> Result<u64, Late> {
+        self.marks[input].admit(t)
+    }
+
+    /// Marks `input` exhausted: it no longer holds time back.
+    pub fn finish(&mut self, input: usize) {
+        self.live[input] = false;
+    }
+
+    /// The live input whose watermark is furthest behind (read it next to keep inputs in step).
+    pub fn laggard(&self) -> Option<usize> {
+        (0..self.marks.len())
+            .filter(|&i| self.live[i])
+            .min_by_key(|&i| self.marks[i].input_time())
+    }
+
+    /// The least grid time a future tick of a live input can have; `None` when all are done.
+    pub fn input_time(&self) -> Option<u64> {
+        (0..self.marks.len())
+            .filter(|&i| self.live[i])
+            .map(|i| self.marks[i].input_time())
+            .min()
+    }
+}
+
+/// What [`run_batch`] computed, each in output order.
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    /// The stats changelog, sorted by `(time, symbol, window)`.
+    pub stats: Vec<StatsRow>,
+    /// Final bars, sorted by `(end time, symbol, bar)`.
+    pub bars: Vec<BarRow>,
+    /// Late ticks and why, in the order their inputs were read.
+    pub late: Vec<(Trade, Late)>,
+}
+
+/// Runs the analytics over `inputs` (each in its arrival order, each with its own watermark) on
+/// `workers` threads; input `i` is read by worker `i % workers`. With `collect == false` the
+/// outputs are computed but dropped (for benchmarks).
+pub fn run_batch(
+    inputs: Vec<Vec<Trade>>,
+    config: &AnalyticsConfig,
+    workers: usize,
+    collect: bool,
+) -> BatchOutput {
+    let out = Arc::new(Mutex::new(BatchOutput::default()));
+    let inputs = Arc::new(inputs);
+    let config = config.clone();
+    let shared = Arc::clone(&out);
+    timely::execute(timely::Config::process(workers.max(1)), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (stats_sink, bars_sink) = (Arc::clone(&shared), Arc::clone(&shared));
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, trades) = scope.new_input::<Vec<Trade>>();
+            let out = analytics(trades, &config);
+            out.stats.clone().emit_ordered(move |_, rows| {
+                if collect {
+                    stats_sink
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .stats
+                        .append(rows);
+                }
+            });
+            out.bars
+                .clone()
+                .emit_ordered(move |_, rows: &mut Vec<BarRow>| {
+                    if collect {
+                        bars_sink
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .bars
+                            .append(rows);
+                    }
+                });
+            let (probe, _) = out.stats.probe();
+            (input, probe)
+        });
+        let mine: Vec<&Vec<Trade>> = inputs.iter().skip(index).step_by(peers).collect();
+        let mut feeder = Feeder::new(mine.len(), config.lateness, config.resolution.ns());
+        let mut cursors = vec![0usize; mine.len()];
+        let mut late = Vec::new();
+        const CHUNK: usize = 16_384;
+        while let Some(i) = feeder.laggard() {
+            let slice = &mine[i][cursors[i]..(cursors[i] + CHUNK).min(mine[i].len())];
+            for trade in slice {
+                match feeder.admit(i, trade.time_ns) {
+                    Ok(_) => input.send(*trade),
+                    Err(why) => late.push((*trade, why)),
+                }
+            }
+            cursors[i] += slice.len();
+            if cursors[i] == mine[i].len() {
+                feeder.finish(i);
+            }
+            let before = *input.time();
+            if let Some(t) = feeder.input_time().filter(|&t| t > before) {
+                input.advance_to(t);
+            }
+            // Keep at most about one chunk in flight.
+            while probe.less_than(&before) {
+                worker.step();
+            }
+        }
+        drop(input);
+        while worker.step() {}
+        if collect {
+            shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .late
+                .append(&mut late);
+        }
+    })
+    .expect("timely workers start");
+    std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()))
+}

@@ -84,18 +84,23 @@ pub fn run_batch(
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
             let out = analytics(trades, &config);
-            out.stats.clone().emit_ordered(move |_, rows| {
-                if collect {
-                    stats_sink
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .stats
-                        .append(rows);
-                }
-            });
+            let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
+            out.stats.clone().emit_ordered(
+                |r: &StatsRow| r.time_ns,
+                move |_, rows| {
+                    if collect {
+                        stats_sink
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .stats
+                            .append(rows);
+                    }
+                },
+            );
+            let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
             out.bars
                 .clone()
-                .emit_ordered(move |_, rows: &mut Vec<BarRow>| {
+                .emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
                     if collect {
                         bars_sink
                             .lock()

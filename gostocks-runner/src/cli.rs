@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use gostocks_connectors::file::Format;
 use gostocks_core::Span;
 
 /// gostocks: exact, incremental market analytics on timely/differential dataflow.
@@ -32,6 +33,66 @@ pub enum Command {
     Run(RunArgs),
     /// Write a synthetic tick recording (geometric Brownian prices, bursty arrivals).
     Simulate(SimulateArgs),
+    /// Run the analytics dataflow over recorded files and write stats, bars and late ticks.
+    ///
+    /// Stats are a changelog: a line per (symbol, window) at every grid time where the window's
+    /// content changed; the state at any time is the latest line at or before it. Bars are
+    /// written once final. See the README for every field.
+    Analyze(AnalyzeArgs),
+}
+
+/// Flags of `gostocks analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Input files (any mix of formats; gzip is detected). Each file is its own input with its
+    /// own watermark.
+    #[arg(long, num_args = 1.., required = true)]
+    pub input: Vec<PathBuf>,
+
+    /// Input format: auto, jsonl, csv, lobster, binance-trades or binance-raw.
+    #[arg(long, default_value = "auto")]
+    pub format: Format,
+
+    /// A sliding window length; repeat for several.
+    #[arg(long, default_values = ["60s", "300s"])]
+    pub window: Vec<Span>,
+
+    /// The result grid; must divide every window and bar.
+    #[arg(long, default_value = "1s")]
+    pub resolution: Span,
+
+    /// A tumbling bar size; repeat for several.
+    #[arg(long, default_values = ["1s", "1m"])]
+    pub bar: Vec<Span>,
+
+    /// EMA span over bar closes (a = 2 / (span + 1)).
+    #[arg(long, default_value_t = 20)]
+    pub ema_span: u32,
+
+    /// Allowed lateness per input: a tick more than this behind the greatest time seen from its
+    /// input is late (written to --late-out, not counted). Default 0.
+    #[arg(long)]
+    pub lateness: Option<Span>,
+
+    /// Timely worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+
+    /// Where to write the stats changelog (JSON lines).
+    #[arg(long)]
+    pub stats_out: PathBuf,
+
+    /// Where to write final bars (JSON lines).
+    #[arg(long)]
+    pub bars_out: Option<PathBuf>,
+
+    /// Where to write late ticks (JSON lines: symbol, time_ns, seq, reason).
+    #[arg(long)]
+    pub late_out: Option<PathBuf>,
+
+    /// Where to write records that did not decode or validate, with the reason (JSON lines).
+    #[arg(long)]
+    pub errors_out: Option<PathBuf>,
 }
 
 /// Flags of `gostocks run`.

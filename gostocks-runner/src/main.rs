@@ -2,6 +2,7 @@
 //!
 //! `main` only wires: parse the command line, install tracing, dispatch.
 
+mod analyze;
 mod cli;
 mod dataflow;
 mod grpc;
@@ -20,5 +21,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Simulate(args) => simulate::simulate(args),
+        cli::Command::Analyze(args) => analyze::analyze(args),
     }
 }

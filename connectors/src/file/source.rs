@@ -1,8 +1,10 @@
 //! Reading tick files: format detection and one decoder per format.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 use gostocks_core::{Fixed, Rejection, Side, Tick};
@@ -55,6 +57,21 @@ pub struct TickFile {
     counts: FileCounts,
     row: u64,
     path: String,
+    bytes: Arc<AtomicU64>,
+}
+
+/// Counts the bytes taken from the file itself (compressed bytes for gzip), for progress bars.
+struct Counting<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 impl std::fmt::Debug for TickFile {
@@ -78,7 +95,12 @@ impl TickFile {
             path: shown.clone(),
             source,
         };
-        let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counted = Counting {
+            inner: File::open(path).map_err(io)?,
+            bytes: Arc::clone(&bytes),
+        };
+        let mut file = BufReader::with_capacity(1 << 20, counted);
         let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
         let mut reader: Box<dyn BufRead + Send> = if gzip {
             Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(file)))
@@ -106,6 +128,7 @@ impl TickFile {
             counts: FileCounts::default(),
             row: 0,
             path: shown.clone(),
+            bytes,
         };
         tick_file.decoder = match format {
             Format::Jsonl | Format::Auto => Decoder::Jsonl,
@@ -148,6 +171,12 @@ impl TickFile {
     /// The format being read (after detection).
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// A live count of the bytes read from the file (compressed bytes for gzip), shareable with a
+    /// progress bar on another thread.
+    pub fn bytes_read(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.bytes)
     }
 
     /// What has been read so far.

@@ -14,42 +14,79 @@ use crate::span::Span;
 use crate::stats::{BarCore, BarRow};
 use crate::symbol::Symbol;
 
-/// A trade as a bar sees it; sorts by `(t, seq)`.
-type BarTick = (u64, u64, Fixed, Fixed);
+/// The part of a bar seen in one batch: first and last trade by `(t, seq)`, extremes and sums.
+/// Sorts by its first trade, so a bar's partials arrive at the reduce in time order.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct BarPartial {
+    /// `(t, seq, price)` of the earliest trade.
+    pub first: (u64, u64, Fixed),
+    /// `(t, seq, price)` of the latest trade.
+    pub last: (u64, u64, Fixed),
+    /// Greatest price.
+    pub high: Fixed,
+    /// Least price.
+    pub low: Fixed,
+    /// Exact sums.
+    pub agg: Agg,
+}
+
+impl BarPartial {
+    fn absorb(&mut self, other: &BarPartial) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        self.high = self.high.max(other.high);
+        self.low = self.low.min(other.low);
+        self.agg += other.agg;
+    }
+}
 
 /// Tumbling bars.
 pub trait Bars<'scope> {
     /// Final bars keyed by `(symbol, bar index, start_ns)`.
     ///
-    /// A bar `[kB, (k+1)B)` is only ever final, so every trade is placed at the bar's end time
-    /// `(k+1)B` (a grid time, as the resolution divides `B`): the reduce then runs once per bar,
-    /// when its last trade can no longer arrive.
+    /// A bar `[kB, (k+1)B)` is only ever final, so each batch's part of it is placed at the bar's
+    /// end time `(k+1)B` (a grid time, as the resolution divides `B`): the reduce then runs once
+    /// per bar, when no trade of it can still arrive.
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>;
 }
 
 impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
         let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
-        self.unary(Pipeline, "BarContributions", move |_cap, _info| {
+        self.unary(Pipeline, "BarPartials", move |_cap, _info| {
+            let mut parts: HashMap<(Symbol, u8, u64), BarPartial> = HashMap::new();
+            // A bar's partial may mix grid times: all of them lie at or before the bar's end.
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(output.output_index()) else {
                         return;
                     };
-                    let mut session = output.session(&cap);
                     for container in data {
                         for s in container.iter() {
                             let t = &s.trade;
+                            let point = (t.time_ns, t.seq, t.price);
+                            let one = BarPartial {
+                                first: point,
+                                last: point,
+                                high: t.price,
+                                low: t.price,
+                                agg: Agg::tick(t.price, t.size, t.time_ns, None),
+                            };
                             for (b, size) in sizes.iter().enumerate() {
                                 let start = t.time_ns / size * size;
-                                let tick: BarTick = (t.time_ns, t.seq, t.price, t.size);
-                                session.give((
-                                    ((t.symbol, b as u8, start), tick),
-                                    start + size,
-                                    1isize,
-                                ));
+                                parts
+                                    .entry((t.symbol, b as u8, start))
+                                    .and_modify(|p| p.absorb(&one))
+                                    .or_insert(one);
                             }
                         }
+                    }
+                    let mut session = output.session(&cap);
+                    for (key, part) in parts.drain() {
+                        let end = key.2 + sizes[key.1 as usize];
+                        session.give(((key, part), end, 1isize));
                     }
                 });
             }
@@ -57,23 +94,25 @@ impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
         .as_collection()
         .reduce_named(
             "BarContent",
-            |_key, ticks: &[(&BarTick, isize)], out: &mut Vec<(BarCore, isize)>| {
-                let (first, last) = (ticks[0].0, ticks[ticks.len() - 1].0);
-                let mut core = BarCore {
-                    open: first.2,
-                    high: first.2,
-                    low: first.2,
-                    close: last.2,
-                    agg: Agg::default(),
-                };
-                for &(&(t, _, price, size), n) in ticks {
-                    core.high = core.high.max(price);
-                    core.low = core.low.min(price);
+            |_key, parts: &[(&BarPartial, isize)], out: &mut Vec<(BarCore, isize)>| {
+                let mut whole = *parts[0].0;
+                for &(part, n) in parts {
                     for _ in 0..n {
-                        core.agg += Agg::tick(price, size, t, None);
+                        whole.absorb(part);
                     }
                 }
-                out.push((core, 1));
+                // `whole` started as the first partial and absorbed it once more: take that back.
+                whole.agg -= parts[0].0.agg;
+                out.push((
+                    BarCore {
+                        open: whole.first.2,
+                        high: whole.high,
+                        low: whole.low,
+                        close: whole.last.2,
+                        agg: whole.agg,
+                    },
+                    1,
+                ));
             },
         )
     }
@@ -95,6 +134,7 @@ impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), B
                 let mut pending: BTreeMap<u64, (_, Vec<(((Symbol, u8, u64), BarCore), isize)>)> =
                     BTreeMap::new();
                 let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::new();
+                let mut ready: Vec<BarRow> = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
                         for container in data {
@@ -106,13 +146,14 @@ impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), B
                             }
                         }
                     });
+                    let mut first_cap = None;
                     while let Some(entry) = pending.first_entry() {
                         if frontier.less_equal(entry.key()) {
                             break;
                         }
                         let (cap, mut updates) = entry.remove();
+                        first_cap.get_or_insert(cap);
                         differential_dataflow::consolidation::consolidate(&mut updates);
-                        let mut session = output.session(&cap);
                         for (((symbol, bar, start_ns), core), diff) in updates {
                             if diff <= 0 {
                                 continue;
@@ -121,7 +162,7 @@ impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), B
                                 .entry((symbol, bar))
                                 .or_insert_with(|| Ema::new(span))
                                 .update(core.close.to_f64());
-                            session.give(BarRow {
+                            ready.push(BarRow {
                                 symbol,
                                 bar,
                                 start_ns,
@@ -129,6 +170,10 @@ impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), B
                                 ema,
                             });
                         }
+                    }
+                    // Every bar made final now travels in one message, under the least time.
+                    if let Some(cap) = first_cap {
+                        output.session(&cap).give_iterator(ready.drain(..));
                     }
                 }
             })

@@ -8,9 +8,10 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 /// Ordered, single-writer output.
 pub trait EmitOrdered<D> {
-    /// Routes every record to worker 0 and, once the frontier has passed a timestamp, calls
-    /// `sink(time, records)` with that timestamp's records sorted: the output is identical
-    /// whatever the number of workers. No other worker calls `sink`.
+    /// Routes every record to worker 0 and, once the frontier has passed a record's time
+    /// (`time_of(record)`, never earlier than its message's timestamp), calls
+    /// `sink(time, records)` with that time's records sorted: the output is identical whatever
+    /// the number of workers. No other worker calls `sink`.
     ///
     /// # Examples
     /// ```
@@ -21,27 +22,34 @@ pub trait EmitOrdered<D> {
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let sink = Arc::clone(&seen);
     /// timely::example(move |scope| {
-    ///     vec![3, 1, 2].to_stream(scope).emit_ordered(move |time, rows: &mut Vec<i32>| {
+    ///     vec![3, 1, 2].to_stream(scope).emit_ordered(|_| 0, move |time, rows: &mut Vec<i32>| {
     ///         sink.lock().unwrap().push((time, rows.clone()));
     ///     });
     /// });
     /// assert_eq!(*seen.lock().unwrap(), vec![(0, vec![1, 2, 3])]);
     /// ```
-    fn emit_ordered<F: FnMut(u64, &mut Vec<D>) + 'static>(self, sink: F);
+    fn emit_ordered<T, F>(self, time_of: T, sink: F)
+    where
+        T: Fn(&D) -> u64 + 'static,
+        F: FnMut(u64, &mut Vec<D>) + 'static;
 }
 
 impl<D: Ord + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
-    fn emit_ordered<F: FnMut(u64, &mut Vec<D>) + 'static>(self, mut sink: F) {
+    fn emit_ordered<T, F>(self, time_of: T, mut sink: F)
+    where
+        T: Fn(&D) -> u64 + 'static,
+        F: FnMut(u64, &mut Vec<D>) + 'static,
+    {
         let mut pending: BTreeMap<u64, Vec<D>> = BTreeMap::new();
         self.sink(
             Exchange::new(|_: &D| 0),
             "EmitOrdered",
             move |(input, frontier)| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(&time) = cap.least() else { return };
-                    let rows = pending.entry(time).or_default();
+                input.for_each_stamp(|_cap, data| {
                     for container in data {
-                        rows.append(container);
+                        for record in container.drain(..) {
+                            pending.entry(time_of(&record)).or_default().push(record);
+                        }
                     }
                 });
                 while let Some(entry) = pending.first_entry() {

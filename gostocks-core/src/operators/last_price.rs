@@ -51,10 +51,10 @@ impl<'scope> LastPrice<'scope> for StreamVec<'scope, u64, Sequenced> {
                         let Some(cap) = cap.retain_least(output.output_index()) else {
                             return;
                         };
-                        let time = *cap.time();
                         let mut session = output.session(&cap);
                         for container in data {
                             for s in container.drain(..) {
+                                let time = s.time;
                                 builder.clear();
                                 builder.push((
                                     (s.trade.symbol, Point::from(&s.trade)),

@@ -11,7 +11,7 @@ pub use bars::{BarEma, Bars};
 pub use emit::EmitOrdered;
 pub use last_price::LastPrice;
 pub use sequence::{Point, Sequence, Sequenced};
-pub use window_stats::{StatsChangelog, WindowStats};
+pub use window_stats::{WindowChange, WindowKey, WindowStats};
 
 use std::hash::{Hash, Hasher};
 
@@ -69,13 +69,7 @@ pub fn analytics<'scope>(
     config: &AnalyticsConfig,
 ) -> Analytics<'scope> {
     let sequenced = trades.sequence(config.resolution.ns());
-    let last = sequenced.clone().last_price();
-    let stats = sequenced
-        .clone()
-        .window_cores(&config.windows)
-        .map(|((symbol, w), core)| (symbol, (w, core)))
-        .join(last)
-        .stats_changelog();
+    let stats = sequenced.clone().window_changelog(&config.windows);
     let bars = sequenced
         .clone()
         .bar_cores(&config.bars)

@@ -33,8 +33,14 @@ impl From<&Trade> for Point {
 }
 
 /// A trade with the trade of the same symbol just before it in `(t, seq)` order, if any.
+///
+/// It carries its grid time: operators downstream group and stash by `time`, which may be later
+/// than the timestamp of the message that carries it (one message holds every grid time that
+/// became final at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Sequenced {
+    /// The grid time at which the trade enters the results.
+    pub time: u64,
     /// The trade.
     pub trade: Trade,
     /// Its predecessor, which may be arbitrarily older.
@@ -79,7 +85,7 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
         self.unary_frontier(pact, "Sequence", |_cap, _info| {
             let mut pending = BTreeMap::new();
             let mut last: HashMap<Symbol, Point> = HashMap::new();
-            let mut batch: Vec<Trade> = Vec::new();
+            let mut ready: Vec<Sequenced> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     for container in data {
@@ -93,18 +99,23 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                         }
                     }
                 });
+                // Every time made final now travels in one message, under the least one.
+                let mut first_cap = None;
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
+                    let time = *entry.key();
                     let (cap, mut trades) = entry.remove();
-                    std::mem::swap(&mut batch, &mut trades);
-                    batch.sort_unstable_by_key(|t| (t.symbol, t.time_ns, t.seq));
-                    let mut session = output.session(&cap);
-                    for trade in batch.drain(..) {
+                    first_cap.get_or_insert(cap);
+                    trades.sort_unstable_by_key(|t| (t.symbol, t.time_ns, t.seq));
+                    for trade in trades {
                         let prev = last.insert(trade.symbol, Point::from(&trade));
-                        session.give(Sequenced { trade, prev });
+                        ready.push(Sequenced { time, trade, prev });
                     }
+                }
+                if let Some(cap) = first_cap {
+                    output.session(&cap).give_iterator(ready.drain(..));
                 }
             }
         })

@@ -1,142 +1,282 @@
 //! `window_stats`: sliding-window statistics per symbol, maintained incrementally.
+//!
+//! The sums of a window travel as [`Agg`] differences through differential's `count_total`: a
+//! symbol's trades of one grid time enter each window as one exact aggregate at `g0` and leave as
+//! its negation at `g0 + W`. The extremes need more than sums, so each window also keeps an
+//! ordered multiset of its prices, fed by exact `±count` updates. The changelog reads both once a
+//! grid time is final.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use differential_dataflow::difference::Abelian;
+use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{AsCollection, VecCollection};
+use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Map;
 
-use super::sequence::{Point, Sequenced};
+use super::sequence::Sequenced;
 use crate::decimal::Fixed;
 use crate::indicators::{Agg, quantize_log_return};
 use crate::span::Span;
 use crate::stats::{StatsRow, WindowCore};
 use crate::symbol::Symbol;
 
+/// A window of a symbol: `(symbol, window index)`.
+pub type WindowKey = (Symbol, u8);
+
+/// What the changelog combines at each grid time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WindowChange {
+    /// A change of a window's exact sums (from `count_total`): `+1` new total, `-1` old total.
+    Sums(WindowKey, Agg, i64),
+    /// `count` more (or fewer) trades at `price` in the window.
+    Price(WindowKey, Fixed, i64),
+    /// The symbol's latest trade as of this grid time.
+    Last(Symbol, u64, u64, Fixed),
+}
+
+impl WindowChange {
+    fn symbol(&self) -> Symbol {
+        match self {
+            WindowChange::Sums((s, _), ..)
+            | WindowChange::Price((s, _), ..)
+            | WindowChange::Last(s, ..) => *s,
+        }
+    }
+}
+
 /// Sliding-window statistics.
 pub trait WindowStats<'scope> {
-    /// For every symbol and window, the window's content at each grid time where it changed:
-    /// a collection keyed by `(symbol, window index)`.
+    /// The exact sums of every `(symbol, window)`, as a collection whose value at each grid time
+    /// is the window's total [`Agg`] (`count_total` over aggregate differences).
+    fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)>;
+
+    /// The stats changelog: one [`StatsRow`] per `(symbol, window)` at each grid time where the
+    /// window's content changed, emitted once that time is final, in `(symbol, window)` order.
     ///
-    /// Each trade enters its windows at its grid time `g0` with its exact [`Agg`] as the
-    /// difference, and leaves them at `g0 + W` with the negated one; a `reduce` over distinct
-    /// prices then yields the sums (added exactly) and the least and greatest price. Nothing is
-    /// ever recomputed from floats, so an emptied window returns exactly to nothing.
-    fn window_cores(
-        self,
-        windows: &[Span],
-    ) -> VecCollection<'scope, u64, ((Symbol, u8), WindowCore)>;
+    /// # Examples
+    /// ```
+    /// use gostocks_core::operators::{Sequence, WindowStats};
+    /// use gostocks_core::{Span, Symbol, Trade};
+    /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+    ///
+    /// let t = |time_ns, price: &str| Trade {
+    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
+    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
+    /// };
+    /// let windows = [Span::new(2, "2ns")];
+    /// let captured = timely::example(move |scope| {
+    ///     let trades = vec![t(1, "10"), t(2, "12")].to_stream(scope);
+    ///     trades.sequence(1).window_changelog(&windows).capture()
+    /// });
+    /// let rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// let counts: Vec<_> = rows.iter().map(|r| (r.time_ns, r.core.map_or(0, |c| c.agg.count))).collect();
+    /// // Enter at 1 and 2; the first leaves at 3, the second at 4.
+    /// assert_eq!(counts, [(1, 1), (2, 2), (3, 1), (4, 0)]);
+    /// assert_eq!(rows[1].core.unwrap().max.to_string(), "12");
+    /// ```
+    fn window_changelog(self, windows: &[Span]) -> StreamVec<'scope, u64, StatsRow>;
 }
 
 impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
-    fn window_cores(
-        self,
-        windows: &[Span],
-    ) -> VecCollection<'scope, u64, ((Symbol, u8), WindowCore)> {
+    fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-        self.unary(Pipeline, "WindowContributions", move |_cap, _info| {
+        self.unary(Pipeline, "WindowSums", move |_cap, _info| {
+            let mut cells: HashMap<(u64, Symbol), Agg> = HashMap::new();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(output.output_index()) else {
                         return;
                     };
-                    let g0 = *cap.time();
-                    let mut session = output.session(&cap);
+                    // One aggregate per symbol and grid time: differential would sum them anyway.
                     for container in data {
                         for s in container.iter() {
                             let t = &s.trade;
                             let ret = s.prev.map(|p| quantize_log_return(t.price, p.price));
-                            let agg = Agg::tick(t.price, t.size, t.time_ns, ret);
-                            let mut gone = agg;
-                            differential_dataflow::difference::Abelian::negate(&mut gone);
-                            for (w, len) in lengths.iter().enumerate() {
-                                let key = (t.symbol, w as u8);
-                                session.give(((key, t.price), g0, agg));
-                                session.give(((key, t.price), g0 + len, gone));
-                            }
+                            *cells.entry((s.time, t.symbol)).or_default() +=
+                                Agg::tick(t.price, t.size, t.time_ns, ret);
+                        }
+                    }
+                    let mut session = output.session(&cap);
+                    for ((g0, symbol), agg) in cells.drain() {
+                        let mut gone = agg;
+                        gone.negate();
+                        for (w, len) in lengths.iter().enumerate() {
+                            session.give(((symbol, w as u8), g0, agg));
+                            session.give(((symbol, w as u8), g0 + len, gone));
                         }
                     }
                 });
             }
         })
         .as_collection()
-        .reduce_named(
-            "WindowContent",
-            |_key, prices: &[(&Fixed, Agg)], out: &mut Vec<(WindowCore, isize)>| {
-                let mut agg = Agg::default();
-                for (_, a) in prices {
-                    agg += *a;
+        .count_total()
+    }
+
+    fn window_changelog(self, windows: &[Span]) -> StreamVec<'scope, u64, StatsRow> {
+        let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
+        let sums = self
+            .clone()
+            .window_sums(windows)
+            .inner
+            .map(|((key, agg), time, diff)| (WindowChange::Sums(key, agg, diff as i64), time));
+        let prices = self
+            .clone()
+            .unary(Pipeline, "WindowPrices", move |_cap, _info| {
+                let mut cells: HashMap<(u64, Symbol, Fixed), i64> = HashMap::new();
+                let mut last: HashMap<(u64, Symbol), (u64, u64, Fixed)> = HashMap::new();
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        for container in data {
+                            for s in container.iter() {
+                                let t = &s.trade;
+                                *cells.entry((s.time, t.symbol, t.price)).or_default() += 1;
+                                let point = (t.time_ns, t.seq, t.price);
+                                let entry = last.entry((s.time, t.symbol)).or_insert(point);
+                                *entry = (*entry).max(point);
+                            }
+                        }
+                        let mut session = output.session(&cap);
+                        for ((g0, symbol, price), n) in cells.drain() {
+                            for (w, len) in lengths.iter().enumerate() {
+                                session
+                                    .give((WindowChange::Price((symbol, w as u8), price, n), g0));
+                                session.give((
+                                    WindowChange::Price((symbol, w as u8), price, -n),
+                                    g0 + len,
+                                ));
+                            }
+                        }
+                        for ((g0, symbol), (t, seq, price)) in last.drain() {
+                            session.give((WindowChange::Last(symbol, t, seq, price), g0));
+                        }
+                    });
                 }
-                // Prices arrive sorted, and only prices still in the window have a non-zero sum.
-                let min = *prices[0].0;
-                let max = *prices[prices.len() - 1].0;
-                out.push((WindowCore { agg, min, max }, 1));
-            },
-        )
+            });
+        sums.concat(prices).changelog()
     }
 }
 
-/// Turns window contents joined with the last trade per symbol into the changelog: one
-/// [`StatsRow`] per `(symbol, window)` at each grid time where its content changed, emitted once
-/// the time is final, in `(symbol, window)` order.
-pub trait StatsChangelog<'scope> {
-    /// See the trait.
-    fn stats_changelog(self) -> StreamVec<'scope, u64, StatsRow>;
+/// Per symbol: the latest trade, and for each of its windows the current sums and prices.
+#[derive(Default)]
+struct SymbolState {
+    last: Option<(u64, u64, Fixed)>,
+    windows: HashMap<u8, (Agg, BTreeMap<Fixed, i64>)>,
 }
 
-type Joined = (Symbol, ((u8, WindowCore), Point));
+trait Changelog<'scope> {
+    fn changelog(self) -> StreamVec<'scope, u64, StatsRow>;
+}
 
-impl<'scope> StatsChangelog<'scope> for VecCollection<'scope, u64, Joined> {
-    fn stats_changelog(self) -> StreamVec<'scope, u64, StatsRow> {
-        let pact = Exchange::new(|(j, _, _): &(Joined, u64, isize)| super::symbol_route(&j.0));
-        self.inner
-            .unary_frontier(pact, "StatsChangelog", |_cap, _info| {
-                let mut pending: BTreeMap<u64, (_, Vec<(Joined, isize)>)> = BTreeMap::new();
-                move |(input, frontier), output| {
-                    input.for_each_stamp(|cap, data| {
-                        for container in data {
-                            for (record, time, diff) in container.drain(..) {
-                                let entry = pending
-                                    .entry(time)
-                                    .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()));
-                                entry.1.push((record, diff));
-                            }
-                        }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        if frontier.less_equal(entry.key()) {
-                            break;
-                        }
-                        let time = *entry.key();
-                        let (cap, mut updates) = entry.remove();
-                        differential_dataflow::consolidation::consolidate(&mut updates);
-                        // Sorted by (symbol, window, ...): a key's insertions and retractions are adjacent.
-                        let mut session = output.session(&cap);
-                        let mut i = 0;
-                        while i < updates.len() {
-                            let (sym, ((w, _), _)) = updates[i].0;
-                            let mut row = StatsRow {
-                                time_ns: time,
-                                symbol: sym,
-                                window: w,
-                                core: None,
-                                last: None,
-                            };
-                            while i < updates.len()
-                                && (updates[i].0.0, updates[i].0.1.0.0) == (sym, w)
-                            {
-                                let ((_, ((_, core), last)), diff) = updates[i];
-                                if diff > 0 {
-                                    row.core = Some(core);
-                                    row.last = Some(last.price);
-                                }
-                                i += 1;
-                            }
-                            session.give(row);
+impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, (WindowChange, u64)> {
+    fn changelog(self) -> StreamVec<'scope, u64, StatsRow> {
+        let pact = Exchange::new(|(c, _): &(WindowChange, u64)| super::symbol_route(&c.symbol()));
+        self.unary_frontier(pact, "StatsChangelog", |_cap, _info| {
+            let mut pending: BTreeMap<u64, (_, Vec<WindowChange>)> = BTreeMap::new();
+            let mut state: HashMap<Symbol, SymbolState> = HashMap::new();
+            let mut ready: Vec<StatsRow> = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    for container in data {
+                        for (change, time) in container.drain(..) {
+                            pending
+                                .entry(time)
+                                .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
+                                .1
+                                .push(change);
                         }
                     }
+                });
+                let mut first_cap = None;
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let time = *entry.key();
+                    let (cap, mut changes) = entry.remove();
+                    first_cap.get_or_insert(cap);
+                    // Retractions sort before insertions (-1 < +1), so a window's new total wins.
+                    changes.sort_unstable_by(|a, b| match (a, b) {
+                        (WindowChange::Sums(ka, _, da), WindowChange::Sums(kb, _, db)) => {
+                            (ka, da).cmp(&(kb, db))
+                        }
+                        _ => a.cmp(b),
+                    });
+                    let mut changed: Vec<WindowKey> = Vec::new();
+                    for change in changes {
+                        match change {
+                            WindowChange::Last(symbol, t, seq, price) => {
+                                let s = state.entry(symbol).or_default();
+                                s.last = Some(
+                                    s.last.map_or((t, seq, price), |l| l.max((t, seq, price))),
+                                );
+                            }
+                            WindowChange::Price((symbol, w), price, n) => {
+                                let prices = &mut state
+                                    .entry(symbol)
+                                    .or_default()
+                                    .windows
+                                    .entry(w)
+                                    .or_default()
+                                    .1;
+                                let count = prices.entry(price).or_default();
+                                *count += n;
+                                if *count == 0 {
+                                    prices.remove(&price);
+                                }
+                            }
+                            WindowChange::Sums((symbol, w), agg, diff) => {
+                                let sums = &mut state
+                                    .entry(symbol)
+                                    .or_default()
+                                    .windows
+                                    .entry(w)
+                                    .or_default()
+                                    .0;
+                                if diff > 0 {
+                                    *sums = agg;
+                                } else if *sums == agg {
+                                    *sums = Agg::default();
+                                }
+                                changed.push((symbol, w));
+                            }
+                        }
+                    }
+                    changed.sort_unstable();
+                    changed.dedup();
+                    for (symbol, w) in changed {
+                        let s = state.get_mut(&symbol).expect("a changed window has state");
+                        let (agg, prices) = s.windows.get(&w).expect("a changed window has state");
+                        let core = (agg.count != 0).then(|| WindowCore {
+                            agg: *agg,
+                            min: prices.first_key_value().map_or(Fixed::ZERO, |(p, _)| *p),
+                            max: prices.last_key_value().map_or(Fixed::ZERO, |(p, _)| *p),
+                        });
+                        let last = core.and(s.last.map(|l| l.2));
+                        if core.is_none() {
+                            s.windows.remove(&w);
+                        }
+                        ready.push(StatsRow {
+                            time_ns: time,
+                            symbol,
+                            window: w,
+                            core,
+                            last,
+                        });
+                    }
                 }
-            })
+                // Every time made final now travels in one message, under the least one.
+                if let Some(cap) = first_cap {
+                    output.session(&cap).give_iterator(ready.drain(..));
+                }
+            }
+        })
     }
 }

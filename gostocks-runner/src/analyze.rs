@@ -1,0 +1,279 @@
+//! `gostocks analyze`: the analytics dataflow over recorded files, outputs as JSON lines.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use gostocks_connectors::file::TickFile;
+use gostocks_core::Trade;
+use gostocks_core::batch::Feeder;
+use gostocks_core::feed::Late;
+use gostocks_core::operators::{EmitOrdered, analytics};
+use gostocks_core::stats::{AnalyticsConfig, BarRow};
+use indicatif::{ProgressBar, ProgressStyle};
+use timely::dataflow::operators::{Input, Probe};
+
+use crate::cli::AnalyzeArgs;
+
+/// Totals for the closing summary.
+#[derive(Default)]
+struct Counters {
+    ticks: AtomicU64,
+    rejected: AtomicU64,
+    late: AtomicU64,
+    skipped: AtomicU64,
+    stats_rows: AtomicU64,
+    bar_rows: AtomicU64,
+    workers_done: AtomicUsize,
+}
+
+type Writer = Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>;
+
+fn create(path: &Path) -> anyhow::Result<Writer> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(Arc::new(Mutex::new(BufWriter::with_capacity(
+        1 << 20,
+        Box::new(file),
+    ))))
+}
+
+fn lock(w: &Writer) -> std::sync::MutexGuard<'_, BufWriter<Box<dyn Write + Send>>> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One late or rejected record, kept to be written in input order at the end.
+struct SetAside {
+    input: usize,
+    position: u64,
+    line: String,
+}
+
+/// Runs `gostocks analyze`.
+pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let config = AnalyticsConfig {
+        windows: args.window.clone(),
+        resolution: args.resolution.clone(),
+        bars: args.bar.clone(),
+        ema_span: args.ema_span,
+        lateness: args.lateness.as_ref().map_or(0, |l| l.ns()),
+    };
+    config.validate()?;
+    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+
+    // Open every input first, so a missing file or an unknown format fails before any work.
+    let mut files = Vec::new();
+    for path in &args.input {
+        let file = TickFile::open(path, args.format)
+            .with_context(|| format!("--input {}", path.display()))?;
+        tracing::info!(path = %path.display(), format = %file.format(), "reading");
+        files.push(file);
+    }
+    let total_bytes: u64 = args
+        .input
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    let progress: Vec<Arc<AtomicU64>> = files.iter().map(TickFile::bytes_read).collect();
+
+    let stats_out = create(&args.stats_out)?;
+    let bars_out = args.bars_out.as_deref().map(create).transpose()?;
+    let late_out = args.late_out.as_deref().map(create).transpose()?;
+    let errors_out = args.errors_out.as_deref().map(create).transpose()?;
+
+    let counters = Arc::new(Counters::default());
+    let set_aside: Arc<Mutex<Vec<SetAside>>> = Arc::default();
+    let started = Instant::now();
+    let workers = args.workers;
+    let inputs: Vec<Mutex<Option<TickFile>>> =
+        files.into_iter().map(|f| Mutex::new(Some(f))).collect();
+    let inputs = Arc::new(inputs);
+    let shared = (
+        Arc::clone(&counters),
+        Arc::clone(&set_aside),
+        Arc::clone(&stats_out),
+        bars_out.clone(),
+    );
+    let labels: (Vec<String>, Vec<String>) = (
+        config.windows.iter().map(ToString::to_string).collect(),
+        config.bars.iter().map(ToString::to_string).collect(),
+    );
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let (counters, set_aside, stats_out, bars_out) = shared.clone();
+        let (index, peers) = (worker.index(), worker.peers());
+        let (window_labels, bar_labels) = labels.clone();
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, trades) = scope.new_input::<Vec<Trade>>();
+            let out = analytics(trades, &config);
+            let stats_counter = Arc::clone(&counters);
+            let mut line = String::with_capacity(1 << 16);
+            let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
+            out.stats.clone().emit_ordered(|r: &gostocks_core::stats::StatsRow| r.time_ns, move |_, rows| {
+                line.clear();
+                for row in rows.iter() {
+                    row.write_json(&mut line, &window_labels[row.window as usize]);
+                    line.push('\n');
+                }
+                stats_counter.stats_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                if let Err(e) = lock(&stats_out).write_all(line.as_bytes()) {
+                    tracing::error!(error = %e, "writing stats");
+                }
+            });
+            let bar_counter = Arc::clone(&counters);
+            let mut bar_line = String::with_capacity(1 << 14);
+            let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
+            out.bars.clone().emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
+                bar_counter.bar_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                let Some(w) = &bars_out else { return };
+                bar_line.clear();
+                for row in rows.iter() {
+                    row.write_json(&mut bar_line, &bar_labels[row.bar as usize]);
+                    bar_line.push('\n');
+                }
+                if let Err(e) = lock(w).write_all(bar_line.as_bytes()) {
+                    tracing::error!(error = %e, "writing bars");
+                }
+            });
+            let probe = out.stats.probe().0;
+            out.bars.probe_with(&probe);
+            (input, probe)
+        });
+
+        // This worker reads inputs index, index + peers, ...
+        let mine: Vec<(usize, TickFile)> = (index..inputs.len())
+            .step_by(peers)
+            .filter_map(|i| inputs[i].lock().ok().and_then(|mut f| f.take()).map(|f| (i, f)))
+            .collect();
+        let (ids, mut files): (Vec<usize>, Vec<TickFile>) = mine.into_iter().unzip();
+        let mut feeder = Feeder::new(files.len(), config.lateness, config.resolution.ns());
+        let mut positions = vec![0u64; files.len()];
+        let mut aside = Vec::new();
+        const CHUNK: usize = 16_384;
+        while let Some(i) = feeder.laggard() {
+            let mut exhausted = true;
+            let mut accepted = 0u64;
+            for record in files[i].by_ref().take(CHUNK) {
+                exhausted = false;
+                positions[i] += 1;
+                let position = positions[i];
+                match record.map_err(|r| (r.reason.to_string(), r.raw, r.line)).and_then(|tick| {
+                    tick.validate().map_err(|why| (why.to_string(), serde_json::to_string(&tick).unwrap_or_default(), 0))
+                }) {
+                    Ok(trade) => match feeder.admit(i, trade.time_ns) {
+                        Ok(_) => {
+                            input.send(trade);
+                            accepted += 1;
+                        }
+                        Err(late) => {
+                            counters.late.fetch_add(1, Ordering::Relaxed);
+                            aside.push(SetAside { input: ids[i], position, line: late_line(&trade, &late) });
+                        }
+                    },
+                    Err((reason, raw, line)) => {
+                        counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        let line = serde_json::json!({"input": ids[i], "line": line, "reason": reason, "raw": raw});
+                        aside.push(SetAside { input: usize::MAX - ids[i], position, line: line.to_string() });
+                    }
+                }
+            }
+            counters.ticks.fetch_add(accepted, Ordering::Relaxed);
+            if exhausted {
+                counters.skipped.fetch_add(files[i].counts().skipped, Ordering::Relaxed);
+                feeder.finish(i);
+            }
+            let before = *input.time();
+            if let Some(t) = feeder.input_time().filter(|&t| t > before) {
+                input.advance_to(t);
+            }
+            while probe.less_than(&before) {
+                worker.step();
+            }
+        }
+        drop(input);
+        while worker.step() {}
+        set_aside.lock().unwrap_or_else(|e| e.into_inner()).append(&mut aside);
+        counters.workers_done.fetch_add(1, Ordering::Relaxed);
+    })
+    .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
+
+    let bar = ProgressBar::new(total_bytes.max(1));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    while counters.workers_done.load(Ordering::Relaxed) < workers {
+        let read: u64 = progress.iter().map(|b| b.load(Ordering::Relaxed)).sum();
+        let ticks = counters.ticks.load(Ordering::Relaxed);
+        let rate = ticks as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(read.min(total_bytes));
+        bar.set_message(format!("{ticks} ticks, {:.0}k ticks/s", rate / 1e3));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for result in guards.join() {
+        result.map_err(|e| anyhow::anyhow!("a timely worker failed: {e}"))?;
+    }
+    bar.finish_and_clear();
+
+    let mut aside = std::mem::take(&mut *set_aside.lock().unwrap_or_else(|e| e.into_inner()));
+    aside.sort_by_key(|a| (a.input, a.position));
+    for a in &aside {
+        let target = if a.input > usize::MAX / 2 {
+            &errors_out
+        } else {
+            &late_out
+        };
+        if let Some(w) = target {
+            writeln!(lock(w), "{}", a.line)?;
+        }
+    }
+    for w in [
+        Some(&stats_out),
+        bars_out.as_ref(),
+        late_out.as_ref(),
+        errors_out.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        lock(w).flush().context("flushing outputs")?;
+    }
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let c = &counters;
+    let ticks = c.ticks.load(Ordering::Relaxed);
+    let rejected = c.rejected.load(Ordering::Relaxed);
+    if rejected > 0 && args.errors_out.is_none() {
+        tracing::warn!(
+            rejected,
+            "records were rejected; pass --errors-out FILE to see them and why"
+        );
+    }
+    eprintln!(
+        "analyzed {} ticks ({} rejected, {} late, {} non-trade records skipped) in {:.2}s: {:.0} ticks/s; wrote {} stats rows, {} bars",
+        ticks,
+        rejected,
+        c.late.load(Ordering::Relaxed),
+        c.skipped.load(Ordering::Relaxed),
+        elapsed,
+        ticks as f64 / elapsed.max(1e-9),
+        c.stats_rows.load(Ordering::Relaxed),
+        c.bar_rows.load(Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+fn late_line(trade: &Trade, late: &Late) -> String {
+    serde_json::json!({
+        "symbol": trade.symbol.as_str(),
+        "time_ns": trade.time_ns,
+        "seq": trade.seq,
+        "reason": late.to_string(),
+    })
+    .to_string()
+}

@@ -42,6 +42,12 @@ impl BarPartial {
     }
 }
 
+/// A bar: `(symbol, bar index, start_ns)`.
+pub type BarKey = (Symbol, u8, u64);
+
+/// A change of a final bar, as the EMA stage stashes it.
+type BarUpdate = ((BarKey, BarCore), isize);
+
 /// Tumbling bars.
 pub trait Bars<'scope> {
     /// Final bars keyed by `(symbol, bar index, start_ns)`.
@@ -131,8 +137,7 @@ impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), B
         let pact = Exchange::new(|((k, _), _, _): &Update| super::symbol_route(&k.0));
         self.inner
             .unary_frontier(pact, "BarEma", move |_cap, _info| {
-                let mut pending: BTreeMap<u64, (_, Vec<(((Symbol, u8, u64), BarCore), isize)>)> =
-                    BTreeMap::new();
+                let mut pending: BTreeMap<u64, (_, Vec<BarUpdate>)> = BTreeMap::new();
                 let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::new();
                 let mut ready: Vec<BarRow> = Vec::new();
                 move |(input, frontier), output| {

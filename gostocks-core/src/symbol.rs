@@ -9,10 +9,60 @@ pub const MAX_SYMBOL_LEN: usize = 23;
 
 /// An instrument symbol of at most 23 bytes, stored inline so that ticks are `Copy` and
 /// moving them through the dataflow never allocates.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// The 24 bytes (zero padded, length last) are compared and hashed as three big-endian words:
+/// three integer operations, and the order is the text's lexicographic order.
+#[derive(Clone, Copy)]
 pub struct Symbol {
     bytes: [u8; MAX_SYMBOL_LEN],
     len: u8,
+}
+
+impl Symbol {
+    #[inline]
+    fn words(&self) -> [u64; 3] {
+        let b = &self.bytes;
+        let w = |i: usize| {
+            let mut chunk = [0u8; 8];
+            let end = (8 * i + 8).min(MAX_SYMBOL_LEN);
+            chunk[..end - 8 * i].copy_from_slice(&b[8 * i..end]);
+            if i == 2 {
+                chunk[7] = self.len;
+            }
+            u64::from_be_bytes(chunk)
+        };
+        [w(0), w(1), w(2)]
+    }
+}
+
+impl PartialEq for Symbol {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.words() == other.words()
+    }
+}
+
+impl Eq for Symbol {}
+
+impl PartialOrd for Symbol {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Symbol {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.words().cmp(&other.words())
+    }
+}
+
+impl std::hash::Hash for Symbol {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.words().hash(state);
+    }
 }
 
 /// Why a text is not a [`Symbol`].
@@ -57,6 +107,7 @@ impl Symbol {
     }
 
     /// The symbol's text.
+    #[inline]
     pub fn as_str(&self) -> &str {
         // Built only from a `&str` in `new`, so the bytes are valid UTF-8.
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()

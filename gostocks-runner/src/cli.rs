@@ -39,6 +39,48 @@ pub enum Command {
     /// content changed; the state at any time is the latest line at or before it. Bars are
     /// written once final. See the README for every field.
     Analyze(AnalyzeArgs),
+    /// Measure throughput and memory on a workload built from the real recorded tapes.
+    ///
+    /// Prints a table: ticks/s of the dataflow on ticks already in memory (1 and 2 workers),
+    /// of `analyze` end to end from a CSV file (parsing and writing every output), and peak RSS.
+    Bench(BenchArgs),
+}
+
+/// Flags of `gostocks bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The shared data folder (default: GOSTOCKS_DATA_DIR, else ../shared/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Replicate the tapes until the workload has at least this many ticks.
+    #[arg(long, default_value_t = 2_500_000)]
+    pub ticks: usize,
+
+    /// Also keep the workload as a CSV file here (to run `analyze` on it yourself).
+    #[arg(long)]
+    pub workload_out: Option<PathBuf>,
+
+    /// Internal: run one measurement (used by the parent bench process).
+    #[arg(long, hide = true)]
+    pub phase: Option<BenchPhase>,
+
+    /// Internal: workers of the phase.
+    #[arg(long, hide = true, default_value_t = 1)]
+    pub workers: usize,
+
+    /// Internal: the workload CSV of the phase.
+    #[arg(long, hide = true)]
+    pub csv: Option<PathBuf>,
+}
+
+/// One measurement of the bench.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BenchPhase {
+    /// The dataflow on ticks already in memory.
+    Memory,
+    /// `analyze` end to end.
+    Analyze,
 }
 
 /// Flags of `gostocks analyze`.

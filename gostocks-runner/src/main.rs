@@ -3,6 +3,7 @@
 //! `main` only wires: parse the command line, install tracing, dispatch.
 
 mod analyze;
+mod bench;
 mod cli;
 mod dataflow;
 mod grpc;
@@ -22,5 +23,6 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Simulate(args) => simulate::simulate(args),
         cli::Command::Analyze(args) => analyze::analyze(args),
+        cli::Command::Bench(args) => bench::bench(args),
     }
 }

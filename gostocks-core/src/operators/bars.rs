@@ -1,6 +1,8 @@
 //! `bars`: tumbling OHLCV bars per symbol with an EMA of closes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::StreamVec;
@@ -54,7 +56,8 @@ pub trait Bars<'scope> {
     ///
     /// A bar `[kB, (k+1)B)` is only ever final, so each batch's part of it is placed at the bar's
     /// end time `(k+1)B` (a grid time, as the resolution divides `B`): the reduce then runs once
-    /// per bar, when no trade of it can still arrive.
+    /// per bar, when no trade of it can still arrive. One bar length later the parts are
+    /// retracted again (the bar leaves the collection, `-1`), which bounds the state.
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>;
 }
 
@@ -62,7 +65,7 @@ impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
         let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
         self.unary(Pipeline, "BarPartials", move |_cap, _info| {
-            let mut parts: HashMap<(Symbol, u8, u64), BarPartial> = HashMap::new();
+            let mut parts: HashMap<(Symbol, u8, u64), BarPartial> = HashMap::default();
             // A bar's partial may mix grid times: all of them lie at or before the bar's end.
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
@@ -93,6 +96,9 @@ impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
                     for (key, part) in parts.drain() {
                         let end = key.2 + sizes[key.1 as usize];
                         session.give(((key, part), end, 1isize));
+                        // Retracted once final and emitted, so the bar's state can be compacted
+                        // away: memory does not grow with the length of the input.
+                        session.give(((key, part), end + sizes[key.1 as usize], -1isize));
                     }
                 });
             }
@@ -138,7 +144,7 @@ impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), B
         self.inner
             .unary_frontier(pact, "BarEma", move |_cap, _info| {
                 let mut pending: BTreeMap<u64, (_, Vec<BarUpdate>)> = BTreeMap::new();
-                let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::new();
+                let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::default();
                 let mut ready: Vec<BarRow> = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {

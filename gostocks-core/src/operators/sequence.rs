@@ -1,10 +1,11 @@
 //! `sequence`: puts each symbol's trades in `(t, seq)` order and pairs each with its predecessor.
 
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::decimal::Fixed;
@@ -82,40 +83,46 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
     fn sequence(self, resolution: u64) -> StreamVec<'scope, u64, Sequenced> {
         let resolution = resolution.max(1);
         let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
-        self.unary_frontier(pact, "Sequence", |_cap, _info| {
-            let mut pending = BTreeMap::new();
-            let mut last: HashMap<Symbol, Point> = HashMap::new();
+        self.unary_frontier(pact, "Sequence", move |_cap, _info| {
+            // Trades not yet final, with their grid times, in one flat buffer; one capability is
+            // held at the least grid time among them.
+            let mut pending: Vec<(u64, Trade)> = Vec::new();
+            let mut held: Option<Capability<u64>> = None;
+            let mut last: HashMap<Symbol, Point> = HashMap::default();
             let mut ready: Vec<Sequenced> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
+                    let before = pending.len();
                     for container in data {
-                        for trade in container.drain(..) {
-                            let g0 = crate::feed::grid_ceil(trade.time_ns, resolution);
-                            pending
-                                .entry(g0)
-                                .or_insert_with(|| (cap.delayed(&g0, 0), Vec::new()))
-                                .1
-                                .push(trade);
-                        }
+                        pending.extend(
+                            container
+                                .drain(..)
+                                .map(|t| (crate::feed::grid_ceil(t.time_ns, resolution), t)),
+                        );
+                    }
+                    let Some(least) = pending[before..].iter().map(|(g, _)| *g).min() else {
+                        return;
+                    };
+                    if held.as_ref().is_none_or(|h| *h.time() > least) {
+                        held = Some(cap.delayed(&least, 0));
                     }
                 });
-                // Every time made final now travels in one message, under the least one.
-                let mut first_cap = None;
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let time = *entry.key();
-                    let (cap, mut trades) = entry.remove();
-                    first_cap.get_or_insert(cap);
-                    trades.sort_unstable_by_key(|t| (t.symbol, t.time_ns, t.seq));
-                    for trade in trades {
-                        let prev = last.insert(trade.symbol, Point::from(&trade));
-                        ready.push(Sequenced { time, trade, prev });
-                    }
+                let Some(cap) = held.as_mut() else { return };
+                if frontier.less_equal(cap.time()) {
+                    return;
                 }
-                if let Some(cap) = first_cap {
-                    output.session(&cap).give_iterator(ready.drain(..));
+                // Grid times the frontier has passed are complete: emit them in (time, symbol,
+                // t, seq) order, so each trade meets its true predecessor.
+                pending.sort_unstable_by_key(|(g, t)| (*g, t.symbol, t.time_ns, t.seq));
+                let split = pending.partition_point(|(g, _)| !frontier.less_equal(g));
+                for (time, trade) in pending.drain(..split) {
+                    let prev = last.insert(trade.symbol, Point::from(&trade));
+                    ready.push(Sequenced { time, trade, prev });
+                }
+                output.session(&*cap).give_iterator(ready.drain(..));
+                match pending.first() {
+                    Some((g, _)) => cap.downgrade(g),
+                    None => held = None,
                 }
             }
         })

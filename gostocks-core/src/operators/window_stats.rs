@@ -6,7 +6,9 @@
 //! ordered multiset of its prices, fed by exact `±count` updates. The changelog reads both once a
 //! grid time is final.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::difference::Abelian;
 use differential_dataflow::operators::CountTotal;
@@ -33,8 +35,9 @@ pub type WindowKey = (Symbol, u8);
 pub enum WindowChange {
     /// A change of a window's exact sums (from `count_total`): `+1` new total, `-1` old total.
     Sums(WindowKey, Agg, i64),
-    /// `count` more (or fewer) trades at `price` in the window.
-    Price(WindowKey, Fixed, i64),
+    /// `count` more trades of the symbol at `price` entered its windows at this grid time (the
+    /// changelog schedules their exit from each window itself, at `time + W`).
+    Price(Symbol, Fixed, i64),
     /// The symbol's latest trade as of this grid time.
     Last(Symbol, u64, u64, Fixed),
 }
@@ -43,7 +46,7 @@ impl WindowChange {
     fn symbol(&self) -> Symbol {
         match self {
             WindowChange::Sums((s, _), ..)
-            | WindowChange::Price((s, _), ..)
+            | WindowChange::Price(s, ..)
             | WindowChange::Last(s, ..) => *s,
         }
     }
@@ -86,7 +89,7 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
         self.unary(Pipeline, "WindowSums", move |_cap, _info| {
-            let mut cells: HashMap<(u64, Symbol), Agg> = HashMap::new();
+            let mut cells: HashMap<(u64, Symbol), Agg> = HashMap::default();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(output.output_index()) else {
@@ -124,43 +127,34 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
             .window_sums(windows)
             .inner
             .map(|((key, agg), time, diff)| (WindowChange::Sums(key, agg, diff as i64), time));
-        let prices = self
-            .clone()
-            .unary(Pipeline, "WindowPrices", move |_cap, _info| {
-                let mut cells: HashMap<(u64, Symbol, Fixed), i64> = HashMap::new();
-                let mut last: HashMap<(u64, Symbol), (u64, u64, Fixed)> = HashMap::new();
-                move |input, output| {
-                    input.for_each_stamp(|cap, data| {
-                        let Some(cap) = cap.retain_least(output.output_index()) else {
-                            return;
-                        };
-                        for container in data {
-                            for s in container.iter() {
-                                let t = &s.trade;
-                                *cells.entry((s.time, t.symbol, t.price)).or_default() += 1;
-                                let point = (t.time_ns, t.seq, t.price);
-                                let entry = last.entry((s.time, t.symbol)).or_insert(point);
-                                *entry = (*entry).max(point);
-                            }
+        let prices = self.clone().unary(Pipeline, "WindowPrices", |_cap, _info| {
+            let mut cells: HashMap<(u64, Symbol, Fixed), i64> = HashMap::default();
+            let mut last: HashMap<(u64, Symbol), (u64, u64, Fixed)> = HashMap::default();
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else {
+                        return;
+                    };
+                    for container in data {
+                        for s in container.iter() {
+                            let t = &s.trade;
+                            *cells.entry((s.time, t.symbol, t.price)).or_default() += 1;
+                            let point = (t.time_ns, t.seq, t.price);
+                            let entry = last.entry((s.time, t.symbol)).or_insert(point);
+                            *entry = (*entry).max(point);
                         }
-                        let mut session = output.session(&cap);
-                        for ((g0, symbol, price), n) in cells.drain() {
-                            for (w, len) in lengths.iter().enumerate() {
-                                session
-                                    .give((WindowChange::Price((symbol, w as u8), price, n), g0));
-                                session.give((
-                                    WindowChange::Price((symbol, w as u8), price, -n),
-                                    g0 + len,
-                                ));
-                            }
-                        }
-                        for ((g0, symbol), (t, seq, price)) in last.drain() {
-                            session.give((WindowChange::Last(symbol, t, seq, price), g0));
-                        }
-                    });
-                }
-            });
-        sums.concat(prices).changelog()
+                    }
+                    let mut session = output.session(&cap);
+                    for ((g0, symbol, price), n) in cells.drain() {
+                        session.give((WindowChange::Price(symbol, price, n), g0));
+                    }
+                    for ((g0, symbol), (t, seq, price)) in last.drain() {
+                        session.give((WindowChange::Last(symbol, t, seq, price), g0));
+                    }
+                });
+            }
+        });
+        sums.concat(prices).changelog(lengths)
     }
 }
 
@@ -172,15 +166,17 @@ struct SymbolState {
 }
 
 trait Changelog<'scope> {
-    fn changelog(self) -> StreamVec<'scope, u64, StatsRow>;
+    fn changelog(self, lengths: Vec<u64>) -> StreamVec<'scope, u64, StatsRow>;
 }
 
 impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, (WindowChange, u64)> {
-    fn changelog(self) -> StreamVec<'scope, u64, StatsRow> {
+    fn changelog(self, lengths: Vec<u64>) -> StreamVec<'scope, u64, StatsRow> {
         let pact = Exchange::new(|(c, _): &(WindowChange, u64)| super::symbol_route(&c.symbol()));
         self.unary_frontier(pact, "StatsChangelog", |_cap, _info| {
             let mut pending: BTreeMap<u64, (_, Vec<WindowChange>)> = BTreeMap::new();
-            let mut state: HashMap<Symbol, SymbolState> = HashMap::new();
+            let mut state: HashMap<Symbol, SymbolState> = HashMap::default();
+            // Prices due to leave a window: at grid time g, (symbol, window, price, count).
+            let mut leaving: BTreeMap<u64, Vec<(Symbol, u8, Fixed, i64)>> = BTreeMap::new();
             let mut ready: Vec<StatsRow> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
@@ -210,6 +206,25 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, (WindowChange, u64)> {
                         _ => a.cmp(b),
                     });
                     let mut changed: Vec<WindowKey> = Vec::new();
+                    while let Some(due) = leaving.first_entry() {
+                        if *due.key() > time {
+                            break;
+                        }
+                        for (symbol, w, price, n) in due.remove() {
+                            let prices = &mut state
+                                .entry(symbol)
+                                .or_default()
+                                .windows
+                                .entry(w)
+                                .or_default()
+                                .1;
+                            let count = prices.entry(price).or_default();
+                            *count -= n;
+                            if *count == 0 {
+                                prices.remove(&price);
+                            }
+                        }
+                    }
                     for change in changes {
                         match change {
                             WindowChange::Last(symbol, t, seq, price) => {
@@ -218,18 +233,19 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, (WindowChange, u64)> {
                                     s.last.map_or((t, seq, price), |l| l.max((t, seq, price))),
                                 );
                             }
-                            WindowChange::Price((symbol, w), price, n) => {
-                                let prices = &mut state
-                                    .entry(symbol)
-                                    .or_default()
-                                    .windows
-                                    .entry(w)
-                                    .or_default()
-                                    .1;
-                                let count = prices.entry(price).or_default();
-                                *count += n;
-                                if *count == 0 {
-                                    prices.remove(&price);
+                            WindowChange::Price(symbol, price, n) => {
+                                let windows = &mut state.entry(symbol).or_default().windows;
+                                for (w, len) in lengths.iter().enumerate() {
+                                    *windows
+                                        .entry(w as u8)
+                                        .or_default()
+                                        .1
+                                        .entry(price)
+                                        .or_default() += n;
+                                    leaving
+                                        .entry(time + len)
+                                        .or_default()
+                                        .push((symbol, w as u8, price, n));
                                 }
                             }
                             WindowChange::Sums((symbol, w), agg, diff) => {

@@ -1,0 +1,261 @@
+//! `gostocks bench`: throughput and memory on a workload built from the real recorded tapes.
+//!
+//! The workload: every LOBSTER and Binance trade tape in the data folder, each replicated under
+//! renamed symbols (`AAPL.0.3` is replica 3 of tape 0) until there are at least `--ticks` ticks,
+//! merged in event-time order. Each measurement runs in a child process, so that its peak RSS
+//! is its own.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use gostocks_connectors::file::{Format, TickFile};
+use gostocks_core::batch::run_batch;
+use gostocks_core::operators::symbol_route;
+use gostocks_core::stats::AnalyticsConfig;
+use gostocks_core::{Symbol, Trade};
+
+use crate::cli::{BenchArgs, BenchPhase};
+
+/// The tapes the workload is made of, relative to the data folder.
+const TAPES: &[&str] = &[
+    "lobster/AAPL_2012-06-21_34200000_57600000_message_1.csv",
+    "lobster/GOOG_2012-06-21_34200000_57600000_message_1.csv",
+    "crypto/trades/binance_spot_btcusdt_20230405.trades.csv",
+    "crypto/trades/binance_spot_btcusdt_20240808.trades.csv",
+    "crypto/trades/binance_spot_btcusdt_20240809.trades.csv",
+    "crypto/trades/binance_spot_ethusdt_20240808.trades.csv",
+    "crypto/trades/binance_spot_ethusdt_20240809.trades.csv",
+    "crypto/trades/binance_usdm_btcusdt_20240718.trades.csv",
+    "crypto/trades/binance_usdm_btcusdt_20240719.trades.csv",
+    "crypto/trades/binance_usdm_btcusdt_20240808.trades.csv",
+    "crypto/trades/binance_usdm_ethusdt_20240808.trades.csv",
+];
+
+/// The data folder: `--data-dir`, else `GOSTOCKS_DATA_DIR`, else `../shared/data`.
+pub fn data_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("GOSTOCKS_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("../shared/data"))
+}
+
+/// The replicated workload in event-time order, and the number of symbols in it.
+pub fn workload(dir: &Path, min_ticks: usize) -> anyhow::Result<(Vec<Trade>, usize)> {
+    let mut tapes = Vec::new();
+    for rel in TAPES {
+        let path = dir.join(rel);
+        let file = TickFile::open(&path, Format::Auto).with_context(|| {
+            format!(
+                "reading {}: set GOSTOCKS_DATA_DIR or --data-dir to the shared data folder",
+                path.display()
+            )
+        })?;
+        let trades: Vec<Trade> = file
+            .filter_map(Result::ok)
+            .filter_map(|t| t.validate().ok())
+            .collect();
+        tapes.push(trades);
+    }
+    let per_copy: usize = tapes.iter().map(Vec::len).sum();
+    anyhow::ensure!(
+        per_copy > 0,
+        "the tapes in {} hold no trades",
+        dir.display()
+    );
+    let copies = min_ticks.div_ceil(per_copy).max(1);
+    let mut all = Vec::with_capacity(per_copy * copies);
+    for (tape, trades) in tapes.iter().enumerate() {
+        for copy in 0..copies {
+            for t in trades {
+                let name = format!("{}.{tape}.{copy}", t.symbol);
+                all.push(Trade {
+                    symbol: Symbol::new(&name).context("symbol")?,
+                    ..*t
+                });
+            }
+        }
+    }
+    all.sort_by_key(|t| (t.time_ns, t.symbol, t.seq));
+    Ok((all, TAPES.len() * copies))
+}
+
+/// Runs `gostocks bench`.
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = data_dir(args.data_dir.as_deref());
+    if let Some(phase) = args.phase {
+        return run_phase(phase, &dir, &args);
+    }
+    let (trades, symbols) = workload(&dir, args.ticks)?;
+    println!(
+        "workload: {} ticks, {} symbols (tapes in {} replicated)",
+        trades.len(),
+        symbols,
+        dir.display()
+    );
+    println!("config: windows 60s 300s, resolution 1s, bars 1s 1m, ema span 20\n");
+
+    let csv = args.workload_out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("gostocks-bench-{}.csv", std::process::id()))
+    });
+    write_csv(&csv, &trades)?;
+    let half = std::env::temp_dir().join(format!("gostocks-bench-half-{}.csv", std::process::id()));
+    write_csv(&half, &trades[..trades.len() / 2])?;
+    drop(trades);
+
+    println!("| measurement | ticks | seconds | ticks/s | per worker | peak RSS |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let me = std::env::current_exe()?;
+    for (label, phase, workers, input) in [
+        ("(a) in memory, 1 worker", "memory", 1, &csv),
+        ("(a) in memory, 2 workers", "memory", 2, &csv),
+        ("(b) analyze from CSV, 1 worker", "analyze", 1, &csv),
+        ("(b) analyze from CSV, 2 workers", "analyze", 2, &csv),
+        (
+            "(b) analyze, half the input, 2 workers",
+            "analyze",
+            2,
+            &half,
+        ),
+    ] {
+        let (ticks, secs, rss) = child(&me, phase, workers, input, &dir)?;
+        let rate = ticks as f64 / secs;
+        println!(
+            "| {label} | {ticks} | {secs:.2} | {:.2} M | {:.2} M | {} MB |",
+            rate / 1e6,
+            rate / 1e6 / workers as f64,
+            rss / 1024
+        );
+    }
+    if args.workload_out.is_none() {
+        let _ = std::fs::remove_file(&csv);
+    }
+    let _ = std::fs::remove_file(&half);
+    Ok(())
+}
+
+fn write_csv(path: &Path, trades: &[Trade]) -> anyhow::Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(w, "symbol,time_ns,seq,price,size")?;
+    for t in trades {
+        writeln!(
+            w,
+            "{},{},{},{},{}",
+            t.symbol, t.time_ns, t.seq, t.price, t.size
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Runs one phase in a child process; returns (ticks, seconds, peak RSS in kB).
+fn child(
+    me: &Path,
+    phase: &str,
+    workers: usize,
+    input: &Path,
+    dir: &Path,
+) -> anyhow::Result<(u64, f64, u64)> {
+    let mut cmd = Command::new(me);
+    cmd.arg("--log")
+        .arg("warn")
+        .arg("bench")
+        .arg("--data-dir")
+        .arg(dir);
+    cmd.arg("--phase")
+        .arg(phase)
+        .arg("--workers")
+        .arg(workers.to_string())
+        .arg("--csv")
+        .arg(input);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting a bench phase")?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(kb) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        {
+            peak = peak.max(kb);
+        }
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "bench phase {phase} failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    let ticks: u64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .context("phase output")?;
+    let secs: f64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .context("phase output")?;
+    Ok((ticks, secs, peak))
+}
+
+/// A child: measures one phase and prints `ticks seconds`.
+fn run_phase(phase: BenchPhase, dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    let csv = args.csv.clone().context("--csv is required with --phase")?;
+    let config = AnalyticsConfig::default();
+    match phase {
+        BenchPhase::Memory => {
+            let trades: Vec<Trade> = TickFile::open(&csv, Format::Csv)?
+                .filter_map(Result::ok)
+                .filter_map(|t| t.validate().ok())
+                .collect();
+            // Each worker reads the symbols it owns, in time order.
+            let mut inputs = vec![Vec::new(); args.workers];
+            for t in &trades {
+                inputs[(symbol_route(&t.symbol) % args.workers as u64) as usize].push(*t);
+            }
+            let n = trades.len() as u64;
+            drop(trades);
+            let started = Instant::now();
+            let out = run_batch(inputs, &config, args.workers, false);
+            let secs = started.elapsed().as_secs_f64();
+            anyhow::ensure!(out.late.is_empty(), "the workload has no late ticks");
+            println!("{n} {secs}");
+        }
+        BenchPhase::Analyze => {
+            let stats = std::env::temp_dir()
+                .join(format!("gostocks-bench-stats-{}.jsonl", std::process::id()));
+            let bars = std::env::temp_dir()
+                .join(format!("gostocks-bench-bars-{}.jsonl", std::process::id()));
+            let started = Instant::now();
+            let status = Command::new(std::env::current_exe()?)
+                .args(["--log", "warn", "analyze", "--input"])
+                .arg(&csv)
+                .arg("--stats-out")
+                .arg(&stats)
+                .arg("--bars-out")
+                .arg(&bars)
+                .args(["--workers", &args.workers.to_string()])
+                .stderr(Stdio::null())
+                .status()?;
+            let secs = started.elapsed().as_secs_f64();
+            anyhow::ensure!(status.success(), "analyze failed");
+            let lines = std::fs::read_to_string(&csv)
+                .map(|s| s.lines().count() as u64 - 1)
+                .unwrap_or(0);
+            let _ = (
+                std::fs::remove_file(&stats),
+                std::fs::remove_file(&bars),
+                dir,
+            );
+            println!("{lines} {secs}");
+        }
+    }
+    Ok(())
+}

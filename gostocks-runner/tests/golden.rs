@@ -1,0 +1,201 @@
+//! Golden tests on the real recorded data in `../shared/data`: hand-checked values, the full
+//! outputs against the from-scratch reference, and `gostocks analyze` end to end on every tape.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gostocks_connectors::file::{Format, TickFile};
+use gostocks_core::batch::run_batch;
+use gostocks_core::stats::AnalyticsConfig;
+use gostocks_core::{Trade, reference};
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("GOSTOCKS_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    if dir.join("README.md").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: no market data at {}; set GOSTOCKS_DATA_DIR",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn trades(path: &Path) -> Vec<Trade> {
+    TickFile::open(path, Format::Auto)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .map(|r| {
+            r.expect("the tapes decode")
+                .validate()
+                .expect("the tapes hold valid trades")
+        })
+        .collect()
+}
+
+const AAPL: &str = "lobster/AAPL_2012-06-21_34200000_57600000_message_1.csv";
+/// 2012-06-21 09:30:00 EDT.
+const OPEN_NS: u64 = 1_340_285_400_000_000_000;
+
+#[test]
+fn lobster_aapl_hand_checked_values() {
+    let Some(dir) = data_dir() else { return };
+    let ticks = trades(&dir.join(AAPL));
+    assert_eq!(ticks.len(), 34_990, "the README's trade count");
+    let cfg = AnalyticsConfig::default();
+    let out = run_batch(vec![ticks], &cfg, 1, true);
+
+    // Checked by hand with awk on the raw file: trades (types 4, 5) with 34200 <= time < 34201.
+    let bar = out
+        .bars
+        .iter()
+        .find(|b| b.bar == 0 && b.start_ns == OPEN_NS)
+        .expect("the 09:30:00 1s bar");
+    let c = bar.core;
+    assert_eq!(
+        (c.agg.count, c.agg.volume_fixed().to_string()),
+        (28, "1038".into())
+    );
+    assert_eq!(
+        [c.open, c.high, c.low, c.close].map(|p| p.to_string()),
+        ["585.74", "585.93", "585.7", "585.86"]
+    );
+    assert!(
+        (c.agg.vwap().unwrap() - 585.843).abs() < 5e-4,
+        "vwap {:?}",
+        c.agg.vwap()
+    );
+    // The first bar's EMA is its close.
+    assert_eq!(bar.ema, 585.86);
+
+    // The 60s window at 09:30:02: trades with 34142 < time <= 34202.
+    let row = out
+        .stats
+        .iter()
+        .filter(|r| r.window == 0 && r.time_ns <= OPEN_NS + 2_000_000_000)
+        .last()
+        .expect("a row by 09:30:02");
+    let core = row.core.expect("non-empty");
+    assert_eq!(
+        (core.agg.count, core.agg.volume_fixed().to_string()),
+        (44, "1857".into())
+    );
+    assert!((core.agg.sma().unwrap() - 585.728).abs() < 5e-4);
+}
+
+#[test]
+fn real_tapes_match_the_reference_at_one_and_two_workers() {
+    let Some(dir) = data_dir() else { return };
+    let cfg = AnalyticsConfig::default();
+    for tape in [
+        AAPL,
+        "lobster/GOOG_2012-06-21_34200000_57600000_message_1.csv",
+        "crypto/trades/binance_usdm_btcusdt_20240808.trades.csv",
+        "crypto/raw_hftbacktest/spot_ethusdt_20240809.gz",
+    ] {
+        let ticks = trades(&dir.join(tape));
+        let want_stats = reference::stats(&ticks, &cfg);
+        let want_bars = reference::bars(&ticks, &cfg);
+        assert!(!want_stats.is_empty(), "{tape} has rows");
+        for workers in [1, 2] {
+            let got = run_batch(vec![ticks.clone()], &cfg, workers, true);
+            assert!(got.late.is_empty(), "{tape}: in order, nothing late");
+            assert!(
+                got.stats == want_stats,
+                "{tape}: stats differ from the reference at {workers} workers"
+            );
+            assert!(
+                got.bars == want_bars,
+                "{tape}: bars differ from the reference at {workers} workers"
+            );
+        }
+    }
+}
+
+fn analyze(inputs: &[PathBuf], out: &Path, workers: usize) -> (String, String) {
+    let stats = out.with_extension("stats.jsonl");
+    let bars = out.with_extension("bars.jsonl");
+    let status = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args([
+            "--log",
+            "warn",
+            "analyze",
+            "--workers",
+            &workers.to_string(),
+            "--input",
+        ])
+        .args(inputs)
+        .arg("--stats-out")
+        .arg(&stats)
+        .arg("--bars-out")
+        .arg(&bars)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("gostocks runs");
+    assert!(status.success(), "analyze {inputs:?} failed");
+    (
+        std::fs::read_to_string(&stats).expect("stats written"),
+        std::fs::read_to_string(&bars).expect("bars written"),
+    )
+}
+
+#[test]
+fn analyze_runs_on_every_tape_and_agrees_with_itself_and_the_reference() {
+    let Some(dir) = data_dir() else { return };
+    let tmp = std::env::temp_dir().join(format!("gostocks-golden-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let mut tapes: Vec<PathBuf> = Vec::new();
+    for sub in [
+        "lobster",
+        "lobster/truncated",
+        "crypto/trades",
+        "crypto/raw_hftbacktest",
+    ] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
+            .expect("data folder")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                let name = p.to_string_lossy();
+                // Tick files only: LOBSTER message files and Binance sessions (not order books).
+                p.is_file() && (name.contains("_message_") || name.contains("usdt"))
+            })
+            .collect();
+        files.sort();
+        tapes.extend(files);
+    }
+    assert!(tapes.len() >= 22, "every tape found: {tapes:?}");
+    for (i, tape) in tapes.iter().enumerate() {
+        let (stats, _) = analyze(std::slice::from_ref(tape), &tmp.join(i.to_string()), 1);
+        assert!(!stats.is_empty(), "{} produced stats", tape.display());
+    }
+
+    // The stats file is, byte for byte, the reference rendered as the contract says.
+    let cfg = AnalyticsConfig::default();
+    let tape = dir.join("lobster/GOOG_2012-06-21_34200000_57600000_message_1.csv");
+    let (stats, _) = analyze(std::slice::from_ref(&tape), &tmp.join("goog"), 1);
+    let mut want = String::new();
+    for row in reference::stats(&trades(&tape), &cfg) {
+        row.write_json(&mut want, cfg.windows[row.window as usize].label());
+        want.push('\n');
+    }
+    assert!(stats == want, "analyze's stats equal the reference's");
+
+    // Two workers write the same bytes as one.
+    let (stats2, bars2) = analyze(std::slice::from_ref(&tape), &tmp.join("goog2"), 2);
+    let (_, bars1) = analyze(std::slice::from_ref(&tape), &tmp.join("goog1"), 1);
+    assert!(
+        stats2 == stats && bars2 == bars1,
+        "1 and 2 workers are byte-identical"
+    );
+
+    // A raw WebSocket session and the trade CSV cut from it give the same results.
+    let raw = dir.join("crypto/raw_hftbacktest/usdm_btcusdt_20240808.gz");
+    let csv = dir.join("crypto/trades/binance_usdm_btcusdt_20240808.trades.csv");
+    assert!(
+        analyze(&[raw], &tmp.join("raw"), 1) == analyze(&[csv], &tmp.join("csv"), 1),
+        "raw session == trade CSV"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -74,8 +74,7 @@ fn lobster_aapl_hand_checked_values() {
     let row = out
         .stats
         .iter()
-        .filter(|r| r.window == 0 && r.time_ns <= OPEN_NS + 2_000_000_000)
-        .last()
+        .rfind(|r| r.window == 0 && r.time_ns <= OPEN_NS + 2_000_000_000)
         .expect("a row by 09:30:02");
     let core = row.core.expect("non-empty");
     assert_eq!(

@@ -85,7 +85,7 @@ pub fn workload(dir: &Path, min_ticks: usize) -> anyhow::Result<(Vec<Trade>, usi
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let dir = data_dir(args.data_dir.as_deref());
     if let Some(phase) = args.phase {
-        return run_phase(phase, &dir, &args);
+        return run_phase(phase, &args);
     }
     let (trades, symbols) = workload(&dir, args.ticks)?;
     println!(
@@ -100,26 +100,89 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("gostocks-bench-{}.csv", std::process::id()))
     });
     write_csv(&csv, &trades)?;
-    let half = std::env::temp_dir().join(format!("gostocks-bench-half-{}.csv", std::process::id()));
-    write_csv(&half, &trades[..trades.len() / 2])?;
-    drop(trades);
+    // The same workload twice over, the copy starting a day after the original ends: twice the
+    // length at the same concurrency, to show that memory does not grow with the input's length.
+    let twice =
+        std::env::temp_dir().join(format!("gostocks-bench-twice-{}.csv", std::process::id()));
+    let span = trades.last().map_or(0, |t| t.time_ns) - trades.first().map_or(0, |t| t.time_ns);
+    let shift = span + 86_400_000_000_000;
+    let later: Vec<Trade> = trades
+        .iter()
+        .map(|t| Trade {
+            time_ns: t.time_ns + shift,
+            ..*t
+        })
+        .collect();
+    let later_len = trades.len() as u64;
+    let mut both = trades;
+    both.extend(later);
+    both.sort_by_key(|t| (t.time_ns, t.symbol, t.seq));
+    write_csv(&twice, &both)?;
+    drop(both);
+    let n = later_len;
 
     println!("| measurement | ticks | seconds | ticks/s | per worker | peak RSS |");
     println!("|---|---:|---:|---:|---:|---:|");
     let me = std::env::current_exe()?;
-    for (label, phase, workers, input) in [
-        ("(a) in memory, 1 worker", "memory", 1, &csv),
-        ("(a) in memory, 2 workers", "memory", 2, &csv),
-        ("(b) analyze from CSV, 1 worker", "analyze", 1, &csv),
-        ("(b) analyze from CSV, 2 workers", "analyze", 2, &csv),
+    let out_dir = std::env::temp_dir().join(format!("gostocks-bench-out-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir)?;
+    for (label, workers, input, ticks) in [
+        ("(a) in memory, 1 worker", 1, &csv, None),
+        ("(a) in memory, 2 workers", 2, &csv, None),
+        ("(b) analyze from CSV, 1 worker", 1, &csv, Some(n)),
+        ("(b) analyze from CSV, 2 workers", 2, &csv, Some(n)),
         (
-            "(b) analyze, half the input, 2 workers",
-            "analyze",
+            "(b) analyze, the workload twice over, 2 workers",
             2,
-            &half,
+            &twice,
+            Some(2 * n),
         ),
     ] {
-        let (ticks, secs, rss) = child(&me, phase, workers, input, &dir)?;
+        let mut cmd = Command::new(&me);
+        cmd.args(["--log", "warn"]);
+        match ticks {
+            // The dataflow alone: the child loads the ticks, then times only the dataflow.
+            None => {
+                cmd.arg("bench")
+                    .arg("--phase")
+                    .arg("memory")
+                    .arg("--workers")
+                    .arg(workers.to_string())
+                    .arg("--csv")
+                    .arg(input);
+            }
+            // End to end: parsing, the dataflow and writing every output.
+            Some(_) => {
+                cmd.arg("analyze")
+                    .arg("--workers")
+                    .arg(workers.to_string())
+                    .arg("--input")
+                    .arg(input);
+                cmd.arg("--stats-out")
+                    .arg(out_dir.join("stats.jsonl"))
+                    .arg("--bars-out")
+                    .arg(out_dir.join("bars.jsonl"));
+            }
+        }
+        let started = Instant::now();
+        let (stdout, rss) = measure(cmd)?;
+        let (ticks, secs) = match ticks {
+            Some(t) => (t, started.elapsed().as_secs_f64()),
+            None => {
+                let mut words = stdout.split_whitespace();
+                let t: u64 = words
+                    .next()
+                    .and_then(|w| w.parse().ok())
+                    .context("phase output")?;
+                (
+                    t,
+                    words
+                        .next()
+                        .and_then(|w| w.parse().ok())
+                        .context("phase output")?,
+                )
+            }
+        };
         let rate = ticks as f64 / secs;
         println!(
             "| {label} | {ticks} | {secs:.2} | {:.2} M | {:.2} M | {} MB |",
@@ -128,10 +191,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             rss / 1024
         );
     }
+    let _ = std::fs::remove_dir_all(&out_dir);
     if args.workload_out.is_none() {
         let _ = std::fs::remove_file(&csv);
     }
-    let _ = std::fs::remove_file(&half);
+    let _ = std::fs::remove_file(&twice);
     Ok(())
 }
 
@@ -149,30 +213,13 @@ fn write_csv(path: &Path, trades: &[Trade]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one phase in a child process; returns (ticks, seconds, peak RSS in kB).
-fn child(
-    me: &Path,
-    phase: &str,
-    workers: usize,
-    input: &Path,
-    dir: &Path,
-) -> anyhow::Result<(u64, f64, u64)> {
-    let mut cmd = Command::new(me);
-    cmd.arg("--log")
-        .arg("warn")
-        .arg("bench")
-        .arg("--data-dir")
-        .arg(dir);
-    cmd.arg("--phase")
-        .arg(phase)
-        .arg("--workers")
-        .arg(workers.to_string())
-        .arg("--csv")
-        .arg(input);
+/// Runs a command, sampling its peak RSS; returns its stdout and the peak in kB.
+fn measure(mut cmd: Command) -> anyhow::Result<(String, u64)> {
     let mut child = cmd
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
-        .context("starting a bench phase")?;
+        .context("starting a measurement")?;
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak = 0u64;
     loop {
@@ -191,22 +238,12 @@ fn child(
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "bench phase {phase} failed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut words = text.split_whitespace();
-    let ticks: u64 = words
-        .next()
-        .and_then(|w| w.parse().ok())
-        .context("phase output")?;
-    let secs: f64 = words
-        .next()
-        .and_then(|w| w.parse().ok())
-        .context("phase output")?;
-    Ok((ticks, secs, peak))
+    anyhow::ensure!(out.status.success(), "a measurement failed: {:?}", cmd);
+    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), peak))
 }
 
 /// A child: measures one phase and prints `ticks seconds`.
-fn run_phase(phase: BenchPhase, dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
     let csv = args.csv.clone().context("--csv is required with --phase")?;
     let config = AnalyticsConfig::default();
     match phase {
@@ -227,34 +264,6 @@ fn run_phase(phase: BenchPhase, dir: &Path, args: &BenchArgs) -> anyhow::Result<
             let secs = started.elapsed().as_secs_f64();
             anyhow::ensure!(out.late.is_empty(), "the workload has no late ticks");
             println!("{n} {secs}");
-        }
-        BenchPhase::Analyze => {
-            let stats = std::env::temp_dir()
-                .join(format!("gostocks-bench-stats-{}.jsonl", std::process::id()));
-            let bars = std::env::temp_dir()
-                .join(format!("gostocks-bench-bars-{}.jsonl", std::process::id()));
-            let started = Instant::now();
-            let status = Command::new(std::env::current_exe()?)
-                .args(["--log", "warn", "analyze", "--input"])
-                .arg(&csv)
-                .arg("--stats-out")
-                .arg(&stats)
-                .arg("--bars-out")
-                .arg(&bars)
-                .args(["--workers", &args.workers.to_string()])
-                .stderr(Stdio::null())
-                .status()?;
-            let secs = started.elapsed().as_secs_f64();
-            anyhow::ensure!(status.success(), "analyze failed");
-            let lines = std::fs::read_to_string(&csv)
-                .map(|s| s.lines().count() as u64 - 1)
-                .unwrap_or(0);
-            let _ = (
-                std::fs::remove_file(&stats),
-                std::fs::remove_file(&bars),
-                dir,
-            );
-            println!("{lines} {secs}");
         }
     }
     Ok(())

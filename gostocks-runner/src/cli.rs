@@ -79,8 +79,6 @@ pub struct BenchArgs {
 pub enum BenchPhase {
     /// The dataflow on ticks already in memory.
     Memory,
-    /// `analyze` end to end.
-    Analyze,
 }
 
 /// Flags of `gostocks analyze`.

@@ -9,6 +9,7 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 
+use super::runs::RunFolder;
 use super::sequence::Sequenced;
 use crate::decimal::Fixed;
 use crate::indicators::{Agg, Ema};
@@ -65,7 +66,9 @@ impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
         let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
         self.unary(Pipeline, "BarPartials", move |_cap, _info| {
-            let mut parts: HashMap<(Symbol, u8, u64), BarPartial> = HashMap::default();
+            // One folder per bar size, so that each sees its keys in runs.
+            let mut parts: Vec<RunFolder<BarKey, BarPartial>> =
+                sizes.iter().map(|_| RunFolder::new()).collect();
             // A bar's partial may mix grid times: all of them lie at or before the bar's end.
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
@@ -85,15 +88,12 @@ impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
                             };
                             for (b, size) in sizes.iter().enumerate() {
                                 let start = t.time_ns / size * size;
-                                parts
-                                    .entry((t.symbol, b as u8, start))
-                                    .and_modify(|p| p.absorb(&one))
-                                    .or_insert(one);
+                                parts[b].add((t.symbol, b as u8, start), one, |p, o| p.absorb(&o));
                             }
                         }
                     }
                     let mut session = output.session(&cap);
-                    for (key, part) in parts.drain() {
+                    for (key, part) in parts.iter_mut().flat_map(|p| p.drain(|p, o| p.absorb(&o))) {
                         let end = key.2 + sizes[key.1 as usize];
                         session.give(((key, part), end, 1isize));
                         // Retracted once final and emitted, so the bar's state can be compacted

@@ -4,6 +4,7 @@
 pub mod bars;
 pub mod emit;
 pub mod last_price;
+mod runs;
 pub mod sequence;
 pub mod window_stats;
 

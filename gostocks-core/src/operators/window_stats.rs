@@ -20,6 +20,7 @@ use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
 
+use super::runs::RunFolder;
 use super::sequence::Sequenced;
 use crate::decimal::Fixed;
 use crate::indicators::{Agg, quantize_log_return};
@@ -89,7 +90,7 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
         self.unary(Pipeline, "WindowSums", move |_cap, _info| {
-            let mut cells: HashMap<(u64, Symbol), Agg> = HashMap::default();
+            let mut cells: RunFolder<(u64, Symbol), Agg> = RunFolder::new();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(output.output_index()) else {
@@ -100,12 +101,15 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
                         for s in container.iter() {
                             let t = &s.trade;
                             let ret = s.prev.map(|p| quantize_log_return(t.price, p.price));
-                            *cells.entry((s.time, t.symbol)).or_default() +=
-                                Agg::tick(t.price, t.size, t.time_ns, ret);
+                            cells.add(
+                                (s.time, t.symbol),
+                                Agg::tick(t.price, t.size, t.time_ns, ret),
+                                |a, b| *a += b,
+                            );
                         }
                     }
                     let mut session = output.session(&cap);
-                    for ((g0, symbol), agg) in cells.drain() {
+                    for ((g0, symbol), agg) in cells.drain(|a, b| *a += b) {
                         let mut gone = agg;
                         gone.negate();
                         for (w, len) in lengths.iter().enumerate() {
@@ -128,8 +132,8 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
             .inner
             .map(|((key, agg), time, diff)| (WindowChange::Sums(key, agg, diff as i64), time));
         let prices = self.clone().unary(Pipeline, "WindowPrices", |_cap, _info| {
-            let mut cells: HashMap<(u64, Symbol, Fixed), i64> = HashMap::default();
-            let mut last: HashMap<(u64, Symbol), (u64, u64, Fixed)> = HashMap::default();
+            let mut cells: RunFolder<(u64, Symbol, Fixed), i64> = RunFolder::new();
+            let mut last: RunFolder<(u64, Symbol), (u64, u64, Fixed)> = RunFolder::new();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(output.output_index()) else {
@@ -138,17 +142,17 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
                     for container in data {
                         for s in container.iter() {
                             let t = &s.trade;
-                            *cells.entry((s.time, t.symbol, t.price)).or_default() += 1;
-                            let point = (t.time_ns, t.seq, t.price);
-                            let entry = last.entry((s.time, t.symbol)).or_insert(point);
-                            *entry = (*entry).max(point);
+                            cells.add((s.time, t.symbol, t.price), 1, |a, b| *a += b);
+                            last.add((s.time, t.symbol), (t.time_ns, t.seq, t.price), |a, b| {
+                                *a = (*a).max(b)
+                            });
                         }
                     }
                     let mut session = output.session(&cap);
-                    for ((g0, symbol, price), n) in cells.drain() {
+                    for ((g0, symbol, price), n) in cells.drain(|a, b| *a += b) {
                         session.give((WindowChange::Price(symbol, price, n), g0));
                     }
-                    for ((g0, symbol), (t, seq, price)) in last.drain() {
+                    for ((g0, symbol), (t, seq, price)) in last.drain(|a, b| *a = (*a).max(b)) {
                         session.give((WindowChange::Last(symbol, t, seq, price), g0));
                     }
                 });

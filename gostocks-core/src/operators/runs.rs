@@ -1,0 +1,53 @@
+//! Folding runs of equal keys before they reach a hash map.
+
+use std::collections::hash_map::Entry;
+use std::hash::Hash;
+
+use rustc_hash::FxHashMap as HashMap;
+
+/// Merges values by key. Records arrive sorted by `(time, symbol, ...)`, so equal keys come in
+/// runs: a run is merged in place and touches the map once, instead of hashing every record.
+pub(crate) struct RunFolder<K, V> {
+    map: HashMap<K, V>,
+    run: Option<(K, V)>,
+}
+
+impl<K: Eq + Hash + Copy, V> RunFolder<K, V> {
+    pub(crate) fn new() -> Self {
+        RunFolder {
+            map: HashMap::default(),
+            run: None,
+        }
+    }
+
+    /// Merges `value` under `key` with `merge(existing, new)`.
+    #[inline]
+    pub(crate) fn add(&mut self, key: K, value: V, merge: impl Fn(&mut V, V)) {
+        match &mut self.run {
+            Some((k, v)) if *k == key => merge(v, value),
+            _ => {
+                if let Some((k, v)) = self.run.replace((key, value)) {
+                    match self.map.entry(k) {
+                        Entry::Occupied(mut e) => merge(e.get_mut(), v),
+                        Entry::Vacant(e) => {
+                            e.insert(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every key with its merged value, emptying the folder.
+    pub(crate) fn drain(&mut self, merge: impl Fn(&mut V, V)) -> impl Iterator<Item = (K, V)> + '_ {
+        if let Some((k, v)) = self.run.take() {
+            match self.map.entry(k) {
+                Entry::Occupied(mut e) => merge(e.get_mut(), v),
+                Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+            }
+        }
+        self.map.drain()
+    }
+}

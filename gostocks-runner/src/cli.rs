@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use gostocks_connectors::file::Format;
 use gostocks_core::Span;
+use gostocks_core::stats::AnalyticsConfig;
 
 /// gostocks: exact, incremental market analytics on timely/differential dataflow.
 ///
@@ -165,6 +166,33 @@ pub struct RunArgs {
     /// Result grid: stats are evaluated at multiples of this duration.
     #[arg(long, default_value = "1s", env = "GOSTOCKS_RESOLUTION")]
     pub resolution: Span,
+
+    /// A sliding window for the stats; repeat for several.
+    #[arg(long, default_values = ["60s", "300s"], env = "GOSTOCKS_WINDOWS", value_delimiter = ',')]
+    pub window: Vec<Span>,
+
+    /// A tumbling bar size; repeat for several.
+    #[arg(long, default_values = ["1s", "1m"], env = "GOSTOCKS_BARS", value_delimiter = ',')]
+    pub bar: Vec<Span>,
+
+    /// EMA span over bar closes.
+    #[arg(long, default_value_t = 20, env = "GOSTOCKS_EMA_SPAN")]
+    pub ema_span: u32,
+}
+
+impl RunArgs {
+    /// The analytics this run computes.
+    pub fn analytics_config(&self) -> anyhow::Result<AnalyticsConfig> {
+        let config = AnalyticsConfig {
+            windows: self.window.clone(),
+            resolution: self.resolution.clone(),
+            bars: self.bar.clone(),
+            ema_span: self.ema_span,
+            lateness: 0,
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Flags of `gostocks simulate`.

@@ -1,37 +1,44 @@
-//! The dataflow `gostocks run` drives: trades in, the last price per symbol (an arrangement)
-//! out into [`MarketState`].
+//! The dataflow `gostocks run` drives: trades in; the analytics (window stats, bars) and the
+//! last price per symbol (an arrangement) out into [`MarketState`].
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gostocks_core::operators::{LastPrice, Sequence};
+use gostocks_core::feed::grid_ceil;
+use gostocks_core::operators::{LastPrice, analytics};
+use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Tick, Trade};
-use timely::dataflow::operators::Input;
+use timely::dataflow::operators::{Input, Inspect, Probe};
 
 use crate::state::MarketState;
-
-/// The first grid time at or after `t`: a trade at `t` belongs to the results from there on.
-pub fn grid_ceil(t: u64, resolution: u64) -> u64 {
-    t.div_ceil(resolution) * resolution
-}
 
 /// Runs the dataflow on `workers` threads until `ticks` closes. Worker 0 reads the channel;
 /// trades are routed to workers by symbol inside the dataflow.
 pub fn run(
     workers: usize,
-    resolution: u64,
+    config: AnalyticsConfig,
     ticks: Receiver<Vec<Tick>>,
     state: Arc<MarketState>,
 ) -> anyhow::Result<()> {
+    let resolution = config.resolution.ns();
     let ticks = Arc::new(Mutex::new(Some(ticks)));
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let state_out = Arc::clone(&state);
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
-            let (probe, _) = trades
-                .sequence(resolution)
+            let out = analytics(trades, &config);
+            let (stats_state, bars_state) = (Arc::clone(&state_out), Arc::clone(&state_out));
+            let probe = out
+                .stats
+                .inspect(move |row| stats_state.apply_stats(row))
+                .probe()
+                .0;
+            out.bars
+                .inspect(move |row| bars_state.apply_bar(row))
+                .probe_with(&probe);
+            out.sequenced
                 .last_price()
                 .arrange_by_key_named("LastPriceBySymbol")
                 .as_collection(|sym, point| (*sym, *point))
@@ -40,7 +47,7 @@ pub fn run(
                         state_out.apply_last(sym, point);
                     }
                 })
-                .probe();
+                .probe_with(&probe);
             (input, probe)
         });
         let Some(rx) = (worker.index() == 0)

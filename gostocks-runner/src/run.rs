@@ -18,16 +18,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
     let ticks = load(&args)?;
     anyhow::ensure!(!ticks.is_empty(), "the input has no ticks to replay");
-    let state = Arc::new(MarketState::new(4096));
+    let config = args.analytics_config()?;
+    let state = Arc::new(MarketState::new(4096, &config));
     let stop = Arc::new(AtomicBool::new(false));
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Tick>>(64);
     let dataflow = {
         let state = Arc::clone(&state);
-        let (workers, resolution) = (args.workers, args.resolution.ns());
+        let workers = args.workers;
+        let config = args.analytics_config()?;
         std::thread::Builder::new()
             .name("dataflow".into())
-            .spawn(move || crate::dataflow::run(workers, resolution, rx, state))?
+            .spawn(move || crate::dataflow::run(workers, config, rx, state))?
     };
     let replay = {
         let stop = Arc::clone(&stop);
@@ -178,7 +180,9 @@ async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
             .as_ref()
             .map_or("the bundled recording".into(), |p| p.display().to_string())
     );
-    println!("  REST  http://{http_addr}   (GET /price/:symbol, /symbols, /healthz)");
+    println!(
+        "  REST  http://{http_addr}   (GET /price/:symbol, /stats/:symbol, /bars/:symbol, /symbols, /healthz)"
+    );
     println!("  gRPC  {grpc_addr}   (gostocks.v1.MarketService, grpc.health.v1, reflection)");
     println!("press Ctrl-C to stop");
 

@@ -1,11 +1,12 @@
 //! What the servers read: the latest price per symbol, as the dataflow maintains it, and the
 //! live tick feed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gostocks_core::operators::Point;
+use gostocks_core::stats::{AnalyticsConfig, BarRow, StatsRow};
 use gostocks_core::{Fixed, Symbol, Tick};
 use tokio::sync::broadcast;
 
@@ -20,9 +21,20 @@ pub struct LastPrice {
     pub seq: u64,
 }
 
+/// How many final bars are kept per symbol and bar size.
+pub const BARS_KEPT: usize = 1_000;
+
 /// Shared between the dataflow (writer) and the REST and gRPC servers (readers).
 pub struct MarketState {
     prices: RwLock<BTreeMap<String, LastPrice>>,
+    /// The latest stats row per (symbol, window index).
+    stats: RwLock<HashMap<(Symbol, u8), StatsRow>>,
+    /// The latest final bars per (symbol, bar index), oldest first.
+    bars: RwLock<HashMap<(Symbol, u8), VecDeque<BarRow>>>,
+    /// Window labels, in index order.
+    pub windows: Vec<String>,
+    /// Bar labels, in index order.
+    pub bar_sizes: Vec<String>,
     ticks: broadcast::Sender<Tick>,
     /// Ticks accepted into the dataflow.
     pub accepted: AtomicU64,
@@ -31,10 +43,15 @@ pub struct MarketState {
 }
 
 impl MarketState {
-    /// Empty state with a live feed that buffers `feed_capacity` ticks per slow subscriber.
-    pub fn new(feed_capacity: usize) -> MarketState {
+    /// Empty state for `config`'s windows and bars, with a live feed that buffers
+    /// `feed_capacity` ticks per slow subscriber.
+    pub fn new(feed_capacity: usize, config: &AnalyticsConfig) -> MarketState {
         MarketState {
             prices: RwLock::new(BTreeMap::new()),
+            stats: RwLock::new(HashMap::new()),
+            bars: RwLock::new(HashMap::new()),
+            windows: config.windows.iter().map(ToString::to_string).collect(),
+            bar_sizes: config.bars.iter().map(ToString::to_string).collect(),
             ticks: broadcast::channel(feed_capacity).0,
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -57,6 +74,47 @@ impl MarketState {
                 prices.insert(symbol.to_string(), entry);
             }
         }
+    }
+
+    /// Applies a stats changelog row (rows of one window arrive in time order).
+    pub fn apply_stats(&self, row: &StatsRow) {
+        self.stats
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((row.symbol, row.window), *row);
+    }
+
+    /// Appends a final bar, keeping the latest [`BARS_KEPT`].
+    pub fn apply_bar(&self, row: &BarRow) {
+        let mut bars = self.bars.write().unwrap_or_else(|e| e.into_inner());
+        let kept = bars.entry((row.symbol, row.bar)).or_default();
+        kept.push_back(*row);
+        if kept.len() > BARS_KEPT {
+            kept.pop_front();
+        }
+    }
+
+    /// The latest stats of `symbol` in window `window` (an index into [`MarketState::windows`]).
+    pub fn stats(&self, symbol: &str, window: u8) -> Option<StatsRow> {
+        let symbol = Symbol::new(symbol).ok()?;
+        self.stats
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(symbol, window))
+            .copied()
+    }
+
+    /// The latest `limit` bars of `symbol` for bar size `bar`, oldest first.
+    pub fn bars(&self, symbol: &str, bar: u8, limit: usize) -> Option<Vec<BarRow>> {
+        let symbol = Symbol::new(symbol).ok()?;
+        let bars = self.bars.read().unwrap_or_else(|e| e.into_inner());
+        let kept = bars.get(&(symbol, bar))?;
+        Some(
+            kept.iter()
+                .skip(kept.len().saturating_sub(limit))
+                .copied()
+                .collect(),
+        )
     }
 
     /// The last price of `symbol`, if any trade of it has been seen.

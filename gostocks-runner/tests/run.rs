@@ -115,6 +115,47 @@ async fn serves_live_prices_over_rest_and_grpc_and_stops_on_sigterm() {
     let (status, _) = get(&running.http, "/healthz");
     assert_eq!(status, 200);
 
+    // Window stats and final bars, computed by the analytics dataflow, as the replay runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stats = loop {
+        let (status, body) = get(&running.http, "/stats/MSFT?window=60s");
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no MSFT stats within 30 s: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(stats["window"], "60s");
+    assert!(stats["count"].as_i64().is_some_and(|c| c > 0), "{stats}");
+    assert!(stats["vwap"].as_f64().is_some_and(|v| v > 0.0), "{stats}");
+    let (status, body) = get(&running.http, "/stats/MSFT?window=13s");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bars = loop {
+        let (status, body) = get(&running.http, "/bars/MSFT?bar=1s&limit=5");
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no MSFT bars within 30 s: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let bars = bars.as_array().expect("an array of bars");
+    assert!(!bars.is_empty() && bars.len() <= 5);
+    assert!(
+        bars.iter()
+            .all(|b| b["bar"] == "1s" && b["count"].as_i64() > Some(0))
+    );
+
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.grpc))
         .expect("endpoint")
         .connect()
@@ -137,6 +178,27 @@ async fn serves_live_prices_over_rest_and_grpc_and_stops_on_sigterm() {
         .into_inner();
     assert_eq!(price.symbol, "MSFT");
     assert!(price.price.is_some_and(|p| p.mantissa > 0));
+    let stats = MarketServiceClient::new(channel.clone())
+        .get_stats(v1::GetStatsRequest {
+            symbol: "MSFT".into(),
+            window: "300s".into(),
+        })
+        .await
+        .expect("GetStats answers")
+        .into_inner();
+    assert_eq!(stats.window, "300s");
+    assert!(
+        stats.count > 0 && stats.vwap.is_some_and(|v| v > 0.0),
+        "{stats:?}"
+    );
+    let bad = MarketServiceClient::new(channel.clone())
+        .get_stats(v1::GetStatsRequest {
+            symbol: "MSFT".into(),
+            window: "13s".into(),
+        })
+        .await
+        .expect_err("unknown window");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     let missing = MarketServiceClient::new(channel.clone())
         .get_price(v1::GetPriceRequest {
             symbol: "NOSUCH".into(),

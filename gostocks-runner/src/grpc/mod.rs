@@ -49,11 +49,50 @@ impl MarketService for Market {
 
     async fn get_stats(
         &self,
-        _req: Request<v1::GetStatsRequest>,
+        req: Request<v1::GetStatsRequest>,
     ) -> Result<Response<v1::WindowStats>, Status> {
-        Err(Status::unimplemented(
-            "GetStats is served once `gostocks run` computes window stats",
-        ))
+        let req = req.into_inner();
+        let symbol = req.symbol.trim().to_uppercase();
+        if symbol.is_empty() {
+            return Err(Status::invalid_argument("symbol: must not be empty"));
+        }
+        let windows = &self.state.windows;
+        let window = if req.window.is_empty() {
+            0
+        } else {
+            windows
+                .iter()
+                .position(|w| *w == req.window)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "window: `{}` is not computed; use one of {}",
+                        req.window,
+                        windows.join(", ")
+                    ))
+                })?
+        };
+        let row = self
+            .state
+            .stats(&symbol, window as u8)
+            .ok_or_else(|| Status::not_found(format!("no stats yet for symbol `{symbol}`")))?;
+        let core = row.core;
+        Ok(Response::new(v1::WindowStats {
+            symbol,
+            window: windows[window].clone(),
+            time_ns: row.time_ns as i64,
+            count: core.map_or(0, |c| c.agg.count),
+            volume: Some(
+                core.map_or(gostocks_core::Fixed::ZERO, |c| c.agg.volume_fixed())
+                    .into(),
+            ),
+            last: row.last.map(Into::into),
+            min: core.map(|c| c.min.into()),
+            max: core.map(|c| c.max.into()),
+            sma: core.and_then(|c| c.agg.sma()),
+            vwap: core.and_then(|c| c.agg.vwap()),
+            stddev: core.and_then(|c| c.agg.stddev()),
+            volatility: core.and_then(|c| c.agg.volatility()),
+        }))
     }
 
     type StreamTicksStream = TickStream;

@@ -42,6 +42,16 @@ pub fn routes(
         .and(warp::get())
         .and(with_state.clone())
         .and_then(get_price);
+    let stats = warp::path!("stats" / String)
+        .and(warp::get())
+        .and(warp::query::<StatsQuery>())
+        .and(with_state.clone())
+        .and_then(get_stats);
+    let bars = warp::path!("bars" / String)
+        .and(warp::get())
+        .and(warp::query::<BarsQuery>())
+        .and(with_state.clone())
+        .and_then(get_bars);
     let symbols =
         warp::path!("symbols")
             .and(warp::get())
@@ -49,7 +59,106 @@ pub fn routes(
             .map(|s: Arc<MarketState>| {
                 warp::reply::json(&serde_json::json!({ "symbols": s.symbols() }))
             });
-    healthz.or(price).or(symbols).recover(recover)
+    healthz
+        .or(price)
+        .or(stats)
+        .or(bars)
+        .or(symbols)
+        .recover(recover)
+}
+
+/// `GET /stats/:symbol?window=60s` (default: the first configured window).
+#[derive(Debug, serde::Deserialize)]
+struct StatsQuery {
+    window: Option<String>,
+}
+
+/// `GET /bars/:symbol?bar=1m&limit=100` (defaults: the first configured bar, 100 bars).
+#[derive(Debug, serde::Deserialize)]
+struct BarsQuery {
+    bar: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The index of `label` among the configured `labels` (the first when absent), or a 400 that
+/// lists them.
+fn pick(what: &'static str, label: Option<&str>, labels: &[String]) -> Result<u8, Rejection> {
+    match label {
+        None => Ok(0),
+        Some(l) => labels
+            .iter()
+            .position(|x| x == l)
+            .map(|i| i as u8)
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!(
+                        "unknown {what} `{l}`; this run computes {what}s {}",
+                        labels.join(", ")
+                    ),
+                )
+            }),
+    }
+}
+
+fn json_body(body: String) -> warp::reply::Response {
+    warp::reply::with_header(body, "content-type", "application/json").into_response()
+}
+
+async fn get_stats(
+    symbol: String,
+    q: StatsQuery,
+    state: Arc<MarketState>,
+) -> Result<warp::reply::Response, Rejection> {
+    let symbol = symbol.trim().to_uppercase();
+    let window = pick("window", q.window.as_deref(), &state.windows)?;
+    let row = state.stats(&symbol, window).ok_or_else(|| {
+        problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no stats yet for symbol `{symbol}`; GET /symbols lists the symbols seen"),
+        )
+    })?;
+    let mut body = String::new();
+    row.write_json(&mut body, &state.windows[window as usize]);
+    Ok(json_body(body))
+}
+
+async fn get_bars(
+    symbol: String,
+    q: BarsQuery,
+    state: Arc<MarketState>,
+) -> Result<warp::reply::Response, Rejection> {
+    let symbol = symbol.trim().to_uppercase();
+    let bar = pick("bar", q.bar.as_deref(), &state.bar_sizes)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > crate::state::BARS_KEPT {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "limit must be between 1 and {}, got {limit}",
+                crate::state::BARS_KEPT
+            ),
+        ));
+    }
+    let rows = state.bars(&symbol, bar, limit).ok_or_else(|| {
+        problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no final bars yet for symbol `{symbol}`"),
+        )
+    })?;
+    let mut body = String::from("[");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        row.write_json(&mut body, &state.bar_sizes[bar as usize]);
+    }
+    body.push(']');
+    Ok(json_body(body))
 }
 
 async fn get_price(symbol: String, state: Arc<MarketState>) -> Result<impl Reply, Rejection> {
@@ -96,6 +205,14 @@ async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
                 message: "this route does not take that method".into(),
             },
         )
+    } else if let Some(e) = err.find::<warp::reject::InvalidQuery>() {
+        (
+            StatusCode::BAD_REQUEST,
+            ApiError {
+                code: "bad_request",
+                message: format!("{e}: check the query parameters' names and types"),
+            },
+        )
     } else if let Some(e) = err.find::<warp::reject::PayloadTooLarge>() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -123,7 +240,10 @@ mod tests {
     use gostocks_core::operators::Point;
 
     fn state() -> Arc<MarketState> {
-        let s = Arc::new(MarketState::new(16));
+        let s = Arc::new(MarketState::new(
+            16,
+            &gostocks_core::stats::AnalyticsConfig::default(),
+        ));
         let point = Point {
             time_ns: 7,
             seq: 1,
@@ -157,6 +277,65 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
         assert_eq!(body["code"], "not_found");
         assert!(body["message"].as_str().unwrap().contains("NOPE"));
+    }
+
+    #[tokio::test]
+    async fn stats_and_bars_validate_their_parameters() {
+        let s = state();
+        let p = |x: &str| x.parse::<gostocks_core::Fixed>().unwrap();
+        let agg = gostocks_core::indicators::Agg::tick(p("585.33"), p("100"), 7, None);
+        let core = gostocks_core::stats::WindowCore {
+            agg,
+            min: p("585.33"),
+            max: p("585.33"),
+        };
+        let sym = Symbol::new("AAPL").unwrap();
+        s.apply_stats(&gostocks_core::stats::StatsRow {
+            time_ns: 1_000,
+            symbol: sym,
+            window: 1,
+            core: Some(core),
+            last: Some(p("585.33")),
+        });
+        let res = warp::test::request()
+            .path("/stats/AAPL?window=300s")
+            .reply(&routes(Arc::clone(&s)))
+            .await;
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(
+            (
+                body["window"].as_str(),
+                body["count"].as_i64(),
+                body["last"].as_f64()
+            ),
+            (Some("300s"), Some(1), Some(585.33))
+        );
+        let res = warp::test::request()
+            .path("/stats/AAPL?window=7s")
+            .reply(&routes(Arc::clone(&s)))
+            .await;
+        assert_eq!(res.status(), 400);
+        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("60s, 300s"),
+            "{body}"
+        );
+        let res = warp::test::request()
+            .path("/stats/AAPL")
+            .reply(&routes(Arc::clone(&s)))
+            .await;
+        assert_eq!(res.status(), 404, "no 60s stats yet");
+        let res = warp::test::request()
+            .path("/bars/AAPL?limit=abc")
+            .reply(&routes(Arc::clone(&s)))
+            .await;
+        assert_eq!(res.status(), 400);
+        let res = warp::test::request()
+            .path("/bars/AAPL?limit=0")
+            .reply(&routes(s))
+            .await;
+        assert_eq!(res.status(), 400);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use timely::dataflow::operators::Input;
 use timely::dataflow::operators::Probe;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::feed::{Late, Watermark};
 use crate::operators::{EmitOrdered, analytics};
@@ -51,6 +52,24 @@ impl Feeder {
             .filter(|&i| self.live[i])
             .map(|i| self.marks[i].input_time())
             .min()
+    }
+
+    /// After a chunk was sent: advances `input` to [`Feeder::input_time`], then steps `worker`
+    /// until the dataflow has caught up with where the input was before, so that about one chunk
+    /// is in flight and memory stays bounded.
+    pub fn release(
+        &self,
+        input: &mut InputHandleVec<u64, Trade>,
+        probe: &ProbeHandle<u64>,
+        worker: &mut timely::worker::Worker,
+    ) {
+        let before = *input.time();
+        if let Some(t) = self.input_time().filter(|&t| t > before) {
+            input.advance_to(t);
+        }
+        while probe.less_than(&before) {
+            worker.step();
+        }
     }
 }
 
@@ -129,14 +148,7 @@ pub fn run_batch(
             if cursors[i] == mine[i].len() {
                 feeder.finish(i);
             }
-            let before = *input.time();
-            if let Some(t) = feeder.input_time().filter(|&t| t > before) {
-                input.advance_to(t);
-            }
-            // Keep at most about one chunk in flight.
-            while probe.less_than(&before) {
-                worker.step();
-            }
+            feeder.release(&mut input, &probe, worker);
         }
         drop(input);
         while worker.step() {}

@@ -184,13 +184,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 counters.skipped.fetch_add(files[i].counts().skipped, Ordering::Relaxed);
                 feeder.finish(i);
             }
-            let before = *input.time();
-            if let Some(t) = feeder.input_time().filter(|&t| t > before) {
-                input.advance_to(t);
-            }
-            while probe.less_than(&before) {
-                worker.step();
-            }
+            feeder.release(&mut input, &probe, worker);
         }
         drop(input);
         while worker.step() {}

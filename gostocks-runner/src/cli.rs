@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use gostocks_connectors::file::Format;
+use gostocks_connectors::kafka::TickEncoding;
 use gostocks_core::Span;
 use gostocks_core::stats::AnalyticsConfig;
 
@@ -40,11 +41,48 @@ pub enum Command {
     /// content changed; the state at any time is the latest line at or before it. Bars are
     /// written once final. See the README for every field.
     Analyze(AnalyzeArgs),
+    /// Replay recorded files into a Kafka topic, keyed by symbol, in event-time order.
+    ///
+    /// Prints a progress line on a terminal and the final rate. Records that do not decode or
+    /// validate are counted and passed over.
+    Replay(ReplayArgs),
     /// Measure throughput and memory on a workload built from the real recorded tapes.
     ///
     /// Prints a table: ticks/s of the dataflow on ticks already in memory (1 and 2 workers),
     /// of `analyze` end to end from a CSV file (parsing and writing every output), and peak RSS.
     Bench(BenchArgs),
+}
+
+/// Flags of `gostocks replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Files to replay (any supported format, gzip or plain); merged in event-time order.
+    #[arg(required = true)]
+    pub input: Vec<PathBuf>,
+
+    /// Kafka topic to produce to.
+    #[arg(long, default_value = "ticks", env = "GOSTOCKS_TOPIC")]
+    pub topic: String,
+
+    /// Pace: `1x` is the recorded pace, `10x` ten times faster, `max` as fast as the broker takes.
+    #[arg(long, default_value = "max")]
+    pub speed: Speed,
+
+    /// Input format.
+    #[arg(long, default_value = "auto")]
+    pub format: Format,
+
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092", env = "GOSTOCKS_KAFKA_BROKERS")]
+    pub brokers: String,
+
+    /// Encoding of the records: protobuf (`gostocks.v1.Tick`) or json (the canonical form).
+    #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
+    pub tick_encoding: TickEncoding,
+}
+
+fn parse_encoding(s: &str) -> Result<TickEncoding, String> {
+    s.parse()
 }
 
 /// Flags of `gostocks bench`.

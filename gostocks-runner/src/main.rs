@@ -9,6 +9,7 @@ mod dataflow;
 mod grpc;
 mod http;
 mod recording;
+mod replay;
 mod run;
 mod simulate;
 mod state;
@@ -24,5 +25,6 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Simulate(args) => simulate::simulate(args),
         cli::Command::Analyze(args) => analyze::analyze(args),
         cli::Command::Bench(args) => bench::bench(args),
+        cli::Command::Replay(args) => replay::replay(args),
     }
 }

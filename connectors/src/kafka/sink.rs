@@ -50,6 +50,30 @@ impl TickProducer {
         Ok((delivery.partition, delivery.offset))
     }
 
+    /// Sends one tick to `topic`; the future resolves when the broker acknowledges it. Many can
+    /// be in flight at once, which is how a replay keeps the producer's batches full.
+    pub fn send_owned(
+        &self,
+        topic: String,
+        tick: Tick,
+    ) -> impl std::future::Future<Output = Result<(i32, i64), Error>> + use<> {
+        let payload = self.encode(&tick);
+        let producer = self.producer.clone();
+        async move {
+            let record = FutureRecord::to(&topic)
+                .key(tick.symbol.as_bytes())
+                .payload(&payload);
+            let delivery = producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(source, _)| Error::Kafka {
+                    context: format!("producing to {topic}"),
+                    source,
+                })?;
+            Ok((delivery.partition, delivery.offset))
+        }
+    }
+
     /// Waits until every queued record is acknowledged.
     pub fn flush(&self) -> Result<(), Error> {
         self.producer

@@ -1,0 +1,107 @@
+//! `gostocks replay` against a real Kafka-protocol broker: every tick of the bundled recording
+//! arrives once, keyed by symbol, in event-time order per symbol.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use gostocks_connectors::kafka::{KafkaConfig, TickConsumer, TickEncoding, decode_tick};
+use gostocks_core::Tick;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+fn brokers() -> Option<String> {
+    let brokers =
+        std::env::var("GOSTOCKS_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let addr = brokers.split(',').next().unwrap_or_default().to_owned();
+    let up = std::net::TcpStream::connect_timeout(
+        &addr.parse().expect("host:port"),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    if !up {
+        let required = std::env::var("GOSTOCKS_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "kafka at {brokers} is unreachable, and the test command requires it"
+        );
+        eprintln!("SKIP: kafka at {brokers} is unreachable; run ./scripts/test to provision it");
+        return None;
+    }
+    Some(brokers)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_delivers_every_tick_once_keyed_and_in_order() {
+    let Some(brokers) = brokers() else { return };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let topic = format!("gostocks_test_replay_{}_{nanos}", std::process::id());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("admin client");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create_topics answered");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    let recording = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/ticks.jsonl");
+    let expected: Vec<Tick> = std::fs::read_to_string(recording)
+        .expect("the recording")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("canonical json"))
+        .collect();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args([
+            "--log",
+            "warn",
+            "replay",
+            recording,
+            "--topic",
+            &topic,
+            "--brokers",
+            &brokers,
+            "--speed",
+            "max",
+        ])
+        .status()
+        .expect("gostocks runs");
+    assert!(status.success());
+
+    let consumer = TickConsumer::subscribe(
+        &KafkaConfig::new(&brokers, format!("{topic}_reader")),
+        &[&topic],
+    )
+    .expect("consumer");
+    let mut got: HashMap<String, Vec<Tick>> = HashMap::new();
+    let mut count = 0;
+    let mut stream = consumer.consumer.stream();
+    while count < expected.len() {
+        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("records keep coming")
+            .expect("stream open")
+            .expect("no kafka error");
+        let tick = decode_tick(msg.payload().expect("payload"), TickEncoding::Protobuf)
+            .expect("protobuf tick");
+        assert_eq!(msg.key(), Some(tick.symbol.as_bytes()), "keyed by symbol");
+        got.entry(tick.symbol.clone()).or_default().push(tick);
+        count += 1;
+    }
+    // Each symbol lives on one partition, so its ticks arrive in the order they were sent.
+    let mut want: HashMap<String, Vec<Tick>> = HashMap::new();
+    for t in expected {
+        want.entry(t.symbol.clone()).or_default().push(t);
+    }
+    assert_eq!(got, want, "every tick exactly once, in order per symbol");
+    let _ = admin.delete_topics(&[&topic], &AdminOptions::new()).await;
+}

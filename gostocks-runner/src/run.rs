@@ -181,7 +181,7 @@ async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
             .map_or("the bundled recording".into(), |p| p.display().to_string())
     );
     println!(
-        "  REST  http://{http_addr}   (GET /price/:symbol, /stats/:symbol, /bars/:symbol, /symbols, /healthz)"
+        "  REST  http://{http_addr}   (GET /price/:symbol, /stats/:symbol, /bars/:symbol, /symbols, /healthz, /metrics)"
     );
     println!("  gRPC  {grpc_addr}   (gostocks.v1.MarketService, grpc.health.v1, reflection)");
     println!("press Ctrl-C to stop");

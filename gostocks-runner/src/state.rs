@@ -40,6 +40,8 @@ pub struct MarketState {
     pub accepted: AtomicU64,
     /// Ticks rejected (bad price, size, symbol or time).
     pub rejected: AtomicU64,
+    stats_rows: AtomicU64,
+    bar_rows: AtomicU64,
 }
 
 impl MarketState {
@@ -55,6 +57,8 @@ impl MarketState {
             ticks: broadcast::channel(feed_capacity).0,
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            stats_rows: AtomicU64::new(0),
+            bar_rows: AtomicU64::new(0),
         }
     }
 
@@ -78,6 +82,7 @@ impl MarketState {
 
     /// Applies a stats changelog row (rows of one window arrive in time order).
     pub fn apply_stats(&self, row: &StatsRow) {
+        self.stats_rows.fetch_add(1, Ordering::Relaxed);
         self.stats
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -86,6 +91,7 @@ impl MarketState {
 
     /// Appends a final bar, keeping the latest [`BARS_KEPT`].
     pub fn apply_bar(&self, row: &BarRow) {
+        self.bar_rows.fetch_add(1, Ordering::Relaxed);
         let mut bars = self.bars.write().unwrap_or_else(|e| e.into_inner());
         let kept = bars.entry((row.symbol, row.bar)).or_default();
         kept.push_back(*row);
@@ -144,6 +150,21 @@ impl MarketState {
     /// A new subscription to the live feed.
     pub fn subscribe(&self) -> broadcast::Receiver<Tick> {
         self.ticks.subscribe()
+    }
+
+    /// The Prometheus text exposition of this state's counters and gauges.
+    pub fn metrics(&self) -> String {
+        let (accepted, rejected) = self.counts();
+        let stats_rows = self.stats_rows.load(Ordering::Relaxed);
+        let bars = self.bar_rows.load(Ordering::Relaxed);
+        let symbols = self.prices.read().unwrap_or_else(|e| e.into_inner()).len();
+        format!(
+            "# HELP gostocks_ticks_total Ticks accepted into the dataflow.\n# TYPE gostocks_ticks_total counter\ngostocks_ticks_total {accepted}\n\
+             # HELP gostocks_ticks_rejected_total Ticks rejected (bad price, size, symbol or time).\n# TYPE gostocks_ticks_rejected_total counter\ngostocks_ticks_rejected_total {rejected}\n\
+             # HELP gostocks_stats_rows_total Window stats changelog rows computed.\n# TYPE gostocks_stats_rows_total counter\ngostocks_stats_rows_total {stats_rows}\n\
+             # HELP gostocks_bars_total Final bars computed.\n# TYPE gostocks_bars_total counter\ngostocks_bars_total {bars}\n\
+             # HELP gostocks_symbols Symbols with a last price.\n# TYPE gostocks_symbols gauge\ngostocks_symbols {symbols}\n"
+        )
     }
 
     /// `(accepted, rejected)` tick counts.

@@ -38,6 +38,12 @@ pub fn routes(
             "status": "ok", "ticks": accepted, "rejected": rejected, "symbols": s.symbols().len()
         }))
     });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|s: Arc<MarketState>| {
+            warp::reply::with_header(s.metrics(), "content-type", "text/plain; version=0.0.4")
+        });
     let price = warp::path!("price" / String)
         .and(warp::get())
         .and(with_state.clone())
@@ -60,6 +66,7 @@ pub fn routes(
                 warp::reply::json(&serde_json::json!({ "symbols": s.symbols() }))
             });
     healthz
+        .or(metrics)
         .or(price)
         .or(stats)
         .or(bars)
@@ -345,6 +352,13 @@ mod tests {
             .reply(&routes(state()))
             .await;
         assert_eq!(res.status(), 200);
+        let res = warp::test::request()
+            .path("/metrics")
+            .reply(&routes(state()))
+            .await;
+        assert_eq!(res.status(), 200);
+        let text = String::from_utf8_lossy(res.body()).into_owned();
+        assert!(text.contains("\ngostocks_symbols 1\n"), "{text}");
         let res = warp::test::request()
             .path("/nothing")
             .reply(&routes(state()))

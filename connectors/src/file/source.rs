@@ -319,17 +319,28 @@ fn lobster_name(name: &str) -> Option<(String, i64)> {
     Some((symbol.to_owned(), eastern_midnight_ns(y, m, d)))
 }
 
-fn field<'a>(fields: &[&'a [u8]], i: usize, name: &str) -> Result<&'a [u8], Rejection> {
+fn field<'a>(fields: &Fields<'a>, i: usize, name: &str) -> Result<&'a [u8], Rejection> {
     fields
         .get(i)
-        .copied()
         .ok_or_else(|| Rejection::Decode(format!("missing column `{name}`")))
 }
 
-fn int<T: std::str::FromStr>(b: &[u8], name: &str) -> Result<T, Rejection> {
-    std::str::from_utf8(b)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
+fn int<T: std::str::FromStr + TryFrom<i128>>(b: &[u8], name: &str) -> Result<T, Rejection> {
+    // Plain digits (the common case) without UTF-8 checks; anything else through `parse`.
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let fast = (!digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit))
+        .then(|| {
+            let v = digits
+                .iter()
+                .fold(0i128, |v, d| v * 10 + i128::from(d - b'0'));
+            if b.len() > digits.len() { -v } else { v }
+        });
+    fast.and_then(|v| T::try_from(v).ok())
+        .or_else(|| {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        })
         .ok_or_else(|| {
             Rejection::Decode(format!(
                 "`{name}` is not an integer: `{}`",
@@ -348,8 +359,44 @@ fn symbol(b: &[u8]) -> Result<String, Rejection> {
         .map_err(|_| Rejection::Decode("symbol is not UTF-8".into()))
 }
 
-fn split_csv(line: &[u8]) -> Vec<&[u8]> {
-    line.split(|&c| c == b',').collect()
+/// The fields of a CSV line, the first 16 held inline: no allocation for the formats we read.
+struct Fields<'a> {
+    inline: [&'a [u8]; 16],
+    more: Vec<&'a [u8]>,
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> Option<&'a [u8]> {
+        if i >= self.len {
+            None
+        } else if i < 16 {
+            Some(self.inline[i])
+        } else {
+            self.more.get(i - 16).copied()
+        }
+    }
+}
+
+fn split_csv(line: &[u8]) -> Fields<'_> {
+    let mut f = Fields {
+        inline: [&[][..]; 16],
+        more: Vec::new(),
+        len: 0,
+    };
+    for field in line.split(|&c| c == b',') {
+        if f.len < 16 {
+            f.inline[f.len] = field;
+        } else {
+            f.more.push(field);
+        }
+        f.len += 1;
+    }
+    f
 }
 
 fn decode_csv(line: &[u8], cols: &[usize; 5], width: usize) -> Result<Tick, Rejection> {
@@ -502,4 +549,116 @@ fn decode_binance_raw(line: &[u8]) -> Option<Result<Tick, Rejection>> {
     // Combined streams wrap the payload as {"stream": ..., "data": {...}}.
     let data = frame.get("data").unwrap_or(&frame);
     binance_trade(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn write(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gostocks-file-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn lobster_rows_become_trades_and_bad_rows_are_rejected() {
+        let rows = "34200.004241176,1,16113575,18,5853300,1\n\
+                    34200.275016159,4,5740544,40,5857400,-1\n\
+                    oops,4,1,1,1,1\n\
+                    34201.5,5,0,100,5857500,1\n";
+        let path = write(
+            "AAPL_2012-06-21_34200000_57600000_message_1.csv",
+            rows.as_bytes(),
+        );
+        let mut file = TickFile::open(&path, Format::Auto).unwrap();
+        assert_eq!(file.format(), Format::Lobster);
+        let records: Vec<_> = file.by_ref().collect();
+        let first = records[0].as_ref().unwrap();
+        // 09:30:00.275016159 EDT, the second row of the file.
+        assert_eq!(
+            (first.time_ns, first.seq, first.side),
+            (1_340_285_400_275_016_159, 1, Some(Side::Buy))
+        );
+        assert_eq!(
+            (first.price.to_string(), first.size.to_string()),
+            ("585.74".into(), "40".into())
+        );
+        let bad = records[1].as_ref().unwrap_err();
+        assert_eq!(bad.line, 3);
+        assert!(bad.reason.to_string().contains("oops"), "{}", bad.reason);
+        assert_eq!(records[2].as_ref().unwrap().side, Some(Side::Sell));
+        assert_eq!(
+            file.counts(),
+            FileCounts {
+                lines: 4,
+                ticks: 2,
+                rejected: 1,
+                skipped: 1
+            }
+        );
+    }
+
+    #[test]
+    fn raw_binance_sessions_keep_trades_skip_the_rest_and_read_gzip() {
+        let text = "1 {\"stream\":\"btcusdt@depth@100ms\",\"data\":{\"e\":\"depthUpdate\"}}\n\
+                    2 {\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\",\"s\":\"BTCUSDT\",\"t\":7,\"p\":\"61837.63000000\",\"q\":\"0.02000000\",\"T\":1723161255342,\"m\":true}}\n\
+                    3 {not json\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        let path = write("session.gz", &gz.finish().unwrap());
+        let mut file = TickFile::open(&path, Format::Auto).unwrap();
+        assert_eq!(file.format(), Format::BinanceRaw);
+        let records: Vec<_> = file.by_ref().collect();
+        let trade = records[0].as_ref().unwrap();
+        assert_eq!(
+            (trade.symbol.as_str(), trade.trade_id, trade.side),
+            ("BTCUSDT", Some(7), Some(Side::Sell))
+        );
+        assert_eq!(
+            (trade.price.to_string(), trade.size.to_string()),
+            ("61837.63".into(), "0.02".into())
+        );
+        assert_eq!(trade.time_ns, 1_723_161_255_342_000_000);
+        assert!(
+            records[1]
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .to_string()
+                .contains("not JSON")
+        );
+        assert_eq!((file.counts().skipped, file.counts().rejected), (1, 1));
+    }
+
+    #[test]
+    fn json_lines_with_impossible_numbers_are_rejected_with_the_reason() {
+        let lines = "{\"symbol\":\"A\",\"price\":\"NaN\",\"size\":\"1\",\"time_ns\":1,\"seq\":0}\n\
+                     {\"symbol\":\"A\",\"price\":\"1.000000001\",\"size\":\"1\",\"time_ns\":1,\"seq\":1}\n\
+                     {\"symbol\":\"A\",\"price\":\"1\",\"size\":\"1\",\"time_ns\":1,\"seq\":2}\n";
+        let path = write("t.jsonl", lines.as_bytes());
+        let records: Vec<_> = TickFile::open(&path, Format::Auto).unwrap().collect();
+        let reasons: Vec<String> = records
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|r| r.reason.to_string())
+            .collect();
+        assert!(reasons[0].contains("not a finite decimal"), "{reasons:?}");
+        assert!(
+            reasons[1].contains("more than 8 decimal places"),
+            "{reasons:?}"
+        );
+        assert!(records[2].is_ok());
+    }
+
+    #[test]
+    fn an_undetectable_file_names_the_fix() {
+        let path = write("mystery.txt", b"hello world\n");
+        let err = TickFile::open(&path, Format::Auto).unwrap_err().to_string();
+        assert!(err.contains("--format"), "{err}");
+    }
 }

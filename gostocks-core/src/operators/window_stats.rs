@@ -200,15 +200,11 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, (WindowChange, u64)> {
                         break;
                     }
                     let time = *entry.key();
-                    let (cap, mut changes) = entry.remove();
+                    let (cap, changes) = entry.remove();
                     first_cap.get_or_insert(cap);
-                    // Retractions sort before insertions (-1 < +1), so a window's new total wins.
-                    changes.sort_unstable_by(|a, b| match (a, b) {
-                        (WindowChange::Sums(ka, _, da), WindowChange::Sums(kb, _, db)) => {
-                            (ka, da).cmp(&(kb, db))
-                        }
-                        _ => a.cmp(b),
-                    });
+                    // Changes apply in any order (no sort of these large records): prices add,
+                    // the last trade is a maximum, and a window's `+new, -old` total pair lands on
+                    // `new` either way (a retraction only clears the total it retracts).
                     let mut changed: Vec<WindowKey> = Vec::new();
                     while let Some(due) = leaving.first_entry() {
                         if *due.key() > time {

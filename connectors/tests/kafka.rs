@@ -10,10 +10,8 @@ use gostocks_connectors::kafka::{
     KafkaConfig, TickConsumer, TickEncoding, TickProducer, decode_tick,
 };
 use gostocks_core::Tick;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 fn tick(i: u64) -> Tick {
     serde_json::from_value(serde_json::json!({
@@ -42,21 +40,9 @@ async fn produce_consume_commit_and_resume_in_a_group() {
         return;
     }
     let topic = common::unique("ticks");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin client");
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
+    gostocks_connectors::kafka::ensure_topic(&brokers, &topic, 1)
         .await
-        .expect("create_topics answered");
-    assert!(
-        created.iter().all(Result::is_ok),
-        "topic created: {created:?}"
-    );
+        .expect("topic created");
 
     let config = KafkaConfig::new(&brokers, common::unique("group"));
     let producer = TickProducer::new(&config, TickEncoding::Protobuf).expect("producer");
@@ -93,5 +79,4 @@ async fn produce_consume_commit_and_resume_in_a_group() {
         let (t, _) = next_tick(&second, TickEncoding::Protobuf).await;
         assert_eq!(t, tick(i), "resumed in order after the commit");
     }
-    let _ = admin.delete_topics(&[&topic], &AdminOptions::new()).await;
 }

@@ -76,6 +76,10 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "127.0.0.1:9092", env = "GOSTOCKS_KAFKA_BROKERS")]
     pub brokers: String,
 
+    /// Partitions of the topic when replay has to create it (an existing topic is kept as is).
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+
     /// Encoding of the records: protobuf (`gostocks.v1.Tick`) or json (the canonical form).
     #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
     pub tick_encoding: TickEncoding,

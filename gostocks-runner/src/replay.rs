@@ -32,6 +32,14 @@ async fn replay_async(args: ReplayArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", path.display()))?,
         );
     }
+    gostocks_connectors::kafka::ensure_topic(&args.brokers, &args.topic, args.partitions)
+        .await
+        .with_context(|| {
+            format!(
+                "making sure topic {} exists on {} (is --brokers right?)",
+                args.topic, args.brokers
+            )
+        })?;
     let config = KafkaConfig::new(&args.brokers, "gostocks-replay");
     let producer = TickProducer::new(&config, args.tick_encoding)
         .context("connecting to Kafka (is --brokers right?)")?;

@@ -7,10 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use gostocks_connectors::kafka::{KafkaConfig, TickConsumer, TickEncoding, decode_tick};
 use gostocks_core::Tick;
-use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
 fn brokers() -> Option<String> {
     let brokers =
@@ -41,18 +38,9 @@ async fn replay_delivers_every_tick_once_keyed_and_in_order() {
         .expect("clock")
         .as_nanos();
     let topic = format!("gostocks_test_replay_{}_{nanos}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin client");
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
+    gostocks_connectors::kafka::ensure_topic(&brokers, &topic, 3)
         .await
-        .expect("create_topics answered");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+        .expect("topic created");
 
     let recording = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/ticks.jsonl");
     let expected: Vec<Tick> = std::fs::read_to_string(recording)
@@ -103,5 +91,4 @@ async fn replay_delivers_every_tick_once_keyed_and_in_order() {
         want.entry(t.symbol.clone()).or_default().push(t);
     }
     assert_eq!(got, want, "every tick exactly once, in order per symbol");
-    let _ = admin.delete_topics(&[&topic], &AdminOptions::new()).await;
 }

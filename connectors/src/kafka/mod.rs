@@ -10,6 +10,40 @@ pub use config::{KafkaConfig, TickEncoding};
 pub use sink::TickProducer;
 pub use source::{TickConsumer, decode_tick};
 
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::error::Error;
+
+/// Creates `topic` with `partitions` partitions unless it exists (replication 1: a local or test
+/// broker; production topics are provisioned by their operators).
+pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), Error> {
+    let err = |source| Error::Kafka {
+        context: format!("creating topic {topic}"),
+        source,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(err)?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .map_err(err)?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(err(rdkafka::error::KafkaError::AdminOp(code))),
+        }
+    }
+    Ok(())
+}
+
 /// The default topic of ticks.
 pub const TICKS_TOPIC: &str = "ticks";
 /// Where records that do not decode or validate go, with an `error` header.

@@ -35,19 +35,7 @@ impl TickProducer {
 
     /// Sends one tick to `topic` and waits for the broker's acknowledgement.
     pub async fn send(&self, topic: &str, tick: &Tick) -> Result<(i32, i64), Error> {
-        let payload = self.encode(tick);
-        let record = FutureRecord::to(topic)
-            .key(tick.symbol.as_bytes())
-            .payload(&payload);
-        let delivery = self
-            .producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(source, _)| Error::Kafka {
-                context: format!("producing to {topic}"),
-                source,
-            })?;
-        Ok((delivery.partition, delivery.offset))
+        self.send_owned(topic.to_owned(), tick.clone()).await
     }
 
     /// Sends one tick to `topic`; the future resolves when the broker acknowledges it. Many can

@@ -220,6 +220,26 @@ pub struct RunArgs {
     /// EMA span over bar closes.
     #[arg(long, default_value_t = 20, env = "GOSTOCKS_EMA_SPAN")]
     pub ema_span: u32,
+
+    /// Consume ticks from Kafka at these bootstrap servers instead of replaying a file.
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
+
+    /// With --kafka: the tick topic.
+    #[arg(long, default_value = "ticks", env = "GOSTOCKS_TOPIC")]
+    pub topic: String,
+
+    /// With --kafka: the consumer group.
+    #[arg(long, default_value = "gostocks", env = "GOSTOCKS_GROUP")]
+    pub group: String,
+
+    /// With --kafka: record encoding, protobuf or json.
+    #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
+    pub tick_encoding: TickEncoding,
+
+    /// A source (Kafka partition) silent for this long stops holding event time back.
+    #[arg(long, default_value = "5s", env = "GOSTOCKS_IDLE")]
+    pub idle: Span,
 }
 
 impl RunArgs {

@@ -1,12 +1,13 @@
 //! The dataflow `gostocks run` drives: trades in; the analytics (window stats, bars) and the
 //! last price per symbol (an arrangement) out into [`MarketState`].
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use gostocks_core::feed::grid_ceil;
+use gostocks_core::feed::{Late, Watermark, grid_ceil};
 use gostocks_core::operators::{LastPrice, analytics};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Tick, Trade};
@@ -14,12 +15,73 @@ use timely::dataflow::operators::{Input, Inspect, Probe};
 
 use crate::state::MarketState;
 
+/// Ticks from one source: a Kafka partition, or the replayed file (source 0). An empty batch
+/// announces a source.
+pub struct Batch {
+    /// Which source; each has its own watermark.
+    pub source: u32,
+    /// The ticks, in the source's order.
+    pub ticks: Vec<Tick>,
+}
+
+/// The watermarks of the live sources. A source that has sent nothing for `idle` stops holding
+/// event time back (a quiet Kafka partition must not stall every result).
+struct Sources {
+    lateness: u64,
+    resolution: u64,
+    idle: Duration,
+    marks: HashMap<u32, (Watermark, Instant)>,
+}
+
+impl Sources {
+    fn new(lateness: u64, resolution: u64, idle: Duration) -> Sources {
+        Sources {
+            lateness,
+            resolution,
+            idle,
+            marks: HashMap::new(),
+        }
+    }
+
+    /// A source that exists but has not sent yet: it holds event time back (until it goes idle),
+    /// so its first ticks are not late merely for arriving after another source's.
+    fn register(&mut self, source: u32) {
+        let (lateness, resolution) = (self.lateness, self.resolution);
+        self.marks
+            .entry(source)
+            .or_insert_with(|| (Watermark::new(lateness, resolution), Instant::now()));
+    }
+
+    fn admit(&mut self, source: u32, t: u64) -> Result<u64, Late> {
+        let (lateness, resolution) = (self.lateness, self.resolution);
+        let entry = self
+            .marks
+            .entry(source)
+            .or_insert_with(|| (Watermark::new(lateness, resolution), Instant::now()));
+        entry.1 = Instant::now();
+        entry.0.admit(t)
+    }
+
+    /// The least watermark over active sources; when all are idle, the greatest (everything seen
+    /// is final).
+    fn input_time(&self) -> Option<u64> {
+        let active = self
+            .marks
+            .values()
+            .filter(|(_, seen)| seen.elapsed() < self.idle)
+            .map(|(w, _)| w.input_time())
+            .min();
+        active.or_else(|| self.marks.values().map(|(w, _)| w.input_time()).max())
+    }
+}
+
 /// Runs the dataflow on `workers` threads until `ticks` closes. Worker 0 reads the channel;
 /// trades are routed to workers by symbol inside the dataflow.
 pub fn run(
     workers: usize,
     config: AnalyticsConfig,
-    ticks: Receiver<Vec<Tick>>,
+    idle: Duration,
+    ticks: Receiver<Batch>,
     state: Arc<MarketState>,
 ) -> anyhow::Result<()> {
     let resolution = config.resolution.ns();
@@ -59,31 +121,39 @@ pub fn run(
             while worker.step_or_park(None) {}
             return;
         };
+        let mut sources = Sources::new(config.lateness, resolution, idle);
         loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(batch) => {
-                    for tick in batch {
-                        match tick.validate() {
-                            Ok(trade) => {
-                                let time = grid_ceil(trade.time_ns, resolution);
-                                // Replayed ticks arrive in event-time order, so none is late here.
-                                if time > *input.time() {
-                                    input.advance_to(time);
-                                }
-                                input.send(trade);
-                                state.accepted.fetch_add(1, Ordering::Relaxed);
-                                state.publish(tick);
-                            }
+                Ok(Batch { source, ticks }) => {
+                    sources.register(source);
+                    for tick in ticks {
+                        let trade = match tick.validate() {
+                            Ok(trade) => trade,
                             Err(reason) => {
                                 state.rejected.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(symbol = %tick.symbol, %reason, "rejected tick");
+                                tracing::debug!(symbol = %tick.symbol, %reason, "rejected tick");
+                                continue;
                             }
+                        };
+                        // Below the input's time it can no longer count (its source's watermark, or
+                        // an idle source coming back after time moved on without it).
+                        if sources.admit(source, trade.time_ns).is_err()
+                            || grid_ceil(trade.time_ns, resolution) < *input.time()
+                        {
+                            state.late.fetch_add(1, Ordering::Relaxed);
+                            continue;
                         }
+                        input.send(trade);
+                        state.accepted.fetch_add(1, Ordering::Relaxed);
+                        state.publish(tick);
                     }
                     input.flush();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(t) = sources.input_time().filter(|t| t > input.time()) {
+                input.advance_to(t);
             }
             while probe.less_than(input.time()) && worker.step() {}
             worker.step();

@@ -8,6 +8,7 @@ mod cli;
 mod dataflow;
 mod grpc;
 mod http;
+mod kafka_feed;
 mod recording;
 mod replay;
 mod run;

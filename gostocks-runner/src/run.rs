@@ -16,27 +16,53 @@ use crate::state::MarketState;
 /// Runs until Ctrl-C or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
-    let ticks = load(&args)?;
-    anyhow::ensure!(!ticks.is_empty(), "the input has no ticks to replay");
+    let ticks = if args.kafka.is_some() {
+        Vec::new()
+    } else {
+        load(&args)?
+    };
+    anyhow::ensure!(
+        args.kafka.is_some() || !ticks.is_empty(),
+        "the input has no ticks to replay"
+    );
     let config = args.analytics_config()?;
     let state = Arc::new(MarketState::new(4096, &config));
     let stop = Arc::new(AtomicBool::new(false));
 
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Tick>>(64);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::dataflow::Batch>(4096);
     let dataflow = {
         let state = Arc::clone(&state);
         let workers = args.workers;
         let config = args.analytics_config()?;
+        let idle = Duration::from_nanos(args.idle.ns());
         std::thread::Builder::new()
             .name("dataflow".into())
-            .spawn(move || crate::dataflow::run(workers, config, rx, state))?
+            .spawn(move || crate::dataflow::run(workers, config, idle, rx, state))?
     };
-    let replay = {
-        let stop = Arc::clone(&stop);
-        let (speed, looping) = (args.speed, !args.no_loop);
-        std::thread::Builder::new()
-            .name("replay".into())
-            .spawn(move || replay(&ticks, speed, looping, &tx, &stop))?
+    let replay = match &args.kafka {
+        Some(brokers) => {
+            let feed = crate::kafka_feed::KafkaFeed {
+                brokers: brokers.clone(),
+                topic: args.topic.clone(),
+                group: args.group.clone(),
+                encoding: args.tick_encoding,
+            };
+            let (stop, state) = (Arc::clone(&stop), Arc::clone(&state));
+            std::thread::Builder::new()
+                .name("kafka".into())
+                .spawn(move || {
+                    if let Err(error) = crate::kafka_feed::run(feed, tx, state, stop) {
+                        tracing::error!(error = format!("{error:#}"), "the kafka source stopped");
+                    }
+                })?
+        }
+        None => {
+            let stop = Arc::clone(&stop);
+            let (speed, looping) = (args.speed, !args.no_loop);
+            std::thread::Builder::new()
+                .name("replay".into())
+                .spawn(move || replay(&ticks, speed, looping, &tx, &stop))?
+        }
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -84,7 +110,7 @@ fn replay(
     ticks: &[Tick],
     speed: Speed,
     looping: bool,
-    tx: &std::sync::mpsc::SyncSender<Vec<Tick>>,
+    tx: &std::sync::mpsc::SyncSender<crate::dataflow::Batch>,
     stop: &AtomicBool,
 ) {
     let (first, last) = (ticks[0].time_ns, ticks[ticks.len() - 1].time_ns);
@@ -109,7 +135,14 @@ fn replay(
                 let due = Duration::from_nanos(((t.time_ns - base - first) as f64 / f) as u64);
                 let now = started.elapsed();
                 if due > now {
-                    if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).is_err() {
+                    if !batch.is_empty()
+                        && tx
+                            .send(crate::dataflow::Batch {
+                                source: 0,
+                                ticks: std::mem::take(&mut batch),
+                            })
+                            .is_err()
+                    {
                         return;
                     }
                     std::thread::sleep((due - now).min(Duration::from_millis(200)));
@@ -124,11 +157,26 @@ fn replay(
                 }
             }
             batch.push(t);
-            if batch.len() >= 256 && tx.send(std::mem::take(&mut batch)).is_err() {
+            if batch.len() >= 256
+                && tx
+                    .send(crate::dataflow::Batch {
+                        source: 0,
+                        ticks: std::mem::take(&mut batch),
+                    })
+                    .is_err()
+            {
                 return;
             }
         }
-        if (!batch.is_empty() && tx.send(batch).is_err()) || !looping {
+        if (!batch.is_empty()
+            && tx
+                .send(crate::dataflow::Batch {
+                    source: 0,
+                    ticks: batch,
+                })
+                .is_err())
+            || !looping
+        {
             return;
         }
     }
@@ -174,12 +222,15 @@ async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
             let _ = rx_grpc.recv().await;
         });
 
-    println!(
-        "gostocks is running: replaying {}",
-        args.input
-            .as_ref()
-            .map_or("the bundled recording".into(), |p| p.display().to_string())
-    );
+    let source = match (&args.kafka, &args.input) {
+        (Some(brokers), _) => format!(
+            "consuming topic {} from {brokers} in group {}",
+            args.topic, args.group
+        ),
+        (None, Some(path)) => format!("replaying {}", path.display()),
+        (None, None) => "replaying the bundled recording".into(),
+    };
+    println!("gostocks is running: {source}");
     println!(
         "  REST  http://{http_addr}   (GET /price/:symbol, /stats/:symbol, /bars/:symbol, /symbols, /healthz, /metrics)"
     );

@@ -40,6 +40,10 @@ pub struct MarketState {
     pub accepted: AtomicU64,
     /// Ticks rejected (bad price, size, symbol or time).
     pub rejected: AtomicU64,
+    /// Ticks that arrived too late to count.
+    pub late: AtomicU64,
+    /// Kafka records that did not decode, sent to the dead-letter topic.
+    pub dead_letters: AtomicU64,
     stats_rows: AtomicU64,
     bar_rows: AtomicU64,
 }
@@ -57,6 +61,8 @@ impl MarketState {
             ticks: broadcast::channel(feed_capacity).0,
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
             stats_rows: AtomicU64::new(0),
             bar_rows: AtomicU64::new(0),
         }
@@ -156,11 +162,17 @@ impl MarketState {
     pub fn metrics(&self) -> String {
         let (accepted, rejected) = self.counts();
         let stats_rows = self.stats_rows.load(Ordering::Relaxed);
+        let (late, dead) = (
+            self.late.load(Ordering::Relaxed),
+            self.dead_letters.load(Ordering::Relaxed),
+        );
         let bars = self.bar_rows.load(Ordering::Relaxed);
         let symbols = self.prices.read().unwrap_or_else(|e| e.into_inner()).len();
         format!(
             "# HELP gostocks_ticks_total Ticks accepted into the dataflow.\n# TYPE gostocks_ticks_total counter\ngostocks_ticks_total {accepted}\n\
              # HELP gostocks_ticks_rejected_total Ticks rejected (bad price, size, symbol or time).\n# TYPE gostocks_ticks_rejected_total counter\ngostocks_ticks_rejected_total {rejected}\n\
+             # HELP gostocks_ticks_late_total Ticks too late to count.\n# TYPE gostocks_ticks_late_total counter\ngostocks_ticks_late_total {late}\n\
+             # HELP gostocks_dead_letters_total Kafka records sent to the dead-letter topic.\n# TYPE gostocks_dead_letters_total counter\ngostocks_dead_letters_total {dead}\n\
              # HELP gostocks_stats_rows_total Window stats changelog rows computed.\n# TYPE gostocks_stats_rows_total counter\ngostocks_stats_rows_total {stats_rows}\n\
              # HELP gostocks_bars_total Final bars computed.\n# TYPE gostocks_bars_total counter\ngostocks_bars_total {bars}\n\
              # HELP gostocks_symbols Symbols with a last price.\n# TYPE gostocks_symbols gauge\ngostocks_symbols {symbols}\n"

@@ -1,6 +1,8 @@
 //! `gostocks replay` against a real Kafka-protocol broker: every tick of the bundled recording
 //! arrives once, keyed by symbol, in event-time order per symbol.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,30 +11,11 @@ use gostocks_connectors::kafka::{KafkaConfig, TickConsumer, TickEncoding, decode
 use gostocks_core::Tick;
 use rdkafka::Message;
 
-fn brokers() -> Option<String> {
-    let brokers =
-        std::env::var("GOSTOCKS_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let addr = brokers.split(',').next().unwrap_or_default().to_owned();
-    let up = std::net::TcpStream::connect_timeout(
-        &addr.parse().expect("host:port"),
-        Duration::from_secs(2),
-    )
-    .is_ok();
-    if !up {
-        let required = std::env::var("GOSTOCKS_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "kafka at {brokers} is unreachable, and the test command requires it"
-        );
-        eprintln!("SKIP: kafka at {brokers} is unreachable; run ./scripts/test to provision it");
-        return None;
-    }
-    Some(brokers)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_delivers_every_tick_once_keyed_and_in_order() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")

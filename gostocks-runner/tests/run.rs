@@ -1,9 +1,11 @@
 //! End to end: start `gostocks run` with no services, read a live price over REST and gRPC,
 //! check gRPC health and reflection, then stop it with SIGTERM and see it exit cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{get, start};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gostocks_proto::v1;
@@ -15,82 +17,9 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-struct Running {
-    child: Child,
-    http: String,
-    grpc: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on ephemeral ports and reads the addresses it prints.
-fn start() -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args([
-            "run",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--speed",
-            "20x",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("gostocks starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut http, mut grpc) = (None, None);
-    while http.is_none() || grpc.is_none() {
-        let line = lines
-            .next()
-            .expect("gostocks prints its addresses")
-            .expect("utf-8");
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("REST"), Some(url)) => http = Some(url.trim_start_matches("http://").to_owned()),
-            (Some("gRPC"), Some(addr)) => grpc = Some(addr.to_owned()),
-            _ => {}
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    Running {
-        child,
-        http: http.unwrap_or_default(),
-        grpc: grpc.unwrap_or_default(),
-    }
-}
-
-/// A plain HTTP/1.1 GET: status and body.
-fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).expect("REST accepts connections");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request sent");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response read");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_live_prices_over_rest_and_grpc_and_stops_on_sigterm() {
-    let mut running = start();
+    let mut running = start(&["--speed", "20x"]);
 
     // Prices appear as the replay advances past the first grid times.
     let deadline = Instant::now() + Duration::from_secs(30);

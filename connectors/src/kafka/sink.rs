@@ -62,6 +62,35 @@ impl TickProducer {
         }
     }
 
+    /// Sends a record that could not be used to a dead-letter topic: the original key and bytes,
+    /// with the reason in an `error` header.
+    pub async fn dead_letter(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        error: &str,
+    ) -> Result<(), Error> {
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "error",
+            value: Some(error),
+        });
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(source, _)| Error::Kafka {
+                context: format!("producing to {topic}"),
+                source,
+            })?;
+        Ok(())
+    }
+
     /// Waits until every queued record is acknowledged.
     pub fn flush(&self) -> Result<(), Error> {
         self.producer

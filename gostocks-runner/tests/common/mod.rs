@@ -1,0 +1,101 @@
+//! Helpers shared by the runner's integration tests: the real binary on ephemeral ports, a plain
+//! HTTP client, and the broker address (a failure under the test command, a skip otherwise).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Running {
+    pub child: Child,
+    pub http: String,
+    pub grpc: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on ephemeral ports and reads the addresses it prints.
+pub fn start(extra: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args([
+            "run",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("gostocks starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut http, mut grpc) = (None, None);
+    while http.is_none() || grpc.is_none() {
+        let line = lines
+            .next()
+            .expect("gostocks prints its addresses")
+            .expect("utf-8");
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("REST"), Some(url)) => http = Some(url.trim_start_matches("http://").to_owned()),
+            (Some("gRPC"), Some(addr)) => grpc = Some(addr.to_owned()),
+            _ => {}
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Running {
+        child,
+        http: http.unwrap_or_default(),
+        grpc: grpc.unwrap_or_default(),
+    }
+}
+
+/// A plain HTTP/1.1 GET: status and body.
+pub fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).expect("REST accepts connections");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response read");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+pub fn brokers() -> Option<String> {
+    let brokers =
+        std::env::var("GOSTOCKS_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let addr = brokers.split(',').next().unwrap_or_default().to_owned();
+    let up = std::net::TcpStream::connect_timeout(
+        &addr.parse().expect("host:port"),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    if !up {
+        let required = std::env::var("GOSTOCKS_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "kafka at {brokers} is unreachable, and the test command requires it"
+        );
+        eprintln!("SKIP: kafka at {brokers} is unreachable; run ./scripts/test to provision it");
+        return None;
+    }
+    Some(brokers)
+}

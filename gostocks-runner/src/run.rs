@@ -122,6 +122,14 @@ fn replay(
         .map_or(0, |d| d.as_nanos() as i64)
         - first;
     let started = Instant::now();
+    // The replay is source 0; false once the dataflow has stopped listening.
+    let send = |batch: &mut Vec<Tick>| {
+        tx.send(crate::dataflow::Batch {
+            source: 0,
+            ticks: std::mem::take(batch),
+        })
+        .is_ok()
+    };
     for round in 0u64.. {
         let mut batch = Vec::with_capacity(256);
         for tick in ticks {
@@ -135,14 +143,7 @@ fn replay(
                 let due = Duration::from_nanos(((t.time_ns - base - first) as f64 / f) as u64);
                 let now = started.elapsed();
                 if due > now {
-                    if !batch.is_empty()
-                        && tx
-                            .send(crate::dataflow::Batch {
-                                source: 0,
-                                ticks: std::mem::take(&mut batch),
-                            })
-                            .is_err()
-                    {
+                    if !batch.is_empty() && !send(&mut batch) {
                         return;
                     }
                     std::thread::sleep((due - now).min(Duration::from_millis(200)));
@@ -157,26 +158,11 @@ fn replay(
                 }
             }
             batch.push(t);
-            if batch.len() >= 256
-                && tx
-                    .send(crate::dataflow::Batch {
-                        source: 0,
-                        ticks: std::mem::take(&mut batch),
-                    })
-                    .is_err()
-            {
+            if batch.len() >= 256 && !send(&mut batch) {
                 return;
             }
         }
-        if (!batch.is_empty()
-            && tx
-                .send(crate::dataflow::Batch {
-                    source: 0,
-                    ticks: batch,
-                })
-                .is_err())
-            || !looping
-        {
+        if (!batch.is_empty() && !send(&mut batch)) || !looping {
             return;
         }
     }

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use gostocks_connectors::kafka::{
     DLQ_TOPIC, KafkaConfig, TickConsumer, TickEncoding, TickProducer, ensure_topic,
 };
-use gostocks_core::Tick;
 use rdkafka::Message;
 use rdkafka::message::Headers;
 
@@ -19,11 +18,7 @@ async fn kafka_ticks_become_live_prices_and_bad_records_go_to_the_dlq() {
     let Some(brokers) = common::brokers() else {
         return;
     };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    let topic = format!("gostocks_test_run_{}_{nanos}", std::process::id());
+    let topic = common::unique_topic("run");
     ensure_topic(&brokers, &topic, 2).await.expect("topic");
     ensure_topic(&brokers, DLQ_TOPIC, 1)
         .await
@@ -35,12 +30,7 @@ async fn kafka_ticks_become_live_prices_and_bad_records_go_to_the_dlq() {
         "--kafka", &brokers, "--topic", &topic, "--group", &group, "--idle", "5s",
     ]);
 
-    let recording = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/ticks.jsonl");
-    let ticks: Vec<Tick> = std::fs::read_to_string(recording)
-        .expect("the recording")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("canonical json"))
-        .collect();
+    let (_, ticks) = common::recording();
     let producer = TickProducer::new(
         &KafkaConfig::new(&brokers, "unused"),
         TickEncoding::Protobuf,

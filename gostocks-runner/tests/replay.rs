@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::StreamExt;
 use gostocks_connectors::kafka::{KafkaConfig, TickConsumer, TickEncoding, decode_tick};
@@ -16,21 +16,12 @@ async fn replay_delivers_every_tick_once_keyed_and_in_order() {
     let Some(brokers) = common::brokers() else {
         return;
     };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    let topic = format!("gostocks_test_replay_{}_{nanos}", std::process::id());
+    let topic = common::unique_topic("replay");
     gostocks_connectors::kafka::ensure_topic(&brokers, &topic, 3)
         .await
         .expect("topic created");
 
-    let recording = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/ticks.jsonl");
-    let expected: Vec<Tick> = std::fs::read_to_string(recording)
-        .expect("the recording")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("canonical json"))
-        .collect();
+    let (recording, expected) = common::recording();
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
         .args([
             "--log",

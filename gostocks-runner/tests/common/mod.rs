@@ -99,3 +99,23 @@ pub fn brokers() -> Option<String> {
     }
     Some(brokers)
 }
+
+/// A topic name no other run uses.
+pub fn unique_topic(kind: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("gostocks_test_{kind}_{}_{nanos}", std::process::id())
+}
+
+/// The bundled recording's path and its ticks.
+pub fn recording() -> (&'static str, Vec<gostocks_core::Tick>) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/ticks.jsonl");
+    let ticks = std::fs::read_to_string(path)
+        .expect("the recording")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("canonical json"))
+        .collect();
+    (path, ticks)
+}

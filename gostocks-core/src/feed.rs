@@ -89,4 +89,18 @@ impl Watermark {
             grid_ceil(m.saturating_sub(self.lateness), self.resolution)
         })
     }
+
+    /// The time past every grid time seen: where an input that has gone quiet lets event time
+    /// advance to, so that its last grid time becomes final.
+    ///
+    /// ```
+    /// use gostocks_core::feed::Watermark;
+    /// let mut w = Watermark::new(0, 1_000);
+    /// w.admit(10_500).unwrap();
+    /// assert_eq!((w.input_time(), w.closed_time()), (11_000, 12_000));
+    /// ```
+    pub fn closed_time(&self) -> u64 {
+        self.max_seen
+            .map_or(0, |m| grid_ceil(m, self.resolution) + self.resolution)
+    }
 }

@@ -62,8 +62,8 @@ impl Sources {
         entry.0.admit(t)
     }
 
-    /// The least watermark over active sources; when all are idle, the greatest (everything seen
-    /// is final).
+    /// The least watermark over active sources; when all are idle, past the greatest grid time
+    /// seen (everything seen is final, as nothing more is coming).
     fn input_time(&self) -> Option<u64> {
         let active = self
             .marks
@@ -71,7 +71,7 @@ impl Sources {
             .filter(|(_, seen)| seen.elapsed() < self.idle)
             .map(|(w, _)| w.input_time())
             .min();
-        active.or_else(|| self.marks.values().map(|(w, _)| w.input_time()).max())
+        active.or_else(|| self.marks.values().map(|(w, _)| w.closed_time()).max())
     }
 }
 

@@ -68,6 +68,24 @@ async fn kafka_ticks_become_live_prices_and_bad_records_go_to_the_dlq() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The very last tick of the input belongs to the last grid time: it is published once the
+    // partitions go idle, without waiting for a later tick that may never come.
+    let last = ticks
+        .iter()
+        .max_by_key(|t| (t.time_ns, t.seq))
+        .expect("ticks");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = common::get(&running.http, &format!("/price/{}", last.symbol));
+        if status == 200 && body["time_ns"].as_i64() == Some(last.time_ns) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the input's last tick was never published: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (status, health) = common::get(&running.http, "/healthz");
     assert_eq!(
         (status, health["ticks"].as_u64()),

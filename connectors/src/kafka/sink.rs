@@ -51,14 +51,7 @@ impl TickProducer {
             let record = FutureRecord::to(&topic)
                 .key(tick.symbol.as_bytes())
                 .payload(&payload);
-            let delivery = producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .map_err(|(source, _)| Error::Kafka {
-                    context: format!("producing to {topic}"),
-                    source,
-                })?;
-            Ok((delivery.partition, delivery.offset))
+            deliver(&producer, record, &topic).await
         }
     }
 
@@ -81,14 +74,7 @@ impl TickProducer {
         if let Some(key) = key {
             record = record.key(key);
         }
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(source, _)| Error::Kafka {
-                context: format!("producing to {topic}"),
-                source,
-            })?;
-        Ok(())
+        deliver(&self.producer, record, topic).await.map(|_| ())
     }
 
     /// Waits until every queued record is acknowledged.
@@ -100,4 +86,20 @@ impl TickProducer {
                 source,
             })
     }
+}
+
+/// Sends one record and waits for the broker's acknowledgement: its (partition, offset).
+async fn deliver<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+    producer: &FutureProducer,
+    record: FutureRecord<'_, K, P>,
+    topic: &str,
+) -> Result<(i32, i64), Error> {
+    let delivery = producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(source, _)| Error::Kafka {
+            context: format!("producing to {topic}"),
+            source,
+        })?;
+    Ok((delivery.partition, delivery.offset))
 }

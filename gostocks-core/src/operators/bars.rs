@@ -6,10 +6,10 @@ use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::runs::RunFolder;
+use super::runs::{RunFolder, fold_messages};
 use super::sequence::Sequenced;
 use crate::decimal::Fixed;
 use crate::indicators::{Agg, Ema};
@@ -65,42 +65,34 @@ pub trait Bars<'scope> {
 impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
         let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
-        self.unary(Pipeline, "BarPartials", move |_cap, _info| {
-            // One folder per bar size, so that each sees its keys in runs.
-            let mut parts: Vec<RunFolder<BarKey, BarPartial>> =
-                sizes.iter().map(|_| RunFolder::new()).collect();
-            // A bar's partial may mix grid times: all of them lie at or before the bar's end.
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(output.output_index()) else {
-                        return;
-                    };
-                    for container in data {
-                        for s in container.iter() {
-                            let t = &s.trade;
-                            let point = (t.time_ns, t.seq, t.price);
-                            let one = BarPartial {
-                                first: point,
-                                last: point,
-                                high: t.price,
-                                low: t.price,
-                                agg: Agg::tick(t.price, t.size, t.time_ns, None),
-                            };
-                            for (b, size) in sizes.iter().enumerate() {
-                                let start = t.time_ns / size * size;
-                                parts[b].add((t.symbol, b as u8, start), one, |p, o| p.absorb(&o));
-                            }
-                        }
-                    }
-                    let mut session = output.session(&cap);
-                    for (key, part) in parts.iter_mut().flat_map(|p| p.drain(|p, o| p.absorb(&o))) {
-                        let end = key.2 + sizes[key.1 as usize];
-                        session.give(((key, part), end, 1isize));
-                        // Retracted once final and emitted, so the bar's state can be compacted
-                        // away: memory does not grow with the length of the input.
-                        session.give(((key, part), end + sizes[key.1 as usize], -1isize));
-                    }
-                });
+        // One folder per bar size, so that each sees its keys in runs. A bar's partial may mix
+        // grid times: all of them lie at or before the bar's end.
+        let mut parts: Vec<RunFolder<BarKey, BarPartial>> =
+            sizes.iter().map(|_| RunFolder::new()).collect();
+        fold_messages(self, "BarPartials", move |trade, out| match trade {
+            Some(s) => {
+                let t = &s.trade;
+                let point = (t.time_ns, t.seq, t.price);
+                let one = BarPartial {
+                    first: point,
+                    last: point,
+                    high: t.price,
+                    low: t.price,
+                    agg: Agg::tick(t.price, t.size, t.time_ns, None),
+                };
+                for (b, size) in sizes.iter().enumerate() {
+                    let start = t.time_ns / size * size;
+                    parts[b].add((t.symbol, b as u8, start), one, |p, o| p.absorb(&o));
+                }
+            }
+            None => {
+                for (key, part) in parts.iter_mut().flat_map(|p| p.drain(|p, o| p.absorb(&o))) {
+                    let end = key.2 + sizes[key.1 as usize];
+                    out.push(((key, part), end, 1isize));
+                    // Retracted once final and emitted, so the bar's state can be compacted
+                    // away: memory does not grow with the length of the input.
+                    out.push(((key, part), end + sizes[key.1 as usize], -1isize));
+                }
             }
         })
         .as_collection()

@@ -4,6 +4,11 @@ use std::collections::hash_map::Entry;
 use std::hash::Hash;
 
 use rustc_hash::FxHashMap as HashMap;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::sequence::Sequenced;
 
 /// Merges values by key. Records arrive sorted by `(time, symbol, ...)`, so equal keys come in
 /// runs: a run is merged in place and touches the map once, instead of hashing every record.
@@ -50,4 +55,35 @@ impl<K: Eq + Hash + Copy, V> RunFolder<K, V> {
         }
         self.map.drain()
     }
+}
+
+/// The shape of every per-trade pre-aggregation: `logic(Some(trade), out)` for each trade of a
+/// message, then `logic(None, out)` to flush what it folded; whatever it pushed to `out` is sent
+/// under the message's capability (records may carry later times of their own).
+pub(crate) fn fold_messages<'scope, D, F>(
+    stream: StreamVec<'scope, u64, Sequenced>,
+    name: &str,
+    mut logic: F,
+) -> StreamVec<'scope, u64, D>
+where
+    D: Clone + 'static,
+    F: FnMut(Option<&Sequenced>, &mut Vec<D>) + 'static,
+{
+    stream.unary(Pipeline, name, move |_cap, _info| {
+        let mut out = Vec::new();
+        move |input, output| {
+            input.for_each_stamp(|cap, data| {
+                let Some(cap) = cap.retain_least(output.output_index()) else {
+                    return;
+                };
+                for container in data {
+                    for s in container.iter() {
+                        logic(Some(s), &mut out);
+                    }
+                }
+                logic(None, &mut out);
+                output.session(&cap).give_iterator(out.drain(..));
+            });
+        }
+    })
 }

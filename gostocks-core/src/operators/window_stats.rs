@@ -15,12 +15,12 @@ use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
 
-use super::runs::RunFolder;
+use super::runs::{RunFolder, fold_messages};
 use super::sequence::Sequenced;
 use crate::decimal::Fixed;
 use crate::indicators::{Agg, quantize_log_return};
@@ -89,35 +89,27 @@ pub trait WindowStats<'scope> {
 impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-        self.unary(Pipeline, "WindowSums", move |_cap, _info| {
-            let mut cells: RunFolder<(u64, Symbol), Agg> = RunFolder::new();
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(output.output_index()) else {
-                        return;
-                    };
-                    // One aggregate per symbol and grid time: differential would sum them anyway.
-                    for container in data {
-                        for s in container.iter() {
-                            let t = &s.trade;
-                            let ret = s.prev.map(|p| quantize_log_return(t.price, p.price));
-                            cells.add(
-                                (s.time, t.symbol),
-                                Agg::tick(t.price, t.size, t.time_ns, ret),
-                                |a, b| *a += b,
-                            );
-                        }
+        let mut cells: RunFolder<(u64, Symbol), Agg> = RunFolder::new();
+        fold_messages(self, "WindowSums", move |trade, out| match trade {
+            // One aggregate per symbol and grid time: differential would sum them anyway.
+            Some(s) => {
+                let t = &s.trade;
+                let ret = s.prev.map(|p| quantize_log_return(t.price, p.price));
+                cells.add(
+                    (s.time, t.symbol),
+                    Agg::tick(t.price, t.size, t.time_ns, ret),
+                    |a, b| *a += b,
+                );
+            }
+            None => {
+                for ((g0, symbol), agg) in cells.drain(|a, b| *a += b) {
+                    let mut gone = agg;
+                    gone.negate();
+                    for (w, len) in lengths.iter().enumerate() {
+                        out.push(((symbol, w as u8), g0, agg));
+                        out.push(((symbol, w as u8), g0 + len, gone));
                     }
-                    let mut session = output.session(&cap);
-                    for ((g0, symbol), agg) in cells.drain(|a, b| *a += b) {
-                        let mut gone = agg;
-                        gone.negate();
-                        for (w, len) in lengths.iter().enumerate() {
-                            session.give(((symbol, w as u8), g0, agg));
-                            session.give(((symbol, w as u8), g0 + len, gone));
-                        }
-                    }
-                });
+                }
             }
         })
         .as_collection()
@@ -131,33 +123,29 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
             .window_sums(windows)
             .inner
             .map(|((key, agg), time, diff)| (WindowChange::Sums(key, agg, diff as i64), time));
-        let prices = self.clone().unary(Pipeline, "WindowPrices", |_cap, _info| {
-            let mut cells: RunFolder<(u64, Symbol, Fixed), i64> = RunFolder::new();
-            let mut last: RunFolder<(u64, Symbol), (u64, u64, Fixed)> = RunFolder::new();
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(output.output_index()) else {
-                        return;
-                    };
-                    for container in data {
-                        for s in container.iter() {
-                            let t = &s.trade;
-                            cells.add((s.time, t.symbol, t.price), 1, |a, b| *a += b);
-                            last.add((s.time, t.symbol), (t.time_ns, t.seq, t.price), |a, b| {
-                                *a = (*a).max(b)
-                            });
-                        }
-                    }
-                    let mut session = output.session(&cap);
+        let mut cells: RunFolder<(u64, Symbol, Fixed), i64> = RunFolder::new();
+        let mut last: RunFolder<(u64, Symbol), (u64, u64, Fixed)> = RunFolder::new();
+        let prices = fold_messages(
+            self.clone(),
+            "WindowPrices",
+            move |trade, out| match trade {
+                Some(s) => {
+                    let t = &s.trade;
+                    cells.add((s.time, t.symbol, t.price), 1, |a, b| *a += b);
+                    last.add((s.time, t.symbol), (t.time_ns, t.seq, t.price), |a, b| {
+                        *a = (*a).max(b)
+                    });
+                }
+                None => {
                     for ((g0, symbol, price), n) in cells.drain(|a, b| *a += b) {
-                        session.give((WindowChange::Price(symbol, price, n), g0));
+                        out.push((WindowChange::Price(symbol, price, n), g0));
                     }
                     for ((g0, symbol), (t, seq, price)) in last.drain(|a, b| *a = (*a).max(b)) {
-                        session.give((WindowChange::Last(symbol, t, seq, price), g0));
+                        out.push((WindowChange::Last(symbol, t, seq, price), g0));
                     }
-                });
-            }
-        });
+                }
+            },
+        );
         sums.concat(prices).changelog(lengths)
     }
 }

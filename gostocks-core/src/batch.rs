@@ -7,8 +7,12 @@ use timely::dataflow::operators::Input;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
-use crate::feed::{Late, Watermark};
-use crate::operators::{EmitOrdered, analytics};
+use differential_dataflow::AsCollection;
+use timely::dataflow::operators::ToStream;
+
+use crate::alerts::{AlertEvent, AlertRule};
+use crate::feed::{Late, Watermark, grid_ceil};
+use crate::operators::{EmitOrdered, MatchAlerts, analytics};
 use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
 use crate::tick::Trade;
 
@@ -82,6 +86,8 @@ pub struct BatchOutput {
     pub bars: Vec<BarRow>,
     /// Late ticks and why, in the order their inputs were read.
     pub late: Vec<(Trade, Late)>,
+    /// Alert events, sorted by `(time, symbol, seq, alert id)`.
+    pub events: Vec<AlertEvent>,
 }
 
 /// Runs the analytics over `inputs` (each in its arrival order, each with its own watermark) on
@@ -93,6 +99,19 @@ pub fn run_batch(
     workers: usize,
     collect: bool,
 ) -> BatchOutput {
+    run_batch_with_alerts(inputs, Vec::new(), config, workers, collect)
+}
+
+/// [`run_batch`] with alert rules: `rules` are changes `(rule, time, diff)` of the rule
+/// collection (a rule inserted at time `T` applies to the trades of grid times `>= T`).
+pub fn run_batch_with_alerts(
+    inputs: Vec<Vec<Trade>>,
+    rules: Vec<(AlertRule, u64, isize)>,
+    config: &AnalyticsConfig,
+    workers: usize,
+    collect: bool,
+) -> BatchOutput {
+    let rules = Arc::new(rules);
     let out = Arc::new(Mutex::new(BatchOutput::default()));
     let inputs = Arc::new(inputs);
     let config = config.clone();
@@ -100,9 +119,32 @@ pub fn run_batch(
     timely::execute(timely::Config::process(workers.max(1)), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let (stats_sink, bars_sink) = (Arc::clone(&shared), Arc::clone(&shared));
+        let events_sink = Arc::clone(&shared);
+        let mine_rules: Vec<(AlertRule, u64, isize)> = if index == 0 {
+            rules.to_vec()
+        } else {
+            Vec::new()
+        };
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
             let out = analytics(trades, &config);
+            let resolution = config.resolution.ns();
+            let events = out
+                .sequenced
+                .clone()
+                .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows);
+            events.clone().emit_ordered(
+                move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
+                move |_, rows| {
+                    if collect {
+                        events_sink
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .events
+                            .append(rows);
+                    }
+                },
+            );
             let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
             out.stats.clone().emit_ordered(
                 |r: &StatsRow| r.time_ns,
@@ -129,6 +171,7 @@ pub fn run_batch(
                     }
                 });
             let (probe, _) = out.stats.probe();
+            events.probe_with(&probe);
             (input, probe)
         });
         let mine: Vec<&Vec<Trade>> = inputs.iter().skip(index).step_by(peers).collect();

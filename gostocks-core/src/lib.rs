@@ -44,6 +44,7 @@
 //! [differential-dataflow]: https://docs.rs/differential-dataflow
 #![forbid(missing_docs)]
 
+pub mod alerts;
 pub mod batch;
 pub mod decimal;
 pub mod feed;

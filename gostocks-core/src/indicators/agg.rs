@@ -113,7 +113,7 @@ impl Agg {
 
 /// `sqrt((n Σx² − (Σx)²) / (n (n − 1)))` with the numerator computed exactly in 256 bits, so
 /// there is no cancellation however large the mean is against the spread.
-fn sample_stddev(n: i64, sum: i128, sum2: i128) -> Option<f64> {
+pub(crate) fn sample_stddev(n: i64, sum: i128, sum2: i128) -> Option<f64> {
     if n < 2 {
         return None;
     }

@@ -7,6 +7,8 @@
 
 mod agg;
 mod ema;
+mod tick_window;
 
 pub use agg::{Agg, RETURN_SCALE, quantize_log_return};
 pub use ema::Ema;
+pub use tick_window::TickWindow;

@@ -1,6 +1,7 @@
 //! Dataflow operators: thin extension traits over timely streams and differential collections,
 //! one per file. The maths they apply lives in [`crate::indicators`].
 
+pub mod alerts;
 pub mod bars;
 pub mod emit;
 pub mod last_price;
@@ -8,6 +9,7 @@ mod runs;
 pub mod sequence;
 pub mod window_stats;
 
+pub use alerts::MatchAlerts;
 pub use bars::{BarEma, Bars};
 pub use emit::EmitOrdered;
 pub use last_price::LastPrice;

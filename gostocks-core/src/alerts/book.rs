@@ -1,0 +1,404 @@
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use rustc_hash::FxHashMap as HashMap;
+
+use super::rule::{AlertEvent, AlertRule, Condition, Mode};
+use crate::decimal::{Fixed, SCALE};
+use crate::indicators::TickWindow;
+use crate::tick::Trade;
+
+/// An index of alerts by a level: `(level in 10⁻⁸ units, slot)`.
+type Index = BTreeSet<(i64, u32)>;
+
+/// Where an alert is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Created after the ticks seen so far (`t < created_ns`).
+    Pending,
+    /// May fire on the next tick that satisfies it.
+    Armed,
+    /// Fired at `fired`; waits for the condition to be false by the hysteresis.
+    Disarmed { fired: u64 },
+    /// Reset, but its cooldown runs until `ready`.
+    Cooling { ready: u64 },
+}
+
+struct Slot {
+    rule: AlertRule,
+    state: State,
+    family: usize,
+}
+
+/// The alerts of one symbol and what they need to see of its ticks: the matching engine.
+///
+/// Alerts are indexed by level per family (condition and window), armed ones by their firing
+/// level and disarmed ones by their reset level, so a tick costs a few range queries whatever
+/// the number of alerts, plus the alerts it actually fires or resets.
+///
+/// ```
+/// use gostocks_core::alerts::{AlertRule, Condition, Mode, SymbolBook};
+/// use gostocks_core::{Symbol, Trade};
+/// let sym = Symbol::new("X").unwrap();
+/// let mut book = SymbolBook::new(&[]);
+/// book.insert(AlertRule { id: "a".into(), symbol: sym, condition: Condition::PriceAbove,
+///     threshold: "10".parse().unwrap(), mode: Mode::Once, hysteresis: Default::default(),
+///     cooldown_ns: 0, window: None, created_ns: 0 });
+/// let tick = |t, p: &str| Trade { symbol: sym, time_ns: t, seq: 0, price: p.parse().unwrap(),
+///     size: "1".parse().unwrap() };
+/// let mut events = Vec::new();
+/// book.on_tick(&tick(1, "10"), None, &mut events);        // equal: not above
+/// book.on_tick(&tick(2, "10.01"), Some("10".parse().unwrap()), &mut events);
+/// book.on_tick(&tick(3, "11"), Some("10.01".parse().unwrap()), &mut events); // once: done
+/// assert_eq!(events.len(), 1);
+/// assert_eq!((events[0].time_ns, events[0].price.to_string()), (2, "10.01".into()));
+/// ```
+pub struct SymbolBook {
+    windows: Vec<TickWindow>,
+    /// Per window: the sign of `price - sma` at the previous tick.
+    prev_sma_sign: Vec<Option<std::cmp::Ordering>>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    ids: HashMap<String, u32>,
+    pending: BTreeSet<(u64, u32)>,
+    cooling: BTreeSet<(u64, u32)>,
+    armed: Vec<Index>,
+    disarmed: Vec<Index>,
+    scratch: Vec<(i64, u32)>,
+}
+
+const PRICE_ABOVE: usize = 0;
+const PRICE_BELOW: usize = 1;
+const CROSSES_ABOVE: usize = 2;
+const CROSSES_BELOW: usize = 3;
+const PER_WINDOW: usize = 3;
+const VOL: usize = 4;
+const SMA_ABOVE: usize = 5;
+const SMA_BELOW: usize = 6;
+
+fn family(rule: &AlertRule) -> usize {
+    let w = usize::from(rule.window.unwrap_or(0)) * PER_WINDOW;
+    match rule.condition {
+        Condition::PriceAbove => PRICE_ABOVE,
+        Condition::PriceBelow => PRICE_BELOW,
+        Condition::CrossesAbove => CROSSES_ABOVE,
+        Condition::CrossesBelow => CROSSES_BELOW,
+        Condition::VolatilityAbove => VOL + w,
+        Condition::SmaCrossAbove => SMA_ABOVE + w,
+        Condition::SmaCrossBelow => SMA_BELOW + w,
+    }
+}
+
+/// The level an armed alert is indexed by: where it fires.
+fn fire_level(rule: &AlertRule) -> i64 {
+    match rule.condition {
+        Condition::SmaCrossAbove | Condition::SmaCrossBelow => 0,
+        _ => rule.threshold.units(),
+    }
+}
+
+/// The level a disarmed alert is indexed by: where it resets.
+fn reset_level(rule: &AlertRule) -> i64 {
+    let (t, h) = (rule.threshold.units(), rule.hysteresis.units());
+    match rule.condition {
+        Condition::PriceAbove | Condition::CrossesAbove | Condition::VolatilityAbove => {
+            t.saturating_sub(h)
+        }
+        Condition::PriceBelow | Condition::CrossesBelow => t.saturating_add(h),
+        Condition::SmaCrossAbove | Condition::SmaCrossBelow => h,
+    }
+}
+
+/// The least `m` with `m / 10⁸ >= v` (as the float comparison a reader would make): levels
+/// below it are under `v`, levels from it on are at or over.
+fn float_boundary(v: f64) -> i64 {
+    let scale = SCALE as f64;
+    let mut m = (v * scale).ceil().clamp(i64::MIN as f64, i64::MAX as f64) as i64;
+    while m > i64::MIN && ((m - 1) as f64 / scale) >= v {
+        m -= 1;
+    }
+    while m < i64::MAX && (m as f64 / scale) < v {
+        m += 1;
+    }
+    m
+}
+
+fn below(level: i64) -> (Bound<(i64, u32)>, Bound<(i64, u32)>) {
+    (Bound::Unbounded, Bound::Excluded((level, 0)))
+}
+
+fn from(level: i64) -> (Bound<(i64, u32)>, Bound<(i64, u32)>) {
+    (Bound::Included((level, 0)), Bound::Unbounded)
+}
+
+fn between(lo: i64, hi_excluded: i64) -> Option<(Bound<(i64, u32)>, Bound<(i64, u32)>)> {
+    (lo < hi_excluded).then_some((Bound::Included((lo, 0)), Bound::Excluded((hi_excluded, 0))))
+}
+
+fn floor_div(a: i128, b: i128) -> i64 {
+    let q = a.div_euclid(b);
+    q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+impl SymbolBook {
+    /// A book for the windows `windows` (ns), indexed as the rules' `window` fields are.
+    pub fn new(windows: &[u64]) -> SymbolBook {
+        let families = VOL + PER_WINDOW * windows.len().max(1);
+        SymbolBook {
+            windows: windows.iter().map(|&w| TickWindow::new(w)).collect(),
+            prev_sma_sign: vec![None; windows.len()],
+            slots: Vec::new(),
+            free: Vec::new(),
+            ids: HashMap::default(),
+            pending: BTreeSet::new(),
+            cooling: BTreeSet::new(),
+            armed: vec![Index::new(); families],
+            disarmed: vec![Index::new(); families],
+            scratch: Vec::new(),
+        }
+    }
+
+    /// How many alerts the book holds (pending, armed or disarmed).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the book holds no alert.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Adds a rule (replacing one with the same id); it starts armed from its creation time.
+    pub fn insert(&mut self, rule: AlertRule) {
+        self.remove(&rule.id);
+        if rule
+            .window
+            .is_some_and(|w| usize::from(w) >= self.windows.len())
+        {
+            return;
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            (self.slots.len() - 1) as u32
+        });
+        self.ids.insert(rule.id.clone(), slot);
+        self.pending.insert((rule.created_ns, slot));
+        self.slots[slot as usize] = Some(Slot {
+            family: family(&rule),
+            rule,
+            state: State::Pending,
+        });
+    }
+
+    /// Removes the rule with `id`, wherever it is in its life.
+    pub fn remove(&mut self, id: &str) -> Option<AlertRule> {
+        let slot = self.ids.remove(id)?;
+        let s = self.slots[slot as usize].take()?;
+        self.free.push(slot);
+        match s.state {
+            State::Pending => self.pending.remove(&(s.rule.created_ns, slot)),
+            State::Armed => self.armed[s.family].remove(&(fire_level(&s.rule), slot)),
+            State::Disarmed { .. } => self.disarmed[s.family].remove(&(reset_level(&s.rule), slot)),
+            State::Cooling { ready } => self.cooling.remove(&(ready, slot)),
+        };
+        Some(s.rule)
+    }
+
+    fn arm(&mut self, slot: u32) {
+        if let Some(s) = self.slots[slot as usize].as_mut() {
+            s.state = State::Armed;
+            self.armed[s.family].insert((fire_level(&s.rule), slot));
+        }
+    }
+
+    /// Feeds the symbol's next tick in `(t, seq)` order with its predecessor's price; pushes
+    /// the events it fires onto `events`, in alert-id order.
+    pub fn on_tick(&mut self, trade: &Trade, prev: Option<Fixed>, events: &mut Vec<AlertEvent>) {
+        let t = trade.time_ns;
+        for w in &mut self.windows {
+            w.push(t, trade.price, prev);
+        }
+        if self.ids.is_empty() {
+            self.remember_sma_signs(trade.price);
+            return;
+        }
+        // Alerts whose creation time has come, and whose cooldown has run out, are armed.
+        while let Some(&(created, slot)) = self.pending.first() {
+            if created > t {
+                break;
+            }
+            self.pending.pop_first();
+            self.arm(slot);
+        }
+        while let Some(&(ready, slot)) = self.cooling.first() {
+            if ready > t {
+                break;
+            }
+            self.cooling.pop_first();
+            self.arm(slot);
+        }
+
+        // Resets first: an alert that resets on this tick cannot also fire on it (the reset
+        // needs the condition false), so the order only saves re-examining fresh firings.
+        for f in 0..self.disarmed.len() {
+            if self.disarmed[f].is_empty() {
+                continue;
+            }
+            let Some(range) = self.reset_range(f, trade.price) else {
+                continue;
+            };
+            self.scratch.clear();
+            self.scratch.extend(self.disarmed[f].range(range));
+            for i in 0..self.scratch.len() {
+                let (level, slot) = self.scratch[i];
+                self.disarmed[f].remove(&(level, slot));
+                let Some(s) = self.slots[slot as usize].as_mut() else {
+                    continue;
+                };
+                let State::Disarmed { fired } = s.state else {
+                    continue;
+                };
+                let ready = fired.saturating_add(s.rule.cooldown_ns);
+                if ready <= t {
+                    self.arm(slot);
+                } else {
+                    s.state = State::Cooling { ready };
+                    self.cooling.insert((ready, slot));
+                }
+            }
+        }
+
+        let first = events.len();
+        for f in 0..self.armed.len() {
+            if self.armed[f].is_empty() {
+                continue;
+            }
+            let Some((range, value)) = self.fire_range(f, trade, prev) else {
+                continue;
+            };
+            self.scratch.clear();
+            self.scratch.extend(self.armed[f].range(range));
+            for i in 0..self.scratch.len() {
+                let (level, slot) = self.scratch[i];
+                self.armed[f].remove(&(level, slot));
+                let Some(s) = self.slots[slot as usize].as_mut() else {
+                    continue;
+                };
+                events.push(AlertEvent {
+                    alert_id: s.rule.id.clone(),
+                    symbol: trade.symbol,
+                    time_ns: t,
+                    seq: trade.seq,
+                    price: trade.price,
+                    value,
+                });
+                match s.rule.mode {
+                    Mode::Once => {
+                        let id = s.rule.id.clone();
+                        self.ids.remove(&id);
+                        self.slots[slot as usize] = None;
+                        self.free.push(slot);
+                    }
+                    Mode::Rearm => {
+                        s.state = State::Disarmed { fired: t };
+                        self.disarmed[f].insert((reset_level(&s.rule), slot));
+                    }
+                }
+            }
+        }
+        events[first..].sort_unstable_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        self.remember_sma_signs(trade.price);
+    }
+
+    fn remember_sma_signs(&mut self, price: Fixed) {
+        for (w, sign) in self.windows.iter().zip(&mut self.prev_sma_sign) {
+            *sign = w.diff_from_sma(price).map(|(d, _)| d.cmp(&0));
+        }
+    }
+
+    /// The disarmed alerts of family `f` that this tick resets.
+    fn reset_range(
+        &self,
+        f: usize,
+        price: Fixed,
+    ) -> Option<(Bound<(i64, u32)>, Bound<(i64, u32)>)> {
+        let p = price.units();
+        Some(match f {
+            // price <= threshold - hysteresis
+            PRICE_ABOVE | CROSSES_ABOVE => from(p),
+            // price >= threshold + hysteresis
+            PRICE_BELOW | CROSSES_BELOW => (Bound::Unbounded, Bound::Included((p, u32::MAX))),
+            _ => {
+                let w = &self.windows[(f - VOL) / PER_WINDOW];
+                match (f - VOL) % PER_WINDOW {
+                    // volatility <= threshold - hysteresis; no volatility is below every level
+                    0 => match w.volatility() {
+                        Some(v) => from(float_boundary(v)),
+                        None => (Bound::Unbounded, Bound::Unbounded),
+                    },
+                    // price - sma <= -hysteresis, i.e. hysteresis <= floor((Σp - n·price) / n)
+                    1 => {
+                        let (d, n) = w.diff_from_sma(price)?;
+                        (
+                            Bound::Unbounded,
+                            Bound::Included((floor_div(-d, n), u32::MAX)),
+                        )
+                    }
+                    // price - sma >= hysteresis
+                    _ => {
+                        let (d, n) = w.diff_from_sma(price)?;
+                        (
+                            Bound::Unbounded,
+                            Bound::Included((floor_div(d, n), u32::MAX)),
+                        )
+                    }
+                }
+            }
+        })
+    }
+
+    /// The armed alerts of family `f` that this tick fires, and the condition's value.
+    fn fire_range(
+        &self,
+        f: usize,
+        trade: &Trade,
+        prev: Option<Fixed>,
+    ) -> Option<((Bound<(i64, u32)>, Bound<(i64, u32)>), f64)> {
+        let p = trade.price.units();
+        let price = trade.price.to_f64();
+        Some(match f {
+            PRICE_ABOVE => (below(p), price),
+            PRICE_BELOW => (from(p.saturating_add(1)), price),
+            // prev <= threshold < price
+            CROSSES_ABOVE => (between(prev?.units(), p)?, price),
+            // price < threshold <= prev
+            CROSSES_BELOW => (
+                between(p.saturating_add(1), prev?.units().saturating_add(1))?,
+                price,
+            ),
+            _ => {
+                let wi = (f - VOL) / PER_WINDOW;
+                let w = &self.windows[wi];
+                match (f - VOL) % PER_WINDOW {
+                    0 => {
+                        let v = w.volatility()?;
+                        (below(float_boundary(v)), v)
+                    }
+                    kind => {
+                        let (d, _) = w.diff_from_sma(trade.price)?;
+                        let before = self.prev_sma_sign[wi]?;
+                        let crossed = if kind == 1 {
+                            before.is_le() && d > 0
+                        } else {
+                            before.is_ge() && d < 0
+                        };
+                        if !crossed {
+                            return None;
+                        }
+                        ((Bound::Unbounded, Bound::Unbounded), w.sma()?)
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,95 @@
+use std::collections::VecDeque;
+
+use super::agg::sample_stddev;
+use super::{RETURN_SCALE, quantize_log_return};
+use crate::decimal::{Fixed, SCALE};
+
+/// The ticks of one symbol within `W` of the latest one, ending at (and including) that tick:
+/// what an alert sees "at the tick's time". Sums are exact integers, as in [`super::Agg`].
+///
+/// ```
+/// use gostocks_core::indicators::TickWindow;
+/// use gostocks_core::Fixed;
+/// let p = |s: &str| s.parse::<Fixed>().unwrap();
+/// let mut w = TickWindow::new(10);
+/// w.push(1, p("10"), None);
+/// w.push(5, p("12"), Some(p("10")));
+/// assert_eq!(w.sma(), Some(11.0));
+/// // At t = 11 the tick of t = 1 has left (t' <= t - W), the one of t = 5 has not.
+/// w.push(11, p("14"), Some(p("12")));
+/// assert_eq!((w.count(), w.sma()), (2, Some(13.0)));
+/// assert!(w.volatility().is_some());
+/// ```
+#[derive(Clone, Debug)]
+pub struct TickWindow {
+    span: u64,
+    ticks: VecDeque<(u64, i64, Option<i64>)>,
+    sum_p: i128,
+    n_ret: i64,
+    sum_r: i128,
+    sum_r2: i128,
+}
+
+impl TickWindow {
+    /// An empty window of `span` ns.
+    pub fn new(span: u64) -> TickWindow {
+        TickWindow {
+            span,
+            ticks: VecDeque::new(),
+            sum_p: 0,
+            n_ret: 0,
+            sum_r: 0,
+            sum_r2: 0,
+        }
+    }
+
+    /// Adds the next tick of the symbol (in `(t, seq)` order) with its predecessor's price, and
+    /// drops the ticks at or before `t - W`.
+    pub fn push(&mut self, time_ns: u64, price: Fixed, prev: Option<Fixed>) {
+        let ret = prev.map(|p| quantize_log_return(price, p));
+        let horizon = time_ns.saturating_sub(self.span);
+        while let Some(&(t, p, r)) = self.ticks.front() {
+            if t > horizon || time_ns < self.span {
+                break;
+            }
+            self.ticks.pop_front();
+            self.sum_p -= i128::from(p);
+            if let Some(r) = r {
+                self.n_ret -= 1;
+                self.sum_r -= i128::from(r);
+                self.sum_r2 -= i128::from(r) * i128::from(r);
+            }
+        }
+        self.ticks.push_back((time_ns, price.units(), ret));
+        self.sum_p += i128::from(price.units());
+        if let Some(r) = ret {
+            self.n_ret += 1;
+            self.sum_r += i128::from(r);
+            self.sum_r2 += i128::from(r) * i128::from(r);
+        }
+    }
+
+    /// Number of ticks in the window.
+    pub fn count(&self) -> i64 {
+        self.ticks.len() as i64
+    }
+
+    /// Mean price, `None` when empty.
+    pub fn sma(&self) -> Option<f64> {
+        let n = self.count();
+        (n > 0).then(|| self.sum_p as f64 / n as f64 / SCALE as f64)
+    }
+
+    /// `price - sma` exactly, as the fraction `(numerator, n)` in 10⁻⁸ units: `n·price − Σp`.
+    /// `None` when empty.
+    pub fn diff_from_sma(&self, price: Fixed) -> Option<(i128, i128)> {
+        let n = i128::from(self.count());
+        (n > 0).then(|| (n * i128::from(price.units()) - self.sum_p, n))
+    }
+
+    /// Sample standard deviation of the log returns in the window (the analytics contract's
+    /// volatility), `None` when fewer than 2 returns.
+    pub fn volatility(&self) -> Option<f64> {
+        sample_stddev(self.n_ret, self.sum_r, self.sum_r2).map(|s| s / RETURN_SCALE)
+    }
+}

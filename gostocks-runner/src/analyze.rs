@@ -8,13 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use differential_dataflow::AsCollection;
 use gostocks_connectors::file::TickFile;
 use gostocks_core::Trade;
+use gostocks_core::alerts::{AlertEvent, AlertRule, AlertSpec};
 use gostocks_core::batch::Feeder;
 use gostocks_core::feed::Late;
-use gostocks_core::operators::{EmitOrdered, analytics};
+use gostocks_core::feed::grid_ceil;
+use gostocks_core::operators::{EmitOrdered, MatchAlerts, analytics};
 use gostocks_core::stats::{AnalyticsConfig, BarRow};
 use indicatif::{ProgressBar, ProgressStyle};
+use timely::dataflow::operators::ToStream;
 use timely::dataflow::operators::{Input, Probe};
 
 use crate::cli::AnalyzeArgs;
@@ -27,6 +31,7 @@ struct Counters {
     late: AtomicU64,
     skipped: AtomicU64,
     stats_rows: AtomicU64,
+    events: AtomicU64,
     bar_rows: AtomicU64,
     workers_done: AtomicUsize,
 }
@@ -83,6 +88,11 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let bars_out = args.bars_out.as_deref().map(create).transpose()?;
     let late_out = args.late_out.as_deref().map(create).transpose()?;
     let errors_out = args.errors_out.as_deref().map(create).transpose()?;
+    let rules = match &args.alerts {
+        Some(path) => load_alerts(path, &config.windows)?,
+        None => Vec::new(),
+    };
+    let events_out = args.events_out.as_deref().map(create).transpose()?;
 
     let counters = Arc::new(Counters::default());
     let set_aside: Arc<Mutex<Vec<SetAside>>> = Arc::default();
@@ -96,13 +106,20 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         Arc::clone(&set_aside),
         Arc::clone(&stats_out),
         bars_out.clone(),
+        events_out.clone(),
     );
+    let rules = Arc::new(rules);
     let labels: (Vec<String>, Vec<String>) = (
         config.windows.iter().map(ToString::to_string).collect(),
         config.bars.iter().map(ToString::to_string).collect(),
     );
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let (counters, set_aside, stats_out, bars_out) = shared.clone();
+        let (counters, set_aside, stats_out, bars_out, events_out) = shared.clone();
+        let my_rules: Vec<(AlertRule, u64, isize)> = if worker.index() == 0 {
+            rules.iter().map(|r| (r.clone(), 0, 1)).collect()
+        } else {
+            Vec::new()
+        };
         let (index, peers) = (worker.index(), worker.peers());
         let (window_labels, bar_labels) = labels.clone();
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
@@ -139,6 +156,29 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             });
             let probe = out.stats.probe().0;
             out.bars.probe_with(&probe);
+            if let Some(w) = events_out {
+                let resolution = config.resolution.ns();
+                let events = out
+                    .sequenced
+                    .match_alerts(my_rules.to_stream(scope).as_collection(), &config.windows);
+                let event_counter = Arc::clone(&counters);
+                let mut lines = String::new();
+                events.clone().emit_ordered(
+                    move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
+                    move |_, rows| {
+                        event_counter.events.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        lines.clear();
+                        for e in rows.iter() {
+                            lines.push_str(&e.to_json());
+                            lines.push('\n');
+                        }
+                        if let Err(e) = lock(&w).write_all(lines.as_bytes()) {
+                            tracing::error!(error = %e, "writing alert events");
+                        }
+                    },
+                );
+                events.probe_with(&probe);
+            }
             (input, probe)
         });
 
@@ -229,6 +269,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     for w in [
         Some(&stats_out),
         bars_out.as_ref(),
+        events_out.as_ref(),
         late_out.as_ref(),
         errors_out.as_ref(),
     ]
@@ -249,7 +290,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         );
     }
     eprintln!(
-        "analyzed {} ticks ({} rejected, {} late, {} non-trade records skipped) in {:.2}s: {:.0} ticks/s; wrote {} stats rows, {} bars",
+        "analyzed {} ticks ({} rejected, {} late, {} non-trade records skipped) in {:.2}s: {:.0} ticks/s; wrote {} stats rows, {} bars, {} alert events",
         ticks,
         rejected,
         c.late.load(Ordering::Relaxed),
@@ -258,8 +299,38 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         ticks as f64 / elapsed.max(1e-9),
         c.stats_rows.load(Ordering::Relaxed),
         c.bar_rows.load(Ordering::Relaxed),
+        c.events.load(Ordering::Relaxed),
     );
     Ok(())
+}
+
+/// Reads an `--alerts` file: a JSON array of alert specs, each applying from the start.
+fn load_alerts(path: &Path, windows: &[gostocks_core::Span]) -> anyhow::Result<Vec<AlertRule>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --alerts {}", path.display()))?;
+    let specs: Vec<AlertSpec> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "--alerts {}: expected a JSON array of {{\"id\",\"symbol\",\"condition\",\"threshold\",...}}",
+            path.display()
+        )
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let id = spec.id.as_deref().with_context(|| {
+                format!("--alerts {}: alert #{i} has no \"id\"", path.display())
+            })?;
+            anyhow::ensure!(
+                seen.insert(id.to_owned()),
+                "--alerts {}: the id `{id}` appears twice",
+                path.display()
+            );
+            spec.to_rule(id, 0, windows)
+                .with_context(|| format!("--alerts {}: alert `{id}`", path.display()))
+        })
+        .collect()
 }
 
 fn late_line(trade: &Trade, late: &Late) -> String {

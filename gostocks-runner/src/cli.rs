@@ -176,6 +176,15 @@ pub struct AnalyzeArgs {
     /// Where to write records that did not decode or validate, with the reason (JSON lines).
     #[arg(long)]
     pub errors_out: Option<PathBuf>,
+
+    /// Alert rules to match, applying from the start: a JSON array of {"id","symbol",
+    /// "condition","threshold"[,"mode","hysteresis","cooldown","window"]}.
+    #[arg(long, requires = "events_out")]
+    pub alerts: Option<PathBuf>,
+
+    /// Where to write the alert events (JSON lines: alert_id, symbol, time_ns, seq, price, value).
+    #[arg(long, requires = "alerts")]
+    pub events_out: Option<PathBuf>,
 }
 
 /// Flags of `gostocks run`.

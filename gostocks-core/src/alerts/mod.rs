@@ -13,6 +13,8 @@
 
 mod book;
 mod rule;
+mod spec;
 
 pub use book::SymbolBook;
 pub use rule::{AlertEvent, AlertRule, Condition, Mode, RuleError};
+pub use spec::{AlertSpec, window_index};

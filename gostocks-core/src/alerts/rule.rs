@@ -175,6 +175,12 @@ pub enum RuleError {
     /// A window on a condition that does not read one.
     #[error("window: {0} does not read a window; leave window out")]
     WindowUnused(Condition),
+    /// A symbol that is not acceptable.
+    #[error("symbol: `{0}` is not a symbol: {1}")]
+    Symbol(String, String),
+    /// A cooldown that is not a duration.
+    #[error("cooldown: {0}")]
+    Cooldown(String),
     /// A window that the analytics do not compute.
     #[error("window: `{0}` is not a configured window (configured: {1})")]
     WindowUnknown(String, String),

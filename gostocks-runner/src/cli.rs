@@ -51,6 +51,43 @@ pub enum Command {
     /// Prints a table: ticks/s of the dataflow on ticks already in memory (1 and 2 workers),
     /// of `analyze` end to end from a CSV file (parsing and writing every output), and peak RSS.
     Bench(BenchArgs),
+    /// Manage users of the alert service (their API keys).
+    Users(UsersArgs),
+    /// Apply the database migrations (also done at start-up by `run`).
+    Migrate(PostgresArgs),
+}
+
+/// Where the alert service keeps users, alerts and events.
+#[derive(Clone, Debug, Args)]
+pub struct PostgresArgs {
+    /// Postgres URL, e.g. postgres://postgres@127.0.0.1:5432/postgres. Without it, `run` keeps
+    /// users, alerts and events in memory.
+    #[arg(long, env = "GOSTOCKS_POSTGRES_URL", value_name = "URL")]
+    pub postgres: Option<String>,
+
+    /// Postgres schema to use (created if missing); default: the connection's search_path.
+    #[arg(long, env = "GOSTOCKS_POSTGRES_SCHEMA", value_name = "SCHEMA")]
+    pub postgres_schema: Option<String>,
+}
+
+/// `gostocks users ...`.
+#[derive(Debug, Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    pub command: UsersCommand,
+
+    #[command(flatten)]
+    pub db: PostgresArgs,
+}
+
+/// What to do with users.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user and print its API key, once: only a salted hash is stored.
+    Create {
+        /// The user's name (unique).
+        name: String,
+    },
 }
 
 /// Flags of `gostocks replay`.
@@ -249,6 +286,9 @@ pub struct RunArgs {
     /// A source (Kafka partition) silent for this long stops holding event time back.
     #[arg(long, default_value = "5s", env = "GOSTOCKS_IDLE")]
     pub idle: Span,
+
+    #[command(flatten)]
+    pub db: PostgresArgs,
 }
 
 impl RunArgs {

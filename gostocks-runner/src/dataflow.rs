@@ -7,12 +7,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use differential_dataflow::AsCollection;
+use gostocks_core::alerts::{AlertEvent, AlertRule};
 use gostocks_core::feed::{Late, Watermark, grid_ceil};
-use gostocks_core::operators::{LastPrice, analytics};
+use gostocks_core::operators::{LastPrice, MatchAlerts, analytics};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Tick, Trade};
 use timely::dataflow::operators::{Input, Inspect, Probe};
 
+use crate::alerts::RuleChange;
 use crate::state::MarketState;
 
 /// Ticks from one source: a Kafka partition, or the replayed file (source 0). An empty batch
@@ -22,6 +25,14 @@ pub struct Batch {
     pub source: u32,
     /// The ticks, in the source's order.
     pub ticks: Vec<Tick>,
+}
+
+/// The dataflow's alert channels: rule changes in, fired events out.
+pub struct Alerting {
+    /// Rule changes from the alert service.
+    pub rules: Receiver<RuleChange>,
+    /// Where fired events go (to be recorded and broadcast).
+    pub events: tokio::sync::mpsc::UnboundedSender<AlertEvent>,
 }
 
 /// The watermarks of the live sources. A source that has sent nothing for `idle` stops holding
@@ -82,14 +93,18 @@ pub fn run(
     config: AnalyticsConfig,
     idle: Duration,
     ticks: Receiver<Batch>,
+    alerts: Alerting,
     state: Arc<MarketState>,
 ) -> anyhow::Result<()> {
     let resolution = config.resolution.ns();
-    let ticks = Arc::new(Mutex::new(Some(ticks)));
+    let ticks = Arc::new(Mutex::new(Some((ticks, alerts.rules))));
+    let fired = alerts.events;
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let state_out = Arc::clone(&state);
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (fired, fired_state) = (fired.clone(), Arc::clone(&state));
+        let (mut input, mut rules_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
+            let (rules_input, rules) = scope.new_input::<Vec<(AlertRule, u64, isize)>>();
             let out = analytics(trades, &config);
             let (stats_state, bars_state) = (Arc::clone(&state_out), Arc::clone(&state_out));
             let probe = out
@@ -101,6 +116,14 @@ pub fn run(
                 .inspect(move |row| bars_state.apply_bar(row))
                 .probe_with(&probe);
             out.sequenced
+                .clone()
+                .match_alerts(rules.as_collection(), &config.windows)
+                .inspect(move |event| {
+                    fired_state.alert_events.fetch_add(1, Ordering::Relaxed);
+                    let _ = fired.send(event.clone());
+                })
+                .probe_with(&probe);
+            out.sequenced
                 .last_price()
                 .arrange_by_key_named("LastPriceBySymbol")
                 .as_collection(|sym, point| (*sym, *point))
@@ -110,19 +133,25 @@ pub fn run(
                     }
                 })
                 .probe_with(&probe);
-            (input, probe)
+            (input, rules_input, probe)
         });
-        let Some(rx) = (worker.index() == 0)
+        let Some((rx, rules_rx)) = (worker.index() == 0)
             .then(|| ticks.lock().ok().and_then(|mut r| r.take()))
             .flatten()
         else {
             // Other workers contribute no input: close theirs and serve the exchange.
             drop(input);
+            drop(rules_input);
             while worker.step_or_park(None) {}
             return;
         };
         let mut sources = Sources::new(config.lateness, resolution, idle);
         loop {
+            // Rule changes apply from the current input time on: to every trade not yet final.
+            while let Ok(change) = rules_rx.try_recv() {
+                let at = *rules_input.time();
+                rules_input.send((change.rule, at, change.diff));
+            }
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(Batch { source, ticks }) => {
                     sources.register(source);
@@ -143,6 +172,7 @@ pub fn run(
                             state.late.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
+                        state.observe(trade.time_ns);
                         input.send(trade);
                         state.accepted.fetch_add(1, Ordering::Relaxed);
                         state.publish(tick);
@@ -154,11 +184,13 @@ pub fn run(
             }
             if let Some(t) = sources.input_time().filter(|t| t > input.time()) {
                 input.advance_to(t);
+                rules_input.advance_to(t);
             }
             while probe.less_than(input.time()) && worker.step() {}
             worker.step();
         }
         drop(input);
+        drop(rules_input);
         while worker.step() {}
     })
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;

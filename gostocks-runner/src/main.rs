@@ -2,6 +2,7 @@
 //!
 //! `main` only wires: parse the command line, install tracing, dispatch.
 
+mod alerts;
 mod analyze;
 mod bench;
 mod cli;
@@ -15,6 +16,7 @@ mod run;
 mod simulate;
 mod state;
 mod telemetry;
+mod users;
 
 use clap::Parser;
 
@@ -27,5 +29,7 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Analyze(args) => analyze::analyze(args),
         cli::Command::Bench(args) => bench::bench(args),
         cli::Command::Replay(args) => replay::replay(args),
+        cli::Command::Users(args) => users::users(args),
+        cli::Command::Migrate(args) => users::migrate(args),
     }
 }

@@ -10,6 +10,8 @@ use gostocks_core::Tick;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::alerts::service::Alerts;
+use crate::alerts::{AlertHub, Store};
 use crate::cli::{RunArgs, Speed};
 use crate::state::MarketState;
 
@@ -29,15 +31,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let state = Arc::new(MarketState::new(4096, &config));
     let stop = Arc::new(AtomicBool::new(false));
 
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let store = match &args.db.postgres {
+        Some(url) => runtime.block_on(Store::postgres(url, args.db.postgres_schema.as_deref()))?,
+        None => Store::memory(),
+    };
+    let (rules_tx, rules_rx) = std::sync::mpsc::channel();
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let hub = Arc::new(AlertHub::new(store, config.windows.clone(), rules_tx));
+    let loaded = runtime.block_on(hub.load_active())?;
+    let memory_note = if args.db.postgres.is_none() {
+        let (_, key) = runtime.block_on(hub.store.create_user("demo"))?;
+        Some(key)
+    } else {
+        None
+    };
+    runtime.spawn({
+        let hub = Arc::clone(&hub);
+        async move { hub.record_events(events_rx).await }
+    });
+
     let (tx, rx) = std::sync::mpsc::sync_channel::<crate::dataflow::Batch>(4096);
     let dataflow = {
         let state = Arc::clone(&state);
         let workers = args.workers;
         let config = args.analytics_config()?;
         let idle = Duration::from_nanos(args.idle.ns());
+        let alerting = crate::dataflow::Alerting {
+            rules: rules_rx,
+            events: events_tx,
+        };
         std::thread::Builder::new()
             .name("dataflow".into())
-            .spawn(move || crate::dataflow::run(workers, config, idle, rx, state))?
+            .spawn(move || crate::dataflow::run(workers, config, idle, rx, alerting, state))?
     };
     let replay = match &args.kafka {
         Some(brokers) => {
@@ -65,11 +94,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(serve(&args, Arc::clone(&state)))?;
+    runtime.block_on(serve(&args, Arc::clone(&state), hub, loaded, memory_note))?;
     stop.store(true, Ordering::Relaxed);
     let _ = replay.join();
     dataflow
@@ -168,7 +193,13 @@ fn replay(
     }
 }
 
-async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
+async fn serve(
+    args: &RunArgs,
+    state: Arc<MarketState>,
+    hub: Arc<AlertHub>,
+    loaded: usize,
+    demo_key: Option<String>,
+) -> anyhow::Result<()> {
     let http = TcpListener::bind(args.http_addr).await.with_context(|| {
         format!(
             "cannot listen on {} for REST: is it in use? pass --http-addr",
@@ -185,6 +216,9 @@ async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<gostocks_proto::v1::market_service_server::MarketServiceServer<crate::grpc::Market>>().await;
+    health
+        .set_serving::<gostocks_proto::v1::alert_service_server::AlertServiceServer<Alerts>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(gostocks_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -194,7 +228,11 @@ async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut rx_http = shutdown_tx.subscribe();
     let mut rx_grpc = shutdown_tx.subscribe();
-    let rest = warp::serve(crate::http::routes(Arc::clone(&state)))
+    // The gateway reaches the alert service over gRPC, as a split deployment would.
+    let alert_client = gostocks_proto::v1::alert_service_client::AlertServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))?.connect_lazy(),
+    );
+    let rest = warp::serve(crate::http::app(Arc::clone(&state), alert_client))
         .incoming(http)
         .graceful(async move {
             let _ = rx_http.recv().await;
@@ -204,6 +242,7 @@ async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(crate::grpc::Market::server(Arc::clone(&state)))
+        .add_service(Alerts::server(Arc::clone(&hub), Arc::clone(&state)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
             let _ = rx_grpc.recv().await;
         });
@@ -220,7 +259,18 @@ async fn serve(args: &RunArgs, state: Arc<MarketState>) -> anyhow::Result<()> {
     println!(
         "  REST  http://{http_addr}   (GET /price/:symbol, /stats/:symbol, /bars/:symbol, /symbols, /healthz, /metrics)"
     );
-    println!("  gRPC  {grpc_addr}   (gostocks.v1.MarketService, grpc.health.v1, reflection)");
+    println!(
+        "  gRPC  {grpc_addr}   (gostocks.v1.MarketService, gostocks.v1.AlertService, grpc.health.v1, reflection)"
+    );
+    match demo_key {
+        Some(key) => {
+            println!(
+                "  alerts: in memory (no --postgres): users, alerts and events last until exit"
+            );
+            println!("  user `demo` API key (shown once): {key}");
+        }
+        None => println!("  alerts: Postgres, {loaded} active alerts loaded"),
+    }
     println!("press Ctrl-C to stop");
 
     let rest = tokio::spawn(rest);

@@ -46,6 +46,9 @@ pub struct MarketState {
     pub dead_letters: AtomicU64,
     stats_rows: AtomicU64,
     bar_rows: AtomicU64,
+    latest: AtomicU64,
+    /// Alert events fired.
+    pub alert_events: AtomicU64,
 }
 
 impl MarketState {
@@ -65,7 +68,19 @@ impl MarketState {
             dead_letters: AtomicU64::new(0),
             stats_rows: AtomicU64::new(0),
             bar_rows: AtomicU64::new(0),
+            latest: AtomicU64::new(0),
+            alert_events: AtomicU64::new(0),
         }
+    }
+
+    /// Notes an accepted tick's event time.
+    pub fn observe(&self, time_ns: u64) {
+        self.latest.fetch_max(time_ns, Ordering::Relaxed);
+    }
+
+    /// The greatest event time accepted so far (0 before any tick): "now" in event time.
+    pub fn latest_ns(&self) -> u64 {
+        self.latest.load(Ordering::Relaxed)
     }
 
     /// Applies an insertion from the last-price arrangement; an older point never replaces a

@@ -1,6 +1,8 @@
 //! Postgres: users, alerts and alert events. Migrations from `migrations/` are embedded and
 //! applied in order, each once, recorded in `schema_migrations`.
 
+pub mod alerts;
+
 use tokio_postgres::{Client, NoTls};
 
 use crate::error::Error;

@@ -86,8 +86,18 @@ impl AlertSpec {
         created_ns: u64,
         windows: &[Span],
     ) -> Result<AlertRule, RuleError> {
-        let symbol = Symbol::new(self.symbol.trim())
+        let symbol = Symbol::new(&self.symbol)
             .map_err(|e| RuleError::Symbol(self.symbol.clone(), e.to_string()))?;
+        if !self
+            .symbol
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c))
+        {
+            return Err(RuleError::Symbol(
+                self.symbol.clone(),
+                "use letters, digits and . _ - / : only, e.g. AAPL or BTCUSDT".into(),
+            ));
+        }
         let condition: Condition = self.condition.parse()?;
         let mode = match &self.mode {
             Some(m) => m.parse()?,

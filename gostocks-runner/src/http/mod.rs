@@ -10,6 +10,8 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::state::MarketState;
 
+pub mod alerts;
+
 /// A JSON error body.
 #[derive(Debug, Serialize)]
 pub struct ApiError {
@@ -27,10 +29,26 @@ fn problem(status: StatusCode, code: &'static str, message: String) -> Rejection
     warp::reject::custom(Problem(status, ApiError { code, message }))
 }
 
-/// Every route of the REST API.
+/// Every route of the REST API: the market routes over `state`, the alert routes through a
+/// client of the AlertService.
+pub fn app(
+    state: Arc<MarketState>,
+    alerts: gostocks_proto::v1::alert_service_client::AlertServiceClient<tonic::transport::Channel>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    alerts::routes(alerts).or(market(state)).recover(recover)
+}
+
+/// The market routes alone, with JSON errors.
+#[cfg(test)]
 pub fn routes(
     state: Arc<MarketState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    market(state).recover(recover)
+}
+
+fn market(
+    state: Arc<MarketState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let with_state = warp::any().map(move || Arc::clone(&state));
     let healthz = warp::path!("healthz").and(warp::get()).and(with_state.clone()).map(|s: Arc<MarketState>| {
         let (accepted, rejected) = s.counts();
@@ -65,13 +83,7 @@ pub fn routes(
             .map(|s: Arc<MarketState>| {
                 warp::reply::json(&serde_json::json!({ "symbols": s.symbols() }))
             });
-    healthz
-        .or(metrics)
-        .or(price)
-        .or(stats)
-        .or(bars)
-        .or(symbols)
-        .recover(recover)
+    healthz.or(metrics).or(price).or(stats).or(bars).or(symbols)
 }
 
 /// `GET /stats/:symbol?window=60s` (default: the first configured window).

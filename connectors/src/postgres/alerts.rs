@@ -1,0 +1,249 @@
+//! The queries of the alert service: users, alert rules and alert events.
+
+use gostocks_core::Fixed;
+use gostocks_core::alerts::{AlertEvent, Condition, Mode};
+use tokio_postgres::{Client, Row};
+
+use crate::error::Error;
+
+/// An alert row, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredAlert {
+    /// Its id.
+    pub id: String,
+    /// The owning user.
+    pub owner: i64,
+    /// Symbol.
+    pub symbol: String,
+    /// Condition.
+    pub condition: Condition,
+    /// Threshold.
+    pub threshold: Fixed,
+    /// Mode.
+    pub mode: Mode,
+    /// Hysteresis.
+    pub hysteresis: Fixed,
+    /// Cooldown in ns.
+    pub cooldown_ns: u64,
+    /// Window length in ns, for windowed conditions.
+    pub window_ns: Option<u64>,
+    /// Creation, in event time.
+    pub created_ns: u64,
+    /// `active`, `triggered` or `deleted`.
+    pub state: String,
+}
+
+/// An alert event, as stored: its id orders a user's events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Its id (increasing).
+    pub id: i64,
+    /// The owning user.
+    pub owner: i64,
+    /// The event.
+    pub event: AlertEvent,
+}
+
+fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Postgres { context, source }
+}
+
+fn fixed(text: &str) -> Fixed {
+    // NUMERIC renders as plain decimal text, which Fixed reads exactly; a value that does not
+    // fit was never written by us.
+    text.parse().unwrap_or_default()
+}
+
+const ALERT_COLUMNS: &str = "id, owner_id, symbol, condition, threshold::text, mode, hysteresis::text, cooldown_ns, window_ns, created_ns, state";
+
+fn alert(row: &Row) -> StoredAlert {
+    StoredAlert {
+        id: row.get(0),
+        owner: row.get(1),
+        symbol: row.get(2),
+        condition: row
+            .get::<_, String>(3)
+            .parse()
+            .unwrap_or(Condition::PriceAbove),
+        threshold: fixed(&row.get::<_, String>(4)),
+        mode: row.get::<_, String>(5).parse().unwrap_or(Mode::Once),
+        hysteresis: fixed(&row.get::<_, String>(6)),
+        cooldown_ns: row.get::<_, i64>(7) as u64,
+        window_ns: row.get::<_, Option<i64>>(8).map(|w| w as u64),
+        created_ns: row.get::<_, i64>(9) as u64,
+        state: row.get(10),
+    }
+}
+
+/// Creates a user with the given key hash; `None` if the name is taken.
+pub async fn create_user(
+    client: &Client,
+    name: &str,
+    key_hash: &str,
+) -> Result<Option<i64>, Error> {
+    let row = client
+        .query_opt(
+            "INSERT INTO users (name, api_key_hash) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
+            &[&name, &key_hash],
+        )
+        .await
+        .map_err(pg("creating a user"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The stored key hash of user `id`.
+pub async fn key_hash(client: &Client, id: i64) -> Result<Option<String>, Error> {
+    let row = client
+        .query_opt("SELECT api_key_hash FROM users WHERE id = $1", &[&id])
+        .await
+        .map_err(pg("reading a user"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Stores a new alert.
+pub async fn insert_alert(client: &Client, a: &StoredAlert) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO alerts (id, owner_id, symbol, condition, threshold, mode, hysteresis, cooldown_ns, window_ns, created_ns, state) \
+             VALUES ($1, $2, $3, $4, CAST($5::text AS numeric), $6, CAST($7::text AS numeric), $8, $9, $10, $11)",
+            &[
+                &a.id,
+                &a.owner,
+                &a.symbol,
+                &a.condition.as_str(),
+                &a.threshold.to_string(),
+                &a.mode.as_str(),
+                &a.hysteresis.to_string(),
+                &(a.cooldown_ns as i64),
+                &a.window_ns.map(|w| w as i64),
+                &(a.created_ns as i64),
+                &a.state,
+            ],
+        )
+        .await
+        .map_err(pg("storing an alert"))?;
+    Ok(())
+}
+
+/// One page of `owner`'s alerts (not deleted), by id, after `after`.
+pub async fn list_alerts(
+    client: &Client,
+    owner: i64,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<StoredAlert>, Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE owner_id = $1 AND id > $2 AND state <> 'deleted' ORDER BY id LIMIT $3"
+            ),
+            &[&owner, &after, &limit],
+        )
+        .await
+        .map_err(pg("listing alerts"))?;
+    Ok(rows.iter().map(alert).collect())
+}
+
+/// Marks `owner`'s alert `id` deleted; `None` when no such alert of theirs exists.
+pub async fn delete_alert(
+    client: &Client,
+    owner: i64,
+    id: &str,
+) -> Result<Option<StoredAlert>, Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE alerts SET state = 'deleted' WHERE id = $1 AND owner_id = $2 AND state <> 'deleted' RETURNING {ALERT_COLUMNS}"
+            ),
+            &[&id, &owner],
+        )
+        .await
+        .map_err(pg("deleting an alert"))?;
+    Ok(row.as_ref().map(alert))
+}
+
+/// Every active alert (loaded at start-up).
+pub async fn active_alerts(client: &Client) -> Result<Vec<StoredAlert>, Error> {
+    let rows = client
+        .query(
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'active' ORDER BY id"),
+            &[],
+        )
+        .await
+        .map_err(pg("loading active alerts"))?;
+    Ok(rows.iter().map(alert).collect())
+}
+
+/// Marks a once-alert triggered after it fired.
+pub async fn mark_triggered(client: &Client, id: &str) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE alerts SET state = 'triggered' WHERE id = $1 AND state = 'active'",
+            &[&id],
+        )
+        .await
+        .map_err(pg("marking an alert triggered"))?;
+    Ok(())
+}
+
+/// Records an event; `None` if it was already recorded (its identity is the alert, tick time
+/// and tick seq), so replaying ticks never doubles an event.
+pub async fn insert_event(
+    client: &Client,
+    owner: i64,
+    e: &AlertEvent,
+) -> Result<Option<i64>, Error> {
+    let row = client
+        .query_opt(
+            "INSERT INTO alert_events (alert_id, owner_id, symbol, tick_time_ns, tick_seq, price, value) \
+             VALUES ($1, $2, $3, $4, $5, CAST($6::text AS numeric), $7) \
+             ON CONFLICT (alert_id, tick_time_ns, tick_seq) DO NOTHING RETURNING id",
+            &[
+                &e.alert_id,
+                &owner,
+                &e.symbol.as_str(),
+                &(e.time_ns as i64),
+                &(e.seq as i64),
+                &e.price.to_string(),
+                &e.value,
+            ],
+        )
+        .await
+        .map_err(pg("recording an alert event"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// `owner`'s events with ids above `after`, in id order, at most `limit`.
+pub async fn events_after(
+    client: &Client,
+    owner: i64,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, Error> {
+    let rows = client
+        .query(
+            "SELECT id, owner_id, alert_id, symbol, tick_time_ns, tick_seq, price::text, value FROM alert_events \
+             WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            &[&owner, &after, &limit],
+        )
+        .await
+        .map_err(pg("reading alert events"))?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredEvent {
+            id: r.get(0),
+            owner: r.get(1),
+            event: AlertEvent {
+                alert_id: r.get(2),
+                symbol: gostocks_core::Symbol::new(r.get::<_, &str>(3)).unwrap_or_else(|_| {
+                    gostocks_core::Symbol::new("?").expect("a one-letter symbol")
+                }),
+                time_ns: r.get::<_, i64>(4) as u64,
+                seq: r.get::<_, i64>(5) as u64,
+                price: fixed(&r.get::<_, String>(6)),
+                value: r.get(7),
+            },
+        })
+        .collect())
+}

@@ -1,0 +1,336 @@
+//! AlertService (tonic): every call authenticated by `authorization: Bearer <key>`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
+use gostocks_core::alerts::{AlertSpec, Condition, Mode};
+use gostocks_core::{Fixed, Span};
+use gostocks_proto::v1;
+use gostocks_proto::v1::alert_service_server::{AlertService, AlertServiceServer};
+use rand::Rng;
+use tonic::{Request, Response, Status};
+
+use super::AlertHub;
+use crate::state::MarketState;
+
+/// The most alerts one GetAlerts page holds.
+pub const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: u32 = 50;
+
+/// AlertService over the hub.
+pub struct Alerts {
+    hub: Arc<AlertHub>,
+    market: Arc<MarketState>,
+}
+
+impl Alerts {
+    /// The service, ready to add to a tonic server.
+    pub fn server(hub: Arc<AlertHub>, market: Arc<MarketState>) -> AlertServiceServer<Alerts> {
+        AlertServiceServer::new(Alerts { hub, market })
+    }
+
+    async fn user<T>(&self, req: &Request<T>) -> Result<i64, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "missing `authorization: Bearer <key>` metadata; create a key with `gostocks users create NAME`",
+                )
+            })?;
+        let key = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <key>`"))?
+            .trim();
+        match self.hub.store.authenticate(key).await {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => Err(Status::unauthenticated("the API key is not valid")),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "authenticating failed");
+                Err(Status::unavailable(
+                    "the alert store is unavailable; retry shortly",
+                ))
+            }
+        }
+    }
+}
+
+fn internal(error: anyhow::Error) -> Status {
+    tracing::warn!(error = format!("{error:#}"), "alert store call failed");
+    Status::unavailable("the alert store is unavailable; retry shortly")
+}
+
+fn condition_of(c: i32) -> Option<Condition> {
+    Some(match v1::AlertCondition::try_from(c).ok()? {
+        v1::AlertCondition::PriceAbove => Condition::PriceAbove,
+        v1::AlertCondition::PriceBelow => Condition::PriceBelow,
+        v1::AlertCondition::CrossesAbove => Condition::CrossesAbove,
+        v1::AlertCondition::CrossesBelow => Condition::CrossesBelow,
+        v1::AlertCondition::SmaCrossAbove => Condition::SmaCrossAbove,
+        v1::AlertCondition::SmaCrossBelow => Condition::SmaCrossBelow,
+        v1::AlertCondition::VolatilityAbove => Condition::VolatilityAbove,
+        v1::AlertCondition::Unspecified => return None,
+    })
+}
+
+fn proto_condition(c: Condition) -> v1::AlertCondition {
+    match c {
+        Condition::PriceAbove => v1::AlertCondition::PriceAbove,
+        Condition::PriceBelow => v1::AlertCondition::PriceBelow,
+        Condition::CrossesAbove => v1::AlertCondition::CrossesAbove,
+        Condition::CrossesBelow => v1::AlertCondition::CrossesBelow,
+        Condition::SmaCrossAbove => v1::AlertCondition::SmaCrossAbove,
+        Condition::SmaCrossBelow => v1::AlertCondition::SmaCrossBelow,
+        Condition::VolatilityAbove => v1::AlertCondition::VolatilityAbove,
+    }
+}
+
+/// The wire form of a stored alert.
+pub fn proto_alert(a: &StoredAlert, windows: &[Span]) -> v1::Alert {
+    v1::Alert {
+        id: a.id.clone(),
+        owner: a.owner.to_string(),
+        symbol: a.symbol.clone(),
+        condition: proto_condition(a.condition) as i32,
+        threshold: Some(a.threshold.into()),
+        mode: match a.mode {
+            Mode::Once => v1::AlertMode::Once,
+            Mode::Rearm => v1::AlertMode::Rearm,
+        } as i32,
+        hysteresis: Some(a.hysteresis.into()),
+        cooldown_ns: a.cooldown_ns as i64,
+        window: a
+            .window_ns
+            .map(|ns| {
+                windows
+                    .iter()
+                    .find(|w| w.ns() == ns)
+                    .map_or_else(|| format!("{ns}ns"), ToString::to_string)
+            })
+            .unwrap_or_default(),
+        created_ns: a.created_ns as i64,
+        state: match a.state.as_str() {
+            "active" => v1::AlertState::Active,
+            "triggered" => v1::AlertState::Triggered,
+            _ => v1::AlertState::Deleted,
+        } as i32,
+    }
+}
+
+/// The wire form of a stored event.
+pub fn proto_event(e: &StoredEvent) -> v1::AlertEvent {
+    v1::AlertEvent {
+        id: e.id,
+        alert_id: e.event.alert_id.clone(),
+        symbol: e.event.symbol.to_string(),
+        time_ns: e.event.time_ns as i64,
+        seq: e.event.seq,
+        price: Some(e.event.price.into()),
+        value: e.event.value,
+    }
+}
+
+fn decimal(field: &str, d: Option<&v1::Decimal>) -> Result<Option<Fixed>, Status> {
+    d.map(|d| Fixed::try_from(d).map_err(|e| Status::invalid_argument(format!("{field}: {e}"))))
+        .transpose()
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::AlertEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AlertService for Alerts {
+    async fn create_alert(
+        &self,
+        req: Request<v1::CreateAlertRequest>,
+    ) -> Result<Response<v1::Alert>, Status> {
+        let owner = self.user(&req).await?;
+        let r = req.into_inner();
+        let condition = condition_of(r.condition).ok_or_else(|| {
+            Status::invalid_argument(
+                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE",
+            )
+        })?;
+        let threshold = decimal("threshold", r.threshold.as_ref())?
+            .ok_or_else(|| Status::invalid_argument("threshold: required, a positive decimal"))?;
+        let mode = match v1::AlertMode::try_from(r.mode) {
+            Ok(v1::AlertMode::Rearm) => "rearm",
+            Ok(_) => "once",
+            Err(_) => return Err(Status::invalid_argument("mode: use ONCE or REARM")),
+        };
+        if r.cooldown_ns < 0 {
+            return Err(Status::invalid_argument("cooldown_ns: must be 0 or more"));
+        }
+        let spec = AlertSpec {
+            id: None,
+            symbol: r.symbol.clone(),
+            condition: condition.as_str().into(),
+            threshold,
+            mode: Some(mode.into()),
+            hysteresis: decimal("hysteresis", r.hysteresis.as_ref())?,
+            cooldown: (r.cooldown_ns > 0).then(|| format!("{}ns", r.cooldown_ns)),
+            window: (!r.window.is_empty()).then(|| r.window.clone()),
+        };
+        let id = format!("al_{:016x}", rand::rng().random::<u64>());
+        // The alert applies from the next tick: after every event time seen so far.
+        let created_ns = self.market.latest_ns() + 1;
+        let rule = spec
+            .to_rule(&id, created_ns, &self.hub.windows)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let stored = StoredAlert {
+            id: id.clone(),
+            owner,
+            symbol: rule.symbol.to_string(),
+            condition: rule.condition,
+            threshold: rule.threshold,
+            mode: rule.mode,
+            hysteresis: rule.hysteresis,
+            cooldown_ns: rule.cooldown_ns,
+            window_ns: rule.window.map(|w| self.hub.windows[usize::from(w)].ns()),
+            created_ns,
+            state: "active".into(),
+        };
+        self.hub
+            .store
+            .insert_alert(&stored)
+            .await
+            .map_err(internal)?;
+        self.hub.change(owner, rule, 1);
+        tracing::info!(alert = %id, owner, symbol = %stored.symbol, condition = %stored.condition, "alert created");
+        Ok(Response::new(proto_alert(&stored, &self.hub.windows)))
+    }
+
+    async fn get_alerts(
+        &self,
+        req: Request<v1::GetAlertsRequest>,
+    ) -> Result<Response<v1::GetAlertsResponse>, Status> {
+        let owner = self.user(&req).await?;
+        let r = req.into_inner();
+        if r.page_size > MAX_PAGE {
+            return Err(Status::invalid_argument(format!(
+                "page_size: at most {MAX_PAGE}"
+            )));
+        }
+        let size = if r.page_size == 0 {
+            DEFAULT_PAGE
+        } else {
+            r.page_size
+        } as usize;
+        // One more than asked tells whether another page exists.
+        let mut page = self
+            .hub
+            .store
+            .list_alerts(owner, &r.page_token, size + 1)
+            .await
+            .map_err(internal)?;
+        let next = if page.len() > size {
+            page.truncate(size);
+            page.last().map(|a| a.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(v1::GetAlertsResponse {
+            alerts: page
+                .iter()
+                .map(|a| proto_alert(a, &self.hub.windows))
+                .collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn delete_alert(
+        &self,
+        req: Request<v1::DeleteAlertRequest>,
+    ) -> Result<Response<v1::DeleteAlertResponse>, Status> {
+        let owner = self.user(&req).await?;
+        let id = req.into_inner().id;
+        let deleted = self
+            .hub
+            .store
+            .delete_alert(owner, &id)
+            .await
+            .map_err(internal)?
+            // Another user's alert and no alert look the same: nothing is revealed.
+            .ok_or_else(|| Status::not_found(format!("no alert `{id}`")))?;
+        if let Some(rule) = self.hub.rule_of(&deleted) {
+            self.hub.change(owner, rule, -1);
+        }
+        tracing::info!(alert = %id, owner, "alert deleted");
+        Ok(Response::new(v1::DeleteAlertResponse {}))
+    }
+
+    type WatchAlertEventsStream = EventStream;
+
+    async fn watch_alert_events(
+        &self,
+        req: Request<v1::WatchAlertEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let owner = self.user(&req).await?;
+        let r = req.into_inner();
+        // Subscribe before reading the backlog, so nothing falls between the two.
+        let mut live = self.hub.subscribe();
+        let hub = Arc::clone(&self.hub);
+        let replay = r.after_event_id > 0 || r.from_start;
+        let mut last = r.after_event_id;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            if replay {
+                loop {
+                    let backlog = match hub.store.events_after(owner, last, 1000).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = tx.send(Err(internal(e))).await;
+                            return;
+                        }
+                    };
+                    if backlog.is_empty() {
+                        break;
+                    }
+                    for e in &backlog {
+                        last = e.id;
+                        if tx.send(Ok(proto_event(e))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            } else {
+                last = i64::MIN;
+            }
+            loop {
+                match live.recv().await {
+                    Ok(e) if e.owner == owner && e.id > last => {
+                        last = e.id;
+                        if tx.send(Ok(proto_event(&e))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Fell behind the live feed: catch up from the store.
+                        match hub.store.events_after(owner, last.max(0), 10_000).await {
+                            Ok(b) => {
+                                for e in &b {
+                                    last = e.id;
+                                    if tx.send(Ok(proto_event(e))).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(internal(e))).await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

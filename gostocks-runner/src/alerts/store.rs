@@ -1,0 +1,242 @@
+//! Where users, alerts and events live: Postgres, or memory for the embedded default.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
+use gostocks_connectors::postgres::{self, alerts as pg};
+use gostocks_core::alerts::AlertEvent;
+use tokio_postgres::Client;
+
+/// The alert store.
+pub enum Store {
+    /// Kept until exit (no Postgres configured).
+    Memory(Mutex<Memory>),
+    /// Postgres, reconnected when the connection drops.
+    Postgres(Pg),
+}
+
+/// The in-memory store.
+#[derive(Default)]
+pub struct Memory {
+    users: Vec<(String, String)>,
+    alerts: BTreeMap<String, StoredAlert>,
+    events: Vec<StoredEvent>,
+    seen: HashSet<(String, u64, u64)>,
+}
+
+/// A Postgres connection that reconnects on demand.
+pub struct Pg {
+    url: String,
+    schema: Option<String>,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+}
+
+impl Pg {
+    async fn client(&self) -> anyhow::Result<Arc<Client>> {
+        let mut guard = self.client.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+        let c = Arc::new(postgres::connect(&self.url, self.schema.as_deref()).await?);
+        *guard = Some(Arc::clone(&c));
+        Ok(c)
+    }
+}
+
+impl Store {
+    /// The in-memory store.
+    pub fn memory() -> Store {
+        Store::Memory(Mutex::default())
+    }
+
+    /// Connects to Postgres at `url` (in `schema`, if given) and applies the migrations.
+    pub async fn postgres(url: &str, schema: Option<&str>) -> anyhow::Result<Store> {
+        let mut client = postgres::connect(url, schema)
+            .await
+            .context("connecting to Postgres: is it running, and is --postgres right?")?;
+        let ran = postgres::migrate(&mut client).await?;
+        if ran > 0 {
+            tracing::info!(migrations = ran, "applied migrations");
+        }
+        Ok(Store::Postgres(Pg {
+            url: url.to_owned(),
+            schema: schema.map(str::to_owned),
+            client: tokio::sync::Mutex::new(Some(Arc::new(client))),
+        }))
+    }
+
+    fn mem(m: &Mutex<Memory>) -> std::sync::MutexGuard<'_, Memory> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates user `name` and returns its id and API key (shown once, never stored).
+    pub async fn create_user(&self, name: &str) -> anyhow::Result<(i64, String)> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = Store::mem(m);
+                anyhow::ensure!(
+                    m.users.iter().all(|(n, _)| n != name),
+                    "a user named `{name}` exists; pick another name"
+                );
+                let id = m.users.len() as i64 + 1;
+                let key = super::new_key(id);
+                m.users.push((name.to_owned(), super::hash_key(&key)));
+                Ok((id, key))
+            }
+            Store::Postgres(pg) => {
+                let c = pg.client().await?;
+                // The key embeds the id, which exists only after the insert: insert with a
+                // placeholder that matches no key, then set the real hash.
+                let id = pg::create_user(&c, name, "-")
+                    .await?
+                    .with_context(|| format!("a user named `{name}` exists; pick another name"))?;
+                let key = super::new_key(id);
+                c.execute(
+                    "UPDATE users SET api_key_hash = $1 WHERE id = $2",
+                    &[&super::hash_key(&key), &id],
+                )
+                .await
+                .context("storing the key hash")?;
+                Ok((id, key))
+            }
+        }
+    }
+
+    /// The user a bearer key belongs to, if it is valid.
+    pub async fn authenticate(&self, key: &str) -> anyhow::Result<Option<i64>> {
+        let Some(id) = super::user_of_key(key) else {
+            return Ok(None);
+        };
+        let hash = match self {
+            Store::Memory(m) => Store::mem(m)
+                .users
+                .get((id - 1).max(0) as usize)
+                .map(|(_, h)| h.clone()),
+            Store::Postgres(pg) => pg::key_hash(&*pg.client().await?, id).await?,
+        };
+        Ok(hash.filter(|h| super::verify_key(key, h)).map(|_| id))
+    }
+
+    /// Stores a new alert.
+    pub async fn insert_alert(&self, a: &StoredAlert) -> anyhow::Result<()> {
+        match self {
+            Store::Memory(m) => {
+                Store::mem(m).alerts.insert(a.id.clone(), a.clone());
+                Ok(())
+            }
+            Store::Postgres(pg) => Ok(pg::insert_alert(&*pg.client().await?, a).await?),
+        }
+    }
+
+    /// A page of `owner`'s alerts after id `after`.
+    pub async fn list_alerts(
+        &self,
+        owner: i64,
+        after: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredAlert>> {
+        match self {
+            Store::Memory(m) => Ok(Store::mem(m)
+                .alerts
+                .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .map(|(_, a)| a)
+                .filter(|a| a.owner == owner && a.state != "deleted")
+                .take(limit)
+                .cloned()
+                .collect()),
+            Store::Postgres(pg) => {
+                Ok(pg::list_alerts(&*pg.client().await?, owner, after, limit as i64).await?)
+            }
+        }
+    }
+
+    /// Deletes `owner`'s alert `id`; `None` if they have no such alert.
+    pub async fn delete_alert(&self, owner: i64, id: &str) -> anyhow::Result<Option<StoredAlert>> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = Store::mem(m);
+                Ok(m.alerts
+                    .get_mut(id)
+                    .filter(|a| a.owner == owner && a.state != "deleted")
+                    .map(|a| {
+                        a.state = "deleted".into();
+                        a.clone()
+                    }))
+            }
+            Store::Postgres(pg) => Ok(pg::delete_alert(&*pg.client().await?, owner, id).await?),
+        }
+    }
+
+    /// Every active alert.
+    pub async fn active_alerts(&self) -> anyhow::Result<Vec<StoredAlert>> {
+        match self {
+            Store::Memory(m) => Ok(Store::mem(m)
+                .alerts
+                .values()
+                .filter(|a| a.state == "active")
+                .cloned()
+                .collect()),
+            Store::Postgres(pg) => Ok(pg::active_alerts(&*pg.client().await?).await?),
+        }
+    }
+
+    /// Marks a once-alert triggered.
+    pub async fn mark_triggered(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Store::Memory(m) => {
+                if let Some(a) = Store::mem(m)
+                    .alerts
+                    .get_mut(id)
+                    .filter(|a| a.state == "active")
+                {
+                    a.state = "triggered".into();
+                }
+                Ok(())
+            }
+            Store::Postgres(pg) => Ok(pg::mark_triggered(&*pg.client().await?, id).await?),
+        }
+    }
+
+    /// Records an event; `None` when it was already recorded.
+    pub async fn insert_event(&self, owner: i64, e: &AlertEvent) -> anyhow::Result<Option<i64>> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = Store::mem(m);
+                if !m.seen.insert((e.alert_id.clone(), e.time_ns, e.seq)) {
+                    return Ok(None);
+                }
+                let id = m.events.len() as i64 + 1;
+                m.events.push(StoredEvent {
+                    id,
+                    owner,
+                    event: e.clone(),
+                });
+                Ok(Some(id))
+            }
+            Store::Postgres(pg) => Ok(pg::insert_event(&*pg.client().await?, owner, e).await?),
+        }
+    }
+
+    /// `owner`'s events after id `after`, at most `limit`.
+    pub async fn events_after(
+        &self,
+        owner: i64,
+        after: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
+        match self {
+            Store::Memory(m) => Ok(Store::mem(m)
+                .events
+                .iter()
+                .filter(|e| e.owner == owner && e.id > after)
+                .take(limit)
+                .cloned()
+                .collect()),
+            Store::Postgres(pg) => {
+                Ok(pg::events_after(&*pg.client().await?, owner, after, limit as i64).await?)
+            }
+        }
+    }
+}

@@ -75,9 +75,6 @@ pub struct PostgresArgs {
 pub struct UsersArgs {
     #[command(subcommand)]
     pub command: UsersCommand,
-
-    #[command(flatten)]
-    pub db: PostgresArgs,
 }
 
 /// What to do with users.
@@ -87,6 +84,9 @@ pub enum UsersCommand {
     Create {
         /// The user's name (unique).
         name: String,
+
+        #[command(flatten)]
+        db: PostgresArgs,
     },
 }
 

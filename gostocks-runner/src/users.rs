@@ -19,20 +19,20 @@ fn url(db: &PostgresArgs) -> anyhow::Result<&str> {
 
 /// Runs `gostocks users ...`.
 pub fn users(args: UsersArgs) -> anyhow::Result<()> {
-    let url = url(&args.db)?;
-    runtime()?.block_on(async {
-        let store = Store::postgres(url, args.db.postgres_schema.as_deref()).await?;
-        match args.command {
-            UsersCommand::Create { name } => {
+    match args.command {
+        UsersCommand::Create { name, db } => {
+            let url = url(&db)?;
+            runtime()?.block_on(async {
+                let store = Store::postgres(url, db.postgres_schema.as_deref()).await?;
                 let (id, key) = store.create_user(&name).await?;
                 eprintln!(
                     "created user `{name}` (id {id}); its API key follows, shown only this once:"
                 );
                 println!("{key}");
-            }
+                Ok(())
+            })
         }
-        Ok(())
-    })
+    }
 }
 
 /// Runs `gostocks migrate`.

@@ -216,6 +216,14 @@ async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
                 message: "no such route; see the README for the endpoints".into(),
             },
         )
+    } else if let Some(e) = err.find::<warp::reject::PayloadTooLarge>() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError {
+                code: "payload_too_large",
+                message: e.to_string(),
+            },
+        )
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
         (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -230,14 +238,6 @@ async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
             ApiError {
                 code: "bad_request",
                 message: format!("{e}: check the query parameters' names and types"),
-            },
-        )
-    } else if let Some(e) = err.find::<warp::reject::PayloadTooLarge>() {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError {
-                code: "payload_too_large",
-                message: e.to_string(),
             },
         )
     } else {

@@ -11,6 +11,10 @@ pub struct Running {
     pub child: Child,
     pub http: String,
     pub grpc: String,
+    /// The in-memory store's `demo` user key, when no Postgres is configured.
+    pub demo_key: Option<String>,
+    /// What it printed at start-up.
+    pub banner: Vec<String>,
 }
 
 impl Drop for Running {
@@ -36,12 +40,20 @@ pub fn start(extra: &[&str]) -> Running {
         .spawn()
         .expect("gostocks starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut http, mut grpc) = (None, None);
-    while http.is_none() || grpc.is_none() {
+    let (mut http, mut grpc, mut demo_key) = (None, None, None);
+    let mut banner = Vec::new();
+    loop {
         let line = lines
             .next()
             .expect("gostocks prints its addresses")
             .expect("utf-8");
+        banner.push(line.clone());
+        if line.starts_with("press Ctrl-C") {
+            break;
+        }
+        if line.contains("API key") {
+            demo_key = line.split_whitespace().last().map(str::to_owned);
+        }
         let mut words = line.split_whitespace();
         match (words.next(), words.next()) {
             (Some("REST"), Some(url)) => http = Some(url.trim_start_matches("http://").to_owned()),
@@ -54,15 +66,30 @@ pub fn start(extra: &[&str]) -> Running {
         child,
         http: http.unwrap_or_default(),
         grpc: grpc.unwrap_or_default(),
+        demo_key,
+        banner,
     }
 }
 
 /// A plain HTTP/1.1 GET: status and body.
 pub fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    request(addr, "GET", path, None, "")
+}
+
+/// A plain HTTP/1.1 request with an optional bearer key and a body: status and JSON body.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).expect("REST accepts connections");
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("request sent");
     let mut raw = String::new();
@@ -77,6 +104,32 @@ pub fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
         status,
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// The Postgres URL (`GOSTOCKS_POSTGRES_URL`), if reachable (a failure under the test command).
+pub fn postgres() -> Option<String> {
+    let url = std::env::var("GOSTOCKS_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let host = url
+        .rsplit('@')
+        .next()
+        .and_then(|h| h.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    let up = std::net::ToSocketAddrs::to_socket_addrs(&host)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if !up {
+        let required = std::env::var("GOSTOCKS_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "postgres at {host} is unreachable, and the test command requires it"
+        );
+        eprintln!("SKIP: postgres at {host} is unreachable; run ./scripts/test to provision it");
+        return None;
+    }
+    Some(url)
 }
 
 pub fn brokers() -> Option<String> {

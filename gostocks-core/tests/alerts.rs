@@ -5,7 +5,7 @@ use gostocks_core::alerts::{AlertEvent, AlertRule, Condition, Mode};
 use gostocks_core::batch::run_batch_with_alerts;
 use gostocks_core::feed::grid_ceil;
 use gostocks_core::stats::AnalyticsConfig;
-use gostocks_core::{Fixed, Span, Symbol, Trade};
+use gostocks_core::{Fixed, Span, Symbol, Trade, reference};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -215,184 +215,6 @@ fn sma_and_volatility_read_the_window_up_to_the_tick() {
     assert_eq!(got, ids(&[("sma_up", 2), ("vol", 2)]));
 }
 
-// ---- the oracle: a plain loop over ticks and rules ----
-
-/// What a rule's state machine needs at one tick.
-struct At {
-    t: u64,
-    price: Fixed,
-    prev: Option<Fixed>,
-    /// Per window: (n, Σp) up to and including the tick, and the volatility.
-    windows: Vec<(i128, i128, Option<f64>)>,
-    /// Per window: the same at the previous tick (for sma crosses), with that tick's price.
-    prev_windows: Option<(Fixed, Vec<(i128, i128)>)>,
-}
-
-fn volatility(returns: &[f64]) -> Option<f64> {
-    // From scratch with the same quantized returns the contract uses.
-    if returns.len() < 2 {
-        return None;
-    }
-    let q: Vec<i128> = returns.iter().map(|r| (r * 1e12).round() as i128).collect();
-    let n = q.len() as f64;
-    let mean = q.iter().sum::<i128>() as f64 / n;
-    let ss: f64 = q.iter().map(|&x| (x as f64 - mean).powi(2)).sum();
-    Some((ss / (n - 1.0)).sqrt() / 1e12)
-}
-
-fn timeline(trades: &[Trade], symbol: Symbol, windows: &[u64]) -> Vec<(Trade, At)> {
-    let mut mine: Vec<Trade> = trades
-        .iter()
-        .filter(|t| t.symbol == symbol)
-        .copied()
-        .collect();
-    mine.sort_by_key(|t| (t.time_ns, t.seq));
-    let mut out: Vec<(Trade, At)> = Vec::new();
-    for i in 0..mine.len() {
-        let t = mine[i].time_ns;
-        let ws = windows
-            .iter()
-            .map(|&w| {
-                let inside: Vec<usize> = (0..=i).filter(|&j| mine[j].time_ns + w > t).collect();
-                let n = inside.len() as i128;
-                let sum: i128 = inside
-                    .iter()
-                    .map(|&j| i128::from(mine[j].price.units()))
-                    .sum();
-                let rets: Vec<f64> = inside
-                    .iter()
-                    .filter(|&&j| j > 0)
-                    .map(|&j| (mine[j].price.to_f64() / mine[j - 1].price.to_f64()).ln())
-                    .collect();
-                (n, sum, volatility(&rets))
-            })
-            .collect::<Vec<_>>();
-        let prev_windows = out
-            .last()
-            .map(|(p, at)| (p.price, at.windows.iter().map(|w| (w.0, w.1)).collect()));
-        out.push((
-            mine[i],
-            At {
-                t,
-                price: mine[i].price,
-                prev: i.checked_sub(1).map(|j| mine[j].price),
-                windows: ws,
-                prev_windows,
-            },
-        ));
-    }
-    out
-}
-
-/// Whether the rule's condition holds, and its value.
-fn holds(r: &AlertRule, at: &At) -> Option<f64> {
-    let (p, thr) = (at.price, r.threshold);
-    let price = p.to_f64();
-    let yes = |c: bool, v: f64| c.then_some(v);
-    match r.condition {
-        Condition::PriceAbove => yes(p > thr, price),
-        Condition::PriceBelow => yes(p < thr, price),
-        Condition::CrossesAbove => yes(at.prev.is_some_and(|q| q <= thr) && p > thr, price),
-        Condition::CrossesBelow => yes(at.prev.is_some_and(|q| q >= thr) && p < thr, price),
-        Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
-            let w = usize::from(r.window.unwrap());
-            let (n, sum, _) = at.windows[w];
-            let (pp, pw) = at.prev_windows.as_ref()?;
-            let (pn, psum) = pw[w];
-            let now = n * i128::from(p.units()) - sum;
-            let before = pn * i128::from(pp.units()) - psum;
-            let sma = sum as f64 / n as f64 / 1e8;
-            if r.condition == Condition::SmaCrossAbove {
-                yes(before <= 0 && now > 0, sma)
-            } else {
-                yes(before >= 0 && now < 0, sma)
-            }
-        }
-        Condition::VolatilityAbove => {
-            let v = at.windows[usize::from(r.window.unwrap())].2?;
-            yes(v > thr.to_f64(), v)
-        }
-    }
-}
-
-/// Whether the condition is false by at least the hysteresis.
-fn reset(r: &AlertRule, at: &At) -> bool {
-    let (p, thr, h) = (at.price, r.threshold, r.hysteresis);
-    match r.condition {
-        Condition::PriceAbove | Condition::CrossesAbove => p <= Fixed(thr.0 - h.0),
-        Condition::PriceBelow | Condition::CrossesBelow => p >= Fixed(thr.0 + h.0),
-        Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
-            let (n, sum, _) = at.windows[usize::from(r.window.unwrap())];
-            let d = n * i128::from(p.units()) - sum; // (price - sma) * n
-            if r.condition == Condition::SmaCrossAbove {
-                d <= -(i128::from(h.0) * n)
-            } else {
-                d >= i128::from(h.0) * n
-            }
-        }
-        Condition::VolatilityAbove => match at.windows[usize::from(r.window.unwrap())].2 {
-            None => true,
-            Some(v) => v <= Fixed(thr.0 - h.0).to_f64(),
-        },
-    }
-}
-
-/// Every rule run over its symbol's ticks, from scratch. Each rule lives from `from` (a grid
-/// time: it sees the ticks of grid times >= from) until `until`.
-fn reference(
-    trades: &[Trade],
-    rules: &[(AlertRule, u64, u64)],
-    cfg: &AnalyticsConfig,
-) -> Vec<(String, u64, u64)> {
-    let windows: Vec<u64> = cfg.windows.iter().map(Span::ns).collect();
-    let res = cfg.resolution.ns();
-    let mut events = Vec::new();
-    let symbols: std::collections::BTreeSet<Symbol> = trades.iter().map(|t| t.symbol).collect();
-    for s in symbols {
-        let line = timeline(trades, s, &windows);
-        for (r, from, until) in rules.iter().filter(|(r, ..)| r.symbol == s) {
-            #[derive(PartialEq)]
-            enum St {
-                Armed,
-                Disarmed(u64),
-                Cooling(u64),
-                Done,
-            }
-            let mut st = St::Armed;
-            for (trade, at) in &line {
-                let g = grid_ceil(trade.time_ns, res);
-                if g < *from || g >= *until || at.t < r.created_ns {
-                    continue;
-                }
-                if let St::Cooling(ready) = st {
-                    if at.t >= ready {
-                        st = St::Armed;
-                    }
-                }
-                if let St::Disarmed(fired) = st {
-                    if reset(r, at) {
-                        let ready = fired + r.cooldown_ns;
-                        st = if at.t >= ready {
-                            St::Armed
-                        } else {
-                            St::Cooling(ready)
-                        };
-                    }
-                }
-                if st == St::Armed && holds(r, at).is_some() {
-                    events.push((r.id.clone(), trade.time_ns, trade.seq));
-                    st = match r.mode {
-                        Mode::Once => St::Done,
-                        Mode::Rearm => St::Disarmed(at.t),
-                    };
-                }
-            }
-        }
-    }
-    events.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
-    events
-}
-
 fn random_trades(seed: u64, n: usize) -> Vec<Trade> {
     let mut rng = StdRng::seed_from_u64(seed);
     let symbols = [sym("AAA"), sym("BBB"), sym("CCC")];
@@ -496,7 +318,7 @@ fn dataflow_agrees_with_the_plain_loop_on_random_streams() {
         let span = (trades[0].time_ns, trades[trades.len() - 1].time_ns);
         let rules = random_rules(seed + 100, 2_000, span);
         let mut cfg = config();
-        let want = reference(&trades, &rules, &cfg);
+        let want = reference::alert_events(&trades, &rules, &cfg);
         assert!(want.len() > 100, "the stream fires alerts: {}", want.len());
         for (workers, lateness) in [(1, 0), (2, 0), (2, 2 * SEC)] {
             cfg.lateness = lateness;

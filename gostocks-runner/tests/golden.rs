@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gostocks_connectors::file::{Format, TickFile};
-use gostocks_core::batch::run_batch;
+use gostocks_core::alerts::{AlertRule, Condition, Mode};
+use gostocks_core::batch::{run_batch, run_batch_with_alerts};
 use gostocks_core::stats::AnalyticsConfig;
-use gostocks_core::{Trade, reference};
+use gostocks_core::{Fixed, Trade, reference};
 
 fn data_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("GOSTOCKS_DATA_DIR")
@@ -197,4 +198,77 @@ fn analyze_runs_on_every_tape_and_agrees_with_itself_and_the_reference() {
         "raw session == trade CSV"
     );
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Thousands of seeded rules spread around a tape's price range: every condition and mode,
+/// both windows, hysteresis and cooldowns.
+fn rules_for(ticks: &[Trade], n: usize, seed: u64) -> Vec<(AlertRule, u64, u64)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut prices: Vec<i64> = ticks.iter().map(|t| t.price.units()).collect();
+    prices.sort_unstable();
+    let symbol = ticks[0].symbol;
+    (0..n)
+        .map(|i| {
+            let condition = Condition::ALL[rng.random_range(0..Condition::ALL.len())];
+            let threshold = if condition == Condition::VolatilityAbove {
+                Fixed(rng.random_range(1_000..200_000)) // 0.00001 .. 0.002
+            } else {
+                Fixed(prices[rng.random_range(0..prices.len())])
+            };
+            let spread = (prices[prices.len() - 1] - prices[0]).max(1);
+            let rule = AlertRule {
+                id: format!("g{i:05}"),
+                symbol,
+                condition,
+                threshold,
+                mode: if rng.random_bool(0.5) {
+                    Mode::Rearm
+                } else {
+                    Mode::Once
+                },
+                hysteresis: Fixed(rng.random_range(0..spread / 20 + 1)),
+                cooldown_ns: [0, 1_000_000_000, 60_000_000_000][rng.random_range(0..3)],
+                window: condition.needs_window().then(|| rng.random_range(0..2)),
+                created_ns: 0,
+            };
+            (rule, 0, u64::MAX)
+        })
+        .collect()
+}
+
+#[test]
+fn alerts_on_real_tapes_match_the_reference_at_one_and_two_workers() {
+    let Some(dir) = data_dir() else { return };
+    let cfg = AnalyticsConfig::default();
+    for (i, tape) in [
+        AAPL,
+        "crypto/trades/binance_usdm_btcusdt_20240808.trades.csv",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let ticks = trades(&dir.join(tape));
+        let rules = rules_for(&ticks, 2_000, i as u64);
+        let want = reference::alert_events(&ticks, &rules, &cfg);
+        assert!(want.len() > 500, "{tape}: the rules fire ({})", want.len());
+        let changes: Vec<(AlertRule, u64, isize)> =
+            rules.iter().map(|(r, ..)| (r.clone(), 0, 1)).collect();
+        for workers in [1, 2] {
+            let got =
+                run_batch_with_alerts(vec![ticks.clone()], changes.clone(), &cfg, workers, true);
+            let mut got: Vec<(String, u64, u64)> = got
+                .events
+                .into_iter()
+                .map(|e| (e.alert_id, e.time_ns, e.seq))
+                .collect();
+            got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+            assert!(
+                got == want,
+                "{tape}: {} events, the reference has {} ({workers} workers)",
+                got.len(),
+                want.len()
+            );
+        }
+    }
 }

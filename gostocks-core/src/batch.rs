@@ -111,6 +111,7 @@ pub fn run_batch_with_alerts(
     workers: usize,
     collect: bool,
 ) -> BatchOutput {
+    let no_rules = rules.is_empty();
     let rules = Arc::new(rules);
     let out = Arc::new(Mutex::new(BatchOutput::default()));
     let inputs = Arc::new(inputs);
@@ -128,23 +129,27 @@ pub fn run_batch_with_alerts(
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
             let out = analytics(trades, &config);
-            let resolution = config.resolution.ns();
-            let events = out
-                .sequenced
-                .clone()
-                .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows);
-            events.clone().emit_ordered(
-                move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
-                move |_, rows| {
-                    if collect {
-                        events_sink
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .events
-                            .append(rows);
-                    }
-                },
-            );
+            // Without rules (the same on every worker) there is nothing to match.
+            let events = (!no_rules).then(|| {
+                let resolution = config.resolution.ns();
+                let events = out
+                    .sequenced
+                    .clone()
+                    .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows);
+                events.clone().emit_ordered(
+                    move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
+                    move |_, rows| {
+                        if collect {
+                            events_sink
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .events
+                                .append(rows);
+                        }
+                    },
+                );
+                events
+            });
             let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
             out.stats.clone().emit_ordered(
                 |r: &StatsRow| r.time_ns,
@@ -171,7 +176,9 @@ pub fn run_batch_with_alerts(
                     }
                 });
             let (probe, _) = out.stats.probe();
-            events.probe_with(&probe);
+            if let Some(events) = events {
+                events.probe_with(&probe);
+            }
             (input, probe)
         });
         let mine: Vec<&Vec<Trade>> = inputs.iter().skip(index).step_by(peers).collect();

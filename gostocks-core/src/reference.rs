@@ -291,20 +291,20 @@ pub fn alert_events(
                 if g < *from || g >= *until || at.t < r.created_ns {
                     continue;
                 }
-                if let St::Cooling(ready) = st {
-                    if at.t >= ready {
-                        st = St::Armed;
-                    }
+                if let St::Cooling(ready) = st
+                    && at.t >= ready
+                {
+                    st = St::Armed;
                 }
-                if let St::Disarmed(fired) = st {
-                    if reset(r, at) {
-                        let ready = fired + r.cooldown_ns;
-                        st = if at.t >= ready {
-                            St::Armed
-                        } else {
-                            St::Cooling(ready)
-                        };
-                    }
+                if let St::Disarmed(fired) = st
+                    && reset(r, at)
+                {
+                    let ready = fired + r.cooldown_ns;
+                    st = if at.t >= ready {
+                        St::Armed
+                    } else {
+                        St::Cooling(ready)
+                    };
                 }
                 if st == St::Armed && holds(r, at).is_some() {
                     events.push((r.id.clone(), trade.time_ns, trade.seq));

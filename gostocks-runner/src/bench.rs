@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gostocks_connectors::file::{Format, TickFile};
-use gostocks_core::batch::run_batch;
+use gostocks_core::alerts::{AlertRule, Condition, Mode};
+use gostocks_core::batch::run_batch_with_alerts;
 use gostocks_core::operators::symbol_route;
 use gostocks_core::stats::AnalyticsConfig;
-use gostocks_core::{Symbol, Trade};
+use gostocks_core::{Fixed, Symbol, Trade};
 
 use crate::cli::{BenchArgs, BenchPhase};
 
@@ -126,9 +127,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let me = std::env::current_exe()?;
     let out_dir = std::env::temp_dir().join(format!("gostocks-bench-out-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir)?;
+    let alerts_label = format!("(c) in memory, {} alerts, 1 worker", args.alerts);
     for (label, workers, input, ticks) in [
         ("(a) in memory, 1 worker", 1, &csv, None),
         ("(a) in memory, 2 workers", 2, &csv, None),
+        (alerts_label.as_str(), 1, &csv, None),
         ("(b) analyze from CSV, 1 worker", 1, &csv, Some(n)),
         ("(b) analyze from CSV, 2 workers", 2, &csv, Some(n)),
         (
@@ -143,9 +146,16 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         match ticks {
             // The dataflow alone: the child loads the ticks, then times only the dataflow.
             None => {
+                let phase = if label.starts_with("(c)") {
+                    "alerts"
+                } else {
+                    "memory"
+                };
                 cmd.arg("bench")
+                    .arg("--alerts")
+                    .arg(args.alerts.to_string())
                     .arg("--phase")
-                    .arg("memory")
+                    .arg(phase)
                     .arg("--workers")
                     .arg(workers.to_string())
                     .arg("--csv")
@@ -247,11 +257,15 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
     let csv = args.csv.clone().context("--csv is required with --phase")?;
     let config = AnalyticsConfig::default();
     match phase {
-        BenchPhase::Memory => {
+        BenchPhase::Memory | BenchPhase::Alerts => {
             let trades: Vec<Trade> = TickFile::open(&csv, Format::Csv)?
                 .filter_map(Result::ok)
                 .filter_map(|t| t.validate().ok())
                 .collect();
+            let rules = match phase {
+                BenchPhase::Alerts => bench_rules(&trades, args.alerts),
+                BenchPhase::Memory => Vec::new(),
+            };
             // Each worker reads the symbols it owns, in time order.
             let mut inputs = vec![Vec::new(); args.workers];
             for t in &trades {
@@ -260,11 +274,45 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
             let n = trades.len() as u64;
             drop(trades);
             let started = Instant::now();
-            let out = run_batch(inputs, &config, args.workers, false);
+            let out = run_batch_with_alerts(inputs, rules, &config, args.workers, false);
             let secs = started.elapsed().as_secs_f64();
             anyhow::ensure!(out.late.is_empty(), "the workload has no late ticks");
             println!("{n} {secs}");
         }
     }
     Ok(())
+}
+
+/// `n` rules spread over the symbols in proportion to their trades, each condition and mode,
+/// thresholds drawn from the prices the symbol trades at (so they fire and rearm).
+fn bench_rules(trades: &[Trade], n: usize) -> Vec<(AlertRule, u64, isize)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    (0..n)
+        .map(|i| {
+            let t = trades[rng.random_range(0..trades.len())];
+            let condition = Condition::ALL[rng.random_range(0..Condition::ALL.len())];
+            let threshold = if condition == Condition::VolatilityAbove {
+                Fixed(rng.random_range(1_000..100_000))
+            } else {
+                t.price
+            };
+            let rule = AlertRule {
+                id: format!("b{i:06}"),
+                symbol: t.symbol,
+                condition,
+                threshold,
+                mode: if rng.random_bool(0.5) {
+                    Mode::Rearm
+                } else {
+                    Mode::Once
+                },
+                hysteresis: Fixed(t.price.units() / 1000),
+                cooldown_ns: 1_000_000_000,
+                window: condition.needs_window().then(|| rng.random_range(0..2)),
+                created_ns: 0,
+            };
+            (rule, 0, 1)
+        })
+        .collect()
 }

@@ -152,6 +152,10 @@ pub struct BenchArgs {
     /// Internal: the workload CSV of the phase.
     #[arg(long, hide = true)]
     pub csv: Option<PathBuf>,
+
+    /// Active alerts for the alert-matching measurement, spread over the symbols.
+    #[arg(long, default_value_t = 100_000)]
+    pub alerts: usize,
 }
 
 /// One measurement of the bench.
@@ -159,6 +163,8 @@ pub struct BenchArgs {
 pub enum BenchPhase {
     /// The dataflow on ticks already in memory.
     Memory,
+    /// The same, with `--alerts` rules matched.
+    Alerts,
 }
 
 /// Flags of `gostocks analyze`.

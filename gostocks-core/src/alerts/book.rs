@@ -11,6 +11,9 @@ use crate::tick::Trade;
 /// An index of alerts by a level: `(level in 10⁻⁸ units, slot)`.
 type Index = BTreeSet<(i64, u32)>;
 
+/// A range of an [`Index`].
+type Range = (Bound<(i64, u32)>, Bound<(i64, u32)>);
+
 /// Where an alert is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -123,15 +126,15 @@ fn float_boundary(v: f64) -> i64 {
     m
 }
 
-fn below(level: i64) -> (Bound<(i64, u32)>, Bound<(i64, u32)>) {
+fn below(level: i64) -> Range {
     (Bound::Unbounded, Bound::Excluded((level, 0)))
 }
 
-fn from(level: i64) -> (Bound<(i64, u32)>, Bound<(i64, u32)>) {
+fn from(level: i64) -> Range {
     (Bound::Included((level, 0)), Bound::Unbounded)
 }
 
-fn between(lo: i64, hi_excluded: i64) -> Option<(Bound<(i64, u32)>, Bound<(i64, u32)>)> {
+fn between(lo: i64, hi_excluded: i64) -> Option<Range> {
     (lo < hi_excluded).then_some((Bound::Included((lo, 0)), Bound::Excluded((hi_excluded, 0))))
 }
 
@@ -317,11 +320,7 @@ impl SymbolBook {
     }
 
     /// The disarmed alerts of family `f` that this tick resets.
-    fn reset_range(
-        &self,
-        f: usize,
-        price: Fixed,
-    ) -> Option<(Bound<(i64, u32)>, Bound<(i64, u32)>)> {
+    fn reset_range(&self, f: usize, price: Fixed) -> Option<Range> {
         let p = price.units();
         Some(match f {
             // price <= threshold - hysteresis
@@ -358,12 +357,7 @@ impl SymbolBook {
     }
 
     /// The armed alerts of family `f` that this tick fires, and the condition's value.
-    fn fire_range(
-        &self,
-        f: usize,
-        trade: &Trade,
-        prev: Option<Fixed>,
-    ) -> Option<((Bound<(i64, u32)>, Bound<(i64, u32)>), f64)> {
+    fn fire_range(&self, f: usize, trade: &Trade, prev: Option<Fixed>) -> Option<(Range, f64)> {
         let p = trade.price.units();
         let price = trade.price.to_f64();
         Some(match f {

@@ -120,10 +120,10 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                         }
                         trades.pop_front();
                     }
-                    if !events.is_empty() {
-                        if let Some((cap, ..)) = trades.front() {
-                            output.session(cap).give_iterator(events.drain(..));
-                        }
+                    if !events.is_empty()
+                        && let Some((cap, ..)) = trades.front()
+                    {
+                        output.session(cap).give_iterator(events.drain(..));
                     }
                     // Changes no pending or future trade can precede are applied now, so that
                     // they do not pile up while a symbol is quiet.

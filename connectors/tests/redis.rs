@@ -51,3 +51,45 @@ async fn pipelined_writes_and_reads_never_go_back_in_time() {
         ]
     );
 }
+
+#[tokio::test]
+async fn hashes_are_guarded_on_event_time_and_published() {
+    use gostocks_connectors::redis::HashUpdate;
+    let url = common::redis_url();
+    if !common::reachable("redis", &common::host_port(&url)) {
+        return;
+    }
+    let prefix = format!("{}:", common::unique("hash"));
+    let sink = RedisSink::connect(&url, &prefix).await.expect("connect");
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+    pubsub
+        .subscribe(format!("{prefix}updates:AAPL"))
+        .await
+        .expect("subscribe");
+    let hash = |t: i64, count: &str| HashUpdate {
+        key: "stats:AAPL:60s".into(),
+        symbol: "AAPL".into(),
+        time_ns: t,
+        fields: vec![("count".into(), count.into())],
+    };
+    assert_eq!(sink.write_hashes(&[hash(10, "3")]).await.expect("write"), 1);
+    // A replayed, older update is refused; the hash keeps the newer one.
+    assert_eq!(sink.write_hashes(&[hash(9, "2")]).await.expect("write"), 0);
+    let got = sink
+        .read_hash("stats:AAPL:60s")
+        .await
+        .expect("read")
+        .expect("hash");
+    assert!(got.contains(&("count".into(), "3".into())));
+    assert!(got.contains(&("time_ns".into(), "10".into())));
+    let msg = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        futures::StreamExt::next(&mut pubsub.on_message()),
+    )
+    .await
+    .expect("a published update")
+    .expect("message");
+    let payload: String = msg.get_payload().expect("text");
+    assert!(payload.contains("\"count\":\"3\""), "{payload}");
+}

@@ -55,6 +55,41 @@ pub enum Command {
     Users(UsersArgs),
     /// Apply the database migrations (also done at start-up by `run`).
     Migrate(PostgresArgs),
+    /// Verify a running pipeline end to end: a probe tick through Kafka, the dataflow, Redis
+    /// and REST, with each hop's latency; exits non-zero naming the hop that failed.
+    Check(CheckArgs),
+}
+
+/// Flags of `gostocks check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092", env = "GOSTOCKS_KAFKA_BROKERS")]
+    pub kafka: String,
+
+    /// The tick topic the pipeline consumes.
+    #[arg(long, default_value = "ticks", env = "GOSTOCKS_TOPIC")]
+    pub topic: String,
+
+    /// Record encoding the pipeline expects.
+    #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
+    pub tick_encoding: TickEncoding,
+
+    /// The pipeline's Redis (omit to skip the Redis hop).
+    #[arg(long, env = "GOSTOCKS_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// The pipeline's Redis key prefix.
+    #[arg(long, default_value = "", env = "GOSTOCKS_REDIS_PREFIX")]
+    pub redis_prefix: String,
+
+    /// The REST gateway.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub http: String,
+
+    /// How long to wait for the probe at each hop, in all.
+    #[arg(long, default_value = "30s")]
+    pub timeout: Span,
 }
 
 /// Where the alert service keeps users, alerts and events.
@@ -292,6 +327,31 @@ pub struct RunArgs {
     /// A source (Kafka partition) silent for this long stops holding event time back.
     #[arg(long, default_value = "5s", env = "GOSTOCKS_IDLE")]
     pub idle: Span,
+
+    /// With --kafka: the topic of the stats changelog (JSON lines keyed by symbol).
+    #[arg(long, default_value = "stats", env = "GOSTOCKS_STATS_TOPIC")]
+    pub stats_topic: String,
+
+    /// With --kafka: the topic of alert events (JSON, keyed by symbol).
+    #[arg(
+        long,
+        default_value = "alerts.triggered",
+        env = "GOSTOCKS_ALERTS_TOPIC"
+    )]
+    pub alerts_topic: String,
+
+    /// Write the speed layer to Redis at this URL (price:<SYM>, stats:<SYM>:<window>,
+    /// bar:<SYM>:<size>, PUBLISH updates:<SYM>); REST then answers prices from Redis.
+    #[arg(long, env = "GOSTOCKS_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// A prefix for every Redis key and channel (to share one Redis between deployments).
+    #[arg(long, default_value = "", env = "GOSTOCKS_REDIS_PREFIX")]
+    pub redis_prefix: String,
+
+    /// Expire stats and bar hashes this many seconds after their last update (0: never).
+    #[arg(long, default_value_t = 0, env = "GOSTOCKS_REDIS_TTL")]
+    pub redis_ttl: u64,
 
     #[command(flatten)]
     pub db: PostgresArgs,

@@ -5,6 +5,7 @@
 mod alerts;
 mod analyze;
 mod bench;
+mod check;
 mod cli;
 mod dataflow;
 mod grpc;
@@ -14,6 +15,7 @@ mod recording;
 mod replay;
 mod run;
 mod simulate;
+mod sinks;
 mod state;
 mod telemetry;
 mod users;
@@ -31,5 +33,6 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Replay(args) => replay::replay(args),
         cli::Command::Users(args) => users::users(args),
         cli::Command::Migrate(args) => users::migrate(args),
+        cli::Command::Check(args) => check::check(args),
     }
 }

@@ -13,7 +13,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::alerts::service::Alerts;
 use crate::alerts::{AlertHub, Store};
 use crate::cli::{RunArgs, Speed};
+use crate::sinks::Sinks;
 use crate::state::MarketState;
+use gostocks_connectors::kafka::{KafkaConfig, TickProducer};
+use gostocks_connectors::redis::RedisSink;
 
 /// Runs until Ctrl-C or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -50,9 +53,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None
     };
     runtime.spawn({
-        let hub = Arc::clone(&hub);
-        async move { hub.record_events(events_rx).await }
+        let (hub, state) = (Arc::clone(&hub), Arc::clone(&state));
+        async move { hub.record_events(events_rx, state).await }
     });
+    let redis = match &args.redis {
+        Some(url) => Some(
+            runtime
+                .block_on(RedisSink::connect(url, &args.redis_prefix))
+                .context("connecting to Redis: is it running, and is --redis right?")?
+                .with_ttl(args.redis_ttl),
+        ),
+        None => None,
+    };
+    let kafka_sink = match &args.kafka {
+        Some(brokers) => Some(
+            TickProducer::new(&KafkaConfig::new(brokers, &args.group), args.tick_encoding)
+                .context("creating the Kafka producer for the stats and alert topics")?,
+        ),
+        None => None,
+    };
+    if redis.is_some() || kafka_sink.is_some() {
+        let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        state.set_outputs(out_tx);
+        let sinks = Sinks {
+            redis: redis.clone(),
+            kafka: kafka_sink,
+            stats_topic: args.stats_topic.clone(),
+            alerts_topic: args.alerts_topic.clone(),
+            windows: state.windows.clone(),
+            bars: state.bar_sizes.clone(),
+        };
+        runtime.spawn(sinks.run(out_rx));
+    }
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<crate::dataflow::Batch>(4096);
     let dataflow = {
@@ -94,7 +126,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    runtime.block_on(serve(&args, Arc::clone(&state), hub, loaded, memory_note))?;
+    runtime.block_on(serve(
+        &args,
+        Arc::clone(&state),
+        hub,
+        loaded,
+        memory_note,
+        redis,
+    ))?;
     stop.store(true, Ordering::Relaxed);
     let _ = replay.join();
     dataflow
@@ -199,6 +238,7 @@ async fn serve(
     hub: Arc<AlertHub>,
     loaded: usize,
     demo_key: Option<String>,
+    redis: Option<RedisSink>,
 ) -> anyhow::Result<()> {
     let http = TcpListener::bind(args.http_addr).await.with_context(|| {
         format!(
@@ -232,7 +272,7 @@ async fn serve(
     let alert_client = gostocks_proto::v1::alert_service_client::AlertServiceClient::new(
         tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))?.connect_lazy(),
     );
-    let rest = warp::serve(crate::http::app(Arc::clone(&state), alert_client))
+    let rest = warp::serve(crate::http::app(Arc::clone(&state), alert_client, redis))
         .incoming(http)
         .graceful(async move {
             let _ = rx_http.recv().await;

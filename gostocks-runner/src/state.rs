@@ -49,6 +49,7 @@ pub struct MarketState {
     latest: AtomicU64,
     /// Alert events fired.
     pub alert_events: AtomicU64,
+    outputs: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::sinks::Output>>,
 }
 
 impl MarketState {
@@ -70,6 +71,19 @@ impl MarketState {
             bar_rows: AtomicU64::new(0),
             latest: AtomicU64::new(0),
             alert_events: AtomicU64::new(0),
+            outputs: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on, every change of the state also goes to `tx` (the external sinks).
+    pub fn set_outputs(&self, tx: tokio::sync::mpsc::UnboundedSender<crate::sinks::Output>) {
+        let _ = self.outputs.set(tx);
+    }
+
+    /// Hands an output to the external sinks, if any.
+    pub fn emit(&self, output: crate::sinks::Output) {
+        if let Some(tx) = self.outputs.get() {
+            let _ = tx.send(output);
         }
     }
 
@@ -93,12 +107,14 @@ impl MarketState {
             seq: point.seq,
         };
         match prices.get_mut(symbol.as_str()) {
-            Some(cur) if (cur.time_ns, cur.seq) >= (entry.time_ns, entry.seq) => {}
+            Some(cur) if (cur.time_ns, cur.seq) >= (entry.time_ns, entry.seq) => return,
             Some(cur) => *cur = entry,
             None => {
                 prices.insert(symbol.to_string(), entry);
             }
         }
+        drop(prices);
+        self.emit(crate::sinks::Output::Price(*symbol, entry));
     }
 
     /// Applies a stats changelog row (rows of one window arrive in time order).
@@ -108,6 +124,7 @@ impl MarketState {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert((row.symbol, row.window), *row);
+        self.emit(crate::sinks::Output::Stats(*row));
     }
 
     /// Appends a final bar, keeping the latest [`BARS_KEPT`].
@@ -119,6 +136,8 @@ impl MarketState {
         if kept.len() > BARS_KEPT {
             kept.pop_front();
         }
+        drop(bars);
+        self.emit(crate::sinks::Output::Bar(*row));
     }
 
     /// The latest stats of `symbol` in window `window` (an index into [`MarketState::windows`]).

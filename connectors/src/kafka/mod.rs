@@ -48,3 +48,7 @@ pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result
 pub const TICKS_TOPIC: &str = "ticks";
 /// Where records that do not decode or validate go, with an `error` header.
 pub const DLQ_TOPIC: &str = "ticks.dlq";
+/// The stats changelog topic: one JSON stats line per record, keyed by symbol.
+pub const STATS_TOPIC: &str = "stats";
+/// Alert events: one JSON event per record, keyed by symbol.
+pub const ALERTS_TOPIC: &str = "alerts.triggered";

@@ -55,6 +55,21 @@ impl TickProducer {
         }
     }
 
+    /// Sends a record with `key` and `payload` as they are (the stats and alert-event topics);
+    /// the future resolves when the broker acknowledges it.
+    pub fn send_record(
+        &self,
+        topic: &str,
+        key: Vec<u8>,
+        payload: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<(i32, i64), Error>> + use<> {
+        let (producer, topic) = (self.producer.clone(), topic.to_owned());
+        async move {
+            let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+            deliver(&producer, record, &topic).await
+        }
+    }
+
     /// Sends a record that could not be used to a dead-letter topic: the original key and bytes,
     /// with the reason in an `error` header.
     pub async fn dead_letter(

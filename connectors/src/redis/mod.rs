@@ -21,6 +21,40 @@ end
 return 0
 ";
 
+/// Sets the hash `KEYS[1]` to the field/value pairs `ARGV[4..]` only when the event time
+/// `ARGV[1]` is newer than its `time_ns` field, publishes `ARGV[3]` on `KEYS[2]`, and sets a TTL
+/// of `ARGV[2]` seconds when positive; atomic per key.
+const GUARDED_HASH: &str = r"
+local t = tonumber(redis.call('HGET', KEYS[1], 'time_ns') or '-1')
+if tonumber(ARGV[1]) > t then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+  redis.call('PUBLISH', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Key prefix of window stats hashes: `stats:<SYMBOL>:<window>`.
+pub const STATS_PREFIX: &str = "stats:";
+/// Key prefix of bar hashes: `bar:<SYMBOL>:<size>` (the latest final bar).
+pub const BAR_PREFIX: &str = "bar:";
+/// Channel prefix of live updates: `updates:<SYMBOL>`.
+pub const UPDATES_PREFIX: &str = "updates:";
+
+/// A hash update for [`RedisSink::write_hashes`]: the whole hash at one event time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashUpdate {
+    /// The key without the sink's prefix, e.g. `stats:AAPL:60s`.
+    pub key: String,
+    /// The symbol (for the `updates:<SYMBOL>` channel).
+    pub symbol: String,
+    /// The event time that orders updates of this key; stored as the `time_ns` field.
+    pub time_ns: i64,
+    /// The other fields, as text.
+    pub fields: Vec<(String, String)>,
+}
+
 /// A price update for [`RedisSink::write_prices`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PriceUpdate {
@@ -38,6 +72,8 @@ pub struct RedisSink {
     conn: ConnectionManager,
     prefix: String,
     script: redis::Script,
+    hash_script: redis::Script,
+    ttl_secs: u64,
 }
 
 impl RedisSink {
@@ -55,6 +91,8 @@ impl RedisSink {
             conn,
             prefix: prefix.to_owned(),
             script: redis::Script::new(GUARDED_PRICE),
+            hash_script: redis::Script::new(GUARDED_HASH),
+            ttl_secs: 0,
         };
         sink.load_script().await?;
         Ok(sink)
@@ -64,16 +102,82 @@ impl RedisSink {
     /// and again after a Redis restart empties the cache.
     async fn load_script(&self) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(GUARDED_PRICE)
-            .query_async::<String>(&mut conn)
+        for script in [GUARDED_PRICE, GUARDED_HASH] {
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(script)
+                .query_async::<String>(&mut conn)
+                .await
+                .map_err(|source| Error::Redis {
+                    context: "loading the guarded-write scripts".into(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Hashes written by [`RedisSink::write_hashes`] expire `secs` after their last update
+    /// (0: never).
+    pub fn with_ttl(mut self, secs: u64) -> RedisSink {
+        self.ttl_secs = secs;
+        self
+    }
+
+    /// Writes whole hashes in one pipelined round trip, each only if newer than what Redis
+    /// holds (guarded on `time_ns`, atomically), publishing each applied update on
+    /// `updates:<SYMBOL>`; returns how many were applied.
+    pub async fn write_hashes(&self, updates: &[HashUpdate]) -> Result<usize, Error> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for u in updates {
+            let mut msg = serde_json::Map::new();
+            msg.insert("key".into(), u.key.clone().into());
+            msg.insert("time_ns".into(), u.time_ns.into());
+            for (f, v) in &u.fields {
+                msg.insert(f.clone(), v.clone().into());
+            }
+            let mut inv = self.hash_script.key(format!("{}{}", self.prefix, u.key));
+            inv.key(format!("{}{UPDATES_PREFIX}{}", self.prefix, u.symbol))
+                .arg(u.time_ns)
+                .arg(self.ttl_secs)
+                .arg(serde_json::Value::Object(msg).to_string())
+                .arg("time_ns")
+                .arg(u.time_ns);
+            for (f, v) in &u.fields {
+                inv.arg(f).arg(v);
+            }
+            pipe.invoke_script(&inv);
+        }
+        let mut conn = self.conn.clone();
+        let mut result = pipe.query_async::<Vec<i64>>(&mut conn).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        {
+            self.load_script().await?;
+            result = pipe.query_async::<Vec<i64>>(&mut conn).await;
+        }
+        let applied = result.map_err(|source| Error::Redis {
+            context: "writing hashes".into(),
+            source,
+        })?;
+        Ok(applied.iter().filter(|&&a| a == 1).count())
+    }
+
+    /// Reads a hash written by [`RedisSink::write_hashes`] (`None` if absent).
+    pub async fn read_hash(&self, key: &str) -> Result<Option<Vec<(String, String)>>, Error> {
+        let mut conn = self.conn.clone();
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(format!("{}{key}", self.prefix))
+            .query_async(&mut conn)
             .await
             .map_err(|source| Error::Redis {
-                context: "loading the price script".into(),
+                context: "reading a hash".into(),
                 source,
             })?;
-        Ok(())
+        Ok((!fields.is_empty()).then_some(fields))
     }
 
     /// The key of a symbol's last price.
@@ -84,6 +188,9 @@ impl RedisSink {
     /// Writes a batch in one pipelined round trip; returns how many updates were newer than
     /// what Redis held.
     pub async fn write_prices(&self, updates: &[PriceUpdate]) -> Result<usize, Error> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
         let mut pipe = redis::pipe();
         for u in updates {
             let key = self.price_key(&u.symbol);

@@ -119,7 +119,11 @@ impl AlertHub {
     /// Records the events the dataflow fired, in order, forever: each is stored (idempotently,
     /// retried with backoff while the store is down), a fired once-alert is marked triggered,
     /// and new events are broadcast to watchers.
-    pub async fn record_events(&self, mut fired: tokio::sync::mpsc::UnboundedReceiver<AlertEvent>) {
+    pub async fn record_events(
+        &self,
+        mut fired: tokio::sync::mpsc::UnboundedReceiver<AlertEvent>,
+        market: std::sync::Arc<crate::state::MarketState>,
+    ) {
         while let Some(event) = fired.recv().await {
             let Some((owner, mode)) = self
                 .owners
@@ -157,6 +161,7 @@ impl AlertHub {
                 }
             }
             if let Some(id) = id {
+                market.emit(crate::sinks::Output::Event(event.clone()));
                 let _ = self.events.send(StoredEvent { id, owner, event });
             }
         }

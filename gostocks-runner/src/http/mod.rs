@@ -34,8 +34,57 @@ fn problem(status: StatusCode, code: &'static str, message: String) -> Rejection
 pub fn app(
     state: Arc<MarketState>,
     alerts: gostocks_proto::v1::alert_service_client::AlertServiceClient<tonic::transport::Channel>,
+    redis: Option<gostocks_connectors::redis::RedisSink>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    alerts::routes(alerts).or(market(state)).recover(recover)
+    let with_redis = warp::any().map(move || redis.clone());
+    // With Redis configured, prices come from the speed layer (as a gateway in its own process
+    // would read them); the in-process state answers otherwise.
+    let redis_price = warp::path!("price" / String)
+        .and(warp::get())
+        .and(with_redis)
+        .and_then(get_price_redis);
+    alerts::routes(alerts)
+        .or(redis_price)
+        .or(market(state))
+        .recover(recover)
+}
+
+async fn get_price_redis(
+    symbol: String,
+    redis: Option<gostocks_connectors::redis::RedisSink>,
+) -> Result<warp::reply::Response, Rejection> {
+    let Some(redis) = redis else {
+        return Err(warp::reject::not_found());
+    };
+    let symbol = symbol.trim().to_uppercase();
+    match redis.read_prices(&[symbol.as_str()]).await {
+        Ok(found) => match found.into_iter().next().flatten() {
+            Some((price, time_ns)) => {
+                let price = serde_json::value::RawValue::from_string(price)
+                    .ok()
+                    .and_then(|raw| serde_json::to_value(raw).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                let body =
+                    serde_json::json!({"symbol": symbol, "price": price, "time_ns": time_ns});
+                Ok(json_body(body.to_string()))
+            }
+            None => Err(problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no trades seen for symbol `{symbol}`; GET /symbols lists the symbols with prices"
+                ),
+            )),
+        },
+        Err(error) => {
+            tracing::warn!(error = %error, "reading a price from redis");
+            Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the speed layer (Redis) is unavailable; retry shortly".into(),
+            ))
+        }
+    }
 }
 
 /// The market routes alone, with JSON errors.

@@ -35,6 +35,11 @@ pub fn start(extra: &[&str]) -> Running {
             "127.0.0.1:0",
         ])
         .args(extra)
+        // The test command exports service addresses for the tests themselves; a runner uses a
+        // service only when its test passes the flag.
+        .env_remove("GOSTOCKS_POSTGRES_URL")
+        .env_remove("GOSTOCKS_POSTGRES_SCHEMA")
+        .env_remove("GOSTOCKS_REDIS_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

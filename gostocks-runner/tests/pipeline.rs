@@ -1,0 +1,222 @@
+//! The production pipeline against the real broker and Redis: ticks replayed into Kafka, through
+//! `gostocks run --kafka --redis`, come out in the Redis hashes and on the `stats` topic exactly
+//! as `gostocks analyze` computes them from the file.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gostocks_connectors::kafka::{
+    KafkaConfig, TickConsumer, TickEncoding, TickProducer, ensure_topic,
+};
+use gostocks_connectors::redis::RedisSink;
+use rdkafka::Message;
+
+const SEC: i64 = 1_000_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let redis_url =
+        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let topic = common::unique_topic("pipe");
+    let stats_topic = format!("{topic}_stats");
+    let prefix = format!("{topic}:");
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    ensure_topic(&brokers, &stats_topic, 2)
+        .await
+        .expect("stats topic");
+    let group = format!("{topic}_group");
+    let running = common::start(&[
+        "--kafka",
+        &brokers,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--idle",
+        "3s",
+        "--stats-topic",
+        &stats_topic,
+        "--redis",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+    ]);
+
+    let (path, ticks) = common::recording();
+    let producer = TickProducer::new(
+        &KafkaConfig::new(&brokers, "unused"),
+        TickEncoding::Protobuf,
+    )
+    .expect("producer");
+    let sends: Vec<_> = ticks
+        .iter()
+        .map(|t| producer.send_owned(topic.clone(), t.clone()))
+        .collect();
+    for sent in futures::future::join_all(sends).await {
+        sent.expect("sent");
+    }
+
+    // What analyze computes on the same file.
+    let dir = std::env::temp_dir().join(&topic);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["analyze", "--input", path, "--stats-out"])
+        .arg(dir.join("stats.jsonl"))
+        .output()
+        .expect("analyze");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The pipeline finalises up to the greatest grid time seen once the partitions go idle;
+    // analyze also writes the windows emptying afterwards. Compare up to that time.
+    let last_t = ticks.iter().map(|t| t.time_ns).max().expect("ticks");
+    let closed = (last_t + SEC - 1) / SEC * SEC;
+    let want: BTreeSet<String> = std::fs::read_to_string(dir.join("stats.jsonl"))
+        .expect("stats")
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["time_ns"].as_i64().is_some_and(|t| t <= closed)
+        })
+        .map(str::to_owned)
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The speed layer: the last price of every symbol, and its latest stats hashes.
+    let redis = RedisSink::connect(&redis_url, &prefix)
+        .await
+        .expect("redis");
+    let mut latest: BTreeMap<(String, String), serde_json::Value> = BTreeMap::new();
+    for l in &want {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        let key = (
+            v["symbol"].as_str().unwrap().to_owned(),
+            v["window"].as_str().unwrap().to_owned(),
+        );
+        if latest
+            .get(&key)
+            .is_none_or(|o| o["time_ns"].as_i64() < v["time_ns"].as_i64())
+        {
+            latest.insert(key, v);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'wait: loop {
+        for ((symbol, window), row) in &latest {
+            let hash = redis
+                .read_hash(&format!("stats:{symbol}:{window}"))
+                .await
+                .expect("read")
+                .unwrap_or_default();
+            let get = |f: &str| hash.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone());
+            if get("time_ns") != row["time_ns"].as_i64().map(|t| t.to_string()) {
+                assert!(
+                    Instant::now() < deadline,
+                    "stats:{symbol}:{window} never caught up: {hash:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue 'wait;
+            }
+            assert_eq!(
+                get("count"),
+                Some(row["count"].to_string()),
+                "{symbol} {window}"
+            );
+            assert_eq!(
+                get("vwap"),
+                Some(row["vwap"].to_string()),
+                "{symbol} {window}"
+            );
+            assert_eq!(
+                get("volatility").unwrap_or_default(),
+                match &row["volatility"] {
+                    serde_json::Value::Null => String::new(),
+                    v => v.to_string(),
+                }
+            );
+        }
+        break;
+    }
+    for symbol in latest
+        .keys()
+        .map(|(s, _)| s.clone())
+        .collect::<BTreeSet<_>>()
+    {
+        let want = ticks
+            .iter()
+            .filter(|t| t.symbol == symbol)
+            .max_by_key(|t| (t.time_ns, t.seq))
+            .expect("trades");
+        let got = redis.read_prices(&[&symbol]).await.expect("read");
+        assert_eq!(
+            got[0],
+            Some((want.price.to_string(), want.time_ns)),
+            "price:{symbol}"
+        );
+        // REST answers prices from Redis.
+        let (status, body) = common::get(&running.http, &format!("/price/{symbol}"));
+        assert_eq!(
+            (status, body["time_ns"].as_i64()),
+            (200, Some(want.time_ns))
+        );
+    }
+
+    // The stats topic, deduplicated by key and time, is the same changelog.
+    let consumer = TickConsumer::subscribe(
+        &KafkaConfig::new(&brokers, format!("{topic}_stats_reader")),
+        &[&stats_topic],
+    )
+    .expect("consumer");
+    let mut stream = consumer.consumer.stream();
+    let mut got: BTreeSet<String> = BTreeSet::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            got.insert(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
+            if got.len() >= want.len() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert_eq!(got.len(), want.len(), "stats topic rows");
+    assert!(got == want, "the stats topic equals analyze's changelog");
+
+    // `gostocks check` passes against this pipeline, printing each hop.
+    let check = |topic: &str, timeout: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gostocks"))
+            .args([
+                "check", "--kafka", &brokers, "--topic", topic, "--redis", &redis_url,
+            ])
+            .args(["--redis-prefix", &prefix, "--timeout", timeout])
+            .arg("--http")
+            .arg(format!("http://{}", running.http))
+            .output()
+            .expect("check runs")
+    };
+    let ok = check(&topic, "30s");
+    let stdout = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for hop in ["kafka", "redis", "REST"] {
+        assert!(stdout.contains(hop), "{stdout}");
+    }
+    // A topic nobody consumes: the check fails and names the hop.
+    let other = format!("{topic}_unconsumed");
+    ensure_topic(&brokers, &other, 1).await.expect("topic");
+    let broken = check(&other, "3s");
+    assert!(!broken.status.success());
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("FAILED hop dataflow → redis"), "{stderr}");
+}

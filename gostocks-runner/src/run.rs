@@ -66,10 +66,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let kafka_sink = match &args.kafka {
-        Some(brokers) => Some(
+        Some(brokers) => Some({
+            // Brokers need not create topics on first use: make sure the output topics exist.
+            for topic in [&args.stats_topic, &args.alerts_topic] {
+                runtime
+                    .block_on(gostocks_connectors::kafka::ensure_topic(brokers, topic, 4))
+                    .with_context(|| format!("creating the output topic {topic}"))?;
+            }
             TickProducer::new(&KafkaConfig::new(brokers, &args.group), args.tick_encoding)
-                .context("creating the Kafka producer for the stats and alert topics")?,
-        ),
+                .context("creating the Kafka producer for the stats and alert topics")?
+        }),
         None => None,
     };
     if redis.is_some() || kafka_sink.is_some() {

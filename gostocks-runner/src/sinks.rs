@@ -81,8 +81,42 @@ where
 }
 
 impl Sinks {
-    /// Writes everything `rx` delivers until it closes.
+    /// Writes everything `rx` delivers until it closes. Each sink runs on its own task with
+    /// its own queue, so an outage of one delays only its outputs.
     pub async fn run(self, mut rx: UnboundedReceiver<Output>) {
+        let Sinks {
+            redis,
+            kafka,
+            stats_topic,
+            alerts_topic,
+            windows,
+            bars,
+        } = self;
+        let mut queues = Vec::new();
+        for which in 0..2 {
+            let sink = Sinks {
+                redis: if which == 0 { redis.clone() } else { None },
+                kafka: if which == 1 { kafka.clone() } else { None },
+                stats_topic: stats_topic.clone(),
+                alerts_topic: alerts_topic.clone(),
+                windows: windows.clone(),
+                bars: bars.clone(),
+            };
+            if sink.redis.is_none() && sink.kafka.is_none() {
+                continue;
+            }
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            queues.push(tx);
+            tokio::spawn(sink.drain(rx));
+        }
+        while let Some(o) = rx.recv().await {
+            for q in &queues {
+                let _ = q.send(o.clone());
+            }
+        }
+    }
+
+    async fn drain(self, mut rx: UnboundedReceiver<Output>) {
         let mut batch = Vec::new();
         while let Some(first) = rx.recv().await {
             batch.clear();

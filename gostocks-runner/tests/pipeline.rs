@@ -17,54 +17,20 @@ use rdkafka::Message;
 
 const SEC: i64 = 1_000_000_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
-    let Some(brokers) = common::brokers() else {
-        return;
-    };
-    let redis_url =
-        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let topic = common::unique_topic("pipe");
-    let stats_topic = format!("{topic}_stats");
-    let prefix = format!("{topic}:");
-    ensure_topic(&brokers, &topic, 2).await.expect("topic");
-    ensure_topic(&brokers, &stats_topic, 2)
-        .await
-        .expect("stats topic");
-    let group = format!("{topic}_group");
-    let running = common::start(&[
-        "--kafka",
-        &brokers,
-        "--topic",
-        &topic,
-        "--group",
-        &group,
-        "--idle",
-        "3s",
-        "--stats-topic",
-        &stats_topic,
-        "--redis",
-        &redis_url,
-        "--redis-prefix",
-        &prefix,
-    ]);
-
-    let (path, ticks) = common::recording();
-    let producer = TickProducer::new(
-        &KafkaConfig::new(&brokers, "unused"),
-        TickEncoding::Protobuf,
-    )
-    .expect("producer");
-    let sends: Vec<_> = ticks
-        .iter()
-        .map(|t| producer.send_owned(topic.clone(), t.clone()))
-        .collect();
-    for sent in futures::future::join_all(sends).await {
-        sent.expect("sent");
-    }
-
+/// Waits until Redis holds, for every symbol and window, the latest stats line `gostocks
+/// analyze` computes from `path` (up to the last grid time the pipeline can finalise), and the
+/// last price; returns those stats lines.
+async fn expect_redis_equals_analyze(
+    redis: &RedisSink,
+    http: &str,
+    path: &str,
+    ticks: &[gostocks_core::Tick],
+    tag: &str,
+    deadline_secs: u64,
+) -> BTreeSet<String> {
+    let want_out;
     // What analyze computes on the same file.
-    let dir = std::env::temp_dir().join(&topic);
+    let dir = std::env::temp_dir().join(tag);
     std::fs::create_dir_all(&dir).expect("dir");
     let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
         .args(["analyze", "--input", path, "--stats-out"])
@@ -90,11 +56,9 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
         .map(str::to_owned)
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
+    want_out = want.clone();
 
     // The speed layer: the last price of every symbol, and its latest stats hashes.
-    let redis = RedisSink::connect(&redis_url, &prefix)
-        .await
-        .expect("redis");
     let mut latest: BTreeMap<(String, String), serde_json::Value> = BTreeMap::new();
     for l in &want {
         let v: serde_json::Value = serde_json::from_str(l).expect("json");
@@ -109,7 +73,7 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
             latest.insert(key, v);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(deadline_secs);
     'wait: loop {
         for ((symbol, window), row) in &latest {
             let hash = redis
@@ -163,12 +127,66 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
             "price:{symbol}"
         );
         // REST answers prices from Redis.
-        let (status, body) = common::get(&running.http, &format!("/price/{symbol}"));
+        let (status, body) = common::get(http, &format!("/price/{symbol}"));
         assert_eq!(
             (status, body["time_ns"].as_i64()),
             (200, Some(want.time_ns))
         );
     }
+
+    want_out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let redis_url =
+        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let topic = common::unique_topic("pipe");
+    let stats_topic = format!("{topic}_stats");
+    let prefix = format!("{topic}:");
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    ensure_topic(&brokers, &stats_topic, 2)
+        .await
+        .expect("stats topic");
+    let group = format!("{topic}_group");
+    let running = common::start(&[
+        "--kafka",
+        &brokers,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--idle",
+        "3s",
+        "--stats-topic",
+        &stats_topic,
+        "--redis",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+    ]);
+
+    let (path, ticks) = common::recording();
+    let producer = TickProducer::new(
+        &KafkaConfig::new(&brokers, "unused"),
+        TickEncoding::Protobuf,
+    )
+    .expect("producer");
+    let sends: Vec<_> = ticks
+        .iter()
+        .map(|t| producer.send_owned(topic.clone(), t.clone()))
+        .collect();
+    for sent in futures::future::join_all(sends).await {
+        sent.expect("sent");
+    }
+
+    let redis = RedisSink::connect(&redis_url, &prefix)
+        .await
+        .expect("redis");
+    let want = expect_redis_equals_analyze(&redis, &running.http, path, &ticks, &topic, 60).await;
 
     // The stats topic, deduplicated by key and time, is the same changelog.
     let consumer = TickConsumer::subscribe(
@@ -219,4 +237,123 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
     assert!(!broken.status.success());
     let stderr = String::from_utf8_lossy(&broken.stderr);
     assert!(stderr.contains("FAILED hop dataflow → redis"), "{stderr}");
+}
+
+/// A private Redis (append-only file, fsync always) that the test can kill and restart.
+struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16, dir: std::path::PathBuf) -> PrivateRedis {
+        let mut r = PrivateRedis {
+            port,
+            dir,
+            child: None,
+        };
+        r.up();
+        r
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (./scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the private redis starts");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_delays_outputs_and_loses_none() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let topic = common::unique_topic("outage");
+    let dir = std::env::temp_dir().join(format!("{topic}_redis"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut redis_server = PrivateRedis::start(port, dir);
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    let group = format!("{topic}_group");
+    let running = common::start(&[
+        "--kafka", &brokers, "--topic", &topic, "--group", &group, "--idle", "3s", "--redis",
+        &redis_url,
+    ]);
+    let (path, ticks) = common::recording();
+    let producer = TickProducer::new(
+        &KafkaConfig::new(&brokers, "unused"),
+        TickEncoding::Protobuf,
+    )
+    .expect("producer");
+    let half = ticks.len() / 2;
+    let send = |part: &[gostocks_core::Tick]| {
+        let sends: Vec<_> = part
+            .iter()
+            .map(|t| producer.send_owned(topic.clone(), t.clone()))
+            .collect();
+        futures::future::join_all(sends)
+    };
+    for sent in send(&ticks[..half]).await {
+        sent.expect("sent");
+    }
+    // Let the first half reach Redis, then take Redis away while the second half flows.
+    let redis = RedisSink::connect(&redis_url, "").await.expect("redis");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis
+        .read_prices(&["AAPL"])
+        .await
+        .ok()
+        .and_then(|p| p[0].clone())
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the first half reaches redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis_server.kill();
+    for sent in send(&ticks[half..]).await {
+        sent.expect("sent");
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    redis_server.up();
+    let redis = RedisSink::connect(&redis_url, "")
+        .await
+        .expect("redis again");
+    expect_redis_equals_analyze(&redis, &running.http, path, &ticks, &topic, 90).await;
 }

@@ -10,6 +10,7 @@ use crate::error::Error;
 
 /// An idempotent producer of ticks, keyed by symbol so that each symbol stays in order on one
 /// partition.
+#[derive(Clone)]
 pub struct TickProducer {
     producer: FutureProducer,
     encoding: TickEncoding,

@@ -28,7 +28,6 @@ async fn expect_redis_equals_analyze(
     tag: &str,
     deadline_secs: u64,
 ) -> BTreeSet<String> {
-    let want_out;
     // What analyze computes on the same file.
     let dir = std::env::temp_dir().join(tag);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -56,7 +55,7 @@ async fn expect_redis_equals_analyze(
         .map(str::to_owned)
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
-    want_out = want.clone();
+    let want_out = want.clone();
 
     // The speed layer: the last price of every symbol, and its latest stats hashes.
     let mut latest: BTreeMap<(String, String), serde_json::Value> = BTreeMap::new();

@@ -31,8 +31,18 @@ pub struct Batch {
 pub struct Alerting {
     /// Rule changes from the alert service.
     pub rules: Receiver<RuleChange>,
-    /// Where fired events go (to be recorded and broadcast).
-    pub events: tokio::sync::mpsc::UnboundedSender<AlertEvent>,
+    /// Where fired events go (to be recorded and broadcast), with progress marks.
+    pub events: tokio::sync::mpsc::UnboundedSender<Fired>,
+}
+
+/// What the dataflow tells the alert hub, in order.
+#[derive(Clone, Debug)]
+pub enum Fired {
+    /// An alert fired.
+    Event(AlertEvent),
+    /// Every output of a grid time below this has been handed on (to the state, the sinks
+    /// and this channel).
+    Mark(u64),
 }
 
 /// The watermarks of the live sources. A source that has sent nothing for `idle` stops holding
@@ -58,9 +68,12 @@ impl Sources {
     /// so its first ticks are not late merely for arriving after another source's.
     fn register(&mut self, source: u32) {
         let (lateness, resolution) = (self.lateness, self.resolution);
+        // An announcement is activity: a partition assigned after a long rebalance holds time
+        // back again from the moment it is announced, before its first records arrive.
         self.marks
             .entry(source)
-            .or_insert_with(|| (Watermark::new(lateness, resolution), Instant::now()));
+            .or_insert_with(|| (Watermark::new(lateness, resolution), Instant::now()))
+            .1 = Instant::now();
     }
 
     fn admit(&mut self, source: u32, t: u64) -> Result<u64, Late> {
@@ -102,6 +115,7 @@ pub fn run(
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let state_out = Arc::clone(&state);
         let (fired, fired_state) = (fired.clone(), Arc::clone(&state));
+        let marks = fired.clone();
         let (mut input, mut rules_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
             let (rules_input, rules) = scope.new_input::<Vec<(AlertRule, u64, isize)>>();
@@ -120,7 +134,7 @@ pub fn run(
                 .match_alerts(rules.as_collection(), &config.windows)
                 .inspect(move |event| {
                     fired_state.alert_events.fetch_add(1, Ordering::Relaxed);
-                    let _ = fired.send(event.clone());
+                    let _ = fired.send(Fired::Event(event.clone()));
                 })
                 .probe_with(&probe);
             out.sequenced
@@ -146,6 +160,7 @@ pub fn run(
             return;
         };
         let mut sources = Sources::new(config.lateness, resolution, idle);
+        let mut marked = 0u64;
         loop {
             // Rule changes apply from the current input time on: to every trade not yet final.
             while let Ok(change) = rules_rx.try_recv() {
@@ -188,10 +203,16 @@ pub fn run(
             }
             while probe.less_than(input.time()) && worker.step() {}
             worker.step();
+            let done = probe.with_frontier(|f| f.iter().min().copied());
+            if let Some(done) = done.filter(|d| *d > marked) {
+                marked = done;
+                let _ = marks.send(Fired::Mark(done));
+            }
         }
         drop(input);
         drop(rules_input);
         while worker.step() {}
+        let _ = marks.send(Fired::Mark(u64::MAX));
     })
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
     drop(guards);

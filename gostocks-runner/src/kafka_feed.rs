@@ -1,17 +1,19 @@
 //! `gostocks run --kafka`: ticks from a Kafka topic into the dataflow, one source per partition.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use gostocks_connectors::kafka::{
-    DLQ_TOPIC, KafkaConfig, TickConsumer, TickEncoding, TickProducer, decode_tick,
-};
-use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer};
+use gostocks_connectors::kafka::{DLQ_TOPIC, KafkaConfig, TickEncoding, TickProducer, decode_tick};
+use gostocks_core::feed::grid_ceil;
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::dataflow::Batch;
 use crate::state::MarketState;
@@ -26,11 +28,28 @@ pub struct KafkaFeed {
     pub group: String,
     /// Record encoding.
     pub encoding: TickEncoding,
+    /// The result grid (ns): a record's outputs belong to the grid time of its tick.
+    pub resolution: u64,
+}
+
+/// What the feed knows of one assigned partition.
+struct Part {
+    /// The committed offset found at assignment: records below it are replays, whose outputs
+    /// were written before.
+    replay_until: i64,
+    /// Records handed to the dataflow and not yet committed: (offset, grid time).
+    pending: VecDeque<(i64, u64)>,
 }
 
 /// Consumes until `stop`, on its own thread and runtime. Records that do not decode go to
 /// [`DLQ_TOPIC`] with the reason; decoded ticks go to the dataflow, tagged with their partition.
-/// Consumed positions are committed every second.
+///
+/// Offsets are committed only once every output of their records is durably written (the
+/// sinks confirm progress marks; see [`MarketState::durable`]). A partition this process has
+/// not read before is replayed from its beginning, so that every window, bar EMA and alert
+/// arming is rebuilt exactly; the outputs its committed records produced before are not
+/// written again. The outputs of symbols whose partition another group member owns are not
+/// written either.
 pub fn run(
     feed: KafkaFeed,
     tx: SyncSender<Batch>,
@@ -42,12 +61,20 @@ pub fn run(
         .build()?;
     runtime.block_on(async move {
         let config = KafkaConfig::new(&feed.brokers, &feed.group);
-        let consumer = TickConsumer::subscribe(&config, &[&feed.topic]).context("joining the consumer group")?;
+        let rewind = Rewind::default();
+        let (committed, processed_shared) = (Arc::clone(&rewind.committed), Arc::clone(&rewind.processed));
+        let assigned = Arc::clone(&rewind.assigned);
+        let consumer: StreamConsumer<Rewind> = config
+            .consumer()
+            .create_with_context(rewind)
+            .context("creating the kafka consumer")?;
+        consumer.subscribe(&[&feed.topic]).context("joining the consumer group")?;
+        let consumer = &consumer;
         let dlq = TickProducer::new(&config, feed.encoding).context("creating the dead-letter producer")?;
+        state.ownership.activate();
         // Announce every partition before the first record, so that none of them is late merely
         // for being read after another.
         let metadata = consumer
-            .consumer
             .fetch_metadata(Some(&feed.topic), Duration::from_secs(30))
             .with_context(|| format!("reading the metadata of topic {}", feed.topic))?;
         let partitions = metadata.topics().iter().map(|t| t.partitions().len()).sum::<usize>();
@@ -57,9 +84,34 @@ pub fn run(
             }
         }
         tracing::info!(topic = %feed.topic, group = %feed.group, partitions, "consuming ticks from kafka");
-        let mut stream = consumer.consumer.stream();
+        let mut parts: HashMap<i32, Part> = HashMap::new();
+        // The last offset this process handed on, per partition it ever read.
+        let mut processed: HashMap<i32, i64> = HashMap::new();
+        let mut stream = consumer.stream();
         let mut last_commit = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            let fresh: Vec<i32> = std::mem::take(&mut *lock(&assigned));
+            for p in fresh {
+                if tx.send(Batch { source: p as u32, ticks: Vec::new() }).is_err() {
+                    return Ok(());
+                }
+            }
+            if last_commit.elapsed() > Duration::from_secs(1) {
+                last_commit = Instant::now();
+                commit_durable(consumer, &feed.topic, &mut parts, state.durable());
+                // Partitions taken away by a rebalance: their outputs are another member's now.
+                if let Ok(assigned) = consumer.assignment() {
+                    let mine: HashSet<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
+                    parts.retain(|p, _| {
+                        let keep = mine.contains(p);
+                        if !keep {
+                            tracing::info!(partition = p, "partition revoked");
+                            state.ownership.disown(*p);
+                        }
+                        keep
+                    });
+                }
+            }
             let Ok(next) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await else { continue };
             let msg = match next {
                 Some(Ok(msg)) => msg,
@@ -71,27 +123,144 @@ pub fn run(
                 }
                 None => break,
             };
+            let (p, offset) = (msg.partition(), msg.offset());
+            if !parts.contains_key(&p) {
+                // Read before in this process: its state is here, nothing to replay.
+                let replay_until = if processed.contains_key(&p) {
+                    0
+                } else {
+                    lock(&committed).get(&p).copied().unwrap_or(0)
+                };
+                if replay_until > 0 {
+                    tracing::info!(partition = p, committed = replay_until, "replaying the partition from its beginning to rebuild state");
+                }
+                state.ownership.own(p);
+                parts.insert(p, Part { replay_until, pending: VecDeque::new() });
+            }
+            let Some(part) = parts.get_mut(&p) else { continue };
+            // Already handed on before a rebalance gave the partition back.
+            if processed.get(&p).is_some_and(|&done| offset <= done) {
+                continue;
+            }
+            processed.insert(p, offset);
+            lock(&processed_shared).insert(p, offset);
             let payload = msg.payload().unwrap_or_default();
             match decode_tick(payload, feed.encoding) {
                 Ok(tick) => {
-                    let batch = Batch { source: msg.partition() as u32, ticks: vec![tick] };
+                    let grid = grid_ceil(tick.time_ns.max(0) as u64, feed.resolution);
+                    if let Ok(symbol) = gostocks_core::Symbol::new(&tick.symbol) {
+                        state.ownership.saw(symbol, p, (offset < part.replay_until).then_some(grid));
+                    }
+                    part.pending.push_back((offset, grid));
+                    let batch = Batch { source: p as u32, ticks: vec![tick] };
                     if tx.send(batch).is_err() {
                         break;
                     }
                 }
                 Err(reason) => {
-                    state.dead_letters.fetch_add(1, Ordering::Relaxed);
-                    let reason = reason.to_string();
-                    tracing::warn!(partition = msg.partition(), offset = msg.offset(), %reason, "record to the dead-letter topic");
-                    dlq.dead_letter(DLQ_TOPIC, msg.key(), payload, &reason).await?;
+                    part.pending.push_back((offset, 0));
+                    // A replayed bad record was dead-lettered before.
+                    if offset >= part.replay_until {
+                        state.dead_letters.fetch_add(1, Ordering::Relaxed);
+                        let reason = reason.to_string();
+                        tracing::warn!(partition = p, offset, %reason, "record to the dead-letter topic");
+                        dlq.dead_letter(DLQ_TOPIC, msg.key(), payload, &reason).await?;
+                    }
                 }
             }
-            if last_commit.elapsed() > Duration::from_secs(1) {
-                let _ = consumer.consumer.commit_consumer_state(CommitMode::Async);
-                last_commit = Instant::now();
-            }
         }
-        let _ = consumer.consumer.commit_consumer_state(CommitMode::Sync);
+        commit_durable(consumer, &feed.topic, &mut parts, state.durable());
         Ok(())
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The consumer's rebalance handling: a partition this process has not read is assigned from
+/// its beginning (its committed offset is noted: records below it are replays); a partition
+/// it read before resumes after the last record it handed on.
+#[derive(Default)]
+struct Rewind {
+    committed: Arc<Mutex<HashMap<i32, i64>>>,
+    processed: Arc<Mutex<HashMap<i32, i64>>>,
+    /// Partitions assigned since the feed last looked, to announce to the dataflow.
+    assigned: Arc<Mutex<Vec<i32>>>,
+}
+
+impl ClientContext for Rewind {}
+
+impl ConsumerContext for Rewind {
+    fn rebalance(
+        &self,
+        base: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            if let Err(error) = base.unassign() {
+                tracing::warn!(%error, "unassigning partitions");
+            }
+            return;
+        }
+        if let Ok(c) = base.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            let mut committed = lock(&self.committed);
+            for e in c.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    committed.insert(e.partition(), o);
+                }
+            }
+        }
+        let processed = lock(&self.processed).clone();
+        tracing::info!(partitions = tpl.count(), committed = ?lock(&self.committed), "partitions assigned");
+        let mut elems: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        elems.sort();
+        lock(&self.assigned).extend(elems.iter().map(|(_, p)| *p));
+        for (topic, p) in elems {
+            let offset = match processed.get(&p) {
+                Some(done) => Offset::Offset(done + 1),
+                None => Offset::Beginning,
+            };
+            if let Err(error) = tpl.set_partition_offset(&topic, p, offset) {
+                tracing::warn!(%error, partition = p, "setting the start offset");
+            }
+        }
+        if let Err(error) = base.assign(tpl) {
+            tracing::warn!(%error, "assigning partitions");
+        }
+    }
+}
+
+/// Commits, per partition, the records whose outputs are all durable (grid time below
+/// `durable`).
+fn commit_durable(
+    consumer: &StreamConsumer<Rewind>,
+    topic: &str,
+    parts: &mut HashMap<i32, Part>,
+    durable: u64,
+) {
+    let mut tpl = TopicPartitionList::new();
+    for (p, part) in parts.iter_mut() {
+        let mut last = None;
+        while let Some(&(offset, grid)) = part.pending.front() {
+            if grid >= durable {
+                break;
+            }
+            last = Some(offset);
+            part.pending.pop_front();
+        }
+        if let Some(o) = last {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(o + 1));
+        }
+    }
+    if tpl.count() > 0
+        && let Err(error) = consumer.commit(&tpl, CommitMode::Async)
+    {
+        tracing::warn!(%error, "committing offsets failed; they will be committed later");
+    }
 }

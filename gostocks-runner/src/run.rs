@@ -89,7 +89,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             windows: state.windows.clone(),
             bars: state.bar_sizes.clone(),
         };
-        runtime.spawn(sinks.run(out_rx));
+        // One confirmation cell per configured sink (Redis first, then Kafka).
+        let cells = [sinks.redis.is_some(), sinks.kafka.is_some()]
+            .iter()
+            .map(|on| {
+                if *on {
+                    state.register_sink()
+                } else {
+                    Arc::default()
+                }
+            })
+            .collect();
+        runtime.spawn(sinks.run(out_rx, cells));
     }
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<crate::dataflow::Batch>(4096);
@@ -113,6 +124,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 topic: args.topic.clone(),
                 group: args.group.clone(),
                 encoding: args.tick_encoding,
+                resolution: config.resolution.ns(),
             };
             let (stop, state) = (Arc::clone(&stop), Arc::clone(&state));
             std::thread::Builder::new()

@@ -4,6 +4,8 @@
 //! outputs and loses none.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gostocks_connectors::kafka::TickProducer;
@@ -26,6 +28,8 @@ pub enum Output {
     Bar(BarRow),
     /// A recorded alert event.
     Event(AlertEvent),
+    /// Every output of a grid time below this came before this mark.
+    Mark(u64),
 }
 
 /// Where outputs go.
@@ -83,7 +87,7 @@ where
 impl Sinks {
     /// Writes everything `rx` delivers until it closes. Each sink runs on its own task with
     /// its own queue, so an outage of one delays only its outputs.
-    pub async fn run(self, mut rx: UnboundedReceiver<Output>) {
+    pub async fn run(self, mut rx: UnboundedReceiver<Output>, cells: Vec<Arc<AtomicU64>>) {
         let Sinks {
             redis,
             kafka,
@@ -107,7 +111,8 @@ impl Sinks {
             }
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             queues.push(tx);
-            tokio::spawn(sink.drain(rx));
+            let cell = cells.get(which).cloned().unwrap_or_default();
+            tokio::spawn(sink.drain(rx, cell));
         }
         while let Some(o) = rx.recv().await {
             for q in &queues {
@@ -116,7 +121,7 @@ impl Sinks {
         }
     }
 
-    async fn drain(self, mut rx: UnboundedReceiver<Output>) {
+    async fn drain(self, mut rx: UnboundedReceiver<Output>, written: Arc<AtomicU64>) {
         let mut batch = Vec::new();
         while let Some(first) = rx.recv().await {
             batch.clear();
@@ -128,6 +133,17 @@ impl Sinks {
                 }
             }
             self.write(&batch).await;
+            // Written: every output before the batch's last mark is durable in this sink.
+            if let Some(m) = batch
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Mark(t) => Some(*t),
+                    _ => None,
+                })
+                .max()
+            {
+                written.fetch_max(m, Ordering::Relaxed);
+            }
         }
     }
 
@@ -179,7 +195,7 @@ impl Sinks {
                             },
                         );
                     }
-                    Output::Event(_) => {}
+                    Output::Event(_) | Output::Mark(_) => {}
                 }
             }
             let prices: Vec<PriceUpdate> = prices.into_values().collect();
@@ -212,7 +228,7 @@ impl Sinks {
                         e.symbol.as_str().as_bytes().to_vec(),
                         e.to_json().into_bytes(),
                     )),
-                    Output::Price(..) | Output::Bar(_) => {}
+                    Output::Price(..) | Output::Bar(_) | Output::Mark(_) => {}
                 }
             }
             for chunk in records.chunks(10_000) {

@@ -2,8 +2,8 @@
 //! live tick feed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use gostocks_core::operators::Point;
 use gostocks_core::stats::{AnalyticsConfig, BarRow, StatsRow};
@@ -50,6 +50,13 @@ pub struct MarketState {
     /// Alert events fired.
     pub alert_events: AtomicU64,
     outputs: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::sinks::Output>>,
+    /// The latest progress mark: every output of a grid time below it is handed on.
+    handed_on: AtomicU64,
+    /// Per external sink: every output below this grid time is durably written.
+    sink_marks: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+    /// Which outputs a Kafka consumer of a shared group must not write (see [`Ownership`]).
+    pub ownership: Ownership,
+    bar_ns: Vec<u64>,
 }
 
 impl MarketState {
@@ -72,7 +79,39 @@ impl MarketState {
             latest: AtomicU64::new(0),
             alert_events: AtomicU64::new(0),
             outputs: std::sync::OnceLock::new(),
+            handed_on: AtomicU64::new(0),
+            sink_marks: std::sync::Mutex::new(Vec::new()),
+            ownership: Ownership::default(),
+            bar_ns: config.bars.iter().map(|b| b.ns()).collect(),
         }
+    }
+
+    /// A progress mark from the dataflow: passed to the sinks, which confirm it once written.
+    pub fn mark(&self, t: u64) {
+        self.handed_on.fetch_max(t, Ordering::Relaxed);
+        self.emit(crate::sinks::Output::Mark(t));
+    }
+
+    /// A new external sink's confirmation cell.
+    pub fn register_sink(&self) -> Arc<AtomicU64> {
+        let cell = Arc::new(AtomicU64::new(0));
+        self.sink_marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&cell));
+        cell
+    }
+
+    /// Every output of a grid time below this is durably written (by every sink; with no
+    /// external sink, handed to the in-process state).
+    pub fn durable(&self) -> u64 {
+        let marks = self.sink_marks.lock().unwrap_or_else(|e| e.into_inner());
+        let handed = self.handed_on.load(Ordering::Relaxed);
+        marks
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .min()
+            .map_or(handed, |m| m.min(handed))
     }
 
     /// From now on, every change of the state also goes to `tx` (the external sinks).
@@ -80,9 +119,21 @@ impl MarketState {
         let _ = self.outputs.set(tx);
     }
 
-    /// Hands an output to the external sinks, if any.
+    /// Hands an output to the external sinks, if any, unless it was written before a restart
+    /// or belongs to a partition another consumer owns now.
     pub fn emit(&self, output: crate::sinks::Output) {
-        if let Some(tx) = self.outputs.get() {
+        use crate::sinks::Output;
+        let Some(tx) = self.outputs.get() else { return };
+        let skip = match &output {
+            Output::Price(sym, p) => self.ownership.suppress(sym, p.time_ns),
+            Output::Stats(row) => self.ownership.suppress(&row.symbol, row.time_ns),
+            Output::Bar(row) => self.ownership.suppress(
+                &row.symbol,
+                row.start_ns + self.bar_ns.get(row.bar as usize).copied().unwrap_or(0),
+            ),
+            Output::Event(_) | Output::Mark(_) => false,
+        };
+        if !skip {
             let _ = tx.send(output);
         }
     }
@@ -219,5 +270,69 @@ impl MarketState {
             self.accepted.load(Ordering::Relaxed),
             self.rejected.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Which symbols' outputs this process writes, when it consumes Kafka in a group: a symbol's
+/// outputs are written by the consumer that owns its partition, and after a restart the
+/// outputs already written before it (up to the grid time the replayed, committed records
+/// reached) are not written again.
+#[derive(Default)]
+pub struct Ownership {
+    inner: std::sync::Mutex<Owned>,
+}
+
+#[derive(Default)]
+struct Owned {
+    active: bool,
+    partition_of: HashMap<Symbol, i32>,
+    owned: std::collections::HashSet<i32>,
+    written: HashMap<i32, u64>,
+}
+
+impl Ownership {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Owned> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Turns ownership checks on (Kafka source).
+    pub fn activate(&self) {
+        self.lock().active = true;
+    }
+
+    /// `partition` is assigned to this consumer.
+    pub fn own(&self, partition: i32) {
+        self.lock().owned.insert(partition);
+    }
+
+    /// `partition` was taken away from this consumer.
+    pub fn disown(&self, partition: i32) {
+        let mut o = self.lock();
+        o.owned.remove(&partition);
+        o.written.remove(&partition);
+    }
+
+    /// A record of `symbol` came from `partition`; if it is a replayed record whose outputs
+    /// were written before (its offset is below the committed one), outputs up to its grid
+    /// time are not written again.
+    pub fn saw(&self, symbol: Symbol, partition: i32, replayed_grid: Option<u64>) {
+        let mut o = self.lock();
+        o.partition_of.insert(symbol, partition);
+        if let Some(g) = replayed_grid {
+            let w = o.written.entry(partition).or_insert(0);
+            *w = (*w).max(g);
+        }
+    }
+
+    /// Whether an output of `symbol` at grid time `time` must not be written.
+    pub fn suppress(&self, symbol: &Symbol, time: u64) -> bool {
+        let o = self.lock();
+        if !o.active {
+            return false;
+        }
+        let Some(p) = o.partition_of.get(symbol) else {
+            return false;
+        };
+        !o.owned.contains(p) || o.written.get(p).is_some_and(|w| time <= *w)
     }
 }

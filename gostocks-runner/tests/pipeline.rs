@@ -82,17 +82,22 @@ async fn expect_redis_equals_analyze(
                 .unwrap_or_default();
             let get = |f: &str| hash.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone());
             if get("time_ns") != row["time_ns"].as_i64().map(|t| t.to_string()) {
-                assert!(
-                    Instant::now() < deadline,
-                    "stats:{symbol}:{window} never caught up: {hash:?}"
-                );
+                if Instant::now() >= deadline {
+                    let rest = common::get(http, &format!("/stats/{symbol}?window={window}"));
+                    let health = common::get(http, "/healthz");
+                    panic!(
+                        "stats:{symbol}:{window} never caught up: {hash:?}; the runner has {rest:?}, {health:?}; want {row}"
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue 'wait;
             }
             assert_eq!(
                 get("count"),
                 Some(row["count"].to_string()),
-                "{symbol} {window}"
+                "{symbol} {window}: the runner has {:?}, {:?}; want {row}",
+                common::get(http, &format!("/stats/{symbol}?window={window}")),
+                common::get(http, "/healthz"),
             );
             assert_eq!(
                 get("vwap"),
@@ -355,4 +360,220 @@ async fn a_redis_outage_delays_outputs_and_loses_none() {
         .await
         .expect("redis again");
     expect_redis_equals_analyze(&redis, &running.http, path, &ticks, &topic, 90).await;
+}
+
+fn psql(url: &str, schema: &str, sql: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = gostocks_connectors::postgres::connect(url, Some(schema))
+            .await
+            .expect("postgres");
+        let rows = c.query(sql, &[]).await.expect("query");
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let Some(pg) = common::postgres() else { return };
+    let redis_url =
+        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let topic = common::unique_topic("crash");
+    let stats_topic = format!("{topic}_stats");
+    let prefix = format!("{topic}:");
+    let schema = topic.clone();
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    let group = format!("{topic}_group");
+    let args = [
+        "--kafka",
+        &brokers,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--idle",
+        "2s",
+        "--stats-topic",
+        &stats_topic,
+        "--redis",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+        "--postgres",
+        &pg,
+        "--postgres-schema",
+        &schema,
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args([
+            "users",
+            "create",
+            "crash",
+            "--postgres",
+            &pg,
+            "--postgres-schema",
+            &schema,
+        ])
+        .output()
+        .expect("users create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+    let mut first = common::start(&args);
+    // Rearming alerts fire again and again across the crash; a once-alert fires once.
+    let mut ids = Vec::new();
+    for body in [
+        r#"{"symbol":"AAPL","condition":"crosses_above","threshold":191.5,"mode":"rearm"}"#,
+        r#"{"symbol":"MSFT","condition":"crosses_below","threshold":415,"mode":"rearm","hysteresis":0.1}"#,
+        r#"{"symbol":"TSLA","condition":"price_above","threshold":175.5}"#,
+    ] {
+        let (status, alert) = common::request(&first.http, "POST", "/alerts", Some(&key), body);
+        assert_eq!(status, 201, "{alert}");
+        let mut spec: serde_json::Value = serde_json::from_str(body).expect("json");
+        spec["id"] = alert["id"].clone();
+        ids.push(spec);
+    }
+
+    let (path, ticks) = common::recording();
+    let producer = TickProducer::new(
+        &KafkaConfig::new(&brokers, "unused"),
+        TickEncoding::Protobuf,
+    )
+    .expect("producer");
+    let send = |part: &[gostocks_core::Tick]| {
+        let sends: Vec<_> = part
+            .iter()
+            .map(|t| producer.send_owned(topic.clone(), t.clone()))
+            .collect();
+        futures::future::join_all(sends)
+    };
+    let half = ticks.len() / 2;
+    for sent in send(&ticks[..half]).await {
+        sent.expect("sent");
+    }
+    // Let outputs and commits happen, then kill -9 mid-stream.
+    let redis = RedisSink::connect(&redis_url, &prefix)
+        .await
+        .expect("redis");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis
+        .read_hash("stats:AAPL:60s")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "outputs before the crash");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.child.kill().expect("kill -9");
+    let _ = first.child.wait();
+    for sent in send(&ticks[half..]).await {
+        sent.expect("sent");
+    }
+    let second = common::start(&args);
+    let want = expect_redis_equals_analyze(&redis, &second.http, path, &ticks, &topic, 90).await;
+
+    // The stats topic, deduplicated by key and time, is exactly analyze's changelog.
+    let consumer = TickConsumer::subscribe(
+        &KafkaConfig::new(&brokers, format!("{topic}_reader")),
+        &[&stats_topic],
+    )
+    .expect("consumer");
+    let mut stream = consumer.consumer.stream();
+    let mut got: BTreeSet<String> = BTreeSet::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            got.insert(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
+            if got.len() >= want.len() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        got == want,
+        "stats topic: {} distinct rows, analyze {}",
+        got.len(),
+        want.len()
+    );
+
+    // The alert events in Postgres are those of a run without the crash: none missing, none
+    // doubled (analyze with the same rules on the file).
+    let dir = std::env::temp_dir().join(format!("{topic}_alerts"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("alerts.json"),
+        serde_json::Value::from(ids).to_string(),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["analyze", "--input", path, "--stats-out"])
+        .arg(dir.join("s.jsonl"))
+        .arg("--alerts")
+        .arg(dir.join("alerts.json"))
+        .arg("--events-out")
+        .arg(dir.join("events.jsonl"))
+        .output()
+        .expect("analyze");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want_events: Vec<String> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .expect("events")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            format!(
+                "{} {} {}",
+                v["alert_id"].as_str().unwrap(),
+                v["time_ns"],
+                v["seq"]
+            )
+        })
+        .collect();
+    want_events.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(want_events.len() > 3, "the rules fire: {want_events:?}");
+    let (pg2, schema2) = (pg.clone(), schema.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pg3, schema3) = (pg2.clone(), schema2.clone());
+        let got = tokio::task::spawn_blocking(move || {
+            psql(
+                &pg3,
+                &schema3,
+                "SELECT alert_id || ' ' || tick_time_ns || ' ' || tick_seq FROM alert_events ORDER BY 1",
+            )
+        })
+        .await
+        .expect("query");
+        let got: Vec<String> = got.lines().map(str::to_owned).collect();
+        if got == want_events {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alert events: {} in Postgres, {} without the crash",
+            got.len(),
+            want_events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

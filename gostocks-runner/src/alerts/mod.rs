@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
 use gostocks_core::Span;
-use gostocks_core::alerts::{AlertEvent, AlertRule, Mode, window_index};
+use gostocks_core::alerts::{AlertRule, Mode, window_index};
 use tokio::sync::broadcast;
 
 pub use keys::{hash_key, new_key, user_of_key, verify_key};
@@ -121,10 +121,18 @@ impl AlertHub {
     /// and new events are broadcast to watchers.
     pub async fn record_events(
         &self,
-        mut fired: tokio::sync::mpsc::UnboundedReceiver<AlertEvent>,
+        mut fired: tokio::sync::mpsc::UnboundedReceiver<crate::dataflow::Fired>,
         market: std::sync::Arc<crate::state::MarketState>,
     ) {
-        while let Some(event) = fired.recv().await {
+        while let Some(fired) = fired.recv().await {
+            let event = match fired {
+                crate::dataflow::Fired::Event(e) => e,
+                // Every event before the mark is recorded: pass the mark on to the sinks.
+                crate::dataflow::Fired::Mark(t) => {
+                    market.mark(t);
+                    continue;
+                }
+            };
             let Some((owner, mode)) = self
                 .owners
                 .lock()

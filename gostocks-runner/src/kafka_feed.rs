@@ -124,7 +124,7 @@ pub fn run(
                 None => break,
             };
             let (p, offset) = (msg.partition(), msg.offset());
-            if !parts.contains_key(&p) {
+            let part = parts.entry(p).or_insert_with(|| {
                 // Read before in this process: its state is here, nothing to replay.
                 let replay_until = if processed.contains_key(&p) {
                     0
@@ -135,9 +135,8 @@ pub fn run(
                     tracing::info!(partition = p, committed = replay_until, "replaying the partition from its beginning to rebuild state");
                 }
                 state.ownership.own(p);
-                parts.insert(p, Part { replay_until, pending: VecDeque::new() });
-            }
-            let Some(part) = parts.get_mut(&p) else { continue };
+                Part { replay_until, pending: VecDeque::new() }
+            });
             // Already handed on before a rebalance gave the partition back.
             if processed.get(&p).is_some_and(|&done| offset <= done) {
                 continue;

@@ -8,6 +8,7 @@ mod cli;
 mod dataflow;
 mod grpc;
 mod http;
+mod ingest;
 mod kafka_feed;
 mod recording;
 mod replay;
@@ -27,5 +28,6 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Analyze(args) => analyze::analyze(args),
         cli::Command::Bench(args) => bench::bench(args),
         cli::Command::Replay(args) => replay::replay(args),
+        cli::Command::Ingest(args) => ingest::ingest(args),
     }
 }

@@ -65,7 +65,7 @@ impl TickBuffer {
         };
         if let Some(old) = &dropped {
             let n = self.overflow.fetch_add(1, Ordering::Relaxed) + 1;
-            if n == 1 || n % OVERFLOW_LOG_EVERY == 0 {
+            if n == 1 || n.is_multiple_of(OVERFLOW_LOG_EVERY) {
                 warn!(
                     dropped = n,
                     capacity = self.capacity,

@@ -97,7 +97,7 @@ pub struct ReplayArgs {
 /// Flags of `gostocks ingest`.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// The market data provider.
+    /// The market data provider: finnhub, alpaca or binance.
     #[arg(long, env = "GOSTOCKS_PROVIDER")]
     pub provider: ProviderKind,
 
@@ -214,7 +214,8 @@ pub struct AnalyzeArgs {
     #[arg(long, num_args = 1.., required = true)]
     pub input: Vec<PathBuf>,
 
-    /// Input format: auto, jsonl, csv, lobster, binance-trades or binance-raw.
+    /// Input format: auto, jsonl, csv, lobster, binance-trades, binance-raw, finnhub-raw or
+    /// alpaca-raw.
     #[arg(long, default_value = "auto")]
     pub format: Format,
 

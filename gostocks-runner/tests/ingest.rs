@@ -216,6 +216,29 @@ fn trade_frames(frames: &[String]) -> usize {
     frames.iter().filter(|f| f.contains("@trade\"")).count()
 }
 
+/// Two (stats, bars) outputs are byte-identical; on failure, says where they first differ.
+fn same_lines(got: &(String, String), want: &(String, String), what: &str) {
+    for (name, got, want) in [("stats", &got.0, &want.0), ("bars", &got.1, &want.1)] {
+        if got == want {
+            continue;
+        }
+        let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+        let i = g
+            .iter()
+            .zip(&w)
+            .position(|(a, b)| a != b)
+            .unwrap_or(g.len().min(w.len()));
+        panic!(
+            "{what}: {name} differ ({} vs {} lines); first at line {}:\n  got:  {}\n  want: {}",
+            g.len(),
+            w.len(),
+            i + 1,
+            g.get(i).unwrap_or(&"<end>"),
+            w.get(i).unwrap_or(&"<end>")
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Binance: the real recorded sessions.
 
@@ -276,7 +299,8 @@ fn csv_ticks(path: &Path) -> Vec<Tick> {
 }
 
 /// A Binance server replaying `frames`: the first connection gets `frames[..cut]` and is then
-/// dropped (`stall`: left silent instead); later ones get `frames[resume..]` and stay open.
+/// dropped (`stall`: left silent instead; kept open if that was the whole session); later ones
+/// get `frames[resume..]` and stay open.
 async fn binance_server(
     frames: Arc<Vec<String>>,
     cut: usize,
@@ -292,8 +316,10 @@ async fn binance_server(
                     conn.send_all(&frames[..cut]).await;
                     if stall {
                         conn.stall().await;
-                    } else {
+                    } else if cut < frames.len() {
                         conn.cut().await;
+                    } else {
+                        conn.hold().await;
                     }
                 } else {
                     conn.send_all(&frames[resume..]).await;
@@ -470,6 +496,7 @@ async fn an_ingested_binance_session_analyzes_like_its_trade_csv_and_its_recordi
             .arg(&stats)
             .arg("--bars-out")
             .arg(&bars)
+            .stdout(Stdio::null())
             .status()
             .expect("analyze runs");
         assert!(status.success(), "analyze {name}");
@@ -480,22 +507,26 @@ async fn an_ingested_binance_session_analyzes_like_its_trade_csv_and_its_recordi
     };
     let from_csv = analyze(&csv, "csv");
     assert!(from_csv.0.lines().count() > 100, "a real amount of stats");
-    assert_eq!(
-        analyze(&ingested, "kafka"),
-        from_csv,
-        "ticks from Kafka vs the trade CSV"
+    same_lines(
+        &analyze(&ingested, "kafka"),
+        &from_csv,
+        "ticks from Kafka vs the trade CSV",
     );
     // The recording is `<local ns> <frame>` lines, detected as binance-raw.
+    let mut recorded = TickFile::open(&record, Format::Auto).expect("recording");
+    assert_eq!(recorded.format(), Format::BinanceRaw);
+    let recorded: Vec<Tick> = recorded
+        .by_ref()
+        .map(|r| r.expect("recorded frames decode"))
+        .collect();
     assert_eq!(
-        TickFile::open(&record, Format::Auto)
-            .expect("recording")
-            .format(),
-        Format::BinanceRaw
+        recorded, expected,
+        "every trade frame recorded once, in order"
     );
-    assert_eq!(
-        analyze(&record, "record"),
-        from_csv,
-        "the recorded session vs the trade CSV"
+    same_lines(
+        &analyze(&record, "record"),
+        &from_csv,
+        "the recorded session vs the trade CSV",
     );
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -676,11 +707,12 @@ async fn finnhub_bad_or_missing_token_stops_with_a_clear_message() {
         return;
     };
     let server = finnhub_server(Arc::new(Vec::new()), 0, 0).await;
+    let unused = common::unique_topic("ingest_unused");
     let ingest = Ingest::start(
         "finnhub",
         "AAPL",
         &server.url,
-        "unused",
+        &unused,
         &brokers,
         &[],
         &[("FINNHUB_TOKEN", "wrong-token-77")],
@@ -698,7 +730,7 @@ async fn finnhub_bad_or_missing_token_stops_with_a_clear_message() {
         "no retry"
     );
 
-    let ingest = Ingest::start("finnhub", "AAPL", &server.url, "unused", &brokers, &[], &[]);
+    let ingest = Ingest::start("finnhub", "AAPL", &server.url, &unused, &brokers, &[], &[]);
     let done = ingest.exit(Duration::from_secs(20)).await;
     assert!(!done.status.success());
     assert!(done.log.contains("set FINNHUB_TOKEN"), "{}", done.log);
@@ -885,12 +917,13 @@ async fn alpaca_bad_keys_and_symbol_limit_stop_with_what_to_do() {
     let Some(brokers) = common::brokers() else {
         return;
     };
+    let unused = common::unique_topic("ingest_unused");
     let server = alpaca_server(Arc::new(Vec::new()), AlpacaMode::Drop { cut: 0, resume: 0 }).await;
     let ingest = Ingest::start(
         "alpaca",
         "AAPL",
         &server.url,
-        "unused",
+        &unused,
         &brokers,
         &[],
         &[
@@ -917,7 +950,7 @@ async fn alpaca_bad_keys_and_symbol_limit_stop_with_what_to_do() {
         "alpaca",
         "AAPL,MSFT,TSLA",
         &server.url,
-        "unused",
+        &unused,
         &brokers,
         &[],
         &ALPACA_ENV,

@@ -56,8 +56,20 @@ impl Provider for Finnhub {
     }
 
     fn connect_url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}token={}", self.base, self.token)
+        // `wss://ws.finnhub.io?token=` as Finnhub writes it has no path; an HTTP request needs
+        // one, so `/` is made explicit.
+        let (base, query) = match self.base.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (self.base.as_str(), None),
+        };
+        let has_path = base
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.contains('/'));
+        let slash = if has_path { "" } else { "/" };
+        match query {
+            Some(q) => format!("{base}{slash}?{q}&token={}", self.token),
+            None => format!("{base}{slash}?token={}", self.token),
+        }
     }
 
     fn on_connect(&mut self, out: &mut Output) {
@@ -164,7 +176,9 @@ mod tests {
                 r#"{"symbol":"BINANCE:BTCUSDT","type":"subscribe"}"#
             ]
         );
-        assert_eq!(f.connect_url(), "wss://ws.finnhub.io?token=tok");
+        assert_eq!(f.connect_url(), "wss://ws.finnhub.io/?token=tok");
+        let local = Finnhub::new(&[], Some("ws://127.0.0.1:9/ws?x=1"), "t");
+        assert_eq!(local.connect_url(), "ws://127.0.0.1:9/ws?x=1&token=t");
         assert!(!format!("{f:?}").contains("tok\""));
     }
 

@@ -81,11 +81,19 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "auto")]
     pub format: Format,
 
+    /// Where the ticks go.
+    #[command(flatten)]
+    pub kafka: ProducerArgs,
+}
+
+/// Flags of the commands that produce ticks into Kafka (`replay`, `ingest`).
+#[derive(Debug, Args)]
+pub struct ProducerArgs {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092", env = "GOSTOCKS_KAFKA_BROKERS")]
     pub brokers: String,
 
-    /// Partitions of the topic when replay has to create it (an existing topic is kept as is).
+    /// Partitions of the topic when it has to be created (an existing topic is kept as is).
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
 
@@ -120,17 +128,9 @@ pub struct IngestArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092", env = "GOSTOCKS_KAFKA_BROKERS")]
-    pub brokers: String,
-
-    /// Partitions of the topic when ingest has to create it (an existing topic is kept as is).
-    #[arg(long, default_value_t = 4)]
-    pub partitions: i32,
-
-    /// Encoding of the records: protobuf (`gostocks.v1.Tick`) or json (the canonical form).
-    #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
-    pub tick_encoding: TickEncoding,
+    /// Where the ticks go.
+    #[command(flatten)]
+    pub kafka: ProducerArgs,
 
     /// Ticks held while Kafka is unreachable; beyond it the oldest are dropped (counted, logged).
     #[arg(long, default_value_t = 1_000_000, env = "GOSTOCKS_INGEST_BUFFER")]

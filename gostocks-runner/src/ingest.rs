@@ -103,15 +103,18 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(IngestMetrics::default());
     let buffer = Arc::new(TickBuffer::new(args.buffer));
     let producer = TickProducer::new(
-        &KafkaConfig::new(&args.brokers, "gostocks-ingest"),
-        args.tick_encoding,
+        &KafkaConfig::new(&args.kafka.brokers, "gostocks-ingest"),
+        args.kafka.tick_encoding,
     )
     .context("creating the Kafka producer (is --brokers right?)")?;
 
     let delivery = tokio::spawn({
         let (buffer, metrics) = (Arc::clone(&buffer), Arc::clone(&metrics));
-        let (brokers, topic, partitions) =
-            (args.brokers.clone(), args.topic.clone(), args.partitions);
+        let (brokers, topic, partitions) = (
+            args.kafka.brokers.clone(),
+            args.topic.clone(),
+            args.kafka.partitions,
+        );
         async move {
             // The topic is made sure of here, not before connecting: the WebSocket does not wait
             // for Kafka, ticks wait in the buffer instead.
@@ -210,7 +213,7 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         Ok(Err(e)) => Err(e).context("the delivery task failed"),
         Err(_) => anyhow::bail!(
             "Kafka at {} did not take the {} buffered ticks within {drain_timeout:?}",
-            args.brokers,
+            args.kafka.brokers,
             buffer.len()
         ),
     }

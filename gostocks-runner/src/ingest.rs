@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use gostocks_connectors::kafka::{KafkaConfig, TickBuffer, TickProducer, deliver, ensure_topic};
@@ -15,7 +15,7 @@ use gostocks_connectors::websocket::{
     Alpaca, Binance, ClientConfig, Finnhub, IngestMetrics, MetricsSnapshot, Provider, ProviderKind,
     Recorder, client,
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::cli::IngestArgs;
 
@@ -108,39 +108,27 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     )
     .context("creating the Kafka producer (is --brokers right?)")?;
 
+    // Set when delivery fails for good (Kafka refuses the topic or the ticks): ingesting on
+    // would only fill the buffer, so the client is stopped too.
+    let delivery_failed = Arc::new(tokio::sync::Notify::new());
     let delivery = tokio::spawn({
         let (buffer, metrics) = (Arc::clone(&buffer), Arc::clone(&metrics));
+        let failed = Arc::clone(&delivery_failed);
         let (brokers, topic, partitions) = (
             args.kafka.brokers.clone(),
             args.topic.clone(),
             args.kafka.partitions,
         );
         async move {
-            // The topic is made sure of here, not before connecting: the WebSocket does not wait
-            // for Kafka, ticks wait in the buffer instead.
-            loop {
-                match tokio::time::timeout(
-                    TOPIC_TIMEOUT,
-                    ensure_topic(&brokers, &topic, partitions),
-                )
-                .await
-                {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) if !e.is_transient() => return Err(e),
-                    Ok(Err(e)) => {
-                        warn!(brokers = %brokers, error = %e, "kafka unreachable; holding ticks in the buffer")
-                    }
-                    Err(_) => {
-                        warn!(brokers = %brokers, "kafka unreachable; holding ticks in the buffer")
-                    }
-                }
-                tokio::time::sleep(KAFKA_RETRY).await;
+            let result =
+                deliver_all(&buffer, &producer, &metrics, &brokers, &topic, partitions).await;
+            if result.is_err() {
+                failed.notify_one();
             }
-            deliver(&buffer, &producer, &topic, KAFKA_RETRY, &metrics.delivered).await
+            result
         }
     });
 
-    let started = Instant::now();
     let reporter = tokio::spawn({
         let (buffer, metrics) = (Arc::clone(&buffer), Arc::clone(&metrics));
         let every: Duration = args.stats_interval.into();
@@ -178,7 +166,12 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         &metrics,
         recorder,
         push,
-        shutdown_signal(),
+        async {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = delivery_failed.notified() => {}
+            }
+        },
     )
     .await;
     buffer.close();
@@ -186,9 +179,11 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     let drained = tokio::time::timeout(drain_timeout, delivery).await;
     reporter.abort();
     let m = snapshot(&metrics, &buffer);
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    // Rates over the streaming span, so that waiting for a connection or for Ctrl-C does not
+    // dilute them.
+    let secs = m.streaming_secs().max(1e-9);
     eprintln!(
-        "ingest summary: frames={} ticks={} delivered={} ignored={} parse_errors={} invalid={} duplicates={} gap_ids={} reconnects={} provider_errors={} overflow={} undelivered={} mean_delay_ms={:.1} max_delay_ms={:.1} ticks_per_s={:.0} frames_per_s={:.0}",
+        "ingest summary: frames={} ticks={} delivered={} ignored={} parse_errors={} invalid={} duplicates={} gap_ids={} reconnects={} provider_errors={} overflow={} undelivered={} mean_delay_ms={:.1} max_delay_ms={:.1} streaming_s={:.3} ticks_per_s={:.0} frames_per_s={:.0}",
         m.frames,
         m.ticks,
         m.delivered,
@@ -203,6 +198,7 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         buffer.len(),
         m.mean_delay_ms(),
         m.delay_ns_max as f64 / 1e6,
+        m.streaming_secs(),
         m.ticks as f64 / secs,
         m.frames as f64 / secs,
     );
@@ -217,6 +213,34 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
             buffer.len()
         ),
     }
+}
+
+/// Makes sure the topic exists, then delivers the buffer's ticks until it is closed and empty.
+async fn deliver_all(
+    buffer: &TickBuffer,
+    producer: &TickProducer,
+    metrics: &IngestMetrics,
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<u64, gostocks_connectors::Error> {
+    // The topic is made sure of here, not before connecting: the WebSocket does not wait for
+    // Kafka, ticks wait in the buffer instead.
+    loop {
+        match tokio::time::timeout(TOPIC_TIMEOUT, ensure_topic(brokers, topic, partitions)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) if !e.is_transient() => {
+                error!(brokers, topic, error = %e, "kafka refused the topic; stopping");
+                return Err(e);
+            }
+            Ok(Err(e)) => {
+                warn!(brokers, error = %e, "kafka unreachable; holding ticks in the buffer");
+            }
+            Err(_) => warn!(brokers, "kafka unreachable; holding ticks in the buffer"),
+        }
+        tokio::time::sleep(KAFKA_RETRY).await;
+    }
+    deliver(buffer, producer, topic, KAFKA_RETRY, &metrics.delivered).await
 }
 
 fn snapshot(metrics: &IngestMetrics, buffer: &TickBuffer) -> MetricsSnapshot {

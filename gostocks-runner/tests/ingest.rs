@@ -425,7 +425,9 @@ async fn binance_real_sessions_every_trade_exactly_once_through_a_dropped_connec
         assert_eq!(done.count("ticks"), n as u64, "{raw}");
         assert!(done.count("reconnects") >= 1, "{raw}");
         eprintln!(
-            "{raw}: {frames} frames, {n} ticks, {resent} resent and dropped, {:.2}s to Kafka",
+            "{raw}: {frames} frames, {n} ticks, {resent} resent and dropped; ingest {:.0} frames/s, {:.0} ticks/s while streaming; {:.2}s until all were read back from Kafka",
+            done.figure("frames_per_s"),
+            done.figure("ticks_per_s"),
             run.secs
         );
         all_frames += frames;

@@ -1,6 +1,6 @@
 //! Recorded ticks in files: the canonical JSON lines, plain CSV, LOBSTER message files, Binance
-//! trade CSVs and raw WebSocket sessions of Binance, Finnhub and Alpaca (`<local receive ns>
-//! <frame>` per line, as `gostocks ingest --record` writes them; gzip or plain).
+//! trade CSVs and raw WebSocket sessions of Binance, Finnhub and Alpaca (a local receive time and
+//! a frame per line, as `gostocks ingest --record` writes them; gzip or plain).
 //!
 //! ```
 //! use gostocks_connectors::file::{Format, TickFile};

@@ -14,8 +14,6 @@ use serde_json::value::RawValue;
 use super::{Notice, Output, Provider, ProviderError, raw_decimal};
 use crate::file::eastern::days_from_civil;
 
-/// The free IEX feed; `.../v2/sip` is the consolidated feed of paid plans.
-pub const DEFAULT_URL: &str = "wss://stream.data.alpaca.markets/v2/iex";
 /// The `source` of Alpaca ticks.
 const SOURCE: &str = "alpaca";
 
@@ -51,7 +49,10 @@ impl std::fmt::Debug for Alpaca {
 }
 
 impl Alpaca {
-    /// Trades of `symbols` from `url` (default [`DEFAULT_URL`]) with an API key and secret.
+    /// The free IEX feed; `.../v2/sip` is the consolidated feed of paid plans.
+    pub const DEFAULT_URL: &str = "wss://stream.data.alpaca.markets/v2/iex";
+
+    /// Trades of `symbols` from `url` (default [`Self::DEFAULT_URL`]) with an API key and secret.
     pub fn new(
         symbols: &[String],
         url: Option<&str>,
@@ -60,7 +61,7 @@ impl Alpaca {
     ) -> Alpaca {
         Alpaca {
             symbols: symbols.to_vec(),
-            url: url.unwrap_or(DEFAULT_URL).to_owned(),
+            url: url.unwrap_or(Self::DEFAULT_URL).to_owned(),
             key: key.into(),
             secret: secret.into(),
             state: State::Connecting,

@@ -7,8 +7,6 @@ use serde_json::Value;
 
 use super::{Notice, Output, Provider, ProviderError};
 
-/// The public endpoint.
-pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443";
 /// The `source` of Binance ticks.
 const SOURCE: &str = "binance";
 
@@ -19,10 +17,13 @@ pub struct Binance {
 }
 
 impl Binance {
-    /// Trades of `symbols` (any case) from `base` (default [`DEFAULT_URL`]; a URL that already
-    /// names a path is used as is).
+    /// The public endpoint.
+    pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443";
+
+    /// Trades of `symbols` (any case) from `base` (default [`Self::DEFAULT_URL`]), to which
+    /// `/stream?streams=...` is appended.
     pub fn new(symbols: &[String], base: Option<&str>) -> Binance {
-        let base = base.unwrap_or(DEFAULT_URL).trim_end_matches('/');
+        let base = base.unwrap_or(Self::DEFAULT_URL).trim_end_matches('/');
         let streams: Vec<String> = symbols
             .iter()
             .map(|s| format!("{}@trade", s.to_ascii_lowercase()))

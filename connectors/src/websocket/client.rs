@@ -227,7 +227,7 @@ impl<S: FnMut(Tick)> Session<'_, S> {
     fn frame(&mut self, text: &str, out: &mut Output) -> Result<(), super::ProviderError> {
         let name = self.provider.name();
         let recv_ns = now_ns();
-        IngestMetrics::bump(&self.metrics.frames);
+        self.metrics.frame(recv_ns);
         if let Some(recorder) = self.recorder.as_deref_mut()
             && let Err(e) = recorder.write(recv_ns, text)
         {

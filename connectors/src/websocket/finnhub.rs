@@ -13,8 +13,6 @@ use serde_json::value::RawValue;
 
 use super::{Notice, Output, Provider, ProviderError, raw_decimal};
 
-/// The public endpoint.
-pub const DEFAULT_URL: &str = "wss://ws.finnhub.io";
 /// The `source` of Finnhub ticks.
 const SOURCE: &str = "finnhub";
 /// Trades of one frame numbered in `seq` before positions would spill into the next millisecond.
@@ -39,12 +37,15 @@ impl std::fmt::Debug for Finnhub {
 }
 
 impl Finnhub {
+    /// The public endpoint.
+    pub const DEFAULT_URL: &str = "wss://ws.finnhub.io";
+
     /// Trades of `symbols` (as Finnhub names them: `AAPL`, `BINANCE:BTCUSDT`) from `base` (default
-    /// [`DEFAULT_URL`]) with an API token.
+    /// [`Self::DEFAULT_URL`]) with an API token.
     pub fn new(symbols: &[String], base: Option<&str>, token: impl Into<String>) -> Finnhub {
         Finnhub {
             symbols: symbols.to_vec(),
-            base: base.unwrap_or(DEFAULT_URL).to_owned(),
+            base: base.unwrap_or(Self::DEFAULT_URL).to_owned(),
             token: token.into(),
         }
     }

@@ -31,6 +31,10 @@ pub struct IngestMetrics {
     pub delivered: AtomicU64,
     /// Ticks dropped because the buffer in front of Kafka was full.
     pub overflow: AtomicU64,
+    /// Local receive time of the first frame, ns since the epoch (0: none yet).
+    pub first_frame_ns: AtomicU64,
+    /// Local receive time of the latest frame, ns since the epoch.
+    pub last_frame_ns: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -62,6 +66,10 @@ pub struct MetricsSnapshot {
     pub delivered: u64,
     /// Ticks dropped because the buffer in front of Kafka was full.
     pub overflow: u64,
+    /// Local receive time of the first frame, ns since the epoch (0: none yet).
+    pub first_frame_ns: u64,
+    /// Local receive time of the latest frame, ns since the epoch.
+    pub last_frame_ns: u64,
 }
 
 impl IngestMetrics {
@@ -73,8 +81,24 @@ impl IngestMetrics {
     /// Records one tick's exchange-to-ingest delay (negative delays, from clock skew, count as 0).
     pub fn delay(&self, ns: i64) {
         let ns = u64::try_from(ns).unwrap_or(0);
-        self.delay_ns_sum.fetch_add(ns, Ordering::Relaxed);
+        // Saturating: a replay of an old recording has delays of years, and a wrapped sum would
+        // report nonsense rather than "huge".
+        let _ = self
+            .delay_ns_sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
+                Some(sum.saturating_add(ns))
+            });
         self.delay_ns_max.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// Notes a frame received at `recv_ns`.
+    pub fn frame(&self, recv_ns: i64) {
+        let ns = u64::try_from(recv_ns).unwrap_or(0);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .first_frame_ns
+            .compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
+        self.last_frame_ns.store(ns, Ordering::Relaxed);
     }
 
     /// The counters now.
@@ -94,11 +118,19 @@ impl IngestMetrics {
             delay_ns_max: g(&self.delay_ns_max),
             delivered: g(&self.delivered),
             overflow: g(&self.overflow),
+            first_frame_ns: g(&self.first_frame_ns),
+            last_frame_ns: g(&self.last_frame_ns),
         }
     }
 }
 
 impl MetricsSnapshot {
+    /// Seconds from the first frame to the latest: the time spent streaming, over which rates
+    /// are meaningful (the process may have waited before and after).
+    pub fn streaming_secs(&self) -> f64 {
+        self.last_frame_ns.saturating_sub(self.first_frame_ns) as f64 / 1e9
+    }
+
     /// Mean exchange-to-ingest delay in ms, over every tick so far.
     pub fn mean_delay_ms(&self) -> f64 {
         if self.ticks == 0 {

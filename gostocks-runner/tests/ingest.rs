@@ -1094,3 +1094,39 @@ async fn a_full_buffer_drops_the_oldest_ticks_counted_and_logged() {
         done.log
     );
 }
+
+/// Regression: tokio-tungstenite enables rustls without a crypto provider, and the first wss://
+/// connection panicked. Against a server that does not speak TLS it must be a logged, retried
+/// connection error instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn wss_without_a_crypto_provider_panicked() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut hello = [0u8; 512];
+            let _ = socket.read(&mut hello).await;
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let url = format!("wss://{addr}");
+    let no_kafka = format!("127.0.0.1:{}", free_port());
+    let ingest = Ingest::start(
+        "binance",
+        "BTCUSDT",
+        &url,
+        "unused",
+        &no_kafka,
+        &["--drain-timeout", "1s"],
+        &[],
+    );
+    ingest
+        .wait_log("reconnecting", Duration::from_secs(20))
+        .await;
+    let done = ingest.stop().await;
+    assert!(!done.log.contains("panicked"), "{}", done.log);
+    assert!(done.log.contains("cannot connect"), "{}", done.log);
+}

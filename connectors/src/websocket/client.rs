@@ -45,6 +45,9 @@ pub async fn run(
     mut sink: impl FnMut(Tick),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    // wss:// needs a process-wide rustls crypto provider; installing one that is already
+    // installed is a harmless no-op, so this is safe to repeat.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let name = provider.name();
     let url = provider.connect_url();
     let shown = redact_url(&url);
@@ -76,7 +79,7 @@ pub async fn run(
                     provider: &mut *provider,
                     config,
                     metrics,
-                    recorder: recorder.as_mut(),
+                    recorder: &mut recorder,
                     dedup: &mut dedup,
                     sink: &mut sink,
                     streamed: false,
@@ -128,7 +131,7 @@ struct Session<'a, S> {
     provider: &'a mut dyn Provider,
     config: &'a ClientConfig,
     metrics: &'a IngestMetrics,
-    recorder: Option<&'a mut Recorder>,
+    recorder: &'a mut Option<Recorder>,
     dedup: &'a mut Dedup,
     sink: &'a mut S,
     /// Whether a trade arrived on this connection (a healthy one: backoff starts over).
@@ -228,11 +231,11 @@ impl<S: FnMut(Tick)> Session<'_, S> {
         let name = self.provider.name();
         let recv_ns = now_ns();
         self.metrics.frame(recv_ns);
-        if let Some(recorder) = self.recorder.as_deref_mut()
+        if let Some(recorder) = self.recorder.as_mut()
             && let Err(e) = recorder.write(recv_ns, text)
         {
             error!(provider = name, error = %e, "cannot write the recording; going on without it");
-            self.recorder = None;
+            *self.recorder = None;
         }
         let verdict = self.provider.on_frame(text, out);
         self.metrics

@@ -1,5 +1,7 @@
 //! Connector errors, split by whether a retry can help.
 
+use crate::websocket::ProviderError;
+
 /// A connector failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -43,6 +45,18 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A WebSocket connection failed.
+    #[error("websocket: {context}")]
+    WebSocket {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// A market data provider refused the session (see [`ProviderError::retry`]).
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
 }
 
 impl Error {
@@ -63,6 +77,12 @@ impl Error {
                 source.is_io_error() || source.is_connection_dropped() || source.is_timeout()
             }
             Error::Postgres { source, .. } => source.as_db_error().is_none(),
+            Error::WebSocket { source, .. } => !matches!(
+                source.as_ref(),
+                tokio_tungstenite::tungstenite::Error::Http(r)
+                    if matches!(r.status().as_u16(), 401 | 403)
+            ),
+            Error::Provider(e) => e.retry,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! # gostocks-connectors
 //!
 //! The systems gostocks talks to, one folder each: [`file`](mod@file) (recorded ticks in every supported
-//! format), [`kafka`], [`redis`], [`postgres`]. Each has its `config`, and a `source` and/or
+//! format), [`kafka`], [`redis`], [`postgres`], and market [`websocket`]s (Finnhub, Alpaca, Binance). Each has its `config`, and a `source` and/or
 //! `sink`. Errors say whether retrying can help ([`Error::is_transient`]).
 #![forbid(missing_docs)]
 
@@ -10,5 +10,6 @@ pub mod file;
 pub mod kafka;
 pub mod postgres;
 pub mod redis;
+pub mod websocket;
 
 pub use error::Error;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use gostocks_connectors::file::Format;
 use gostocks_connectors::kafka::TickEncoding;
+use gostocks_connectors::websocket::ProviderKind;
 use gostocks_core::Span;
 use gostocks_core::stats::AnalyticsConfig;
 
@@ -58,6 +59,14 @@ pub enum Command {
     /// Verify a running pipeline end to end: a probe tick through Kafka, the dataflow, Redis
     /// and REST, with each hop's latency; exits non-zero naming the hop that failed.
     Check(CheckArgs),
+    /// Stream live trades from a market WebSocket into Kafka, keyed by symbol.
+    ///
+    /// Credentials come from the environment, never from flags (which `ps` would show):
+    /// FINNHUB_TOKEN for Finnhub, APCA_API_KEY_ID and APCA_API_SECRET_KEY for Alpaca; Binance needs
+    /// none. Lost connections are re-made with backoff, duplicates resent after a reconnect are
+    /// dropped, and ticks are held in a bounded buffer while Kafka is unreachable. Stops on
+    /// Ctrl-C, after delivering what it holds.
+    Ingest(IngestArgs),
 }
 
 /// Flags of `gostocks check`.
@@ -144,17 +153,90 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "auto")]
     pub format: Format,
 
+    /// Where the ticks go.
+    #[command(flatten)]
+    pub kafka: ProducerArgs,
+}
+
+/// Flags of the commands that produce ticks into Kafka (`replay`, `ingest`).
+#[derive(Debug, Args)]
+pub struct ProducerArgs {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092", env = "GOSTOCKS_KAFKA_BROKERS")]
     pub brokers: String,
 
-    /// Partitions of the topic when replay has to create it (an existing topic is kept as is).
+    /// Partitions of the topic when it has to be created (an existing topic is kept as is).
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
 
     /// Encoding of the records: protobuf (`gostocks.v1.Tick`) or json (the canonical form).
     #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
     pub tick_encoding: TickEncoding,
+}
+
+/// Flags of `gostocks ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The market data provider: finnhub, alpaca or binance.
+    #[arg(long, env = "GOSTOCKS_PROVIDER")]
+    pub provider: ProviderKind,
+
+    /// Symbols to subscribe to, comma-separated, as the provider names them (Finnhub: AAPL or
+    /// BINANCE:BTCUSDT; Alpaca: AAPL; Binance: BTCUSDT).
+    #[arg(long, required = true, value_delimiter = ',', env = "GOSTOCKS_SYMBOLS")]
+    pub symbols: Vec<String>,
+
+    /// The WebSocket URL (default: the provider's public endpoint; for Binance the base that
+    /// `/stream?streams=...` is appended to, for Alpaca the feed, e.g. .../v2/sip).
+    #[arg(long, env = "GOSTOCKS_INGEST_URL")]
+    pub url: Option<String>,
+
+    /// Kafka topic to produce to.
+    #[arg(long, default_value = "ticks", env = "GOSTOCKS_TOPIC")]
+    pub topic: String,
+
+    /// Also write every frame received, `<local receive ns> <frame>` per line, to replay later
+    /// (`gostocks replay` / `analyze` with --format finnhub-raw|alpaca-raw|binance-raw).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Where the ticks go.
+    #[command(flatten)]
+    pub kafka: ProducerArgs,
+
+    /// Ticks held while Kafka is unreachable; beyond it the oldest are dropped (counted, logged).
+    #[arg(long, default_value_t = 1_000_000, env = "GOSTOCKS_INGEST_BUFFER")]
+    pub buffer: usize,
+
+    /// How often to ping the server.
+    #[arg(long, default_value = "15s")]
+    pub ping_interval: humantime::Duration,
+
+    /// A connection silent this long (no frame, ping or pong) is dead and is re-made.
+    #[arg(long, default_value = "30s")]
+    pub read_timeout: humantime::Duration,
+
+    /// First reconnect delay; doubles per failed attempt, with jitter.
+    #[arg(long, default_value = "500ms")]
+    pub backoff_min: humantime::Duration,
+
+    /// Longest reconnect delay.
+    #[arg(long, default_value = "30s")]
+    pub backoff_max: humantime::Duration,
+
+    /// After a reconnect, resent trades up to this far back are recognised and dropped
+    /// (Finnhub and Alpaca; Binance uses its contiguous trade ids).
+    #[arg(long, default_value = "60s")]
+    pub dedup_horizon: humantime::Duration,
+
+    /// On shutdown, how long the ticks still held may take to reach Kafka before ingest gives up
+    /// (and says how many were not delivered).
+    #[arg(long, default_value = "30s")]
+    pub drain_timeout: humantime::Duration,
+
+    /// How often to log the counters (frames, ticks, errors, reconnects, gaps, delay).
+    #[arg(long, default_value = "10s")]
+    pub stats_interval: humantime::Duration,
 }
 
 fn parse_encoding(s: &str) -> Result<TickEncoding, String> {
@@ -210,7 +292,8 @@ pub struct AnalyzeArgs {
     #[arg(long, num_args = 1.., required = true)]
     pub input: Vec<PathBuf>,
 
-    /// Input format: auto, jsonl, csv, lobster, binance-trades or binance-raw.
+    /// Input format: auto, jsonl, csv, lobster, binance-trades, binance-raw, finnhub-raw or
+    /// alpaca-raw.
     #[arg(long, default_value = "auto")]
     pub format: Format,
 

@@ -10,6 +10,7 @@ mod cli;
 mod dataflow;
 mod grpc;
 mod http;
+mod ingest;
 mod kafka_feed;
 mod recording;
 mod replay;
@@ -34,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Users(args) => users::users(args),
         cli::Command::Migrate(args) => users::migrate(args),
         cli::Command::Check(args) => check::check(args),
+        cli::Command::Ingest(args) => ingest::ingest(args),
     }
 }

@@ -32,16 +32,20 @@ async fn replay_async(args: ReplayArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", path.display()))?,
         );
     }
-    gostocks_connectors::kafka::ensure_topic(&args.brokers, &args.topic, args.partitions)
-        .await
-        .with_context(|| {
-            format!(
-                "making sure topic {} exists on {} (is --brokers right?)",
-                args.topic, args.brokers
-            )
-        })?;
-    let config = KafkaConfig::new(&args.brokers, "gostocks-replay");
-    let producer = TickProducer::new(&config, args.tick_encoding)
+    gostocks_connectors::kafka::ensure_topic(
+        &args.kafka.brokers,
+        &args.topic,
+        args.kafka.partitions,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "making sure topic {} exists on {} (is --brokers right?)",
+            args.topic, args.kafka.brokers
+        )
+    })?;
+    let config = KafkaConfig::new(&args.kafka.brokers, "gostocks-replay");
+    let producer = TickProducer::new(&config, args.kafka.tick_encoding)
         .context("connecting to Kafka (is --brokers right?)")?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(

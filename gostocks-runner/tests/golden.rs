@@ -1,6 +1,8 @@
 //! Golden tests on the real recorded data in `../shared/data`: hand-checked values, the full
 //! outputs against the from-scratch reference, and `gostocks analyze` end to end on every tape.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,21 +11,6 @@ use gostocks_core::alerts::{AlertRule, Condition, Mode};
 use gostocks_core::batch::{run_batch, run_batch_with_alerts};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Fixed, Trade, reference};
-
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("GOSTOCKS_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    if dir.join("README.md").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: no market data at {}; set GOSTOCKS_DATA_DIR",
-            dir.display()
-        );
-        None
-    }
-}
 
 fn trades(path: &Path) -> Vec<Trade> {
     TickFile::open(path, Format::Auto)
@@ -42,7 +29,9 @@ const OPEN_NS: u64 = 1_340_285_400_000_000_000;
 
 #[test]
 fn lobster_aapl_hand_checked_values() {
-    let Some(dir) = data_dir() else { return };
+    let Some(dir) = common::data_dir() else {
+        return;
+    };
     let ticks = trades(&dir.join(AAPL));
     assert_eq!(ticks.len(), 34_990, "the README's trade count");
     let cfg = AnalyticsConfig::default();
@@ -87,7 +76,9 @@ fn lobster_aapl_hand_checked_values() {
 
 #[test]
 fn real_tapes_match_the_reference_at_one_and_two_workers() {
-    let Some(dir) = data_dir() else { return };
+    let Some(dir) = common::data_dir() else {
+        return;
+    };
     let cfg = AnalyticsConfig::default();
     for tape in [
         AAPL,
@@ -143,7 +134,9 @@ fn analyze(inputs: &[PathBuf], out: &Path, workers: usize) -> (String, String) {
 
 #[test]
 fn analyze_runs_on_every_tape_and_agrees_with_itself_and_the_reference() {
-    let Some(dir) = data_dir() else { return };
+    let Some(dir) = common::data_dir() else {
+        return;
+    };
     let tmp = std::env::temp_dir().join(format!("gostocks-golden-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp dir");
     let mut tapes: Vec<PathBuf> = Vec::new();

@@ -1,5 +1,6 @@
 //! Recorded ticks in files: the canonical JSON lines, plain CSV, LOBSTER message files, Binance
-//! trade CSVs and raw Binance WebSocket sessions (gzip or plain).
+//! trade CSVs and raw WebSocket sessions of Binance, Finnhub and Alpaca (a local receive time and
+//! a frame per line, as `gostocks ingest --record` writes them; gzip or plain).
 //!
 //! ```
 //! use gostocks_connectors::file::{Format, TickFile};
@@ -15,7 +16,7 @@
 //! assert_eq!(file.counts().rejected, 1);
 //! ```
 
-mod eastern;
+pub(crate) mod eastern;
 mod source;
 
 pub use source::{FileCounts, Rejected, TickFile};
@@ -38,6 +39,10 @@ pub enum Format {
     BinanceTrades,
     /// Raw Binance WebSocket sessions: `<local receive ts> <frame>` per line, gzip or plain.
     BinanceRaw,
+    /// Raw Finnhub WebSocket sessions, as `gostocks ingest --record` writes them.
+    FinnhubRaw,
+    /// Raw Alpaca WebSocket sessions, as `gostocks ingest --record` writes them.
+    AlpacaRaw,
 }
 
 impl FromStr for Format {
@@ -50,9 +55,11 @@ impl FromStr for Format {
             "lobster" => Format::Lobster,
             "binance-trades" => Format::BinanceTrades,
             "binance-raw" => Format::BinanceRaw,
+            "finnhub-raw" => Format::FinnhubRaw,
+            "alpaca-raw" => Format::AlpacaRaw,
             other => {
                 return Err(format!(
-                    "unknown format `{other}`: use auto, jsonl, csv, lobster, binance-trades or binance-raw"
+                    "unknown format `{other}`: use auto, jsonl, csv, lobster, binance-trades, binance-raw, finnhub-raw or alpaca-raw"
                 ));
             }
         })
@@ -68,6 +75,8 @@ impl fmt::Display for Format {
             Format::Lobster => "lobster",
             Format::BinanceTrades => "binance-trades",
             Format::BinanceRaw => "binance-raw",
+            Format::FinnhubRaw => "finnhub-raw",
+            Format::AlpacaRaw => "alpaca-raw",
         })
     }
 }

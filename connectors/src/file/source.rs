@@ -1,5 +1,6 @@
 //! Reading tick files: format detection and one decoder per format.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -8,11 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 use gostocks_core::{Fixed, Rejection, Side, Tick};
-use serde_json::Value;
 
 use super::Format;
 use super::eastern::eastern_midnight_ns;
 use crate::error::Error;
+use crate::websocket::{self, Output};
 
 /// A record that could not become a tick: its line, why, and the line itself (for a dead-letter
 /// file).
@@ -41,10 +42,17 @@ pub struct FileCounts {
 
 enum Decoder {
     Jsonl,
-    Csv { cols: [usize; 5], width: usize },
-    Lobster { symbol: String, midnight_ns: i64 },
+    Csv {
+        cols: [usize; 5],
+        width: usize,
+    },
+    Lobster {
+        symbol: String,
+        midnight_ns: i64,
+    },
     BinanceTrades,
-    BinanceRaw,
+    /// A recorded WebSocket session, decoded by the live path's frame decoder.
+    Raw(fn(&[u8], &mut Output)),
 }
 
 /// An iterator of the ticks of one recorded file: `Ok(tick)` or `Err(rejected)` per record, in
@@ -58,6 +66,8 @@ pub struct TickFile {
     row: u64,
     path: String,
     bytes: Arc<AtomicU64>,
+    /// Records of the current line not yet yielded (a WebSocket frame may hold several trades).
+    pending: VecDeque<Result<Tick, Rejection>>,
 }
 
 /// Counts the bytes taken from the file itself (compressed bytes for gzip), for progress bars.
@@ -115,7 +125,7 @@ impl TickFile {
         let format = match format {
             Format::Auto => detect(&name, &head).ok_or_else(|| {
                 Error::Format(format!(
-                    "cannot detect the format of {shown}: pass --format jsonl|csv|lobster|binance-trades|binance-raw"
+                    "cannot detect the format of {shown}: pass --format jsonl|csv|lobster|binance-trades|binance-raw|finnhub-raw|alpaca-raw"
                 ))
             })?,
             f => f,
@@ -129,10 +139,13 @@ impl TickFile {
             row: 0,
             path: shown.clone(),
             bytes,
+            pending: VecDeque::new(),
         };
         tick_file.decoder = match format {
             Format::Jsonl | Format::Auto => Decoder::Jsonl,
-            Format::BinanceRaw => Decoder::BinanceRaw,
+            Format::BinanceRaw => Decoder::Raw(websocket::decode_binance_frame),
+            Format::FinnhubRaw => Decoder::Raw(websocket::decode_finnhub_frame),
+            Format::AlpacaRaw => Decoder::Raw(websocket::decode_alpaca_frame),
             Format::BinanceTrades => {
                 tick_file.skip_header()?;
                 Decoder::BinanceTrades
@@ -196,7 +209,7 @@ impl TickFile {
         Ok(header)
     }
 
-    fn decode(&mut self, line_no: u64) -> Option<Result<Tick, Rejection>> {
+    fn decode(&mut self) -> Option<Result<Tick, Rejection>> {
         let line = trim_newline(&self.buf);
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
@@ -215,9 +228,16 @@ impl TickFile {
                 decode_lobster(line, symbol, *midnight_ns, row)
             }
             Decoder::BinanceTrades => Some(decode_binance_trade_csv(line)),
-            Decoder::BinanceRaw => {
-                let _ = line_no;
-                decode_binance_raw(line)
+            Decoder::Raw(decode_frame) => {
+                let Some(space) = line.iter().position(|&c| c == b' ') else {
+                    return Some(Err(Rejection::Decode(
+                        "expected `<local ts> <frame>`".into(),
+                    )));
+                };
+                let mut out = Output::default();
+                decode_frame(&line[space + 1..], &mut out);
+                self.pending.extend(out.records);
+                self.pending.pop_front()
             }
         }
     }
@@ -227,6 +247,9 @@ impl Iterator for TickFile {
     type Item = Result<Tick, Rejected>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(record) = self.pending.pop_front() {
+            return Some(self.count(record, self.counts.lines));
+        }
         loop {
             self.buf.clear();
             match self.reader.read_until(b'\n', &mut self.buf) {
@@ -248,21 +271,29 @@ impl Iterator for TickFile {
             }
             self.counts.lines += 1;
             let line_no = self.counts.lines;
-            match self.decode(line_no) {
+            match self.decode() {
                 None => self.counts.skipped += 1,
-                Some(Ok(tick)) => {
-                    self.counts.ticks += 1;
-                    return Some(Ok(tick));
-                }
-                Some(Err(reason)) => {
-                    self.counts.rejected += 1;
-                    let raw = String::from_utf8_lossy(trim_newline(&self.buf)).into_owned();
-                    return Some(Err(Rejected {
-                        line: line_no,
-                        reason,
-                        raw,
-                    }));
-                }
+                Some(record) => return Some(self.count(record, line_no)),
+            }
+        }
+    }
+}
+
+impl TickFile {
+    /// Counts a decoded record of line `line_no` (still in `buf`) and gives it its final form.
+    fn count(&mut self, record: Result<Tick, Rejection>, line_no: u64) -> Result<Tick, Rejected> {
+        match record {
+            Ok(tick) => {
+                self.counts.ticks += 1;
+                Ok(tick)
+            }
+            Err(reason) => {
+                self.counts.rejected += 1;
+                Err(Rejected {
+                    line: line_no,
+                    reason,
+                    raw: String::from_utf8_lossy(trim_newline(&self.buf)).into_owned(),
+                })
             }
         }
     }
@@ -290,9 +321,18 @@ fn detect(name: &str, head: &str) -> Option<Format> {
     if let Some((ts, rest)) = head.split_once(' ')
         && !ts.is_empty()
         && ts.bytes().all(|c| c.is_ascii_digit())
-        && rest.starts_with('{')
     {
-        return Some(Format::BinanceRaw);
+        // Alpaca frames are arrays; Finnhub messages carry a `type`; Binance ones do not.
+        if rest.starts_with('[') {
+            return Some(Format::AlpacaRaw);
+        }
+        if rest.starts_with('{') {
+            return Some(if rest.contains("\"type\"") {
+                Format::FinnhubRaw
+            } else {
+                Format::BinanceRaw
+            });
+        }
     }
     if name.contains("_message_") && lobster_name(name).is_some() {
         return Some(Format::Lobster);
@@ -496,59 +536,6 @@ fn decode_binance_trade_csv(line: &[u8]) -> Result<Tick, Rejection> {
         trade_id: Some(trade_id),
         conditions: Vec::new(),
     })
-}
-
-/// A Binance `@trade` payload (`e: "trade"`) as a tick; `None` for any other frame.
-pub(crate) fn binance_trade(data: &Value) -> Option<Result<Tick, Rejection>> {
-    if data.get("e").and_then(Value::as_str) != Some("trade") {
-        return None;
-    }
-    let decode = || -> Result<Tick, Rejection> {
-        let text = |k: &str| {
-            data.get(k)
-                .and_then(Value::as_str)
-                .ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")))
-        };
-        let num = |k: &str| {
-            data.get(k)
-                .and_then(Value::as_u64)
-                .ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")))
-        };
-        let trade_id = num("t")?;
-        let time_ms = num("T")?;
-        Ok(Tick {
-            symbol: text("s")?.to_owned(),
-            price: dec(text("p")?.as_bytes(), "p")?,
-            size: dec(text("q")?.as_bytes(), "q")?,
-            time_ns: i64::try_from(time_ms)
-                .map_err(|_| Rejection::Decode("T out of range".into()))?
-                * 1_000_000,
-            seq: trade_id,
-            source: "binance".into(),
-            side: data
-                .get("m")
-                .and_then(Value::as_bool)
-                .map(|m| if m { Side::Sell } else { Side::Buy }),
-            trade_id: Some(trade_id),
-            conditions: Vec::new(),
-        })
-    };
-    Some(decode())
-}
-
-fn decode_binance_raw(line: &[u8]) -> Option<Result<Tick, Rejection>> {
-    let Some(space) = line.iter().position(|&c| c == b' ') else {
-        return Some(Err(Rejection::Decode(
-            "expected `<local ts> <frame>`".into(),
-        )));
-    };
-    let frame: Value = match serde_json::from_slice(&line[space + 1..]) {
-        Ok(v) => v,
-        Err(e) => return Some(Err(Rejection::Decode(format!("frame is not JSON: {e}")))),
-    };
-    // Combined streams wrap the payload as {"stream": ..., "data": {...}}.
-    let data = frame.get("data").unwrap_or(&frame);
-    binance_trade(data)
 }
 
 #[cfg(test)]

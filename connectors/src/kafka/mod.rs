@@ -2,10 +2,12 @@
 //!
 //! See [`KafkaConfig`] for the settings and why each non-default librdkafka option is set.
 
+mod buffer;
 mod config;
 mod sink;
 mod source;
 
+pub use buffer::{TickBuffer, deliver};
 pub use config::{KafkaConfig, TickEncoding};
 pub use sink::TickProducer;
 pub use source::{TickConsumer, decode_tick};

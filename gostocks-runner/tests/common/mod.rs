@@ -167,6 +167,25 @@ pub fn unique_topic(kind: &str) -> String {
     format!("gostocks_test_{kind}_{}_{nanos}", std::process::id())
 }
 
+/// The shared market data folder (`GOSTOCKS_DATA_DIR`, else `../shared/data`), or `None` with the
+/// reason printed.
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("GOSTOCKS_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+        });
+    if dir.join("README.md").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: no market data at {}; set GOSTOCKS_DATA_DIR",
+            dir.display()
+        );
+        None
+    }
+}
+
 /// The bundled recording's path and its ticks.
 pub fn recording() -> (&'static str, Vec<gostocks_core::Tick>) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/ticks.jsonl");

@@ -1,0 +1,249 @@
+//! `gostocks ingest`: live trades from a market WebSocket into Kafka, keyed by symbol.
+//!
+//! Three parts: the WebSocket client (connectors' `websocket::client`) pushes ticks into a bounded
+//! buffer that never blocks it; a delivery task empties the buffer into Kafka and holds ticks
+//! while Kafka is unreachable; a reporter logs the counters. Ctrl-C or SIGTERM stops the client,
+//! and what the buffer holds is delivered before exit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use gostocks_connectors::kafka::{KafkaConfig, TickBuffer, TickProducer, deliver, ensure_topic};
+use gostocks_connectors::websocket::{
+    Alpaca, Binance, ClientConfig, Finnhub, IngestMetrics, MetricsSnapshot, Provider, ProviderKind,
+    Recorder, client,
+};
+use tracing::{error, info, warn};
+
+use crate::cli::IngestArgs;
+
+/// The Finnhub API token.
+const FINNHUB_TOKEN: &str = "FINNHUB_TOKEN";
+/// The Alpaca API key id (the name Alpaca's own SDKs read).
+const ALPACA_KEY: &str = "APCA_API_KEY_ID";
+/// The Alpaca API secret key.
+const ALPACA_SECRET: &str = "APCA_API_SECRET_KEY";
+/// Wait between deliveries retried while Kafka is unreachable.
+const KAFKA_RETRY: Duration = Duration::from_secs(1);
+/// Bound on one attempt to create the topic, so a dead broker shows up as a warning.
+const TOPIC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `gostocks ingest`.
+pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(ingest_async(args))
+}
+
+fn secret(name: &str, what: &str) -> anyhow::Result<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .with_context(|| format!("set {name} to your {what}"))
+}
+
+fn provider(args: &IngestArgs) -> anyhow::Result<Box<dyn Provider>> {
+    let url = args.url.as_deref();
+    Ok(match args.provider {
+        ProviderKind::Finnhub => Box::new(Finnhub::new(
+            &args.symbols,
+            url,
+            secret(FINNHUB_TOKEN, "Finnhub API token (finnhub.io, free tier)")?,
+        )),
+        ProviderKind::Alpaca => Box::new(Alpaca::new(
+            &args.symbols,
+            url,
+            secret(ALPACA_KEY, "Alpaca API key id")?,
+            secret(ALPACA_SECRET, "Alpaca API secret key")?,
+        )),
+        ProviderKind::Binance => Box::new(Binance::new(&args.symbols, url)),
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    info!("stopping: delivering the ticks held, then exiting");
+}
+
+async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
+    let mut provider = provider(&args)?;
+    let recorder = args
+        .record
+        .as_ref()
+        .map(Recorder::create)
+        .transpose()
+        .context("opening --record")?;
+    let config = ClientConfig {
+        ping_interval: args.ping_interval.into(),
+        read_timeout: args.read_timeout.into(),
+        backoff_min: args.backoff_min.into(),
+        backoff_max: args.backoff_max.into(),
+        dedup_horizon: args.dedup_horizon.into(),
+    };
+    let metrics = Arc::new(IngestMetrics::default());
+    let buffer = Arc::new(TickBuffer::new(args.buffer));
+    let producer = TickProducer::new(
+        &KafkaConfig::new(&args.kafka.brokers, "gostocks-ingest"),
+        args.kafka.tick_encoding,
+    )
+    .context("creating the Kafka producer (is --brokers right?)")?;
+
+    // Set when delivery fails for good (Kafka refuses the topic or the ticks): ingesting on
+    // would only fill the buffer, so the client is stopped too.
+    let delivery_failed = Arc::new(tokio::sync::Notify::new());
+    let delivery = tokio::spawn({
+        let (buffer, metrics) = (Arc::clone(&buffer), Arc::clone(&metrics));
+        let failed = Arc::clone(&delivery_failed);
+        let (brokers, topic, partitions) = (
+            args.kafka.brokers.clone(),
+            args.topic.clone(),
+            args.kafka.partitions,
+        );
+        async move {
+            let result =
+                deliver_all(&buffer, &producer, &metrics, &brokers, &topic, partitions).await;
+            if result.is_err() {
+                failed.notify_one();
+            }
+            result
+        }
+    });
+
+    let reporter = tokio::spawn({
+        let (buffer, metrics) = (Arc::clone(&buffer), Arc::clone(&metrics));
+        let every: Duration = args.stats_interval.into();
+        async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let m = snapshot(&metrics, &buffer);
+                info!(
+                    frames = m.frames,
+                    ticks = m.ticks,
+                    delivered = m.delivered,
+                    buffered = buffer.len(),
+                    ignored = m.ignored,
+                    parse_errors = m.parse_errors,
+                    duplicates = m.duplicates,
+                    gap_ids = m.gap_ids,
+                    reconnects = m.reconnects,
+                    overflow = m.overflow,
+                    mean_delay_ms = format_args!("{:.1}", m.mean_delay_ms()),
+                    "ingest counters"
+                );
+            }
+        }
+    });
+
+    info!(provider = %args.provider, symbols = ?args.symbols, topic = %args.topic, "ingesting");
+    let push = |tick| {
+        buffer.push(tick);
+    };
+    let result = client::run(
+        provider.as_mut(),
+        &config,
+        &metrics,
+        recorder,
+        push,
+        async {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = delivery_failed.notified() => {}
+            }
+        },
+    )
+    .await;
+    buffer.close();
+    let drain_timeout: Duration = args.drain_timeout.into();
+    let drained = tokio::time::timeout(drain_timeout, delivery).await;
+    reporter.abort();
+    let m = snapshot(&metrics, &buffer);
+    // Rates over the streaming span, so that waiting for a connection or for Ctrl-C does not
+    // dilute them.
+    let secs = m.streaming_secs().max(1e-9);
+    eprintln!(
+        "ingest summary: frames={} ticks={} delivered={} ignored={} parse_errors={} invalid={} duplicates={} gap_ids={} reconnects={} provider_errors={} overflow={} undelivered={} mean_delay_ms={:.1} max_delay_ms={:.1} streaming_s={:.3} ticks_per_s={:.0} frames_per_s={:.0}",
+        m.frames,
+        m.ticks,
+        m.delivered,
+        m.ignored,
+        m.parse_errors,
+        m.invalid,
+        m.duplicates,
+        m.gap_ids,
+        m.reconnects,
+        m.provider_errors,
+        m.overflow,
+        buffer.len(),
+        m.mean_delay_ms(),
+        m.delay_ns_max as f64 / 1e6,
+        m.streaming_secs(),
+        m.ticks as f64 / secs,
+        m.frames as f64 / secs,
+    );
+    result.context("ingest stopped")?;
+    match drained {
+        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e).context("delivering ticks to Kafka"),
+        Ok(Err(e)) => Err(e).context("the delivery task failed"),
+        Err(_) => anyhow::bail!(
+            "Kafka at {} did not take the {} buffered ticks within {drain_timeout:?}",
+            args.kafka.brokers,
+            buffer.len()
+        ),
+    }
+}
+
+/// Makes sure the topic exists, then delivers the buffer's ticks until it is closed and empty.
+async fn deliver_all(
+    buffer: &TickBuffer,
+    producer: &TickProducer,
+    metrics: &IngestMetrics,
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<u64, gostocks_connectors::Error> {
+    // The topic is made sure of here, not before connecting: the WebSocket does not wait for
+    // Kafka, ticks wait in the buffer instead.
+    loop {
+        match tokio::time::timeout(TOPIC_TIMEOUT, ensure_topic(brokers, topic, partitions)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) if !e.is_transient() => {
+                error!(brokers, topic, error = %e, "kafka refused the topic; stopping");
+                return Err(e);
+            }
+            Ok(Err(e)) => {
+                warn!(brokers, error = %e, "kafka unreachable; holding ticks in the buffer");
+            }
+            Err(_) => warn!(brokers, "kafka unreachable; holding ticks in the buffer"),
+        }
+        tokio::time::sleep(KAFKA_RETRY).await;
+    }
+    deliver(buffer, producer, topic, KAFKA_RETRY, &metrics.delivered).await
+}
+
+fn snapshot(metrics: &IngestMetrics, buffer: &TickBuffer) -> MetricsSnapshot {
+    metrics.overflow.store(buffer.overflow(), Ordering::Relaxed);
+    metrics.snapshot()
+}

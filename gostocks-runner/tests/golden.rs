@@ -232,7 +232,9 @@ fn rules_for(ticks: &[Trade], n: usize, seed: u64) -> Vec<(AlertRule, u64, u64)>
 
 #[test]
 fn alerts_on_real_tapes_match_the_reference_at_one_and_two_workers() {
-    let Some(dir) = data_dir() else { return };
+    let Some(dir) = common::data_dir() else {
+        return;
+    };
     let cfg = AnalyticsConfig::default();
     for (i, tape) in [
         AAPL,

@@ -423,8 +423,8 @@ pub struct RunArgs {
     )]
     pub alerts_topic: String,
 
-    /// Write the speed layer to Redis at this URL (price:<SYM>, stats:<SYM>:<window>,
-    /// bar:<SYM>:<size>, PUBLISH updates:<SYM>); REST then answers prices from Redis.
+    /// Write the speed layer to Redis at this URL (`price:<SYM>`, `stats:<SYM>:<window>`,
+    /// `bar:<SYM>:<size>`, PUBLISH `updates:<SYM>`); REST then answers prices from Redis.
     #[arg(long, env = "GOSTOCKS_REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
 

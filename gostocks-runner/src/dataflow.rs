@@ -25,6 +25,20 @@ pub struct Batch {
     pub source: u32,
     /// The ticks, in the source's order.
     pub ticks: Vec<Tick>,
+    /// The source is gone (a partition revoked by a rebalance): it no longer takes part in
+    /// event time.
+    pub retired: bool,
+}
+
+impl Batch {
+    /// Ticks of `source`.
+    pub fn of(source: u32, ticks: Vec<Tick>) -> Batch {
+        Batch {
+            source,
+            ticks,
+            retired: false,
+        }
+    }
 }
 
 /// The dataflow's alert channels: rule changes in, fired events out.
@@ -168,7 +182,14 @@ pub fn run(
                 rules_input.send((change.rule, at, change.diff));
             }
             match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(Batch { source, ticks }) => {
+                Ok(Batch {
+                    source,
+                    retired: true,
+                    ..
+                }) => {
+                    sources.marks.remove(&source);
+                }
+                Ok(Batch { source, ticks, .. }) => {
                     sources.register(source);
                     for tick in ticks {
                         let trade = match tick.validate() {
@@ -181,10 +202,17 @@ pub fn run(
                         };
                         // Below the input's time it can no longer count (its source's watermark, or
                         // an idle source coming back after time moved on without it).
-                        if sources.admit(source, trade.time_ns).is_err()
-                            || grid_ceil(trade.time_ns, resolution) < *input.time()
+                        let admitted = sources.admit(source, trade.time_ns);
+                        if admitted.is_err() || grid_ceil(trade.time_ns, resolution) < *input.time()
                         {
                             state.late.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(
+                                source,
+                                time_ns = trade.time_ns,
+                                input_time = *input.time(),
+                                watermark_late = admitted.is_err(),
+                                "late tick"
+                            );
                             continue;
                         }
                         state.observe(trade.time_ns);

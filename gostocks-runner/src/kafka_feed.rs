@@ -61,7 +61,12 @@ pub fn run(
         .build()?;
     runtime.block_on(async move {
         let config = KafkaConfig::new(&feed.brokers, &feed.group);
-        let rewind = Rewind::default();
+        let rewind = Rewind {
+            state: Arc::clone(&state),
+            committed: Arc::default(),
+            processed: Arc::default(),
+            assigned: Arc::default(),
+        };
         let (committed, processed_shared) = (Arc::clone(&rewind.committed), Arc::clone(&rewind.processed));
         let assigned = Arc::clone(&rewind.assigned);
         let consumer: StreamConsumer<Rewind> = config
@@ -72,17 +77,12 @@ pub fn run(
         let consumer = &consumer;
         let dlq = TickProducer::new(&config, feed.encoding).context("creating the dead-letter producer")?;
         state.ownership.activate();
-        // Announce every partition before the first record, so that none of them is late merely
-        // for being read after another.
+        // Partitions are announced to the dataflow as they are assigned, before their first
+        // record, so that none is late merely for being read after another.
         let metadata = consumer
             .fetch_metadata(Some(&feed.topic), Duration::from_secs(30))
             .with_context(|| format!("reading the metadata of topic {}", feed.topic))?;
         let partitions = metadata.topics().iter().map(|t| t.partitions().len()).sum::<usize>();
-        for p in 0..partitions {
-            if tx.send(Batch { source: p as u32, ticks: Vec::new() }).is_err() {
-                return Ok(());
-            }
-        }
         tracing::info!(topic = %feed.topic, group = %feed.group, partitions, "consuming ticks from kafka");
         let mut parts: HashMap<i32, Part> = HashMap::new();
         // The last offset this process handed on, per partition it ever read.
@@ -90,9 +90,10 @@ pub fn run(
         let mut stream = consumer.stream();
         let mut last_commit = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let fresh: Vec<i32> = std::mem::take(&mut *lock(&assigned));
-            for p in fresh {
-                if tx.send(Batch { source: p as u32, ticks: Vec::new() }).is_err() {
+            let changes: Vec<(i32, bool)> = std::mem::take(&mut *lock(&assigned));
+            for (p, now_mine) in changes {
+                let batch = Batch { source: p as u32, ticks: Vec::new(), retired: !now_mine };
+                if tx.send(batch).is_err() {
                     return Ok(());
                 }
             }
@@ -151,7 +152,7 @@ pub fn run(
                         state.ownership.saw(symbol, p, (offset < part.replay_until).then_some(grid));
                     }
                     part.pending.push_back((offset, grid));
-                    let batch = Batch { source: p as u32, ticks: vec![tick] };
+                    let batch = Batch::of(p as u32, vec![tick]);
                     if tx.send(batch).is_err() {
                         break;
                     }
@@ -180,12 +181,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The consumer's rebalance handling: a partition this process has not read is assigned from
 /// its beginning (its committed offset is noted: records below it are replays); a partition
 /// it read before resumes after the last record it handed on.
-#[derive(Default)]
 struct Rewind {
+    /// Ownership changes take effect at once, before any record of the new assignment.
+    state: Arc<MarketState>,
     committed: Arc<Mutex<HashMap<i32, i64>>>,
     processed: Arc<Mutex<HashMap<i32, i64>>>,
-    /// Partitions assigned since the feed last looked, to announce to the dataflow.
-    assigned: Arc<Mutex<Vec<i32>>>,
+    /// Partitions assigned (true) and revoked (false) since the feed last looked, in order, to
+    /// announce to the dataflow.
+    assigned: Arc<Mutex<Vec<(i32, bool)>>>,
 }
 
 impl ClientContext for Rewind {}
@@ -198,6 +201,10 @@ impl ConsumerContext for Rewind {
         tpl: &mut TopicPartitionList,
     ) {
         if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            for e in tpl.elements() {
+                self.state.ownership.disown(e.partition());
+                lock(&self.assigned).push((e.partition(), false));
+            }
             if let Err(error) = base.unassign() {
                 tracing::warn!(%error, "unassigning partitions");
             }
@@ -219,7 +226,10 @@ impl ConsumerContext for Rewind {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         elems.sort();
-        lock(&self.assigned).extend(elems.iter().map(|(_, p)| *p));
+        lock(&self.assigned).extend(elems.iter().map(|(_, p)| (*p, true)));
+        for (_, p) in &elems {
+            self.state.ownership.own(*p);
+        }
         for (topic, p) in elems {
             let offset = match processed.get(&p) {
                 Some(done) => Offset::Offset(done + 1),

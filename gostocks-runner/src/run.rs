@@ -206,11 +206,8 @@ fn replay(
     let started = Instant::now();
     // The replay is source 0; false once the dataflow has stopped listening.
     let send = |batch: &mut Vec<Tick>| {
-        tx.send(crate::dataflow::Batch {
-            source: 0,
-            ticks: std::mem::take(batch),
-        })
-        .is_ok()
+        tx.send(crate::dataflow::Batch::of(0, std::mem::take(batch)))
+            .is_ok()
     };
     for round in 0u64.. {
         let mut batch = Vec::with_capacity(256);

@@ -17,6 +17,24 @@ use rdkafka::Message;
 
 const SEC: i64 = 1_000_000_000;
 
+/// The runner's counters, for failure messages.
+fn metrics(http: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(http) else {
+        return String::new();
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw.lines()
+        .filter(|l| l.starts_with("gostocks_"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Waits until Redis holds, for every symbol and window, the latest stats line `gostocks
 /// analyze` computes from `path` (up to the last grid time the pipeline can finalise), and the
 /// last price; returns those stats lines.
@@ -95,9 +113,10 @@ async fn expect_redis_equals_analyze(
             assert_eq!(
                 get("count"),
                 Some(row["count"].to_string()),
-                "{symbol} {window}: the runner has {:?}, {:?}; want {row}",
+                "{symbol} {window}: the runner has {:?}, {:?}, {}; want {row}",
                 common::get(http, &format!("/stats/{symbol}?window={window}")),
                 common::get(http, "/healthz"),
+                metrics(http),
             );
             assert_eq!(
                 get("vwap"),
@@ -576,4 +595,107 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+// Known gap (the pipeline issue stays open): after the eager rebalance, the runner that keeps a
+// partition ends with windows missing ticks it had read before. Run it with `--ignored` while
+// working on it.
+#[ignore = "rebalance: the member that keeps a partition loses window content (open)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and_exact() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let redis_url =
+        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let topic = common::unique_topic("rebalance");
+    let stats_topic = format!("{topic}_stats");
+    let prefix = format!("{topic}:");
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    let group = format!("{topic}_group");
+    // The stream pauses between its halves while the group rebalances. A partition silent for
+    // longer than --idle lets its last grid second close, and later ticks of that second would
+    // be late by design; so the idle time here is longer than the pause.
+    let args = [
+        "--kafka",
+        &brokers,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--idle",
+        "20s",
+        "--stats-topic",
+        &stats_topic,
+        "--redis",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+    ];
+    let first = common::start(&args);
+    let (path, ticks) = common::recording();
+    let producer = TickProducer::new(
+        &KafkaConfig::new(&brokers, "unused"),
+        TickEncoding::Protobuf,
+    )
+    .expect("producer");
+    let send = |part: &[gostocks_core::Tick]| {
+        let sends: Vec<_> = part
+            .iter()
+            .map(|t| producer.send_owned(topic.clone(), t.clone()))
+            .collect();
+        futures::future::join_all(sends)
+    };
+    let half = ticks.len() / 2;
+    for sent in send(&ticks[..half]).await {
+        sent.expect("sent");
+    }
+    let redis = RedisSink::connect(&redis_url, &prefix)
+        .await
+        .expect("redis");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis
+        .read_hash("stats:AAPL:60s")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "outputs from the first runner");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A second runner joins: the partitions are shared out between the two.
+    let second = common::start(&args);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for sent in send(&ticks[half..]).await {
+        sent.expect("sent");
+    }
+    // Each symbol's final state is exact, whichever runner owns it now; either gateway
+    // answers from the shared Redis.
+    let want = expect_redis_equals_analyze(&redis, &first.http, path, &ticks, &topic, 90).await;
+    drop(first);
+
+    // The union of what both wrote to the stats topic is exactly analyze's changelog.
+    let consumer = TickConsumer::subscribe(
+        &KafkaConfig::new(&brokers, format!("{topic}_reader")),
+        &[&stats_topic],
+    )
+    .expect("consumer");
+    let mut stream = consumer.consumer.stream();
+    let mut got: BTreeSet<String> = BTreeSet::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            got.insert(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
+            if got.len() >= want.len() {
+                break;
+            }
+        }
+    })
+    .await;
+    let missing: Vec<_> = want.difference(&got).take(3).collect();
+    let extra: Vec<_> = got.difference(&want).take(3).collect();
+    assert!(
+        got == want,
+        "stats topic: missing {missing:?}, extra {extra:?}"
+    );
 }

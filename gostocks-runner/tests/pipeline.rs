@@ -665,7 +665,7 @@ async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A second runner joins: the partitions are shared out between the two.
-    let second = common::start(&args);
+    let _second = common::start(&args);
     tokio::time::sleep(Duration::from_secs(8)).await;
     for sent in send(&ticks[half..]).await {
         sent.expect("sent");

@@ -35,6 +35,43 @@ fn metrics(http: &str) -> String {
         .join(" ")
 }
 
+/// Produces `ticks` to `topic` (keyed by symbol) and waits for every acknowledgement.
+async fn produce(brokers: &str, topic: &str, ticks: &[gostocks_core::Tick]) {
+    let producer = TickProducer::new(&KafkaConfig::new(brokers, "unused"), TickEncoding::Protobuf)
+        .expect("producer");
+    let sends: Vec<_> = ticks
+        .iter()
+        .map(|t| producer.send_owned(topic.to_owned(), t.clone()))
+        .collect();
+    for sent in futures::future::join_all(sends).await {
+        sent.expect("sent");
+    }
+}
+
+/// The distinct lines of a stats topic (deduplicated by content: key and time included),
+/// read until `expected` are in or 60 s have passed.
+async fn stats_topic_lines(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    expected: usize,
+) -> BTreeSet<String> {
+    let consumer =
+        TickConsumer::subscribe(&KafkaConfig::new(brokers, group), &[topic]).expect("consumer");
+    let mut stream = consumer.consumer.stream();
+    let mut got: BTreeSet<String> = BTreeSet::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            got.insert(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
+            if got.len() >= expected {
+                break;
+            }
+        }
+    })
+    .await;
+    got
+}
+
 /// Waits until Redis holds, for every symbol and window, the latest stats line `gostocks
 /// analyze` computes from `path` (up to the last grid time the pipeline can finalise), and the
 /// last price; returns those stats lines.
@@ -193,18 +230,7 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
     ]);
 
     let (path, ticks) = common::recording();
-    let producer = TickProducer::new(
-        &KafkaConfig::new(&brokers, "unused"),
-        TickEncoding::Protobuf,
-    )
-    .expect("producer");
-    let sends: Vec<_> = ticks
-        .iter()
-        .map(|t| producer.send_owned(topic.clone(), t.clone()))
-        .collect();
-    for sent in futures::future::join_all(sends).await {
-        sent.expect("sent");
-    }
+    produce(&brokers, &topic, &ticks).await;
 
     let redis = RedisSink::connect(&redis_url, &prefix)
         .await
@@ -212,21 +238,12 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
     let want = expect_redis_equals_analyze(&redis, &running.http, path, &ticks, &topic, 60).await;
 
     // The stats topic, deduplicated by key and time, is the same changelog.
-    let consumer = TickConsumer::subscribe(
-        &KafkaConfig::new(&brokers, format!("{topic}_stats_reader")),
-        &[&stats_topic],
+    let got = stats_topic_lines(
+        &brokers,
+        &stats_topic,
+        &format!("{topic}_stats_reader"),
+        want.len(),
     )
-    .expect("consumer");
-    let mut stream = consumer.consumer.stream();
-    let mut got: BTreeSet<String> = BTreeSet::new();
-    let _ = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(Ok(msg)) = stream.next().await {
-            got.insert(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
-            if got.len() >= want.len() {
-                break;
-            }
-        }
-    })
     .await;
     assert_eq!(got.len(), want.len(), "stats topic rows");
     assert!(got == want, "the stats topic equals analyze's changelog");
@@ -340,22 +357,8 @@ async fn a_redis_outage_delays_outputs_and_loses_none() {
         &redis_url,
     ]);
     let (path, ticks) = common::recording();
-    let producer = TickProducer::new(
-        &KafkaConfig::new(&brokers, "unused"),
-        TickEncoding::Protobuf,
-    )
-    .expect("producer");
     let half = ticks.len() / 2;
-    let send = |part: &[gostocks_core::Tick]| {
-        let sends: Vec<_> = part
-            .iter()
-            .map(|t| producer.send_owned(topic.clone(), t.clone()))
-            .collect();
-        futures::future::join_all(sends)
-    };
-    for sent in send(&ticks[..half]).await {
-        sent.expect("sent");
-    }
+    produce(&brokers, &topic, &ticks[..half]).await;
     // Let the first half reach Redis, then take Redis away while the second half flows.
     let redis = RedisSink::connect(&redis_url, "").await.expect("redis");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -370,9 +373,7 @@ async fn a_redis_outage_delays_outputs_and_loses_none() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     redis_server.kill();
-    for sent in send(&ticks[half..]).await {
-        sent.expect("sent");
-    }
+    produce(&brokers, &topic, &ticks[half..]).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     redis_server.up();
     let redis = RedisSink::connect(&redis_url, "")
@@ -467,22 +468,8 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
     }
 
     let (path, ticks) = common::recording();
-    let producer = TickProducer::new(
-        &KafkaConfig::new(&brokers, "unused"),
-        TickEncoding::Protobuf,
-    )
-    .expect("producer");
-    let send = |part: &[gostocks_core::Tick]| {
-        let sends: Vec<_> = part
-            .iter()
-            .map(|t| producer.send_owned(topic.clone(), t.clone()))
-            .collect();
-        futures::future::join_all(sends)
-    };
     let half = ticks.len() / 2;
-    for sent in send(&ticks[..half]).await {
-        sent.expect("sent");
-    }
+    produce(&brokers, &topic, &ticks[..half]).await;
     // Let outputs and commits happen, then kill -9 mid-stream.
     let redis = RedisSink::connect(&redis_url, &prefix)
         .await
@@ -501,28 +488,17 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.child.kill().expect("kill -9");
     let _ = first.child.wait();
-    for sent in send(&ticks[half..]).await {
-        sent.expect("sent");
-    }
+    produce(&brokers, &topic, &ticks[half..]).await;
     let second = common::start(&args);
     let want = expect_redis_equals_analyze(&redis, &second.http, path, &ticks, &topic, 90).await;
 
     // The stats topic, deduplicated by key and time, is exactly analyze's changelog.
-    let consumer = TickConsumer::subscribe(
-        &KafkaConfig::new(&brokers, format!("{topic}_reader")),
-        &[&stats_topic],
+    let got = stats_topic_lines(
+        &brokers,
+        &stats_topic,
+        &format!("{topic}_reader"),
+        want.len(),
     )
-    .expect("consumer");
-    let mut stream = consumer.consumer.stream();
-    let mut got: BTreeSet<String> = BTreeSet::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(Ok(msg)) = stream.next().await {
-            got.insert(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
-            if got.len() >= want.len() {
-                break;
-            }
-        }
-    })
     .await;
     assert!(
         got == want,
@@ -634,22 +610,8 @@ async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and
     ];
     let first = common::start(&args);
     let (path, ticks) = common::recording();
-    let producer = TickProducer::new(
-        &KafkaConfig::new(&brokers, "unused"),
-        TickEncoding::Protobuf,
-    )
-    .expect("producer");
-    let send = |part: &[gostocks_core::Tick]| {
-        let sends: Vec<_> = part
-            .iter()
-            .map(|t| producer.send_owned(topic.clone(), t.clone()))
-            .collect();
-        futures::future::join_all(sends)
-    };
     let half = ticks.len() / 2;
-    for sent in send(&ticks[..half]).await {
-        sent.expect("sent");
-    }
+    produce(&brokers, &topic, &ticks[..half]).await;
     let redis = RedisSink::connect(&redis_url, &prefix)
         .await
         .expect("redis");
@@ -667,30 +629,19 @@ async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and
     // A second runner joins: the partitions are shared out between the two.
     let _second = common::start(&args);
     tokio::time::sleep(Duration::from_secs(8)).await;
-    for sent in send(&ticks[half..]).await {
-        sent.expect("sent");
-    }
+    produce(&brokers, &topic, &ticks[half..]).await;
     // Each symbol's final state is exact, whichever runner owns it now; either gateway
     // answers from the shared Redis.
     let want = expect_redis_equals_analyze(&redis, &first.http, path, &ticks, &topic, 90).await;
     drop(first);
 
     // The union of what both wrote to the stats topic is exactly analyze's changelog.
-    let consumer = TickConsumer::subscribe(
-        &KafkaConfig::new(&brokers, format!("{topic}_reader")),
-        &[&stats_topic],
+    let got = stats_topic_lines(
+        &brokers,
+        &stats_topic,
+        &format!("{topic}_reader"),
+        want.len(),
     )
-    .expect("consumer");
-    let mut stream = consumer.consumer.stream();
-    let mut got: BTreeSet<String> = BTreeSet::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(Ok(msg)) = stream.next().await {
-            got.insert(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
-            if got.len() >= want.len() {
-                break;
-            }
-        }
-    })
     .await;
     let missing: Vec<_> = want.difference(&got).take(3).collect();
     let extra: Vec<_> = got.difference(&want).take(3).collect();

@@ -150,20 +150,7 @@ impl RedisSink {
             }
             pipe.invoke_script(&inv);
         }
-        let mut conn = self.conn.clone();
-        let mut result = pipe.query_async::<Vec<i64>>(&mut conn).await;
-        if result
-            .as_ref()
-            .is_err_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
-        {
-            self.load_script().await?;
-            result = pipe.query_async::<Vec<i64>>(&mut conn).await;
-        }
-        let applied = result.map_err(|source| Error::Redis {
-            context: "writing hashes".into(),
-            source,
-        })?;
-        Ok(applied.iter().filter(|&&a| a == 1).count())
+        self.run_guarded(&pipe, "writing hashes").await
     }
 
     /// Reads a hash written by [`RedisSink::write_hashes`] (`None` if absent).
@@ -208,6 +195,12 @@ impl RedisSink {
                     .arg(msg),
             );
         }
+        self.run_guarded(&pipe, "writing prices").await
+    }
+
+    /// Runs a pipeline of guarded-write scripts (reloading them if Redis restarted and forgot
+    /// them); returns how many writes were applied.
+    async fn run_guarded(&self, pipe: &redis::Pipeline, context: &str) -> Result<usize, Error> {
         let mut conn = self.conn.clone();
         let mut result = pipe.query_async::<Vec<i64>>(&mut conn).await;
         if result
@@ -218,7 +211,7 @@ impl RedisSink {
             result = pipe.query_async::<Vec<i64>>(&mut conn).await;
         }
         let applied = result.map_err(|source| Error::Redis {
-            context: "writing prices".into(),
+            context: context.into(),
             source,
         })?;
         Ok(applied.iter().filter(|&&a| a == 1).count())

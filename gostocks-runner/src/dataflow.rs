@@ -66,6 +66,9 @@ struct Sources {
     resolution: u64,
     idle: Duration,
     marks: HashMap<u32, (Watermark, Instant)>,
+    /// Sources taken away (revoked partitions): kept with their history, in case they come
+    /// back, but out of event time meanwhile.
+    retired: std::collections::HashSet<u32>,
 }
 
 impl Sources {
@@ -75,12 +78,14 @@ impl Sources {
             resolution,
             idle,
             marks: HashMap::new(),
+            retired: std::collections::HashSet::new(),
         }
     }
 
     /// A source that exists but has not sent yet: it holds event time back (until it goes idle),
     /// so its first ticks are not late merely for arriving after another source's.
     fn register(&mut self, source: u32) {
+        self.retired.remove(&source);
         let (lateness, resolution) = (self.lateness, self.resolution);
         // An announcement is activity: a partition assigned after a long rebalance holds time
         // back again from the moment it is announced, before its first records arrive.
@@ -103,13 +108,17 @@ impl Sources {
     /// The least watermark over active sources; when all are idle, past the greatest grid time
     /// seen (everything seen is final, as nothing more is coming).
     fn input_time(&self) -> Option<u64> {
-        let active = self
-            .marks
-            .values()
+        let current = || {
+            self.marks
+                .iter()
+                .filter(|(s, _)| !self.retired.contains(s))
+                .map(|(_, m)| m)
+        };
+        let active = current()
             .filter(|(_, seen)| seen.elapsed() < self.idle)
             .map(|(w, _)| w.input_time())
             .min();
-        active.or_else(|| self.marks.values().map(|(w, _)| w.closed_time()).max())
+        active.or_else(|| current().map(|(w, _)| w.closed_time()).max())
     }
 }
 
@@ -175,6 +184,7 @@ pub fn run(
         };
         let mut sources = Sources::new(config.lateness, resolution, idle);
         let mut marked = 0u64;
+        let mut last_report = Instant::now();
         loop {
             // Rule changes apply from the current input time on: to every trade not yet final.
             while let Ok(change) = rules_rx.try_recv() {
@@ -228,6 +238,22 @@ pub fn run(
             if let Some(t) = sources.input_time().filter(|t| t > input.time()) {
                 input.advance_to(t);
                 rules_input.advance_to(t);
+            }
+            if last_report.elapsed() > Duration::from_secs(5) {
+                last_report = Instant::now();
+                let marks: Vec<_> = sources
+                    .marks
+                    .iter()
+                    .map(|(s, (w, seen))| {
+                        (
+                            *s,
+                            w.closed_time(),
+                            seen.elapsed().as_secs(),
+                            sources.retired.contains(s),
+                        )
+                    })
+                    .collect();
+                tracing::debug!(input_time = *input.time(), ?marks, "event time");
             }
             while probe.less_than(input.time()) && worker.step() {}
             worker.step();

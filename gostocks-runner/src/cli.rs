@@ -59,6 +59,10 @@ pub enum Command {
     /// Verify a running pipeline end to end: a probe tick through Kafka, the dataflow, Redis
     /// and REST, with each hop's latency; exits non-zero naming the hop that failed.
     Check(CheckArgs),
+    /// Benchmark the Kafka → dataflow → Redis pipeline against a local broker and Redis:
+    /// consume-only rate of a bare consumer, the pipeline's rate on the same pre-filled topic,
+    /// and tick-to-Redis latency at a steady produce rate.
+    BenchPipeline(BenchPipelineArgs),
     /// Stream live trades from a market WebSocket into Kafka, keyed by symbol.
     ///
     /// Credentials come from the environment, never from flags (which `ps` would show):
@@ -67,6 +71,43 @@ pub enum Command {
     /// dropped, and ticks are held in a bounded buffer while Kafka is unreachable. Stops on
     /// Ctrl-C, after delivering what it holds.
     Ingest(IngestArgs),
+}
+
+/// Flags of `gostocks bench-pipeline`.
+#[derive(Debug, Args)]
+pub struct BenchPipelineArgs {
+    /// The shared data folder (default: GOSTOCKS_DATA_DIR, else ../shared/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Ticks to pre-fill the topic with (from the replicated real tapes).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub ticks: usize,
+
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092", env = "GOSTOCKS_KAFKA_BROKERS")]
+    pub brokers: String,
+
+    /// Redis URL.
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "GOSTOCKS_REDIS_URL"
+    )]
+    pub redis: String,
+
+    /// Produce rate (ticks/s) of the latency measurement.
+    #[arg(long, default_value_t = 50_000)]
+    pub rate: u64,
+
+    /// Seconds of the latency measurement.
+    #[arg(long, default_value_t = 10)]
+    pub latency_secs: u64,
+
+    /// The result grid of the latency measurement: a price is published once its grid time is
+    /// final, so this bounds the latency from below.
+    #[arg(long, default_value = "10ms")]
+    pub latency_resolution: String,
 }
 
 /// Flags of `gostocks check`.

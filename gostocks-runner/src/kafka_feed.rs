@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use gostocks_connectors::kafka::{DLQ_TOPIC, KafkaConfig, TickEncoding, TickProducer, decode_tick};
 use gostocks_core::feed::grid_ceil;
 use rdkafka::ClientContext;
@@ -114,7 +114,7 @@ pub fn run(
                 }
             }
             let Ok(next) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await else { continue };
-            let msg = match next {
+            let first = match next {
                 Some(Ok(msg)) => msg,
                 Some(Err(error)) => {
                     // Transient broker trouble: librdkafka reconnects by itself; say so and go on.
@@ -124,49 +124,65 @@ pub fn run(
                 }
                 None => break,
             };
-            let (p, offset) = (msg.partition(), msg.offset());
-            let part = parts.entry(p).or_insert_with(|| {
-                // Read before in this process: its state is here, nothing to replay.
-                let replay_until = if processed.contains_key(&p) {
-                    0
-                } else {
-                    lock(&committed).get(&p).copied().unwrap_or(0)
-                };
-                if replay_until > 0 {
-                    tracing::info!(partition = p, committed = replay_until, "replaying the partition from its beginning to rebuild state");
+            // Whatever else is already fetched goes in the same hand-over: one batch per
+            // partition instead of one per tick.
+            let mut msgs = vec![first];
+            while msgs.len() < 4096 {
+                match stream.next().now_or_never() {
+                    Some(Some(Ok(msg))) => msgs.push(msg),
+                    _ => break,
                 }
-                state.ownership.own(p);
-                Part { replay_until, pending: VecDeque::new() }
-            });
-            // Already handed on before a rebalance gave the partition back.
-            if processed.get(&p).is_some_and(|&done| offset <= done) {
-                continue;
             }
-            processed.insert(p, offset);
-            lock(&processed_shared).insert(p, offset);
-            let payload = msg.payload().unwrap_or_default();
-            match decode_tick(payload, feed.encoding) {
-                Ok(tick) => {
-                    let grid = grid_ceil(tick.time_ns.max(0) as u64, feed.resolution);
-                    if let Ok(symbol) = gostocks_core::Symbol::new(&tick.symbol) {
-                        state.ownership.saw(symbol, p, (offset < part.replay_until).then_some(grid));
+            let mut batches: HashMap<i32, Vec<gostocks_core::Tick>> = HashMap::new();
+            for msg in &msgs {
+                let (p, offset) = (msg.partition(), msg.offset());
+                let part = parts.entry(p).or_insert_with(|| {
+                    // Read before in this process: its state is here, nothing to replay.
+                    let replay_until = if processed.contains_key(&p) {
+                        0
+                    } else {
+                        lock(&committed).get(&p).copied().unwrap_or(0)
+                    };
+                    if replay_until > 0 {
+                        tracing::info!(partition = p, committed = replay_until, "replaying the partition from its beginning to rebuild state");
                     }
-                    part.pending.push_back((offset, grid));
-                    let batch = Batch::of(p as u32, vec![tick]);
-                    if tx.send(batch).is_err() {
-                        break;
+                    state.ownership.own(p);
+                    Part { replay_until, pending: VecDeque::new() }
+                });
+                // Already handed on before a rebalance gave the partition back.
+                if processed.get(&p).is_some_and(|&done| offset <= done) {
+                    continue;
+                }
+                processed.insert(p, offset);
+                let payload = msg.payload().unwrap_or_default();
+                match decode_tick(payload, feed.encoding) {
+                    Ok(tick) => {
+                        let grid = grid_ceil(tick.time_ns.max(0) as u64, feed.resolution);
+                        if let Ok(symbol) = gostocks_core::Symbol::new(&tick.symbol) {
+                            state.ownership.saw(symbol, p, (offset < part.replay_until).then_some(grid));
+                        }
+                        part.pending.push_back((offset, grid));
+                        batches.entry(p).or_default().push(tick);
+                    }
+                    Err(reason) => {
+                        part.pending.push_back((offset, 0));
+                        // A replayed bad record was dead-lettered before.
+                        if offset >= part.replay_until {
+                            state.dead_letters.fetch_add(1, Ordering::Relaxed);
+                            let reason = reason.to_string();
+                            tracing::warn!(partition = p, offset, %reason, "record to the dead-letter topic");
+                            dlq.dead_letter(DLQ_TOPIC, msg.key(), payload, &reason).await?;
+                        }
                     }
                 }
-                Err(reason) => {
-                    part.pending.push_back((offset, 0));
-                    // A replayed bad record was dead-lettered before.
-                    if offset >= part.replay_until {
-                        state.dead_letters.fetch_add(1, Ordering::Relaxed);
-                        let reason = reason.to_string();
-                        tracing::warn!(partition = p, offset, %reason, "record to the dead-letter topic");
-                        dlq.dead_letter(DLQ_TOPIC, msg.key(), payload, &reason).await?;
-                    }
-                }
+            }
+            lock(&processed_shared).extend(processed.iter().map(|(p, o)| (*p, *o)));
+            let mut gone = false;
+            for (p, ticks) in batches {
+                gone |= tx.send(Batch::of(p as u32, ticks)).is_err();
+            }
+            if gone {
+                break;
             }
         }
         commit_durable(consumer, &feed.topic, &mut parts, state.durable());

@@ -5,6 +5,7 @@
 mod alerts;
 mod analyze;
 mod bench;
+mod bench_pipeline;
 mod check;
 mod cli;
 mod dataflow;
@@ -35,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Users(args) => users::users(args),
         cli::Command::Migrate(args) => users::migrate(args),
         cli::Command::Check(args) => check::check(args),
+        cli::Command::BenchPipeline(args) => bench_pipeline::bench_pipeline(args),
         cli::Command::Ingest(args) => ingest::ingest(args),
     }
 }

@@ -1,0 +1,301 @@
+//! `gostocks bench-pipeline`: the production pipeline against a local broker and Redis.
+//!
+//! 1. A fresh topic is pre-filled with the replicated real-tape workload, keyed by symbol.
+//! 2. Consume-only: a bare rdkafka consumer reads the whole topic; its rate is what the broker
+//!    can deliver to one process.
+//! 3. Pipeline: `gostocks run --kafka --redis --workers 2` (a child process) consumes the same
+//!    topic; its rate runs from its first accepted tick to its last.
+//! 4. Latency: ticks stamped with the wall clock are produced at a steady rate to another topic
+//!    while a pipeline runs at `--latency-resolution`. Each price update that Redis publishes
+//!    is timed against the event time of the tick it carries.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use gostocks_connectors::kafka::{
+    KafkaConfig, TickConsumer, TickEncoding, TickProducer, ensure_topic,
+};
+use gostocks_core::{Tick, Trade};
+use rdkafka::Message;
+
+use crate::cli::BenchPipelineArgs;
+
+/// Runs `gostocks bench-pipeline`.
+pub fn bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+fn tick(t: &Trade) -> Tick {
+    t.to_tick("bench")
+}
+
+async fn prefill(brokers: &str, topic: &str, trades: &[Trade]) -> anyhow::Result<f64> {
+    ensure_topic(brokers, topic, 4).await?;
+    let producer = TickProducer::new(&KafkaConfig::new(brokers, "bench"), TickEncoding::Protobuf)?;
+    let started = Instant::now();
+    for chunk in trades.chunks(50_000) {
+        let sends: Vec<_> = chunk
+            .iter()
+            .map(|t| producer.send_owned(topic.to_owned(), tick(t)))
+            .collect();
+        for r in futures::future::join_all(sends).await {
+            r?;
+        }
+    }
+    Ok(trades.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn consume_only(brokers: &str, topic: &str, n: usize) -> anyhow::Result<f64> {
+    let group = format!("{topic}-bare");
+    let consumer = TickConsumer::subscribe(&KafkaConfig::new(brokers, &group), &[topic])?;
+    let mut stream = consumer.consumer.stream();
+    let mut seen = 0usize;
+    let mut first = None;
+    while seen < n {
+        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .context("the bare consumer stalled")?
+            .context("stream ended")??;
+        first.get_or_insert_with(Instant::now);
+        // Decoding is part of consuming a tick.
+        let _ = gostocks_connectors::kafka::decode_tick(
+            msg.payload().unwrap_or_default(),
+            TickEncoding::Protobuf,
+        );
+        seen += 1;
+    }
+    let secs = first.map_or(1.0, |f| f.elapsed().as_secs_f64());
+    Ok(n as f64 / secs)
+}
+
+/// Starts `gostocks run` on ephemeral ports with `extra` flags; returns it and its REST address.
+fn start_runner(extra: &[String]) -> anyhow::Result<(std::process::Child, String)> {
+    let me = std::env::current_exe()?;
+    let mut child = Command::new(me)
+        .args(["--log", "warn", "run", "--http-addr", "127.0.0.1:0"])
+        .args(["--grpc-addr", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("GOSTOCKS_POSTGRES_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let http = loop {
+        let line = lines.next().context("the runner printed nothing")??;
+        if let Some(url) = line.trim().strip_prefix("REST") {
+            let addr = url.split_whitespace().next().unwrap_or_default();
+            break addr.trim_start_matches("http://").to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, http))
+}
+
+fn accepted(http: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(http) else {
+        return 0;
+    };
+    let _ = write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw.split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .and_then(|v| v["ticks"].as_u64())
+        .unwrap_or(0)
+}
+
+async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
+    let dir = crate::bench::data_dir(args.data_dir.as_deref());
+    let (trades, symbols) = crate::bench::workload(&dir, args.ticks)?;
+    let trades = &trades[..args.ticks.min(trades.len())];
+    let n = trades.len();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let topic = format!("bench-pipeline-{stamp}");
+    println!(
+        "workload: {n} ticks, {symbols} symbols; broker {}, redis {}",
+        args.brokers, args.redis
+    );
+    let produce_rate = prefill(&args.brokers, &topic, trades).await?;
+    let bare = consume_only(&args.brokers, &topic, n).await?;
+
+    // On a pre-filled topic the consumer may deliver one partition's backlog well before
+    // another's; a long idle time keeps the slower partitions from being declared idle (and
+    // their ticks late). The live latency run, where every partition flows, uses 1 s.
+    let runner_args = |topic: &str, group: &str, resolution: &str| -> Vec<String> {
+        let idle = if resolution == "1s" { "60s" } else { "1s" };
+        [
+            "--kafka",
+            &args.brokers,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--workers",
+            "2",
+            "--redis",
+            &args.redis,
+            "--redis-prefix",
+            topic,
+            "--idle",
+            idle,
+            "--resolution",
+            resolution,
+            "--stats-topic",
+            &format!("{topic}-stats"),
+            "--alerts-topic",
+            &format!("{topic}-alerts"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (mut child, http) = start_runner(&runner_args(&topic, &format!("{topic}-run"), "1s"))?;
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let a = accepted(&http);
+        if a > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        if a as usize >= n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pipeline = n as f64 / first.map_or(1.0, |f| f.elapsed().as_secs_f64());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let (p50, p99, samples) = latency(&args, &runner_args).await?;
+
+    println!();
+    println!("| measurement | ticks/s |");
+    println!("|---|---:|");
+    println!(
+        "| produce (pre-fill, idempotent producer) | {:.0} |",
+        produce_rate
+    );
+    println!(
+        "| consume-only (bare rdkafka consumer, decoding) | {:.0} |",
+        bare
+    );
+    println!(
+        "| pipeline: topic to Redis, 2 workers | {:.0} ({:.0}% of consume-only) |",
+        pipeline,
+        100.0 * pipeline / bare
+    );
+    println!();
+    println!(
+        "latency at {} ticks/s, resolution {}: p50 {:.1} ms, p99 {:.1} ms over {samples} price updates",
+        args.rate, args.latency_resolution, p50, p99
+    );
+    Ok(())
+}
+
+/// Produces wall-clock-stamped ticks at `args.rate` for `args.latency_secs` while a pipeline
+/// runs; returns p50, p99 (ms) of tick-to-Redis-publish latency and the number of samples.
+async fn latency(
+    args: &BenchPipelineArgs,
+    runner_args: &dyn Fn(&str, &str, &str) -> Vec<String>,
+) -> anyhow::Result<(f64, f64, usize)> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let topic = format!("bench-latency-{stamp}");
+    ensure_topic(&args.brokers, &topic, 4).await?;
+    let (mut child, _http) = start_runner(&runner_args(
+        &topic,
+        &format!("{topic}-run"),
+        &args.latency_resolution,
+    ))?;
+    // Let the consumer join before the clock starts.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let client = redis::Client::open(args.redis.as_str())?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.psubscribe(format!("{topic}updates:*")).await?;
+    let collector = tokio::spawn(async move {
+        let mut lat = Vec::new();
+        let mut messages = pubsub.on_message();
+        while let Ok(Some(msg)) =
+            tokio::time::timeout(Duration::from_secs(5), messages.next()).await
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            let payload: String = msg.get_payload().unwrap_or_default();
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
+                continue;
+            };
+            // Price updates carry "price"; stats and bar hashes carry a "key".
+            if v.get("price").is_some()
+                && v.get("key").is_none()
+                && let Some(t) = v["time_ns"].as_i64()
+            {
+                lat.push((now - t) as f64 / 1e6);
+            }
+        }
+        lat
+    });
+
+    let producer = TickProducer::new(
+        &KafkaConfig::new(&args.brokers, "bench"),
+        TickEncoding::Protobuf,
+    )?;
+    let symbols: Vec<String> = (0..100).map(|i| format!("LAT{i:03}")).collect();
+    let per_ms = (args.rate as f64 / 1000.0).max(1.0);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut inflight = Vec::new();
+    while started.elapsed() < Duration::from_secs(args.latency_secs) {
+        let due = (started.elapsed().as_secs_f64() * 1000.0 * per_ms) as u64;
+        while sent < due {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos() as i64;
+            let tick = Tick {
+                symbol: symbols[(sent % 100) as usize].clone(),
+                price: "100.25".parse()?,
+                size: "1".parse()?,
+                time_ns: now,
+                seq: sent,
+                source: "bench".into(),
+                side: None,
+                trade_id: None,
+                conditions: Vec::new(),
+            };
+            inflight.push(producer.send_owned(topic.clone(), tick));
+            sent += 1;
+        }
+        if inflight.len() > 20_000 {
+            for r in futures::future::join_all(std::mem::take(&mut inflight)).await {
+                r?;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for r in futures::future::join_all(inflight).await {
+        r?;
+    }
+    let mut lat = collector.await?;
+    let _ = child.kill();
+    let _ = child.wait();
+    anyhow::ensure!(!lat.is_empty(), "no price update reached Redis");
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+    Ok((pct(0.50), pct(0.99), lat.len()))
+}

@@ -43,6 +43,25 @@ fn create_user(url: &str, schema: &str, name: &str) -> String {
     key
 }
 
+/// A runner on Postgres in `schema`, which must report `active` alerts loaded at start-up.
+fn start_with_postgres(url: &str, schema: &str, active: usize) -> common::Running {
+    let run = common::start(&[
+        "--speed",
+        "20x",
+        "--postgres",
+        url,
+        "--postgres-schema",
+        schema,
+    ]);
+    let loaded = format!("{active} active alerts loaded");
+    assert!(
+        run.banner.iter().any(|l| l.contains(&loaded)),
+        "{:?}",
+        run.banner
+    );
+    run
+}
+
 fn authed<T>(msg: T, key: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut().insert(
@@ -112,21 +131,7 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
     .await;
     assert_eq!(stored, 0, "the key itself is not stored");
 
-    let run = common::start(&[
-        "--speed",
-        "20x",
-        "--postgres",
-        &url,
-        "--postgres-schema",
-        &schema,
-    ]);
-    assert!(
-        run.banner
-            .iter()
-            .any(|l| l.contains("0 active alerts loaded")),
-        "{:?}",
-        run.banner
-    );
+    let run = start_with_postgres(&url, &schema, 0);
     let mut c = client(&run.grpc).await;
 
     // No key, a wrong key: UNAUTHENTICATED.
@@ -345,21 +350,7 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
 
     // A restart loads the active alerts from Postgres: the rearming MSFT one (the once-alert
     // fired and the other was deleted).
-    let run = common::start(&[
-        "--speed",
-        "20x",
-        "--postgres",
-        &url,
-        "--postgres-schema",
-        &schema,
-    ]);
-    assert!(
-        run.banner
-            .iter()
-            .any(|l| l.contains("1 active alerts loaded")),
-        "{:?}",
-        run.banner
-    );
+    let _run = start_with_postgres(&url, &schema, 1);
 }
 
 #[test]

@@ -9,6 +9,7 @@ fn update(symbol: &str, price: &str, time_ns: i64) -> PriceUpdate {
         symbol: symbol.into(),
         price: price.into(),
         time_ns,
+        seq: 0,
     }
 }
 
@@ -92,4 +93,38 @@ async fn hashes_are_guarded_on_event_time_and_published() {
     .expect("message");
     let payload: String = msg.get_payload().expect("text");
     assert!(payload.contains("\"count\":\"3\""), "{payload}");
+}
+
+#[tokio::test]
+async fn the_price_guard_orders_by_time_then_seq_to_the_nanosecond() {
+    let url = common::redis_url();
+    if !common::reachable("redis", &common::host_port(&url)) {
+        return;
+    }
+    let prefix = format!("{}:", common::unique("redis"));
+    let sink = RedisSink::connect(&url, &prefix).await.expect("connect");
+    let t = 1_717_421_401_084_713_920i64;
+    let at = |price: &str, time_ns, seq| PriceUpdate {
+        seq,
+        ..update("AAPL", price, time_ns)
+    };
+    assert_eq!(sink.write_prices(&[at("1", t, 5)]).await.expect("write"), 1);
+    // Equal time: the greater seq wins, a smaller one is refused.
+    assert_eq!(sink.write_prices(&[at("2", t, 6)]).await.expect("write"), 1);
+    assert_eq!(sink.write_prices(&[at("3", t, 4)]).await.expect("write"), 0);
+    // One nanosecond apart, beyond what a double can tell: still ordered.
+    assert_eq!(
+        sink.write_prices(&[at("4", t - 1, 99)])
+            .await
+            .expect("write"),
+        0
+    );
+    assert_eq!(
+        sink.write_prices(&[at("5", t + 1, 0)])
+            .await
+            .expect("write"),
+        1
+    );
+    let read = sink.read_prices(&["AAPL"]).await.expect("read");
+    assert_eq!(read, vec![Some(("5".into(), t + 1))]);
 }

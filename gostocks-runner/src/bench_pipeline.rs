@@ -152,6 +152,8 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
             topic,
             "--idle",
             idle,
+            "--fetch-wait",
+            &args.fetch_wait,
             "--resolution",
             resolution,
             "--stats-topic",
@@ -180,7 +182,7 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     let _ = child.kill();
     let _ = child.wait();
 
-    let (p50, p99, samples) = latency(&args, &runner_args).await?;
+    let (prices, stats) = latency(&args, &runner_args).await?;
 
     println!();
     println!("| measurement | ticks/s |");
@@ -200,18 +202,29 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "latency at {} ticks/s, resolution {}: p50 {:.1} ms, p99 {:.1} ms over {samples} price updates",
-        args.rate, args.latency_resolution, p50, p99
+        "latency at a steady {} ticks/s (100 symbols, resolution {}, fetch wait {}):",
+        args.rate, args.latency_resolution, args.fetch_wait
+    );
+    println!();
+    println!("| Redis update | p50 | p99 | updates |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| `price:<SYM>` (from the tick's time) | {:.1} ms | {:.1} ms | {} |",
+        prices.p50, prices.p99, prices.samples
+    );
+    println!(
+        "| `stats:<SYM>:<window>` (from the end of its grid interval) | {:.1} ms | {:.1} ms | {} |",
+        stats.p50, stats.p99, stats.samples
     );
     Ok(())
 }
 
 /// Produces wall-clock-stamped ticks at `args.rate` for `args.latency_secs` while a pipeline
-/// runs; returns p50, p99 (ms) of tick-to-Redis-publish latency and the number of samples.
+/// runs; returns the latency percentiles of price updates and of stats updates in Redis.
 async fn latency(
     args: &BenchPipelineArgs,
     runner_args: &dyn Fn(&str, &str, &str) -> Vec<String>,
-) -> anyhow::Result<(f64, f64, usize)> {
+) -> anyhow::Result<(Percentiles, Percentiles)> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
@@ -228,8 +241,19 @@ async fn latency(
     let client = redis::Client::open(args.redis.as_str())?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.psubscribe(format!("{topic}updates:*")).await?;
+    // Only ticks stamped inside the measured span count. The stream goes on for a while after
+    // it, as a live one would: the last ticks of a stream that stops wait for --idle instead.
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64)
+    };
+    let (span_start, span_end) = (
+        now_ns(),
+        now_ns() + Duration::from_secs(args.latency_secs).as_nanos() as i64,
+    );
     let collector = tokio::spawn(async move {
-        let mut lat = Vec::new();
+        let mut lat = (Vec::new(), Vec::new());
         let mut messages = pubsub.on_message();
         while let Ok(Some(msg)) =
             tokio::time::timeout(Duration::from_secs(5), messages.next()).await
@@ -241,19 +265,26 @@ async fn latency(
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
                 continue;
             };
-            // Price updates carry "price"; stats and bar hashes carry a "key".
-            if v.get("price").is_some()
-                && v.get("key").is_none()
-                && let Some(t) = v["time_ns"].as_i64()
-            {
-                lat.push((now - t) as f64 / 1e6);
+            let Some(t) = v["time_ns"]
+                .as_i64()
+                .filter(|t| (span_start..span_end).contains(t))
+            else {
+                continue;
+            };
+            // Price updates carry the tick's time; a stats hash carries its grid time, so its
+            // latency runs from the end of the grid interval it closes.
+            match v["key"].as_str() {
+                None if v.get("price").is_some() => lat.0.push((now - t) as f64 / 1e6),
+                Some(key) if key.starts_with("stats:") => lat.1.push((now - t) as f64 / 1e6),
+                _ => {}
             }
         }
         lat
     });
 
+    // A tick is stamped when it is handed to the producer; a short linger sends it promptly.
     let producer = TickProducer::new(
-        &KafkaConfig::new(&args.brokers, "bench"),
+        &KafkaConfig::new(&args.brokers, "bench").with_linger_ms(1),
         TickEncoding::Protobuf,
     )?;
     let symbols: Vec<String> = (0..100).map(|i| format!("LAT{i:03}")).collect();
@@ -261,7 +292,7 @@ async fn latency(
     let started = Instant::now();
     let mut sent = 0u64;
     let mut inflight = Vec::new();
-    while started.elapsed() < Duration::from_secs(args.latency_secs) {
+    while started.elapsed() < Duration::from_secs(args.latency_secs + 2) {
         let due = (started.elapsed().as_secs_f64() * 1000.0 * per_ms) as u64;
         while sent < due {
             let now = std::time::SystemTime::now()
@@ -278,24 +309,45 @@ async fn latency(
                 trade_id: None,
                 conditions: Vec::new(),
             };
-            inflight.push(producer.send_owned(topic.clone(), tick));
+            // Spawned, so the record is queued now: a send future does nothing until polled.
+            inflight.push(tokio::spawn(producer.send_owned(topic.clone(), tick)));
             sent += 1;
         }
         if inflight.len() > 20_000 {
             for r in futures::future::join_all(std::mem::take(&mut inflight)).await {
-                r?;
+                r??;
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     for r in futures::future::join_all(inflight).await {
-        r?;
+        r??;
     }
-    let mut lat = collector.await?;
+    let (prices, stats) = collector.await?;
     let _ = child.kill();
     let _ = child.wait();
-    anyhow::ensure!(!lat.is_empty(), "no price update reached Redis");
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
-    Ok((pct(0.50), pct(0.99), lat.len()))
+    anyhow::ensure!(
+        !prices.is_empty() && !stats.is_empty(),
+        "no price or stats update reached Redis"
+    );
+    Ok((Percentiles::of(prices), Percentiles::of(stats)))
+}
+
+/// p50 and p99 of latency samples (ms), and how many there were.
+struct Percentiles {
+    p50: f64,
+    p99: f64,
+    samples: usize,
+}
+
+impl Percentiles {
+    fn of(mut lat: Vec<f64>) -> Percentiles {
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+        Percentiles {
+            p50: pct(0.50),
+            p99: pct(0.99),
+            samples: lat.len(),
+        }
+    }
 }

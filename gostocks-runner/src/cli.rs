@@ -108,6 +108,10 @@ pub struct BenchPipelineArgs {
     /// final, so this bounds the latency from below.
     #[arg(long, default_value = "10ms")]
     pub latency_resolution: String,
+
+    /// The runners' `--fetch-wait`.
+    #[arg(long, default_value = "5ms")]
+    pub fetch_wait: String,
 }
 
 /// Flags of `gostocks check`.
@@ -451,6 +455,12 @@ pub struct RunArgs {
     /// A source (Kafka partition) silent for this long stops holding event time back.
     #[arg(long, default_value = "5s", env = "GOSTOCKS_IDLE")]
     pub idle: Span,
+
+    /// With --kafka: the longest a fetch waits at the broker for new ticks
+    /// (`fetch.wait.max.ms`). Brokers that hold every fetch this long (tansu) add up to twice
+    /// this to the tick-to-output latency; lower means fresher outputs and more polling.
+    #[arg(long, default_value = "5ms", env = "GOSTOCKS_FETCH_WAIT")]
+    pub fetch_wait: Span,
 
     /// With --kafka: the topic of the stats changelog (JSON lines keyed by symbol).
     #[arg(long, default_value = "stats", env = "GOSTOCKS_STATS_TOPIC")]

@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::AsCollection;
 use gostocks_core::alerts::{AlertEvent, AlertRule};
 use gostocks_core::feed::{Late, Watermark, grid_ceil};
-use gostocks_core::operators::{LastPrice, MatchAlerts, analytics};
+use gostocks_core::operators::{MatchAlerts, Point, analytics};
 use gostocks_core::stats::AnalyticsConfig;
-use gostocks_core::{Tick, Trade};
+use gostocks_core::{Symbol, Tick, Trade};
 use timely::dataflow::operators::{Input, Inspect, Probe};
 
 use crate::alerts::RuleChange;
@@ -160,16 +160,6 @@ pub fn run(
                     let _ = fired.send(Fired::Event(event.clone()));
                 })
                 .probe_with(&probe);
-            out.sequenced
-                .last_price()
-                .arrange_by_key_named("LastPriceBySymbol")
-                .as_collection(|sym, point| (*sym, *point))
-                .inspect(move |((sym, point), _time, diff)| {
-                    if *diff > 0 {
-                        state_out.apply_last(sym, point);
-                    }
-                })
-                .probe_with(&probe);
             (input, rules_input, probe)
         });
         let Some((rx, rules_rx)) = (worker.index() == 0)
@@ -183,6 +173,8 @@ pub fn run(
             return;
         };
         let mut sources = Sources::new(config.lateness, resolution, idle);
+        let slack = resolution.max(1_000_000_000);
+        let mut newest: HashMap<Symbol, Point> = HashMap::new();
         let mut marked = 0u64;
         let mut last_report = Instant::now();
         loop {
@@ -191,7 +183,16 @@ pub fn run(
                 let at = *rules_input.time();
                 rules_input.send((change.rule, at, change.diff));
             }
-            match rx.recv_timeout(Duration::from_millis(20)) {
+            // While the dataflow still has work, only look for more ticks; otherwise wait.
+            let next = if probe.less_than(input.time()) {
+                rx.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                rx.recv_timeout(Duration::from_millis(20))
+            };
+            match next {
                 Ok(Batch {
                     source,
                     retired: true,
@@ -226,11 +227,24 @@ pub fn run(
                             continue;
                         }
                         state.observe(trade.time_ns);
+                        // The last price goes out as the tick is taken in, not when its grid
+                        // time is final: it is the newest admitted tick in (t, seq) order, and
+                        // every write of it is guarded on that order, so the final price is the
+                        // same whatever the arrival order.
+                        // Coalesced per batch: the newest of each symbol.
+                        let point = Point::from(&trade);
+                        newest
+                            .entry(trade.symbol)
+                            .and_modify(|p: &mut Point| *p = (*p).max(point))
+                            .or_insert(point);
                         input.send(trade);
                         state.accepted.fetch_add(1, Ordering::Relaxed);
                         state.publish(tick);
                     }
                     input.flush();
+                    for (symbol, point) in newest.drain() {
+                        state.apply_last(&symbol, &point);
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -255,7 +269,19 @@ pub fn run(
                     .collect();
                 tracing::debug!(input_time = *input.time(), ?marks, "event time");
             }
-            while probe.less_than(input.time()) && worker.step() {}
+            // Catch up with the input, but come back for new ticks after a millisecond while
+            // the dataflow is at most `slack` of event time behind: a tick's price goes out as
+            // it is taken in and should not wait for the stats of earlier grid times. Further
+            // behind, the input waits (and the bounded channel holds the Kafka source back).
+            let catching_up = Instant::now();
+            while probe.less_than(input.time()) && worker.step() {
+                if catching_up.elapsed() > Duration::from_millis(1) {
+                    let done = probe.with_frontier(|f| f.iter().min().copied());
+                    if done.is_some_and(|d| input.time().saturating_sub(d) <= slack) {
+                        break;
+                    }
+                }
+            }
             worker.step();
             let done = probe.with_frontier(|f| f.iter().min().copied());
             if let Some(done) = done.filter(|d| *d > marked) {

@@ -30,6 +30,8 @@ pub struct KafkaFeed {
     pub encoding: TickEncoding,
     /// The result grid (ns): a record's outputs belong to the grid time of its tick.
     pub resolution: u64,
+    /// The consumer's `fetch.wait.max.ms`.
+    pub fetch_wait_ms: u32,
 }
 
 /// What the feed knows of one assigned partition.
@@ -60,7 +62,7 @@ pub fn run(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let config = KafkaConfig::new(&feed.brokers, &feed.group);
+        let config = KafkaConfig::new(&feed.brokers, &feed.group).with_fetch_wait_ms(feed.fetch_wait_ms);
         let rewind = Rewind {
             state: Arc::clone(&state),
             committed: Arc::default(),
@@ -89,13 +91,18 @@ pub fn run(
         let mut processed: HashMap<i32, i64> = HashMap::new();
         let mut stream = consumer.stream();
         let mut last_commit = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        // Assignment changes reach the dataflow before any record of theirs: a partition
+        // announced holds event time back from then on, so a partition whose first records come
+        // a fetch later than another's finds its ticks still on time.
+        let announce = |tx: &SyncSender<Batch>| {
             let changes: Vec<(i32, bool)> = std::mem::take(&mut *lock(&assigned));
-            for (p, now_mine) in changes {
-                let batch = Batch { source: p as u32, ticks: Vec::new(), retired: !now_mine };
-                if tx.send(batch).is_err() {
-                    return Ok(());
-                }
+            changes.into_iter().all(|(p, now_mine)| {
+                tx.send(Batch { source: p as u32, ticks: Vec::new(), retired: !now_mine }).is_ok()
+            })
+        };
+        while !stop.load(Ordering::Relaxed) {
+            if !announce(&tx) {
+                return Ok(());
             }
             if last_commit.elapsed() > Duration::from_secs(1) {
                 last_commit = Instant::now();
@@ -177,7 +184,8 @@ pub fn run(
                 }
             }
             lock(&processed_shared).extend(processed.iter().map(|(p, o)| (*p, *o)));
-            let mut gone = false;
+            // The poll that delivered these records may have run the rebalance callback.
+            let mut gone = !announce(&tx);
             for (p, ticks) in batches {
                 gone |= tx.send(Batch::of(p as u32, ticks)).is_err();
             }

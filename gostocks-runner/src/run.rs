@@ -125,6 +125,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 group: args.group.clone(),
                 encoding: args.tick_encoding,
                 resolution: config.resolution.ns(),
+                fetch_wait_ms: u32::try_from(args.fetch_wait.ns() / 1_000_000).unwrap_or(u32::MAX),
             };
             let (stop, state) = (Arc::clone(&stop), Arc::clone(&state));
             std::thread::Builder::new()

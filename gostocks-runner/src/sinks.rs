@@ -160,8 +160,12 @@ impl Sinks {
                             symbol: sym.to_string(),
                             price: p.price.to_string(),
                             time_ns: p.time_ns as i64,
+                            seq: p.seq,
                         };
-                        if prices.get(sym).is_none_or(|old| old.time_ns <= u.time_ns) {
+                        if prices
+                            .get(sym)
+                            .is_none_or(|old| (old.time_ns, old.seq) <= (u.time_ns, u.seq))
+                        {
                             prices.insert(*sym, u);
                         }
                     }

@@ -383,6 +383,119 @@ async fn a_redis_outage_delays_outputs_and_loses_none() {
     expect_redis_equals_analyze(&redis, &running.http, path, &ticks, &topic, 90).await;
 }
 
+/// Creates user `name` in `schema` with `gostocks users create`; its API key.
+fn create_user(pg: &str, schema: &str, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args([
+            "users",
+            "create",
+            name,
+            "--postgres",
+            pg,
+            "--postgres-schema",
+            schema,
+        ])
+        .output()
+        .expect("users create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Three alerts on the recording through the REST gateway at `http`: rearming ones fire again
+/// and again, a once-alert fires once. Their specs with their ids, as `analyze --alerts` reads.
+fn create_alerts(http: &str, key: &str) -> Vec<serde_json::Value> {
+    let mut ids = Vec::new();
+    for body in [
+        r#"{"symbol":"AAPL","condition":"crosses_above","threshold":191.5,"mode":"rearm"}"#,
+        r#"{"symbol":"MSFT","condition":"crosses_below","threshold":415,"mode":"rearm","hysteresis":0.1}"#,
+        r#"{"symbol":"TSLA","condition":"price_above","threshold":175.5}"#,
+    ] {
+        let (status, alert) = common::request(http, "POST", "/alerts", Some(key), body);
+        assert_eq!(status, 201, "{alert}");
+        let mut spec: serde_json::Value = serde_json::from_str(body).expect("json");
+        spec["id"] = alert["id"].clone();
+        ids.push(spec);
+    }
+    ids
+}
+
+/// Waits (up to 30 s) until the alert events in `schema` are exactly those `analyze` finds in
+/// the file at `path` with the alerts `ids`: none missing, none doubled.
+async fn expect_events_equal_analyze(
+    pg: &str,
+    schema: &str,
+    path: &str,
+    ids: Vec<serde_json::Value>,
+    tag: &str,
+) {
+    let dir = std::env::temp_dir().join(format!("{tag}_alerts"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("alerts.json"),
+        serde_json::Value::from(ids).to_string(),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["analyze", "--input", path, "--stats-out"])
+        .arg(dir.join("s.jsonl"))
+        .arg("--alerts")
+        .arg(dir.join("alerts.json"))
+        .arg("--events-out")
+        .arg(dir.join("events.jsonl"))
+        .output()
+        .expect("analyze");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want_events: Vec<String> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .expect("events")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            format!(
+                "{} {} {}",
+                v["alert_id"].as_str().unwrap(),
+                v["time_ns"],
+                v["seq"]
+            )
+        })
+        .collect();
+    want_events.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(want_events.len() > 3, "the rules fire: {want_events:?}");
+    let (pg2, schema2) = (pg.to_owned(), schema.to_owned());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pg3, schema3) = (pg2.clone(), schema2.clone());
+        let got = tokio::task::spawn_blocking(move || {
+            psql(
+                &pg3,
+                &schema3,
+                "SELECT alert_id || ' ' || tick_time_ns || ' ' || tick_seq FROM alert_events ORDER BY 1",
+            )
+        })
+        .await
+        .expect("query");
+        let got: Vec<String> = got.lines().map(str::to_owned).collect();
+        if got == want_events {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alert events: {} in Postgres, {} from analyze",
+            got.len(),
+            want_events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 fn psql(url: &str, schema: &str, sql: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -398,6 +511,128 @@ fn psql(url: &str, schema: &str, sql: &str) -> String {
             .collect::<Vec<_>>()
             .join("\n")
     })
+}
+
+/// A TCP proxy in front of Postgres that the test can take down (listener closed, every open
+/// connection cut) and bring back on the same port: an outage as a client sees one.
+struct PgProxy {
+    port: u16,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PgProxy {
+    async fn start(target: String) -> PgProxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut p = PgProxy {
+            port,
+            target,
+            task: None,
+        };
+        p.up().await;
+        p
+    }
+
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("the proxy port is free again");
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Dropping the set (when the task is aborted) cuts every connection it carries.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    async fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_delays_alert_events_and_loses_none() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let Some(pg) = common::postgres() else { return };
+    let topic = common::unique_topic("pgdown");
+    let schema = topic.clone();
+    // The runner reaches Postgres only through the proxy.
+    let (host, rest) = pg
+        .rsplit_once('@')
+        .map(|(user, rest)| (format!("{user}@"), rest.to_owned()))
+        .expect("a postgres url with a user");
+    let (addr, db) = rest
+        .split_once('/')
+        .expect("a postgres url with a database");
+    let mut proxy = PgProxy::start(addr.to_owned()).await;
+    let proxied = format!("{host}127.0.0.1:{}/{db}", proxy.port);
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    let group = format!("{topic}_group");
+    let key = create_user(&pg, &schema, "outage");
+    let running = common::start(&[
+        "--kafka",
+        &brokers,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--idle",
+        "10s",
+        "--postgres",
+        &proxied,
+        "--postgres-schema",
+        &schema,
+    ]);
+    let ids = create_alerts(&running.http, &key);
+    let (path, ticks) = common::recording();
+    let half = ticks.len() / 2;
+    produce(&brokers, &topic, &ticks[..half]).await;
+    // Let the first events reach Postgres, then take it away while the second half flows.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pg, schema) = (pg.clone(), schema.clone());
+        let n = tokio::task::spawn_blocking(move || {
+            psql(&pg, &schema, "SELECT count(*)::text FROM alert_events")
+        })
+        .await
+        .expect("query");
+        if n.trim() != "0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events before the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.down().await;
+    produce(&brokers, &topic, &ticks[half..]).await;
+    // The dataflow goes on without Postgres: every tick is taken in during the outage.
+    let all = format!("gostocks_ticks_total {}", ticks.len());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !metrics(&running.http).contains(&all) {
+        assert!(
+            Instant::now() < deadline,
+            "ticks flow while Postgres is down: {}",
+            metrics(&running.http)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.up().await;
+    expect_events_equal_analyze(&pg, &schema, path, ids, &topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,39 +672,9 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
         "--postgres-schema",
         &schema,
     ];
-    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args([
-            "users",
-            "create",
-            "crash",
-            "--postgres",
-            &pg,
-            "--postgres-schema",
-            &schema,
-        ])
-        .output()
-        .expect("users create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-
+    let key = create_user(&pg, &schema, "crash");
     let mut first = common::start(&args);
-    // Rearming alerts fire again and again across the crash; a once-alert fires once.
-    let mut ids = Vec::new();
-    for body in [
-        r#"{"symbol":"AAPL","condition":"crosses_above","threshold":191.5,"mode":"rearm"}"#,
-        r#"{"symbol":"MSFT","condition":"crosses_below","threshold":415,"mode":"rearm","hysteresis":0.1}"#,
-        r#"{"symbol":"TSLA","condition":"price_above","threshold":175.5}"#,
-    ] {
-        let (status, alert) = common::request(&first.http, "POST", "/alerts", Some(&key), body);
-        assert_eq!(status, 201, "{alert}");
-        let mut spec: serde_json::Value = serde_json::from_str(body).expect("json");
-        spec["id"] = alert["id"].clone();
-        ids.push(spec);
-    }
+    let ids = create_alerts(&first.http, &key);
 
     let (path, ticks) = common::recording();
     let half = ticks.len() / 2;
@@ -512,69 +717,8 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
     );
 
     // The alert events in Postgres are those of a run without the crash: none missing, none
-    // doubled (analyze with the same rules on the file).
-    let dir = std::env::temp_dir().join(format!("{topic}_alerts"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(
-        dir.join("alerts.json"),
-        serde_json::Value::from(ids).to_string(),
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args(["analyze", "--input", path, "--stats-out"])
-        .arg(dir.join("s.jsonl"))
-        .arg("--alerts")
-        .arg(dir.join("alerts.json"))
-        .arg("--events-out")
-        .arg(dir.join("events.jsonl"))
-        .output()
-        .expect("analyze");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut want_events: Vec<String> = std::fs::read_to_string(dir.join("events.jsonl"))
-        .expect("events")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json");
-            format!(
-                "{} {} {}",
-                v["alert_id"].as_str().unwrap(),
-                v["time_ns"],
-                v["seq"]
-            )
-        })
-        .collect();
-    want_events.sort();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(want_events.len() > 3, "the rules fire: {want_events:?}");
-    let (pg2, schema2) = (pg.clone(), schema.clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (pg3, schema3) = (pg2.clone(), schema2.clone());
-        let got = tokio::task::spawn_blocking(move || {
-            psql(
-                &pg3,
-                &schema3,
-                "SELECT alert_id || ' ' || tick_time_ns || ' ' || tick_seq FROM alert_events ORDER BY 1",
-            )
-        })
-        .await
-        .expect("query");
-        let got: Vec<String> = got.lines().map(str::to_owned).collect();
-        if got == want_events {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "alert events: {} in Postgres, {} without the crash",
-            got.len(),
-            want_events.len()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    // doubled.
+    expect_events_equal_analyze(&pg, &schema, path, ids, &topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

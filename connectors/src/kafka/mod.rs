@@ -8,7 +8,7 @@ mod sink;
 mod source;
 
 pub use buffer::{TickBuffer, deliver};
-pub use config::{KafkaConfig, TickEncoding};
+pub use config::{DEFAULT_FETCH_WAIT_MS, KafkaConfig, TickEncoding};
 pub use sink::TickProducer;
 pub use source::{TickConsumer, decode_tick};
 

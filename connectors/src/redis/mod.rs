@@ -8,18 +8,33 @@ use crate::error::Error;
 /// Key prefix of last prices: `price:<SYMBOL>`.
 pub const PRICE_PREFIX: &str = "price:";
 
-/// Sets `price:<SYMBOL>` (and its `:time_ns` companion) only when the event time is newer, then
-/// publishes the update on `updates:<SYMBOL>`; atomic per symbol.
+/// Sets `price:<SYMBOL>` (and its `:time_ns` and `:order` companions) only when the trade is
+/// newer in `(time_ns, seq)` order, then publishes the update on `updates:<SYMBOL>`; atomic per
+/// symbol. The order is compared as zero-padded text (`ARGV[4]`): Lua's numbers are doubles,
+/// which cannot tell nanosecond times apart.
 const GUARDED_PRICE: &str = r"
-local t = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if tonumber(ARGV[2]) > t then
+local held = redis.call('GET', KEYS[4]) or ''
+if ARGV[4] > held then
   redis.call('SET', KEYS[1], ARGV[1])
   redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('SET', KEYS[4], ARGV[4])
   redis.call('PUBLISH', KEYS[3], ARGV[3])
   return 1
 end
 return 0
 ";
+
+/// The text that orders trades in the price guard: `(time_ns, seq)` as fixed-width digits.
+///
+/// ```
+/// use gostocks_connectors::redis::price_order;
+/// assert!(price_order(10, 2) > price_order(10, 1));
+/// assert!(price_order(11, 0) > price_order(10, 99));
+/// assert!(price_order(1_717_421_401_084_713_921, 0) > price_order(1_717_421_401_084_713_920, 0));
+/// ```
+pub fn price_order(time_ns: i64, seq: u64) -> String {
+    format!("{:020}:{seq:020}", time_ns.max(0))
+}
 
 /// Sets the hash `KEYS[1]` to the field/value pairs `ARGV[4..]` only when the event time
 /// `ARGV[1]` is newer than its `time_ns` field, publishes `ARGV[3]` on `KEYS[2]`, and sets a TTL
@@ -64,6 +79,8 @@ pub struct PriceUpdate {
     pub price: String,
     /// Event time of the trade.
     pub time_ns: i64,
+    /// Sequence number of the trade (orders trades of equal time).
+    pub seq: u64,
 }
 
 /// Writes the speed layer. `prefix` namespaces every key (tests use a fresh one each).
@@ -190,9 +207,11 @@ impl RedisSink {
                     .key(&key)
                     .key(format!("{key}:time_ns"))
                     .key(channel)
+                    .key(format!("{key}:order"))
                     .arg(&u.price)
                     .arg(u.time_ns)
-                    .arg(msg),
+                    .arg(msg)
+                    .arg(price_order(u.time_ns, u.seq)),
             );
         }
         self.run_guarded(&pipe, "writing prices").await

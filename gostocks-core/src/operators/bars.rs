@@ -9,6 +9,7 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
+use super::defer::Defer;
 use super::runs::{RunFolder, fold_messages};
 use super::sequence::Sequenced;
 use crate::decimal::Fixed;
@@ -95,6 +96,7 @@ impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
                 }
             }
         })
+        .defer()
         .as_collection()
         .reduce_named(
             "BarContent",

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod bars;
+pub mod defer;
 pub mod emit;
 pub mod last_price;
 mod runs;
@@ -11,6 +12,7 @@ pub mod window_stats;
 
 pub use alerts::MatchAlerts;
 pub use bars::{BarEma, Bars};
+pub use defer::Defer;
 pub use emit::EmitOrdered;
 pub use last_price::LastPrice;
 pub use sequence::{Point, Sequence, Sequenced};

@@ -16,10 +16,9 @@ use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Map;
 
+use super::defer::Defer;
 use super::runs::{RunFolder, fold_messages};
 use super::sequence::Sequenced;
 use crate::decimal::Fixed;
@@ -31,11 +30,10 @@ use crate::symbol::Symbol;
 /// A window of a symbol: `(symbol, window index)`.
 pub type WindowKey = (Symbol, u8);
 
-/// What the changelog combines at each grid time.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// What the changelog learns of a symbol's trades at a grid time, besides the window sums: a
+/// small record (the sums, 128 bytes each, travel on their own input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum WindowChange {
-    /// A change of a window's exact sums (from `count_total`): `+1` new total, `-1` old total.
-    Sums(WindowKey, Agg, i64),
     /// `count` more trades of the symbol at `price` entered its windows at this grid time (the
     /// changelog schedules their exit from each window itself, at `time + W`).
     Price(Symbol, Fixed, i64),
@@ -46,12 +44,13 @@ pub enum WindowChange {
 impl WindowChange {
     fn symbol(&self) -> Symbol {
         match self {
-            WindowChange::Sums((s, _), ..)
-            | WindowChange::Price(s, ..)
-            | WindowChange::Last(s, ..) => *s,
+            WindowChange::Price(s, ..) | WindowChange::Last(s, ..) => *s,
         }
     }
 }
+
+/// A change of a window's exact sums, from `count_total`: `+1` new total, `-1` old total.
+type SumsUpdate = ((WindowKey, Agg), u64, isize);
 
 /// Sliding-window statistics.
 pub trait WindowStats<'scope> {
@@ -112,17 +111,14 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
                 }
             }
         })
+        .defer()
         .as_collection()
         .count_total()
     }
 
     fn window_changelog(self, windows: &[Span]) -> StreamVec<'scope, u64, StatsRow> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-        let sums = self
-            .clone()
-            .window_sums(windows)
-            .inner
-            .map(|((key, agg), time, diff)| (WindowChange::Sums(key, agg, diff as i64), time));
+        let sums = self.clone().window_sums(windows).inner;
         let mut cells: RunFolder<(u64, Symbol, Fixed), i64> = RunFolder::new();
         let mut last: RunFolder<(u64, Symbol), (u64, u64, Fixed)> = RunFolder::new();
         let prices = fold_messages(
@@ -146,7 +142,7 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
                 }
             },
         );
-        sums.concat(prices).changelog(lengths)
+        sums.changelog(prices, lengths)
     }
 }
 
@@ -158,129 +154,166 @@ struct SymbolState {
 }
 
 trait Changelog<'scope> {
-    fn changelog(self, lengths: Vec<u64>) -> StreamVec<'scope, u64, StatsRow>;
+    fn changelog(
+        self,
+        prices: StreamVec<'scope, u64, (WindowChange, u64)>,
+        lengths: Vec<u64>,
+    ) -> StreamVec<'scope, u64, StatsRow>;
 }
 
-impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, (WindowChange, u64)> {
-    fn changelog(self, lengths: Vec<u64>) -> StreamVec<'scope, u64, StatsRow> {
-        let pact = Exchange::new(|(c, _): &(WindowChange, u64)| super::symbol_route(&c.symbol()));
-        self.unary_frontier(pact, "StatsChangelog", |_cap, _info| {
-            let mut pending: BTreeMap<u64, (_, Vec<WindowChange>)> = BTreeMap::new();
-            let mut state: HashMap<Symbol, SymbolState> = HashMap::default();
-            // Prices due to leave a window: at grid time g, (symbol, window, price, count).
-            let mut leaving: BTreeMap<u64, Vec<(Symbol, u8, Fixed, i64)>> = BTreeMap::new();
-            let mut ready: Vec<StatsRow> = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    for container in data {
-                        for (change, time) in container.drain(..) {
-                            pending
-                                .entry(time)
-                                .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
-                                .1
-                                .push(change);
+/// What arrived for one grid time: its capability, the sums changes and the price changes.
+type Pending<C> = (C, Vec<(WindowKey, Agg, isize)>, Vec<WindowChange>);
+
+impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
+    fn changelog(
+        self,
+        prices: StreamVec<'scope, u64, (WindowChange, u64)>,
+        lengths: Vec<u64>,
+    ) -> StreamVec<'scope, u64, StatsRow> {
+        let by_key = Exchange::new(|((k, _), _, _): &SumsUpdate| super::symbol_route(&k.0));
+        let by_symbol =
+            Exchange::new(|(c, _): &(WindowChange, u64)| super::symbol_route(&c.symbol()));
+        self.binary_frontier(
+            prices,
+            by_key,
+            by_symbol,
+            "StatsChangelog",
+            |_cap, _info| {
+                let mut pending: BTreeMap<u64, Pending<_>> = BTreeMap::new();
+                let mut state: HashMap<Symbol, SymbolState> = HashMap::default();
+                // Prices due to leave a window: at grid time g, (symbol, window, price, count).
+                let mut leaving: BTreeMap<u64, Vec<(Symbol, u8, Fixed, i64)>> = BTreeMap::new();
+                let mut ready: Vec<StatsRow> = Vec::new();
+                move |(sums_in, sums_frontier), (prices_in, prices_frontier), output| {
+                    sums_in.for_each_stamp(|cap, data| {
+                        for container in data {
+                            for ((key, agg), time, diff) in container.drain(..) {
+                                pending
+                                    .entry(time)
+                                    .or_insert_with(|| {
+                                        (cap.delayed(&time, 0), Vec::new(), Vec::new())
+                                    })
+                                    .1
+                                    .push((key, agg, diff));
+                            }
                         }
-                    }
-                });
-                let mut first_cap = None;
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let time = *entry.key();
-                    let (cap, changes) = entry.remove();
-                    first_cap.get_or_insert(cap);
-                    // Changes apply in any order (no sort of these large records): prices add,
-                    // the last trade is a maximum, and a window's `+new, -old` total pair lands on
-                    // `new` either way (a retraction only clears the total it retracts).
-                    let mut changed: Vec<WindowKey> = Vec::new();
-                    while let Some(due) = leaving.first_entry() {
-                        if *due.key() > time {
+                    });
+                    prices_in.for_each_stamp(|cap, data| {
+                        for container in data {
+                            for (change, time) in container.drain(..) {
+                                pending
+                                    .entry(time)
+                                    .or_insert_with(|| {
+                                        (cap.delayed(&time, 0), Vec::new(), Vec::new())
+                                    })
+                                    .2
+                                    .push(change);
+                            }
+                        }
+                    });
+                    let mut first_cap = None;
+                    while let Some(entry) = pending.first_entry() {
+                        if sums_frontier.less_equal(entry.key())
+                            || prices_frontier.less_equal(entry.key())
+                        {
                             break;
                         }
-                        for (symbol, w, price, n) in due.remove() {
-                            let prices = &mut state
-                                .entry(symbol)
-                                .or_default()
-                                .windows
-                                .entry(w)
-                                .or_default()
-                                .1;
-                            let count = prices.entry(price).or_default();
-                            *count -= n;
-                            if *count == 0 {
-                                prices.remove(&price);
+                        let time = *entry.key();
+                        let (cap, sums, changes) = entry.remove();
+                        first_cap.get_or_insert(cap);
+                        // Changes apply in any order: prices add, the last trade is a maximum, and a
+                        // window's `+new, -old` total pair lands on `new` either way (a retraction
+                        // only clears the total it retracts).
+                        let mut changed: Vec<WindowKey> = Vec::with_capacity(sums.len());
+                        while let Some(due) = leaving.first_entry() {
+                            if *due.key() > time {
+                                break;
                             }
-                        }
-                    }
-                    for change in changes {
-                        match change {
-                            WindowChange::Last(symbol, t, seq, price) => {
-                                let s = state.entry(symbol).or_default();
-                                s.last = Some(
-                                    s.last.map_or((t, seq, price), |l| l.max((t, seq, price))),
-                                );
-                            }
-                            WindowChange::Price(symbol, price, n) => {
-                                let windows = &mut state.entry(symbol).or_default().windows;
-                                for (w, len) in lengths.iter().enumerate() {
-                                    *windows
-                                        .entry(w as u8)
-                                        .or_default()
-                                        .1
-                                        .entry(price)
-                                        .or_default() += n;
-                                    leaving
-                                        .entry(time + len)
-                                        .or_default()
-                                        .push((symbol, w as u8, price, n));
-                                }
-                            }
-                            WindowChange::Sums((symbol, w), agg, diff) => {
-                                let sums = &mut state
+                            for (symbol, w, price, n) in due.remove() {
+                                let prices = &mut state
                                     .entry(symbol)
                                     .or_default()
                                     .windows
                                     .entry(w)
                                     .or_default()
-                                    .0;
-                                if diff > 0 {
-                                    *sums = agg;
-                                } else if *sums == agg {
-                                    *sums = Agg::default();
+                                    .1;
+                                let count = prices.entry(price).or_default();
+                                *count -= n;
+                                if *count == 0 {
+                                    prices.remove(&price);
                                 }
-                                changed.push((symbol, w));
                             }
                         }
-                    }
-                    changed.sort_unstable();
-                    changed.dedup();
-                    for (symbol, w) in changed {
-                        let s = state.get_mut(&symbol).expect("a changed window has state");
-                        let (agg, prices) = s.windows.get(&w).expect("a changed window has state");
-                        let core = (agg.count != 0).then(|| WindowCore {
-                            agg: *agg,
-                            min: prices.first_key_value().map_or(Fixed::ZERO, |(p, _)| *p),
-                            max: prices.last_key_value().map_or(Fixed::ZERO, |(p, _)| *p),
-                        });
-                        let last = core.and(s.last.map(|l| l.2));
-                        if core.is_none() {
-                            s.windows.remove(&w);
+                        for change in changes {
+                            match change {
+                                WindowChange::Last(symbol, t, seq, price) => {
+                                    let s = state.entry(symbol).or_default();
+                                    s.last = Some(
+                                        s.last.map_or((t, seq, price), |l| l.max((t, seq, price))),
+                                    );
+                                }
+                                WindowChange::Price(symbol, price, n) => {
+                                    let windows = &mut state.entry(symbol).or_default().windows;
+                                    for (w, len) in lengths.iter().enumerate() {
+                                        *windows
+                                            .entry(w as u8)
+                                            .or_default()
+                                            .1
+                                            .entry(price)
+                                            .or_default() += n;
+                                        leaving
+                                            .entry(time + len)
+                                            .or_default()
+                                            .push((symbol, w as u8, price, n));
+                                    }
+                                }
+                            }
                         }
-                        ready.push(StatsRow {
-                            time_ns: time,
-                            symbol,
-                            window: w,
-                            core,
-                            last,
-                        });
+                        for ((symbol, w), agg, diff) in sums {
+                            let sums = &mut state
+                                .entry(symbol)
+                                .or_default()
+                                .windows
+                                .entry(w)
+                                .or_default()
+                                .0;
+                            if diff > 0 {
+                                *sums = agg;
+                            } else if *sums == agg {
+                                *sums = Agg::default();
+                            }
+                            changed.push((symbol, w));
+                        }
+                        changed.sort_unstable();
+                        changed.dedup();
+                        for (symbol, w) in changed {
+                            let s = state.get_mut(&symbol).expect("a changed window has state");
+                            let (agg, prices) =
+                                s.windows.get(&w).expect("a changed window has state");
+                            let core = (agg.count != 0).then(|| WindowCore {
+                                agg: *agg,
+                                min: prices.first_key_value().map_or(Fixed::ZERO, |(p, _)| *p),
+                                max: prices.last_key_value().map_or(Fixed::ZERO, |(p, _)| *p),
+                            });
+                            let last = core.and(s.last.map(|l| l.2));
+                            if core.is_none() {
+                                s.windows.remove(&w);
+                            }
+                            ready.push(StatsRow {
+                                time_ns: time,
+                                symbol,
+                                window: w,
+                                core,
+                                last,
+                            });
+                        }
+                    }
+                    // Every time made final now travels in one message, under the least one.
+                    if let Some(cap) = first_cap {
+                        output.session(&cap).give_iterator(ready.drain(..));
                     }
                 }
-                // Every time made final now travels in one message, under the least one.
-                if let Some(cap) = first_cap {
-                    output.session(&cap).give_iterator(ready.drain(..));
-                }
-            }
-        })
+            },
+        )
     }
 }

@@ -292,6 +292,7 @@ async fn latency(
     let started = Instant::now();
     let mut sent = 0u64;
     let mut inflight = Vec::new();
+    let (price, size) = ("100.25".parse()?, "1".parse()?);
     while started.elapsed() < Duration::from_secs(args.latency_secs + 2) {
         let due = (started.elapsed().as_secs_f64() * 1000.0 * per_ms) as u64;
         while sent < due {
@@ -300,8 +301,8 @@ async fn latency(
                 .as_nanos() as i64;
             let tick = Tick {
                 symbol: symbols[(sent % 100) as usize].clone(),
-                price: "100.25".parse()?,
-                size: "1".parse()?,
+                price,
+                size,
                 time_ns: now,
                 seq: sent,
                 source: "bench".into(),
@@ -309,19 +310,19 @@ async fn latency(
                 trade_id: None,
                 conditions: Vec::new(),
             };
-            // Spawned, so the record is queued now: a send future does nothing until polled.
-            inflight.push(tokio::spawn(producer.send_owned(topic.clone(), tick)));
+            // Queued now; the acknowledgements are collected below.
+            inflight.push(producer.send_owned(topic.clone(), tick));
             sent += 1;
         }
         if inflight.len() > 20_000 {
             for r in futures::future::join_all(std::mem::take(&mut inflight)).await {
-                r??;
+                r?;
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     for r in futures::future::join_all(inflight).await {
-        r??;
+        r?;
     }
     let (prices, stats) = collector.await?;
     let _ = child.kill();

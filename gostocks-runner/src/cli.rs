@@ -106,11 +106,11 @@ pub struct BenchPipelineArgs {
 
     /// The result grid of the latency measurement: a price is published once its grid time is
     /// final, so this bounds the latency from below.
-    #[arg(long, default_value = "10ms")]
+    #[arg(long, default_value = "100ms")]
     pub latency_resolution: String,
 
     /// The runners' `--fetch-wait`.
-    #[arg(long, default_value = "5ms")]
+    #[arg(long, default_value = "1ms")]
     pub fetch_wait: String,
 }
 

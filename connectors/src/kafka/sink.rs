@@ -41,6 +41,9 @@ impl TickProducer {
 
     /// Sends one tick to `topic`; the future resolves when the broker acknowledges it. Many can
     /// be in flight at once, which is how a replay keeps the producer's batches full.
+    ///
+    /// The record is queued at once when the producer's queue has room, not when the future is
+    /// first polled: a tick's latency does not depend on when its caller awaits.
     pub fn send_owned(
         &self,
         topic: String,
@@ -48,11 +51,32 @@ impl TickProducer {
     ) -> impl std::future::Future<Output = Result<(i32, i64), Error>> + use<> {
         let payload = self.encode(&tick);
         let producer = self.producer.clone();
+        let queued = producer
+            .send_result(
+                FutureRecord::to(&topic)
+                    .key(tick.symbol.as_bytes())
+                    .payload(&payload),
+            )
+            .ok();
         async move {
-            let record = FutureRecord::to(&topic)
-                .key(tick.symbol.as_bytes())
-                .payload(&payload);
-            deliver(&producer, record, &topic).await
+            let err = |source| Error::Kafka {
+                context: format!("producing to {topic}"),
+                source,
+            };
+            match queued {
+                Some(delivery) => match delivery.await {
+                    Ok(Ok(d)) => Ok((d.partition, d.offset)),
+                    Ok(Err((source, _))) => Err(err(source)),
+                    Err(_) => Err(err(rdkafka::error::KafkaError::Canceled)),
+                },
+                // The queue was full: wait for room, as an unqueued send does.
+                None => {
+                    let record = FutureRecord::to(&topic)
+                        .key(tick.symbol.as_bytes())
+                        .payload(&payload);
+                    deliver(&producer, record, &topic).await
+                }
+            }
         }
     }
 

@@ -6,8 +6,9 @@
 //! 3. Pipeline: `gostocks run --kafka --redis --workers 2` (a child process) consumes the same
 //!    topic; its rate runs from its first accepted tick to its last.
 //! 4. Latency: ticks stamped with the wall clock are produced at a steady rate to another topic
-//!    while a pipeline runs at `--latency-resolution`. Each price update that Redis publishes
-//!    is timed against the event time of the tick it carries.
+//!    while a pipeline runs at `--latency-resolution`. After 2 s of warm-up, each price update
+//!    that Redis publishes is timed against the event time of the tick it carries, and each
+//!    stats update against the end of its grid interval.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -248,10 +249,15 @@ async fn latency(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64)
     };
+    // The first 2 s are warm-up (the producer's connection and idempotence handshake, the
+    // partitions waking from idle): a steady rate is measured after them.
+    let warm_up = Duration::from_secs(2).as_nanos() as i64;
     let (span_start, span_end) = (
-        now_ns(),
-        now_ns() + Duration::from_secs(args.latency_secs).as_nanos() as i64,
+        now_ns() + warm_up,
+        now_ns() + warm_up + Duration::from_secs(args.latency_secs).as_nanos() as i64,
     );
+    // GOSTOCKS_BENCH_TRACE=1: every sample on stderr (wall ms, key, latency ms).
+    let trace = std::env::var_os("GOSTOCKS_BENCH_TRACE").is_some();
     let collector = tokio::spawn(async move {
         let mut lat = (Vec::new(), Vec::new());
         let mut messages = pubsub.on_message();
@@ -273,6 +279,14 @@ async fn latency(
             };
             // Price updates carry the tick's time; a stats hash carries its grid time, so its
             // latency runs from the end of the grid interval it closes.
+            if trace {
+                eprintln!(
+                    "{} {} {:.1}",
+                    now / 1_000_000,
+                    v["key"].as_str().unwrap_or("price"),
+                    (now - t) as f64 / 1e6
+                );
+            }
             match v["key"].as_str() {
                 None if v.get("price").is_some() => lat.0.push((now - t) as f64 / 1e6),
                 Some(key) if key.starts_with("stats:") => lat.1.push((now - t) as f64 / 1e6),
@@ -293,7 +307,7 @@ async fn latency(
     let mut sent = 0u64;
     let mut inflight = Vec::new();
     let (price, size) = ("100.25".parse()?, "1".parse()?);
-    while started.elapsed() < Duration::from_secs(args.latency_secs + 2) {
+    while started.elapsed() < Duration::from_secs(args.latency_secs + 4) {
         let due = (started.elapsed().as_secs_f64() * 1000.0 * per_ms) as u64;
         while sent < due {
             let now = std::time::SystemTime::now()

@@ -1,5 +1,7 @@
 //! `sequence`: puts each symbol's trades in `(t, seq)` order and pairs each with its predecessor.
 
+use std::collections::BTreeMap;
+
 use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -84,25 +86,24 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
         let resolution = resolution.max(1);
         let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
         self.unary_frontier(pact, "Sequence", move |_cap, _info| {
-            // Trades not yet final, with their grid times, in one flat buffer; one capability is
-            // held at the least grid time among them.
-            let mut pending: Vec<(u64, Trade)> = Vec::new();
+            // Trades not yet final, by grid time; one capability is held at the least of them.
+            // Each grid time's trades are sorted once, when it becomes final (not the whole
+            // backlog at every advance: partitions read at different paces can leave a large one).
+            let mut pending: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
             let mut held: Option<Capability<u64>> = None;
             let mut last: HashMap<Symbol, Point> = HashMap::default();
             let mut ready: Vec<Sequenced> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
-                    let before = pending.len();
+                    let mut least = None;
                     for container in data {
-                        pending.extend(
-                            container
-                                .drain(..)
-                                .map(|t| (crate::feed::grid_ceil(t.time_ns, resolution), t)),
-                        );
+                        for t in container.drain(..) {
+                            let g = crate::feed::grid_ceil(t.time_ns, resolution);
+                            least = Some(least.map_or(g, |l: u64| l.min(g)));
+                            pending.entry(g).or_default().push(t);
+                        }
                     }
-                    let Some(least) = pending[before..].iter().map(|(g, _)| *g).min() else {
-                        return;
-                    };
+                    let Some(least) = least else { return };
                     if held.as_ref().is_none_or(|h| *h.time() > least) {
                         held = Some(cap.delayed(&least, 0));
                     }
@@ -113,15 +114,21 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                 }
                 // Grid times the frontier has passed are complete: emit them in (time, symbol,
                 // t, seq) order, so each trade meets its true predecessor.
-                pending.sort_unstable_by_key(|(g, t)| (*g, t.symbol, t.time_ns, t.seq));
-                let split = pending.partition_point(|(g, _)| !frontier.less_equal(g));
-                for (time, trade) in pending.drain(..split) {
-                    let prev = last.insert(trade.symbol, Point::from(&trade));
-                    ready.push(Sequenced { time, trade, prev });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let time = *entry.key();
+                    let mut trades = entry.remove();
+                    trades.sort_unstable_by_key(|t| (t.symbol, t.time_ns, t.seq));
+                    for trade in trades {
+                        let prev = last.insert(trade.symbol, Point::from(&trade));
+                        ready.push(Sequenced { time, trade, prev });
+                    }
                 }
                 output.session(&*cap).give_iterator(ready.drain(..));
-                match pending.first() {
-                    Some((g, _)) => cap.downgrade(g),
+                match pending.keys().next() {
+                    Some(g) => cap.downgrade(g),
                     None => held = None,
                 }
             }

@@ -230,7 +230,7 @@ async fn latency(
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
     let topic = format!("bench-latency-{stamp}");
-    ensure_topic(&args.brokers, &topic, 4).await?;
+    ensure_topic(&args.brokers, &topic, args.latency_partitions).await?;
     let (mut child, _http) = start_runner(&runner_args(
         &topic,
         &format!("{topic}-run"),

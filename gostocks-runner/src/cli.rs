@@ -112,6 +112,10 @@ pub struct BenchPipelineArgs {
     /// The runners' `--fetch-wait`.
     #[arg(long, default_value = "1ms")]
     pub fetch_wait: String,
+
+    /// Partitions of the latency measurement's topic.
+    #[arg(long, default_value_t = 4)]
+    pub latency_partitions: i32,
 }
 
 /// Flags of `gostocks check`.

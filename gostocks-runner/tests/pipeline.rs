@@ -48,6 +48,15 @@ async fn produce(brokers: &str, topic: &str, ticks: &[gostocks_core::Tick]) {
     }
 }
 
+/// Waits up to 30 s for the hash `key` to appear in Redis; `what` names the wait on failure.
+async fn wait_for_hash(redis: &RedisSink, key: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis.read_hash(key).await.ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The distinct lines of a stats topic (deduplicated by content: key and time included),
 /// read until `expected` are in or 60 s have passed.
 async fn stats_topic_lines(
@@ -683,17 +692,7 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
     let redis = RedisSink::connect(&redis_url, &prefix)
         .await
         .expect("redis");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis
-        .read_hash("stats:AAPL:60s")
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "outputs before the crash");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_hash(&redis, "stats:AAPL:60s", "outputs before the crash").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.child.kill().expect("kill -9");
     let _ = first.child.wait();
@@ -783,17 +782,7 @@ async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and
     let redis = RedisSink::connect(&redis_url, &prefix)
         .await
         .expect("redis");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis
-        .read_hash("stats:AAPL:60s")
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "outputs from the first runner");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_hash(&redis, "stats:AAPL:60s", "outputs from the first runner").await;
     // A second runner joins: the partitions are shared out between the two.
     let _second = common::start(&args);
     tokio::time::sleep(Duration::from_secs(8)).await;

@@ -48,6 +48,31 @@ async fn produce(brokers: &str, topic: &str, ticks: &[gostocks_core::Tick]) {
     }
 }
 
+/// The shared Redis of the test command.
+fn redis_url() -> String {
+    std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A test's own tick topic, stats topic, Redis key prefix and consumer group.
+struct Names {
+    topic: String,
+    stats_topic: String,
+    prefix: String,
+    group: String,
+}
+
+impl Names {
+    fn new(tag: &str) -> Names {
+        let topic = common::unique_topic(tag);
+        Names {
+            stats_topic: format!("{topic}_stats"),
+            prefix: format!("{topic}:"),
+            group: format!("{topic}_group"),
+            topic,
+        }
+    }
+}
+
 /// Waits up to 30 s for the hash `key` to appear in Redis; `what` names the wait on failure.
 async fn wait_for_hash(redis: &RedisSink, key: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -211,16 +236,17 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
     let Some(brokers) = common::brokers() else {
         return;
     };
-    let redis_url =
-        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let topic = common::unique_topic("pipe");
-    let stats_topic = format!("{topic}_stats");
-    let prefix = format!("{topic}:");
+    let redis_url = redis_url();
+    let Names {
+        topic,
+        stats_topic,
+        prefix,
+        group,
+    } = Names::new("pipe");
     ensure_topic(&brokers, &topic, 2).await.expect("topic");
     ensure_topic(&brokers, &stats_topic, 2)
         .await
         .expect("stats topic");
-    let group = format!("{topic}_group");
     let running = common::start(&[
         "--kafka",
         &brokers,
@@ -653,14 +679,15 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
         return;
     };
     let Some(pg) = common::postgres() else { return };
-    let redis_url =
-        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let topic = common::unique_topic("crash");
-    let stats_topic = format!("{topic}_stats");
-    let prefix = format!("{topic}:");
+    let redis_url = redis_url();
+    let Names {
+        topic,
+        stats_topic,
+        prefix,
+        group,
+    } = Names::new("crash");
     let schema = topic.clone();
     ensure_topic(&brokers, &topic, 2).await.expect("topic");
-    let group = format!("{topic}_group");
     let args = [
         "--kafka",
         &brokers,
@@ -725,13 +752,14 @@ async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and
     let Some(brokers) = common::brokers() else {
         return;
     };
-    let redis_url =
-        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let topic = common::unique_topic("rebalance");
-    let stats_topic = format!("{topic}_stats");
-    let prefix = format!("{topic}:");
+    let redis_url = redis_url();
+    let Names {
+        topic,
+        stats_topic,
+        prefix,
+        group,
+    } = Names::new("rebalance");
     ensure_topic(&brokers, &topic, 2).await.expect("topic");
-    let group = format!("{topic}_group");
     // The stream pauses between its halves while the group rebalances. A partition silent for
     // longer than --idle lets its last grid second close, and later ticks of that second would
     // be late by design; so the idle time here is longer than the pause.

@@ -9,42 +9,12 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::defer::Defer;
+use super::cells::{Cell, Partial};
 use super::runs::{RunFolder, fold_messages};
-use super::sequence::Sequenced;
-use crate::decimal::Fixed;
-use crate::indicators::{Agg, Ema};
+use crate::indicators::Ema;
 use crate::span::Span;
 use crate::stats::{BarCore, BarRow};
 use crate::symbol::Symbol;
-
-/// The part of a bar seen in one batch: first and last trade by `(t, seq)`, extremes and sums.
-/// Sorts by its first trade, so a bar's partials arrive at the reduce in time order.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct BarPartial {
-    /// `(t, seq, price)` of the earliest trade.
-    pub first: (u64, u64, Fixed),
-    /// `(t, seq, price)` of the latest trade.
-    pub last: (u64, u64, Fixed),
-    /// Greatest price.
-    pub high: Fixed,
-    /// Least price.
-    pub low: Fixed,
-    /// Exact sums.
-    pub agg: Agg,
-}
-
-impl BarPartial {
-    fn absorb(&mut self, other: &BarPartial) {
-        self.first = self.first.min(other.first);
-        self.last = self.last.max(other.last);
-        self.high = self.high.max(other.high);
-        self.low = self.low.min(other.low);
-        self.agg += other.agg;
-    }
-}
 
 /// A bar: `(symbol, bar index, start_ns)`.
 pub type BarKey = (Symbol, u8, u64);
@@ -52,75 +22,115 @@ pub type BarKey = (Symbol, u8, u64);
 /// A change of a final bar, as the EMA stage stashes it.
 type BarUpdate = ((BarKey, BarCore), isize);
 
+/// Parts of bars waiting for their end time to be final, with the capability to emit them.
+type Assembling<C> = (C, HashMap<BarKey, Partial>);
+
 /// Tumbling bars.
 pub trait Bars<'scope> {
-    /// Final bars keyed by `(symbol, bar index, start_ns)`.
+    /// Final bars keyed by `(symbol, bar index, start_ns)`, as a collection to which each bar
+    /// is added (`+1`) at its end time `(k+1)B` once that time is final, and never changed.
     ///
-    /// A bar `[kB, (k+1)B)` is only ever final, so each batch's part of it is placed at the bar's
-    /// end time `(k+1)B` (a grid time, as the resolution divides `B`): the reduce then runs once
-    /// per bar, when no trade of it can still arrive. One bar length later the parts are
-    /// retracted again (the bar leaves the collection, `-1`), which bounds the state.
+    /// A bar `[kB, (k+1)B)` is only ever final: its parts (cells, each in one bar of every size)
+    /// are merged as they arrive, and the bar is assembled once, when no trade of it can still
+    /// arrive. Nothing is arranged: a `reduce` would index every part only to retract it a bar
+    /// later, and the state here is only the bars still open.
+    ///
+    /// # Examples
+    /// ```
+    /// use gostocks_core::operators::{Bars, Cells, Sequence};
+    /// use gostocks_core::{Span, Symbol, Trade};
+    /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+    ///
+    /// let t = |time_ns, price: &str| Trade {
+    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
+    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
+    /// };
+    /// let bars = [Span::new(4, "4ns")];
+    /// let captured = timely::example(move |scope| {
+    ///     let trades = vec![t(3, "11"), t(1, "10"), t(2, "9"), t(5, "12")].to_stream(scope);
+    ///     trades.sequence(1).cells(&bars).bar_cores(&bars).inner.capture()
+    /// });
+    /// let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// // The bar [0, 4) at its end 4, and the bar [4, 8) at 8.
+    /// let ((key, core), time, diff) = out[0];
+    /// assert_eq!((key.2, time, diff), (0, 4, 1));
+    /// assert_eq!((core.open.to_string(), core.low.to_string(), core.close.to_string()), ("10".into(), "9".into(), "11".into()));
+    /// assert_eq!((out[1].0.0.2, out[1].1, out[1].0.1.agg.count), (4, 8, 1));
+    /// ```
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>;
 }
 
-impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Sequenced> {
+impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Cell> {
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
         let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
         // One folder per bar size, so that each sees its keys in runs. A bar's partial may mix
-        // grid times: all of them lie at or before the bar's end.
-        let mut parts: Vec<RunFolder<BarKey, BarPartial>> =
+        // grid times: all of them lie at or before the bar's end. A cell lies in one bar of
+        // every size (`cells` cuts at bar boundaries).
+        let mut parts: Vec<RunFolder<BarKey, Partial>> =
             sizes.iter().map(|_| RunFolder::new()).collect();
-        fold_messages(self, "BarPartials", move |trade, out| match trade {
-            Some(s) => {
-                let t = &s.trade;
-                let point = (t.time_ns, t.seq, t.price);
-                let one = BarPartial {
-                    first: point,
-                    last: point,
-                    high: t.price,
-                    low: t.price,
-                    agg: Agg::tick(t.price, t.size, t.time_ns, None),
-                };
+        let partials = fold_messages(self, "BarPartials", move |cell, out| match cell {
+            Some(c) => {
+                let mut part = c.part;
+                // A bar's sums are its trades' own: returns are a window statistic.
+                (part.agg.n_ret, part.agg.sum_r, part.agg.sum_r2) = (0, 0, 0);
                 for (b, size) in sizes.iter().enumerate() {
-                    let start = t.time_ns / size * size;
-                    parts[b].add((t.symbol, b as u8, start), one, |p, o| p.absorb(&o));
+                    let start = part.first.0 / size * size;
+                    parts[b].add((c.symbol, b as u8, start), part, |p, o| p.absorb(&o));
                 }
             }
             None => {
                 for (key, part) in parts.iter_mut().flat_map(|p| p.drain(|p, o| p.absorb(&o))) {
                     let end = key.2 + sizes[key.1 as usize];
-                    out.push(((key, part), end, 1isize));
-                    // Retracted once final and emitted, so the bar's state can be compacted
-                    // away: memory does not grow with the length of the input.
-                    out.push(((key, part), end + sizes[key.1 as usize], -1isize));
+                    out.push((key, part, end));
                 }
             }
-        })
-        .defer()
-        .as_collection()
-        .reduce_named(
-            "BarContent",
-            |_key, parts: &[(&BarPartial, isize)], out: &mut Vec<(BarCore, isize)>| {
-                let mut whole = *parts[0].0;
-                for &(part, n) in parts {
-                    for _ in 0..n {
-                        whole.absorb(part);
+        });
+        let pact = Exchange::new(|(k, _, _): &(BarKey, Partial, u64)| super::symbol_route(&k.0));
+        partials
+            .unary_frontier(pact, "BarAssemble", |_cap, _info| {
+                let mut open: BTreeMap<u64, Assembling<_>> = BTreeMap::new();
+                let mut ready = Vec::new();
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        for container in data {
+                            for (key, part, end) in container.drain(..) {
+                                let (_, bars) = open
+                                    .entry(end)
+                                    .or_insert_with(|| (cap.delayed(&end, 0), HashMap::default()));
+                                bars.entry(key)
+                                    .and_modify(|p| p.absorb(&part))
+                                    .or_insert(part);
+                            }
+                        }
+                    });
+                    // A bar ending at `end` takes trades up to the cell at grid time `end`: it is
+                    // whole once the frontier has passed `end`. Every bar made whole now travels
+                    // in one message under the least end (each record keeps its own time).
+                    let mut first = None;
+                    while let Some(entry) = open.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let end = *entry.key();
+                        let (cap, bars) = entry.remove();
+                        first.get_or_insert(cap);
+                        ready.extend(bars.into_iter().map(|(key, p)| {
+                            let core = BarCore {
+                                open: p.first.2,
+                                high: p.high,
+                                low: p.low,
+                                close: p.last.2,
+                                agg: p.agg,
+                            };
+                            ((key, core), end, 1isize)
+                        }));
+                    }
+                    if let Some(cap) = first {
+                        output.session(&cap).give_iterator(ready.drain(..));
                     }
                 }
-                // `whole` started as the first partial and absorbed it once more: take that back.
-                whole.agg -= parts[0].0.agg;
-                out.push((
-                    BarCore {
-                        open: whole.first.2,
-                        high: whole.high,
-                        low: whole.low,
-                        close: whole.last.2,
-                        agg: whole.agg,
-                    },
-                    1,
-                ));
-            },
-        )
+            })
+            .as_collection()
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod bars;
+pub mod cells;
 pub mod defer;
 pub mod emit;
 pub mod last_price;
@@ -12,6 +13,7 @@ pub mod window_stats;
 
 pub use alerts::MatchAlerts;
 pub use bars::{BarEma, Bars};
+pub use cells::{Cell, Cells, Partial};
 pub use defer::Defer;
 pub use emit::EmitOrdered;
 pub use last_price::LastPrice;
@@ -37,7 +39,8 @@ pub struct Analytics<'scope> {
 }
 
 /// The whole analytics dataflow of the contract over trades placed at their grid times:
-/// sequence per symbol, window stats joined with the last price, bars with their EMA.
+/// sequence per symbol, fold into cells, window stats joined with the last price, bars with
+/// their EMA.
 ///
 /// # Examples
 /// ```
@@ -74,11 +77,9 @@ pub fn analytics<'scope>(
     config: &AnalyticsConfig,
 ) -> Analytics<'scope> {
     let sequenced = trades.sequence(config.resolution.ns());
-    let stats = sequenced.clone().window_changelog(&config.windows);
-    let bars = sequenced
-        .clone()
-        .bar_cores(&config.bars)
-        .with_ema(config.ema_span);
+    let cells = sequenced.clone().cells(&config.bars);
+    let stats = cells.clone().window_changelog(&config.windows);
+    let bars = cells.bar_cores(&config.bars).with_ema(config.ema_span);
     Analytics {
         stats,
         bars,

@@ -8,8 +8,6 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::sequence::Sequenced;
-
 /// Merges values by key. Records arrive sorted by `(time, symbol, ...)`, so equal keys come in
 /// runs: a run is merged in place and touches the map once, instead of hashing every record.
 pub(crate) struct RunFolder<K, V> {
@@ -57,17 +55,18 @@ impl<K: Eq + Hash + Copy, V> RunFolder<K, V> {
     }
 }
 
-/// The shape of every per-trade pre-aggregation: `logic(Some(trade), out)` for each trade of a
+/// The shape of every pre-aggregation: `logic(Some(record), out)` for each record of a
 /// message, then `logic(None, out)` to flush what it folded; whatever it pushed to `out` is sent
 /// under the message's capability (records may carry later times of their own).
-pub(crate) fn fold_messages<'scope, D, F>(
-    stream: StreamVec<'scope, u64, Sequenced>,
+pub(crate) fn fold_messages<'scope, I, D, F>(
+    stream: StreamVec<'scope, u64, I>,
     name: &str,
     mut logic: F,
 ) -> StreamVec<'scope, u64, D>
 where
+    I: Clone + 'static,
     D: Clone + 'static,
-    F: FnMut(Option<&Sequenced>, &mut Vec<D>) + 'static,
+    F: FnMut(Option<&I>, &mut Vec<D>) + 'static,
 {
     stream.unary(Pipeline, name, move |_cap, _info| {
         let mut out = Vec::new();

@@ -1,12 +1,13 @@
 //! `window_stats`: sliding-window statistics per symbol, maintained incrementally.
 //!
 //! The sums of a window travel as [`Agg`] differences through differential's `count_total`: a
-//! symbol's trades of one grid time enter each window as one exact aggregate at `g0` and leave as
-//! its negation at `g0 + W`. The extremes need more than sums, so each window also keeps an
-//! ordered multiset of its prices, fed by exact `±count` updates. The changelog reads both once a
-//! grid time is final.
+//! symbol's cells of one grid time enter each window as one exact aggregate at `g0` and leave as
+//! its negation at `g0 + W`. The extremes need more than sums: cells leave a window in the order
+//! they entered it, so each window keeps its cells' lows and highs in monotonic queues (a sliding
+//! minimum and maximum, exact and O(1) amortized). The changelog reads both once a grid time is
+//! final.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -17,12 +18,13 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Map;
 
+use super::cells::Cell;
 use super::defer::Defer;
 use super::runs::{RunFolder, fold_messages};
-use super::sequence::Sequenced;
 use crate::decimal::Fixed;
-use crate::indicators::{Agg, quantize_log_return};
+use crate::indicators::Agg;
 use crate::span::Span;
 use crate::stats::{StatsRow, WindowCore};
 use crate::symbol::Symbol;
@@ -30,23 +32,18 @@ use crate::symbol::Symbol;
 /// A window of a symbol: `(symbol, window index)`.
 pub type WindowKey = (Symbol, u8);
 
-/// What the changelog learns of a symbol's trades at a grid time, besides the window sums: a
-/// small record (the sums, 128 bytes each, travel on their own input).
+/// What the changelog learns of a cell besides its sums (which travel on their own input): a
+/// small record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum WindowChange {
-    /// `count` more trades of the symbol at `price` entered its windows at this grid time (the
-    /// changelog schedules their exit from each window itself, at `time + W`).
-    Price(Symbol, Fixed, i64),
-    /// The symbol's latest trade as of this grid time.
-    Last(Symbol, u64, u64, Fixed),
-}
-
-impl WindowChange {
-    fn symbol(&self) -> Symbol {
-        match self {
-            WindowChange::Price(s, ..) | WindowChange::Last(s, ..) => *s,
-        }
-    }
+pub struct WindowChange {
+    /// The cell's symbol.
+    pub symbol: Symbol,
+    /// Its least price.
+    pub low: Fixed,
+    /// Its greatest price.
+    pub high: Fixed,
+    /// Its latest trade, `(t, seq, price)`.
+    pub last: (u64, u64, Fixed),
 }
 
 /// A change of a window's exact sums, from `count_total`: `+1` new total, `-1` old total.
@@ -63,7 +60,7 @@ pub trait WindowStats<'scope> {
     ///
     /// # Examples
     /// ```
-    /// use gostocks_core::operators::{Sequence, WindowStats};
+    /// use gostocks_core::operators::{Cells, Sequence, WindowStats};
     /// use gostocks_core::{Span, Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
@@ -74,34 +71,28 @@ pub trait WindowStats<'scope> {
     /// let windows = [Span::new(2, "2ns")];
     /// let captured = timely::example(move |scope| {
     ///     let trades = vec![t(1, "10"), t(2, "12")].to_stream(scope);
-    ///     trades.sequence(1).window_changelog(&windows).capture()
+    ///     trades.sequence(1).cells(&[]).window_changelog(&windows).capture()
     /// });
     /// let rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
     /// let counts: Vec<_> = rows.iter().map(|r| (r.time_ns, r.core.map_or(0, |c| c.agg.count))).collect();
     /// // Enter at 1 and 2; the first leaves at 3, the second at 4.
     /// assert_eq!(counts, [(1, 1), (2, 2), (3, 1), (4, 0)]);
     /// assert_eq!(rows[1].core.unwrap().max.to_string(), "12");
+    /// // At 3 only the trade at 2 is left: the queue of highs let go of nothing it needed.
+    /// assert_eq!(rows[2].core.unwrap().min.to_string(), "12");
     /// ```
     fn window_changelog(self, windows: &[Span]) -> StreamVec<'scope, u64, StatsRow>;
 }
 
-impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
+impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Cell> {
     fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-        let mut cells: RunFolder<(u64, Symbol), Agg> = RunFolder::new();
-        fold_messages(self, "WindowSums", move |trade, out| match trade {
+        let mut sums: RunFolder<(u64, Symbol), Agg> = RunFolder::new();
+        fold_messages(self, "WindowSums", move |cell, out| match cell {
             // One aggregate per symbol and grid time: differential would sum them anyway.
-            Some(s) => {
-                let t = &s.trade;
-                let ret = s.prev.map(|p| quantize_log_return(t.price, p.price));
-                cells.add(
-                    (s.time, t.symbol),
-                    Agg::tick(t.price, t.size, t.time_ns, ret),
-                    |a, b| *a += b,
-                );
-            }
+            Some(c) => sums.add((c.time, c.symbol), c.part.agg, |a, b| *a += b),
             None => {
-                for ((g0, symbol), agg) in cells.drain(|a, b| *a += b) {
+                for ((g0, symbol), agg) in sums.drain(|a, b| *a += b) {
                     let mut gone = agg;
                     gone.negate();
                     for (w, len) in lengths.iter().enumerate() {
@@ -119,72 +110,95 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn window_changelog(self, windows: &[Span]) -> StreamVec<'scope, u64, StatsRow> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
         let sums = self.clone().window_sums(windows).inner;
-        let mut cells: RunFolder<(u64, Symbol, Fixed), i64> = RunFolder::new();
-        let mut last: RunFolder<(u64, Symbol), (u64, u64, Fixed)> = RunFolder::new();
-        let prices = fold_messages(
-            self.clone(),
-            "WindowPrices",
-            move |trade, out| match trade {
-                Some(s) => {
-                    let t = &s.trade;
-                    cells.add((s.time, t.symbol, t.price), 1, |a, b| *a += b);
-                    last.add((s.time, t.symbol), (t.time_ns, t.seq, t.price), |a, b| {
-                        *a = (*a).max(b)
-                    });
-                }
-                None => {
-                    for ((g0, symbol, price), n) in cells.drain(|a, b| *a += b) {
-                        out.push((WindowChange::Price(symbol, price, n), g0));
-                    }
-                    for ((g0, symbol), (t, seq, price)) in last.drain(|a, b| *a = (*a).max(b)) {
-                        out.push((WindowChange::Last(symbol, t, seq, price), g0));
-                    }
-                }
-            },
-        );
-        sums.changelog(prices, lengths)
+        let changes = self.map(|c| {
+            let change = WindowChange {
+                symbol: c.symbol,
+                low: c.part.low,
+                high: c.part.high,
+                last: c.part.last,
+            };
+            (change, c.time)
+        });
+        sums.changelog(changes, lengths)
     }
 }
 
-/// Per symbol: the latest trade, and for each of its windows the current sums and prices.
+/// One window of a symbol: its sums, and the lows and highs of its cells as monotonic queues of
+/// `(grid time, price)`: lows increasing, highs decreasing, so the front is the extreme.
 #[derive(Default)]
+struct Window {
+    agg: Agg,
+    lows: VecDeque<(u64, Fixed)>,
+    highs: VecDeque<(u64, Fixed)>,
+}
+
+impl Window {
+    fn enter(&mut self, g0: u64, low: Fixed, high: Fixed) {
+        while self.lows.back().is_some_and(|&(_, p)| p >= low) {
+            self.lows.pop_back();
+        }
+        self.lows.push_back((g0, low));
+        while self.highs.back().is_some_and(|&(_, p)| p <= high) {
+            self.highs.pop_back();
+        }
+        self.highs.push_back((g0, high));
+    }
+
+    /// Drops the cells that have left a window of length `len` at grid time `g`.
+    fn expire(&mut self, g: u64, len: u64) {
+        let gone = |&(g0, _): &(u64, Fixed)| g0.saturating_add(len) <= g;
+        while self.lows.front().is_some_and(gone) {
+            self.lows.pop_front();
+        }
+        while self.highs.front().is_some_and(gone) {
+            self.highs.pop_front();
+        }
+    }
+}
+
+/// Per symbol: the latest trade, and each of its windows.
 struct SymbolState {
     last: Option<(u64, u64, Fixed)>,
-    windows: HashMap<u8, (Agg, BTreeMap<Fixed, i64>)>,
+    windows: Vec<Window>,
 }
 
 trait Changelog<'scope> {
     fn changelog(
         self,
-        prices: StreamVec<'scope, u64, (WindowChange, u64)>,
+        changes: StreamVec<'scope, u64, (WindowChange, u64)>,
         lengths: Vec<u64>,
     ) -> StreamVec<'scope, u64, StatsRow>;
 }
 
-/// What arrived for one grid time: its capability, the sums changes and the price changes.
+/// What arrived for one grid time: its capability, the sums changes and the cells' changes.
 type Pending<C> = (C, Vec<(WindowKey, Agg, isize)>, Vec<WindowChange>);
 
 impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
     fn changelog(
         self,
-        prices: StreamVec<'scope, u64, (WindowChange, u64)>,
+        changes: StreamVec<'scope, u64, (WindowChange, u64)>,
         lengths: Vec<u64>,
     ) -> StreamVec<'scope, u64, StatsRow> {
         let by_key = Exchange::new(|((k, _), _, _): &SumsUpdate| super::symbol_route(&k.0));
         let by_symbol =
-            Exchange::new(|(c, _): &(WindowChange, u64)| super::symbol_route(&c.symbol()));
+            Exchange::new(|(c, _): &(WindowChange, u64)| super::symbol_route(&c.symbol));
         self.binary_frontier(
-            prices,
+            changes,
             by_key,
             by_symbol,
             "StatsChangelog",
             |_cap, _info| {
                 let mut pending: BTreeMap<u64, Pending<_>> = BTreeMap::new();
                 let mut state: HashMap<Symbol, SymbolState> = HashMap::default();
-                // Prices due to leave a window: at grid time g, (symbol, window, price, count).
-                let mut leaving: BTreeMap<u64, Vec<(Symbol, u8, Fixed, i64)>> = BTreeMap::new();
                 let mut ready: Vec<StatsRow> = Vec::new();
-                move |(sums_in, sums_frontier), (prices_in, prices_frontier), output| {
+                let fresh = {
+                    let n = lengths.len();
+                    move || SymbolState {
+                        last: None,
+                        windows: (0..n).map(|_| Window::default()).collect(),
+                    }
+                };
+                move |(sums_in, sums_frontier), (changes_in, changes_frontier), output| {
                     sums_in.for_each_stamp(|cap, data| {
                         for container in data {
                             for ((key, agg), time, diff) in container.drain(..) {
@@ -198,7 +212,7 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                             }
                         }
                     });
-                    prices_in.for_each_stamp(|cap, data| {
+                    changes_in.for_each_stamp(|cap, data| {
                         for container in data {
                             for (change, time) in container.drain(..) {
                                 pending
@@ -214,69 +228,29 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     let mut first_cap = None;
                     while let Some(entry) = pending.first_entry() {
                         if sums_frontier.less_equal(entry.key())
-                            || prices_frontier.less_equal(entry.key())
+                            || changes_frontier.less_equal(entry.key())
                         {
                             break;
                         }
                         let time = *entry.key();
                         let (cap, sums, changes) = entry.remove();
                         first_cap.get_or_insert(cap);
-                        // Changes apply in any order: prices add, the last trade is a maximum, and a
-                        // window's `+new, -old` total pair lands on `new` either way (a retraction
-                        // only clears the total it retracts).
+                        // Cells enter in grid-time order (this loop runs in time order), which
+                        // is what the monotonic queues need. Within a time, changes apply in
+                        // any order: a window's `+new, -old` total pair lands on `new` either way
+                        // (a retraction only clears the total it retracts).
+                        for c in changes {
+                            let s = state.entry(c.symbol).or_insert_with(&fresh);
+                            s.last = Some(s.last.map_or(c.last, |l| l.max(c.last)));
+                            for w in &mut s.windows {
+                                w.enter(time, c.low, c.high);
+                            }
+                        }
                         let mut changed: Vec<WindowKey> = Vec::with_capacity(sums.len());
-                        while let Some(due) = leaving.first_entry() {
-                            if *due.key() > time {
-                                break;
-                            }
-                            for (symbol, w, price, n) in due.remove() {
-                                let prices = &mut state
-                                    .entry(symbol)
-                                    .or_default()
-                                    .windows
-                                    .entry(w)
-                                    .or_default()
-                                    .1;
-                                let count = prices.entry(price).or_default();
-                                *count -= n;
-                                if *count == 0 {
-                                    prices.remove(&price);
-                                }
-                            }
-                        }
-                        for change in changes {
-                            match change {
-                                WindowChange::Last(symbol, t, seq, price) => {
-                                    let s = state.entry(symbol).or_default();
-                                    s.last = Some(
-                                        s.last.map_or((t, seq, price), |l| l.max((t, seq, price))),
-                                    );
-                                }
-                                WindowChange::Price(symbol, price, n) => {
-                                    let windows = &mut state.entry(symbol).or_default().windows;
-                                    for (w, len) in lengths.iter().enumerate() {
-                                        *windows
-                                            .entry(w as u8)
-                                            .or_default()
-                                            .1
-                                            .entry(price)
-                                            .or_default() += n;
-                                        leaving
-                                            .entry(time + len)
-                                            .or_default()
-                                            .push((symbol, w as u8, price, n));
-                                    }
-                                }
-                            }
-                        }
                         for ((symbol, w), agg, diff) in sums {
-                            let sums = &mut state
-                                .entry(symbol)
-                                .or_default()
-                                .windows
-                                .entry(w)
-                                .or_default()
-                                .0;
+                            let sums = &mut state.entry(symbol).or_insert_with(&fresh).windows
+                                [w as usize]
+                                .agg;
                             if diff > 0 {
                                 *sums = agg;
                             } else if *sums == agg {
@@ -288,17 +262,19 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                         changed.dedup();
                         for (symbol, w) in changed {
                             let s = state.get_mut(&symbol).expect("a changed window has state");
-                            let (agg, prices) =
-                                s.windows.get(&w).expect("a changed window has state");
-                            let core = (agg.count != 0).then(|| WindowCore {
-                                agg: *agg,
-                                min: prices.first_key_value().map_or(Fixed::ZERO, |(p, _)| *p),
-                                max: prices.last_key_value().map_or(Fixed::ZERO, |(p, _)| *p),
-                            });
+                            let window = &mut s.windows[w as usize];
+                            window.expire(time, lengths[w as usize]);
+                            let core = match (window.lows.front(), window.highs.front()) {
+                                (Some(&(_, min)), Some(&(_, max))) if window.agg.count != 0 => {
+                                    Some(WindowCore {
+                                        agg: window.agg,
+                                        min,
+                                        max,
+                                    })
+                                }
+                                _ => None,
+                            };
                             let last = core.and(s.last.map(|l| l.2));
-                            if core.is_none() {
-                                s.windows.remove(&w);
-                            }
                             ready.push(StatsRow {
                                 time_ns: time,
                                 symbol,

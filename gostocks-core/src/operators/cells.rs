@@ -1,0 +1,159 @@
+//! `cells`: folds each symbol's sequenced trades of a grid time into exact partial aggregates.
+//!
+//! Windows and bars only ever need what a symbol's trades of one grid time add up to: their sums,
+//! extremes, first and last trade. Folding them here, once, in the order `sequence` emits them
+//! (runs of `(time, symbol)`), means every operator downstream works per cell, not per trade.
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::sequence::Sequenced;
+use crate::decimal::Fixed;
+use crate::indicators::{Agg, quantize_log_return};
+use crate::span::Span;
+use crate::symbol::Symbol;
+
+/// What a run of trades adds up to: first and last trade by `(t, seq)`, extremes and sums.
+/// Sorts by its first trade, so the parts of a bar arrive at a reduce in time order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Partial {
+    /// `(t, seq, price)` of the earliest trade.
+    pub first: (u64, u64, Fixed),
+    /// `(t, seq, price)` of the latest trade.
+    pub last: (u64, u64, Fixed),
+    /// Greatest price.
+    pub high: Fixed,
+    /// Least price.
+    pub low: Fixed,
+    /// Exact sums, with the log returns of the trades that have a predecessor.
+    pub agg: Agg,
+}
+
+impl Partial {
+    /// The partial of one trade at `(t, seq, price)` with `size` and its quantized log return.
+    pub fn one(point: (u64, u64, Fixed), size: Fixed, ret: Option<i64>) -> Partial {
+        Partial {
+            first: point,
+            last: point,
+            high: point.2,
+            low: point.2,
+            agg: Agg::tick(point.2, size, point.0, ret),
+        }
+    }
+
+    /// Merges another partial of the same symbol into this one, in any order.
+    pub fn absorb(&mut self, other: &Partial) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        self.high = self.high.max(other.high);
+        self.low = self.low.min(other.low);
+        self.agg += other.agg;
+    }
+}
+
+/// The trades of one symbol at one grid time that also share a bar of every configured size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Cell {
+    /// The grid time at which the trades enter the results.
+    pub time: u64,
+    /// Their symbol.
+    pub symbol: Symbol,
+    /// What they add up to.
+    pub part: Partial,
+}
+
+/// Folds sequenced trades into [`Cell`]s.
+pub trait Cells<'scope> {
+    /// One cell per run of trades with the same grid time and symbol, cut wherever a trade
+    /// starts a new bar of one of `bars`: a cell lies in exactly one bar of every size, so bars
+    /// can be assembled from cells exactly. A run split over two messages gives two cells, whose
+    /// sum is the same.
+    ///
+    /// # Examples
+    /// ```
+    /// use gostocks_core::operators::{Cells, Sequence};
+    /// use gostocks_core::{Span, Symbol, Trade};
+    /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+    ///
+    /// let t = |time_ns, price: &str| Trade {
+    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
+    ///     price: price.parse().unwrap(), size: "2".parse().unwrap(),
+    /// };
+    /// let bars = [Span::new(10, "10ns")];
+    /// let captured = timely::example(move |scope| {
+    ///     // Grid of 10ns: 3 and 7 share the cell at 10; 10 itself starts a new bar.
+    ///     vec![t(7, "11"), t(3, "10"), t(10, "12")].to_stream(scope).sequence(10).cells(&bars).capture()
+    /// });
+    /// let cells: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// assert_eq!(cells.len(), 2);
+    /// assert_eq!((cells[0].time, cells[0].part.agg.count, cells[0].part.high.to_string()), (10, 2, "11".into()));
+    /// assert_eq!((cells[1].time, cells[1].part.first.0), (10, 10));
+    /// // The trade at 10 carries its return from 11, the trade before it in another cell.
+    /// assert_eq!(cells[1].part.agg.n_ret, 1);
+    /// ```
+    fn cells(self, bars: &[Span]) -> StreamVec<'scope, u64, Cell>;
+}
+
+impl<'scope> Cells<'scope> for StreamVec<'scope, u64, Sequenced> {
+    fn cells(self, bars: &[Span]) -> StreamVec<'scope, u64, Cell> {
+        let sizes: Vec<u64> = bars.iter().map(Span::ns).filter(|&s| s > 0).collect();
+        // The first bar boundary after `t` over every size: a cell starting at `t` ends before it.
+        let boundary = move |t: u64| {
+            sizes
+                .iter()
+                .map(|s| (t / s).saturating_add(1).saturating_mul(*s))
+                .min()
+                .unwrap_or(u64::MAX)
+        };
+        self.unary(Pipeline, "Cells", move |_cap, _info| {
+            let mut out: Vec<Cell> = Vec::new();
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else {
+                        return;
+                    };
+                    // The open cell and the time at which it must be cut.
+                    let mut open: Option<(Cell, u64)> = None;
+                    for container in data {
+                        for s in container.iter() {
+                            let t = &s.trade;
+                            let point = (t.time_ns, t.seq, t.price);
+                            let ret = s.prev.map(|p| quantize_log_return(t.price, p.price));
+                            match &mut open {
+                                Some((cell, cut))
+                                    if cell.time == s.time
+                                        && cell.symbol == t.symbol
+                                        && t.time_ns < *cut =>
+                                {
+                                    let p = &mut cell.part;
+                                    // Trades of a run come in `(t, seq)` order.
+                                    p.last = p.last.max(point);
+                                    p.first = p.first.min(point);
+                                    p.high = p.high.max(t.price);
+                                    p.low = p.low.min(t.price);
+                                    p.agg += Agg::tick(t.price, t.size, t.time_ns, ret);
+                                }
+                                _ => {
+                                    let cell = Cell {
+                                        time: s.time,
+                                        symbol: t.symbol,
+                                        part: Partial::one(point, t.size, ret),
+                                    };
+                                    if let Some((done, _)) =
+                                        open.replace((cell, boundary(t.time_ns)))
+                                    {
+                                        out.push(done);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    out.extend(open.map(|(cell, _)| cell));
+                    output.session(&cap).give_iterator(out.drain(..));
+                });
+            }
+        })
+    }
+}

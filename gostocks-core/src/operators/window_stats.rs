@@ -22,7 +22,7 @@ use timely::dataflow::operators::vec::Map;
 
 use super::cells::Cell;
 use super::defer::Defer;
-use super::runs::{RunFolder, fold_messages};
+use super::runs::fold_messages;
 use crate::decimal::Fixed;
 use crate::indicators::Agg;
 use crate::span::Span;
@@ -87,22 +87,36 @@ pub trait WindowStats<'scope> {
 impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Cell> {
     fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-        let mut sums: RunFolder<(u64, Symbol), Agg> = RunFolder::new();
+        let horizon = lengths.iter().copied().min().unwrap_or(0);
+        // Cells come in `(time, symbol)` order: merging neighbours leaves one aggregate per
+        // symbol and grid time (differential would sum them anyway), still in time order.
+        let mut folded: Vec<(u64, Symbol, Agg)> = Vec::new();
         fold_messages(self, "WindowSums", move |cell, out| match cell {
-            // One aggregate per symbol and grid time: differential would sum them anyway.
-            Some(c) => sums.add((c.time, c.symbol), c.part.agg, |a, b| *a += b),
+            Some(c) => match folded.last_mut() {
+                Some((g0, symbol, agg)) if *g0 == c.time && *symbol == c.symbol => {
+                    *agg += c.part.agg;
+                }
+                _ => folded.push((c.time, c.symbol, c.part.agg)),
+            },
             None => {
-                for ((g0, symbol), agg) in sums.drain(|a, b| *a += b) {
-                    let mut gone = agg;
-                    gone.negate();
-                    for (w, len) in lengths.iter().enumerate() {
+                // Entries first, then each window's exits: runs of equal time for `defer`.
+                for w in 0..lengths.len() {
+                    for &(g0, symbol, agg) in &folded {
                         out.push(((symbol, w as u8), g0, agg));
+                    }
+                }
+                for (w, len) in lengths.iter().enumerate() {
+                    for &(g0, symbol, agg) in &folded {
+                        let mut gone = agg;
+                        gone.negate();
                         out.push(((symbol, w as u8), g0 + len, gone));
                     }
                 }
+                folded.clear();
             }
         })
-        .defer()
+        // Entries are due about now; exits are held until they are.
+        .defer_beyond(horizon)
         .as_collection()
         .count_total()
     }

@@ -72,7 +72,8 @@ impl Feeder {
             input.advance_to(t);
         }
         while probe.less_than(&before) {
-            worker.step();
+            // Parks while other workers hold the frontier back; their messages wake it.
+            worker.step_or_park(None);
         }
     }
 }
@@ -201,7 +202,7 @@ pub fn run_batch_with_alerts(
             feeder.release(&mut input, &probe, worker);
         }
         drop(input);
-        while worker.step() {}
+        while worker.step_or_park(None) {}
         if collect {
             shared
                 .lock()

@@ -190,27 +190,51 @@ fn parse_decimal(b: &[u8]) -> Result<Fixed, ParseFail> {
         .map_err(|_| ParseFail::OutOfRange)
 }
 
-impl fmt::Display for Fixed {
-    /// The shortest exact decimal: `585.33`, `100`, `0.001`. Honours width and alignment.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Fixed {
+    /// Appends the shortest exact decimal (as [`fmt::Display`] writes it) to `out`, without the
+    /// formatting machinery: the JSON outputs write millions of these.
+    ///
+    /// ```
+    /// use gostocks_core::Fixed;
+    /// let mut out = String::new();
+    /// for s in ["585.33", "100", "0.001", "-0.5"] {
+    ///     s.parse::<Fixed>().unwrap().push_to(&mut out);
+    ///     out.push(' ');
+    /// }
+    /// assert_eq!(out, "585.33 100 0.001 -0.5 ");
+    /// ```
+    pub fn push_to(&self, out: &mut String) {
         let v = self.0;
-        let sign = if v < 0 { "-" } else { "" };
+        if v < 0 {
+            out.push('-');
+        }
         let abs = v.unsigned_abs();
         let int = abs / SCALE as u64;
         let mut frac = abs % SCALE as u64;
-        if frac == 0 && f.width().is_none() {
-            return write!(f, "{sign}{int}");
+        out.push_str(itoa::Buffer::new().format(int));
+        if frac == 0 {
+            return;
         }
         let mut width = SCALE_DIGITS as usize;
-        while frac.is_multiple_of(10) && width > 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             width -= 1;
         }
-        let text = if width == 0 {
-            format!("{sign}{int}")
-        } else {
-            format!("{sign}{int}.{frac:0width$}")
-        };
+        out.push('.');
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(frac);
+        for _ in digits.len()..width {
+            out.push('0');
+        }
+        out.push_str(digits);
+    }
+}
+
+impl fmt::Display for Fixed {
+    /// The shortest exact decimal: `585.33`, `100`, `0.001`. Honours width and alignment.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::with_capacity(24);
+        self.push_to(&mut text);
         f.pad(&text)
     }
 }

@@ -16,7 +16,7 @@ use gostocks_core::batch::Feeder;
 use gostocks_core::feed::Late;
 use gostocks_core::feed::grid_ceil;
 use gostocks_core::operators::{EmitOrdered, MatchAlerts, analytics};
-use gostocks_core::stats::{AnalyticsConfig, BarRow};
+use gostocks_core::stats::{AnalyticsConfig, BarRow, StatsRow};
 use indicatif::{ProgressBar, ProgressStyle};
 use timely::dataflow::operators::ToStream;
 use timely::dataflow::operators::{Input, Probe};
@@ -48,6 +48,47 @@ fn create(path: &Path) -> anyhow::Result<Writer> {
 
 fn lock(w: &Writer) -> std::sync::MutexGuard<'_, BufWriter<Box<dyn Write + Send>>> {
     w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Output rows on their way to the writer thread.
+enum Rows {
+    Stats(Vec<StatsRow>),
+    Bars(Vec<BarRow>),
+}
+
+/// The writer thread: formats rows as JSON lines, in the order they come.
+fn write_rows(
+    rows: std::sync::mpsc::Receiver<Rows>,
+    stats_out: &Writer,
+    bars_out: Option<&Writer>,
+    window_labels: &[String],
+    bar_labels: &[String],
+) {
+    let mut line = String::with_capacity(1 << 16);
+    for batch in rows {
+        line.clear();
+        let target = match &batch {
+            Rows::Stats(rows) => {
+                for row in rows {
+                    row.write_json(&mut line, &window_labels[row.window as usize]);
+                    line.push('\n');
+                }
+                Some(stats_out)
+            }
+            Rows::Bars(rows) => {
+                for row in rows {
+                    row.write_json(&mut line, &bar_labels[row.bar as usize]);
+                    line.push('\n');
+                }
+                bars_out
+            }
+        };
+        if let Some(w) = target
+            && let Err(e) = lock(w).write_all(line.as_bytes())
+        {
+            tracing::error!(error = %e, "writing outputs");
+        }
+    }
 }
 
 /// One late or rejected record, kept to be written in input order at the end.
@@ -101,57 +142,61 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let inputs: Vec<Mutex<Option<TickFile>>> =
         files.into_iter().map(|f| Mutex::new(Some(f))).collect();
     let inputs = Arc::new(inputs);
+    // Formatting and writing the stats and bars runs on a thread of its own, so the worker that
+    // reads the input does not also format every output line. Bounded: a slow disk holds the
+    // dataflow back rather than filling memory.
+    let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<Rows>(64);
+    let writer = {
+        let (stats_out, bars_out) = (Arc::clone(&stats_out), bars_out.clone());
+        let window_labels: Vec<String> = config.windows.iter().map(ToString::to_string).collect();
+        let bar_labels: Vec<String> = config.bars.iter().map(ToString::to_string).collect();
+        std::thread::Builder::new()
+            .name("gostocks-writer".into())
+            .spawn(move || {
+                write_rows(
+                    rows_rx,
+                    &stats_out,
+                    bars_out.as_ref(),
+                    &window_labels,
+                    &bar_labels,
+                )
+            })
+            .context("starting the output writer")?
+    };
+    let with_bars = bars_out.is_some();
     let shared = (
         Arc::clone(&counters),
         Arc::clone(&set_aside),
-        Arc::clone(&stats_out),
-        bars_out.clone(),
+        rows_tx,
         events_out.clone(),
     );
     let rules = Arc::new(rules);
-    let labels: (Vec<String>, Vec<String>) = (
-        config.windows.iter().map(ToString::to_string).collect(),
-        config.bars.iter().map(ToString::to_string).collect(),
-    );
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let (counters, set_aside, stats_out, bars_out, events_out) = shared.clone();
+        let (counters, set_aside, rows_tx, events_out) = shared.clone();
         let my_rules: Vec<(AlertRule, u64, isize)> = if worker.index() == 0 {
             rules.iter().map(|r| (r.clone(), 0, 1)).collect()
         } else {
             Vec::new()
         };
         let (index, peers) = (worker.index(), worker.peers());
-        let (window_labels, bar_labels) = labels.clone();
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
             let out = analytics(trades, &config);
+            // Rows go to the writer thread in output order; formatting them is its work.
             let stats_counter = Arc::clone(&counters);
-            let mut line = String::with_capacity(1 << 16);
+            let stats_tx = rows_tx.clone();
             let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
-            out.stats.clone().emit_ordered(|r: &gostocks_core::stats::StatsRow| r.time_ns, move |_, rows| {
-                line.clear();
-                for row in rows.iter() {
-                    row.write_json(&mut line, &window_labels[row.window as usize]);
-                    line.push('\n');
-                }
+            out.stats.clone().emit_ordered(|r: &StatsRow| r.time_ns, move |_, rows| {
                 stats_counter.stats_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                if let Err(e) = lock(&stats_out).write_all(line.as_bytes()) {
-                    tracing::error!(error = %e, "writing stats");
-                }
+                let _ = stats_tx.send(Rows::Stats(std::mem::take(rows)));
             });
             let bar_counter = Arc::clone(&counters);
-            let mut bar_line = String::with_capacity(1 << 14);
+            let bars_tx = rows_tx.clone();
             let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
             out.bars.clone().emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
                 bar_counter.bar_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                let Some(w) = &bars_out else { return };
-                bar_line.clear();
-                for row in rows.iter() {
-                    row.write_json(&mut bar_line, &bar_labels[row.bar as usize]);
-                    bar_line.push('\n');
-                }
-                if let Err(e) = lock(w).write_all(bar_line.as_bytes()) {
-                    tracing::error!(error = %e, "writing bars");
+                if with_bars {
+                    let _ = bars_tx.send(Rows::Bars(std::mem::take(rows)));
                 }
             });
             let probe = out.stats.probe().0;
@@ -227,7 +272,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             feeder.release(&mut input, &probe, worker);
         }
         drop(input);
-        while worker.step() {}
+        while worker.step_or_park(None) {}
         set_aside.lock().unwrap_or_else(|e| e.into_inner()).append(&mut aside);
         counters.workers_done.fetch_add(1, Ordering::Relaxed);
     })
@@ -252,6 +297,10 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     for result in guards.join() {
         result.map_err(|e| anyhow::anyhow!("a timely worker failed: {e}"))?;
     }
+    // The workers are gone, and with them every sender: the writer drains and ends.
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the output writer panicked"))?;
     bar.finish_and_clear();
 
     let mut aside = std::mem::take(&mut *set_aside.lock().unwrap_or_else(|e| e.into_inner()));

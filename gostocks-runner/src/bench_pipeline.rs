@@ -136,7 +136,8 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     // On a pre-filled topic the consumer may deliver one partition's backlog well before
     // another's; a long idle time keeps the slower partitions from being declared idle (and
     // their ticks late). The live latency run, where every partition flows, uses 1 s.
-    let runner_args = |topic: &str, group: &str, resolution: &str| -> Vec<String> {
+    let runner_args = |topic: &str, group: &str, resolution: &str, workers: usize| -> Vec<String> {
+        let workers = workers.to_string();
         let idle = if resolution == "1s" { "60s" } else { "1s" };
         [
             "--kafka",
@@ -146,7 +147,7 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
             "--group",
             group,
             "--workers",
-            "2",
+            &workers,
             "--redis",
             &args.redis,
             "--redis-prefix",
@@ -166,7 +167,7 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
         .map(|s| s.to_string())
         .collect()
     };
-    let (mut child, http) = start_runner(&runner_args(&topic, &format!("{topic}-run"), "1s"))?;
+    let (mut child, http) = start_runner(&runner_args(&topic, &format!("{topic}-run"), "1s", 2))?;
     let mut first = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -203,8 +204,12 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "latency at a steady {} ticks/s (100 symbols, resolution {}, fetch wait {}):",
-        args.rate, args.latency_resolution, args.fetch_wait
+        "latency at a steady {} ticks/s (100 symbols, resolution {}, fetch wait {}, {} partitions, {} workers):",
+        args.rate,
+        args.latency_resolution,
+        args.fetch_wait,
+        args.latency_partitions,
+        args.latency_workers
     );
     println!();
     println!("| Redis update | p50 | p99 | updates |");
@@ -224,7 +229,7 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
 /// runs; returns the latency percentiles of price updates and of stats updates in Redis.
 async fn latency(
     args: &BenchPipelineArgs,
-    runner_args: &dyn Fn(&str, &str, &str) -> Vec<String>,
+    runner_args: &dyn Fn(&str, &str, &str, usize) -> Vec<String>,
 ) -> anyhow::Result<(Percentiles, Percentiles)> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -235,6 +240,7 @@ async fn latency(
         &topic,
         &format!("{topic}-run"),
         &args.latency_resolution,
+        args.latency_workers,
     ))?;
     // Let the consumer join before the clock starts.
     tokio::time::sleep(Duration::from_secs(8)).await;

@@ -104,8 +104,8 @@ pub struct BenchPipelineArgs {
     #[arg(long, default_value_t = 10)]
     pub latency_secs: u64,
 
-    /// The result grid of the latency measurement: a price is published once its grid time is
-    /// final, so this bounds the latency from below.
+    /// The result grid of the latency measurement: stats are written once their grid time is
+    /// final, so this bounds their latency from below (prices go out as ticks are taken in).
     #[arg(long, default_value = "100ms")]
     pub latency_resolution: String,
 
@@ -116,6 +116,11 @@ pub struct BenchPipelineArgs {
     /// Partitions of the latency measurement's topic.
     #[arg(long, default_value_t = 4)]
     pub latency_partitions: i32,
+
+    /// Timely workers of the runner in the latency measurement (the throughput measurement
+    /// always uses 2).
+    #[arg(long, default_value_t = 2)]
+    pub latency_workers: usize,
 }
 
 /// Flags of `gostocks check`.

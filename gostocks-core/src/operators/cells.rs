@@ -16,7 +16,7 @@ use crate::span::Span;
 use crate::symbol::Symbol;
 
 /// What a run of trades adds up to: first and last trade by `(t, seq)`, extremes and sums.
-/// Sorts by its first trade, so the parts of a bar arrive at a reduce in time order.
+/// Merging partials (`absorb`) is commutative: parts may arrive in any order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Partial {
     /// `(t, seq, price)` of the earliest trade.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use differential_dataflow::AsCollection;
-use gostocks_connectors::file::TickFile;
+use gostocks_connectors::file::{Record, TickFile};
 use gostocks_core::Trade;
 use gostocks_core::alerts::{AlertEvent, AlertRule, AlertSpec};
 use gostocks_core::batch::Feeder;
@@ -240,12 +240,16 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         while let Some(i) = feeder.laggard() {
             let mut exhausted = true;
             let mut accepted = 0u64;
-            for record in files[i].by_ref().take(CHUNK) {
+            for _ in 0..CHUNK {
+                let Some(record) = files[i].next_record() else { break };
                 exhausted = false;
                 positions[i] += 1;
                 let position = positions[i];
-                match record.map_err(|r| (r.reason.to_string(), r.raw, r.line)).and_then(|tick| {
-                    tick.validate().map_err(|why| (why.to_string(), serde_json::to_string(&tick).unwrap_or_default(), 0))
+                match record.map_err(|r| (r.reason.to_string(), r.raw, r.line)).and_then(|record| match record {
+                    Record::Trade(trade) => Ok(trade),
+                    Record::Tick(tick) => tick
+                        .validate()
+                        .map_err(|why| (why.to_string(), serde_json::to_string(&tick).unwrap_or_default(), 0)),
                 }) {
                     Ok(trade) => match feeder.admit(i, trade.time_ns) {
                         Ok(_) => {

@@ -19,7 +19,7 @@
 pub(crate) mod eastern;
 mod source;
 
-pub use source::{FileCounts, Rejected, TickFile};
+pub use source::{FileCounts, Record, Rejected, TickFile};
 
 use std::fmt;
 use std::str::FromStr;

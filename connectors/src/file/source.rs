@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
-use gostocks_core::{Fixed, Rejection, Side, Tick};
+use gostocks_core::{Fixed, Rejection, Side, Symbol, Tick, Trade};
 
 use super::Format;
 use super::eastern::eastern_midnight_ns;
@@ -243,6 +243,15 @@ impl TickFile {
     }
 }
 
+/// A record of a [`TickFile`], from [`TickFile::next_record`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// A well-formed, valid line, decoded straight into a trade.
+    Trade(Trade),
+    /// A decoded tick, still to be validated.
+    Tick(Tick),
+}
+
 impl Iterator for TickFile {
     type Item = Result<Tick, Rejected>;
 
@@ -251,29 +260,64 @@ impl Iterator for TickFile {
             return Some(self.count(record, self.counts.lines));
         }
         loop {
-            self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => {
-                    // A truncated or corrupt file (e.g. a cut gzip stream) ends the file as a
-                    // rejected record rather than a panic.
-                    self.counts.rejected += 1;
-                    let reject = Rejected {
-                        line: self.counts.lines + 1,
-                        reason: Rejection::Decode(e.to_string()),
-                        raw: String::new(),
-                    };
-                    self.buf.clear();
-                    self.reader = Box::new(std::io::empty());
-                    return Some(Err(reject));
-                }
-            }
-            self.counts.lines += 1;
-            let line_no = self.counts.lines;
+            let line_no = match self.read_line()? {
+                Ok(n) => n,
+                Err(reject) => return Some(Err(reject)),
+            };
             match self.decode() {
                 None => self.counts.skipped += 1,
                 Some(record) => return Some(self.count(record, line_no)),
+            }
+        }
+    }
+}
+
+impl TickFile {
+    /// Reads the next line into `buf`; returns its number, or the read error as a rejection
+    /// (which ends the file), or `None` at the end.
+    fn read_line(&mut self) -> Option<Result<u64, Rejected>> {
+        self.buf.clear();
+        match self.reader.read_until(b'\n', &mut self.buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => {
+                // A truncated or corrupt file (e.g. a cut gzip stream) ends the file as a
+                // rejected record rather than a panic.
+                self.counts.rejected += 1;
+                let reject = Rejected {
+                    line: self.counts.lines + 1,
+                    reason: Rejection::Decode(e.to_string()),
+                    raw: String::new(),
+                };
+                self.buf.clear();
+                self.reader = Box::new(std::io::empty());
+                return Some(Err(reject));
+            }
+        }
+        self.counts.lines += 1;
+        Some(Ok(self.counts.lines))
+    }
+
+    /// The next record, as [`Iterator::next`] gives it, except that a well-formed line of a CSV
+    /// file whose tick is valid comes back as a [`Trade`] directly: no intermediate [`Tick`],
+    /// no allocation. Any other line takes the usual path, so rejections and their reasons are
+    /// the same.
+    pub fn next_record(&mut self) -> Option<Result<Record, Rejected>> {
+        let Decoder::Csv { cols, width } = self.decoder else {
+            return self.next().map(|r| r.map(Record::Tick));
+        };
+        loop {
+            let line_no = match self.read_line()? {
+                Ok(n) => n,
+                Err(reject) => return Some(Err(reject)),
+            };
+            if let Some(trade) = csv_trade(trim_newline(&self.buf), &cols, width) {
+                self.counts.ticks += 1;
+                return Some(Ok(Record::Trade(trade)));
+            }
+            match self.decode() {
+                None => self.counts.skipped += 1,
+                Some(record) => return Some(self.count(record, line_no).map(Record::Tick)),
             }
         }
     }
@@ -440,6 +484,27 @@ fn split_csv(line: &[u8]) -> Fields<'_> {
         f.len += 1;
     }
     f
+}
+
+/// A CSV line straight into a valid trade, or `None` for anything [`decode_csv`] and
+/// [`Tick::validate`] would have to explain.
+fn csv_trade(line: &[u8], cols: &[usize; 5], width: usize) -> Option<Trade> {
+    let f = split_csv(line);
+    if f.len() < width {
+        return None;
+    }
+    let symbol = Symbol::new(std::str::from_utf8(f.get(cols[0])?).ok()?).ok()?;
+    let time_ns: i64 = int(f.get(cols[1])?, "time_ns").ok()?;
+    let seq: u64 = int(f.get(cols[2])?, "seq").ok()?;
+    let price = Fixed::parse_bytes(f.get(cols[3])?).ok()?;
+    let size = Fixed::parse_bytes(f.get(cols[4])?).ok()?;
+    (price.is_positive() && size.is_positive()).then_some(Trade {
+        symbol,
+        time_ns: u64::try_from(time_ns).ok()?,
+        seq,
+        price,
+        size,
+    })
 }
 
 fn decode_csv(line: &[u8], cols: &[usize; 5], width: usize) -> Result<Tick, Rejection> {
@@ -623,6 +688,49 @@ mod tests {
                 .contains("not JSON")
         );
         assert_eq!((file.counts().skipped, file.counts().rejected), (1, 1));
+    }
+
+    #[test]
+    fn csv_lines_become_trades_directly_and_the_rest_takes_the_usual_path() {
+        let lines = "symbol,time_ns,seq,price,size\n\
+                     AAPL,5,0,585.1,100\n\
+                     \n\
+                     AAPL,6,1,-1,100\n\
+                     AAPL,x,2,585,100\n\
+                     AAPL,7\n\
+                     GOOG,8,3,565.2,10\n";
+        let path = write("direct.csv", lines.as_bytes());
+        let usual: Vec<_> = TickFile::open(&path, Format::Auto).unwrap().collect();
+        let mut file = TickFile::open(&path, Format::Auto).unwrap();
+        let direct: Vec<_> = std::iter::from_fn(|| file.next_record()).collect();
+        assert_eq!(direct.len(), usual.len());
+        for (d, u) in direct.iter().zip(&usual) {
+            match (d, u) {
+                // Valid lines skip the tick, and give the trade validation would.
+                (Ok(Record::Trade(t)), Ok(tick)) => assert_eq!(Ok(*t), tick.validate()),
+                // A tick that fails validation still comes as a tick, to be refused as before.
+                (Ok(Record::Tick(t)), Ok(tick)) => {
+                    assert_eq!(t, tick);
+                    assert!(tick.validate().is_err());
+                }
+                (Err(d), Err(u)) => assert_eq!(d, u),
+                other => panic!("paths differ: {other:?}"),
+            }
+        }
+        let trades = direct
+            .iter()
+            .filter(|r| matches!(r, Ok(Record::Trade(_))))
+            .count();
+        assert_eq!(trades, 2);
+        assert_eq!(
+            file.counts(),
+            TickFile::open(&path, Format::Auto)
+                .map(|mut f| {
+                    f.by_ref().for_each(drop);
+                    f.counts()
+                })
+                .unwrap()
+        );
     }
 
     #[test]

@@ -93,15 +93,27 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
             let mut held: Option<Capability<u64>> = None;
             let mut last: HashMap<Symbol, Point> = HashMap::default();
             let mut ready: Vec<Sequenced> = Vec::new();
+            let mut run: Vec<Trade> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let mut least = None;
+                    // Trades mostly come in time order: one map lookup per run of a grid time.
+                    let mut run_g = None;
                     for container in data {
                         for t in container.drain(..) {
                             let g = crate::feed::grid_ceil(t.time_ns, resolution);
-                            least = Some(least.map_or(g, |l: u64| l.min(g)));
-                            pending.entry(g).or_default().push(t);
+                            if run_g != Some(g) {
+                                if let Some(r) = run_g {
+                                    pending.entry(r).or_default().append(&mut run);
+                                }
+                                run_g = Some(g);
+                                least = Some(least.map_or(g, |l: u64| l.min(g)));
+                            }
+                            run.push(t);
                         }
+                    }
+                    if let Some(r) = run_g {
+                        pending.entry(r).or_default().append(&mut run);
                     }
                     let Some(least) = least else { return };
                     if held.as_ref().is_none_or(|h| *h.time() > least) {

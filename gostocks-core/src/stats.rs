@@ -232,6 +232,20 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Opens a row: `{"symbol":…,"<label field>":…,"<time field>":…` (fields follow, then `}`).
+fn open_row(out: &mut String, symbol: &Symbol, label: (&str, &str), time: (&str, u64)) {
+    out.push_str(r#"{"symbol":"#);
+    push_json_str(out, symbol.as_str());
+    out.push_str(",\"");
+    out.push_str(label.0);
+    out.push_str("\":");
+    push_json_str(out, label.1);
+    out.push_str(",\"");
+    out.push_str(time.0);
+    out.push_str("\":");
+    push_int(out, time.1);
+}
+
 fn push_int(out: &mut String, v: impl itoa::Integer) {
     out.push_str(itoa::Buffer::new().format(v));
 }
@@ -253,12 +267,12 @@ impl StatsRow {
     /// assert_eq!(line, r#"{"symbol":"X","window":"60s","time_ns":1000,"count":1,"volume":2,"last":10,"min":10,"max":10,"sma":10,"vwap":10,"stddev":null,"volatility":null}"#);
     /// ```
     pub fn write_json(&self, out: &mut String, window_label: &str) {
-        out.push_str(r#"{"symbol":"#);
-        push_json_str(out, self.symbol.as_str());
-        out.push_str(r#","window":"#);
-        push_json_str(out, window_label);
-        out.push_str(r#","time_ns":"#);
-        push_int(out, self.time_ns);
+        open_row(
+            out,
+            &self.symbol,
+            ("window", window_label),
+            ("time_ns", self.time_ns),
+        );
         match &self.core {
             Some(c) => {
                 out.push_str(r#","count":"#);
@@ -292,12 +306,12 @@ impl BarRow {
     /// Appends the JSON line (without newline).
     pub fn write_json(&self, out: &mut String, bar_label: &str) {
         let c = &self.core;
-        out.push_str(r#"{"symbol":"#);
-        push_json_str(out, self.symbol.as_str());
-        out.push_str(r#","bar":"#);
-        push_json_str(out, bar_label);
-        out.push_str(r#","start_ns":"#);
-        push_int(out, self.start_ns);
+        open_row(
+            out,
+            &self.symbol,
+            ("bar", bar_label),
+            ("start_ns", self.start_ns),
+        );
         for (name, v) in [
             ("open", c.open),
             ("high", c.high),

@@ -98,6 +98,82 @@ struct SetAside {
     line: String,
 }
 
+/// What a reader thread hands over: valid trades with their record positions (1-based), in
+/// file order.
+struct Chunk {
+    trades: Vec<(u64, Trade)>,
+}
+
+/// Trades per chunk, and chunks a reader may be ahead of the dataflow.
+const CHUNK: usize = 16_384;
+const CHUNKS_AHEAD: usize = 4;
+
+/// Reads, parses and validates `file` on a thread of its own. Rejected records are counted and
+/// set aside here; valid trades go out in chunks. The channel closes at the end of the file.
+fn spawn_reader(
+    id: usize,
+    mut file: TickFile,
+    counters: Arc<Counters>,
+    set_aside: Arc<Mutex<Vec<SetAside>>>,
+) -> std::sync::mpsc::Receiver<Chunk> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
+    let read = move || {
+        let mut position = 0u64;
+        let mut rejected = Vec::new();
+        loop {
+            let mut trades = Vec::with_capacity(CHUNK);
+            while trades.len() < CHUNK {
+                let Some(record) = file.next_record() else {
+                    break;
+                };
+                position += 1;
+                let trade = record
+                    .map_err(|r| (r.reason.to_string(), r.raw, r.line))
+                    .and_then(|record| match record {
+                        Record::Trade(trade) => Ok(trade),
+                        Record::Tick(tick) => tick.validate().map_err(|why| {
+                            (
+                                why.to_string(),
+                                serde_json::to_string(&tick).unwrap_or_default(),
+                                0,
+                            )
+                        }),
+                    });
+                match trade {
+                    Ok(trade) => trades.push((position, trade)),
+                    Err((reason, raw, line)) => {
+                        counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        let line = serde_json::json!({"input": id, "line": line, "reason": reason, "raw": raw});
+                        rejected.push(SetAside {
+                            input: usize::MAX - id,
+                            position,
+                            line: line.to_string(),
+                        });
+                    }
+                }
+            }
+            let end = trades.len() < CHUNK;
+            if (!trades.is_empty() && tx.send(Chunk { trades }).is_err()) || end {
+                break;
+            }
+        }
+        counters
+            .skipped
+            .fetch_add(file.counts().skipped, Ordering::Relaxed);
+        set_aside
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&mut rejected);
+    };
+    if let Err(error) = std::thread::Builder::new()
+        .name(format!("gostocks-reader-{id}"))
+        .spawn(read)
+    {
+        tracing::error!(%error, "starting a reader thread");
+    }
+    rx
+}
+
 /// Runs `gostocks analyze`.
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let config = AnalyticsConfig {
@@ -186,19 +262,28 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             let stats_counter = Arc::clone(&counters);
             let stats_tx = rows_tx.clone();
             let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
-            out.stats.clone().emit_ordered(|r: &StatsRow| r.time_ns, move |_, rows| {
-                stats_counter.stats_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                let _ = stats_tx.send(Rows::Stats(std::mem::take(rows)));
-            });
+            out.stats.clone().emit_ordered(
+                |r: &StatsRow| r.time_ns,
+                move |_, rows| {
+                    stats_counter
+                        .stats_rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    let _ = stats_tx.send(Rows::Stats(std::mem::take(rows)));
+                },
+            );
             let bar_counter = Arc::clone(&counters);
             let bars_tx = rows_tx.clone();
             let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
-            out.bars.clone().emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
-                bar_counter.bar_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                if with_bars {
-                    let _ = bars_tx.send(Rows::Bars(std::mem::take(rows)));
-                }
-            });
+            out.bars
+                .clone()
+                .emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
+                    bar_counter
+                        .bar_rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    if with_bars {
+                        let _ = bars_tx.send(Rows::Bars(std::mem::take(rows)));
+                    }
+                });
             let probe = out.stats.probe().0;
             out.bars.probe_with(&probe);
             if let Some(w) = events_out {
@@ -211,7 +296,9 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 events.clone().emit_ordered(
                     move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
                     move |_, rows| {
-                        event_counter.events.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        event_counter
+                            .events
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
                         lines.clear();
                         for e in rows.iter() {
                             lines.push_str(&e.to_json());
@@ -227,57 +314,62 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             (input, probe)
         });
 
-        // This worker reads inputs index, index + peers, ...
+        // This worker reads inputs index, index + peers, ...; each on a reader thread of its
+        // own that parses and validates ahead, so the dataflow does not wait for the parser.
         let mine: Vec<(usize, TickFile)> = (index..inputs.len())
             .step_by(peers)
-            .filter_map(|i| inputs[i].lock().ok().and_then(|mut f| f.take()).map(|f| (i, f)))
+            .filter_map(|i| {
+                inputs[i]
+                    .lock()
+                    .ok()
+                    .and_then(|mut f| f.take())
+                    .map(|f| (i, f))
+            })
             .collect();
-        let (ids, mut files): (Vec<usize>, Vec<TickFile>) = mine.into_iter().unzip();
-        let mut feeder = Feeder::new(files.len(), config.lateness, config.resolution.ns());
-        let mut positions = vec![0u64; files.len()];
+        let readers: Vec<(usize, std::sync::mpsc::Receiver<Chunk>)> = mine
+            .into_iter()
+            .map(|(id, file)| {
+                (
+                    id,
+                    spawn_reader(id, file, Arc::clone(&counters), Arc::clone(&set_aside)),
+                )
+            })
+            .collect();
+        let mut feeder = Feeder::new(readers.len(), config.lateness, config.resolution.ns());
         let mut aside = Vec::new();
-        const CHUNK: usize = 16_384;
         while let Some(i) = feeder.laggard() {
-            let mut exhausted = true;
+            let (id, rx) = &readers[i];
+            // A reader that is gone has sent everything it had.
+            let Ok(chunk) = rx.recv() else {
+                feeder.finish(i);
+                continue;
+            };
             let mut accepted = 0u64;
-            for _ in 0..CHUNK {
-                let Some(record) = files[i].next_record() else { break };
-                exhausted = false;
-                positions[i] += 1;
-                let position = positions[i];
-                match record.map_err(|r| (r.reason.to_string(), r.raw, r.line)).and_then(|record| match record {
-                    Record::Trade(trade) => Ok(trade),
-                    Record::Tick(tick) => tick
-                        .validate()
-                        .map_err(|why| (why.to_string(), serde_json::to_string(&tick).unwrap_or_default(), 0)),
-                }) {
-                    Ok(trade) => match feeder.admit(i, trade.time_ns) {
-                        Ok(_) => {
-                            input.send(trade);
-                            accepted += 1;
-                        }
-                        Err(late) => {
-                            counters.late.fetch_add(1, Ordering::Relaxed);
-                            aside.push(SetAside { input: ids[i], position, line: late_line(&trade, &late) });
-                        }
-                    },
-                    Err((reason, raw, line)) => {
-                        counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        let line = serde_json::json!({"input": ids[i], "line": line, "reason": reason, "raw": raw});
-                        aside.push(SetAside { input: usize::MAX - ids[i], position, line: line.to_string() });
+            for (position, trade) in chunk.trades {
+                match feeder.admit(i, trade.time_ns) {
+                    Ok(_) => {
+                        input.send(trade);
+                        accepted += 1;
+                    }
+                    Err(late) => {
+                        counters.late.fetch_add(1, Ordering::Relaxed);
+                        aside.push(SetAside {
+                            input: *id,
+                            position,
+                            line: late_line(&trade, &late),
+                        });
                     }
                 }
             }
             counters.ticks.fetch_add(accepted, Ordering::Relaxed);
-            if exhausted {
-                counters.skipped.fetch_add(files[i].counts().skipped, Ordering::Relaxed);
-                feeder.finish(i);
-            }
             feeder.release(&mut input, &probe, worker);
         }
         drop(input);
         while worker.step_or_park(None) {}
-        set_aside.lock().unwrap_or_else(|e| e.into_inner()).append(&mut aside);
+        set_aside
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&mut aside);
         counters.workers_done.fetch_add(1, Ordering::Relaxed);
     })
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;

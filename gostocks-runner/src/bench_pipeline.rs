@@ -222,6 +222,15 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
         "| `stats:<SYM>:<window>` (from the end of its grid interval) | {:.1} ms | {:.1} ms | {} |",
         stats.p50, stats.p99, stats.samples
     );
+    println!();
+    println!(
+        "price p99 (ms) by second of the span: {}",
+        seconds(&prices.p99_by_second)
+    );
+    println!(
+        "stats p99 (ms) by second of the span: {}",
+        seconds(&stats.p99_by_second)
+    );
     Ok(())
 }
 
@@ -294,8 +303,8 @@ async fn latency(
                 );
             }
             match v["key"].as_str() {
-                None if v.get("price").is_some() => lat.0.push((now - t) as f64 / 1e6),
-                Some(key) if key.starts_with("stats:") => lat.1.push((now - t) as f64 / 1e6),
+                None if v.get("price").is_some() => lat.0.push((t, (now - t) as f64 / 1e6)),
+                Some(key) if key.starts_with("stats:") => lat.1.push((t, (now - t) as f64 / 1e6)),
                 _ => {}
             }
         }
@@ -351,24 +360,60 @@ async fn latency(
         !prices.is_empty() && !stats.is_empty(),
         "no price or stats update reached Redis"
     );
-    Ok((Percentiles::of(prices), Percentiles::of(stats)))
+    Ok((
+        Percentiles::of(prices, span_start),
+        Percentiles::of(stats, span_start),
+    ))
 }
 
-/// p50 and p99 of latency samples (ms), and how many there were.
+/// p50 and p99 of latency samples (ms), how many there were, and the p99 of each second of
+/// the measured span (does latency drift as the run goes on?).
 struct Percentiles {
     p50: f64,
     p99: f64,
     samples: usize,
+    p99_by_second: Vec<f64>,
+}
+
+/// The `p` quantile of sorted samples.
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
 impl Percentiles {
-    fn of(mut lat: Vec<f64>) -> Percentiles {
+    /// From `(event time, latency ms)` samples of a span starting at `start` (ns).
+    fn of(samples: Vec<(i64, f64)>, start: i64) -> Percentiles {
+        let mut by_second: Vec<Vec<f64>> = Vec::new();
+        for &(t, ms) in &samples {
+            let second = ((t - start).max(0) / 1_000_000_000) as usize;
+            if by_second.len() <= second {
+                by_second.resize_with(second + 1, Vec::new);
+            }
+            by_second[second].push(ms);
+        }
+        let p99_by_second = by_second
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|mut s| {
+                s.sort_by(f64::total_cmp);
+                quantile(&s, 0.99)
+            })
+            .collect();
+        let mut lat: Vec<f64> = samples.into_iter().map(|(_, ms)| ms).collect();
         lat.sort_by(f64::total_cmp);
-        let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
         Percentiles {
-            p50: pct(0.50),
-            p99: pct(0.99),
+            p50: quantile(&lat, 0.50),
+            p99: quantile(&lat, 0.99),
             samples: lat.len(),
+            p99_by_second,
         }
     }
+}
+
+/// `12.3 14.0 ...`: one figure per second.
+fn seconds(p99s: &[f64]) -> String {
+    p99s.iter()
+        .map(|ms| format!("{ms:.1}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -2,8 +2,9 @@
 //! last price per symbol (an arrangement) out into [`MarketState`].
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,79 @@ impl Batch {
             ticks,
             retired: false,
         }
+    }
+}
+
+/// The sources' way into the dataflow: one bounded channel per timely worker. Each source (a
+/// Kafka partition, or the replayed file) is read by exactly one worker, `source % workers`,
+/// which validates its ticks, keeps its watermark and feeds them in; inside the dataflow the
+/// ticks are exchanged by symbol.
+#[derive(Clone)]
+pub struct Feeds {
+    senders: Vec<SyncSender<Batch>>,
+    wakers: Arc<Wakers>,
+}
+
+/// The worker threads, to wake one when a batch is waiting for it.
+#[derive(Default)]
+struct Wakers(Mutex<Vec<Option<std::thread::Thread>>>);
+
+impl Wakers {
+    fn register(&self, index: usize) {
+        let mut threads = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if threads.len() <= index {
+            threads.resize(index + 1, None);
+        }
+        threads[index] = Some(std::thread::current());
+    }
+
+    fn wake(&self, index: usize) {
+        let threads = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Some(thread)) = threads.get(index) {
+            thread.unpark();
+        }
+    }
+
+    fn wake_all_but(&self, index: usize) {
+        let threads = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, thread) in threads.iter().enumerate() {
+            if let Some(thread) = thread.as_ref().filter(|_| i != index) {
+                thread.unpark();
+            }
+        }
+    }
+}
+
+/// The receiving ends of [`Feeds`], one per worker, for [`run`].
+pub struct Taps {
+    receivers: Vec<Mutex<Option<Receiver<Batch>>>>,
+    wakers: Arc<Wakers>,
+}
+
+impl Feeds {
+    /// Channels for `workers` workers, each holding up to `capacity` batches in total.
+    pub fn new(workers: usize, capacity: usize) -> (Feeds, Taps) {
+        let workers = workers.max(1);
+        let wakers = Arc::new(Wakers::default());
+        let (senders, receivers) = (0..workers)
+            .map(|_| {
+                let (tx, rx) = std::sync::mpsc::sync_channel((capacity / workers).max(1));
+                (tx, Mutex::new(Some(rx)))
+            })
+            .unzip();
+        let taps = Taps {
+            receivers,
+            wakers: Arc::clone(&wakers),
+        };
+        (Feeds { senders, wakers }, taps)
+    }
+
+    /// Hands `batch` to the worker that reads its source; `false` once the dataflow is gone.
+    pub fn send(&self, batch: Batch) -> bool {
+        let index = batch.source as usize % self.senders.len();
+        let sent = self.senders[index].send(batch).is_ok();
+        self.wakers.wake(index);
+        sent
     }
 }
 
@@ -122,24 +196,34 @@ impl Sources {
     }
 }
 
-/// Runs the dataflow on `workers` threads until `ticks` closes. Worker 0 reads the channel;
-/// trades are routed to workers by symbol inside the dataflow.
+/// Runs the dataflow on `workers` threads until every feed is closed. Each worker reads the
+/// sources [`Feeds`] route to it; trades are routed to workers by symbol inside the dataflow.
+/// Worker 0 also takes the rule changes and reports progress marks.
 pub fn run(
     workers: usize,
     config: AnalyticsConfig,
     idle: Duration,
-    ticks: Receiver<Batch>,
+    taps: Taps,
     alerts: Alerting,
     state: Arc<MarketState>,
 ) -> anyhow::Result<()> {
     let resolution = config.resolution.ns();
-    let ticks = Arc::new(Mutex::new(Some((ticks, alerts.rules))));
+    let rules = Arc::new(Mutex::new(Some(alerts.rules)));
+    let taps = Arc::new(taps);
+    // Each worker's proposed input time: the least watermark of its sources, or `u64::MAX`
+    // while it has none (it then follows the others, so it never holds event time back).
+    let proposals: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..workers.max(1))
+            .map(|_| AtomicU64::new(u64::MAX))
+            .collect(),
+    );
     let fired = alerts.events;
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
         let state_out = Arc::clone(&state);
         let (fired, fired_state) = (fired.clone(), Arc::clone(&state));
         let marks = fired.clone();
-        let (mut input, mut rules_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (mut input, rules_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
             let (rules_input, rules) = scope.new_input::<Vec<(AlertRule, u64, isize)>>();
             let out = analytics(trades, &config);
@@ -162,96 +246,116 @@ pub fn run(
                 .probe_with(&probe);
             (input, rules_input, probe)
         });
-        let Some((rx, rules_rx)) = (worker.index() == 0)
-            .then(|| ticks.lock().ok().and_then(|mut r| r.take()))
-            .flatten()
+        taps.wakers.register(index);
+        let Some(rx) = taps
+            .receivers
+            .get(index)
+            .and_then(|r| r.lock().ok().and_then(|mut r| r.take()))
         else {
-            // Other workers contribute no input: close theirs and serve the exchange.
-            drop(input);
-            drop(rules_input);
-            while worker.step_or_park(None) {}
             return;
         };
+        // Rule changes enter at worker 0; the others close their rules input.
+        let rules_rx = (index == 0)
+            .then(|| rules.lock().ok().and_then(|mut r| r.take()))
+            .flatten();
+        let mut rules_input = rules_rx.is_some().then_some(rules_input);
         let mut sources = Sources::new(config.lateness, resolution, idle);
         let slack = resolution.max(1_000_000_000);
         let mut newest: HashMap<Symbol, Point> = HashMap::new();
         let mut marked = 0u64;
         let mut last_report = Instant::now();
-        loop {
+        let mut proposed = u64::MAX;
+        'feed: loop {
             // Rule changes apply from the current input time on: to every trade not yet final.
-            while let Ok(change) = rules_rx.try_recv() {
-                let at = *rules_input.time();
-                rules_input.send((change.rule, at, change.diff));
-            }
-            // While the dataflow still has work, only look for more ticks; otherwise wait.
-            let next = if probe.less_than(input.time()) {
-                rx.try_recv().map_err(|e| match e {
-                    TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                })
-            } else {
-                rx.recv_timeout(Duration::from_millis(20))
-            };
-            match next {
-                Ok(Batch {
-                    source,
-                    retired: true,
-                    ..
-                }) => {
-                    sources.marks.remove(&source);
+            if let (Some(rules_rx), Some(rules_input)) = (&rules_rx, &mut rules_input) {
+                while let Ok(change) = rules_rx.try_recv() {
+                    let at = *rules_input.time();
+                    rules_input.send((change.rule, at, change.diff));
                 }
-                Ok(Batch { source, ticks, .. }) => {
-                    sources.register(source);
-                    for tick in ticks {
-                        let trade = match tick.validate() {
-                            Ok(trade) => trade,
-                            Err(reason) => {
-                                state.rejected.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(symbol = %tick.symbol, %reason, "rejected tick");
-                                continue;
-                            }
-                        };
-                        // Below the input's time it can no longer count (its source's watermark, or
-                        // an idle source coming back after time moved on without it).
-                        let admitted = sources.admit(source, trade.time_ns);
-                        if admitted.is_err() || grid_ceil(trade.time_ns, resolution) < *input.time()
-                        {
-                            state.late.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(
-                                source,
-                                time_ns = trade.time_ns,
-                                input_time = *input.time(),
-                                watermark_late = admitted.is_err(),
-                                "late tick"
-                            );
+            }
+            // Take what has arrived; a bounded number of batches, so the dataflow keeps up.
+            for _ in 0..64 {
+                let batch = match rx.try_recv() {
+                    Ok(batch) => batch,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break 'feed,
+                };
+                let Batch {
+                    source,
+                    ticks,
+                    retired,
+                } = batch;
+                if retired {
+                    sources.marks.remove(&source);
+                    continue;
+                }
+                sources.register(source);
+                for tick in ticks {
+                    let trade = match tick.validate() {
+                        Ok(trade) => trade,
+                        Err(reason) => {
+                            state.rejected.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(symbol = %tick.symbol, %reason, "rejected tick");
                             continue;
                         }
-                        state.observe(trade.time_ns);
-                        // The last price goes out as the tick is taken in, not when its grid
-                        // time is final: it is the newest admitted tick in (t, seq) order, and
-                        // every write of it is guarded on that order, so the final price is the
-                        // same whatever the arrival order.
-                        // Coalesced per batch: the newest of each symbol.
-                        let point = Point::from(&trade);
-                        newest
-                            .entry(trade.symbol)
-                            .and_modify(|p: &mut Point| *p = (*p).max(point))
-                            .or_insert(point);
-                        input.send(trade);
-                        state.accepted.fetch_add(1, Ordering::Relaxed);
-                        state.publish(tick);
+                    };
+                    // Below the input's time it can no longer count (its source's watermark, or
+                    // an idle source coming back after time moved on without it).
+                    let admitted = sources.admit(source, trade.time_ns);
+                    if admitted.is_err() || grid_ceil(trade.time_ns, resolution) < *input.time() {
+                        state.late.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            source,
+                            time_ns = trade.time_ns,
+                            input_time = *input.time(),
+                            watermark_late = admitted.is_err(),
+                            "late tick"
+                        );
+                        continue;
                     }
-                    input.flush();
-                    for (symbol, point) in newest.drain() {
-                        state.apply_last(&symbol, &point);
-                    }
+                    state.observe(trade.time_ns);
+                    // The last price goes out as the tick is taken in, not when its grid
+                    // time is final: it is the newest admitted tick in (t, seq) order, and
+                    // every write of it is guarded on that order, so the final price is the
+                    // same whatever the arrival order.
+                    // Coalesced per batch: the newest of each symbol.
+                    let point = Point::from(&trade);
+                    newest
+                        .entry(trade.symbol)
+                        .and_modify(|p: &mut Point| *p = (*p).max(point))
+                        .or_insert(point);
+                    input.send(trade);
+                    state.accepted.fetch_add(1, Ordering::Relaxed);
+                    state.publish(tick);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                input.flush();
+                for (symbol, point) in newest.drain() {
+                    state.apply_last(&symbol, &point);
+                }
             }
-            if let Some(t) = sources.input_time().filter(|t| t > input.time()) {
+            // Event time: this worker's sources decide its input's; a worker without sources
+            // follows the others.
+            let own = sources.input_time().unwrap_or(u64::MAX);
+            if own != proposed {
+                proposed = own;
+                proposals[index].store(own, Ordering::Relaxed);
+                // A worker parked without sources of its own must follow promptly.
+                taps.wakers.wake_all_but(index);
+            }
+            let target = if own != u64::MAX {
+                Some(own)
+            } else {
+                proposals
+                    .iter()
+                    .map(|p| p.load(Ordering::Relaxed))
+                    .filter(|&t| t != u64::MAX)
+                    .min()
+            };
+            if let Some(t) = target.filter(|t| t > input.time()) {
                 input.advance_to(t);
-                rules_input.advance_to(t);
+                if let Some(rules_input) = &mut rules_input {
+                    rules_input.advance_to(t);
+                }
             }
             if last_report.elapsed() > Duration::from_secs(5) {
                 last_report = Instant::now();
@@ -267,12 +371,17 @@ pub fn run(
                         )
                     })
                     .collect();
-                tracing::debug!(input_time = *input.time(), ?marks, "event time");
+                tracing::debug!(
+                    worker = index,
+                    input_time = *input.time(),
+                    ?marks,
+                    "event time"
+                );
             }
             // Catch up with the input, but come back for new ticks after a millisecond while
             // the dataflow is at most `slack` of event time behind: a tick's price goes out as
             // it is taken in and should not wait for the stats of earlier grid times. Further
-            // behind, the input waits (and the bounded channel holds the Kafka source back).
+            // behind, the input waits (and the bounded channel holds the source back).
             let catching_up = Instant::now();
             while probe.less_than(input.time()) && worker.step() {
                 if catching_up.elapsed() > Duration::from_millis(1) {
@@ -282,17 +391,26 @@ pub fn run(
                     }
                 }
             }
-            worker.step();
-            let done = probe.with_frontier(|f| f.iter().min().copied());
-            if let Some(done) = done.filter(|d| *d > marked) {
-                marked = done;
-                let _ = marks.send(Fired::Mark(done));
+            // Nothing to do: sleep until a batch, a message from another worker, or the next
+            // look at idle sources.
+            worker.step_or_park(Some(Duration::from_millis(20)));
+            if index == 0 {
+                let done = probe.with_frontier(|f| f.iter().min().copied());
+                if let Some(done) = done.filter(|d| *d > marked) {
+                    marked = done;
+                    let _ = marks.send(Fired::Mark(done));
+                }
             }
         }
+        // This worker's sources are closed: it no longer holds event time back.
+        proposals[index].store(u64::MAX, Ordering::Relaxed);
+        taps.wakers.wake_all_but(index);
         drop(input);
         drop(rules_input);
-        while worker.step() {}
-        let _ = marks.send(Fired::Mark(u64::MAX));
+        while worker.step_or_park(Some(Duration::from_millis(20))) {}
+        if index == 0 {
+            let _ = marks.send(Fired::Mark(u64::MAX));
+        }
     })
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
     drop(guards);

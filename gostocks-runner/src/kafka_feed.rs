@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Str
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::dataflow::Batch;
+use crate::dataflow::{Batch, Feeds};
 use crate::state::MarketState;
 
 /// Where and what to consume.
@@ -44,7 +43,7 @@ struct Part {
 }
 
 /// Consumes until `stop`, on its own thread and runtime. Records that do not decode go to
-/// [`DLQ_TOPIC`] with the reason; decoded ticks go to the dataflow, tagged with their partition.
+/// [`DLQ_TOPIC`] with the reason; decoded ticks go to the worker that reads their partition.
 ///
 /// Offsets are committed only once every output of their records is durably written (the
 /// sinks confirm progress marks; see [`MarketState::durable`]). A partition this process has
@@ -54,7 +53,7 @@ struct Part {
 /// written either.
 pub fn run(
     feed: KafkaFeed,
-    tx: SyncSender<Batch>,
+    tx: Feeds,
     state: Arc<MarketState>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -94,10 +93,10 @@ pub fn run(
         // Assignment changes reach the dataflow before any record of theirs: a partition
         // announced holds event time back from then on, so a partition whose first records come
         // a fetch later than another's finds its ticks still on time.
-        let announce = |tx: &SyncSender<Batch>| {
+        let announce = |tx: &Feeds| {
             let changes: Vec<(i32, bool)> = std::mem::take(&mut *lock(&assigned));
             changes.into_iter().all(|(p, now_mine)| {
-                tx.send(Batch { source: p as u32, ticks: Vec::new(), retired: !now_mine }).is_ok()
+                tx.send(Batch { source: p as u32, ticks: Vec::new(), retired: !now_mine })
             })
         };
         while !stop.load(Ordering::Relaxed) {
@@ -187,7 +186,7 @@ pub fn run(
             // The poll that delivered these records may have run the rebalance callback.
             let mut gone = !announce(&tx);
             for (p, ticks) in batches {
-                gone |= tx.send(Batch::of(p as u32, ticks)).is_err();
+                gone |= !tx.send(Batch::of(p as u32, ticks));
             }
             if gone {
                 break;

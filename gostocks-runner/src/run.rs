@@ -103,7 +103,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         runtime.spawn(sinks.run(out_rx, cells));
     }
 
-    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::dataflow::Batch>(4096);
+    // One channel per worker: each source is read by exactly one worker.
+    let (tx, taps) = crate::dataflow::Feeds::new(args.workers, 4096);
     let dataflow = {
         let state = Arc::clone(&state);
         let workers = args.workers;
@@ -115,7 +116,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         std::thread::Builder::new()
             .name("dataflow".into())
-            .spawn(move || crate::dataflow::run(workers, config, idle, rx, alerting, state))?
+            .spawn(move || crate::dataflow::run(workers, config, idle, taps, alerting, state))?
     };
     let replay = match &args.kafka {
         Some(brokers) => {
@@ -193,7 +194,7 @@ fn replay(
     ticks: &[Tick],
     speed: Speed,
     looping: bool,
-    tx: &std::sync::mpsc::SyncSender<crate::dataflow::Batch>,
+    tx: &crate::dataflow::Feeds,
     stop: &AtomicBool,
 ) {
     let (first, last) = (ticks[0].time_ns, ticks[ticks.len() - 1].time_ns);
@@ -206,10 +207,8 @@ fn replay(
         - first;
     let started = Instant::now();
     // The replay is source 0; false once the dataflow has stopped listening.
-    let send = |batch: &mut Vec<Tick>| {
-        tx.send(crate::dataflow::Batch::of(0, std::mem::take(batch)))
-            .is_ok()
-    };
+    let send =
+        |batch: &mut Vec<Tick>| tx.send(crate::dataflow::Batch::of(0, std::mem::take(batch)));
     for round in 0u64.. {
         let mut batch = Vec::with_capacity(256);
         for tick in ticks {

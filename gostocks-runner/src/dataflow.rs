@@ -179,20 +179,69 @@ impl Sources {
         entry.0.admit(t)
     }
 
-    /// The least watermark over active sources; when all are idle, past the greatest grid time
-    /// seen (everything seen is final, as nothing more is coming).
-    fn input_time(&self) -> Option<u64> {
-        let current = || {
-            self.marks
-                .iter()
-                .filter(|(s, _)| !self.retired.contains(s))
-                .map(|(_, m)| m)
-        };
-        let active = current()
+    fn current(&self) -> impl Iterator<Item = &(Watermark, Instant)> {
+        self.marks
+            .iter()
+            .filter(|(s, _)| !self.retired.contains(s))
+            .map(|(_, m)| m)
+    }
+
+    /// The least watermark over active (not idle) sources.
+    fn active_time(&self) -> Option<u64> {
+        self.current()
             .filter(|(_, seen)| seen.elapsed() < self.idle)
             .map(|(w, _)| w.input_time())
-            .min();
-        active.or_else(|| current().map(|(w, _)| w.closed_time()).max())
+            .min()
+    }
+
+    /// Past the greatest grid time seen: once every source is idle, everything seen is final,
+    /// as nothing more is coming.
+    fn closed_time(&self) -> Option<u64> {
+        self.current().map(|(w, _)| w.closed_time()).max()
+    }
+}
+
+/// What each worker's sources say of event time, shared so that the workers agree: the least
+/// watermark of its active sources, and the greatest grid time its sources have closed
+/// (`NONE` where there is none).
+struct Proposals {
+    active: Vec<AtomicU64>,
+    closed: Vec<AtomicU64>,
+}
+
+const NONE: u64 = u64::MAX;
+
+impl Proposals {
+    fn new(workers: usize) -> Proposals {
+        let none = || (0..workers).map(|_| AtomicU64::new(NONE)).collect();
+        Proposals {
+            active: none(),
+            closed: none(),
+        }
+    }
+
+    /// Publishes worker `index`'s view; true if it changed.
+    fn publish(&self, index: usize, active: Option<u64>, closed: Option<u64>) -> bool {
+        let active = self.active[index].swap(active.unwrap_or(NONE), Ordering::Relaxed)
+            != active.unwrap_or(NONE);
+        let closed = self.closed[index].swap(closed.unwrap_or(NONE), Ordering::Relaxed)
+            != closed.unwrap_or(NONE);
+        active || closed
+    }
+
+    /// The dataflow's input time: the least watermark over the active sources of every
+    /// worker; when every source is idle, past the greatest grid time any has closed.
+    fn global(&self) -> Option<u64> {
+        let load = |v: &Vec<AtomicU64>| {
+            v.iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .filter(|&t| t != NONE)
+                .collect::<Vec<_>>()
+        };
+        load(&self.active)
+            .into_iter()
+            .min()
+            .or_else(|| load(&self.closed).into_iter().max())
     }
 }
 
@@ -210,13 +259,7 @@ pub fn run(
     let resolution = config.resolution.ns();
     let rules = Arc::new(Mutex::new(Some(alerts.rules)));
     let taps = Arc::new(taps);
-    // Each worker's proposed input time: the least watermark of its sources, or `u64::MAX`
-    // while it has none (it then follows the others, so it never holds event time back).
-    let proposals: Arc<Vec<AtomicU64>> = Arc::new(
-        (0..workers.max(1))
-            .map(|_| AtomicU64::new(u64::MAX))
-            .collect(),
-    );
+    let proposals = Arc::new(Proposals::new(workers.max(1)));
     let fired = alerts.events;
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
@@ -264,7 +307,6 @@ pub fn run(
         let mut newest: HashMap<Symbol, Point> = HashMap::new();
         let mut marked = 0u64;
         let mut last_report = Instant::now();
-        let mut proposed = u64::MAX;
         'feed: loop {
             // Rule changes apply from the current input time on: to every trade not yet final.
             if let (Some(rules_rx), Some(rules_input)) = (&rules_rx, &mut rules_input) {
@@ -333,24 +375,14 @@ pub fn run(
                     state.apply_last(&symbol, &point);
                 }
             }
-            // Event time: this worker's sources decide its input's; a worker without sources
-            // follows the others.
-            let own = sources.input_time().unwrap_or(u64::MAX);
-            if own != proposed {
-                proposed = own;
-                proposals[index].store(own, Ordering::Relaxed);
-                // A worker parked without sources of its own must follow promptly.
+            // Event time: this worker's active sources decide its input's; a worker whose
+            // sources are all idle, or that has none, follows the others.
+            let own = sources.active_time();
+            if proposals.publish(index, own, sources.closed_time()) {
+                // A worker parked without active sources of its own must follow promptly.
                 taps.wakers.wake_all_but(index);
             }
-            let target = if own != u64::MAX {
-                Some(own)
-            } else {
-                proposals
-                    .iter()
-                    .map(|p| p.load(Ordering::Relaxed))
-                    .filter(|&t| t != u64::MAX)
-                    .min()
-            };
+            let target = own.or_else(|| proposals.global());
             if let Some(t) = target.filter(|t| t > input.time()) {
                 input.advance_to(t);
                 if let Some(rules_input) = &mut rules_input {
@@ -381,12 +413,17 @@ pub fn run(
             // Catch up with the input, but come back for new ticks after a millisecond while
             // the dataflow is at most `slack` of event time behind: a tick's price goes out as
             // it is taken in and should not wait for the stats of earlier grid times. Further
-            // behind, the input waits (and the bounded channel holds the source back).
+            // behind, the input waits (and the bounded channel holds the source back). Only as
+            // far as every worker's input has come: waiting for a worker whose partitions lag
+            // would stop this one reading, and with it the feed that serves both.
+            let floor = proposals
+                .global()
+                .map_or(*input.time(), |f| f.min(*input.time()));
             let catching_up = Instant::now();
-            while probe.less_than(input.time()) && worker.step() {
+            while probe.less_than(&floor) && worker.step() {
                 if catching_up.elapsed() > Duration::from_millis(1) {
                     let done = probe.with_frontier(|f| f.iter().min().copied());
-                    if done.is_some_and(|d| input.time().saturating_sub(d) <= slack) {
+                    if done.is_some_and(|d| floor.saturating_sub(d) <= slack) {
                         break;
                     }
                 }
@@ -403,7 +440,7 @@ pub fn run(
             }
         }
         // This worker's sources are closed: it no longer holds event time back.
-        proposals[index].store(u64::MAX, Ordering::Relaxed);
+        proposals.publish(index, None, None);
         taps.wakers.wake_all_but(index);
         drop(input);
         drop(rules_input);
@@ -415,4 +452,69 @@ pub fn run(
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
     drop(guards);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(symbol: &str, time_ns: i64, seq: u64) -> Tick {
+        Tick {
+            symbol: symbol.into(),
+            price: "100.5".parse().expect("price"),
+            size: "2".parse().expect("size"),
+            time_ns,
+            seq,
+            source: "test".into(),
+            side: None,
+            trade_id: None,
+            conditions: Vec::new(),
+        }
+    }
+
+    /// Worker 0's partition runs hours of event time ahead while worker 1's partition is
+    /// announced and silent. Worker 0 must keep reading (its channel holds 2 batches); were it
+    /// to wait for the dataflow to reach its own input time, which worker 1 holds back, the
+    /// feed would block on it and nothing would move again.
+    #[test]
+    fn a_worker_whose_partition_runs_ahead_keeps_reading_while_another_lags() {
+        let config = AnalyticsConfig::default();
+        let state = Arc::new(MarketState::new(16, &config));
+        let (feeds, taps) = Feeds::new(2, 4);
+        let (_rules_tx, rules_rx) = std::sync::mpsc::channel();
+        let (events_tx, _events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let alerting = Alerting {
+            rules: rules_rx,
+            events: events_tx,
+        };
+        let dataflow = {
+            let state = Arc::clone(&state);
+            std::thread::spawn(move || {
+                run(2, config, Duration::from_secs(3600), taps, alerting, state)
+            })
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let start = 1_700_000_000_000_000_000i64;
+            // Source 1 is read by worker 1, source 0 by worker 0.
+            assert!(feeds.send(Batch::of(1, Vec::new())));
+            for i in 0..300 {
+                let t = start + i * 60_000_000_000;
+                assert!(feeds.send(Batch::of(0, vec![tick("AHEAD", t, i as u64)])));
+            }
+            assert!(feeds.send(Batch::of(1, vec![tick("LAGS", start, 0)])));
+            drop(feeds);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("every batch was taken in: no worker waited on another's partition");
+        dataflow
+            .join()
+            .expect("no panic")
+            .expect("the dataflow ran");
+        assert_eq!(state.counts(), (301, 0));
+        let ahead = state.price("AHEAD").expect("a price");
+        assert_eq!(ahead.seq, 299);
+    }
 }

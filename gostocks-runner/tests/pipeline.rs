@@ -247,6 +247,7 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
     ensure_topic(&brokers, &stats_topic, 2)
         .await
         .expect("stats topic");
+    // Two workers: each reads one of the two partitions.
     let running = common::start(&[
         "--kafka",
         &brokers,
@@ -254,6 +255,8 @@ async fn kafka_to_redis_and_the_stats_topic_equal_analyze() {
         &topic,
         "--group",
         &group,
+        "--workers",
+        "2",
         "--idle",
         "3s",
         "--stats-topic",
@@ -770,6 +773,8 @@ async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and
         &topic,
         "--group",
         &group,
+        "--workers",
+        "2",
         "--idle",
         "20s",
         "--stats-topic",

@@ -91,6 +91,23 @@ pub struct BatchOutput {
     pub events: Vec<AlertEvent>,
 }
 
+/// The timely configuration for `workers` threads in this process. One worker gets the
+/// single-thread allocator: its channels are plain queues, without the locks and wake-ups
+/// that threads exchanging data need.
+///
+/// ```
+/// let config = gostocks_core::batch::timely_config(1);
+/// let sum = timely::execute(config, |worker| worker.index()).unwrap().join();
+/// assert_eq!(sum.len(), 1);
+/// ```
+pub fn timely_config(workers: usize) -> timely::Config {
+    if workers <= 1 {
+        timely::Config::thread()
+    } else {
+        timely::Config::process(workers)
+    }
+}
+
 /// Runs the analytics over `inputs` (each in its arrival order, each with its own watermark) on
 /// `workers` threads; input `i` is read by worker `i % workers`. With `collect == false` the
 /// outputs are computed but dropped (for benchmarks).
@@ -118,7 +135,7 @@ pub fn run_batch_with_alerts(
     let inputs = Arc::new(inputs);
     let config = config.clone();
     let shared = Arc::clone(&out);
-    timely::execute(timely::Config::process(workers.max(1)), move |worker| {
+    timely::execute(timely_config(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let (stats_sink, bars_sink) = (Arc::clone(&shared), Arc::clone(&shared));
         let events_sink = Arc::clone(&shared);

@@ -247,131 +247,134 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         events_out.clone(),
     );
     let rules = Arc::new(rules);
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let (counters, set_aside, rows_tx, events_out) = shared.clone();
-        let my_rules: Vec<(AlertRule, u64, isize)> = if worker.index() == 0 {
-            rules.iter().map(|r| (r.clone(), 0, 1)).collect()
-        } else {
-            Vec::new()
-        };
-        let (index, peers) = (worker.index(), worker.peers());
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, trades) = scope.new_input::<Vec<Trade>>();
-            let out = analytics(trades, &config);
-            // Rows go to the writer thread in output order; formatting them is its work.
-            let stats_counter = Arc::clone(&counters);
-            let stats_tx = rows_tx.clone();
-            let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
-            out.stats.clone().emit_ordered(
-                |r: &StatsRow| r.time_ns,
-                move |_, rows| {
-                    stats_counter
-                        .stats_rows
-                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    let _ = stats_tx.send(Rows::Stats(std::mem::take(rows)));
-                },
-            );
-            let bar_counter = Arc::clone(&counters);
-            let bars_tx = rows_tx.clone();
-            let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
-            out.bars
-                .clone()
-                .emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
-                    bar_counter
-                        .bar_rows
-                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    if with_bars {
-                        let _ = bars_tx.send(Rows::Bars(std::mem::take(rows)));
-                    }
-                });
-            let probe = out.stats.probe().0;
-            out.bars.probe_with(&probe);
-            if let Some(w) = events_out {
-                let resolution = config.resolution.ns();
-                let events = out
-                    .sequenced
-                    .match_alerts(my_rules.to_stream(scope).as_collection(), &config.windows);
-                let event_counter = Arc::clone(&counters);
-                let mut lines = String::new();
-                events.clone().emit_ordered(
-                    move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
+    let guards = timely::execute(
+        gostocks_core::batch::timely_config(workers),
+        move |worker| {
+            let (counters, set_aside, rows_tx, events_out) = shared.clone();
+            let my_rules: Vec<(AlertRule, u64, isize)> = if worker.index() == 0 {
+                rules.iter().map(|r| (r.clone(), 0, 1)).collect()
+            } else {
+                Vec::new()
+            };
+            let (index, peers) = (worker.index(), worker.peers());
+            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, trades) = scope.new_input::<Vec<Trade>>();
+                let out = analytics(trades, &config);
+                // Rows go to the writer thread in output order; formatting them is its work.
+                let stats_counter = Arc::clone(&counters);
+                let stats_tx = rows_tx.clone();
+                let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
+                out.stats.clone().emit_ordered(
+                    |r: &StatsRow| r.time_ns,
                     move |_, rows| {
-                        event_counter
-                            .events
+                        stats_counter
+                            .stats_rows
                             .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        lines.clear();
-                        for e in rows.iter() {
-                            lines.push_str(&e.to_json());
-                            lines.push('\n');
-                        }
-                        if let Err(e) = lock(&w).write_all(lines.as_bytes()) {
-                            tracing::error!(error = %e, "writing alert events");
-                        }
+                        let _ = stats_tx.send(Rows::Stats(std::mem::take(rows)));
                     },
                 );
-                events.probe_with(&probe);
-            }
-            (input, probe)
-        });
+                let bar_counter = Arc::clone(&counters);
+                let bars_tx = rows_tx.clone();
+                let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
+                out.bars
+                    .clone()
+                    .emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
+                        bar_counter
+                            .bar_rows
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        if with_bars {
+                            let _ = bars_tx.send(Rows::Bars(std::mem::take(rows)));
+                        }
+                    });
+                let probe = out.stats.probe().0;
+                out.bars.probe_with(&probe);
+                if let Some(w) = events_out {
+                    let resolution = config.resolution.ns();
+                    let events = out
+                        .sequenced
+                        .match_alerts(my_rules.to_stream(scope).as_collection(), &config.windows);
+                    let event_counter = Arc::clone(&counters);
+                    let mut lines = String::new();
+                    events.clone().emit_ordered(
+                        move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
+                        move |_, rows| {
+                            event_counter
+                                .events
+                                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                            lines.clear();
+                            for e in rows.iter() {
+                                lines.push_str(&e.to_json());
+                                lines.push('\n');
+                            }
+                            if let Err(e) = lock(&w).write_all(lines.as_bytes()) {
+                                tracing::error!(error = %e, "writing alert events");
+                            }
+                        },
+                    );
+                    events.probe_with(&probe);
+                }
+                (input, probe)
+            });
 
-        // This worker reads inputs index, index + peers, ...; each on a reader thread of its
-        // own that parses and validates ahead, so the dataflow does not wait for the parser.
-        let mine: Vec<(usize, TickFile)> = (index..inputs.len())
-            .step_by(peers)
-            .filter_map(|i| {
-                inputs[i]
-                    .lock()
-                    .ok()
-                    .and_then(|mut f| f.take())
-                    .map(|f| (i, f))
-            })
-            .collect();
-        let readers: Vec<(usize, std::sync::mpsc::Receiver<Chunk>)> = mine
-            .into_iter()
-            .map(|(id, file)| {
-                (
-                    id,
-                    spawn_reader(id, file, Arc::clone(&counters), Arc::clone(&set_aside)),
-                )
-            })
-            .collect();
-        let mut feeder = Feeder::new(readers.len(), config.lateness, config.resolution.ns());
-        let mut aside = Vec::new();
-        while let Some(i) = feeder.laggard() {
-            let (id, rx) = &readers[i];
-            // A reader that is gone has sent everything it had.
-            let Ok(chunk) = rx.recv() else {
-                feeder.finish(i);
-                continue;
-            };
-            let mut accepted = 0u64;
-            for (position, trade) in chunk.trades {
-                match feeder.admit(i, trade.time_ns) {
-                    Ok(_) => {
-                        input.send(trade);
-                        accepted += 1;
-                    }
-                    Err(late) => {
-                        counters.late.fetch_add(1, Ordering::Relaxed);
-                        aside.push(SetAside {
-                            input: *id,
-                            position,
-                            line: late_line(&trade, &late),
-                        });
+            // This worker reads inputs index, index + peers, ...; each on a reader thread of its
+            // own that parses and validates ahead, so the dataflow does not wait for the parser.
+            let mine: Vec<(usize, TickFile)> = (index..inputs.len())
+                .step_by(peers)
+                .filter_map(|i| {
+                    inputs[i]
+                        .lock()
+                        .ok()
+                        .and_then(|mut f| f.take())
+                        .map(|f| (i, f))
+                })
+                .collect();
+            let readers: Vec<(usize, std::sync::mpsc::Receiver<Chunk>)> = mine
+                .into_iter()
+                .map(|(id, file)| {
+                    (
+                        id,
+                        spawn_reader(id, file, Arc::clone(&counters), Arc::clone(&set_aside)),
+                    )
+                })
+                .collect();
+            let mut feeder = Feeder::new(readers.len(), config.lateness, config.resolution.ns());
+            let mut aside = Vec::new();
+            while let Some(i) = feeder.laggard() {
+                let (id, rx) = &readers[i];
+                // A reader that is gone has sent everything it had.
+                let Ok(chunk) = rx.recv() else {
+                    feeder.finish(i);
+                    continue;
+                };
+                let mut accepted = 0u64;
+                for (position, trade) in chunk.trades {
+                    match feeder.admit(i, trade.time_ns) {
+                        Ok(_) => {
+                            input.send(trade);
+                            accepted += 1;
+                        }
+                        Err(late) => {
+                            counters.late.fetch_add(1, Ordering::Relaxed);
+                            aside.push(SetAside {
+                                input: *id,
+                                position,
+                                line: late_line(&trade, &late),
+                            });
+                        }
                     }
                 }
+                counters.ticks.fetch_add(accepted, Ordering::Relaxed);
+                feeder.release(&mut input, &probe, worker);
             }
-            counters.ticks.fetch_add(accepted, Ordering::Relaxed);
-            feeder.release(&mut input, &probe, worker);
-        }
-        drop(input);
-        while worker.step_or_park(None) {}
-        set_aside
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(&mut aside);
-        counters.workers_done.fetch_add(1, Ordering::Relaxed);
-    })
+            drop(input);
+            while worker.step_or_park(None) {}
+            set_aside
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut aside);
+            counters.workers_done.fetch_add(1, Ordering::Relaxed);
+        },
+    )
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
 
     let bar = ProgressBar::new(total_bytes.max(1));

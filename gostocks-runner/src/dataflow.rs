@@ -261,194 +261,198 @@ pub fn run(
     let taps = Arc::new(taps);
     let proposals = Arc::new(Proposals::new(workers.max(1)));
     let fired = alerts.events;
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let index = worker.index();
-        let state_out = Arc::clone(&state);
-        let (fired, fired_state) = (fired.clone(), Arc::clone(&state));
-        let marks = fired.clone();
-        let (mut input, rules_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, trades) = scope.new_input::<Vec<Trade>>();
-            let (rules_input, rules) = scope.new_input::<Vec<(AlertRule, u64, isize)>>();
-            let out = analytics(trades, &config);
-            let (stats_state, bars_state) = (Arc::clone(&state_out), Arc::clone(&state_out));
-            let probe = out
-                .stats
-                .inspect(move |row| stats_state.apply_stats(row))
-                .probe()
-                .0;
-            out.bars
-                .inspect(move |row| bars_state.apply_bar(row))
-                .probe_with(&probe);
-            out.sequenced
-                .clone()
-                .match_alerts(rules.as_collection(), &config.windows)
-                .inspect(move |event| {
-                    fired_state.alert_events.fetch_add(1, Ordering::Relaxed);
-                    let _ = fired.send(Fired::Event(event.clone()));
-                })
-                .probe_with(&probe);
-            (input, rules_input, probe)
-        });
-        taps.wakers.register(index);
-        let Some(rx) = taps
-            .receivers
-            .get(index)
-            .and_then(|r| r.lock().ok().and_then(|mut r| r.take()))
-        else {
-            return;
-        };
-        // Rule changes enter at worker 0; the others close their rules input.
-        let rules_rx = (index == 0)
-            .then(|| rules.lock().ok().and_then(|mut r| r.take()))
-            .flatten();
-        let mut rules_input = rules_rx.is_some().then_some(rules_input);
-        let mut sources = Sources::new(config.lateness, resolution, idle);
-        let slack = resolution.max(1_000_000_000);
-        let mut newest: HashMap<Symbol, Point> = HashMap::new();
-        let mut marked = 0u64;
-        let mut last_report = Instant::now();
-        'feed: loop {
-            // Rule changes apply from the current input time on: to every trade not yet final.
-            if let (Some(rules_rx), Some(rules_input)) = (&rules_rx, &mut rules_input) {
-                while let Ok(change) = rules_rx.try_recv() {
-                    let at = *rules_input.time();
-                    rules_input.send((change.rule, at, change.diff));
+    let guards = timely::execute(
+        gostocks_core::batch::timely_config(workers),
+        move |worker| {
+            let index = worker.index();
+            let state_out = Arc::clone(&state);
+            let (fired, fired_state) = (fired.clone(), Arc::clone(&state));
+            let marks = fired.clone();
+            let (mut input, rules_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, trades) = scope.new_input::<Vec<Trade>>();
+                let (rules_input, rules) = scope.new_input::<Vec<(AlertRule, u64, isize)>>();
+                let out = analytics(trades, &config);
+                let (stats_state, bars_state) = (Arc::clone(&state_out), Arc::clone(&state_out));
+                let probe = out
+                    .stats
+                    .inspect(move |row| stats_state.apply_stats(row))
+                    .probe()
+                    .0;
+                out.bars
+                    .inspect(move |row| bars_state.apply_bar(row))
+                    .probe_with(&probe);
+                out.sequenced
+                    .clone()
+                    .match_alerts(rules.as_collection(), &config.windows)
+                    .inspect(move |event| {
+                        fired_state.alert_events.fetch_add(1, Ordering::Relaxed);
+                        let _ = fired.send(Fired::Event(event.clone()));
+                    })
+                    .probe_with(&probe);
+                (input, rules_input, probe)
+            });
+            taps.wakers.register(index);
+            let Some(rx) = taps
+                .receivers
+                .get(index)
+                .and_then(|r| r.lock().ok().and_then(|mut r| r.take()))
+            else {
+                return;
+            };
+            // Rule changes enter at worker 0; the others close their rules input.
+            let rules_rx = (index == 0)
+                .then(|| rules.lock().ok().and_then(|mut r| r.take()))
+                .flatten();
+            let mut rules_input = rules_rx.is_some().then_some(rules_input);
+            let mut sources = Sources::new(config.lateness, resolution, idle);
+            let slack = resolution.max(1_000_000_000);
+            let mut newest: HashMap<Symbol, Point> = HashMap::new();
+            let mut marked = 0u64;
+            let mut last_report = Instant::now();
+            'feed: loop {
+                // Rule changes apply from the current input time on: to every trade not yet final.
+                if let (Some(rules_rx), Some(rules_input)) = (&rules_rx, &mut rules_input) {
+                    while let Ok(change) = rules_rx.try_recv() {
+                        let at = *rules_input.time();
+                        rules_input.send((change.rule, at, change.diff));
+                    }
                 }
-            }
-            // Take what has arrived; a bounded number of batches, so the dataflow keeps up.
-            for _ in 0..64 {
-                let batch = match rx.try_recv() {
-                    Ok(batch) => batch,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => break 'feed,
-                };
-                let Batch {
-                    source,
-                    ticks,
-                    retired,
-                } = batch;
-                if retired {
-                    sources.marks.remove(&source);
-                    continue;
-                }
-                sources.register(source);
-                for tick in ticks {
-                    let trade = match tick.validate() {
-                        Ok(trade) => trade,
-                        Err(reason) => {
-                            state.rejected.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(symbol = %tick.symbol, %reason, "rejected tick");
-                            continue;
-                        }
+                // Take what has arrived; a bounded number of batches, so the dataflow keeps up.
+                for _ in 0..64 {
+                    let batch = match rx.try_recv() {
+                        Ok(batch) => batch,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => break 'feed,
                     };
-                    // Below the input's time it can no longer count (its source's watermark, or
-                    // an idle source coming back after time moved on without it).
-                    let admitted = sources.admit(source, trade.time_ns);
-                    if admitted.is_err() || grid_ceil(trade.time_ns, resolution) < *input.time() {
-                        state.late.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(
-                            source,
-                            time_ns = trade.time_ns,
-                            input_time = *input.time(),
-                            watermark_late = admitted.is_err(),
-                            "late tick"
-                        );
+                    let Batch {
+                        source,
+                        ticks,
+                        retired,
+                    } = batch;
+                    if retired {
+                        sources.marks.remove(&source);
                         continue;
                     }
-                    state.observe(trade.time_ns);
-                    // The last price goes out as the tick is taken in, not when its grid
-                    // time is final: it is the newest admitted tick in (t, seq) order, and
-                    // every write of it is guarded on that order, so the final price is the
-                    // same whatever the arrival order.
-                    // Coalesced per batch: the newest of each symbol.
-                    let point = Point::from(&trade);
-                    newest
-                        .entry(trade.symbol)
-                        .and_modify(|p: &mut Point| *p = (*p).max(point))
-                        .or_insert(point);
-                    input.send(trade);
-                    state.accepted.fetch_add(1, Ordering::Relaxed);
-                    state.publish(tick);
+                    sources.register(source);
+                    for tick in ticks {
+                        let trade = match tick.validate() {
+                            Ok(trade) => trade,
+                            Err(reason) => {
+                                state.rejected.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(symbol = %tick.symbol, %reason, "rejected tick");
+                                continue;
+                            }
+                        };
+                        // Below the input's time it can no longer count (its source's watermark, or
+                        // an idle source coming back after time moved on without it).
+                        let admitted = sources.admit(source, trade.time_ns);
+                        if admitted.is_err() || grid_ceil(trade.time_ns, resolution) < *input.time()
+                        {
+                            state.late.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(
+                                source,
+                                time_ns = trade.time_ns,
+                                input_time = *input.time(),
+                                watermark_late = admitted.is_err(),
+                                "late tick"
+                            );
+                            continue;
+                        }
+                        state.observe(trade.time_ns);
+                        // The last price goes out as the tick is taken in, not when its grid
+                        // time is final: it is the newest admitted tick in (t, seq) order, and
+                        // every write of it is guarded on that order, so the final price is the
+                        // same whatever the arrival order.
+                        // Coalesced per batch: the newest of each symbol.
+                        let point = Point::from(&trade);
+                        newest
+                            .entry(trade.symbol)
+                            .and_modify(|p: &mut Point| *p = (*p).max(point))
+                            .or_insert(point);
+                        input.send(trade);
+                        state.accepted.fetch_add(1, Ordering::Relaxed);
+                        state.publish(tick);
+                    }
+                    input.flush();
+                    for (symbol, point) in newest.drain() {
+                        state.apply_last(&symbol, &point);
+                    }
                 }
-                input.flush();
-                for (symbol, point) in newest.drain() {
-                    state.apply_last(&symbol, &point);
+                // Event time: this worker's active sources decide its input's; a worker whose
+                // sources are all idle, or that has none, follows the others.
+                let own = sources.active_time();
+                if proposals.publish(index, own, sources.closed_time()) {
+                    // A worker parked without active sources of its own must follow promptly.
+                    taps.wakers.wake_all_but(index);
                 }
-            }
-            // Event time: this worker's active sources decide its input's; a worker whose
-            // sources are all idle, or that has none, follows the others.
-            let own = sources.active_time();
-            if proposals.publish(index, own, sources.closed_time()) {
-                // A worker parked without active sources of its own must follow promptly.
-                taps.wakers.wake_all_but(index);
-            }
-            let target = own.or_else(|| proposals.global());
-            if let Some(t) = target.filter(|t| t > input.time()) {
-                input.advance_to(t);
-                if let Some(rules_input) = &mut rules_input {
-                    rules_input.advance_to(t);
+                let target = own.or_else(|| proposals.global());
+                if let Some(t) = target.filter(|t| t > input.time()) {
+                    input.advance_to(t);
+                    if let Some(rules_input) = &mut rules_input {
+                        rules_input.advance_to(t);
+                    }
                 }
-            }
-            if last_report.elapsed() > Duration::from_secs(5) {
-                last_report = Instant::now();
-                let marks: Vec<_> = sources
-                    .marks
-                    .iter()
-                    .map(|(s, (w, seen))| {
-                        (
-                            *s,
-                            w.closed_time(),
-                            seen.elapsed().as_secs(),
-                            sources.retired.contains(s),
-                        )
-                    })
-                    .collect();
-                tracing::debug!(
-                    worker = index,
-                    input_time = *input.time(),
-                    ?marks,
-                    "event time"
-                );
-            }
-            // Catch up with the input, but come back for new ticks after a millisecond while
-            // the dataflow is at most `slack` of event time behind: a tick's price goes out as
-            // it is taken in and should not wait for the stats of earlier grid times. Further
-            // behind, the input waits (and the bounded channel holds the source back). Only as
-            // far as every worker's input has come: waiting for a worker whose partitions lag
-            // would stop this one reading, and with it the feed that serves both.
-            let floor = proposals
-                .global()
-                .map_or(*input.time(), |f| f.min(*input.time()));
-            let catching_up = Instant::now();
-            while probe.less_than(&floor) && worker.step() {
-                if catching_up.elapsed() > Duration::from_millis(1) {
+                if last_report.elapsed() > Duration::from_secs(5) {
+                    last_report = Instant::now();
+                    let marks: Vec<_> = sources
+                        .marks
+                        .iter()
+                        .map(|(s, (w, seen))| {
+                            (
+                                *s,
+                                w.closed_time(),
+                                seen.elapsed().as_secs(),
+                                sources.retired.contains(s),
+                            )
+                        })
+                        .collect();
+                    tracing::debug!(
+                        worker = index,
+                        input_time = *input.time(),
+                        ?marks,
+                        "event time"
+                    );
+                }
+                // Catch up with the input, but come back for new ticks after a millisecond while
+                // the dataflow is at most `slack` of event time behind: a tick's price goes out as
+                // it is taken in and should not wait for the stats of earlier grid times. Further
+                // behind, the input waits (and the bounded channel holds the source back). Only as
+                // far as every worker's input has come: waiting for a worker whose partitions lag
+                // would stop this one reading, and with it the feed that serves both.
+                let floor = proposals
+                    .global()
+                    .map_or(*input.time(), |f| f.min(*input.time()));
+                let catching_up = Instant::now();
+                while probe.less_than(&floor) && worker.step() {
+                    if catching_up.elapsed() > Duration::from_millis(1) {
+                        let done = probe.with_frontier(|f| f.iter().min().copied());
+                        if done.is_some_and(|d| floor.saturating_sub(d) <= slack) {
+                            break;
+                        }
+                    }
+                }
+                // Nothing to do: sleep until a batch, a message from another worker, or the next
+                // look at idle sources.
+                worker.step_or_park(Some(Duration::from_millis(20)));
+                if index == 0 {
                     let done = probe.with_frontier(|f| f.iter().min().copied());
-                    if done.is_some_and(|d| floor.saturating_sub(d) <= slack) {
-                        break;
+                    if let Some(done) = done.filter(|d| *d > marked) {
+                        marked = done;
+                        let _ = marks.send(Fired::Mark(done));
                     }
                 }
             }
-            // Nothing to do: sleep until a batch, a message from another worker, or the next
-            // look at idle sources.
-            worker.step_or_park(Some(Duration::from_millis(20)));
+            // This worker's sources are closed: it no longer holds event time back.
+            proposals.publish(index, None, None);
+            taps.wakers.wake_all_but(index);
+            drop(input);
+            drop(rules_input);
+            while worker.step_or_park(Some(Duration::from_millis(20))) {}
             if index == 0 {
-                let done = probe.with_frontier(|f| f.iter().min().copied());
-                if let Some(done) = done.filter(|d| *d > marked) {
-                    marked = done;
-                    let _ = marks.send(Fired::Mark(done));
-                }
+                let _ = marks.send(Fired::Mark(u64::MAX));
             }
-        }
-        // This worker's sources are closed: it no longer holds event time back.
-        proposals.publish(index, None, None);
-        taps.wakers.wake_all_but(index);
-        drop(input);
-        drop(rules_input);
-        while worker.step_or_park(Some(Duration::from_millis(20))) {}
-        if index == 0 {
-            let _ = marks.send(Fired::Mark(u64::MAX));
-        }
-    })
+        },
+    )
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
     drop(guards);
     Ok(())

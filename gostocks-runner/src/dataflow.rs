@@ -2,8 +2,8 @@
 //! last price per symbol (an arrangement) out into [`MarketState`].
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,6 +50,7 @@ impl Batch {
 pub struct Feeds {
     senders: Vec<SyncSender<Batch>>,
     wakers: Arc<Wakers>,
+    unread: Arc<Vec<AtomicUsize>>,
 }
 
 /// The worker threads, to wake one when a batch is waiting for it.
@@ -86,6 +87,10 @@ impl Wakers {
 pub struct Taps {
     receivers: Vec<Mutex<Option<Receiver<Batch>>>>,
     wakers: Arc<Wakers>,
+    /// Batches sent to each worker and not yet taken in. A worker with unread batches may
+    /// have a source announced there that it does not know yet, so it does not follow the
+    /// others' event time until it has read them.
+    unread: Arc<Vec<AtomicUsize>>,
 }
 
 impl Feeds {
@@ -99,17 +104,32 @@ impl Feeds {
                 (tx, Mutex::new(Some(rx)))
             })
             .unzip();
+        let unread: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
         let taps = Taps {
             receivers,
             wakers: Arc::clone(&wakers),
+            unread: Arc::clone(&unread),
         };
-        (Feeds { senders, wakers }, taps)
+        (
+            Feeds {
+                senders,
+                wakers,
+                unread,
+            },
+            taps,
+        )
     }
 
     /// Hands `batch` to the worker that reads its source; `false` once the dataflow is gone.
     pub fn send(&self, batch: Batch) -> bool {
         let index = batch.source as usize % self.senders.len();
+        // Counted before it is sent: from now on the worker knows it has something to read.
+        self.unread[index].fetch_add(1, Ordering::SeqCst);
         let sent = self.senders[index].send(batch).is_ok();
+        if !sent {
+            self.unread[index].fetch_sub(1, Ordering::SeqCst);
+        }
         self.wakers.wake(index);
         sent
     }
@@ -329,6 +349,7 @@ pub fn run(
                         ticks,
                         retired,
                     } = batch;
+                    taps.unread[index].fetch_sub(1, Ordering::SeqCst);
                     if retired {
                         sources.marks.remove(&source);
                         continue;
@@ -385,7 +406,9 @@ pub fn run(
                     // A worker parked without active sources of its own must follow promptly.
                     taps.wakers.wake_all_but(index);
                 }
-                let target = own.or_else(|| proposals.global());
+                // With batches still unread it waits: one may announce a source of its own.
+                let unread = taps.unread[index].load(Ordering::SeqCst) > 0;
+                let target = own.or_else(|| (!unread).then(|| proposals.global()).flatten());
                 if let Some(t) = target.filter(|t| t > input.time()) {
                     input.advance_to(t);
                     if let Some(rules_input) = &mut rules_input {
@@ -419,14 +442,17 @@ pub fn run(
                 // behind, the input waits (and the bounded channel holds the source back). Only as
                 // far as every worker's input has come: waiting for a worker whose partitions lag
                 // would stop this one reading, and with it the feed that serves both.
-                let floor = proposals
-                    .global()
-                    .map_or(*input.time(), |f| f.min(*input.time()));
+                let floor = || {
+                    proposals
+                        .global()
+                        .map_or(*input.time(), |f| f.min(*input.time()))
+                };
                 let catching_up = Instant::now();
-                while probe.less_than(&floor) && worker.step() {
+                // The floor moves as other workers go on: looked up again at every step.
+                while probe.less_than(&floor()) && worker.step() {
                     if catching_up.elapsed() > Duration::from_millis(1) {
                         let done = probe.with_frontier(|f| f.iter().min().copied());
-                        if done.is_some_and(|d| floor.saturating_sub(d) <= slack) {
+                        if done.is_some_and(|d| floor().saturating_sub(d) <= slack) {
                             break;
                         }
                     }

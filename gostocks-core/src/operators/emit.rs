@@ -45,13 +45,24 @@ impl<D: Ord + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
             Exchange::new(|_: &D| 0),
             "EmitOrdered",
             move |(input, frontier)| {
+                // Records mostly come in runs of equal time: one map lookup per run.
+                let mut run: Vec<D> = Vec::new();
+                let mut run_time = 0;
                 input.for_each_stamp(|_cap, data| {
                     for container in data {
                         for record in container.drain(..) {
-                            pending.entry(time_of(&record)).or_default().push(record);
+                            let time = time_of(&record);
+                            if time != run_time && !run.is_empty() {
+                                super::runs::settle(&mut pending, run_time, &mut run);
+                            }
+                            run_time = time;
+                            run.push(record);
                         }
                     }
                 });
+                if !run.is_empty() {
+                    super::runs::settle(&mut pending, run_time, &mut run);
+                }
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;

@@ -104,7 +104,7 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                             let g = crate::feed::grid_ceil(t.time_ns, resolution);
                             if run_g != Some(g) {
                                 if let Some(r) = run_g {
-                                    super::runs::settle(&mut pending, r, &mut run);
+                                    pending.entry(r).or_default().append(&mut run);
                                 }
                                 run_g = Some(g);
                                 least = Some(least.map_or(g, |l: u64| l.min(g)));
@@ -113,7 +113,7 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                         }
                     }
                     if let Some(r) = run_g {
-                        super::runs::settle(&mut pending, r, &mut run);
+                        pending.entry(r).or_default().append(&mut run);
                     }
                     let Some(least) = least else { return };
                     if held.as_ref().is_none_or(|h| *h.time() > least) {

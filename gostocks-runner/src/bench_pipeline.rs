@@ -204,9 +204,10 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "latency at a steady {} ticks/s (100 symbols, resolution {}, fetch wait {}, {} partitions, {} workers):",
+        "latency at a steady {} ticks/s (100 symbols, resolution {}, producer linger {}, fetch wait {}, {} partitions, {} workers):",
         args.rate,
         args.latency_resolution,
+        args.latency_linger,
         args.fetch_wait,
         args.latency_partitions,
         args.latency_workers
@@ -311,9 +312,10 @@ async fn latency(
         lat
     });
 
-    // A tick is stamped when it is handed to the producer; a short linger sends it promptly.
+    // A tick is stamped when it is handed to the producer, so its linger counts.
+    let linger_ms = u32::try_from(args.latency_linger.ns() / 1_000_000).unwrap_or(u32::MAX);
     let producer = TickProducer::new(
-        &KafkaConfig::new(&args.brokers, "bench").with_linger_ms(1),
+        &KafkaConfig::new(&args.brokers, "bench").with_linger_ms(linger_ms),
         TickEncoding::Protobuf,
     )?;
     let symbols: Vec<String> = (0..100).map(|i| format!("LAT{i:03}")).collect();

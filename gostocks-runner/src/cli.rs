@@ -121,6 +121,13 @@ pub struct BenchPipelineArgs {
     /// always uses 2).
     #[arg(long, default_value_t = 2)]
     pub latency_workers: usize,
+
+    /// The latency producer's `linger.ms`: how long it gathers ticks into a batch before
+    /// sending. The default is what `gostocks ingest` and `replay` use. The latency counts it
+    /// (ticks are stamped as they are handed to the producer); but every batch is an object the
+    /// in-memory broker lists on each fetch, so a shorter linger loads the broker more.
+    #[arg(long, default_value = "5ms")]
+    pub latency_linger: Span,
 }
 
 /// Flags of `gostocks check`.

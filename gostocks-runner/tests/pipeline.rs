@@ -698,6 +698,8 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
         &topic,
         "--group",
         &group,
+        "--workers",
+        "2",
         "--idle",
         "10s",
         "--stats-topic",

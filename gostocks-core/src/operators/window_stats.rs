@@ -184,8 +184,9 @@ trait Changelog<'scope> {
     ) -> StreamVec<'scope, u64, StatsRow>;
 }
 
-/// What arrived for one grid time: its capability, the sums changes and the cells' changes.
-type Pending<C> = (C, Vec<(WindowKey, Agg, isize)>, Vec<WindowChange>);
+/// What arrived for one grid time: its capability, the windows' new totals, the windows whose
+/// old total was retracted, and the cells' changes.
+type Pending<C> = (C, Vec<(WindowKey, Agg)>, Vec<WindowKey>, Vec<WindowChange>);
 
 impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
     fn changelog(
@@ -216,13 +217,16 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     sums_in.for_each_stamp(|cap, data| {
                         for container in data {
                             for ((key, agg), time, diff) in container.drain(..) {
-                                pending
-                                    .entry(time)
-                                    .or_insert_with(|| {
-                                        (cap.delayed(&time, 0), Vec::new(), Vec::new())
-                                    })
-                                    .1
-                                    .push((key, agg, diff));
+                                let (_, news, gone, _) = pending.entry(time).or_insert_with(|| {
+                                    (cap.delayed(&time, 0), Vec::new(), Vec::new(), Vec::new())
+                                });
+                                // A retraction needs only its key: the total it retracts is
+                                // the one the window holds.
+                                if diff > 0 {
+                                    news.push((key, agg));
+                                } else {
+                                    gone.push(key);
+                                }
                             }
                         }
                     });
@@ -232,9 +236,9 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                                 pending
                                     .entry(time)
                                     .or_insert_with(|| {
-                                        (cap.delayed(&time, 0), Vec::new(), Vec::new())
+                                        (cap.delayed(&time, 0), Vec::new(), Vec::new(), Vec::new())
                                     })
-                                    .2
+                                    .3
                                     .push(change);
                             }
                         }
@@ -247,12 +251,12 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                             break;
                         }
                         let time = *entry.key();
-                        let (cap, sums, changes) = entry.remove();
+                        let (cap, news, gone, changes) = entry.remove();
                         first_cap.get_or_insert(cap);
                         // Cells enter in grid-time order (this loop runs in time order), which
-                        // is what the monotonic queues need. Within a time, changes apply in
-                        // any order: a window's `+new, -old` total pair lands on `new` either way
-                        // (a retraction only clears the total it retracts).
+                        // is what the monotonic queues need. Within a time, a window's old total
+                        // is retracted before its new one is set: a window with both lands on
+                        // the new total, one with only a retraction is empty.
                         for c in changes {
                             let s = state.entry(c.symbol).or_insert_with(&fresh);
                             s.last = Some(s.last.map_or(c.last, |l| l.max(c.last)));
@@ -260,16 +264,16 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                                 w.enter(time, c.low, c.high);
                             }
                         }
-                        let mut changed: Vec<WindowKey> = Vec::with_capacity(sums.len());
-                        for ((symbol, w), agg, diff) in sums {
-                            let sums = &mut state.entry(symbol).or_insert_with(&fresh).windows
-                                [w as usize]
-                                .agg;
-                            if diff > 0 {
-                                *sums = agg;
-                            } else if *sums == agg {
-                                *sums = Agg::default();
-                            }
+                        let mut changed: Vec<WindowKey> =
+                            Vec::with_capacity(news.len() + gone.len());
+                        for (symbol, w) in gone {
+                            state.entry(symbol).or_insert_with(&fresh).windows[w as usize].agg =
+                                Agg::default();
+                            changed.push((symbol, w));
+                        }
+                        for ((symbol, w), agg) in news {
+                            state.entry(symbol).or_insert_with(&fresh).windows[w as usize].agg =
+                                agg;
                             changed.push((symbol, w));
                         }
                         changed.sort_unstable();

@@ -146,13 +146,14 @@ pub fn run_batch_with_alerts(
         };
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
-            let out = analytics(trades, &config);
+            let out = analytics(trades, &config, !no_rules);
             // Without rules (the same on every worker) there is nothing to match.
             let events = (!no_rules).then(|| {
                 let resolution = config.resolution.ns();
                 let events = out
                     .sequenced
                     .clone()
+                    .expect("kept when there are rules")
                     .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows);
                 events.clone().emit_ordered(
                     move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),

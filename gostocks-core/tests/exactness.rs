@@ -41,7 +41,7 @@ fn ten_million_ticks_retract_exactly() {
     let end_of_ticks = timely::execute_directly(move |worker| {
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, trades) = scope.new_input::<Vec<Trade>>();
-            analytics(trades, &config).stats.emit_ordered(
+            analytics(trades, &config, false).stats.emit_ordered(
                 |r: &StatsRow| r.time_ns,
                 move |_, batch| {
                     let mut rows = sink.lock().unwrap();

@@ -261,7 +261,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             let (index, peers) = (worker.index(), worker.peers());
             let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, trades) = scope.new_input::<Vec<Trade>>();
-                let out = analytics(trades, &config);
+                let out = analytics(trades, &config, events_out.is_some());
                 // Rows go to the writer thread in output order; formatting them is its work.
                 let stats_counter = Arc::clone(&counters);
                 let stats_tx = rows_tx.clone();
@@ -294,6 +294,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                     let resolution = config.resolution.ns();
                     let events = out
                         .sequenced
+                        .expect("kept for the alert events")
                         .match_alerts(my_rules.to_stream(scope).as_collection(), &config.windows);
                     let event_counter = Arc::clone(&counters);
                     let mut lines = String::new();

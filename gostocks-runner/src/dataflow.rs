@@ -291,7 +291,7 @@ pub fn run(
             let (mut input, rules_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, trades) = scope.new_input::<Vec<Trade>>();
                 let (rules_input, rules) = scope.new_input::<Vec<(AlertRule, u64, isize)>>();
-                let out = analytics(trades, &config);
+                let out = analytics(trades, &config, true);
                 let (stats_state, bars_state) = (Arc::clone(&state_out), Arc::clone(&state_out));
                 let probe = out
                     .stats
@@ -302,7 +302,7 @@ pub fn run(
                     .inspect(move |row| bars_state.apply_bar(row))
                     .probe_with(&probe);
                 out.sequenced
-                    .clone()
+                    .expect("kept for alert matching")
                     .match_alerts(rules.as_collection(), &config.windows)
                     .inspect(move |event| {
                         fired_state.alert_events.fetch_add(1, Ordering::Relaxed);

@@ -14,6 +14,7 @@ use crate::decimal::Fixed;
 use crate::indicators::{Agg, quantize_log_return};
 use crate::span::Span;
 use crate::symbol::Symbol;
+use crate::tick::Trade;
 
 /// What a run of trades adds up to: first and last trade by `(t, seq)`, extremes and sums.
 /// Merging partials (`absorb`) is commutative: parts may arrive in any order.
@@ -98,15 +99,7 @@ pub trait Cells<'scope> {
 
 impl<'scope> Cells<'scope> for StreamVec<'scope, u64, Sequenced> {
     fn cells(self, bars: &[Span]) -> StreamVec<'scope, u64, Cell> {
-        let sizes: Vec<u64> = bars.iter().map(Span::ns).filter(|&s| s > 0).collect();
-        // The first bar boundary after `t` over every size: a cell starting at `t` ends before it.
-        let boundary = move |t: u64| {
-            sizes
-                .iter()
-                .map(|s| (t / s).saturating_add(1).saturating_mul(*s))
-                .min()
-                .unwrap_or(u64::MAX)
-        };
+        let mut folder = CellFolder::new(bars);
         self.unary(Pipeline, "Cells", move |_cap, _info| {
             let mut out: Vec<Cell> = Vec::new();
             move |input, output| {
@@ -114,46 +107,79 @@ impl<'scope> Cells<'scope> for StreamVec<'scope, u64, Sequenced> {
                     let Some(cap) = cap.retain_least(output.output_index()) else {
                         return;
                     };
-                    // The open cell and the time at which it must be cut.
-                    let mut open: Option<(Cell, u64)> = None;
                     for container in data {
                         for s in container.iter() {
-                            let t = &s.trade;
-                            let point = (t.time_ns, t.seq, t.price);
-                            let ret = s.prev.map(|p| quantize_log_return(t.price, p.price));
-                            match &mut open {
-                                Some((cell, cut))
-                                    if cell.time == s.time
-                                        && cell.symbol == t.symbol
-                                        && t.time_ns < *cut =>
-                                {
-                                    let p = &mut cell.part;
-                                    // Trades of a run come in `(t, seq)` order.
-                                    p.last = p.last.max(point);
-                                    p.first = p.first.min(point);
-                                    p.high = p.high.max(t.price);
-                                    p.low = p.low.min(t.price);
-                                    p.agg += Agg::tick(t.price, t.size, t.time_ns, ret);
-                                }
-                                _ => {
-                                    let cell = Cell {
-                                        time: s.time,
-                                        symbol: t.symbol,
-                                        part: Partial::one(point, t.size, ret),
-                                    };
-                                    if let Some((done, _)) =
-                                        open.replace((cell, boundary(t.time_ns)))
-                                    {
-                                        out.push(done);
-                                    }
-                                }
-                            }
+                            folder.add(s.time, &s.trade, s.prev.map(|p| p.price), &mut out);
                         }
                     }
-                    out.extend(open.map(|(cell, _)| cell));
-                    output.session(&cap).give_iterator(out.drain(..));
+                    folder.flush(&mut out);
+                    output.session(&cap).give_container(&mut out);
                 });
             }
         })
+    }
+}
+
+/// Folds trades, given in `(time, symbol, t, seq)` order, into [`Cell`]s: the one fold that
+/// [`Cells::cells`] and [`super::SequenceCells`] share.
+pub(crate) struct CellFolder {
+    /// Bar sizes, ns.
+    sizes: Vec<u64>,
+    /// The open cell and the time at which it must be cut.
+    open: Option<(Cell, u64)>,
+}
+
+impl CellFolder {
+    pub(crate) fn new(bars: &[Span]) -> CellFolder {
+        CellFolder {
+            sizes: bars.iter().map(Span::ns).filter(|&s| s > 0).collect(),
+            open: None,
+        }
+    }
+
+    /// The first bar boundary after `t` over every size: a cell starting at `t` ends before it.
+    fn boundary(&self, t: u64) -> u64 {
+        self.sizes
+            .iter()
+            .map(|s| (t / s).saturating_add(1).saturating_mul(*s))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Adds the trade `t` of grid time `time`, whose predecessor traded at `prev`; a cell it
+    /// closes goes to `out`.
+    #[inline]
+    pub(crate) fn add(&mut self, time: u64, t: &Trade, prev: Option<Fixed>, out: &mut Vec<Cell>) {
+        let point = (t.time_ns, t.seq, t.price);
+        let ret = prev.map(|p| quantize_log_return(t.price, p));
+        match &mut self.open {
+            Some((cell, cut))
+                if cell.time == time && cell.symbol == t.symbol && t.time_ns < *cut =>
+            {
+                let p = &mut cell.part;
+                // Trades of a run come in `(t, seq)` order.
+                p.last = p.last.max(point);
+                p.first = p.first.min(point);
+                p.high = p.high.max(t.price);
+                p.low = p.low.min(t.price);
+                p.agg += Agg::tick(t.price, t.size, t.time_ns, ret);
+            }
+            _ => {
+                let cell = Cell {
+                    time,
+                    symbol: t.symbol,
+                    part: Partial::one(point, t.size, ret),
+                };
+                let cut = self.boundary(t.time_ns);
+                if let Some((done, _)) = self.open.replace((cell, cut)) {
+                    out.push(done);
+                }
+            }
+        }
+    }
+
+    /// Closes the open cell into `out`.
+    pub(crate) fn flush(&mut self, out: &mut Vec<Cell>) {
+        out.extend(self.open.take().map(|(cell, _)| cell));
     }
 }

@@ -4,7 +4,7 @@
 pub mod alerts;
 pub mod bars;
 pub mod cells;
-pub mod defer;
+pub mod due;
 pub mod emit;
 pub mod last_price;
 mod runs;
@@ -14,10 +14,10 @@ pub mod window_stats;
 pub use alerts::MatchAlerts;
 pub use bars::{BarEma, Bars};
 pub use cells::{Cell, Cells, Partial};
-pub use defer::Defer;
+pub use due::DueBatcher;
 pub use emit::EmitOrdered;
 pub use last_price::LastPrice;
-pub use sequence::{Point, Sequence, Sequenced};
+pub use sequence::{Point, Sequence, SequenceCells, Sequenced};
 pub use window_stats::{WindowChange, WindowKey, WindowStats};
 
 use std::hash::{Hash, Hasher};
@@ -34,13 +34,14 @@ pub struct Analytics<'scope> {
     pub stats: StreamVec<'scope, u64, StatsRow>,
     /// Final bars with their EMA.
     pub bars: StreamVec<'scope, u64, BarRow>,
-    /// The sequenced trades (for alert matching and live feeds).
-    pub sequenced: StreamVec<'scope, u64, Sequenced>,
+    /// The sequenced trades (for alert matching and live feeds), when asked for.
+    pub sequenced: Option<StreamVec<'scope, u64, Sequenced>>,
 }
 
 /// The whole analytics dataflow of the contract over trades placed at their grid times:
-/// sequence per symbol, fold into cells, window stats joined with the last price, bars with
-/// their EMA.
+/// sequence per symbol and fold into cells (in one pass, [`SequenceCells`]), window stats joined
+/// with the last price, bars with their EMA. The sequenced trades come out too when
+/// `keep_sequenced` (alert matching needs them; producing them costs a record per trade).
 ///
 /// # Examples
 /// ```
@@ -52,7 +53,7 @@ pub struct Analytics<'scope> {
 ///
 /// let captured = timely::example(|scope| {
 ///     let (mut input, trades) = scope.new_input::<Vec<Trade>>();
-///     let out = analytics(trades, &AnalyticsConfig::default());
+///     let out = analytics(trades, &AnalyticsConfig::default(), false);
 ///     let sec = 1_000_000_000u64;
 ///     for (t, price) in [(sec / 2, "10"), (sec, "11"), (3 * sec / 2, "12")] {
 ///         // Each trade is placed at its grid time; the input only promises not to go below t.
@@ -61,6 +62,7 @@ pub struct Analytics<'scope> {
 ///             price: price.parse().unwrap(), size: "1".parse().unwrap() });
 ///     }
 ///     input.close();
+///     assert!(out.sequenced.is_none());
 ///     out.stats.capture()
 /// });
 /// let rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
@@ -75,9 +77,10 @@ pub struct Analytics<'scope> {
 pub fn analytics<'scope>(
     trades: StreamVec<'scope, u64, Trade>,
     config: &AnalyticsConfig,
+    keep_sequenced: bool,
 ) -> Analytics<'scope> {
-    let sequenced = trades.sequence(config.resolution.ns());
-    let cells = sequenced.clone().cells(&config.bars);
+    let (cells, sequenced) =
+        trades.sequence_cells(config.resolution.ns(), &config.bars, keep_sequenced);
     let stats = cells.clone().window_changelog(&config.windows);
     let bars = cells.bar_cores(&config.bars).with_ema(config.ema_span);
     Analytics {

@@ -1,16 +1,22 @@
 //! `sequence`: puts each symbol's trades in `(t, seq)` order and pairs each with its predecessor.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 
+use super::cells::{Cell, CellFolder};
 use crate::decimal::Fixed;
+use crate::span::Span;
 use crate::symbol::Symbol;
 use crate::tick::Trade;
 
@@ -83,67 +89,231 @@ pub trait Sequence<'scope> {
 
 impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
     fn sequence(self, resolution: u64) -> StreamVec<'scope, u64, Sequenced> {
-        let resolution = resolution.max(1);
         let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
+        let mut grid = Grid::new(resolution);
         self.unary_frontier(pact, "Sequence", move |_cap, _info| {
-            // Trades not yet final, by grid time; one capability is held at the least of them.
-            // Each grid time's trades are sorted once, when it becomes final (not the whole
-            // backlog at every advance: partitions read at different paces can leave a large one).
-            let mut pending: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
             let mut held: Option<Capability<u64>> = None;
             let mut last: HashMap<Symbol, Point> = HashMap::default();
             let mut ready: Vec<Sequenced> = Vec::new();
-            let mut run: Vec<Trade> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
-                    let mut least = None;
-                    // Trades mostly come in time order: one map lookup per run of a grid time.
-                    let mut run_g = None;
-                    for container in data {
-                        for t in container.drain(..) {
-                            let g = crate::feed::grid_ceil(t.time_ns, resolution);
-                            if run_g != Some(g) {
-                                if let Some(r) = run_g {
-                                    pending.entry(r).or_default().append(&mut run);
-                                }
-                                run_g = Some(g);
-                                least = Some(least.map_or(g, |l: u64| l.min(g)));
-                            }
-                            run.push(t);
-                        }
-                    }
-                    if let Some(r) = run_g {
-                        pending.entry(r).or_default().append(&mut run);
-                    }
-                    let Some(least) = least else { return };
-                    if held.as_ref().is_none_or(|h| *h.time() > least) {
+                    if let Some(least) = grid.take_in(data)
+                        && held.as_ref().is_none_or(|h| *h.time() > least)
+                    {
                         held = Some(cap.delayed(&least, 0));
                     }
                 });
                 let Some(cap) = held.as_mut() else { return };
-                if frontier.less_equal(cap.time()) {
-                    return;
-                }
                 // Grid times the frontier has passed are complete: emit them in (time, symbol,
                 // t, seq) order, so each trade meets its true predecessor.
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let time = *entry.key();
-                    let mut trades = entry.remove();
-                    trades.sort_unstable_by_key(|t| (t.symbol, t.time_ns, t.seq));
+                while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
                     for trade in trades {
                         let prev = last.insert(trade.symbol, Point::from(&trade));
                         ready.push(Sequenced { time, trade, prev });
                     }
                 }
-                output.session(&*cap).give_iterator(ready.drain(..));
-                match pending.keys().next() {
-                    Some(g) => cap.downgrade(g),
+                output.session(&*cap).give_container(&mut ready);
+                match grid.least() {
+                    Some(g) => cap.downgrade(&g),
                     None => held = None,
                 }
             }
         })
+    }
+}
+
+/// Trades not yet final, filed by grid time. Each grid time's trades are sorted once, when it
+/// becomes final (not the whole backlog at every advance: partitions read at different paces
+/// can leave a large one).
+struct Grid {
+    resolution: u64,
+    pending: BTreeMap<u64, Vec<Trade>>,
+    run: Vec<Trade>,
+}
+
+impl Grid {
+    fn new(resolution: u64) -> Grid {
+        Grid {
+            resolution: resolution.max(1),
+            pending: BTreeMap::new(),
+            run: Vec::new(),
+        }
+    }
+
+    /// Files the trades of a message; returns the least grid time among them.
+    fn take_in<'a>(&mut self, data: impl Iterator<Item = &'a mut Vec<Trade>>) -> Option<u64> {
+        let mut least = None;
+        // Trades mostly come in time order: one map lookup per run of a grid time.
+        let mut run_g = None;
+        for container in data {
+            for t in container.drain(..) {
+                let g = crate::feed::grid_ceil(t.time_ns, self.resolution);
+                if run_g != Some(g) {
+                    if let Some(r) = run_g {
+                        super::runs::settle(&mut self.pending, r, &mut self.run);
+                    }
+                    run_g = Some(g);
+                    least = Some(least.map_or(g, |l: u64| l.min(g)));
+                }
+                self.run.push(t);
+            }
+        }
+        if let Some(r) = run_g {
+            super::runs::settle(&mut self.pending, r, &mut self.run);
+        }
+        least
+    }
+
+    /// The least grid time that is final (`open(time)` is false), with its trades in
+    /// `(symbol, t, seq)` order.
+    fn pop_final(&mut self, open: impl Fn(&u64) -> bool) -> Option<(u64, Vec<Trade>)> {
+        let entry = self.pending.first_entry()?;
+        if open(entry.key()) {
+            return None;
+        }
+        let (time, mut trades) = entry.remove_entry();
+        trades.sort_unstable_by_key(|t| (t.symbol, t.time_ns, t.seq));
+        Some((time, trades))
+    }
+
+    /// The least grid time with trades waiting.
+    fn least(&self) -> Option<u64> {
+        self.pending.keys().next().copied()
+    }
+}
+
+/// Sequencing and cells in one pass.
+pub trait SequenceCells<'scope> {
+    /// [`Sequence::sequence`] then [`super::Cells::cells`], fused: each symbol's trades of a
+    /// final grid time are folded into cells as they are ordered, with one lookup of the
+    /// symbol's previous trade per run instead of a [`Sequenced`] record per trade. The
+    /// sequenced trades are also emitted when `keep_sequenced` (alert matching needs them).
+    ///
+    /// # Examples
+    /// ```
+    /// use gostocks_core::operators::{Cells, Sequence, SequenceCells};
+    /// use gostocks_core::{Span, Symbol, Trade};
+    /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+    ///
+    /// let t = |time_ns, price: &str| Trade {
+    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
+    ///     price: price.parse().unwrap(), size: "2".parse().unwrap(),
+    /// };
+    /// let bars = [Span::new(10, "10ns")];
+    /// let (fused, apart) = timely::example(move |scope| {
+    ///     let trades = vec![t(7, "11"), t(3, "10"), t(10, "12"), t(14, "9")].to_stream(scope);
+    ///     let (cells, sequenced) = trades.clone().sequence_cells(10, &bars, true);
+    ///     let apart = trades.sequence(10).cells(&bars).capture();
+    ///     (cells.capture(), apart)
+    /// });
+    /// let cells = |c: std::sync::mpsc::Receiver<_>| -> Vec<_> {
+    ///     c.extract().into_iter().flat_map(|(_, v)| v).collect()
+    /// };
+    /// let fused = cells(fused);
+    /// assert_eq!(fused, cells(apart));
+    /// assert_eq!(fused.len(), 3);
+    /// ```
+    fn sequence_cells(
+        self,
+        resolution: u64,
+        bars: &[Span],
+        keep_sequenced: bool,
+    ) -> (
+        StreamVec<'scope, u64, Cell>,
+        Option<StreamVec<'scope, u64, Sequenced>>,
+    );
+}
+
+impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
+    fn sequence_cells(
+        self,
+        resolution: u64,
+        bars: &[Span],
+        keep_sequenced: bool,
+    ) -> (
+        StreamVec<'scope, u64, Cell>,
+        Option<StreamVec<'scope, u64, Sequenced>>,
+    ) {
+        let mut builder = OperatorBuilder::new("SequenceCells".to_owned(), self.scope());
+        let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
+        let mut input = builder.new_input(self, pact);
+        let (cells_out, cells) = builder.new_output::<Vec<Cell>>();
+        let (sequenced_out, sequenced) = builder.new_output::<Vec<Sequenced>>();
+        let mut cells_out =
+            OutputBuilder::<u64, CapacityContainerBuilder<Vec<Cell>>>::from(cells_out);
+        let mut sequenced_out =
+            OutputBuilder::<u64, CapacityContainerBuilder<Vec<Sequenced>>>::from(sequenced_out);
+        let mut grid = Grid::new(resolution);
+        let mut folder = CellFolder::new(bars);
+        builder.build(move |_initial| {
+            // One capability per output, held at the least grid time waiting.
+            let mut held: Option<(Capability<u64>, Option<Capability<u64>>)> = None;
+            let mut last: HashMap<Symbol, Point> = HashMap::default();
+            let mut done: Vec<Cell> = Vec::new();
+            let mut ready: Vec<Sequenced> = Vec::new();
+            move |frontiers| {
+                let frontier = &frontiers[0];
+                input.for_each_stamp(|cap, data| {
+                    if let Some(least) = grid.take_in(data)
+                        && held.as_ref().is_none_or(|h| *h.0.time() > least)
+                    {
+                        let sequenced = keep_sequenced.then(|| cap.delayed(&least, 1));
+                        held = Some((cap.delayed(&least, 0), sequenced));
+                    }
+                });
+                let Some((cap, sequenced_cap)) = held.as_mut() else {
+                    return;
+                };
+                while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
+                    for run in trades.chunk_by(|a, b| a.symbol == b.symbol) {
+                        // One lookup per run: its first trade meets the symbol's last one.
+                        let slot = last.entry(run[0].symbol);
+                        let mut before = match &slot {
+                            Entry::Occupied(e) => Some(*e.get()),
+                            Entry::Vacant(_) => None,
+                        };
+                        for trade in run {
+                            folder.add(time, trade, before.map(|p| p.price), &mut done);
+                            if keep_sequenced {
+                                ready.push(Sequenced {
+                                    time,
+                                    trade: *trade,
+                                    prev: before,
+                                });
+                            }
+                            before = Some(Point::from(trade));
+                        }
+                        let newest = before.expect("a run has a trade");
+                        match slot {
+                            Entry::Occupied(mut e) => *e.get_mut() = newest,
+                            Entry::Vacant(e) => {
+                                e.insert(newest);
+                            }
+                        }
+                        folder.flush(&mut done);
+                    }
+                }
+                cells_out
+                    .activate()
+                    .session(&*cap)
+                    .give_container(&mut done);
+                if let Some(c) = sequenced_cap {
+                    sequenced_out
+                        .activate()
+                        .session(&*c)
+                        .give_container(&mut ready);
+                }
+                match grid.least() {
+                    Some(g) => {
+                        cap.downgrade(&g);
+                        if let Some(c) = sequenced_cap {
+                            c.downgrade(&g);
+                        }
+                    }
+                    None => held = None,
+                }
+            }
+        });
+        (cells, keep_sequenced.then_some(sequenced))
     }
 }

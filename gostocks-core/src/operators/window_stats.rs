@@ -11,17 +11,20 @@ use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap as HashMap;
 
+use differential_dataflow::VecCollection;
 use differential_dataflow::difference::Abelian;
 use differential_dataflow::operators::CountTotal;
-use differential_dataflow::{AsCollection, VecCollection};
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
+use differential_dataflow::trace::implementations::ord_neu::OrdKeySpine;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
 
 use super::cells::Cell;
-use super::defer::Defer;
+use super::due::DueBatcher;
 use super::runs::fold_messages;
 use crate::decimal::Fixed;
 use crate::indicators::Agg;
@@ -86,45 +89,14 @@ pub trait WindowStats<'scope> {
 
 impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Cell> {
     fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
-        let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-        let horizon = lengths.iter().copied().min().unwrap_or(0);
-        // Cells come in `(time, symbol)` order: merging neighbours leaves one aggregate per
-        // symbol and grid time (differential would sum them anyway), still in time order.
-        let mut folded: Vec<(u64, Symbol, Agg)> = Vec::new();
-        fold_messages(self, "WindowSums", move |cell, out| match cell {
-            Some(c) => match folded.last_mut() {
-                Some((g0, symbol, agg)) if *g0 == c.time && *symbol == c.symbol => {
-                    *agg += c.part.agg;
-                }
-                _ => folded.push((c.time, c.symbol, c.part.agg)),
-            },
-            None => {
-                // Entries first, then each window's exits: runs of equal time for `defer`.
-                for w in 0..lengths.len() {
-                    for &(g0, symbol, agg) in &folded {
-                        out.push(((symbol, w as u8), g0, agg));
-                    }
-                }
-                for (w, len) in lengths.iter().enumerate() {
-                    for &(g0, symbol, agg) in &folded {
-                        let mut gone = agg;
-                        gone.negate();
-                        out.push(((symbol, w as u8), g0 + len, gone));
-                    }
-                }
-                folded.clear();
-            }
-        })
-        // Entries are due about now; exits are held until they are.
-        .defer_beyond(horizon)
-        .as_collection()
-        .count_total()
+        sums_of_partitioned(by_symbol(self), windows)
     }
 
     fn window_changelog(self, windows: &[Span]) -> StreamVec<'scope, u64, StatsRow> {
         let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-        let sums = self.clone().window_sums(windows).inner;
-        let changes = self.map(|c| {
+        let cells = by_symbol(self);
+        let sums = sums_of_partitioned(cells.clone(), windows).inner;
+        let changes = cells.map(|c| {
             let change = WindowChange {
                 symbol: c.symbol,
                 low: c.part.low,
@@ -135,6 +107,57 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Cell> {
         });
         sums.changelog(changes, lengths)
     }
+}
+
+/// Cells on the worker of their symbol ([`super::symbol_route`]): every operator downstream
+/// works per symbol on the worker's own cells. Cells from [`super::Cells`] are there already,
+/// and then nothing moves.
+fn by_symbol(cells: StreamVec<'_, u64, Cell>) -> StreamVec<'_, u64, Cell> {
+    cells.exchange(|c: &Cell| super::symbol_route(&c.symbol))
+}
+
+/// [`WindowStats::window_sums`] over cells already on their symbol's worker.
+fn sums_of_partitioned<'scope>(
+    cells: StreamVec<'scope, u64, Cell>,
+    windows: &[Span],
+) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
+    let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
+    // Cells come in `(time, symbol)` order: merging neighbours leaves one aggregate per
+    // symbol and grid time (differential would sum them anyway), still in time order.
+    let mut folded: Vec<(u64, Symbol, Agg)> = Vec::new();
+    let updates = fold_messages(cells, "WindowSums", move |cell, out| match cell {
+        Some(c) => match folded.last_mut() {
+            Some((g0, symbol, agg)) if *g0 == c.time && *symbol == c.symbol => {
+                *agg += c.part.agg;
+            }
+            _ => folded.push((c.time, c.symbol, c.part.agg)),
+        },
+        None => {
+            // Entries, then each window's exits: runs of equal time for the batcher.
+            for w in 0..lengths.len() {
+                for &(g0, symbol, agg) in &folded {
+                    out.push((((symbol, w as u8), ()), g0, agg));
+                }
+            }
+            for (w, len) in lengths.iter().enumerate() {
+                for &(g0, symbol, agg) in &folded {
+                    let mut gone = agg;
+                    gone.negate();
+                    out.push((((symbol, w as u8), ()), g0 + len, gone));
+                }
+            }
+            folded.clear();
+        }
+    });
+    // Every key of a symbol is on its worker: the arrangement needs no exchange. Exits wait in
+    // the batcher, filed by time, until they are due.
+    arrange_core::<_, _, DueBatcher<WindowKey, Agg>, OrdKeySpine<WindowKey, u64, Agg>>(
+        updates,
+        Pipeline,
+        "WindowSums",
+        |_, _| DueBatcher::default(),
+    )
+    .count_total_core()
 }
 
 /// One window of a symbol: its sums, and the lows and highs of its cells as monotonic queues of
@@ -194,13 +217,11 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
         changes: StreamVec<'scope, u64, (WindowChange, u64)>,
         lengths: Vec<u64>,
     ) -> StreamVec<'scope, u64, StatsRow> {
-        let by_key = Exchange::new(|((k, _), _, _): &SumsUpdate| super::symbol_route(&k.0));
-        let by_symbol =
-            Exchange::new(|(c, _): &(WindowChange, u64)| super::symbol_route(&c.symbol));
+        // Both inputs come from cells already on their symbol's worker.
         self.binary_frontier(
             changes,
-            by_key,
-            by_symbol,
+            Pipeline,
+            Pipeline,
             "StatsChangelog",
             |_cap, _info| {
                 let mut pending: BTreeMap<u64, Pending<_>> = BTreeMap::new();

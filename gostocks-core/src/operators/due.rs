@@ -4,11 +4,15 @@
 //! merge batcher keeps what is not yet due in its merge ladder, and every extraction merges and
 //! splits all of it again: the cost of an advance would grow with the window. This batcher files
 //! updates by time as they come (one map lookup per run of equal time), and an extraction takes
-//! the due times off the front of the map, sorts and consolidates them once, and seals them.
+//! the due times off the front of the map, groups them by key (a counting sort), consolidates
+//! them and seals them.
 //! An entry and an exit of the same window at the same time meet here and cancel into one net
 //! difference before they reach the arrangement.
 
 use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::batcher::merge::Sealer;
 use differential_dataflow::batcher::{Batcher, Extract};
@@ -16,8 +20,6 @@ use differential_dataflow::difference::Semigroup;
 use differential_dataflow::trace::implementations::Vector;
 use differential_dataflow::trace::implementations::ord_neu::{OrdKeyBatch, VecOrdKeyBuilder};
 use timely::progress::frontier::{Antichain, AntichainRef};
-
-use super::runs::settle;
 
 /// An update of a key-only arrangement over `u64` times.
 pub type KeyUpdate<K, R> = ((K, ()), u64, R);
@@ -43,7 +45,6 @@ pub type KeyUpdate<K, R> = ((K, ()), u64, R);
 /// ```
 pub struct DueBatcher<K, R> {
     held: BTreeMap<u64, Vec<KeyUpdate<K, R>>>,
-    run: Vec<KeyUpdate<K, R>>,
     lower: Antichain<u64>,
 }
 
@@ -51,7 +52,6 @@ impl<K, R> Default for DueBatcher<K, R> {
     fn default() -> Self {
         DueBatcher {
             held: BTreeMap::new(),
-            run: Vec::new(),
             lower: Antichain::new(),
         }
     }
@@ -59,27 +59,24 @@ impl<K, R> Default for DueBatcher<K, R> {
 
 impl<K, R> Batcher<Vec<KeyUpdate<K, R>>> for DueBatcher<K, R>
 where
-    K: Ord + Clone + 'static,
+    K: Ord + Hash + Clone + 'static,
     R: Semigroup + Ord + Clone + 'static,
 {
     fn insert(&mut self, container: &mut Vec<KeyUpdate<K, R>>) {
-        for update in container.drain(..) {
-            if let Some(time) = self.run.first().map(|u| u.1)
-                && time != update.1
-            {
-                settle(&mut self.held, time, &mut self.run);
-            }
-            self.run.push(update);
+        // Updates come in runs of equal time: one map lookup and one copy per run.
+        for run in container.chunk_by(|a, b| a.1 == b.1) {
+            self.held
+                .entry(run[0].1)
+                .or_default()
+                .extend_from_slice(run);
         }
-        if let Some(time) = self.run.first().map(|u| u.1) {
-            settle(&mut self.held, time, &mut self.run);
-        }
+        container.clear();
     }
 }
 
 impl<K, R> Extract for DueBatcher<K, R>
 where
-    K: Ord + Clone + 'static,
+    K: Ord + Hash + Clone + 'static,
     R: Semigroup + Ord + Clone + 'static,
 {
     type Time = u64;
@@ -94,12 +91,10 @@ where
             Some(&time) => self.held.split_off(&time),
             None => BTreeMap::new(),
         };
-        let mut times = std::mem::replace(&mut self.held, later).into_values();
-        let mut due = times.next().unwrap_or_default();
-        for mut updates in times {
-            due.append(&mut updates);
-        }
-        let due = consolidated(due);
+        let due: Vec<Vec<KeyUpdate<K, R>>> = std::mem::replace(&mut self.held, later)
+            .into_values()
+            .collect();
+        let due = consolidated(&due);
         self.lower = self
             .held
             .keys()
@@ -114,28 +109,58 @@ where
     }
 }
 
-/// The updates sorted by `(key, time)`, equal ones summed, zeros dropped. Diffs can be large
-/// (window sums are 128 bytes): the sort moves small `(key, time, index)` references, and each
-/// update is copied once, into its place.
-fn consolidated<K: Ord + Clone, R: Semigroup + Clone>(
-    updates: Vec<KeyUpdate<K, R>>,
+/// The updates of `runs` (given in time order) sorted by `(key, time)`, equal ones summed, zeros
+/// dropped.
+///
+/// A counting sort: a batch holds few distinct keys (a worker's windows) and many updates, and
+/// the runs come in time order, so grouping by key (stably) is all the sorting there is to do.
+/// Diffs can be large (window sums are 128 bytes): each update is copied once, into its place.
+fn consolidated<K: Ord + Hash + Clone, R: Semigroup + Clone>(
+    runs: &[Vec<KeyUpdate<K, R>>],
 ) -> Vec<KeyUpdate<K, R>> {
-    let mut order: Vec<(&K, u64, u32)> = updates
+    let n: usize = runs.iter().map(Vec::len).sum();
+    // Each update's key as a dense id, in order of first appearance.
+    let mut ids: HashMap<&K, u32> = HashMap::default();
+    let mut keys: Vec<&K> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    let mut of: Vec<u32> = Vec::with_capacity(n);
+    for ((k, ()), _, _) in runs.iter().flatten() {
+        let id = *ids.entry(k).or_insert_with(|| {
+            keys.push(k);
+            counts.push(0);
+            (keys.len() - 1) as u32
+        });
+        counts[id as usize] += 1;
+        of.push(id);
+    }
+    // Where each key's updates start, keys in order.
+    let mut by_key: Vec<u32> = (0..keys.len() as u32).collect();
+    by_key.sort_unstable_by_key(|&id| keys[id as usize]);
+    let mut start = vec![0usize; keys.len()];
+    let mut at = 0;
+    for &id in &by_key {
+        start[id as usize] = at;
+        at += counts[id as usize];
+    }
+    // Place each update's position, stably: within a key, updates stay in time order.
+    let mut placed: Vec<(u32, u32)> = vec![(0, 0); n];
+    let positions = runs
         .iter()
         .enumerate()
-        .map(|(i, ((k, ()), t, _))| (k, *t, i as u32))
-        .collect();
-    order.sort_unstable();
-    let mut out: Vec<KeyUpdate<K, R>> = Vec::with_capacity(updates.len());
-    let mut last: Option<(&K, u64)> = None;
-    for (k, t, i) in order {
-        let (_, _, diff) = &updates[i as usize];
+        .flat_map(|(r, run)| (0..run.len()).map(move |i| (r as u32, i as u32)));
+    for (&id, pos) in of.iter().zip(positions) {
+        let slot = &mut start[id as usize];
+        placed[*slot] = pos;
+        *slot += 1;
+    }
+    let mut out: Vec<KeyUpdate<K, R>> = Vec::with_capacity(n);
+    for (r, i) in placed {
+        let update = &runs[r as usize][i as usize];
         match out.last_mut() {
-            Some((_, _, sum)) if last == Some((k, t)) => sum.plus_equals(diff),
-            _ => {
-                out.push(updates[i as usize].clone());
-                last = Some((k, t));
+            Some((key, time, sum)) if *time == update.1 && *key == update.0 => {
+                sum.plus_equals(&update.2);
             }
+            _ => out.push(update.clone()),
         }
     }
     out.retain(|(_, _, diff)| !diff.is_zero());

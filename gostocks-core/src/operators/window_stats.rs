@@ -272,7 +272,7 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                             break;
                         }
                         let time = *entry.key();
-                        let (cap, news, gone, changes) = entry.remove();
+                        let (cap, mut news, mut gone, changes) = entry.remove();
                         first_cap.get_or_insert(cap);
                         // Cells enter in grid-time order (this loop runs in time order), which
                         // is what the monotonic queues need. Within a time, a window's old total
@@ -285,23 +285,39 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                                 w.enter(time, c.low, c.high);
                             }
                         }
-                        let mut changed: Vec<WindowKey> =
-                            Vec::with_capacity(news.len() + gone.len());
-                        for (symbol, w) in gone {
-                            state.entry(symbol).or_insert_with(&fresh).windows[w as usize].agg =
-                                Agg::default();
-                            changed.push((symbol, w));
+                        // The windows that changed, in key order: count_total emits a batch
+                        // key by key, so each list is sorted already (checked, not assumed).
+                        // A window with a retraction and a new total lands on the new total;
+                        // one with only a retraction is empty.
+                        if !gone.is_sorted() {
+                            gone.sort_unstable();
                         }
-                        for ((symbol, w), agg) in news {
-                            state.entry(symbol).or_insert_with(&fresh).windows[w as usize].agg =
-                                agg;
-                            changed.push((symbol, w));
+                        if !news.is_sorted_by_key(|(k, _)| *k) {
+                            news.sort_unstable_by_key(|(k, _)| *k);
                         }
-                        changed.sort_unstable();
-                        changed.dedup();
-                        for (symbol, w) in changed {
-                            let s = state.get_mut(&symbol).expect("a changed window has state");
+                        let mut gone = gone.into_iter().peekable();
+                        let mut news = news.into_iter().peekable();
+                        let mut current: Option<(Symbol, &mut SymbolState)> = None;
+                        loop {
+                            let key = match (gone.peek(), news.peek()) {
+                                (None, None) => break,
+                                (Some(g), None) => *g,
+                                (None, Some((k, _))) => *k,
+                                (Some(g), Some((k, _))) => (*g).min(*k),
+                            };
+                            while gone.next_if_eq(&key).is_some() {}
+                            let mut agg = Agg::default();
+                            while let Some((_, new)) = news.next_if(|(k, _)| *k == key) {
+                                agg = new;
+                            }
+                            let (symbol, w) = key;
+                            // One lookup per symbol: its windows are neighbours in key order.
+                            let s = match current {
+                                Some((sym, s)) if sym == symbol => s,
+                                _ => state.entry(symbol).or_insert_with(&fresh),
+                            };
                             let window = &mut s.windows[w as usize];
+                            window.agg = agg;
                             window.expire(time, lengths[w as usize]);
                             let core = match (window.lows.front(), window.highs.front()) {
                                 (Some(&(_, min)), Some(&(_, max))) if window.agg.count != 0 => {
@@ -321,6 +337,7 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                                 core,
                                 last,
                             });
+                            current = Some((symbol, s));
                         }
                     }
                     // Every time made final now travels in one message, under the least one.

@@ -10,8 +10,9 @@ pub const MAX_SYMBOL_LEN: usize = 23;
 /// An instrument symbol of at most 23 bytes, stored inline so that ticks are `Copy` and
 /// moving them through the dataflow never allocates.
 ///
-/// The 24 bytes (zero padded, length last) are compared and hashed as three big-endian words:
-/// three integer operations, and the order is the text's lexicographic order.
+/// The 24 bytes (zero padded, length last) are ordered and hashed as three big-endian words:
+/// three integer operations, and the order is the text's lexicographic order. Equality compares
+/// the bytes as they are.
 #[derive(Clone, Copy)]
 pub struct Symbol {
     bytes: [u8; MAX_SYMBOL_LEN],
@@ -38,7 +39,8 @@ impl Symbol {
 impl PartialEq for Symbol {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.words() == other.words()
+        // Equality needs no byte order: the 24 bytes as they are.
+        self.bytes == other.bytes && self.len == other.len
     }
 }
 

@@ -128,7 +128,6 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
 struct Grid {
     resolution: u64,
     pending: BTreeMap<u64, Vec<Trade>>,
-    run: Vec<Trade>,
 }
 
 impl Grid {
@@ -136,30 +135,31 @@ impl Grid {
         Grid {
             resolution: resolution.max(1),
             pending: BTreeMap::new(),
-            run: Vec::new(),
         }
     }
 
     /// Files the trades of a message; returns the least grid time among them.
     fn take_in<'a>(&mut self, data: impl Iterator<Item = &'a mut Vec<Trade>>) -> Option<u64> {
-        let mut least = None;
-        // Trades mostly come in time order: one map lookup per run of a grid time.
-        let mut run_g = None;
+        let mut least: Option<u64> = None;
         for container in data {
-            for t in container.drain(..) {
-                let g = crate::feed::grid_ceil(t.time_ns, self.resolution);
-                if run_g != Some(g) {
-                    if let Some(r) = run_g {
-                        super::runs::settle(&mut self.pending, r, &mut self.run);
-                    }
-                    run_g = Some(g);
-                    least = Some(least.map_or(g, |l: u64| l.min(g)));
-                }
-                self.run.push(t);
+            // Trades mostly come in time order: one map lookup and one copy per run of a grid
+            // time (the trades `t` with `g - resolution < t <= g`).
+            let mut rest = &container[..];
+            while let Some(first) = rest.first() {
+                let g = crate::feed::grid_ceil(first.time_ns, self.resolution);
+                let floor = g.saturating_sub(self.resolution);
+                let len = rest
+                    .iter()
+                    .position(|t| t.time_ns > g || (t.time_ns <= floor && g > 0))
+                    .unwrap_or(rest.len());
+                self.pending
+                    .entry(g)
+                    .or_default()
+                    .extend_from_slice(&rest[..len]);
+                rest = &rest[len..];
+                least = Some(least.map_or(g, |l| l.min(g)));
             }
-        }
-        if let Some(r) = run_g {
-            super::runs::settle(&mut self.pending, r, &mut self.run);
+            container.clear();
         }
         least
     }

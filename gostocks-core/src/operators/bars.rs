@@ -10,7 +10,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::{Cell, Partial};
-use super::runs::{RunFolder, fold_messages};
+use super::runs::{KeyFolder, fold_messages};
 use crate::indicators::Ema;
 use crate::span::Span;
 use crate::stats::{BarCore, BarRow};
@@ -63,11 +63,10 @@ pub trait Bars<'scope> {
 impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Cell> {
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
         let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
-        // One folder per bar size, so that each sees its keys in runs. A bar's partial may mix
-        // grid times: all of them lie at or before the bar's end. A cell lies in one bar of
-        // every size (`cells` cuts at bar boundaries).
-        let mut parts: Vec<RunFolder<BarKey, Partial>> =
-            sizes.iter().map(|_| RunFolder::new()).collect();
+        // The parts of each bar in a message, merged. A bar's partial may mix grid times: all of
+        // them lie at or before the bar's end. A cell lies in one bar of every size (`cells`
+        // cuts at bar boundaries).
+        let mut parts: KeyFolder<BarKey, Partial> = KeyFolder::new();
         let partials = fold_messages(self, "BarPartials", move |cell, out| match cell {
             Some(c) => {
                 let mut part = c.part;
@@ -75,11 +74,11 @@ impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Cell> {
                 (part.agg.n_ret, part.agg.sum_r, part.agg.sum_r2) = (0, 0, 0);
                 for (b, size) in sizes.iter().enumerate() {
                     let start = part.first.0 / size * size;
-                    parts[b].add((c.symbol, b as u8, start), part, |p, o| p.absorb(&o));
+                    parts.add((c.symbol, b as u8, start), part, |p, o| p.absorb(&o));
                 }
             }
             None => {
-                for (key, part) in parts.iter_mut().flat_map(|p| p.drain(|p, o| p.absorb(&o))) {
+                for (key, part) in parts.drain() {
                     let end = key.2 + sizes[key.1 as usize];
                     out.push((key, part, end));
                 }

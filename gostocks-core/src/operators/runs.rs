@@ -1,4 +1,4 @@
-//! Folding runs of equal keys before they reach a hash map.
+//! Folding records by key before they travel on, and filing runs of records by time.
 
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
@@ -8,50 +8,37 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 
-/// Merges values by key. Records arrive sorted by `(time, symbol, ...)`, so equal keys come in
-/// runs: a run is merged in place and touches the map once, instead of hashing every record.
-pub(crate) struct RunFolder<K, V> {
-    map: HashMap<K, V>,
-    run: Option<(K, V)>,
+/// Merges values by key. The map holds only each key's position: a value (which may be large)
+/// is copied once, when its key first comes, and merged in place after that.
+pub(crate) struct KeyFolder<K, V> {
+    map: HashMap<K, u32>,
+    values: Vec<(K, V)>,
 }
 
-impl<K: Eq + Hash + Copy, V> RunFolder<K, V> {
+impl<K: Eq + Hash + Copy, V> KeyFolder<K, V> {
     pub(crate) fn new() -> Self {
-        RunFolder {
+        KeyFolder {
             map: HashMap::default(),
-            run: None,
+            values: Vec::new(),
         }
     }
 
     /// Merges `value` under `key` with `merge(existing, new)`.
     #[inline]
     pub(crate) fn add(&mut self, key: K, value: V, merge: impl Fn(&mut V, V)) {
-        match &mut self.run {
-            Some((k, v)) if *k == key => merge(v, value),
-            _ => {
-                if let Some((k, v)) = self.run.replace((key, value)) {
-                    match self.map.entry(k) {
-                        Entry::Occupied(mut e) => merge(e.get_mut(), v),
-                        Entry::Vacant(e) => {
-                            e.insert(v);
-                        }
-                    }
-                }
+        match self.map.entry(key) {
+            Entry::Occupied(e) => merge(&mut self.values[*e.get() as usize].1, value),
+            Entry::Vacant(e) => {
+                e.insert(self.values.len() as u32);
+                self.values.push((key, value));
             }
         }
     }
 
-    /// Every key with its merged value, emptying the folder.
-    pub(crate) fn drain(&mut self, merge: impl Fn(&mut V, V)) -> impl Iterator<Item = (K, V)> + '_ {
-        if let Some((k, v)) = self.run.take() {
-            match self.map.entry(k) {
-                Entry::Occupied(mut e) => merge(e.get_mut(), v),
-                Entry::Vacant(e) => {
-                    e.insert(v);
-                }
-            }
-        }
-        self.map.drain()
+    /// Every key with its merged value, in the order the keys first came, emptying the folder.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.map.clear();
+        self.values.drain(..)
     }
 }
 

@@ -125,7 +125,9 @@ impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Cell> {
                         }));
                     }
                     if let Some(cap) = first {
-                        output.session(&cap).give_iterator(ready.drain(..));
+                        output.session(&cap).give_container(&mut ready);
+                        // A sent container comes back holding anything: empty it.
+                        ready.clear();
                     }
                 }
             })
@@ -187,7 +189,9 @@ impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), B
                     }
                     // Every bar made final now travels in one message, under the least time.
                     if let Some(cap) = first_cap {
-                        output.session(&cap).give_iterator(ready.drain(..));
+                        output.session(&cap).give_container(&mut ready);
+                        // A sent container comes back holding anything: empty it.
+                        ready.clear();
                     }
                 }
             })

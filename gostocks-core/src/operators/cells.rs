@@ -114,6 +114,8 @@ impl<'scope> Cells<'scope> for StreamVec<'scope, u64, Sequenced> {
                     }
                     folder.flush(&mut out);
                     output.session(&cap).give_container(&mut out);
+                    // A sent container comes back holding anything: empty it.
+                    out.clear();
                 });
             }
         })

@@ -68,7 +68,9 @@ where
                     }
                 }
                 logic(None, &mut out);
-                output.session(&cap).give_iterator(out.drain(..));
+                output.session(&cap).give_container(&mut out);
+                // A sent container comes back holding anything: empty it.
+                out.clear();
             });
         }
     })

@@ -113,6 +113,8 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                     }
                 }
                 output.session(&*cap).give_container(&mut ready);
+                // A sent container comes back holding anything: empty it.
+                ready.clear();
                 match grid.least() {
                     Some(g) => cap.downgrade(&g),
                     None => held = None,
@@ -293,15 +295,18 @@ impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
                         folder.flush(&mut done);
                     }
                 }
+                // A sent container comes back holding anything: empty it.
                 cells_out
                     .activate()
                     .session(&*cap)
                     .give_container(&mut done);
+                done.clear();
                 if let Some(c) = sequenced_cap {
                     sequenced_out
                         .activate()
                         .session(&*c)
                         .give_container(&mut ready);
+                    ready.clear();
                 }
                 match grid.least() {
                     Some(g) => {

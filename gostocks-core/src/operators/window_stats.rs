@@ -207,9 +207,12 @@ trait Changelog<'scope> {
     ) -> StreamVec<'scope, u64, StatsRow>;
 }
 
-/// What arrived for one grid time: its capability, the windows' new totals, the windows whose
-/// old total was retracted, and the cells' changes.
-type Pending<C> = (C, Vec<(WindowKey, Agg)>, Vec<WindowKey>, Vec<WindowChange>);
+/// What arrived for one grid time: the windows' new totals, the windows whose old total was
+/// retracted, and the cells' changes.
+type Lists = (Vec<(WindowKey, Agg)>, Vec<WindowKey>, Vec<WindowChange>);
+
+/// A grid time's capability and lists.
+type Pending<C> = (C, Lists);
 
 impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
     fn changelog(
@@ -227,6 +230,9 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                 let mut pending: BTreeMap<u64, Pending<_>> = BTreeMap::new();
                 let mut state: HashMap<Symbol, SymbolState> = HashMap::default();
                 let mut ready: Vec<StatsRow> = Vec::new();
+                // Emptied lists of earlier times, for later ones: growing fresh lists for every
+                // grid time cost more than everything done with them.
+                let mut spare: Vec<Lists> = Vec::new();
                 let fresh = {
                     let n = lengths.len();
                     move || SymbolState {
@@ -238,9 +244,10 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     sums_in.for_each_stamp(|cap, data| {
                         for container in data {
                             for ((key, agg), time, diff) in container.drain(..) {
-                                let (_, news, gone, _) = pending.entry(time).or_insert_with(|| {
-                                    (cap.delayed(&time, 0), Vec::new(), Vec::new(), Vec::new())
-                                });
+                                let (_, (news, gone, _)) =
+                                    pending.entry(time).or_insert_with(|| {
+                                        (cap.delayed(&time, 0), spare.pop().unwrap_or_default())
+                                    });
                                 // A retraction needs only its key: the total it retracts is
                                 // the one the window holds.
                                 if diff > 0 {
@@ -257,9 +264,10 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                                 pending
                                     .entry(time)
                                     .or_insert_with(|| {
-                                        (cap.delayed(&time, 0), Vec::new(), Vec::new(), Vec::new())
+                                        (cap.delayed(&time, 0), spare.pop().unwrap_or_default())
                                     })
-                                    .3
+                                    .1
+                                    .2
                                     .push(change);
                             }
                         }
@@ -272,13 +280,13 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                             break;
                         }
                         let time = *entry.key();
-                        let (cap, mut news, mut gone, changes) = entry.remove();
+                        let (cap, (mut news, mut gone, mut changes)) = entry.remove();
                         first_cap.get_or_insert(cap);
                         // Cells enter in grid-time order (this loop runs in time order), which
                         // is what the monotonic queues need. Within a time, a window's old total
                         // is retracted before its new one is set: a window with both lands on
                         // the new total, one with only a retraction is empty.
-                        for c in changes {
+                        for c in changes.drain(..) {
                             let s = state.entry(c.symbol).or_insert_with(&fresh);
                             s.last = Some(s.last.map_or(c.last, |l| l.max(c.last)));
                             for w in &mut s.windows {
@@ -295,19 +303,19 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                         if !news.is_sorted_by_key(|(k, _)| *k) {
                             news.sort_unstable_by_key(|(k, _)| *k);
                         }
-                        let mut gone = gone.into_iter().peekable();
-                        let mut news = news.into_iter().peekable();
+                        let mut gone_keys = gone.drain(..).peekable();
+                        let mut new_totals = news.drain(..).peekable();
                         let mut current: Option<(Symbol, &mut SymbolState)> = None;
                         loop {
-                            let key = match (gone.peek(), news.peek()) {
+                            let key = match (gone_keys.peek(), new_totals.peek()) {
                                 (None, None) => break,
                                 (Some(g), None) => *g,
                                 (None, Some((k, _))) => *k,
                                 (Some(g), Some((k, _))) => (*g).min(*k),
                             };
-                            while gone.next_if_eq(&key).is_some() {}
+                            while gone_keys.next_if_eq(&key).is_some() {}
                             let mut agg = Agg::default();
-                            while let Some((_, new)) = news.next_if(|(k, _)| *k == key) {
+                            while let Some((_, new)) = new_totals.next_if(|(k, _)| *k == key) {
                                 agg = new;
                             }
                             let (symbol, w) = key;
@@ -339,10 +347,14 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                             });
                             current = Some((symbol, s));
                         }
+                        drop((gone_keys, new_totals));
+                        spare.push((news, gone, changes));
                     }
                     // Every time made final now travels in one message, under the least one.
                     if let Some(cap) = first_cap {
-                        output.session(&cap).give_iterator(ready.drain(..));
+                        output.session(&cap).give_container(&mut ready);
+                        // A sent container comes back holding anything: empty it.
+                        ready.clear();
                     }
                 }
             },

@@ -204,7 +204,8 @@ pub fn run_batch_with_alerts(
         let mut feeder = Feeder::new(mine.len(), config.lateness, config.resolution.ns());
         let mut cursors = vec![0usize; mine.len()];
         let mut late = Vec::new();
-        const CHUNK: usize = 16_384;
+        // Small steps keep what is in flight in the core's cache (see `analyze`'s FEED).
+        const CHUNK: usize = 1_024;
         while let Some(i) = feeder.laggard() {
             let slice = &mine[i][cursors[i]..(cursors[i] + CHUNK).min(mine[i].len())];
             for trade in slice {

@@ -109,6 +109,11 @@ struct Chunk {
 const CHUNK: usize = 16_384;
 const CHUNKS_AHEAD: usize = 16;
 
+/// Trades fed to the dataflow between two releases: a small step keeps what is in flight (the
+/// trades, their cells, window updates and rows) in the core's cache. On the bench workload,
+/// 1,024 ran about 20% faster than 16,384.
+const FEED: usize = 1_024;
+
 /// Reads, parses and validates `file` on a thread of its own. Rejected records are counted and
 /// set aside here; valid trades go out in chunks. The channel closes at the end of the file.
 fn spawn_reader(
@@ -349,25 +354,27 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                     feeder.finish(i);
                     continue;
                 };
-                let mut accepted = 0u64;
-                for (position, trade) in chunk.trades {
-                    match feeder.admit(i, trade.time_ns) {
-                        Ok(_) => {
-                            input.send(trade);
-                            accepted += 1;
-                        }
-                        Err(late) => {
-                            counters.late.fetch_add(1, Ordering::Relaxed);
-                            aside.push(SetAside {
-                                input: *id,
-                                position,
-                                line: late_line(&trade, &late),
-                            });
+                for part in chunk.trades.chunks(FEED) {
+                    let mut accepted = 0u64;
+                    for &(position, trade) in part {
+                        match feeder.admit(i, trade.time_ns) {
+                            Ok(_) => {
+                                input.send(trade);
+                                accepted += 1;
+                            }
+                            Err(late) => {
+                                counters.late.fetch_add(1, Ordering::Relaxed);
+                                aside.push(SetAside {
+                                    input: *id,
+                                    position,
+                                    line: late_line(&trade, &late),
+                                });
+                            }
                         }
                     }
+                    counters.ticks.fetch_add(accepted, Ordering::Relaxed);
+                    feeder.release(&mut input, &probe, worker);
                 }
-                counters.ticks.fetch_add(accepted, Ordering::Relaxed);
-                feeder.release(&mut input, &probe, worker);
             }
             drop(input);
             while worker.step_or_park(None) {}

@@ -14,6 +14,26 @@ type Index = BTreeSet<(i64, u32)>;
 /// A range of an [`Index`].
 type Range = (Bound<(i64, u32)>, Bound<(i64, u32)>);
 
+/// Whether `set` can hold anything in `range`, judged from its least and greatest elements: on
+/// most ticks nothing fires or resets, and following the tree's two edges costs less than the
+/// search for a range's bounds.
+fn may_hold(set: &BTreeSet<(i64, u32)>, range: &Range) -> bool {
+    let (Some(least), Some(greatest)) = (set.first(), set.last()) else {
+        return false;
+    };
+    let starts_in_time = match range.0 {
+        Bound::Included(start) => start <= *greatest,
+        Bound::Excluded(start) => start < *greatest,
+        Bound::Unbounded => true,
+    };
+    let ends_in_time = match range.1 {
+        Bound::Included(end) => end >= *least,
+        Bound::Excluded(end) => end > *least,
+        Bound::Unbounded => true,
+    };
+    starts_in_time && ends_in_time
+}
+
 /// Where an alert is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -250,6 +270,9 @@ impl SymbolBook {
             let Some(range) = self.reset_range(f, trade.price) else {
                 continue;
             };
+            if !may_hold(&self.disarmed[f], &range) {
+                continue;
+            }
             self.scratch.clear();
             self.scratch.extend(self.disarmed[f].range(range));
             for i in 0..self.scratch.len() {
@@ -279,6 +302,9 @@ impl SymbolBook {
             let Some((range, value)) = self.fire_range(f, trade, prev) else {
                 continue;
             };
+            if !may_hold(&self.armed[f], &range) {
+                continue;
+            }
             self.scratch.clear();
             self.scratch.extend(self.armed[f].range(range));
             for i in 0..self.scratch.len() {

@@ -88,6 +88,9 @@ pub struct SymbolBook {
     armed: Vec<Index>,
     disarmed: Vec<Index>,
     scratch: Vec<(i64, u32)>,
+    /// Per window: its volatility after the current tick, worked out once per tick for both
+    /// the resets and the firings (only where volatility alerts are waiting).
+    volatility: Vec<Option<f64>>,
 }
 
 const PRICE_ABOVE: usize = 0;
@@ -178,6 +181,7 @@ impl SymbolBook {
             armed: vec![Index::new(); families],
             disarmed: vec![Index::new(); families],
             scratch: Vec::new(),
+            volatility: Vec::new(),
         }
     }
 
@@ -259,6 +263,15 @@ impl SymbolBook {
             }
             self.cooling.pop_first();
             self.arm(slot);
+        }
+
+        // Once armed, the volatility alerts only move between armed and disarmed on this tick.
+        self.volatility.clear();
+        for (wi, w) in self.windows.iter().enumerate() {
+            let f = VOL + wi * PER_WINDOW;
+            let waiting = !self.armed[f].is_empty() || !self.disarmed[f].is_empty();
+            self.volatility
+                .push(if waiting { w.volatility() } else { None });
         }
 
         // Resets first: an alert that resets on this tick cannot also fire on it (the reset
@@ -357,7 +370,7 @@ impl SymbolBook {
                 let w = &self.windows[(f - VOL) / PER_WINDOW];
                 match (f - VOL) % PER_WINDOW {
                     // volatility <= threshold - hysteresis; no volatility is below every level
-                    0 => match w.volatility() {
+                    0 => match self.volatility[(f - VOL) / PER_WINDOW] {
                         Some(v) => from(float_boundary(v)),
                         None => (Bound::Unbounded, Bound::Unbounded),
                     },
@@ -401,7 +414,7 @@ impl SymbolBook {
                 let w = &self.windows[wi];
                 match (f - VOL) % PER_WINDOW {
                     0 => {
-                        let v = w.volatility()?;
+                        let v = self.volatility[wi]?;
                         (below(float_boundary(v)), v)
                     }
                     kind => {

@@ -184,6 +184,13 @@ impl Grid {
     }
 }
 
+/// What [`SequenceCells::sequence_cells`] returns: the cells, and the sequenced trades when
+/// asked for.
+pub type CellsAndSequenced<'scope> = (
+    StreamVec<'scope, u64, Cell>,
+    Option<StreamVec<'scope, u64, Sequenced>>,
+);
+
 /// Sequencing and cells in one pass.
 pub trait SequenceCells<'scope> {
     /// [`Sequence::sequence`] then [`super::Cells::cells`], fused: each symbol's trades of a
@@ -205,6 +212,7 @@ pub trait SequenceCells<'scope> {
     /// let (fused, apart) = timely::example(move |scope| {
     ///     let trades = vec![t(7, "11"), t(3, "10"), t(10, "12"), t(14, "9")].to_stream(scope);
     ///     let (cells, sequenced) = trades.clone().sequence_cells(10, &bars, true);
+    ///     assert!(sequenced.is_some());
     ///     let apart = trades.sequence(10).cells(&bars).capture();
     ///     (cells.capture(), apart)
     /// });
@@ -220,10 +228,7 @@ pub trait SequenceCells<'scope> {
         resolution: u64,
         bars: &[Span],
         keep_sequenced: bool,
-    ) -> (
-        StreamVec<'scope, u64, Cell>,
-        Option<StreamVec<'scope, u64, Sequenced>>,
-    );
+    ) -> CellsAndSequenced<'scope>;
 }
 
 impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
@@ -232,10 +237,7 @@ impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
         resolution: u64,
         bars: &[Span],
         keep_sequenced: bool,
-    ) -> (
-        StreamVec<'scope, u64, Cell>,
-        Option<StreamVec<'scope, u64, Sequenced>>,
-    ) {
+    ) -> CellsAndSequenced<'scope> {
         let mut builder = OperatorBuilder::new("SequenceCells".to_owned(), self.scope());
         let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
         let mut input = builder.new_input(self, pact);

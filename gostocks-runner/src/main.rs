@@ -24,6 +24,11 @@ mod users;
 
 use clap::Parser;
 
+/// mimalloc keeps freed pages for reuse: the dataflow hands large message buffers back and
+/// forth, and the system allocator returned them to the kernel and faulted them in again.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     telemetry::init(cli.log.as_deref());

@@ -124,12 +124,13 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
     }
 }
 
-/// Trades not yet final, filed by grid time. Each grid time's trades are sorted once, when it
+/// Trades not yet final, filed by grid time. Each grid time's trades are ordered once, when it
 /// becomes final (not the whole backlog at every advance: partitions read at different paces
 /// can leave a large one).
 struct Grid {
     resolution: u64,
     pending: BTreeMap<u64, Vec<Trade>>,
+    order: SymbolOrder,
 }
 
 impl Grid {
@@ -137,6 +138,7 @@ impl Grid {
         Grid {
             resolution: resolution.max(1),
             pending: BTreeMap::new(),
+            order: SymbolOrder::default(),
         }
     }
 
@@ -173,14 +175,90 @@ impl Grid {
         if open(entry.key()) {
             return None;
         }
-        let (time, mut trades) = entry.remove_entry();
-        trades.sort_unstable_by_key(|t| (t.symbol, t.time_ns, t.seq));
-        Some((time, trades))
+        let (time, trades) = entry.remove_entry();
+        Some((time, self.order.sorted(trades)))
     }
 
     /// The least grid time with trades waiting.
     fn least(&self) -> Option<u64> {
         self.pending.keys().next().copied()
+    }
+}
+
+/// Puts a grid time's trades in `(symbol, t, seq)` order without comparing trades across
+/// symbols: a grid time holds a few trades of each of a few symbols, and each symbol's trades
+/// mostly arrive in order already. So the trades are grouped by symbol, stably (a counting sort
+/// over dense symbol ids, symbols in their order), and only a group that arrived out of order is
+/// sorted.
+#[derive(Default)]
+struct SymbolOrder {
+    /// Every symbol seen, by dense id.
+    ids: HashMap<Symbol, u32>,
+    symbols: Vec<Symbol>,
+    /// Per id: trades in this grid time, then where its group starts. Zero between calls.
+    counts: Vec<u32>,
+    /// The ids present in this grid time.
+    present: Vec<u32>,
+    /// Each trade's id, then each output slot's trade.
+    of: Vec<u32>,
+}
+
+impl SymbolOrder {
+    /// `trades` in `(symbol, t, seq)` order; ties by price and size, so the order does not
+    /// depend on arrival.
+    fn sorted(&mut self, trades: Vec<Trade>) -> Vec<Trade> {
+        let key = |t: &Trade| (t.time_ns, t.seq, t.price, t.size);
+        if trades.is_sorted_by_key(|t| (t.symbol, key(t))) {
+            return trades;
+        }
+        self.of.clear();
+        let mut run: Option<(Symbol, u32)> = None;
+        for t in &trades {
+            let id = match run {
+                Some((symbol, id)) if symbol == t.symbol => id,
+                _ => {
+                    let fresh = self.symbols.len() as u32;
+                    let id = *self.ids.entry(t.symbol).or_insert(fresh);
+                    if id == fresh {
+                        self.symbols.push(t.symbol);
+                        self.counts.push(0);
+                    }
+                    id
+                }
+            };
+            run = Some((t.symbol, id));
+            let count = &mut self.counts[id as usize];
+            if *count == 0 {
+                self.present.push(id);
+            }
+            *count += 1;
+            self.of.push(id);
+        }
+        let symbols = &self.symbols;
+        self.present.sort_unstable_by_key(|&id| symbols[id as usize]);
+        let mut at = 0;
+        for &id in &self.present {
+            let count = &mut self.counts[id as usize];
+            (*count, at) = (at, at + *count);
+        }
+        // Each trade's slot, stably; then read the trades in slot order.
+        let mut slots = vec![0u32; trades.len()];
+        for (i, &id) in self.of.iter().enumerate() {
+            let next = &mut self.counts[id as usize];
+            slots[*next as usize] = i as u32;
+            *next += 1;
+        }
+        let mut out: Vec<Trade> = slots.iter().map(|&i| trades[i as usize]).collect();
+        for &id in &self.present {
+            self.counts[id as usize] = 0;
+        }
+        self.present.clear();
+        for group in out.chunk_by_mut(|a, b| a.symbol == b.symbol) {
+            if !group.is_sorted_by_key(key) {
+                group.sort_unstable_by_key(key);
+            }
+        }
+        out
     }
 }
 

@@ -15,32 +15,36 @@ pub const MAX_SYMBOL_LEN: usize = 23;
 /// the bytes as they are.
 #[derive(Clone, Copy)]
 pub struct Symbol {
-    bytes: [u8; MAX_SYMBOL_LEN],
-    len: u8,
+    /// The text, zero padded, then its length in the last byte: one array, so that words are
+    /// plain loads.
+    bytes: [u8; MAX_SYMBOL_LEN + 1],
 }
 
 impl Symbol {
+    /// The 8 bytes from `8 * i`, read as a `from` word.
+    #[inline]
+    fn word(&self, i: usize, from: fn([u8; 8]) -> u64) -> u64 {
+        let mut chunk = [0u8; 8];
+        chunk.copy_from_slice(&self.bytes[8 * i..8 * i + 8]);
+        from(chunk)
+    }
+
     #[inline]
     fn words(&self) -> [u64; 3] {
-        let b = &self.bytes;
-        let w = |i: usize| {
-            let mut chunk = [0u8; 8];
-            let end = (8 * i + 8).min(MAX_SYMBOL_LEN);
-            chunk[..end - 8 * i].copy_from_slice(&b[8 * i..end]);
-            if i == 2 {
-                chunk[7] = self.len;
-            }
-            u64::from_be_bytes(chunk)
-        };
-        [w(0), w(1), w(2)]
+        [0, 1, 2].map(|i| self.word(i, u64::from_be_bytes))
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        usize::from(self.bytes[MAX_SYMBOL_LEN])
     }
 }
 
 impl PartialEq for Symbol {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        // Equality needs no byte order: the 24 bytes as they are.
-        self.bytes == other.bytes && self.len == other.len
+        // Equality needs no byte order: the 24 bytes as they are, three words.
+        (0..3).all(|i| self.word(i, u64::from_ne_bytes) == other.word(i, u64::from_ne_bytes))
     }
 }
 
@@ -100,19 +104,17 @@ impl Symbol {
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(SymbolError::BadCharacter(s.to_owned()));
         }
-        let mut bytes = [0u8; MAX_SYMBOL_LEN];
+        let mut bytes = [0u8; MAX_SYMBOL_LEN + 1];
         bytes[..s.len()].copy_from_slice(s.as_bytes());
-        Ok(Symbol {
-            bytes,
-            len: s.len() as u8,
-        })
+        bytes[MAX_SYMBOL_LEN] = s.len() as u8;
+        Ok(Symbol { bytes })
     }
 
     /// The symbol's text.
     #[inline]
     pub fn as_str(&self) -> &str {
         // Built only from a `&str` in `new`, so the bytes are valid UTF-8.
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+        std::str::from_utf8(&self.bytes[..self.len()]).unwrap_or_default()
     }
 }
 

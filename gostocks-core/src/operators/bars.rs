@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::ParallelizationContract;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::{Cell, Partial};
@@ -62,77 +62,90 @@ pub trait Bars<'scope> {
 
 impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Cell> {
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
-        let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
-        // The parts of each bar in a message, merged. A bar's partial may mix grid times: all of
-        // them lie at or before the bar's end. A cell lies in one bar of every size (`cells`
-        // cuts at bar boundaries).
-        let mut parts: KeyFolder<BarKey, Partial> = KeyFolder::new();
-        let partials = fold_messages(self, "BarPartials", move |cell, out| match cell {
-            Some(c) => {
-                let mut part = c.part;
-                // A bar's sums are its trades' own: returns are a window statistic.
-                (part.agg.n_ret, part.agg.sum_r, part.agg.sum_r2) = (0, 0, 0);
-                for (b, size) in sizes.iter().enumerate() {
-                    let start = part.first.0 / size * size;
-                    parts.add((c.symbol, b as u8, start), part, |p, o| p.absorb(&o));
-                }
-            }
-            None => {
-                for (key, part) in parts.drain() {
-                    let end = key.2 + sizes[key.1 as usize];
-                    out.push((key, part, end));
-                }
-            }
-        });
-        let pact = Exchange::new(|(k, _, _): &(BarKey, Partial, u64)| super::symbol_route(&k.0));
-        partials
-            .unary_frontier(pact, "BarAssemble", |_cap, _info| {
-                let mut open: BTreeMap<u64, Assembling<_>> = BTreeMap::new();
-                let mut ready = Vec::new();
-                move |(input, frontier), output| {
-                    input.for_each_stamp(|cap, data| {
-                        for container in data {
-                            for (key, part, end) in container.drain(..) {
-                                let (_, bars) = open
-                                    .entry(end)
-                                    .or_insert_with(|| (cap.delayed(&end, 0), HashMap::default()));
-                                bars.entry(key)
-                                    .and_modify(|p| p.absorb(&part))
-                                    .or_insert(part);
-                            }
-                        }
-                    });
-                    // A bar ending at `end` takes trades up to the cell at grid time `end`: it is
-                    // whole once the frontier has passed `end`. Every bar made whole now travels
-                    // in one message under the least end (each record keeps its own time).
-                    let mut first = None;
-                    while let Some(entry) = open.first_entry() {
-                        if frontier.less_equal(entry.key()) {
-                            break;
-                        }
-                        let end = *entry.key();
-                        let (cap, bars) = entry.remove();
-                        first.get_or_insert(cap);
-                        ready.extend(bars.into_iter().map(|(key, p)| {
-                            let core = BarCore {
-                                open: p.first.2,
-                                high: p.high,
-                                low: p.low,
-                                close: p.last.2,
-                                agg: p.agg,
-                            };
-                            ((key, core), end, 1isize)
-                        }));
-                    }
-                    if let Some(cap) = first {
-                        output.session(&cap).give_container(&mut ready);
-                        // A sent container comes back holding anything: empty it.
-                        ready.clear();
-                    }
-                }
-            })
-            .as_collection()
+        let pact = super::route::symbol_pact(|(k, _, _): &(BarKey, Partial, u64)| &k.0);
+        bar_cores_with(self, bars, pact)
     }
+}
+
+/// [`Bars::bar_cores`] with the parts of bars brought to their symbol's worker by `pact`:
+/// [`Pipeline`](timely::dataflow::channels::pact::Pipeline) when the cells are there already.
+pub(crate) fn bar_cores_with<'scope, P>(
+    cells: StreamVec<'scope, u64, Cell>,
+    bars: &[Span],
+    pact: P,
+) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>
+where
+    P: ParallelizationContract<u64, Vec<(BarKey, Partial, u64)>>,
+{
+    let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
+    // The parts of each bar in a message, merged. A bar's partial may mix grid times: all of
+    // them lie at or before the bar's end. A cell lies in one bar of every size (`cells`
+    // cuts at bar boundaries).
+    let mut parts: KeyFolder<BarKey, Partial> = KeyFolder::new();
+    let partials = fold_messages(cells, "BarPartials", move |cell, out| match cell {
+        Some(c) => {
+            let mut part = c.part;
+            // A bar's sums are its trades' own: returns are a window statistic.
+            (part.agg.n_ret, part.agg.sum_r, part.agg.sum_r2) = (0, 0, 0);
+            for (b, size) in sizes.iter().enumerate() {
+                let start = part.first.0 / size * size;
+                parts.add((c.symbol, b as u8, start), part, |p, o| p.absorb(&o));
+            }
+        }
+        None => {
+            for (key, part) in parts.drain() {
+                let end = key.2 + sizes[key.1 as usize];
+                out.push((key, part, end));
+            }
+        }
+    });
+    partials
+        .unary_frontier(pact, "BarAssemble", |_cap, _info| {
+            let mut open: BTreeMap<u64, Assembling<_>> = BTreeMap::new();
+            let mut ready = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    for container in data {
+                        for (key, part, end) in container.drain(..) {
+                            let (_, bars) = open
+                                .entry(end)
+                                .or_insert_with(|| (cap.delayed(&end, 0), HashMap::default()));
+                            bars.entry(key)
+                                .and_modify(|p| p.absorb(&part))
+                                .or_insert(part);
+                        }
+                    }
+                });
+                // A bar ending at `end` takes trades up to the cell at grid time `end`: it is
+                // whole once the frontier has passed `end`. Every bar made whole now travels
+                // in one message under the least end (each record keeps its own time).
+                let mut first = None;
+                while let Some(entry) = open.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let end = *entry.key();
+                    let (cap, bars) = entry.remove();
+                    first.get_or_insert(cap);
+                    ready.extend(bars.into_iter().map(|(key, p)| {
+                        let core = BarCore {
+                            open: p.first.2,
+                            high: p.high,
+                            low: p.low,
+                            close: p.last.2,
+                            agg: p.agg,
+                        };
+                        ((key, core), end, 1isize)
+                    }));
+                }
+                if let Some(cap) = first {
+                    output.session(&cap).give_container(&mut ready);
+                    // A sent container comes back holding anything: empty it.
+                    ready.clear();
+                }
+            }
+        })
+        .as_collection()
 }
 
 /// Attaches the EMA of closes to final bars, in bar order per `(symbol, bar)`.
@@ -142,58 +155,73 @@ pub trait BarEma<'scope> {
     fn with_ema(self, span: u32) -> StreamVec<'scope, u64, BarRow>;
 }
 
+/// An update of the collection of final bars.
+type BarCoreUpdate = (((Symbol, u8, u64), BarCore), u64, isize);
+
 impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
     fn with_ema(self, span: u32) -> StreamVec<'scope, u64, BarRow> {
-        type Update = (((Symbol, u8, u64), BarCore), u64, isize);
-        let pact = Exchange::new(|((k, _), _, _): &Update| super::symbol_route(&k.0));
-        self.inner
-            .unary_frontier(pact, "BarEma", move |_cap, _info| {
-                let mut pending: BTreeMap<u64, (_, Vec<BarUpdate>)> = BTreeMap::new();
-                let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::default();
-                let mut ready: Vec<BarRow> = Vec::new();
-                move |(input, frontier), output| {
-                    input.for_each_stamp(|cap, data| {
-                        for container in data {
-                            for (record, time, diff) in container.drain(..) {
-                                let entry = pending
-                                    .entry(time)
-                                    .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()));
-                                entry.1.push((record, diff));
-                            }
-                        }
-                    });
-                    let mut first_cap = None;
-                    while let Some(entry) = pending.first_entry() {
-                        if frontier.less_equal(entry.key()) {
-                            break;
-                        }
-                        let (cap, mut updates) = entry.remove();
-                        first_cap.get_or_insert(cap);
-                        differential_dataflow::consolidation::consolidate(&mut updates);
-                        for (((symbol, bar, start_ns), core), diff) in updates {
-                            if diff <= 0 {
-                                continue;
-                            }
-                            let ema = emas
-                                .entry((symbol, bar))
-                                .or_insert_with(|| Ema::new(span))
-                                .update(core.close.to_f64());
-                            ready.push(BarRow {
-                                symbol,
-                                bar,
-                                start_ns,
-                                core,
-                                ema,
-                            });
+        let pact = super::route::symbol_pact(|((k, _), _, _): &BarCoreUpdate| &k.0);
+        with_ema_with(self, span, pact)
+    }
+}
+
+/// [`BarEma::with_ema`] with the bars brought to their symbol's worker by `pact`: [`Pipeline`](timely::dataflow::channels::pact::Pipeline)
+/// when they are there already.
+pub(crate) fn with_ema_with<'scope, P>(
+    bars: VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>,
+    span: u32,
+    pact: P,
+) -> StreamVec<'scope, u64, BarRow>
+where
+    P: ParallelizationContract<u64, Vec<BarCoreUpdate>>,
+{
+    bars.inner
+        .unary_frontier(pact, "BarEma", move |_cap, _info| {
+            let mut pending: BTreeMap<u64, (_, Vec<BarUpdate>)> = BTreeMap::new();
+            let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::default();
+            let mut ready: Vec<BarRow> = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    for container in data {
+                        for (record, time, diff) in container.drain(..) {
+                            let entry = pending
+                                .entry(time)
+                                .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()));
+                            entry.1.push((record, diff));
                         }
                     }
-                    // Every bar made final now travels in one message, under the least time.
-                    if let Some(cap) = first_cap {
-                        output.session(&cap).give_container(&mut ready);
-                        // A sent container comes back holding anything: empty it.
-                        ready.clear();
+                });
+                let mut first_cap = None;
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, mut updates) = entry.remove();
+                    first_cap.get_or_insert(cap);
+                    differential_dataflow::consolidation::consolidate(&mut updates);
+                    for (((symbol, bar, start_ns), core), diff) in updates {
+                        if diff <= 0 {
+                            continue;
+                        }
+                        let ema = emas
+                            .entry((symbol, bar))
+                            .or_insert_with(|| Ema::new(span))
+                            .update(core.close.to_f64());
+                        ready.push(BarRow {
+                            symbol,
+                            bar,
+                            start_ns,
+                            core,
+                            ema,
+                        });
                     }
                 }
-            })
-    }
+                // Every bar made final now travels in one message, under the least time.
+                if let Some(cap) = first_cap {
+                    output.session(&cap).give_container(&mut ready);
+                    // A sent container comes back holding anything: empty it.
+                    ready.clear();
+                }
+            }
+        })
 }

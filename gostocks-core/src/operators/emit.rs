@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
 /// Ordered, single-writer output.
@@ -34,7 +33,7 @@ pub trait EmitOrdered<D> {
         F: FnMut(u64, &mut Vec<D>) + 'static;
 }
 
-impl<D: Ord + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
+impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
     fn emit_ordered<T, F>(self, time_of: T, mut sink: F)
     where
         T: Fn(&D) -> u64 + 'static,
@@ -42,7 +41,7 @@ impl<D: Ord + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
     {
         let mut pending: BTreeMap<u64, Vec<D>> = BTreeMap::new();
         self.sink(
-            Exchange::new(|_: &D| 0),
+            super::route::whole_pact(|_: &D| 0),
             "EmitOrdered",
             move |(input, frontier)| {
                 // Records mostly come in runs of equal time: one map lookup per run.

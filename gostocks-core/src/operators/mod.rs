@@ -7,6 +7,7 @@ pub mod cells;
 pub mod due;
 pub mod emit;
 pub mod last_price;
+mod route;
 mod runs;
 pub mod sequence;
 pub mod window_stats;
@@ -23,6 +24,7 @@ pub use window_stats::{WindowChange, WindowKey, WindowStats};
 use std::hash::{Hash, Hasher};
 
 use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
 
 use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
 use crate::symbol::Symbol;
@@ -81,8 +83,10 @@ pub fn analytics<'scope>(
 ) -> Analytics<'scope> {
     let (cells, sequenced) =
         trades.sequence_cells(config.resolution.ns(), &config.bars, keep_sequenced);
-    let stats = cells.clone().window_changelog(&config.windows);
-    let bars = cells.bar_cores(&config.bars).with_ema(config.ema_span);
+    // The cells are on their symbol's worker: nothing downstream moves.
+    let stats = window_stats::changelog_of_partitioned(cells.clone(), &config.windows);
+    let bar_cores = bars::bar_cores_with(cells, &config.bars, Pipeline);
+    let bars = bars::with_ema_with(bar_cores, config.ema_span, Pipeline);
     Analytics {
         stats,
         bars,

@@ -8,7 +8,6 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -89,7 +88,7 @@ pub trait Sequence<'scope> {
 
 impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
     fn sequence(self, resolution: u64) -> StreamVec<'scope, u64, Sequenced> {
-        let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
+        let pact = super::route::symbol_pact(|t: &Trade| &t.symbol);
         let mut grid = Grid::new(resolution);
         self.unary_frontier(pact, "Sequence", move |_cap, _info| {
             let mut held: Option<Capability<u64>> = None;
@@ -235,7 +234,8 @@ impl SymbolOrder {
             self.of.push(id);
         }
         let symbols = &self.symbols;
-        self.present.sort_unstable_by_key(|&id| symbols[id as usize]);
+        self.present
+            .sort_unstable_by_key(|&id| symbols[id as usize]);
         let mut at = 0;
         for &id in &self.present {
             let count = &mut self.counts[id as usize];
@@ -317,7 +317,7 @@ impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
         keep_sequenced: bool,
     ) -> CellsAndSequenced<'scope> {
         let mut builder = OperatorBuilder::new("SequenceCells".to_owned(), self.scope());
-        let pact = Exchange::new(|t: &Trade| super::symbol_route(&t.symbol));
+        let pact = super::route::symbol_pact(|t: &Trade| &t.symbol);
         let mut input = builder.new_input(self, pact);
         let (cells_out, cells) = builder.new_output::<Vec<Cell>>();
         let (sequenced_out, sequenced) = builder.new_output::<Vec<Sequenced>>();

@@ -19,7 +19,6 @@ use differential_dataflow::trace::implementations::ord_neu::OrdKeySpine;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
 
@@ -93,27 +92,44 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Cell> {
     }
 
     fn window_changelog(self, windows: &[Span]) -> StreamVec<'scope, u64, StatsRow> {
-        let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-        let cells = by_symbol(self);
-        let sums = sums_of_partitioned(cells.clone(), windows).inner;
-        let changes = cells.map(|c| {
-            let change = WindowChange {
-                symbol: c.symbol,
-                low: c.part.low,
-                high: c.part.high,
-                last: c.part.last,
-            };
-            (change, c.time)
-        });
-        sums.changelog(changes, lengths)
+        changelog_of_partitioned(by_symbol(self), windows)
     }
 }
 
+/// [`WindowStats::window_changelog`] over cells already on their symbol's worker, as
+/// [`super::SequenceCells`] leaves them: nothing moves.
+pub(crate) fn changelog_of_partitioned<'scope>(
+    cells: StreamVec<'scope, u64, Cell>,
+    windows: &[Span],
+) -> StreamVec<'scope, u64, StatsRow> {
+    let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
+    let sums = sums_of_partitioned(cells.clone(), windows).inner;
+    let changes = cells.map(|c| {
+        let change = WindowChange {
+            symbol: c.symbol,
+            low: c.part.low,
+            high: c.part.high,
+            last: c.part.last,
+        };
+        (change, c.time)
+    });
+    sums.changelog(changes, lengths)
+}
+
 /// Cells on the worker of their symbol ([`super::symbol_route`]): every operator downstream
-/// works per symbol on the worker's own cells. Cells from [`super::Cells`] are there already,
-/// and then nothing moves.
+/// works per symbol on the worker's own cells.
 fn by_symbol(cells: StreamVec<'_, u64, Cell>) -> StreamVec<'_, u64, Cell> {
-    cells.exchange(|c: &Cell| super::symbol_route(&c.symbol))
+    let pact = super::route::symbol_pact(|c: &Cell| &c.symbol);
+    cells.unary(pact, "BySymbol", |_cap, _info| {
+        move |input, output| {
+            input.for_each_stamp(|cap, data| {
+                let mut session = output.session(&cap);
+                for container in data {
+                    session.give_container(container);
+                }
+            });
+        }
+    })
 }
 
 /// [`WindowStats::window_sums`] over cells already on their symbol's worker.

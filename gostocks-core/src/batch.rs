@@ -206,14 +206,18 @@ pub fn run_batch_with_alerts(
         let mut late = Vec::new();
         // Small steps keep what is in flight in the core's cache (see `analyze`'s FEED).
         const CHUNK: usize = 1_024;
+        let mut admitted: Vec<Trade> = Vec::with_capacity(CHUNK);
         while let Some(i) = feeder.laggard() {
             let slice = &mine[i][cursors[i]..(cursors[i] + CHUNK).min(mine[i].len())];
             for trade in slice {
                 match feeder.admit(i, trade.time_ns) {
-                    Ok(_) => input.send(*trade),
+                    Ok(_) => admitted.push(*trade),
                     Err(why) => late.push((*trade, why)),
                 }
             }
+            // One message per chunk. A sent container comes back holding anything: empty it.
+            input.send_batch(&mut admitted);
+            admitted.clear();
             cursors[i] += slice.len();
             if cursors[i] == mine[i].len() {
                 feeder.finish(i);

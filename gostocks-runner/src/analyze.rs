@@ -109,11 +109,10 @@ struct Chunk {
 const CHUNK: usize = 16_384;
 const CHUNKS_AHEAD: usize = 16;
 
-/// Trades fed to a single worker between two releases: a small step keeps what is in flight
-/// (the trades, their cells, window updates and rows) in the core's cache. On the bench
-/// workload, 1,024 ran about 20% faster than 16,384. Several workers take whole chunks: each
-/// release waits for the others, and with the reader and writer threads they are more threads
-/// than cores, so small steps cost them more in switches than they save.
+/// Trades fed to a worker between two releases, as one message: a small step keeps what is in
+/// flight (the trades, their cells, window updates and rows) in the core's cache. On the bench
+/// workload, 1,024 ran about 20% faster than 16,384 with one worker; with two, sent as one
+/// message per step, also faster than whole chunks (0.90 s against 1.15 s).
 const FEED: usize = 1_024;
 
 /// Reads, parses and validates `file` on a thread of its own. Rejected records are counted and
@@ -349,6 +348,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 .collect();
             let mut feeder = Feeder::new(readers.len(), config.lateness, config.resolution.ns());
             let mut aside = Vec::new();
+            let mut admitted: Vec<Trade> = Vec::with_capacity(FEED);
             while let Some(i) = feeder.laggard() {
                 let (id, rx) = &readers[i];
                 // A reader that is gone has sent everything it had.
@@ -356,15 +356,10 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                     feeder.finish(i);
                     continue;
                 };
-                let step = if peers == 1 { FEED } else { CHUNK };
-                for part in chunk.trades.chunks(step) {
-                    let mut accepted = 0u64;
+                for part in chunk.trades.chunks(FEED) {
                     for &(position, trade) in part {
                         match feeder.admit(i, trade.time_ns) {
-                            Ok(_) => {
-                                input.send(trade);
-                                accepted += 1;
-                            }
+                            Ok(_) => admitted.push(trade),
                             Err(late) => {
                                 counters.late.fetch_add(1, Ordering::Relaxed);
                                 aside.push(SetAside {
@@ -375,7 +370,12 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                             }
                         }
                     }
-                    counters.ticks.fetch_add(accepted, Ordering::Relaxed);
+                    counters
+                        .ticks
+                        .fetch_add(admitted.len() as u64, Ordering::Relaxed);
+                    // One message per step. A sent container comes back holding anything.
+                    input.send_batch(&mut admitted);
+                    admitted.clear();
                     feeder.release(&mut input, &probe, worker);
                 }
             }

@@ -14,11 +14,12 @@ use std::hash::Hash;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use differential_dataflow::batcher::merge::Sealer;
 use differential_dataflow::batcher::{Batcher, Extract};
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::trace::implementations::Vector;
-use differential_dataflow::trace::implementations::ord_neu::{OrdKeyBatch, VecOrdKeyBuilder};
+use differential_dataflow::trace::implementations::BatchContainer;
+use differential_dataflow::trace::implementations::ord_neu::key_batch::OrdKeyStorage;
+use differential_dataflow::trace::implementations::ord_neu::{OrdKeyBatch, Upds};
 use timely::progress::frontier::{Antichain, AntichainRef};
 
 /// An update of a key-only arrangement over `u64` times.
@@ -94,31 +95,35 @@ where
         let due: Vec<Vec<KeyUpdate<K, R>>> = std::mem::replace(&mut self.held, later)
             .into_values()
             .collect();
-        let due = consolidated(&due);
         self.lower = self
             .held
             .keys()
             .next()
             .map_or_else(Antichain::new, |&t| Antichain::from_elem(t));
-        let batch = if due.is_empty() {
-            None
-        } else {
-            VecOrdKeyBuilder::<K, u64, R>::seal(&mut vec![due])
-        };
+        let batch = sealed(&due);
         (batch, self.lower.borrow())
     }
 }
 
-/// The updates of `runs` (given in time order) sorted by `(key, time)`, equal ones summed, zeros
-/// dropped.
+/// The updates of `runs` (given in time order) as a batch: sorted by `(key, time)`, equal ones
+/// summed, zeros dropped; `None` when nothing is left.
 ///
 /// A counting sort: a batch holds few distinct keys (a worker's windows) and many updates, and
 /// the runs come in time order, so grouping by key (stably) is all the sorting there is to do.
-/// Diffs can be large (window sums are 128 bytes): each update is copied once, into its place.
-fn consolidated<K: Ord + Hash + Clone, R: Semigroup + Clone>(
+/// Diffs can be large (window sums are 128 bytes): each update is copied once, into the batch's
+/// own columns. (Differential's builder stages every key's updates and consolidates them again,
+/// which here they are already.)
+fn sealed<K: Ord + Hash + Clone, R: Semigroup + Clone>(
     runs: &[Vec<KeyUpdate<K, R>>],
-) -> Vec<KeyUpdate<K, R>> {
+) -> Option<OrdKeyBatch<Vector<KeyUpdate<K, R>>>>
+where
+    R: Ord + 'static,
+    K: 'static,
+{
     let n: usize = runs.iter().map(Vec::len).sum();
+    if n == 0 {
+        return None;
+    }
     // Each update's key as a dense id, in order of first appearance.
     let mut ids: HashMap<&K, u32> = HashMap::default();
     let mut keys: Vec<&K> = Vec::new();
@@ -153,16 +158,47 @@ fn consolidated<K: Ord + Hash + Clone, R: Semigroup + Clone>(
         placed[*slot] = pos;
         *slot += 1;
     }
-    let mut out: Vec<KeyUpdate<K, R>> = Vec::with_capacity(n);
-    for (r, i) in placed {
-        let update = &runs[r as usize][i as usize];
-        match out.last_mut() {
-            Some((key, time, sum)) if *time == update.1 && *key == update.0 => {
-                sum.plus_equals(&update.2);
+    // Each key's updates, summed per time, straight into the batch's columns.
+    let mut storage = OrdKeyStorage::<Vector<KeyUpdate<K, R>>> {
+        keys: Vec::with_capacity(keys.len()),
+        upds: Upds::with_capacity(keys.len() + 1, n),
+    };
+    let upds = &mut storage.upds;
+    let mut group = placed.into_iter();
+    for &id in &by_key {
+        let first = upds.times.len();
+        for (r, i) in group.by_ref().take(counts[id as usize]) {
+            let (_, time, diff) = &runs[r as usize][i as usize];
+            match (upds.times.last(), upds.diffs.last_mut()) {
+                (Some(t), Some(sum)) if upds.times.len() > first && t == time => {
+                    sum.plus_equals(diff);
+                }
+                _ => {
+                    upds.times.push(*time);
+                    upds.diffs.push(diff.clone());
+                }
             }
-            _ => out.push(update.clone()),
+        }
+        // Drop what summed to zero; a key left with nothing is not in the batch.
+        let mut kept = first;
+        for i in first..upds.times.len() {
+            if !upds.diffs[i].is_zero() {
+                upds.times.swap(kept, i);
+                upds.diffs.swap(kept, i);
+                kept += 1;
+            }
+        }
+        upds.times.truncate(kept);
+        upds.diffs.truncate(kept);
+        if kept > first {
+            storage.keys.push(keys[id as usize].clone());
+            upds.offs.push_ref(kept);
         }
     }
-    out.retain(|(_, _, diff)| !diff.is_zero());
-    out
+    let updates = storage.upds.times.len();
+    (updates > 0).then(|| OrdKeyBatch {
+        storage,
+        updates,
+        value: OrdKeyBatch::<Vector<KeyUpdate<K, R>>>::create_value(),
+    })
 }

@@ -266,10 +266,16 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
                 BenchPhase::Alerts => bench_rules(&trades, args.alerts),
                 BenchPhase::Memory => Vec::new(),
             };
-            // Each worker reads the symbols it owns, in time order.
-            let mut inputs = vec![Vec::new(); args.workers];
+            // Each worker reads the symbols it owns, in time order. Sized exactly: the ticks
+            // are held twice for a moment, and grown buffers would hold more.
+            let owner = |t: &Trade| (symbol_route(&t.symbol) % args.workers as u64) as usize;
+            let mut sizes = vec![0usize; args.workers];
             for t in &trades {
-                inputs[(symbol_route(&t.symbol) % args.workers as u64) as usize].push(*t);
+                sizes[owner(t)] += 1;
+            }
+            let mut inputs: Vec<Vec<Trade>> = sizes.into_iter().map(Vec::with_capacity).collect();
+            for t in &trades {
+                inputs[owner(t)].push(*t);
             }
             let n = trades.len() as u64;
             drop(trades);

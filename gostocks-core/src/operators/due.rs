@@ -16,8 +16,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::batcher::{Batcher, Extract};
 use differential_dataflow::difference::Semigroup;
-use differential_dataflow::trace::implementations::Vector;
 use differential_dataflow::trace::implementations::BatchContainer;
+use differential_dataflow::trace::implementations::Vector;
 use differential_dataflow::trace::implementations::ord_neu::key_batch::OrdKeyStorage;
 use differential_dataflow::trace::implementations::ord_neu::{OrdKeyBatch, Upds};
 use timely::progress::frontier::{Antichain, AntichainRef};
@@ -113,12 +113,10 @@ where
 /// Diffs can be large (window sums are 128 bytes): each update is copied once, into the batch's
 /// own columns. (Differential's builder stages every key's updates and consolidates them again,
 /// which here they are already.)
-fn sealed<K: Ord + Hash + Clone, R: Semigroup + Clone>(
-    runs: &[Vec<KeyUpdate<K, R>>],
-) -> Option<OrdKeyBatch<Vector<KeyUpdate<K, R>>>>
+fn sealed<K, R>(runs: &[Vec<KeyUpdate<K, R>>]) -> Option<OrdKeyBatch<Vector<KeyUpdate<K, R>>>>
 where
-    R: Ord + 'static,
-    K: 'static,
+    K: Ord + Hash + Clone + 'static,
+    R: Semigroup + Ord + Clone + 'static,
 {
     let n: usize = runs.iter().map(Vec::len).sum();
     if n == 0 {

@@ -101,18 +101,11 @@ pub struct BatchOutput {
 /// assert_eq!(sum.len(), 1);
 /// ```
 pub fn timely_config(workers: usize) -> timely::Config {
-    let mut c = if workers <= 1 {
+    if workers <= 1 {
         timely::Config::thread()
     } else {
         timely::Config::process(workers)
-    };
-    if let Some(us) = std::env::var("GS_SPIN").ok().and_then(|s| s.parse().ok()) {
-        c.worker = c.worker.idle_spin(std::time::Duration::from_micros(us));
     }
-    if std::env::var("GS_EAGER").is_ok() {
-        c.worker = c.worker.progress_mode(timely::worker::ProgressMode::Eager);
-    }
-    c
 }
 
 /// Runs the analytics over `inputs` (each in its arrival order, each with its own watermark) on

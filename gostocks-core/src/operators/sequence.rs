@@ -198,7 +198,7 @@ struct SymbolOrder {
     counts: Vec<u32>,
     /// The ids present in this grid time.
     present: Vec<u32>,
-    /// Each trade's id, then each output slot's trade.
+    /// Each trade's id.
     of: Vec<u32>,
 }
 

@@ -71,6 +71,20 @@ impl std::hash::Hash for Symbol {
     }
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// `FNV_PRIME^k` for `k` zero bytes of padding.
+const FNV_PRIME_POWERS: [u64; MAX_SYMBOL_LEN + 1] = {
+    let mut powers = [1u64; MAX_SYMBOL_LEN + 1];
+    let mut k = 1;
+    while k <= MAX_SYMBOL_LEN {
+        powers[k] = powers[k - 1].wrapping_mul(FNV_PRIME);
+        k += 1;
+    }
+    powers
+};
+
 /// Why a text is not a [`Symbol`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -108,6 +122,30 @@ impl Symbol {
         bytes[..s.len()].copy_from_slice(s.as_bytes());
         bytes[MAX_SYMBOL_LEN] = s.len() as u8;
         Ok(Symbol { bytes })
+    }
+
+    /// A hash of the symbol that is the same on every platform and in every run: what routes a
+    /// symbol to a worker. It is FNV-1a over the 24 bytes (the text, its zero padding, its
+    /// length); the padding is folded in with one multiply, since a zero byte only multiplies.
+    ///
+    /// ```
+    /// use gostocks_core::Symbol;
+    /// // FNV-1a of "A", 22 zero bytes and the length 1.
+    /// let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    /// for b in [b"A".as_slice(), &[0; 22], &[1]].concat() {
+    ///     h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    /// }
+    /// assert_eq!(Symbol::new("A").unwrap().stable_hash(), h);
+    /// ```
+    #[inline]
+    pub fn stable_hash(&self) -> u64 {
+        let len = self.len();
+        let mut h = FNV_OFFSET;
+        for &b in &self.bytes[..len] {
+            h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        }
+        h = h.wrapping_mul(FNV_PRIME_POWERS[MAX_SYMBOL_LEN - len]);
+        (h ^ len as u64).wrapping_mul(FNV_PRIME)
     }
 
     /// The symbol's text.

@@ -39,39 +39,94 @@ impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64
         T: Fn(&D) -> u64 + 'static,
         F: FnMut(u64, &mut Vec<D>) + 'static,
     {
-        let mut pending: BTreeMap<u64, Vec<D>> = BTreeMap::new();
+        // Per time, the runs that came for it (each as its sender ordered it), and emptied
+        // buffers for the next runs.
+        let mut pending: BTreeMap<u64, Vec<Vec<D>>> = BTreeMap::new();
+        let mut spare: Vec<Vec<D>> = Vec::new();
+        let mut merged: Vec<D> = Vec::new();
         self.sink(
             super::route::whole_pact(|_: &D| 0),
             "EmitOrdered",
             move |(input, frontier)| {
-                // Records mostly come in runs of equal time: one map lookup per run.
-                let mut run: Vec<D> = Vec::new();
-                let mut run_time = 0;
                 input.for_each_stamp(|_cap, data| {
                     for container in data {
-                        for record in container.drain(..) {
-                            let time = time_of(&record);
-                            if time != run_time && !run.is_empty() {
-                                super::runs::settle(&mut pending, run_time, &mut run);
-                            }
-                            run_time = time;
-                            run.push(record);
+                        // Records come in runs of equal time: a run is copied once, in bulk.
+                        let mut rest = &container[..];
+                        while let Some(first) = rest.first() {
+                            let time = time_of(first);
+                            let len = rest
+                                .iter()
+                                .position(|r| time_of(r) != time)
+                                .unwrap_or(rest.len());
+                            let mut run = spare.pop().unwrap_or_default();
+                            run.extend_from_slice(&rest[..len]);
+                            pending.entry(time).or_default().push(run);
+                            rest = &rest[len..];
                         }
+                        container.clear();
                     }
                 });
-                if !run.is_empty() {
-                    super::runs::settle(&mut pending, run_time, &mut run);
-                }
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
                     let time = *entry.key();
-                    let mut rows = entry.remove();
-                    rows.sort_unstable();
-                    sink(time, &mut rows);
+                    let mut runs = entry.remove();
+                    for run in &mut runs {
+                        if !run.is_sorted() {
+                            run.sort_unstable();
+                        }
+                    }
+                    // Each worker sends a time's records in order, mostly as one run: merge
+                    // the runs rather than sort them all again.
+                    if let [run] = &mut runs[..] {
+                        sink(time, run);
+                    } else {
+                        merge(&runs, &mut merged);
+                        sink(time, &mut merged);
+                        merged.clear();
+                    }
+                    for mut run in runs {
+                        run.clear();
+                        spare.push(run);
+                    }
                 }
             },
         );
+    }
+}
+
+/// Appends the records of the sorted `runs` to `out` in order; of equal records, the earlier
+/// run's first.
+fn merge<D: Ord + Clone>(runs: &[Vec<D>], out: &mut Vec<D>) {
+    out.reserve(runs.iter().map(Vec::len).sum());
+    let mut heads = vec![0usize; runs.len()];
+    loop {
+        let mut best: Option<(usize, &D)> = None;
+        for (i, run) in runs.iter().enumerate() {
+            if let Some(x) = run.get(heads[i])
+                && best.is_none_or(|(_, b)| x < b)
+            {
+                best = Some((i, x));
+            }
+        }
+        let Some((i, x)) = best else { break };
+        out.push(x.clone());
+        heads[i] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn merge_interleaves_sorted_runs() {
+        let mut out = Vec::new();
+        merge(
+            &[vec![1, 4, 4, 9], vec![], vec![2, 4, 10], vec![0]],
+            &mut out,
+        );
+        assert_eq!(out, [0, 1, 2, 4, 4, 4, 9, 10]);
     }
 }

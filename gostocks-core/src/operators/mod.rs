@@ -21,8 +21,6 @@ pub use last_price::LastPrice;
 pub use sequence::{Point, Sequence, SequenceCells, Sequenced};
 pub use window_stats::{WindowChange, WindowKey, WindowStats};
 
-use std::hash::{Hash, Hasher};
-
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 
@@ -94,25 +92,10 @@ pub fn analytics<'scope>(
     }
 }
 
-/// The worker-routing hash of a symbol: every operator that partitions by symbol uses this one,
-/// so that consecutive exchanges by symbol stay on the same worker.
+/// The worker-routing hash of a symbol ([`Symbol::stable_hash`]): every operator that
+/// partitions by symbol uses this one, so that consecutive exchanges by symbol stay on the same
+/// worker. It does not depend on a random seed, so neither does which worker does what.
+#[inline]
 pub fn symbol_route(symbol: &Symbol) -> u64 {
-    // FNV-1a: stable across runs and platforms, so outputs do not depend on a random seed.
-    let mut h = FnvHasher(0xcbf2_9ce4_8422_2325);
-    symbol.hash(&mut h);
-    h.0
-}
-
-struct FnvHasher(u64);
-
-impl Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    symbol.stable_hash()
 }

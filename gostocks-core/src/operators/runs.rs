@@ -1,4 +1,4 @@
-//! Folding records by key before they travel on, and filing runs of records by time.
+//! Folding records by key before they travel on.
 
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
@@ -74,20 +74,4 @@ where
             });
         }
     })
-}
-
-/// Adds a run of records of one time to those waiting for that time. A time not yet waiting
-/// takes the run's buffer as it is, without copying it; the run gets a fresh one as long as this run was.
-pub(crate) fn settle<D>(
-    pending: &mut std::collections::BTreeMap<u64, Vec<D>>,
-    time: u64,
-    run: &mut Vec<D>,
-) {
-    match pending.entry(time) {
-        std::collections::btree_map::Entry::Vacant(slot) => {
-            let len = run.len();
-            slot.insert(std::mem::replace(run, Vec::with_capacity(len)));
-        }
-        std::collections::btree_map::Entry::Occupied(mut slot) => slot.get_mut().append(run),
-    }
 }

@@ -319,6 +319,8 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                         if !news.is_sorted_by_key(|(k, _)| *k) {
                             news.sort_unstable_by_key(|(k, _)| *k);
                         }
+                        // A row per window that changed: at most one per list entry.
+                        ready.reserve(gone.len() + news.len());
                         let mut gone_keys = gone.drain(..).peekable();
                         let mut new_totals = news.drain(..).peekable();
                         let mut current: Option<(Symbol, &mut SymbolState)> = None;

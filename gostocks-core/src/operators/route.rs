@@ -1,7 +1,10 @@
 //! Moving records to their symbol's worker, a message at a time.
 
-use timely::container::{ContainerBuilder, LengthPreservingContainerBuilder, PushInto};
-use timely::dataflow::channels::pact::{ExchangeCore, ParallelizationContract};
+use timely::communication::Push;
+use timely::dataflow::channels::Message;
+use timely::dataflow::channels::pact::{DistributorPact, ParallelizationContract};
+use timely::dataflow::channels::pushers::exchange::Distributor;
+use timely::progress::Stamp;
 
 use crate::symbol::Symbol;
 
@@ -30,64 +33,76 @@ pub(crate) fn whole_pact<T>(
 where
     T: timely::ExchangeData + Clone,
 {
-    ExchangeCore::<WholeMessages<T>, _>::new_core(route)
+    DistributorPact(move |peers| WholeMessages {
+        route,
+        staged: (0..peers).map(|_| Vec::new()).collect(),
+        targets: Vec::new(),
+    })
 }
 
-/// A container builder that keeps every record pushed until it is finished (when the sender's
-/// message or activation ends), or until it holds [`WholeMessages::MAX`] records.
-pub(crate) struct WholeMessages<T> {
-    current: Vec<T>,
-    /// The container last handed out; it comes back holding anything, and takes the next
-    /// records.
-    shipped: Vec<T>,
+/// A distributor that keeps what an operator sends to each worker until the sender's
+/// activation ends (or until it holds [`WholeMessages::MAX`] records), and passes a container
+/// whose records all go to one worker on as it is, without copying a record.
+struct WholeMessages<F, T> {
+    route: F,
+    /// Per worker, the records waiting to be shipped.
+    staged: Vec<Vec<T>>,
+    /// Each record's worker, for the container being partitioned.
+    targets: Vec<u32>,
 }
 
-impl<T> WholeMessages<T> {
-    /// The most records a message takes: bounds what one send holds.
+impl<F, T> WholeMessages<F, T> {
+    /// The most records a staged message takes: bounds what one send holds.
     const MAX: usize = 1 << 16;
-
-    /// Hands out `current`, keeping the container that comes back for the next records.
-    fn ship(&mut self) -> Option<&mut Vec<T>> {
-        std::mem::swap(&mut self.current, &mut self.shipped);
-        self.current.clear();
-        Some(&mut self.shipped)
-    }
 }
 
-impl<T> Default for WholeMessages<T> {
-    fn default() -> Self {
-        WholeMessages {
-            current: Vec::new(),
-            shipped: Vec::new(),
+impl<F: Fn(&T) -> u64, T: Clone> Distributor<Vec<T>> for WholeMessages<F, T> {
+    fn partition<S: Clone, P: Push<Message<S, Vec<T>>>>(
+        &mut self,
+        container: &mut Vec<T>,
+        stamp: &Stamp<S>,
+        pushers: &mut [P],
+    ) {
+        let peers = pushers.len() as u64;
+        self.targets.clear();
+        self.targets
+            .extend(container.iter().map(|d| ((self.route)(d) % peers) as u32));
+        let Some(&first) = self.targets.first() else {
+            return;
+        };
+        if self.targets.iter().all(|&t| t == first) {
+            Message::push_at(container, stamp.clone(), &mut pushers[first as usize]);
+            // What comes back may hold anything: the caller expects it drained.
+            container.clear();
+            return;
         }
-    }
-}
-
-impl<T> PushInto<T> for WholeMessages<T> {
-    #[inline]
-    fn push_into(&mut self, item: T) {
-        self.current.push(item);
-    }
-}
-
-impl<T: Clone + 'static> ContainerBuilder for WholeMessages<T> {
-    type Container = Vec<T>;
-
-    fn extract(&mut self) -> Option<&mut Vec<T>> {
-        if self.current.len() >= Self::MAX {
-            self.ship()
-        } else {
-            None
+        for (record, &t) in container.drain(..).zip(&self.targets) {
+            let staged = &mut self.staged[t as usize];
+            staged.push(record);
+            if staged.len() >= Self::MAX {
+                Message::push_at(staged, stamp.clone(), &mut pushers[t as usize]);
+                staged.clear();
+            }
         }
     }
 
-    fn finish(&mut self) -> Option<&mut Vec<T>> {
-        if self.current.is_empty() {
-            None
-        } else {
-            self.ship()
+    fn flush<S: Clone, P: Push<Message<S, Vec<T>>>>(
+        &mut self,
+        stamp: &Stamp<S>,
+        pushers: &mut [P],
+    ) {
+        for (staged, pusher) in self.staged.iter_mut().zip(pushers.iter_mut()) {
+            if !staged.is_empty() {
+                Message::push_at(staged, stamp.clone(), pusher);
+                // A container that comes back holds anything: empty it.
+                staged.clear();
+            }
+        }
+    }
+
+    fn relax(&mut self) {
+        for staged in &mut self.staged {
+            staged.shrink_to(Self::MAX);
         }
     }
 }
-
-impl<T: Clone + 'static> LengthPreservingContainerBuilder for WholeMessages<T> {}

@@ -198,7 +198,13 @@ where
                     }
                     let (cap, mut updates) = entry.remove();
                     first_cap.get_or_insert(cap);
-                    differential_dataflow::consolidation::consolidate(&mut updates);
+                    // A time's bars mostly have distinct keys: ordering them by key is enough,
+                    // and only repeated keys need consolidating in full.
+                    updates.sort_unstable_by(|(a, _), (b, _)| a.0.cmp(&b.0));
+                    if updates.windows(2).any(|w| w[0].0.0 == w[1].0.0) {
+                        differential_dataflow::consolidation::consolidate(&mut updates);
+                    }
+                    ready.reserve(updates.len());
                     for (((symbol, bar, start_ns), core), diff) in updates {
                         if diff <= 0 {
                             continue;

@@ -200,7 +200,7 @@ where
                     first_cap.get_or_insert(cap);
                     // A time's bars mostly have distinct keys: ordering them by key is enough,
                     // and only repeated keys need consolidating in full.
-                    updates.sort_unstable_by(|(a, _), (b, _)| a.0.cmp(&b.0));
+                    updates.sort_unstable_by_key(|(a, _)| a.0);
                     if updates.windows(2).any(|w| w[0].0.0 == w[1].0.0) {
                         differential_dataflow::consolidation::consolidate(&mut updates);
                     }

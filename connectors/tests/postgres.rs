@@ -75,7 +75,7 @@ async fn migrations_apply_once_and_rows_round_trip() {
 async fn replayed_ticks_never_record_an_event_twice() {
     use gostocks_connectors::postgres::alerts as pg;
     use gostocks_core::alerts::{AlertRule, Condition, Mode};
-    use gostocks_core::batch::run_batch_with_alerts;
+    use gostocks_core::batch::{Outputs, run_batch_with_alerts};
     use gostocks_core::stats::AnalyticsConfig;
 
     let url = common::postgres_url();
@@ -140,7 +140,7 @@ async fn replayed_ticks_never_record_an_event_twice() {
             vec![(rule.clone(), 0, 1)],
             &AnalyticsConfig::default(),
             1,
-            true,
+            Outputs::Collect,
         );
         assert!(out.events.len() > 1, "the rule fires more than once");
         let mut n = 0;

@@ -1,11 +1,14 @@
 //! Driving the analytics over inputs that are already in memory or read by the caller: the
 //! multi-input [`Feeder`] and [`run_batch`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Input;
 use timely::dataflow::operators::Probe;
-use timely::dataflow::{InputHandleVec, ProbeHandle};
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 
 use differential_dataflow::AsCollection;
 use timely::dataflow::operators::ToStream;
@@ -89,6 +92,73 @@ pub struct BatchOutput {
     pub late: Vec<(Trade, Late)>,
     /// Alert events, sorted by `(time, symbol, seq, alert id)`.
     pub events: Vec<AlertEvent>,
+    /// How many rows of each output the dataflow produced, counted whether or not they were
+    /// collected.
+    pub counts: RowCounts,
+}
+
+/// What [`run_batch`] does with the rows the dataflow produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outputs {
+    /// Worker 0 gathers every output in order into the [`BatchOutput`].
+    Collect,
+    /// Worker 0 gathers every output in order, as `analyze` does to write its files, and
+    /// drops it (benchmarks).
+    Order,
+    /// Each worker consumes the rows it computed where it computed them, as a per-worker sink
+    /// (Redis, Kafka) does, and drops them (benchmarks).
+    Count,
+}
+
+/// Rows produced by [`run_batch`], per output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    /// Stats changelog rows.
+    pub stats: usize,
+    /// Bar rows.
+    pub bars: usize,
+    /// Alert events.
+    pub events: usize,
+}
+
+/// Shared row counters of the workers, one per output.
+#[derive(Default)]
+struct Counters {
+    stats: AtomicUsize,
+    bars: AtomicUsize,
+    events: AtomicUsize,
+}
+
+impl Counters {
+    fn get(&self) -> RowCounts {
+        RowCounts {
+            stats: self.stats.load(Ordering::Relaxed),
+            bars: self.bars.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Consumes `stream` on the worker that computed it, counting its rows into `counter`: the
+/// outputs of a benchmark that keeps nothing, as a per-worker sink (Redis, Kafka) takes them.
+fn count_rows<D: 'static>(
+    stream: StreamVec<'_, u64, D>,
+    counters: &Arc<Counters>,
+    counter: fn(&Counters) -> &AtomicUsize,
+) {
+    let counters = Arc::clone(counters);
+    stream.sink(Pipeline, "CountRows", move |(input, _frontier)| {
+        let mut n = 0;
+        input.for_each_stamp(|_cap, data| {
+            for container in data {
+                n += container.len();
+                container.clear();
+            }
+        });
+        if n > 0 {
+            counter(&counters).fetch_add(n, Ordering::Relaxed);
+        }
+    });
 }
 
 /// The timely configuration for `workers` threads in this process. One worker gets the
@@ -109,15 +179,15 @@ pub fn timely_config(workers: usize) -> timely::Config {
 }
 
 /// Runs the analytics over `inputs` (each in its arrival order, each with its own watermark) on
-/// `workers` threads; input `i` is read by worker `i % workers`. With `collect == false` the
-/// outputs are computed but dropped (for benchmarks).
+/// `workers` threads; input `i` is read by worker `i % workers`. `outputs` says where the rows
+/// go; [`BatchOutput::counts`] has their numbers whatever it says.
 pub fn run_batch(
     inputs: Vec<Vec<Trade>>,
     config: &AnalyticsConfig,
     workers: usize,
-    collect: bool,
+    outputs: Outputs,
 ) -> BatchOutput {
-    run_batch_with_alerts(inputs, Vec::new(), config, workers, collect)
+    run_batch_with_alerts(inputs, Vec::new(), config, workers, outputs)
 }
 
 /// [`run_batch`] with alert rules: `rules` are changes `(rule, time, diff)` of the rule
@@ -127,7 +197,7 @@ pub fn run_batch_with_alerts(
     rules: Vec<(AlertRule, u64, isize)>,
     config: &AnalyticsConfig,
     workers: usize,
-    collect: bool,
+    outputs: Outputs,
 ) -> BatchOutput {
     let no_rules = rules.is_empty();
     let rules = Arc::new(rules);
@@ -135,6 +205,8 @@ pub fn run_batch_with_alerts(
     let inputs = Arc::new(inputs);
     let config = config.clone();
     let shared = Arc::clone(&out);
+    let all_counters = Arc::new(Counters::default());
+    let counters = Arc::clone(&all_counters);
     timely::execute(timely_config(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let (stats_sink, bars_sink) = (Arc::clone(&shared), Arc::clone(&shared));
@@ -149,16 +221,31 @@ pub fn run_batch_with_alerts(
             let out = analytics(trades, &config, !no_rules);
             // Without rules (the same on every worker) there is nothing to match.
             let events = (!no_rules).then(|| {
-                let resolution = config.resolution.ns();
-                let events = out
-                    .sequenced
+                out.sequenced
                     .clone()
                     .expect("kept when there are rules")
-                    .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows);
-                events.clone().emit_ordered(
+                    .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows)
+            });
+            let (probe, _) = out.stats.clone().probe();
+            if let Some(events) = &events {
+                events.clone().probe_with(&probe);
+            }
+            if outputs == Outputs::Count {
+                count_rows(out.stats, &counters, |c| &c.stats);
+                count_rows(out.bars, &counters, |c| &c.bars);
+                if let Some(events) = events {
+                    count_rows(events, &counters, |c| &c.events);
+                }
+                return (input, probe);
+            }
+            if let Some(events) = events {
+                let resolution = config.resolution.ns();
+                let counters = Arc::clone(&counters);
+                events.emit_ordered(
                     move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
                     move |_, rows| {
-                        if collect {
+                        counters.events.fetch_add(rows.len(), Ordering::Relaxed);
+                        if outputs == Outputs::Collect {
                             events_sink
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
@@ -167,13 +254,15 @@ pub fn run_batch_with_alerts(
                         }
                     },
                 );
-                events
-            });
-            let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
-            out.stats.clone().emit_ordered(
+            }
+            let stats_counters = Arc::clone(&counters);
+            out.stats.emit_ordered(
                 |r: &StatsRow| r.time_ns,
                 move |_, rows| {
-                    if collect {
+                    stats_counters
+                        .stats
+                        .fetch_add(rows.len(), Ordering::Relaxed);
+                    if outputs == Outputs::Collect {
                         stats_sink
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -182,11 +271,13 @@ pub fn run_batch_with_alerts(
                     }
                 },
             );
+            let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
             let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
+            let counters = Arc::clone(&counters);
             out.bars
-                .clone()
                 .emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
-                    if collect {
+                    counters.bars.fetch_add(rows.len(), Ordering::Relaxed);
+                    if outputs == Outputs::Collect {
                         bars_sink
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -194,10 +285,6 @@ pub fn run_batch_with_alerts(
                             .append(rows);
                     }
                 });
-            let (probe, _) = out.stats.probe();
-            if let Some(events) = events {
-                events.probe_with(&probe);
-            }
             (input, probe)
         });
         let mine: Vec<&Vec<Trade>> = inputs.iter().skip(index).step_by(peers).collect();
@@ -226,7 +313,7 @@ pub fn run_batch_with_alerts(
         }
         drop(input);
         while worker.step_or_park(None) {}
-        if collect {
+        if outputs == Outputs::Collect {
             shared
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -235,5 +322,7 @@ pub fn run_batch_with_alerts(
         }
     })
     .expect("timely workers start");
-    std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()))
+    let mut out = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
+    out.counts = all_counters.get();
+    out
 }

@@ -2,7 +2,7 @@
 //! ticks and rules on seeded random streams with thousands of alerts.
 
 use gostocks_core::alerts::{AlertEvent, AlertRule, Condition, Mode};
-use gostocks_core::batch::run_batch_with_alerts;
+use gostocks_core::batch::{Outputs, run_batch_with_alerts};
 use gostocks_core::feed::grid_ceil;
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Fixed, Span, Symbol, Trade, reference};
@@ -64,7 +64,7 @@ fn fired(
     rules: Vec<(AlertRule, u64, isize)>,
     workers: usize,
 ) -> Vec<(String, u64)> {
-    run_batch_with_alerts(vec![trades], rules, &config(), workers, true)
+    run_batch_with_alerts(vec![trades], rules, &config(), workers, Outputs::Collect)
         .events
         .into_iter()
         .map(|e| (e.alert_id, e.seq))
@@ -327,7 +327,13 @@ fn dataflow_agrees_with_the_plain_loop_on_random_streams() {
             } else {
                 shuffled(&trades, lateness, seed)
             };
-            let got = run_batch_with_alerts(vec![input], changes(&rules), &cfg, workers, true);
+            let got = run_batch_with_alerts(
+                vec![input],
+                changes(&rules),
+                &cfg,
+                workers,
+                Outputs::Collect,
+            );
             assert!(got.late.is_empty());
             let mut got: Vec<(String, u64, u64)> = got
                 .events

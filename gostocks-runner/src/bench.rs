@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use gostocks_connectors::file::{Format, TickFile};
 use gostocks_core::alerts::{AlertRule, Condition, Mode};
-use gostocks_core::batch::run_batch_with_alerts;
+use gostocks_core::batch::{Outputs, run_batch_with_alerts};
 use gostocks_core::operators::symbol_route;
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Fixed, Symbol, Trade};
@@ -128,29 +128,53 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let out_dir = std::env::temp_dir().join(format!("gostocks-bench-out-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir)?;
     let alerts_label = format!("(c) in memory, {} alerts, 1 worker", args.alerts);
-    for (label, workers, input, ticks) in [
-        ("(a) in memory, 1 worker", 1, &csv, None),
-        ("(a) in memory, 2 workers", 2, &csv, None),
-        (alerts_label.as_str(), 1, &csv, None),
-        ("(b) analyze from CSV, 1 worker", 1, &csv, Some(n)),
-        ("(b) analyze from CSV, 2 workers", 2, &csv, Some(n)),
+    // The rows each in-memory run produced: the same in every one of them.
+    let mut rows: Option<(String, String)> = None;
+    for (label, workers, input, what) in [
+        ("(a) in memory, 1 worker", 1, &csv, Measure::Phase("memory")),
+        (
+            "(a) in memory, 2 workers",
+            2,
+            &csv,
+            Measure::Phase("memory"),
+        ),
+        (
+            "(a) in memory, rows gathered in order, 1 worker",
+            1,
+            &csv,
+            Measure::Phase("ordered"),
+        ),
+        (
+            "(a) in memory, rows gathered in order, 2 workers",
+            2,
+            &csv,
+            Measure::Phase("ordered"),
+        ),
+        (alerts_label.as_str(), 1, &csv, Measure::Phase("alerts")),
+        (
+            "(b) analyze from CSV, 1 worker",
+            1,
+            &csv,
+            Measure::Analyze(n),
+        ),
+        (
+            "(b) analyze from CSV, 2 workers",
+            2,
+            &csv,
+            Measure::Analyze(n),
+        ),
         (
             "(b) analyze, the workload twice over, 2 workers",
             2,
             &twice,
-            Some(2 * n),
+            Measure::Analyze(2 * n),
         ),
     ] {
         let mut cmd = Command::new(&me);
         cmd.args(["--log", "warn"]);
-        match ticks {
+        match what {
             // The dataflow alone: the child loads the ticks, then times only the dataflow.
-            None => {
-                let phase = if label.starts_with("(c)") {
-                    "alerts"
-                } else {
-                    "memory"
-                };
+            Measure::Phase(phase) => {
                 cmd.arg("bench")
                     .arg("--alerts")
                     .arg(args.alerts.to_string())
@@ -162,7 +186,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                     .arg(input);
             }
             // End to end: parsing, the dataflow and writing every output.
-            Some(_) => {
+            Measure::Analyze(_) => {
                 cmd.arg("analyze")
                     .arg("--workers")
                     .arg(workers.to_string())
@@ -176,20 +200,26 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         let started = Instant::now();
         let (stdout, rss) = measure(cmd)?;
-        let (ticks, secs) = match ticks {
-            Some(t) => (t, started.elapsed().as_secs_f64()),
-            None => {
-                let mut words = stdout.split_whitespace();
-                let t: u64 = words
-                    .next()
-                    .and_then(|w| w.parse().ok())
-                    .context("phase output")?;
+        let (ticks, secs) = match what {
+            Measure::Analyze(t) => (t, started.elapsed().as_secs_f64()),
+            Measure::Phase(phase) => {
+                let words: Vec<&str> = stdout.split_whitespace().collect();
+                let [ticks, secs, stats, bars, _events] = words[..] else {
+                    anyhow::bail!("unexpected phase output: {stdout:?}");
+                };
+                if phase != "alerts" {
+                    let these = (stats.to_string(), bars.to_string());
+                    let first = rows.get_or_insert_with(|| these.clone());
+                    anyhow::ensure!(
+                        *first == these,
+                        "{label}: {stats} stats and {bars} bar rows, against {} and {} before",
+                        first.0,
+                        first.1
+                    );
+                }
                 (
-                    t,
-                    words
-                        .next()
-                        .and_then(|w| w.parse().ok())
-                        .context("phase output")?,
+                    ticks.parse().context("phase output")?,
+                    secs.parse().context("phase output")?,
                 )
             }
         };
@@ -200,6 +230,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             rate / 1e6 / workers as f64,
             rss / 1024
         );
+    }
+    if let Some((stats, bars)) = rows {
+        println!("\nevery in-memory run produced {stats} stats rows and {bars} bar rows");
     }
     let _ = std::fs::remove_dir_all(&out_dir);
     if args.workload_out.is_none() {
@@ -252,19 +285,28 @@ fn measure(mut cmd: Command) -> anyhow::Result<(String, u64)> {
     Ok((String::from_utf8_lossy(&out.stdout).into_owned(), peak))
 }
 
+/// How a row of the table is measured.
+#[derive(Clone, Copy)]
+enum Measure {
+    /// A `bench --phase` child, which times the dataflow alone and reports its figures.
+    Phase(&'static str),
+    /// `analyze` end to end on this many ticks, timed from outside.
+    Analyze(u64),
+}
+
 /// A child: measures one phase and prints `ticks seconds`.
 fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
     let csv = args.csv.clone().context("--csv is required with --phase")?;
     let config = AnalyticsConfig::default();
     match phase {
-        BenchPhase::Memory | BenchPhase::Alerts => {
+        BenchPhase::Memory | BenchPhase::Ordered | BenchPhase::Alerts => {
             let trades: Vec<Trade> = TickFile::open(&csv, Format::Csv)?
                 .filter_map(Result::ok)
                 .filter_map(|t| t.validate().ok())
                 .collect();
             let rules = match phase {
                 BenchPhase::Alerts => bench_rules(&trades, args.alerts),
-                BenchPhase::Memory => Vec::new(),
+                BenchPhase::Memory | BenchPhase::Ordered => Vec::new(),
             };
             // Each worker reads the symbols it owns, in time order. Sized exactly: the ticks
             // are held twice for a moment, and grown buffers would hold more.
@@ -280,10 +322,15 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
             let n = trades.len() as u64;
             drop(trades);
             let started = Instant::now();
-            let out = run_batch_with_alerts(inputs, rules, &config, args.workers, false);
+            let outputs = match phase {
+                BenchPhase::Ordered => Outputs::Order,
+                BenchPhase::Memory | BenchPhase::Alerts => Outputs::Count,
+            };
+            let out = run_batch_with_alerts(inputs, rules, &config, args.workers, outputs);
             let secs = started.elapsed().as_secs_f64();
             anyhow::ensure!(out.late.is_empty(), "the workload has no late ticks");
-            println!("{n} {secs}");
+            let c = out.counts;
+            println!("{n} {secs} {} {} {}", c.stats, c.bars, c.events);
         }
     }
     Ok(())

@@ -339,8 +339,10 @@ pub struct BenchArgs {
 /// One measurement of the bench.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum BenchPhase {
-    /// The dataflow on ticks already in memory.
+    /// The dataflow on ticks already in memory, each worker consuming the rows it computes.
     Memory,
+    /// The same, with every row gathered in order on worker 0 (as `analyze` writes them).
+    Ordered,
     /// The same, with `--alerts` rules matched.
     Alerts,
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use gostocks_connectors::file::{Format, TickFile};
 use gostocks_core::alerts::{AlertRule, Condition, Mode};
-use gostocks_core::batch::{run_batch, run_batch_with_alerts};
+use gostocks_core::batch::{Outputs, run_batch, run_batch_with_alerts};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Fixed, Trade, reference};
 
@@ -35,7 +35,7 @@ fn lobster_aapl_hand_checked_values() {
     let ticks = trades(&dir.join(AAPL));
     assert_eq!(ticks.len(), 34_990, "the README's trade count");
     let cfg = AnalyticsConfig::default();
-    let out = run_batch(vec![ticks], &cfg, 1, true);
+    let out = run_batch(vec![ticks], &cfg, 1, Outputs::Collect);
 
     // Checked by hand with awk on the raw file: trades (types 4, 5) with 34200 <= time < 34201.
     let bar = out
@@ -91,7 +91,7 @@ fn real_tapes_match_the_reference_at_one_and_two_workers() {
         let want_bars = reference::bars(&ticks, &cfg);
         assert!(!want_stats.is_empty(), "{tape} has rows");
         for workers in [1, 2] {
-            let got = run_batch(vec![ticks.clone()], &cfg, workers, true);
+            let got = run_batch(vec![ticks.clone()], &cfg, workers, Outputs::Collect);
             assert!(got.late.is_empty(), "{tape}: in order, nothing late");
             assert!(
                 got.stats == want_stats,
@@ -250,8 +250,13 @@ fn alerts_on_real_tapes_match_the_reference_at_one_and_two_workers() {
         let changes: Vec<(AlertRule, u64, isize)> =
             rules.iter().map(|(r, ..)| (r.clone(), 0, 1)).collect();
         for workers in [1, 2] {
-            let got =
-                run_batch_with_alerts(vec![ticks.clone()], changes.clone(), &cfg, workers, true);
+            let got = run_batch_with_alerts(
+                vec![ticks.clone()],
+                changes.clone(),
+                &cfg,
+                workers,
+                Outputs::Collect,
+            );
             let mut got: Vec<(String, u64, u64)> = got
                 .events
                 .into_iter()

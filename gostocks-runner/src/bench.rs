@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::ValueEnum;
 use gostocks_connectors::file::{Format, TickFile};
 use gostocks_core::alerts::{AlertRule, Condition, Mode};
 use gostocks_core::batch::{Outputs, run_batch_with_alerts};
@@ -131,26 +132,36 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // The rows each in-memory run produced: the same in every one of them.
     let mut rows: Option<(String, String)> = None;
     for (label, workers, input, what) in [
-        ("(a) in memory, 1 worker", 1, &csv, Measure::Phase("memory")),
+        (
+            "(a) in memory, 1 worker",
+            1,
+            &csv,
+            Measure::Phase(BenchPhase::Memory),
+        ),
         (
             "(a) in memory, 2 workers",
             2,
             &csv,
-            Measure::Phase("memory"),
+            Measure::Phase(BenchPhase::Memory),
         ),
         (
             "(a) in memory, rows gathered in order, 1 worker",
             1,
             &csv,
-            Measure::Phase("ordered"),
+            Measure::Phase(BenchPhase::Ordered),
         ),
         (
             "(a) in memory, rows gathered in order, 2 workers",
             2,
             &csv,
-            Measure::Phase("ordered"),
+            Measure::Phase(BenchPhase::Ordered),
         ),
-        (alerts_label.as_str(), 1, &csv, Measure::Phase("alerts")),
+        (
+            alerts_label.as_str(),
+            1,
+            &csv,
+            Measure::Phase(BenchPhase::Alerts),
+        ),
         (
             "(b) analyze from CSV, 1 worker",
             1,
@@ -179,7 +190,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                     .arg("--alerts")
                     .arg(args.alerts.to_string())
                     .arg("--phase")
-                    .arg(phase)
+                    .arg(
+                        phase
+                            .to_possible_value()
+                            .context("every phase has a name")?
+                            .get_name(),
+                    )
                     .arg("--workers")
                     .arg(workers.to_string())
                     .arg("--csv")
@@ -207,7 +223,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 let [ticks, secs, stats, bars, _events] = words[..] else {
                     anyhow::bail!("unexpected phase output: {stdout:?}");
                 };
-                if phase != "alerts" {
+                if !matches!(phase, BenchPhase::Alerts) {
                     let these = (stats.to_string(), bars.to_string());
                     let first = rows.get_or_insert_with(|| these.clone());
                     anyhow::ensure!(
@@ -289,7 +305,7 @@ fn measure(mut cmd: Command) -> anyhow::Result<(String, u64)> {
 #[derive(Clone, Copy)]
 enum Measure {
     /// A `bench --phase` child, which times the dataflow alone and reports its figures.
-    Phase(&'static str),
+    Phase(BenchPhase),
     /// `analyze` end to end on this many ticks, timed from outside.
     Analyze(u64),
 }

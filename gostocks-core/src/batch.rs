@@ -226,13 +226,14 @@ pub fn run_batch_with_alerts(
                     .expect("kept when there are rules")
                     .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows)
             });
-            let (probe, _) = out.stats.clone().probe();
-            if let Some(events) = &events {
-                events.clone().probe_with(&probe);
-            }
+            // The probe passes each stream through: a second consumer of a stream would
+            // get a copy of every row.
+            let (probe, stats) = out.stats.probe();
+            let bars = out.bars.probe_with(&probe);
+            let events = events.map(|events| events.probe_with(&probe));
             if outputs == Outputs::Count {
-                count_rows(out.stats, &counters, |c| &c.stats);
-                count_rows(out.bars, &counters, |c| &c.bars);
+                count_rows(stats, &counters, |c| &c.stats);
+                count_rows(bars, &counters, |c| &c.bars);
                 if let Some(events) = events {
                     count_rows(events, &counters, |c| &c.events);
                 }
@@ -256,7 +257,7 @@ pub fn run_batch_with_alerts(
                 );
             }
             let stats_counters = Arc::clone(&counters);
-            out.stats.emit_ordered(
+            stats.emit_ordered(
                 |r: &StatsRow| r.time_ns,
                 move |_, rows| {
                     stats_counters
@@ -274,8 +275,7 @@ pub fn run_batch_with_alerts(
             let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
             let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
             let counters = Arc::clone(&counters);
-            out.bars
-                .emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
+            bars.emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
                     counters.bars.fetch_add(rows.len(), Ordering::Relaxed);
                     if outputs == Outputs::Collect {
                         bars_sink

@@ -272,7 +272,10 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 let stats_counter = Arc::clone(&counters);
                 let stats_tx = rows_tx.clone();
                 let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
-                out.stats.clone().emit_ordered(
+                // The probe passes each stream through: a second consumer of a stream would
+                // get a copy of every row.
+                let (probe, stats) = out.stats.probe();
+                stats.emit_ordered(
                     |r: &StatsRow| r.time_ns,
                     move |_, rows| {
                         stats_counter
@@ -285,7 +288,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 let bars_tx = rows_tx.clone();
                 let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
                 out.bars
-                    .clone()
+                    .probe_with(&probe)
                     .emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
                         bar_counter
                             .bar_rows
@@ -294,8 +297,6 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                             let _ = bars_tx.send(Rows::Bars(std::mem::take(rows)));
                         }
                     });
-                let probe = out.stats.probe().0;
-                out.bars.probe_with(&probe);
                 if let Some(w) = events_out {
                     let resolution = config.resolution.ns();
                     let events = out
@@ -304,7 +305,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                         .match_alerts(my_rules.to_stream(scope).as_collection(), &config.windows);
                     let event_counter = Arc::clone(&counters);
                     let mut lines = String::new();
-                    events.clone().emit_ordered(
+                    events.probe_with(&probe).emit_ordered(
                         move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
                         move |_, rows| {
                             event_counter
@@ -320,7 +321,6 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                             }
                         },
                     );
-                    events.probe_with(&probe);
                 }
                 (input, probe)
             });

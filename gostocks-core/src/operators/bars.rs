@@ -10,7 +10,7 @@ use timely::dataflow::channels::pact::ParallelizationContract;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::{Cell, Partial};
-use super::runs::{KeyFolder, fold_messages};
+use super::runs::{Fold, KeyFolder, fold_messages};
 use crate::indicators::Ema;
 use crate::span::Span;
 use crate::stats::{BarCore, BarRow};
@@ -77,28 +77,58 @@ pub(crate) fn bar_cores_with<'scope, P>(
 where
     P: ParallelizationContract<u64, Vec<(BarKey, Partial, u64)>>,
 {
-    let sizes: Vec<u64> = bars.iter().map(Span::ns).collect();
-    // The parts of each bar in a message, merged. A bar's partial may mix grid times: all of
-    // them lie at or before the bar's end. A cell lies in one bar of every size (`cells`
-    // cuts at bar boundaries).
-    let mut parts: KeyFolder<BarKey, Partial> = KeyFolder::new();
-    let partials = fold_messages(cells, "BarPartials", move |cell, out| match cell {
-        Some(c) => {
-            let mut part = c.part;
-            // A bar's sums are its trades' own: returns are a window statistic.
-            (part.agg.n_ret, part.agg.sum_r, part.agg.sum_r2) = (0, 0, 0);
-            for (b, size) in sizes.iter().enumerate() {
-                let start = part.first.0 / size * size;
-                parts.add((c.symbol, b as u8, start), part, |p, o| p.absorb(&o));
-            }
+    let partials = fold_messages(cells, "BarPartials", BarsFold::new(bars));
+    assemble(partials, pact)
+}
+
+/// The parts of each bar in a message, merged, with the end time at which the bar is whole.
+pub(crate) struct BarsFold {
+    sizes: Vec<u64>,
+    parts: KeyFolder<BarKey, Partial>,
+}
+
+impl BarsFold {
+    pub(crate) fn new(bars: &[Span]) -> BarsFold {
+        BarsFold {
+            sizes: bars.iter().map(Span::ns).collect(),
+            parts: KeyFolder::new(),
         }
-        None => {
-            for (key, part) in parts.drain() {
-                let end = key.2 + sizes[key.1 as usize];
-                out.push((key, part, end));
-            }
+    }
+}
+
+impl Fold<Cell> for BarsFold {
+    type Out = (BarKey, Partial, u64);
+
+    /// A bar's partial may mix grid times: all of them lie at or before the bar's end. A cell
+    /// lies in one bar of every size (`cells` cuts at bar boundaries).
+    #[inline]
+    fn add(&mut self, c: &Cell, _out: &mut Vec<Self::Out>) {
+        let mut part = c.part;
+        // A bar's sums are its trades' own: returns are a window statistic.
+        (part.agg.n_ret, part.agg.sum_r, part.agg.sum_r2) = (0, 0, 0);
+        for (b, size) in self.sizes.iter().enumerate() {
+            let start = part.first.0 / size * size;
+            self.parts
+                .add((c.symbol, b as u8, start), part, |p, o| p.absorb(&o));
         }
-    });
+    }
+
+    fn flush(&mut self, out: &mut Vec<Self::Out>) {
+        for (key, part) in self.parts.drain() {
+            let end = key.2 + self.sizes[key.1 as usize];
+            out.push((key, part, end));
+        }
+    }
+}
+
+/// Bars from their parts, each emitted once its end time is final.
+pub(crate) fn assemble<'scope, P>(
+    partials: StreamVec<'scope, u64, (BarKey, Partial, u64)>,
+    pact: P,
+) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>
+where
+    P: ParallelizationContract<u64, Vec<(BarKey, Partial, u64)>>,
+{
     partials
         .unary_frontier(pact, "BarAssemble", |_cap, _info| {
             let mut open: BTreeMap<u64, Assembling<_>> = BTreeMap::new();

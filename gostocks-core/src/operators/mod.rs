@@ -81,9 +81,16 @@ pub fn analytics<'scope>(
 ) -> Analytics<'scope> {
     let (cells, sequenced) =
         trades.sequence_cells(config.resolution.ns(), &config.bars, keep_sequenced);
-    // The cells are on their symbol's worker: nothing downstream moves.
-    let stats = window_stats::changelog_of_partitioned(cells.clone(), &config.windows);
-    let bar_cores = bars::bar_cores_with(cells, &config.bars, Pipeline);
+    // The cells are on their symbol's worker: nothing downstream moves. One pass over them
+    // feeds the windows' sums, their extremes and the bars.
+    let folds = (
+        window_stats::SumsFold::new(&config.windows),
+        window_stats::ChangesFold,
+        bars::BarsFold::new(&config.bars),
+    );
+    let (updates, changes, bar_parts) = runs::fan_out(cells, "CellsFanOut", folds);
+    let stats = window_stats::changelog_of_parts(updates, changes, &config.windows);
+    let bar_cores = bars::assemble(bar_parts, Pipeline);
     let bars = bars::with_ema_with(bar_cores, config.ema_span, Pipeline);
     Analytics {
         stats,

@@ -20,11 +20,10 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Map;
 
 use super::cells::Cell;
-use super::due::DueBatcher;
-use super::runs::fold_messages;
+use super::due::{DueBatcher, KeyUpdate};
+use super::runs::{Fold, fold_messages};
 use crate::decimal::Fixed;
 use crate::indicators::Agg;
 use crate::span::Span;
@@ -98,22 +97,43 @@ impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Cell> {
 
 /// [`WindowStats::window_changelog`] over cells already on their symbol's worker, as
 /// [`super::SequenceCells`] leaves them: nothing moves.
-pub(crate) fn changelog_of_partitioned<'scope>(
+fn changelog_of_partitioned<'scope>(
     cells: StreamVec<'scope, u64, Cell>,
     windows: &[Span],
 ) -> StreamVec<'scope, u64, StatsRow> {
+    let updates = fold_messages(cells.clone(), "WindowSums", SumsFold::new(windows));
+    let changes = fold_messages(cells, "WindowChanges", ChangesFold);
+    changelog_of_parts(updates, changes, windows)
+}
+
+/// The changelog from what [`SumsFold`] and [`ChangesFold`] make of the cells.
+pub(crate) fn changelog_of_parts<'scope>(
+    updates: StreamVec<'scope, u64, KeyUpdate<WindowKey, Agg>>,
+    changes: StreamVec<'scope, u64, (WindowChange, u64)>,
+    windows: &[Span],
+) -> StreamVec<'scope, u64, StatsRow> {
     let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-    let sums = sums_of_partitioned(cells.clone(), windows).inner;
-    let changes = cells.map(|c| {
+    sums_of_updates(updates).inner.changelog(changes, lengths)
+}
+
+/// What the changelog learns of each cell besides its sums, at the cell's grid time.
+pub(crate) struct ChangesFold;
+
+impl Fold<Cell> for ChangesFold {
+    type Out = (WindowChange, u64);
+
+    #[inline]
+    fn add(&mut self, c: &Cell, out: &mut Vec<Self::Out>) {
         let change = WindowChange {
             symbol: c.symbol,
             low: c.part.low,
             high: c.part.high,
             last: c.part.last,
         };
-        (change, c.time)
-    });
-    sums.changelog(changes, lengths)
+        out.push((change, c.time));
+    }
+
+    fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
 }
 
 /// Cells on the worker of their symbol ([`super::symbol_route`]): every operator downstream
@@ -137,34 +157,64 @@ fn sums_of_partitioned<'scope>(
     cells: StreamVec<'scope, u64, Cell>,
     windows: &[Span],
 ) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
-    let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-    // Cells come in `(time, symbol)` order: merging neighbours leaves one aggregate per
-    // symbol and grid time (differential would sum them anyway), still in time order.
-    let mut folded: Vec<(u64, Symbol, Agg)> = Vec::new();
-    let updates = fold_messages(cells, "WindowSums", move |cell, out| match cell {
-        Some(c) => match folded.last_mut() {
+    sums_of_updates(fold_messages(cells, "WindowSums", SumsFold::new(windows)))
+}
+
+/// The cells' sums as window updates: each cell enters every window at its grid time `g0` and
+/// leaves window `W` at `g0 + W`.
+pub(crate) struct SumsFold {
+    lengths: Vec<u64>,
+    /// `(g0, symbol, sums)` of the message so far.
+    folded: Vec<(u64, Symbol, Agg)>,
+}
+
+impl SumsFold {
+    pub(crate) fn new(windows: &[Span]) -> SumsFold {
+        SumsFold {
+            lengths: windows.iter().map(Span::ns).collect(),
+            folded: Vec::new(),
+        }
+    }
+}
+
+impl Fold<Cell> for SumsFold {
+    type Out = KeyUpdate<WindowKey, Agg>;
+
+    /// Cells come in `(time, symbol)` order: merging neighbours leaves one aggregate per
+    /// symbol and grid time (differential would sum them anyway), still in time order.
+    #[inline]
+    fn add(&mut self, c: &Cell, _out: &mut Vec<Self::Out>) {
+        match self.folded.last_mut() {
             Some((g0, symbol, agg)) if *g0 == c.time && *symbol == c.symbol => {
                 *agg += c.part.agg;
             }
-            _ => folded.push((c.time, c.symbol, c.part.agg)),
-        },
-        None => {
-            // Entries, then each window's exits: runs of equal time for the batcher.
-            for w in 0..lengths.len() {
-                for &(g0, symbol, agg) in &folded {
-                    out.push((((symbol, w as u8), ()), g0, agg));
-                }
-            }
-            for (w, len) in lengths.iter().enumerate() {
-                for &(g0, symbol, agg) in &folded {
-                    let mut gone = agg;
-                    gone.negate();
-                    out.push((((symbol, w as u8), ()), g0 + len, gone));
-                }
-            }
-            folded.clear();
+            _ => self.folded.push((c.time, c.symbol, c.part.agg)),
         }
-    });
+    }
+
+    fn flush(&mut self, out: &mut Vec<Self::Out>) {
+        // Entries, then each window's exits: runs of equal time for the batcher.
+        out.reserve(2 * self.lengths.len() * self.folded.len());
+        for w in 0..self.lengths.len() {
+            for &(g0, symbol, agg) in &self.folded {
+                out.push((((symbol, w as u8), ()), g0, agg));
+            }
+        }
+        for (w, len) in self.lengths.iter().enumerate() {
+            for &(g0, symbol, agg) in &self.folded {
+                let mut gone = agg;
+                gone.negate();
+                out.push((((symbol, w as u8), ()), g0 + len, gone));
+            }
+        }
+        self.folded.clear();
+    }
+}
+
+/// Window totals from window updates on their symbol's worker.
+fn sums_of_updates<'scope>(
+    updates: StreamVec<'scope, u64, KeyUpdate<WindowKey, Agg>>,
+) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
     // Every key of a symbol is on its worker: the arrangement needs no exchange. Exits wait in
     // the batcher, filed by time, until they are due.
     arrange_core::<_, _, DueBatcher<WindowKey, Agg>, OrdKeySpine<WindowKey, u64, Agg>>(

@@ -133,13 +133,16 @@ where
         .unary_frontier(pact, "BarAssemble", |_cap, _info| {
             let mut open: BTreeMap<u64, Assembling<_>> = BTreeMap::new();
             let mut ready = Vec::new();
+            // Emptied maps of earlier ends, for later ones: a fresh map per end would grow
+            // (and rehash every part) all over again.
+            let mut spare: Vec<HashMap<BarKey, Partial>> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     for container in data {
                         for (key, part, end) in container.drain(..) {
-                            let (_, bars) = open
-                                .entry(end)
-                                .or_insert_with(|| (cap.delayed(&end, 0), HashMap::default()));
+                            let (_, bars) = open.entry(end).or_insert_with(|| {
+                                (cap.delayed(&end, 0), spare.pop().unwrap_or_default())
+                            });
                             bars.entry(key)
                                 .and_modify(|p| p.absorb(&part))
                                 .or_insert(part);
@@ -149,15 +152,21 @@ where
                 // A bar ending at `end` takes trades up to the cell at grid time `end`: it is
                 // whole once the frontier has passed `end`. Every bar made whole now travels
                 // in one message under the least end (each record keeps its own time).
+                let whole: usize = open
+                    .iter()
+                    .take_while(|(end, _)| !frontier.less_equal(end))
+                    .map(|(_, (_, bars))| bars.len())
+                    .sum();
+                ready.reserve(whole);
                 let mut first = None;
                 while let Some(entry) = open.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
                     let end = *entry.key();
-                    let (cap, bars) = entry.remove();
+                    let (cap, mut bars) = entry.remove();
                     first.get_or_insert(cap);
-                    ready.extend(bars.into_iter().map(|(key, p)| {
+                    ready.extend(bars.drain().map(|(key, p)| {
                         let core = BarCore {
                             open: p.first.2,
                             high: p.high,
@@ -167,6 +176,7 @@ where
                         };
                         ((key, core), end, 1isize)
                     }));
+                    spare.push(bars);
                 }
                 if let Some(cap) = first {
                     output.session(&cap).give_container(&mut ready);
@@ -210,17 +220,25 @@ where
             let mut pending: BTreeMap<u64, (_, Vec<BarUpdate>)> = BTreeMap::new();
             let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::default();
             let mut ready: Vec<BarRow> = Vec::new();
+            // Emptied lists of earlier times, for later ones.
+            let mut spare: Vec<Vec<BarUpdate>> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     for container in data {
                         for (record, time, diff) in container.drain(..) {
-                            let entry = pending
-                                .entry(time)
-                                .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()));
+                            let entry = pending.entry(time).or_insert_with(|| {
+                                (cap.delayed(&time, 0), spare.pop().unwrap_or_default())
+                            });
                             entry.1.push((record, diff));
                         }
                     }
                 });
+                let bars: usize = pending
+                    .iter()
+                    .take_while(|(time, _)| !frontier.less_equal(time))
+                    .map(|(_, (_, updates))| updates.len())
+                    .sum();
+                ready.reserve(bars);
                 let mut first_cap = None;
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {
@@ -234,8 +252,7 @@ where
                     if updates.windows(2).any(|w| w[0].0.0 == w[1].0.0) {
                         differential_dataflow::consolidation::consolidate(&mut updates);
                     }
-                    ready.reserve(updates.len());
-                    for (((symbol, bar, start_ns), core), diff) in updates {
+                    for (((symbol, bar, start_ns), core), diff) in updates.drain(..) {
                         if diff <= 0 {
                             continue;
                         }
@@ -251,6 +268,7 @@ where
                             ema,
                         });
                     }
+                    spare.push(updates);
                 }
                 // Every bar made final now travels in one message, under the least time.
                 if let Some(cap) = first_cap {

@@ -338,11 +338,20 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                             }
                         }
                     });
+                    // A row per window that changed, at most one per list entry: sized once,
+                    // as growing it copies every row again.
+                    let is_final = |time: &u64| {
+                        !sums_frontier.less_equal(time) && !changes_frontier.less_equal(time)
+                    };
+                    let rows: usize = pending
+                        .iter()
+                        .take_while(|(time, _)| is_final(time))
+                        .map(|(_, (_, (news, gone, _)))| news.len() + gone.len())
+                        .sum();
+                    ready.reserve(rows);
                     let mut first_cap = None;
                     while let Some(entry) = pending.first_entry() {
-                        if sums_frontier.less_equal(entry.key())
-                            || changes_frontier.less_equal(entry.key())
-                        {
+                        if !is_final(entry.key()) {
                             break;
                         }
                         let time = *entry.key();
@@ -369,8 +378,6 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                         if !news.is_sorted_by_key(|(k, _)| *k) {
                             news.sort_unstable_by_key(|(k, _)| *k);
                         }
-                        // A row per window that changed: at most one per list entry.
-                        ready.reserve(gone.len() + news.len());
                         let mut gone_keys = gone.drain(..).peekable();
                         let mut new_totals = news.drain(..).peekable();
                         let mut current: Option<(Symbol, &mut SymbolState)> = None;

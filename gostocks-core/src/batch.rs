@@ -305,6 +305,7 @@ pub fn run_batch_with_alerts(
             // One message per chunk. A sent container comes back holding anything: empty it.
             input.send_batch(&mut admitted);
             admitted.clear();
+            admitted.reserve(CHUNK);
             cursors[i] += slice.len();
             if cursors[i] == mine[i].len() {
                 feeder.finish(i);

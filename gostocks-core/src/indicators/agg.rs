@@ -19,7 +19,24 @@ pub const RETURN_SCALE: f64 = 1e12;
 /// assert_eq!(r, 9_950_330_853);
 /// ```
 pub fn quantize_log_return(price: Fixed, prev: Fixed) -> i64 {
-    ((price.units() as f64 / prev.units() as f64).ln() * RETURN_SCALE).round() as i64
+    round_half_away(((price.units() as f64 / prev.units() as f64).ln()) * RETURN_SCALE)
+}
+
+/// `x.round() as i64` without the library call that `round` is on baseline x86-64: the
+/// truncation is one instruction, and `x - trunc(x)` is exact (Sterbenz's lemma for
+/// `|x| >= 1`; the fraction is `x` itself below that and zero from 2⁵² on), so comparing it
+/// with one half decides as `round` does.
+#[inline]
+fn round_half_away(x: f64) -> i64 {
+    let whole = x as i64;
+    let fraction = x - whole as f64;
+    if fraction >= 0.5 {
+        whole.saturating_add(1)
+    } else if fraction <= -0.5 {
+        whole.saturating_sub(1)
+    } else {
+        whole
+    }
 }
 
 /// Exact running sums over a set of ticks: an abelian group, so it can be a differential
@@ -197,6 +214,25 @@ impl differential_dataflow::difference::Multiply<isize> for Agg {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn round_half_away_matches_round() {
+        let mut x: f64 = 0.0;
+        let mut cases = vec![
+            0.5, -0.5, 1.5, -1.5, 2.5, 0.49999999999999994, -0.49999999999999994, 4.5e15 + 0.5,
+            9.3e18, -9.3e18, 1e300, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0,
+        ];
+        // A deterministic spread of magnitudes and fractions.
+        for i in 0..100_000u64 {
+            x = (x + 0.618_033_988_749_894_9).fract();
+            let scale = 10f64.powi((i % 17) as i32);
+            cases.push((x - 0.5) * scale);
+            cases.push((i as f64) + 0.5);
+        }
+        for x in cases {
+            assert_eq!(super::round_half_away(x), x.round() as i64, "{x}");
+        }
+    }
+
     use super::*;
 
     #[test]

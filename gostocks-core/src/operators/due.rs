@@ -46,6 +46,9 @@ pub type KeyUpdate<K, R> = ((K, ()), u64, R);
 /// ```
 pub struct DueBatcher<K, R> {
     held: BTreeMap<u64, Vec<KeyUpdate<K, R>>>,
+    /// Emptied lists of sealed times, for later ones: a fresh list per time would grow (and
+    /// copy its updates) all over again.
+    spare: Vec<Vec<KeyUpdate<K, R>>>,
     lower: Antichain<u64>,
 }
 
@@ -53,6 +56,7 @@ impl<K, R> Default for DueBatcher<K, R> {
     fn default() -> Self {
         DueBatcher {
             held: BTreeMap::new(),
+            spare: Vec::new(),
             lower: Antichain::new(),
         }
     }
@@ -68,7 +72,7 @@ where
         for run in container.chunk_by(|a, b| a.1 == b.1) {
             self.held
                 .entry(run[0].1)
-                .or_default()
+                .or_insert_with(|| self.spare.pop().unwrap_or_default())
                 .extend_from_slice(run);
         }
         container.clear();
@@ -101,6 +105,10 @@ where
             .next()
             .map_or_else(Antichain::new, |&t| Antichain::from_elem(t));
         let batch = sealed(&due);
+        self.spare.extend(due.into_iter().map(|mut run| {
+            run.clear();
+            run
+        }));
         (batch, self.lower.borrow())
     }
 }

@@ -106,10 +106,11 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                 // Grid times the frontier has passed are complete: emit them in (time, symbol,
                 // t, seq) order, so each trade meets its true predecessor.
                 while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
-                    for trade in trades {
+                    for &trade in &trades {
                         let prev = last.insert(trade.symbol, Point::from(&trade));
                         ready.push(Sequenced { time, trade, prev });
                     }
+                    grid.recycle(trades);
                 }
                 output.session(&*cap).give_container(&mut ready);
                 // A sent container comes back holding anything: empty it.
@@ -130,6 +131,9 @@ struct Grid {
     resolution: u64,
     pending: BTreeMap<u64, Vec<Trade>>,
     order: SymbolOrder,
+    /// Emptied lists of earlier grid times, for later ones: a fresh list per grid time would
+    /// grow (and copy its trades) all over again.
+    spare: Vec<Vec<Trade>>,
 }
 
 impl Grid {
@@ -138,6 +142,7 @@ impl Grid {
             resolution: resolution.max(1),
             pending: BTreeMap::new(),
             order: SymbolOrder::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -157,7 +162,7 @@ impl Grid {
                     .unwrap_or(rest.len());
                 self.pending
                     .entry(g)
-                    .or_default()
+                    .or_insert_with(|| self.spare.pop().unwrap_or_default())
                     .extend_from_slice(&rest[..len]);
                 rest = &rest[len..];
                 least = Some(least.map_or(g, |l| l.min(g)));
@@ -175,7 +180,13 @@ impl Grid {
             return None;
         }
         let (time, trades) = entry.remove_entry();
-        Some((time, self.order.sorted(trades)))
+        Some((time, self.order.sorted(trades, &mut self.spare)))
+    }
+
+    /// Takes back a list [`Grid::pop_final`] gave, for a later grid time.
+    fn recycle(&mut self, mut trades: Vec<Trade>) {
+        trades.clear();
+        self.spare.push(trades);
     }
 
     /// The least grid time with trades waiting.
@@ -200,12 +211,15 @@ struct SymbolOrder {
     present: Vec<u32>,
     /// Each trade's id.
     of: Vec<u32>,
+    /// Each slot's trade.
+    slots: Vec<u32>,
 }
 
 impl SymbolOrder {
     /// `trades` in `(symbol, t, seq)` order; ties by price and size, so the order does not
     /// depend on arrival.
-    fn sorted(&mut self, trades: Vec<Trade>) -> Vec<Trade> {
+    /// The list returned comes from `spare`, and `trades` goes there, when they differ.
+    fn sorted(&mut self, trades: Vec<Trade>, spare: &mut Vec<Vec<Trade>>) -> Vec<Trade> {
         let key = |t: &Trade| (t.time_ns, t.seq, t.price, t.size);
         if trades.is_sorted_by_key(|t| (t.symbol, key(t))) {
             return trades;
@@ -242,13 +256,18 @@ impl SymbolOrder {
             (*count, at) = (at, at + *count);
         }
         // Each trade's slot, stably; then read the trades in slot order.
-        let mut slots = vec![0u32; trades.len()];
+        self.slots.clear();
+        self.slots.resize(trades.len(), 0);
         for (i, &id) in self.of.iter().enumerate() {
             let next = &mut self.counts[id as usize];
-            slots[*next as usize] = i as u32;
+            self.slots[*next as usize] = i as u32;
             *next += 1;
         }
-        let mut out: Vec<Trade> = slots.iter().map(|&i| trades[i as usize]).collect();
+        let mut out = spare.pop().unwrap_or_default();
+        out.extend(self.slots.iter().map(|&i| trades[i as usize]));
+        let mut trades = trades;
+        trades.clear();
+        spare.push(trades);
         for &id in &self.present {
             self.counts[id as usize] = 0;
         }
@@ -374,6 +393,7 @@ impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
                         }
                         folder.flush(&mut done);
                     }
+                    grid.recycle(trades);
                 }
                 // A sent container comes back holding anything: empty it.
                 cells_out

@@ -79,16 +79,21 @@ pub fn analytics<'scope>(
     config: &AnalyticsConfig,
     keep_sequenced: bool,
 ) -> Analytics<'scope> {
-    let (cells, sequenced) =
-        trades.sequence_cells(config.resolution.ns(), &config.bars, keep_sequenced);
-    // The cells are on their symbol's worker: nothing downstream moves. One pass over them
-    // feeds the windows' sums, their extremes and the bars.
+    // Each worker sequences the trades of its symbols and folds them into cells, and the
+    // cells at once into what the windows' sums, their extremes and the bars need: nothing
+    // downstream moves.
     let folds = (
         window_stats::SumsFold::new(&config.windows),
         window_stats::ChangesFold,
         bars::BarsFold::new(&config.bars),
     );
-    let (updates, changes, bar_parts) = runs::fan_out(cells, "CellsFanOut", folds);
+    let (updates, changes, bar_parts, sequenced) = sequence::sequence_folded(
+        trades,
+        config.resolution.ns(),
+        &config.bars,
+        keep_sequenced,
+        folds,
+    );
     let stats = window_stats::changelog_of_parts(updates, changes, &config.windows);
     let bar_cores = bars::assemble(bar_parts, Pipeline);
     let bars = bars::with_ema_with(bar_cores, config.ema_span, Pipeline);

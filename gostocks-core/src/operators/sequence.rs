@@ -14,6 +14,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::{Cell, CellFolder};
+use super::runs::Fold;
 use crate::decimal::Fixed;
 use crate::span::Span;
 use crate::symbol::Symbol;
@@ -335,90 +336,172 @@ impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
         bars: &[Span],
         keep_sequenced: bool,
     ) -> CellsAndSequenced<'scope> {
-        let mut builder = OperatorBuilder::new("SequenceCells".to_owned(), self.scope());
-        let pact = super::route::symbol_pact(|t: &Trade| &t.symbol);
-        let mut input = builder.new_input(self, pact);
-        let (cells_out, cells) = builder.new_output::<Vec<Cell>>();
-        let (sequenced_out, sequenced) = builder.new_output::<Vec<Sequenced>>();
-        let mut cells_out =
-            OutputBuilder::<u64, CapacityContainerBuilder<Vec<Cell>>>::from(cells_out);
-        let mut sequenced_out =
-            OutputBuilder::<u64, CapacityContainerBuilder<Vec<Sequenced>>>::from(sequenced_out);
-        let mut grid = Grid::new(resolution);
-        let mut folder = CellFolder::new(bars);
-        builder.build(move |_initial| {
-            // One capability per output, held at the least grid time waiting.
-            let mut held: Option<(Capability<u64>, Option<Capability<u64>>)> = None;
-            let mut last: HashMap<Symbol, Point> = HashMap::default();
-            let mut done: Vec<Cell> = Vec::new();
-            let mut ready: Vec<Sequenced> = Vec::new();
-            move |frontiers| {
-                let frontier = &frontiers[0];
-                input.for_each_stamp(|cap, data| {
-                    if let Some(least) = grid.take_in(data)
-                        && held.as_ref().is_none_or(|h| *h.0.time() > least)
-                    {
-                        let sequenced = keep_sequenced.then(|| cap.delayed(&least, 1));
-                        held = Some((cap.delayed(&least, 0), sequenced));
-                    }
-                });
-                let Some((cap, sequenced_cap)) = held.as_mut() else {
-                    return;
-                };
-                while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
-                    for run in trades.chunk_by(|a, b| a.symbol == b.symbol) {
-                        // One lookup per run: its first trade meets the symbol's last one.
-                        let slot = last.entry(run[0].symbol);
-                        let mut before = match &slot {
-                            Entry::Occupied(e) => Some(*e.get()),
-                            Entry::Vacant(_) => None,
-                        };
-                        for trade in run {
-                            folder.add(time, trade, before.map(|p| p.price), &mut done);
-                            if keep_sequenced {
-                                ready.push(Sequenced {
-                                    time,
-                                    trade: *trade,
-                                    prev: before,
-                                });
-                            }
-                            before = Some(Point::from(trade));
-                        }
-                        let newest = before.expect("a run has a trade");
-                        match slot {
-                            Entry::Occupied(mut e) => *e.get_mut() = newest,
-                            Entry::Vacant(e) => {
-                                e.insert(newest);
-                            }
-                        }
-                        folder.flush(&mut done);
-                    }
-                    grid.recycle(trades);
-                }
-                // A sent container comes back holding anything: empty it.
-                cells_out
-                    .activate()
-                    .session(&*cap)
-                    .give_container(&mut done);
-                done.clear();
-                if let Some(c) = sequenced_cap {
-                    sequenced_out
-                        .activate()
-                        .session(&*c)
-                        .give_container(&mut ready);
-                    ready.clear();
-                }
-                match grid.least() {
-                    Some(g) => {
-                        cap.downgrade(&g);
-                        if let Some(c) = sequenced_cap {
-                            c.downgrade(&g);
-                        }
-                    }
-                    None => held = None,
-                }
-            }
-        });
-        (cells, keep_sequenced.then_some(sequenced))
+        let folds = (EachCell, Nothing, Nothing);
+        let (cells, _, _, sequenced) =
+            sequence_folded(self, resolution, bars, keep_sequenced, folds);
+        (cells, sequenced)
     }
+}
+
+/// The cells themselves, as a fold.
+struct EachCell;
+
+impl Fold<Cell> for EachCell {
+    type Out = Cell;
+
+    #[inline]
+    fn add(&mut self, cell: &Cell, out: &mut Vec<Cell>) {
+        out.push(*cell);
+    }
+
+    fn flush(&mut self, _out: &mut Vec<Cell>) {}
+}
+
+/// A fold that keeps nothing: an output left unused.
+struct Nothing;
+
+impl Fold<Cell> for Nothing {
+    type Out = ();
+
+    #[inline]
+    fn add(&mut self, _cell: &Cell, _out: &mut Vec<()>) {}
+
+    fn flush(&mut self, _out: &mut Vec<()>) {}
+}
+
+/// What [`sequence_folded`] returns: one stream per fold, and the sequenced trades when asked
+/// for.
+pub(crate) type Folded<'scope, A, B, C> = (
+    StreamVec<'scope, u64, A>,
+    StreamVec<'scope, u64, B>,
+    StreamVec<'scope, u64, C>,
+    Option<StreamVec<'scope, u64, Sequenced>>,
+);
+
+/// [`SequenceCells::sequence_cells`] with the cells folded three ways as they are made, each
+/// fold with its output: the cells never travel as messages of their own (what the analytics
+/// derive from a cell is smaller than the cell, and one stream read by three operators would
+/// be copied for each but the last).
+pub(crate) fn sequence_folded<'scope, A, B, C>(
+    trades: StreamVec<'scope, u64, Trade>,
+    resolution: u64,
+    bars: &[Span],
+    keep_sequenced: bool,
+    (mut a, mut b, mut c): (A, B, C),
+) -> Folded<'scope, A::Out, B::Out, C::Out>
+where
+    A: Fold<Cell> + 'static,
+    B: Fold<Cell> + 'static,
+    C: Fold<Cell> + 'static,
+    A::Out: Clone + 'static,
+    B::Out: Clone + 'static,
+    C::Out: Clone + 'static,
+{
+    let mut builder = OperatorBuilder::new("SequenceCells".to_owned(), trades.scope());
+    let pact = super::route::symbol_pact(|t: &Trade| &t.symbol);
+    let mut input = builder.new_input(trades, pact);
+    let (a_out, a_stream) = builder.new_output::<Vec<A::Out>>();
+    let (b_out, b_stream) = builder.new_output::<Vec<B::Out>>();
+    let (c_out, c_stream) = builder.new_output::<Vec<C::Out>>();
+    let (sequenced_out, sequenced) = builder.new_output::<Vec<Sequenced>>();
+    let mut a_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<A::Out>>>::from(a_out);
+    let mut b_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<B::Out>>>::from(b_out);
+    let mut c_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<C::Out>>>::from(c_out);
+    let mut sequenced_out =
+        OutputBuilder::<u64, CapacityContainerBuilder<Vec<Sequenced>>>::from(sequenced_out);
+    let mut grid = Grid::new(resolution);
+    let mut folder = CellFolder::new(bars);
+    // The outputs that carry data; the sequenced trades' last.
+    let ports = if keep_sequenced { 4 } else { 3 };
+    builder.build(move |_initial| {
+        // One capability per output, held at the least grid time waiting.
+        let mut held: Option<Vec<Capability<u64>>> = None;
+        let mut last: HashMap<Symbol, Point> = HashMap::default();
+        let mut cells: Vec<Cell> = Vec::new();
+        let mut ready: Vec<Sequenced> = Vec::new();
+        let (mut a_buf, mut b_buf, mut c_buf) = (Vec::new(), Vec::new(), Vec::new());
+        move |frontiers| {
+            let frontier = &frontiers[0];
+            input.for_each_stamp(|cap, data| {
+                if let Some(least) = grid.take_in(data)
+                    && held.as_ref().is_none_or(|h| *h[0].time() > least)
+                {
+                    held = Some((0..ports).map(|port| cap.delayed(&least, port)).collect());
+                }
+            });
+            let Some(caps) = held.as_mut() else {
+                return;
+            };
+            while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
+                for run in trades.chunk_by(|a, b| a.symbol == b.symbol) {
+                    // One lookup per run: its first trade meets the symbol's last one.
+                    let slot = last.entry(run[0].symbol);
+                    let mut before = match &slot {
+                        Entry::Occupied(e) => Some(*e.get()),
+                        Entry::Vacant(_) => None,
+                    };
+                    for trade in run {
+                        folder.add(time, trade, before.map(|p| p.price), &mut cells);
+                        if keep_sequenced {
+                            ready.push(Sequenced {
+                                time,
+                                trade: *trade,
+                                prev: before,
+                            });
+                        }
+                        before = Some(Point::from(trade));
+                    }
+                    let newest = before.expect("a run has a trade");
+                    match slot {
+                        Entry::Occupied(mut e) => *e.get_mut() = newest,
+                        Entry::Vacant(e) => {
+                            e.insert(newest);
+                        }
+                    }
+                    folder.flush(&mut cells);
+                }
+                grid.recycle(trades);
+                // Folded while the cells are fresh in cache.
+                for cell in &cells {
+                    a.add(cell, &mut a_buf);
+                    b.add(cell, &mut b_buf);
+                    c.add(cell, &mut c_buf);
+                }
+                cells.clear();
+            }
+            a.flush(&mut a_buf);
+            b.flush(&mut b_buf);
+            c.flush(&mut c_buf);
+            // A sent container comes back holding anything: empty it.
+            if !a_buf.is_empty() {
+                a_out.activate().session(&caps[0]).give_container(&mut a_buf);
+                a_buf.clear();
+            }
+            if !b_buf.is_empty() {
+                b_out.activate().session(&caps[1]).give_container(&mut b_buf);
+                b_buf.clear();
+            }
+            if !c_buf.is_empty() {
+                c_out.activate().session(&caps[2]).give_container(&mut c_buf);
+                c_buf.clear();
+            }
+            if keep_sequenced && !ready.is_empty() {
+                sequenced_out
+                    .activate()
+                    .session(&caps[3])
+                    .give_container(&mut ready);
+                ready.clear();
+            }
+            match grid.least() {
+                Some(g) => caps.iter_mut().for_each(|cap| cap.downgrade(&g)),
+                None => held = None,
+            }
+        }
+    });
+    (
+        a_stream,
+        b_stream,
+        c_stream,
+        keep_sequenced.then_some(sequenced),
+    )
 }

@@ -276,15 +276,15 @@ pub fn run_batch_with_alerts(
             let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
             let counters = Arc::clone(&counters);
             bars.emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
-                    counters.bars.fetch_add(rows.len(), Ordering::Relaxed);
-                    if outputs == Outputs::Collect {
-                        bars_sink
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .bars
-                            .append(rows);
-                    }
-                });
+                counters.bars.fetch_add(rows.len(), Ordering::Relaxed);
+                if outputs == Outputs::Collect {
+                    bars_sink
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .bars
+                        .append(rows);
+                }
+            });
             (input, probe)
         });
         let mine: Vec<&Vec<Trade>> = inputs.iter().skip(index).step_by(peers).collect();

@@ -287,16 +287,17 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 let bar_counter = Arc::clone(&counters);
                 let bars_tx = rows_tx.clone();
                 let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
-                out.bars
-                    .probe_with(&probe)
-                    .emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
+                out.bars.probe_with(&probe).emit_ordered(
+                    bar_end,
+                    move |_, rows: &mut Vec<BarRow>| {
                         bar_counter
                             .bar_rows
                             .fetch_add(rows.len() as u64, Ordering::Relaxed);
                         if with_bars {
                             let _ = bars_tx.send(Rows::Bars(std::mem::take(rows)));
                         }
-                    });
+                    },
+                );
                 if let Some(w) = events_out {
                     let resolution = config.resolution.ns();
                     let events = out

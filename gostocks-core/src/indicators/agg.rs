@@ -218,8 +218,22 @@ mod tests {
     fn round_half_away_matches_round() {
         let mut x: f64 = 0.0;
         let mut cases = vec![
-            0.5, -0.5, 1.5, -1.5, 2.5, 0.49999999999999994, -0.49999999999999994, 4.5e15 + 0.5,
-            9.3e18, -9.3e18, 1e300, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4.5e15 + 0.5,
+            9.3e18,
+            -9.3e18,
+            1e300,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.0,
+            -0.0,
         ];
         // A deterministic spread of magnitudes and fractions.
         for i in 0..100_000u64 {

@@ -474,15 +474,24 @@ where
             c.flush(&mut c_buf);
             // A sent container comes back holding anything: empty it.
             if !a_buf.is_empty() {
-                a_out.activate().session(&caps[0]).give_container(&mut a_buf);
+                a_out
+                    .activate()
+                    .session(&caps[0])
+                    .give_container(&mut a_buf);
                 a_buf.clear();
             }
             if !b_buf.is_empty() {
-                b_out.activate().session(&caps[1]).give_container(&mut b_buf);
+                b_out
+                    .activate()
+                    .session(&caps[1])
+                    .give_container(&mut b_buf);
                 b_buf.clear();
             }
             if !c_buf.is_empty() {
-                c_out.activate().session(&caps[2]).give_container(&mut c_buf);
+                c_out
+                    .activate()
+                    .session(&caps[2])
+                    .give_container(&mut c_buf);
                 c_buf.clear();
             }
             if keep_sequenced && !ready.is_empty() {

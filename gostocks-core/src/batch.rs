@@ -227,9 +227,9 @@ pub fn run_batch_with_alerts(
                     .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows)
             });
             // The probe passes each stream through: a second consumer of a stream would
-            // get a copy of every row.
+            // get a copy of every row. The stats, the longest path, pace the feeders.
             let (probe, stats) = out.stats.probe();
-            let bars = out.bars.probe_with(&probe);
+            let bars = out.bars;
             let events = events.map(|events| events.probe_with(&probe));
             if outputs == Outputs::Count {
                 count_rows(stats, &counters, |c| &c.stats);

@@ -10,7 +10,7 @@ use timely::dataflow::channels::pact::ParallelizationContract;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::{Cell, Partial};
-use super::runs::{Fold, KeyFolder, fold_messages};
+use super::runs::{Fold, KeyFolder, LeastCap, fold_messages};
 use crate::indicators::Ema;
 use crate::span::Span;
 use crate::stats::{BarCore, BarRow};
@@ -21,9 +21,6 @@ pub type BarKey = (Symbol, u8, u64);
 
 /// A change of a final bar, as the EMA stage stashes it.
 type BarUpdate = ((BarKey, BarCore), isize);
-
-/// Parts of bars waiting for their end time to be final, with the capability to emit them.
-type Assembling<C> = (C, HashMap<BarKey, Partial>);
 
 /// Tumbling bars.
 pub trait Bars<'scope> {
@@ -131,7 +128,9 @@ where
 {
     partials
         .unary_frontier(pact, "BarAssemble", |_cap, _info| {
-            let mut open: BTreeMap<u64, Assembling<_>> = BTreeMap::new();
+            // Parts of bars waiting for their end time to be final, by end.
+            let mut open: BTreeMap<u64, HashMap<BarKey, Partial>> = BTreeMap::new();
+            let mut held = LeastCap::default();
             let mut ready = Vec::new();
             // Emptied maps of earlier ends, for later ones: a fresh map per end would grow
             // (and rehash every part) all over again.
@@ -140,10 +139,10 @@ where
                 input.for_each_stamp(|cap, data| {
                     for container in data {
                         for (key, part, end) in container.drain(..) {
-                            let (_, bars) = open.entry(end).or_insert_with(|| {
-                                (cap.delayed(&end, 0), spare.pop().unwrap_or_default())
-                            });
-                            bars.entry(key)
+                            held.hold(&cap, end);
+                            open.entry(end)
+                                .or_insert_with(|| spare.pop().unwrap_or_default())
+                                .entry(key)
                                 .and_modify(|p| p.absorb(&part))
                                 .or_insert(part);
                         }
@@ -155,17 +154,15 @@ where
                 let whole: usize = open
                     .iter()
                     .take_while(|(end, _)| !frontier.less_equal(end))
-                    .map(|(_, (_, bars))| bars.len())
+                    .map(|(_, bars)| bars.len())
                     .sum();
                 ready.reserve(whole);
-                let mut first = None;
                 while let Some(entry) = open.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
                     let end = *entry.key();
-                    let (cap, mut bars) = entry.remove();
-                    first.get_or_insert(cap);
+                    let mut bars = entry.remove();
                     ready.extend(bars.drain().map(|(key, p)| {
                         let core = BarCore {
                             open: p.first.2,
@@ -178,11 +175,14 @@ where
                     }));
                     spare.push(bars);
                 }
-                if let Some(cap) = first {
-                    output.session(&cap).give_container(&mut ready);
+                if !ready.is_empty()
+                    && let Some(cap) = held.get()
+                {
+                    output.session(cap).give_container(&mut ready);
                     // A sent container comes back holding anything: empty it.
                     ready.clear();
                 }
+                held.settle(open.keys().next().copied());
             }
         })
         .as_collection()
@@ -217,7 +217,8 @@ where
 {
     bars.inner
         .unary_frontier(pact, "BarEma", move |_cap, _info| {
-            let mut pending: BTreeMap<u64, (_, Vec<BarUpdate>)> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, Vec<BarUpdate>> = BTreeMap::new();
+            let mut held = LeastCap::default();
             let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::default();
             let mut ready: Vec<BarRow> = Vec::new();
             // Emptied lists of earlier times, for later ones.
@@ -226,26 +227,25 @@ where
                 input.for_each_stamp(|cap, data| {
                     for container in data {
                         for (record, time, diff) in container.drain(..) {
-                            let entry = pending.entry(time).or_insert_with(|| {
-                                (cap.delayed(&time, 0), spare.pop().unwrap_or_default())
-                            });
-                            entry.1.push((record, diff));
+                            held.hold(&cap, time);
+                            pending
+                                .entry(time)
+                                .or_insert_with(|| spare.pop().unwrap_or_default())
+                                .push((record, diff));
                         }
                     }
                 });
                 let bars: usize = pending
                     .iter()
                     .take_while(|(time, _)| !frontier.less_equal(time))
-                    .map(|(_, (_, updates))| updates.len())
+                    .map(|(_, updates)| updates.len())
                     .sum();
                 ready.reserve(bars);
-                let mut first_cap = None;
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
-                    let (cap, mut updates) = entry.remove();
-                    first_cap.get_or_insert(cap);
+                    let mut updates = entry.remove();
                     // A time's bars mostly have distinct keys: ordering them by key is enough,
                     // and only repeated keys need consolidating in full.
                     updates.sort_unstable_by_key(|(a, _)| a.0);
@@ -271,11 +271,14 @@ where
                     spare.push(updates);
                 }
                 // Every bar made final now travels in one message, under the least time.
-                if let Some(cap) = first_cap {
-                    output.session(&cap).give_container(&mut ready);
+                if !ready.is_empty()
+                    && let Some(cap) = held.get()
+                {
+                    output.session(cap).give_container(&mut ready);
                     // A sent container comes back holding anything: empty it.
                     ready.clear();
                 }
+                held.settle(pending.keys().next().copied());
             }
         })
 }

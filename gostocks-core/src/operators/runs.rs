@@ -5,6 +5,7 @@ use std::hash::Hash;
 
 use rustc_hash::FxHashMap as HashMap;
 use timely::dataflow::StreamVec;
+use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 
@@ -84,4 +85,35 @@ where
             });
         }
     })
+}
+
+/// One capability, at the least time an operator still owes output for: what an operator holds
+/// while work for several times waits, rather than one capability per time (each of which the
+/// workers' progress tracking would count and exchange).
+#[derive(Default)]
+pub(crate) struct LeastCap(Option<Capability<u64>>);
+
+impl LeastCap {
+    /// Holds a capability at or below `time`, taken from `cap`, the capability of the message
+    /// that brought work for `time`.
+    #[inline]
+    pub(crate) fn hold(&mut self, cap: &InputCapability<u64>, time: u64) {
+        if self.0.as_ref().is_none_or(|held| *held.time() > time) {
+            self.0 = Some(cap.delayed(&time, 0));
+        }
+    }
+
+    /// The capability to send under, if one is held.
+    pub(crate) fn get(&self) -> Option<&Capability<u64>> {
+        self.0.as_ref()
+    }
+
+    /// Once the work before some time is sent: holds at `least`, the least time still
+    /// waiting, or lets go.
+    pub(crate) fn settle(&mut self, least: Option<u64>) {
+        match (least, &mut self.0) {
+            (Some(time), Some(held)) => held.downgrade(&time),
+            _ => self.0 = None,
+        }
+    }
 }

@@ -23,7 +23,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::Cell;
 use super::due::{DueBatcher, KeyUpdate};
-use super::runs::{Fold, fold_messages};
+use super::runs::{Fold, LeastCap, fold_messages};
 use crate::decimal::Fixed;
 use crate::indicators::Agg;
 use crate::span::Span;
@@ -277,9 +277,6 @@ trait Changelog<'scope> {
 /// retracted, and the cells' changes.
 type Lists = (Vec<(WindowKey, Agg)>, Vec<WindowKey>, Vec<WindowChange>);
 
-/// A grid time's capability and lists.
-type Pending<C> = (C, Lists);
-
 impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
     fn changelog(
         self,
@@ -293,7 +290,8 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
             Pipeline,
             "StatsChangelog",
             |_cap, _info| {
-                let mut pending: BTreeMap<u64, Pending<_>> = BTreeMap::new();
+                let mut pending: BTreeMap<u64, Lists> = BTreeMap::new();
+                let mut held = LeastCap::default();
                 let mut state: HashMap<Symbol, SymbolState> = HashMap::default();
                 let mut ready: Vec<StatsRow> = Vec::new();
                 // Emptied lists of earlier times, for later ones: growing fresh lists for every
@@ -310,10 +308,10 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     sums_in.for_each_stamp(|cap, data| {
                         for container in data {
                             for ((key, agg), time, diff) in container.drain(..) {
-                                let (_, (news, gone, _)) =
-                                    pending.entry(time).or_insert_with(|| {
-                                        (cap.delayed(&time, 0), spare.pop().unwrap_or_default())
-                                    });
+                                held.hold(&cap, time);
+                                let (news, gone, _) = pending
+                                    .entry(time)
+                                    .or_insert_with(|| spare.pop().unwrap_or_default());
                                 // A retraction needs only its key: the total it retracts is
                                 // the one the window holds.
                                 if diff > 0 {
@@ -327,12 +325,10 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     changes_in.for_each_stamp(|cap, data| {
                         for container in data {
                             for (change, time) in container.drain(..) {
+                                held.hold(&cap, time);
                                 pending
                                     .entry(time)
-                                    .or_insert_with(|| {
-                                        (cap.delayed(&time, 0), spare.pop().unwrap_or_default())
-                                    })
-                                    .1
+                                    .or_insert_with(|| spare.pop().unwrap_or_default())
                                     .2
                                     .push(change);
                             }
@@ -346,17 +342,15 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     let rows: usize = pending
                         .iter()
                         .take_while(|(time, _)| is_final(time))
-                        .map(|(_, (_, (news, gone, _)))| news.len() + gone.len())
+                        .map(|(_, (news, gone, _))| news.len() + gone.len())
                         .sum();
                     ready.reserve(rows);
-                    let mut first_cap = None;
                     while let Some(entry) = pending.first_entry() {
                         if !is_final(entry.key()) {
                             break;
                         }
                         let time = *entry.key();
-                        let (cap, (mut news, mut gone, mut changes)) = entry.remove();
-                        first_cap.get_or_insert(cap);
+                        let (mut news, mut gone, mut changes) = entry.remove();
                         // Cells enter in grid-time order (this loop runs in time order), which
                         // is what the monotonic queues need. Within a time, a window's old total
                         // is retracted before its new one is set: a window with both lands on
@@ -426,11 +420,14 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                         spare.push((news, gone, changes));
                     }
                     // Every time made final now travels in one message, under the least one.
-                    if let Some(cap) = first_cap {
-                        output.session(&cap).give_container(&mut ready);
+                    if !ready.is_empty()
+                        && let Some(cap) = held.get()
+                    {
+                        output.session(cap).give_container(&mut ready);
                         // A sent container comes back holding anything: empty it.
                         ready.clear();
                     }
+                    held.settle(pending.keys().next().copied());
                 }
             },
         )

@@ -111,6 +111,7 @@ impl Fold<Cell> for BarsFold {
     }
 
     fn flush(&mut self, out: &mut Vec<Self::Out>) {
+        out.reserve(self.parts.len());
         for (key, part) in self.parts.drain() {
             let end = key.2 + self.sizes[key.1 as usize];
             out.push((key, part, end));

@@ -5,9 +5,9 @@ use std::hash::Hash;
 
 use rustc_hash::FxHashMap as HashMap;
 use timely::dataflow::StreamVec;
-use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::{Capability, InputCapability};
 
 /// Merges values by key. The map holds only each key's position: a value (which may be large)
 /// is copied once, when its key first comes, and merged in place after that.
@@ -36,6 +36,11 @@ impl<K: Eq + Hash + Copy, V> KeyFolder<K, V> {
         }
     }
 
+    /// How many keys hold a value.
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+
     /// Every key with its merged value, in the order the keys first came, emptying the folder.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
         self.map.clear();
@@ -51,6 +56,9 @@ pub(crate) trait Fold<I> {
     type Out;
     /// Folds one record; may push finished output.
     fn add(&mut self, record: &I, out: &mut Vec<Self::Out>);
+    /// `records` records are about to be added: a fold that pushes one output per record
+    /// makes room for them at once rather than growing (and copying) its output step by step.
+    fn expect(&mut self, _records: usize, _out: &mut Vec<Self::Out>) {}
     /// The message is done: pushes what is still folded.
     fn flush(&mut self, out: &mut Vec<Self::Out>);
 }
@@ -74,6 +82,7 @@ where
                     return;
                 };
                 for container in data {
+                    fold.expect(container.len(), &mut out);
                     for s in container.iter() {
                         fold.add(s, &mut out);
                     }

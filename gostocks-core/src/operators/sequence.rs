@@ -354,6 +354,10 @@ impl Fold<Cell> for EachCell {
         out.push(*cell);
     }
 
+    fn expect(&mut self, records: usize, out: &mut Vec<Cell>) {
+        out.reserve(records);
+    }
+
     fn flush(&mut self, _out: &mut Vec<Cell>) {}
 }
 
@@ -462,6 +466,9 @@ where
                 }
                 grid.recycle(trades);
                 // Folded while the cells are fresh in cache.
+                a.expect(cells.len(), &mut a_buf);
+                b.expect(cells.len(), &mut b_buf);
+                c.expect(cells.len(), &mut c_buf);
                 for cell in &cells {
                     a.add(cell, &mut a_buf);
                     b.add(cell, &mut b_buf);

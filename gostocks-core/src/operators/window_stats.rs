@@ -133,6 +133,10 @@ impl Fold<Cell> for ChangesFold {
         out.push((change, c.time));
     }
 
+    fn expect(&mut self, records: usize, out: &mut Vec<Self::Out>) {
+        out.reserve(records);
+    }
+
     fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
 }
 

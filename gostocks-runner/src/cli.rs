@@ -334,6 +334,11 @@ pub struct BenchArgs {
     /// Active alerts for the alert-matching measurement, spread over the symbols.
     #[arg(long, default_value_t = 100_000)]
     pub alerts: usize,
+
+    /// Runs of each measurement: the table shows the median run and the best one (a shared
+    /// machine's neighbours move a single run by tens of percent).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
 }
 
 /// One measurement of the bench.

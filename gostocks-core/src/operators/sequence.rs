@@ -479,34 +479,11 @@ where
             a.flush(&mut a_buf);
             b.flush(&mut b_buf);
             c.flush(&mut c_buf);
-            // A sent container comes back holding anything: empty it.
-            if !a_buf.is_empty() {
-                a_out
-                    .activate()
-                    .session(&caps[0])
-                    .give_container(&mut a_buf);
-                a_buf.clear();
-            }
-            if !b_buf.is_empty() {
-                b_out
-                    .activate()
-                    .session(&caps[1])
-                    .give_container(&mut b_buf);
-                b_buf.clear();
-            }
-            if !c_buf.is_empty() {
-                c_out
-                    .activate()
-                    .session(&caps[2])
-                    .give_container(&mut c_buf);
-                c_buf.clear();
-            }
-            if keep_sequenced && !ready.is_empty() {
-                sequenced_out
-                    .activate()
-                    .session(&caps[3])
-                    .give_container(&mut ready);
-                ready.clear();
+            send(&mut a_out, &caps[0], &mut a_buf);
+            send(&mut b_out, &caps[1], &mut b_buf);
+            send(&mut c_out, &caps[2], &mut c_buf);
+            if keep_sequenced {
+                send(&mut sequenced_out, &caps[3], &mut ready);
             }
             match grid.least() {
                 Some(g) => caps.iter_mut().for_each(|cap| cap.downgrade(&g)),
@@ -520,4 +497,17 @@ where
         c_stream,
         keep_sequenced.then_some(sequenced),
     )
+}
+
+/// Sends `buf` under `cap` unless it is empty, and leaves it empty.
+fn send<D: Clone + 'static>(
+    out: &mut OutputBuilder<u64, CapacityContainerBuilder<Vec<D>>>,
+    cap: &Capability<u64>,
+    buf: &mut Vec<D>,
+) {
+    if !buf.is_empty() {
+        out.activate().session(cap).give_container(buf);
+        // A sent container comes back holding anything: empty it.
+        buf.clear();
+    }
 }

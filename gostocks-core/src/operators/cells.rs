@@ -44,6 +44,16 @@ impl Partial {
         }
     }
 
+    /// Adds the trade at `point` with `size` and its quantized log return, which comes after
+    /// every trade in the partial in `(t, seq)` order.
+    #[inline]
+    pub(crate) fn follow(&mut self, point: (u64, u64, Fixed), size: Fixed, ret: Option<i64>) {
+        self.last = point;
+        self.high = self.high.max(point.2);
+        self.low = self.low.min(point.2);
+        self.agg += Agg::tick(point.2, size, point.0, ret);
+    }
+
     /// Merges another partial of the same symbol into this one, in any order.
     pub fn absorb(&mut self, other: &Partial) {
         self.first = self.first.min(other.first);
@@ -122,11 +132,47 @@ impl<'scope> Cells<'scope> for StreamVec<'scope, u64, Sequenced> {
     }
 }
 
-/// Folds trades, given in `(time, symbol, t, seq)` order, into [`Cell`]s: the one fold that
-/// [`Cells::cells`] and [`super::SequenceCells`] share.
-pub(crate) struct CellFolder {
+/// Where cells are cut: the first bar boundary after a time, over every bar size. Trades come
+/// close together in time, so the range of times that share the last answer is kept, and a
+/// time inside it costs two comparisons instead of a division per size.
+pub(crate) struct Cuts {
     /// Bar sizes, ns.
     sizes: Vec<u64>,
+    /// Every time in `[lo, hi)` lies in the same bar of every size: its boundary is `hi`.
+    lo: u64,
+    hi: u64,
+}
+
+impl Cuts {
+    pub(crate) fn new(bars: &[Span]) -> Cuts {
+        Cuts {
+            sizes: bars.iter().map(Span::ns).filter(|&s| s > 0).collect(),
+            // An empty range: the first time asked computes.
+            lo: 1,
+            hi: 0,
+        }
+    }
+
+    /// The first bar boundary after `t`: a cell starting at `t` ends before it.
+    #[inline]
+    pub(crate) fn after(&mut self, t: u64) -> u64 {
+        if self.lo <= t && t < self.hi {
+            return self.hi;
+        }
+        let (mut lo, mut hi) = (0, u64::MAX);
+        for &size in &self.sizes {
+            let start = t / size * size;
+            lo = lo.max(start);
+            hi = hi.min(start.saturating_add(size));
+        }
+        (self.lo, self.hi) = (lo, hi);
+        hi
+    }
+}
+
+/// Folds trades, given in `(time, symbol, t, seq)` order, into [`Cell`]s.
+pub(crate) struct CellFolder {
+    cuts: Cuts,
     /// The open cell and the time at which it must be cut.
     open: Option<(Cell, u64)>,
 }
@@ -134,18 +180,9 @@ pub(crate) struct CellFolder {
 impl CellFolder {
     pub(crate) fn new(bars: &[Span]) -> CellFolder {
         CellFolder {
-            sizes: bars.iter().map(Span::ns).filter(|&s| s > 0).collect(),
+            cuts: Cuts::new(bars),
             open: None,
         }
-    }
-
-    /// The first bar boundary after `t` over every size: a cell starting at `t` ends before it.
-    fn boundary(&self, t: u64) -> u64 {
-        self.sizes
-            .iter()
-            .map(|s| (t / s).saturating_add(1).saturating_mul(*s))
-            .min()
-            .unwrap_or(u64::MAX)
     }
 
     /// Adds the trade `t` of grid time `time`, whose predecessor traded at `prev`; a cell it
@@ -158,13 +195,7 @@ impl CellFolder {
             Some((cell, cut))
                 if cell.time == time && cell.symbol == t.symbol && t.time_ns < *cut =>
             {
-                let p = &mut cell.part;
-                // Trades of a run come in `(t, seq)` order.
-                p.last = p.last.max(point);
-                p.first = p.first.min(point);
-                p.high = p.high.max(t.price);
-                p.low = p.low.min(t.price);
-                p.agg += Agg::tick(t.price, t.size, t.time_ns, ret);
+                cell.part.follow(point, t.size, ret);
             }
             _ => {
                 let cell = Cell {
@@ -172,7 +203,7 @@ impl CellFolder {
                     symbol: t.symbol,
                     part: Partial::one(point, t.size, ret),
                 };
-                let cut = self.boundary(t.time_ns);
+                let cut = self.cuts.after(t.time_ns);
                 if let Some((done, _)) = self.open.replace((cell, cut)) {
                     out.push(done);
                 }

@@ -1,7 +1,6 @@
 //! `sequence`: puts each symbol's trades in `(t, seq)` order and pairs each with its predecessor.
 
 use std::collections::BTreeMap;
-use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -13,9 +12,10 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::cells::{Cell, CellFolder};
+use super::cells::{Cell, Cuts, Partial};
 use super::runs::Fold;
 use crate::decimal::Fixed;
+use crate::indicators::quantize_log_return;
 use crate::span::Span;
 use crate::symbol::Symbol;
 use crate::tick::Trade;
@@ -93,7 +93,7 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
         let mut grid = Grid::new(resolution);
         self.unary_frontier(pact, "Sequence", move |_cap, _info| {
             let mut held: Option<Capability<u64>> = None;
-            let mut last: HashMap<Symbol, Point> = HashMap::default();
+            let mut roster = Roster::default();
             let mut ready: Vec<Sequenced> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
@@ -107,10 +107,18 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                 // Grid times the frontier has passed are complete: emit them in (time, symbol,
                 // t, seq) order, so each trade meets its true predecessor.
                 while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
-                    for &trade in &trades {
-                        let prev = last.insert(trade.symbol, Point::from(&trade));
-                        ready.push(Sequenced { time, trade, prev });
+                    roster.file(&trades);
+                    let trades = roster.sort(trades, &mut grid.spare);
+                    for (trade, &id) in trades.iter().zip(&roster.of) {
+                        let last = &mut roster.last[id as usize];
+                        let prev = last.replace(Point::from(trade));
+                        ready.push(Sequenced {
+                            time,
+                            trade: *trade,
+                            prev,
+                        });
                     }
+                    roster.finish();
                     grid.recycle(trades);
                 }
                 output.session(&*cap).give_container(&mut ready);
@@ -125,13 +133,12 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
     }
 }
 
-/// Trades not yet final, filed by grid time. Each grid time's trades are ordered once, when it
-/// becomes final (not the whole backlog at every advance: partitions read at different paces
-/// can leave a large one).
+/// Trades not yet final, filed by grid time, in their arrival order: each grid time's trades
+/// are taken in hand once, when it becomes final (not the whole backlog at every advance:
+/// partitions read at different paces can leave a large one).
 struct Grid {
     resolution: u64,
     pending: BTreeMap<u64, Vec<Trade>>,
-    order: SymbolOrder,
     /// Emptied lists of earlier grid times, for later ones: a fresh list per grid time would
     /// grow (and copy its trades) all over again.
     spare: Vec<Vec<Trade>>,
@@ -142,7 +149,6 @@ impl Grid {
         Grid {
             resolution: resolution.max(1),
             pending: BTreeMap::new(),
-            order: SymbolOrder::default(),
             spare: Vec::new(),
         }
     }
@@ -173,15 +179,14 @@ impl Grid {
         least
     }
 
-    /// The least grid time that is final (`open(time)` is false), with its trades in
-    /// `(symbol, t, seq)` order.
+    /// The least grid time that is final (`open(time)` is false), with its trades in arrival
+    /// order.
     fn pop_final(&mut self, open: impl Fn(&u64) -> bool) -> Option<(u64, Vec<Trade>)> {
         let entry = self.pending.first_entry()?;
         if open(entry.key()) {
             return None;
         }
-        let (time, trades) = entry.remove_entry();
-        Some((time, self.order.sorted(trades, &mut self.spare)))
+        Some(entry.remove_entry())
     }
 
     /// Takes back a list [`Grid::pop_final`] gave, for a later grid time.
@@ -196,67 +201,107 @@ impl Grid {
     }
 }
 
-/// Puts a grid time's trades in `(symbol, t, seq)` order without comparing trades across
-/// symbols: a grid time holds a few trades of each of a few symbols, and each symbol's trades
-/// mostly arrive in order already. So the trades are grouped by symbol, stably (a counting sort
-/// over dense symbol ids, symbols in their order), and only a group that arrived out of order is
-/// sorted.
+/// A trade's place among the trades of its symbol: `(t, seq)`, then price and size, so that the
+/// order does not depend on arrival.
+type Key = (u64, u64, Fixed, Fixed);
+
+#[inline]
+fn key(t: &Trade) -> Key {
+    (t.time_ns, t.seq, t.price, t.size)
+}
+
+/// No open cell.
+const NO_CELL: u32 = u32::MAX;
+
+/// Every symbol seen, by dense id, with what sequencing keeps of each: its latest trade and,
+/// for the grid time at hand, its trades and its open cell.
+///
+/// A grid time holds a few trades of each of a few symbols, and each symbol's trades mostly
+/// arrive in order already. [`Roster::file`] gives each trade its symbol's id (one lookup per
+/// run of a symbol) and checks that order; then the trades are folded as they came, each into
+/// its symbol's own state, and sorted only when a symbol's trades were not in order (or when
+/// the sequenced trades are asked for, in `(symbol, t, seq)` order): a counting sort over the
+/// ids, symbols in their order, and a sort within a symbol only where it arrived out of order.
 #[derive(Default)]
-struct SymbolOrder {
-    /// Every symbol seen, by dense id.
+struct Roster {
     ids: HashMap<Symbol, u32>,
     symbols: Vec<Symbol>,
-    /// Per id: trades in this grid time, then where its group starts. Zero between calls.
+    /// Per id: its latest trade over every grid time so far.
+    last: Vec<Option<Point>>,
+    /// Per id: its trades in this grid time (zero between grid times); while sorting, where
+    /// its group starts.
     counts: Vec<u32>,
+    /// Per id: the key of its latest trade in this grid time, where it has one.
+    tail: Vec<Key>,
+    /// Per id: its open cell in this grid time, as an index into the cells, and where that
+    /// cell is cut; [`NO_CELL`] when none.
+    open: Vec<(u32, u64)>,
     /// The ids present in this grid time.
     present: Vec<u32>,
-    /// Each trade's id.
+    /// Each trade's id, in the order of the trades.
     of: Vec<u32>,
-    /// Each slot's trade.
+    /// Each slot's trade, while sorting.
     slots: Vec<u32>,
 }
 
-impl SymbolOrder {
-    /// `trades` in `(symbol, t, seq)` order; ties by price and size, so the order does not
-    /// depend on arrival.
-    /// The list returned comes from `spare`, and `trades` goes there, when they differ.
-    fn sorted(&mut self, trades: Vec<Trade>, spare: &mut Vec<Vec<Trade>>) -> Vec<Trade> {
-        let key = |t: &Trade| (t.time_ns, t.seq, t.price, t.size);
-        if trades.is_sorted_by_key(|t| (t.symbol, key(t))) {
-            return trades;
+impl Roster {
+    /// The dense id of `symbol`, new ones numbered as they come.
+    fn id(&mut self, symbol: Symbol) -> u32 {
+        let fresh = self.symbols.len() as u32;
+        let id = *self.ids.entry(symbol).or_insert(fresh);
+        if id == fresh {
+            self.symbols.push(symbol);
+            self.last.push(None);
+            self.counts.push(0);
+            self.tail.push(Key::default());
+            self.open.push((NO_CELL, 0));
         }
+        id
+    }
+
+    /// Files a grid time's trades under their symbols' ids ([`Roster::of`]); says whether the
+    /// trades of every symbol are in [`Key`] order.
+    fn file(&mut self, trades: &[Trade]) -> bool {
         self.of.clear();
+        let mut ordered = true;
         let mut run: Option<(Symbol, u32)> = None;
-        for t in &trades {
+        for t in trades {
             let id = match run {
                 Some((symbol, id)) if symbol == t.symbol => id,
-                _ => {
-                    let fresh = self.symbols.len() as u32;
-                    let id = *self.ids.entry(t.symbol).or_insert(fresh);
-                    if id == fresh {
-                        self.symbols.push(t.symbol);
-                        self.counts.push(0);
-                    }
-                    id
-                }
+                _ => self.id(t.symbol),
             };
             run = Some((t.symbol, id));
-            let count = &mut self.counts[id as usize];
-            if *count == 0 {
+            let i = id as usize;
+            let k = key(t);
+            if self.counts[i] == 0 {
                 self.present.push(id);
+            } else if k < self.tail[i] {
+                ordered = false;
             }
-            *count += 1;
+            self.counts[i] += 1;
+            self.tail[i] = k;
             self.of.push(id);
+        }
+        ordered
+    }
+
+    /// The trades just filed in `(symbol, t, seq)` order (ties by price and size), with
+    /// [`Roster::of`] following them. The list returned comes from `spare`, and `trades` goes
+    /// there, when they differ.
+    fn sort(&mut self, trades: Vec<Trade>, spare: &mut Vec<Vec<Trade>>) -> Vec<Trade> {
+        if trades.is_sorted_by_key(|t| (t.symbol, key(t))) {
+            return trades;
         }
         let symbols = &self.symbols;
         self.present
             .sort_unstable_by_key(|&id| symbols[id as usize]);
+        // Where each group starts, groups in symbol order.
         let mut at = 0;
         for &id in &self.present {
             let count = &mut self.counts[id as usize];
             (*count, at) = (at, at + *count);
         }
-        // Each trade's slot, stably; then read the trades in slot order.
+        // Each trade's slot, stably.
         self.slots.clear();
         self.slots.resize(trades.len(), 0);
         for (i, &id) in self.of.iter().enumerate() {
@@ -264,21 +309,72 @@ impl SymbolOrder {
             self.slots[*next as usize] = i as u32;
             *next += 1;
         }
+        // Each group now ends where its count points: the ids in their new order.
+        self.of.clear();
+        let mut start = 0;
+        for &id in &self.present {
+            let end = self.counts[id as usize];
+            self.of
+                .extend(std::iter::repeat_n(id, (end - start) as usize));
+            start = end;
+        }
         let mut out = spare.pop().unwrap_or_default();
         out.extend(self.slots.iter().map(|&i| trades[i as usize]));
         let mut trades = trades;
         trades.clear();
         spare.push(trades);
-        for &id in &self.present {
-            self.counts[id as usize] = 0;
-        }
-        self.present.clear();
         for group in out.chunk_by_mut(|a, b| a.symbol == b.symbol) {
             if !group.is_sorted_by_key(key) {
                 group.sort_unstable_by_key(key);
             }
         }
         out
+    }
+
+    /// Folds a grid time's filed trades into `cells`, each with its predecessor, in the order
+    /// given: each symbol's trades must be in [`Key`] order. Each trade with its predecessor
+    /// goes to `sequenced` too, when given.
+    fn fold(
+        &mut self,
+        time: u64,
+        trades: &[Trade],
+        cuts: &mut Cuts,
+        cells: &mut Vec<Cell>,
+        mut sequenced: Option<&mut Vec<Sequenced>>,
+    ) {
+        for (trade, &id) in trades.iter().zip(&self.of) {
+            let i = id as usize;
+            let point = (trade.time_ns, trade.seq, trade.price);
+            let before = self.last[i].replace(Point::from(trade));
+            let ret = before.map(|p| quantize_log_return(trade.price, p.price));
+            let open = &mut self.open[i];
+            if open.0 != NO_CELL && trade.time_ns < open.1 {
+                cells[open.0 as usize].part.follow(point, trade.size, ret);
+            } else {
+                *open = (cells.len() as u32, cuts.after(trade.time_ns));
+                cells.push(Cell {
+                    time,
+                    symbol: trade.symbol,
+                    part: Partial::one(point, trade.size, ret),
+                });
+            }
+            if let Some(out) = sequenced.as_deref_mut() {
+                out.push(Sequenced {
+                    time,
+                    trade: *trade,
+                    prev: before,
+                });
+            }
+        }
+    }
+
+    /// The grid time is done: forgets its counts and open cells.
+    fn finish(&mut self) {
+        for &id in &self.present {
+            self.counts[id as usize] = 0;
+            self.open[id as usize].0 = NO_CELL;
+        }
+        self.present.clear();
     }
 }
 
@@ -414,13 +510,13 @@ where
     let mut sequenced_out =
         OutputBuilder::<u64, CapacityContainerBuilder<Vec<Sequenced>>>::from(sequenced_out);
     let mut grid = Grid::new(resolution);
-    let mut folder = CellFolder::new(bars);
+    let mut cuts = Cuts::new(bars);
     // The outputs that carry data; the sequenced trades' last.
     let ports = if keep_sequenced { 4 } else { 3 };
     builder.build(move |_initial| {
         // One capability per output, held at the least grid time waiting.
         let mut held: Option<Vec<Capability<u64>>> = None;
-        let mut last: HashMap<Symbol, Point> = HashMap::default();
+        let mut roster = Roster::default();
         let mut cells: Vec<Cell> = Vec::new();
         let mut ready: Vec<Sequenced> = Vec::new();
         let (mut a_buf, mut b_buf, mut c_buf) = (Vec::new(), Vec::new(), Vec::new());
@@ -437,33 +533,18 @@ where
                 return;
             };
             while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
-                for run in trades.chunk_by(|a, b| a.symbol == b.symbol) {
-                    // One lookup per run: its first trade meets the symbol's last one.
-                    let slot = last.entry(run[0].symbol);
-                    let mut before = match &slot {
-                        Entry::Occupied(e) => Some(*e.get()),
-                        Entry::Vacant(_) => None,
-                    };
-                    for trade in run {
-                        folder.add(time, trade, before.map(|p| p.price), &mut cells);
-                        if keep_sequenced {
-                            ready.push(Sequenced {
-                                time,
-                                trade: *trade,
-                                prev: before,
-                            });
-                        }
-                        before = Some(Point::from(trade));
-                    }
-                    let newest = before.expect("a run has a trade");
-                    match slot {
-                        Entry::Occupied(mut e) => *e.get_mut() = newest,
-                        Entry::Vacant(e) => {
-                            e.insert(newest);
-                        }
-                    }
-                    folder.flush(&mut cells);
-                }
+                // Folded as they came when every symbol's trades came in order (the cells'
+                // order within a grid time matters to no fold); the sequenced trades go out
+                // in `(symbol, t, seq)` order.
+                let in_order = roster.file(&trades);
+                let trades = if in_order && !keep_sequenced {
+                    trades
+                } else {
+                    roster.sort(trades, &mut grid.spare)
+                };
+                let sequenced = keep_sequenced.then_some(&mut ready);
+                roster.fold(time, &trades, &mut cuts, &mut cells, sequenced);
+                roster.finish();
                 grid.recycle(trades);
                 // Folded while the cells are fresh in cache.
                 a.expect(cells.len(), &mut a_buf);

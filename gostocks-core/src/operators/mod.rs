@@ -15,7 +15,7 @@ pub mod window_stats;
 pub use alerts::MatchAlerts;
 pub use bars::{BarEma, Bars};
 pub use cells::{Cell, Cells, Partial};
-pub use due::DueBatcher;
+pub use due::{WindowBatcher, WindowEntry};
 pub use emit::EmitOrdered;
 pub use last_price::LastPrice;
 pub use sequence::{Point, Sequence, SequenceCells, Sequenced};
@@ -83,18 +83,18 @@ pub fn analytics<'scope>(
     // cells at once into what the windows' sums, their extremes and the bars need: nothing
     // downstream moves.
     let folds = (
-        window_stats::SumsFold::new(&config.windows),
+        window_stats::EntriesFold,
         window_stats::ChangesFold,
         bars::BarsFold::new(&config.bars),
     );
-    let (updates, changes, bar_parts, sequenced) = sequence::sequence_folded(
+    let (entries, changes, bar_parts, sequenced) = sequence::sequence_folded(
         trades,
         config.resolution.ns(),
         &config.bars,
         keep_sequenced,
         folds,
     );
-    let stats = window_stats::changelog_of_parts(updates, changes, &config.windows);
+    let stats = window_stats::changelog_of_parts(entries, changes, &config.windows);
     let bar_cores = bars::assemble(bar_parts, Pipeline);
     let bars = bars::with_ema_with(bar_cores, config.ema_span, Pipeline);
     Analytics {

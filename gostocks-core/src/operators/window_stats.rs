@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::VecCollection;
-use differential_dataflow::difference::Abelian;
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::trace::implementations::ord_neu::OrdKeySpine;
@@ -22,7 +21,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::Cell;
-use super::due::{DueBatcher, KeyUpdate};
+use super::due::{WindowBatcher, WindowEntry};
 use super::runs::{Fold, LeastCap, fold_messages};
 use crate::decimal::Fixed;
 use crate::indicators::Agg;
@@ -101,19 +100,21 @@ fn changelog_of_partitioned<'scope>(
     cells: StreamVec<'scope, u64, Cell>,
     windows: &[Span],
 ) -> StreamVec<'scope, u64, StatsRow> {
-    let updates = fold_messages(cells.clone(), "WindowSums", SumsFold::new(windows));
+    let entries = fold_messages(cells.clone(), "WindowEntries", EntriesFold);
     let changes = fold_messages(cells, "WindowChanges", ChangesFold);
-    changelog_of_parts(updates, changes, windows)
+    changelog_of_parts(entries, changes, windows)
 }
 
-/// The changelog from what [`SumsFold`] and [`ChangesFold`] make of the cells.
+/// The changelog from what [`EntriesFold`] and [`ChangesFold`] make of the cells.
 pub(crate) fn changelog_of_parts<'scope>(
-    updates: StreamVec<'scope, u64, KeyUpdate<WindowKey, Agg>>,
+    entries: StreamVec<'scope, u64, WindowEntry>,
     changes: StreamVec<'scope, u64, (WindowChange, u64)>,
     windows: &[Span],
 ) -> StreamVec<'scope, u64, StatsRow> {
     let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-    sums_of_updates(updates).inner.changelog(changes, lengths)
+    sums_of_entries(entries, &lengths)
+        .inner
+        .changelog(changes, lengths)
 }
 
 /// What the changelog learns of each cell besides its sums, at the cell's grid time.
@@ -161,71 +162,51 @@ fn sums_of_partitioned<'scope>(
     cells: StreamVec<'scope, u64, Cell>,
     windows: &[Span],
 ) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
-    sums_of_updates(fold_messages(cells, "WindowSums", SumsFold::new(windows)))
+    let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
+    sums_of_entries(fold_messages(cells, "WindowEntries", EntriesFold), &lengths)
 }
 
-/// The cells' sums as window updates: each cell enters every window at its grid time `g0` and
-/// leaves window `W` at `g0 + W`.
-pub(crate) struct SumsFold {
-    lengths: Vec<u64>,
-    /// `(g0, symbol, sums)` of the message so far.
-    folded: Vec<(u64, Symbol, Agg)>,
-}
+/// What the cells add to their symbol's windows, one entry per symbol and grid time (mostly):
+/// each enters every window at its grid time and leaves window `W` at `g0 + W`, which the
+/// batcher works out ([`WindowBatcher`]).
+pub(crate) struct EntriesFold;
 
-impl SumsFold {
-    pub(crate) fn new(windows: &[Span]) -> SumsFold {
-        SumsFold {
-            lengths: windows.iter().map(Span::ns).collect(),
-            folded: Vec::new(),
-        }
-    }
-}
+impl Fold<Cell> for EntriesFold {
+    type Out = WindowEntry;
 
-impl Fold<Cell> for SumsFold {
-    type Out = KeyUpdate<WindowKey, Agg>;
-
-    /// Cells come in `(time, symbol)` order: merging neighbours leaves one aggregate per
-    /// symbol and grid time (differential would sum them anyway), still in time order.
+    /// Cells come in time order, a symbol's cells of one grid time mostly side by side:
+    /// merging neighbours of the same symbol and time leaves fewer entries (the batcher would
+    /// sum them anyway).
     #[inline]
-    fn add(&mut self, c: &Cell, _out: &mut Vec<Self::Out>) {
-        match self.folded.last_mut() {
+    fn add(&mut self, c: &Cell, out: &mut Vec<WindowEntry>) {
+        match out.last_mut() {
             Some((g0, symbol, agg)) if *g0 == c.time && *symbol == c.symbol => {
                 *agg += c.part.agg;
             }
-            _ => self.folded.push((c.time, c.symbol, c.part.agg)),
+            _ => out.push((c.time, c.symbol, c.part.agg)),
         }
     }
 
-    fn flush(&mut self, out: &mut Vec<Self::Out>) {
-        // Entries, then each window's exits: runs of equal time for the batcher.
-        out.reserve(2 * self.lengths.len() * self.folded.len());
-        for w in 0..self.lengths.len() {
-            for &(g0, symbol, agg) in &self.folded {
-                out.push((((symbol, w as u8), ()), g0, agg));
-            }
-        }
-        for (w, len) in self.lengths.iter().enumerate() {
-            for &(g0, symbol, agg) in &self.folded {
-                let mut gone = agg;
-                gone.negate();
-                out.push((((symbol, w as u8), ()), g0 + len, gone));
-            }
-        }
-        self.folded.clear();
+    fn expect(&mut self, records: usize, out: &mut Vec<WindowEntry>) {
+        out.reserve(records);
     }
+
+    fn flush(&mut self, _out: &mut Vec<WindowEntry>) {}
 }
 
-/// Window totals from window updates on their symbol's worker.
-fn sums_of_updates<'scope>(
-    updates: StreamVec<'scope, u64, KeyUpdate<WindowKey, Agg>>,
+/// Window totals from window entries on their symbol's worker.
+fn sums_of_entries<'scope>(
+    entries: StreamVec<'scope, u64, WindowEntry>,
+    lengths: &[u64],
 ) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
-    // Every key of a symbol is on its worker: the arrangement needs no exchange. Exits wait in
-    // the batcher, filed by time, until they are due.
-    arrange_core::<_, _, DueBatcher<WindowKey, Agg>, OrdKeySpine<WindowKey, u64, Agg>>(
-        updates,
+    // Every key of a symbol is on its worker: the arrangement needs no exchange. Entries wait
+    // in the batcher, filed by time, until they have left every window.
+    let lengths = lengths.to_vec();
+    arrange_core::<_, _, WindowBatcher, OrdKeySpine<WindowKey, u64, Agg>>(
+        entries,
         Pipeline,
         "WindowSums",
-        |_, _| DueBatcher::default(),
+        move |_, _| WindowBatcher::new(&lengths),
     )
     .count_total_core()
 }

@@ -546,17 +546,19 @@ where
                 roster.fold(time, &trades, &mut cuts, &mut cells, sequenced);
                 roster.finish();
                 grid.recycle(trades);
-                // Folded while the cells are fresh in cache.
-                a.expect(cells.len(), &mut a_buf);
-                b.expect(cells.len(), &mut b_buf);
-                c.expect(cells.len(), &mut c_buf);
-                for cell in &cells {
-                    a.add(cell, &mut a_buf);
-                    b.add(cell, &mut b_buf);
-                    c.add(cell, &mut c_buf);
-                }
-                cells.clear();
             }
+            // The cells of every grid time made final now (a few dozen kB: still in cache),
+            // folded at once, into outputs sized once: an output sent comes back empty, and
+            // growing it grid time by grid time would copy it over and over.
+            a.expect(cells.len(), &mut a_buf);
+            b.expect(cells.len(), &mut b_buf);
+            c.expect(cells.len(), &mut c_buf);
+            for cell in &cells {
+                a.add(cell, &mut a_buf);
+                b.add(cell, &mut b_buf);
+                c.add(cell, &mut c_buf);
+            }
+            cells.clear();
             a.flush(&mut a_buf);
             b.flush(&mut b_buf);
             c.flush(&mut c_buf);

@@ -387,10 +387,12 @@ pub type CellsAndSequenced<'scope> = (
 
 /// Sequencing and cells in one pass.
 pub trait SequenceCells<'scope> {
-    /// [`Sequence::sequence`] then [`super::Cells::cells`], fused: each symbol's trades of a
-    /// final grid time are folded into cells as they are ordered, with one lookup of the
-    /// symbol's previous trade per run instead of a [`Sequenced`] record per trade. The
-    /// sequenced trades are also emitted when `keep_sequenced` (alert matching needs them).
+    /// [`Sequence::sequence`] then [`super::Cells::cells`], fused: the trades of a final grid
+    /// time are folded into cells in the order they came, each into its symbol's state, when
+    /// every symbol's trades came in `(t, seq)` order (the grid time is sorted first when not),
+    /// with no [`Sequenced`] record per trade. The same cells come out either way; within a
+    /// grid time, their order may follow arrival. The sequenced trades are also emitted when
+    /// `keep_sequenced` (alert matching needs them), in `(symbol, t, seq)` order.
     ///
     /// # Examples
     /// ```

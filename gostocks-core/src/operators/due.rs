@@ -75,7 +75,8 @@ pub struct WindowBatcher {
     /// Every update before this time has been extracted.
     done: u64,
     lower: Antichain<u64>,
-    /// Every symbol seen, by dense id, and each id's rank in symbol order.
+    /// Every symbol seen, by dense id, and each id's rank in symbol order (as of the last
+    /// seal).
     ids: HashMap<Symbol, u32>,
     symbols: Vec<Symbol>,
     ranks: Vec<u32>,
@@ -112,23 +113,30 @@ impl WindowBatcher {
         }
     }
 
-    /// The dense id of `symbol`; a new one reranks every symbol (symbols are few and come
-    /// early).
+    /// The dense id of `symbol`, new ones numbered as they come.
     fn id(&mut self, symbol: Symbol) -> u32 {
         let fresh = self.symbols.len() as u32;
         let id = *self.ids.entry(symbol).or_insert(fresh);
         if id == fresh {
             self.symbols.push(symbol);
-            let mut order: Vec<u32> = (0..=fresh).collect();
-            order.sort_unstable_by_key(|&i| self.symbols[i as usize]);
-            self.ranks.resize(order.len(), 0);
-            for (rank, &i) in order.iter().enumerate() {
-                self.ranks[i as usize] = rank as u32;
-            }
             self.counts
                 .resize(self.symbols.len() * self.lengths.len(), 0);
         }
         id
+    }
+
+    /// Ranks every symbol in symbol order, when symbols came since the last ranking (they are
+    /// few, and come early).
+    fn rank(&mut self) {
+        if self.ranks.len() == self.symbols.len() {
+            return;
+        }
+        let mut order: Vec<u32> = (0..self.symbols.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| self.symbols[i as usize]);
+        self.ranks.resize(order.len(), 0);
+        for (rank, &i) in order.iter().enumerate() {
+            self.ranks[i as usize] = rank as u32;
+        }
     }
 
     /// The least time of an update not yet extracted, given that everything before `done` was.
@@ -202,6 +210,7 @@ impl WindowBatcher {
     /// The updates at times in `[done, upper)` as a batch: sorted by `(key, time)`, equal ones
     /// summed, zeros dropped; `None` when nothing is left.
     fn seal(&mut self, upper: u64) -> Option<SumsBatch> {
+        self.rank();
         let windows = self.lengths.len();
         // The lists that make updates now, with their time and step, in time order (a list
         // enters at its `g0` and leaves window `w` at `g0 + W`).

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use differential_dataflow::AsCollection;
-use gostocks_connectors::file::{Record, TickFile};
+use gostocks_connectors::file::{Record, Rejected, TickFile};
+use gostocks_connectors::limits::MAX_RAW_BYTES;
 use gostocks_core::Trade;
 use gostocks_core::alerts::{AlertEvent, AlertRule, AlertSpec};
 use gostocks_core::batch::Feeder;
@@ -134,27 +135,20 @@ fn spawn_reader(
                     break;
                 };
                 position += 1;
-                let trade = record
-                    .map_err(|r| (r.reason.to_string(), r.raw, r.line))
-                    .and_then(|record| match record {
-                        Record::Trade(trade) => Ok(trade),
-                        Record::Tick(tick) => tick.validate().map_err(|why| {
-                            (
-                                why.to_string(),
-                                serde_json::to_string(&tick).unwrap_or_default(),
-                                0,
-                            )
-                        }),
-                    });
+                // A tick that decoded but is invalid is refused by the file, which knows its
+                // line and text.
+                let trade = record.and_then(|record| match record {
+                    Record::Trade(trade) => Ok(trade),
+                    Record::Tick(tick) => tick.validate().map_err(|why| file.refuse(why)),
+                });
                 match trade {
                     Ok(trade) => trades.push((position, trade)),
-                    Err((reason, raw, line)) => {
+                    Err(rejected_record) => {
                         counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        let line = serde_json::json!({"input": id, "line": line, "reason": reason, "raw": raw});
                         rejected.push(SetAside {
                             input: usize::MAX - id,
                             position,
-                            line: line.to_string(),
+                            line: error_line(id, &rejected_record),
                         });
                     }
                 }
@@ -196,7 +190,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     // Open every input first, so a missing file or an unknown format fails before any work.
     let mut files = Vec::new();
     for path in &args.input {
-        let file = TickFile::open(path, args.format)
+        let file = TickFile::open_with_limit(path, args.format, args.max_record_bytes)
             .with_context(|| format!("--input {}", path.display()))?;
         tracing::info!(path = %path.display(), format = %file.format(), "reading");
         files.push(file);
@@ -493,6 +487,21 @@ fn load_alerts(path: &Path, windows: &[gostocks_core::Span]) -> anyhow::Result<V
                 .with_context(|| format!("--alerts {}: alert `{id}`", path.display()))
         })
         .collect()
+}
+
+/// A line of `--errors-out`: the input, the line number, why, and the line (an excerpt of at most
+/// [`MAX_RAW_BYTES`], with the whole line's length in `bytes` when it is cut).
+fn error_line(input: usize, r: &Rejected) -> String {
+    let mut line = serde_json::json!({
+        "input": input,
+        "line": r.line,
+        "reason": r.reason.to_string(),
+        "raw": r.raw,
+    });
+    if r.bytes > MAX_RAW_BYTES as u64 {
+        line["bytes"] = r.bytes.into();
+    }
+    line.to_string()
 }
 
 fn late_line(trade: &Trade, late: &Late) -> String {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use gostocks_connectors::file::Format;
 use gostocks_connectors::kafka::TickEncoding;
+use gostocks_connectors::limits::MAX_RECORD_BYTES;
 use gostocks_connectors::websocket::ProviderKind;
 use gostocks_core::Span;
 use gostocks_core::stats::AnalyticsConfig;
@@ -214,6 +215,12 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "auto")]
     pub format: Format,
 
+    /// The longest record read, in bytes: a line of an input without its line break. A longer
+    /// one is rejected, naming the limit (with --errors-out, as an excerpt of its start), and
+    /// passed over without being held in memory.
+    #[arg(long, default_value_t = MAX_RECORD_BYTES, env = "GOSTOCKS_MAX_RECORD_BYTES")]
+    pub max_record_bytes: usize,
+
     /// Where the ticks go.
     #[command(flatten)]
     pub kafka: ProducerArgs,
@@ -298,6 +305,11 @@ pub struct IngestArgs {
     /// How often to log the counters (frames, ticks, errors, reconnects, gaps, delay).
     #[arg(long, default_value = "10s")]
     pub stats_interval: humantime::Duration,
+
+    /// The longest WebSocket message accepted, in bytes; a longer one drops the connection
+    /// (counted as a parse error) before it is read whole, and it is re-made.
+    #[arg(long, default_value_t = MAX_RECORD_BYTES, env = "GOSTOCKS_MAX_RECORD_BYTES")]
+    pub max_record_bytes: usize,
 }
 
 fn parse_encoding(s: &str) -> Result<TickEncoding, String> {
@@ -364,6 +376,12 @@ pub struct AnalyzeArgs {
     /// alpaca-raw.
     #[arg(long, default_value = "auto")]
     pub format: Format,
+
+    /// The longest record read, in bytes: a line of an input without its line break. A longer
+    /// one is rejected, naming the limit (with --errors-out, as an excerpt of its start), and
+    /// passed over without being held in memory.
+    #[arg(long, default_value_t = MAX_RECORD_BYTES, env = "GOSTOCKS_MAX_RECORD_BYTES")]
+    pub max_record_bytes: usize,
 
     /// A sliding window length; repeat for several.
     #[arg(long, default_values = ["60s", "300s"])]

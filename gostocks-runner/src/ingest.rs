@@ -99,6 +99,7 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         backoff_min: args.backoff_min.into(),
         backoff_max: args.backoff_max.into(),
         dedup_horizon: args.dedup_horizon.into(),
+        max_message_bytes: args.max_record_bytes,
     };
     let metrics = Arc::new(IngestMetrics::default());
     let buffer = Arc::new(TickBuffer::new(args.buffer));

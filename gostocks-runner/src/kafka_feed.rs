@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{FutureExt, StreamExt};
-use gostocks_connectors::kafka::{DLQ_TOPIC, KafkaConfig, TickEncoding, TickProducer, decode_tick};
+use gostocks_connectors::kafka::{DLQ_TOPIC, KafkaConfig, TickEncoding, TickProducer};
+use gostocks_connectors::limits::{MAX_RECORD_BYTES, decode_record};
 use gostocks_core::feed::grid_ceil;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -161,7 +162,7 @@ pub fn run(
                 }
                 processed.insert(p, offset);
                 let payload = msg.payload().unwrap_or_default();
-                match decode_tick(payload, feed.encoding) {
+                match decode_record(payload, feed.encoding, MAX_RECORD_BYTES) {
                     Ok(tick) => {
                         let grid = grid_ceil(tick.time_ns.max(0) as u64, feed.resolution);
                         if let Ok(symbol) = gostocks_core::Symbol::new(&tick.symbol) {

@@ -11,6 +11,16 @@ pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The number of days of a month (1 to 12) of the proleptic Gregorian calendar.
+pub(crate) fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 /// The day of month of the `n`th Sunday (1-based) of a month.
 fn nth_sunday(y: i64, m: u32, n: u32) -> u32 {
     // 1970-01-01 was a Thursday (weekday 4 with Sunday = 0).
@@ -50,5 +60,15 @@ mod tests {
         assert_eq!(eastern_offset_hours(2012, 1, 3), -5);
         assert_eq!(nth_sunday(2012, 3, 2), 11);
         assert_eq!(nth_sunday(2012, 11, 1), 4);
+    }
+
+    #[test]
+    fn month_lengths_know_leap_years() {
+        assert_eq!(days_in_month(2012, 2), 29);
+        assert_eq!(days_in_month(1900, 2), 28);
+        assert_eq!(days_in_month(2000, 2), 29);
+        assert_eq!(days_in_month(2023, 2), 28);
+        assert_eq!(days_in_month(2012, 6), 30);
+        assert_eq!(days_in_month(2012, 12), 31);
     }
 }

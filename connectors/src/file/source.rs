@@ -8,30 +8,47 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
+use gostocks_core::symbol::excerpt;
 use gostocks_core::{Fixed, Rejection, Side, Symbol, Tick, Trade};
 
 use super::Format;
-use super::eastern::eastern_midnight_ns;
+use super::eastern::{days_in_month, eastern_midnight_ns};
 use crate::error::Error;
+use crate::limits::{
+    MAX_RAW_BYTES, MAX_RECORD_BYTES, bound_reason, raw_excerpt, scale_time, too_long,
+};
 use crate::websocket::{self, Output};
 
+/// A UTF-8 byte order mark, which some tools write at the start of a text file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// A record that could not become a tick: its line, why, and the line itself (for a dead-letter
-/// file).
+/// file), all bounded however long the line was.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejected {
     /// 1-based line number in the file.
     pub line: u64,
-    /// Why the record was refused.
+    /// Why the record was refused (at most [`MAX_REASON_BYTES`](crate::limits::MAX_REASON_BYTES)).
     pub reason: Rejection,
-    /// The raw line.
+    /// The raw line, cut to its first [`MAX_RAW_BYTES`] (invalid UTF-8 replaced).
     pub raw: String,
+    /// The length of the whole line in bytes, without its line break: more than
+    /// [`MAX_RAW_BYTES`] when `raw` is cut.
+    pub bytes: u64,
 }
 
 /// What a [`TickFile`] has read so far.
+///
+/// Every line is accounted for: in a file of one record per line (all formats but the raw
+/// WebSocket sessions) `lines == headers + ticks + rejected + skipped`; a line of a raw session
+/// is skipped or holds one or more records (a frame may carry several trades), so there
+/// `lines <= headers + ticks + rejected + skipped`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileCounts {
-    /// Lines read.
+    /// Lines read (a read error that ends the file, e.g. a cut gzip stream, counts as a line).
     pub lines: u64,
+    /// Header lines passed over (CSV, and Binance trade files that have one).
+    pub headers: u64,
     /// Ticks decoded.
     pub ticks: u64,
     /// Records refused (see [`Rejected`]).
@@ -61,8 +78,16 @@ pub struct TickFile {
     reader: Box<dyn BufRead + Send>,
     format: Format,
     decoder: Decoder,
+    /// The current line, with its line break; never more than `max_record_bytes + 2` bytes (of
+    /// an over-long line, only its first [`MAX_RAW_BYTES`]).
     buf: Vec<u8>,
+    /// The length of the current line without its line break (also when `buf` holds only the
+    /// start of it).
+    line_bytes: u64,
+    max_record_bytes: usize,
     counts: FileCounts,
+    /// The line of the record last handed out (for [`TickFile::refuse`]).
+    last_line: u64,
     row: u64,
     path: String,
     bytes: Arc<AtomicU64>,
@@ -95,35 +120,96 @@ impl std::fmt::Debug for TickFile {
 
 const CSV_COLUMNS: [&str; 5] = ["symbol", "time_ns", "seq", "price", "size"];
 
+/// How the header of a Binance trade file starts.
+const BINANCE_TRADES_HEADER: &str = "local_recv_ts,";
+
 impl TickFile {
     /// Opens `path` (gzip is recognised by its magic bytes) in `format`, detecting it for
-    /// [`Format::Auto`].
+    /// [`Format::Auto`]. Lines longer than [`MAX_RECORD_BYTES`] are rejected.
     pub fn open(path: impl AsRef<Path>, format: Format) -> Result<TickFile, Error> {
+        TickFile::open_with_limit(path, format, MAX_RECORD_BYTES)
+    }
+
+    /// Opens `path` as [`TickFile::open`] does, with lines of up to `max_record_bytes` (without
+    /// their line break): a longer line is rejected, and only its first [`MAX_RAW_BYTES`] are
+    /// ever held in memory.
+    pub fn open_with_limit(
+        path: impl AsRef<Path>,
+        format: Format,
+        max_record_bytes: usize,
+    ) -> Result<TickFile, Error> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let io = |source| Error::Io {
-            path: shown.clone(),
-            source,
-        };
         let bytes = Arc::new(AtomicU64::new(0));
         let counted = Counting {
-            inner: File::open(path).map_err(io)?,
+            inner: File::open(path).map_err(|source| Error::Io {
+                path: shown.clone(),
+                source,
+            })?,
             bytes: Arc::clone(&bytes),
-        };
-        let mut file = BufReader::with_capacity(1 << 20, counted);
-        let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
-        let mut reader: Box<dyn BufRead + Send> = if gzip {
-            Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(file)))
-        } else {
-            Box::new(file)
         };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let file = BufReader::with_capacity(1 << 20, counted);
+        TickFile::start(file, &name, shown, format, max_record_bytes, bytes)
+    }
+
+    /// Reads ticks from any reader (a pipe, a socket, bytes in memory), as [`TickFile::open`]
+    /// reads a file: `name` stands for the file name (format detection and LOBSTER's symbol
+    /// and date look at it), gzip is recognised, lines are at most `max_record_bytes`.
+    ///
+    /// ```
+    /// use gostocks_connectors::file::{Format, TickFile};
+    /// use gostocks_connectors::limits::MAX_RECORD_BYTES;
+    /// let csv: &[u8] = b"symbol,time_ns,seq,price,size\nAAPL,1,0,585.33,100\n";
+    /// let mut file = TickFile::from_reader("t.csv", csv, Format::Auto, MAX_RECORD_BYTES).unwrap();
+    /// assert_eq!(file.next().unwrap().unwrap().symbol, "AAPL");
+    /// ```
+    pub fn from_reader(
+        name: &str,
+        reader: impl Read + Send + 'static,
+        format: Format,
+        max_record_bytes: usize,
+    ) -> Result<TickFile, Error> {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counted = Counting {
+            inner: reader,
+            bytes: Arc::clone(&bytes),
+        };
+        let file = BufReader::with_capacity(64 << 10, counted);
+        TickFile::start(file, name, name.to_owned(), format, max_record_bytes, bytes)
+    }
+
+    fn start(
+        mut file: BufReader<impl Read + Send + 'static>,
+        name: &str,
+        shown: String,
+        format: Format,
+        max_record_bytes: usize,
+        bytes: Arc<AtomicU64>,
+    ) -> Result<TickFile, Error> {
+        let io = |source| Error::Io {
+            path: shown.clone(),
+            source,
+        };
+        let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+        let mut reader: Box<dyn BufRead + Send> = if gzip {
+            Box::new(BufReader::with_capacity(
+                file.capacity(),
+                MultiGzDecoder::new(file),
+            ))
+        } else {
+            Box::new(file)
+        };
+        // A byte order mark would hide the header from detection and spoil the first record.
+        if reader.fill_buf().map_err(io)?.starts_with(BOM) {
+            reader.consume(BOM.len());
+        }
         let head = peek_line(&mut reader).map_err(io)?;
         let format = match format {
-            Format::Auto => detect(&name, &head).ok_or_else(|| {
+            Format::Auto => detect(name, &head).ok_or_else(|| {
                 Error::Format(format!(
                     "cannot detect the format of {shown}: pass --format jsonl|csv|lobster|binance-trades|binance-raw|finnhub-raw|alpaca-raw"
                 ))
@@ -135,7 +221,10 @@ impl TickFile {
             format,
             decoder: Decoder::Jsonl,
             buf: Vec::with_capacity(512),
+            line_bytes: 0,
+            max_record_bytes,
             counts: FileCounts::default(),
+            last_line: 0,
             row: 0,
             path: shown.clone(),
             bytes,
@@ -147,7 +236,11 @@ impl TickFile {
             Format::FinnhubRaw => Decoder::Raw(websocket::decode_finnhub_frame),
             Format::AlpacaRaw => Decoder::Raw(websocket::decode_alpaca_frame),
             Format::BinanceTrades => {
-                tick_file.skip_header()?;
+                // The recorded trade files have a header; a file cut from one may not, and then
+                // its first line is a trade like the others.
+                if head.trim_start().starts_with(BINANCE_TRADES_HEADER) {
+                    tick_file.skip_header()?;
+                }
                 Decoder::BinanceTrades
             }
             Format::Csv => {
@@ -167,11 +260,8 @@ impl TickFile {
                 }
             }
             Format::Lobster => {
-                let (symbol, midnight_ns) = lobster_name(&name).ok_or_else(|| {
-                    Error::Format(format!(
-                        "{shown}: a LOBSTER file name must start SYMBOL_YYYY-MM-DD_ (e.g. AAPL_2012-06-21_34200000_57600000_message_1.csv)"
-                    ))
-                })?;
+                let (symbol, midnight_ns) =
+                    lobster_name(name).map_err(|why| Error::Format(format!("{shown}: {why}")))?;
                 Decoder::Lobster {
                     symbol,
                     midnight_ns,
@@ -197,16 +287,36 @@ impl TickFile {
         self.counts
     }
 
+    /// Refuses the record last handed out, a tick its reader found invalid (e.g. by
+    /// [`Tick::validate`]): it is counted as rejected instead of as a tick, and comes back with
+    /// its line number and line as a record that did not decode would. Call it before reading
+    /// on.
+    pub fn refuse(&mut self, reason: Rejection) -> Rejected {
+        self.counts.ticks = self.counts.ticks.saturating_sub(1);
+        self.counts.rejected += 1;
+        self.rejection(self.last_line, reason)
+    }
+
+    /// Reads the header line (bounded like any line) and passes it over.
     fn skip_header(&mut self) -> Result<String, Error> {
-        let mut header = String::new();
-        self.reader
-            .read_line(&mut header)
-            .map_err(|source| Error::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        self.counts.lines += 1;
-        Ok(header)
+        let path = self.path.clone();
+        match self.read_line() {
+            None => Ok(String::new()),
+            Some(Err(reject)) if reject.bytes > self.max_record_bytes as u64 => {
+                Err(Error::Format(format!(
+                    "{path}: the header is longer than the limit of {} bytes",
+                    self.max_record_bytes
+                )))
+            }
+            Some(Err(reject)) => Err(Error::Format(format!(
+                "{path}: cannot read the header: {}",
+                reject.reason
+            ))),
+            Some(Ok(_)) => {
+                self.counts.headers += 1;
+                Ok(String::from_utf8_lossy(trim_newline(&self.buf)).into_owned())
+            }
+        }
     }
 
     fn decode(&mut self) -> Option<Result<Tick, Rejection>> {
@@ -273,29 +383,108 @@ impl Iterator for TickFile {
 }
 
 impl TickFile {
-    /// Reads the next line into `buf`; returns its number, or the read error as a rejection
-    /// (which ends the file), or `None` at the end.
+    /// Reads the next line into `buf`; returns its number, or a rejection (of an over-long line,
+    /// passed over; of a read error, which ends the file), or `None` at the end.
+    ///
+    /// `buf` never holds more than the longest line allowed and its line break: of a longer
+    /// line, the rest is passed over as it is read, never held.
     fn read_line(&mut self) -> Option<Result<u64, Rejected>> {
         self.buf.clear();
-        match self.reader.read_until(b'\n', &mut self.buf) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) => {
-                // A truncated or corrupt file (e.g. a cut gzip stream) ends the file as a
-                // rejected record rather than a panic.
-                self.counts.rejected += 1;
-                let reject = Rejected {
-                    line: self.counts.lines + 1,
-                    reason: Rejection::Decode(e.to_string()),
-                    raw: String::new(),
-                };
-                self.buf.clear();
-                self.reader = Box::new(std::io::empty());
-                return Some(Err(reject));
+        let max = self.max_record_bytes;
+        // Room for the longest record, a `\r` and the `\n`.
+        let limit = max.saturating_add(2);
+        loop {
+            let len = self.buf.len();
+            if len == self.buf.capacity() {
+                if len >= limit {
+                    break;
+                }
+                // Doubling, as a `Vec` grows, but never past the limit.
+                self.buf.reserve_exact(len.max(512).min(limit - len));
+            }
+            let room = (self.buf.capacity() - len).min(limit - len);
+            let read = (&mut self.reader)
+                .take(room as u64)
+                .read_until(b'\n', &mut self.buf);
+            match read {
+                Ok(0) => break,
+                Ok(_) if self.buf.last() == Some(&b'\n') => break,
+                Ok(_) => {}
+                Err(e) => return Some(Err(self.read_failed(e))),
             }
         }
+        if self.buf.is_empty() {
+            return None;
+        }
         self.counts.lines += 1;
-        Some(Ok(self.counts.lines))
+        let line_no = self.counts.lines;
+        if self.buf.last() == Some(&b'\n') || self.buf.len() < limit {
+            self.line_bytes = trim_newline(&self.buf).len() as u64;
+            if self.line_bytes <= max as u64 {
+                return Some(Ok(line_no));
+            }
+        } else {
+            match self.skip_rest_of_line() {
+                Ok(len) => self.line_bytes = len,
+                Err(e) => {
+                    // The line is counted already: the failure ends the file as its rejection.
+                    self.counts.lines -= 1;
+                    return Some(Err(self.read_failed(e)));
+                }
+            }
+        }
+        self.buf.truncate(MAX_RAW_BYTES);
+        self.counts.rejected += 1;
+        Some(Err(self.rejection(line_no, too_long(self.line_bytes, max))))
+    }
+
+    /// Passes over the rest of the line whose start is in `buf`, a chunk of the reader's buffer
+    /// at a time; returns the length of the whole line without its line break.
+    fn skip_rest_of_line(&mut self) -> std::io::Result<u64> {
+        let mut len = self.buf.len() as u64;
+        let mut last = self.buf.last().copied();
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                // The end of the file: a last line may end in a bare `\r`.
+                return Ok(len - u64::from(last == Some(b'\r')));
+            }
+            if let Some(i) = chunk.iter().position(|&c| c == b'\n') {
+                let before = if i > 0 { Some(chunk[i - 1]) } else { last };
+                len += i as u64 - u64::from(before == Some(b'\r'));
+                self.reader.consume(i + 1);
+                return Ok(len);
+            }
+            let n = chunk.len();
+            len += n as u64;
+            last = chunk.last().copied();
+            self.reader.consume(n);
+        }
+    }
+
+    /// A read error (e.g. a cut gzip stream): it ends the file, as a rejected last line rather
+    /// than a panic.
+    fn read_failed(&mut self, e: std::io::Error) -> Rejected {
+        self.counts.lines += 1;
+        self.counts.rejected += 1;
+        self.buf.truncate(MAX_RAW_BYTES);
+        self.line_bytes = self.buf.len() as u64;
+        self.reader = Box::new(std::io::empty());
+        self.rejection(self.counts.lines, Rejection::Decode(e.to_string()))
+    }
+
+    /// The rejection of a record of line `line` (the line in `buf`), bounded.
+    fn rejection(&self, line: u64, reason: Rejection) -> Rejected {
+        Rejected {
+            line,
+            reason: bound_reason(reason),
+            raw: raw_excerpt(trim_newline(&self.buf)),
+            bytes: self.line_bytes,
+        }
     }
 
     /// The next record, as [`Iterator::next`] gives it, except that a well-formed line of a CSV
@@ -312,6 +501,7 @@ impl TickFile {
                 Err(reject) => return Some(Err(reject)),
             };
             if let Some(trade) = csv_trade(trim_newline(&self.buf), &cols, width) {
+                self.last_line = line_no;
                 self.counts.ticks += 1;
                 return Some(Ok(Record::Trade(trade)));
             }
@@ -326,6 +516,7 @@ impl TickFile {
 impl TickFile {
     /// Counts a decoded record of line `line_no` (still in `buf`) and gives it its final form.
     fn count(&mut self, record: Result<Tick, Rejection>, line_no: u64) -> Result<Tick, Rejected> {
+        self.last_line = line_no;
         match record {
             Ok(tick) => {
                 self.counts.ticks += 1;
@@ -333,11 +524,7 @@ impl TickFile {
             }
             Err(reason) => {
                 self.counts.rejected += 1;
-                Err(Rejected {
-                    line: line_no,
-                    reason,
-                    raw: String::from_utf8_lossy(trim_newline(&self.buf)).into_owned(),
-                })
+                Err(self.rejection(line_no, reason))
             }
         }
     }
@@ -356,7 +543,7 @@ fn peek_line(reader: &mut Box<dyn BufRead + Send>) -> std::io::Result<String> {
 
 fn detect(name: &str, head: &str) -> Option<Format> {
     let head = head.trim_start();
-    if head.starts_with("local_recv_ts,") {
+    if head.starts_with(BINANCE_TRADES_HEADER) {
         return Some(Format::BinanceTrades);
     }
     if head.starts_with('{') || name.ends_with(".jsonl") {
@@ -378,7 +565,7 @@ fn detect(name: &str, head: &str) -> Option<Format> {
             });
         }
     }
-    if name.contains("_message_") && lobster_name(name).is_some() {
+    if name.contains("_message_") && lobster_name_parts(name).is_some() {
         return Some(Format::Lobster);
     }
     let cols: Vec<&str> = head.split(',').map(str::trim).collect();
@@ -388,8 +575,17 @@ fn detect(name: &str, head: &str) -> Option<Format> {
     None
 }
 
-/// `AAPL_2012-06-21_...` → ("AAPL", local midnight of that date in ns since the epoch).
-fn lobster_name(name: &str) -> Option<(String, i64)> {
+/// The years a LOBSTER file name may carry: every time of such a day fits the accepted range
+/// of event times (see [`limits`](crate::limits)).
+const LOBSTER_YEARS: std::ops::RangeInclusive<i64> = 1970..=2261;
+
+/// LOBSTER's `time` is seconds after local midnight; accepted are `0 <= time < 90_000` (25
+/// hours: the longest day US Eastern time has, when the clocks go back).
+const LOBSTER_MAX_SECONDS: i64 = 25 * 3600;
+
+/// `AAPL_2012-06-21_...` → ("AAPL", 2012, 6, 21): the shape of a LOBSTER file name, whether or
+/// not the date is a real one.
+fn lobster_name_parts(name: &str) -> Option<(&str, i64, u32, u32)> {
     let mut parts = name.split('_');
     let symbol = parts.next().filter(|s| !s.is_empty())?;
     let date = parts.next()?;
@@ -397,10 +593,28 @@ fn lobster_name(name: &str) -> Option<(String, i64)> {
     let y: i64 = ymd.next()?.parse().ok()?;
     let m: u32 = ymd.next()?.parse().ok()?;
     let d: u32 = ymd.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
+    Some((symbol, y, m, d))
+}
+
+/// `AAPL_2012-06-21_...` → ("AAPL", local midnight of that date in ns since the epoch); the
+/// error says what is wrong with the name.
+fn lobster_name(name: &str) -> Result<(String, i64), String> {
+    let (symbol, y, m, d) = lobster_name_parts(name).ok_or_else(|| {
+        "a LOBSTER file name must start SYMBOL_YYYY-MM-DD_ (e.g. AAPL_2012-06-21_34200000_57600000_message_1.csv)".to_owned()
+    })?;
+    if !LOBSTER_YEARS.contains(&y) {
+        return Err(format!(
+            "the year {y} of the LOBSTER file name is out of range ({} to {})",
+            LOBSTER_YEARS.start(),
+            LOBSTER_YEARS.end()
+        ));
     }
-    Some((symbol.to_owned(), eastern_midnight_ns(y, m, d)))
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+        return Err(format!(
+            "the date {y:04}-{m:02}-{d:02} of the LOBSTER file name is not a calendar date"
+        ));
+    }
+    Ok((symbol.to_owned(), eastern_midnight_ns(y, m, d)))
 }
 
 fn field<'a>(fields: &Fields<'a>, i: usize, name: &str) -> Result<&'a [u8], Rejection> {
@@ -430,8 +644,8 @@ fn int<T: std::str::FromStr + TryFrom<i128>>(b: &[u8], name: &str) -> Result<T, 
         })
         .ok_or_else(|| {
             Rejection::Decode(format!(
-                "`{name}` is not an integer: `{}`",
-                String::from_utf8_lossy(b)
+                "`{name}` is not an integer: {}",
+                excerpt(&String::from_utf8_lossy(b))
             ))
         })
 }
@@ -528,9 +742,18 @@ fn decode_csv(line: &[u8], cols: &[usize; 5], width: usize) -> Result<Tick, Reje
     })
 }
 
-/// Seconds after midnight with up to 9 decimals, exactly, in ns.
+/// LOBSTER's `time`, seconds after midnight with up to 9 decimals, exactly, in ns; refused
+/// unless `0 <= time <` [`LOBSTER_MAX_SECONDS`].
 fn seconds_to_ns(b: &[u8]) -> Result<i64, Rejection> {
-    let bad = || Rejection::Decode(format!("bad LOBSTER time `{}`", String::from_utf8_lossy(b)));
+    let shown = || excerpt(&String::from_utf8_lossy(b));
+    let bad = || Rejection::Decode(format!("bad LOBSTER time {}", shown()));
+    // `-0.5` would otherwise read as an integer part of 0 and half a second.
+    if b.contains(&b'-') {
+        return Err(Rejection::Decode(format!(
+            "time: {} s after midnight is negative",
+            shown()
+        )));
+    }
     let (int_part, frac) = match b.iter().position(|&c| c == b'.') {
         Some(i) => (&b[..i], &b[i + 1..]),
         None => (b, &b""[..]),
@@ -539,6 +762,11 @@ fn seconds_to_ns(b: &[u8]) -> Result<i64, Rejection> {
         return Err(bad());
     }
     let secs: i64 = int(int_part, "time").map_err(|_| bad())?;
+    if !(0..LOBSTER_MAX_SECONDS).contains(&secs) {
+        return Err(Rejection::Decode(format!(
+            "time: {secs} s after midnight is out of range (0 to {LOBSTER_MAX_SECONDS})"
+        )));
+    }
     let mut ns: i64 = 0;
     for i in 0..9 {
         ns = ns * 10 + frac.get(i).map_or(0, |c| i64::from(c - b'0'));
@@ -560,7 +788,10 @@ fn decode_lobster(
         Err(e) => return Some(Err(e)),
     }
     let decode = || -> Result<Tick, Rejection> {
-        let time_ns = midnight_ns + seconds_to_ns(field(&f, 0, "time")?)?;
+        let time = field(&f, 0, "time")?;
+        let time_ns = midnight_ns
+            .checked_add(seconds_to_ns(time)?)
+            .ok_or_else(|| Rejection::Decode("time: out of range".into()))?;
         let size: i64 = int(field(&f, 3, "size")?, "size")?;
         let price: i64 = int(field(&f, 4, "price")?, "price")?;
         let direction: i8 = int(field(&f, 5, "direction")?, "direction")?;
@@ -593,7 +824,7 @@ fn decode_binance_trade_csv(line: &[u8]) -> Result<Tick, Rejection> {
         symbol: symbol(field(&f, 3, "symbol")?)?,
         price: dec(field(&f, 5, "price")?, "price")?,
         size: dec(field(&f, 6, "qty")?, "qty")?,
-        time_ns: trade_time_ms * 1_000_000,
+        time_ns: scale_time(trade_time_ms, 1_000_000, "trade_time_ms", "ms")?,
         seq: trade_id,
         source: "binance".into(),
         side: Some(if maker.trim_ascii() == b"true" {
@@ -651,6 +882,7 @@ mod tests {
             file.counts(),
             FileCounts {
                 lines: 4,
+                headers: 0,
                 ticks: 2,
                 rejected: 1,
                 skipped: 1
@@ -751,6 +983,267 @@ mod tests {
             "{reasons:?}"
         );
         assert!(records[2].is_ok());
+    }
+
+    /// Reads every record of `bytes` (named `name`) in `format` with lines of up to `max` bytes.
+    fn read_all(
+        name: &str,
+        bytes: &[u8],
+        format: Format,
+        max: usize,
+    ) -> (TickFile, Vec<Result<Tick, Rejected>>) {
+        let mut file =
+            TickFile::from_reader(name, std::io::Cursor::new(bytes.to_vec()), format, max)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let records = file.by_ref().collect();
+        (file, records)
+    }
+
+    /// A gzip file of `len` NUL bytes and no line break, written as it is compressed.
+    fn nul_gzip(name: &str, len: usize) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gostocks-file-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let mut gz = flate2::write::GzEncoder::new(
+            std::io::BufWriter::new(File::create(&path).unwrap()),
+            flate2::Compression::fast(),
+        );
+        let zeros = vec![0u8; 1 << 16];
+        for _ in 0..len / zeros.len() {
+            gz.write_all(&zeros).unwrap();
+        }
+        gz.finish().unwrap().flush().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_line_of_64_mib_of_nul_bytes_is_one_bounded_rejection_read_in_bounded_memory() {
+        let path = nul_gzip("nul.jsonl.gz", 64 << 20);
+        let mut file = TickFile::open(&path, Format::Jsonl).unwrap();
+        let reject = file.next().expect("a record").expect_err("rejected");
+        assert!(file.next().is_none());
+        assert_eq!((reject.line, reject.bytes), (1, 64 << 20));
+        assert!(
+            reject
+                .reason
+                .to_string()
+                .contains("exceeds the limit of 1048576 bytes"),
+            "{}",
+            reject.reason
+        );
+        assert!(
+            reject.raw.len() <= MAX_RAW_BYTES,
+            "raw of {} bytes",
+            reject.raw.len()
+        );
+        // The line buffer never held more than the limit (and its line break) of the line.
+        assert!(
+            file.buf.capacity() <= MAX_RECORD_BYTES + 2,
+            "the line buffer grew to {} bytes",
+            file.buf.capacity()
+        );
+        assert_eq!(
+            file.counts(),
+            FileCounts {
+                lines: 1,
+                rejected: 1,
+                ..FileCounts::default()
+            }
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn over_long_lines_are_rejected_and_the_lines_around_them_read_on() {
+        let ok = r#"{"symbol":"A","price":"1","size":"1","time_ns":1,"seq":0}"#;
+        let max = ok.len();
+        let long = format!("{ok}{}", " ".repeat(10 * max));
+        // Exactly at the limit, with `\n` or `\r\n`; one over; far over; far over at the end.
+        let text = format!("{ok}\n{ok}\r\n{ok} \n{long}\r\n{ok}\n{long}");
+        let (file, records) = read_all("t.jsonl", text.as_bytes(), Format::Jsonl, max);
+        let lines: Vec<(u64, u64)> = records
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|r| (r.line, r.bytes))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (3, max as u64 + 1),
+                (4, long.len() as u64),
+                (6, long.len() as u64)
+            ]
+        );
+        assert_eq!(records.iter().filter(|r| r.is_ok()).count(), 3);
+        assert!(file.buf.capacity() <= (max + 2).max(MAX_RAW_BYTES).max(512));
+        assert_eq!((file.counts().lines, file.counts().rejected), (6, 3));
+    }
+
+    #[test]
+    fn lobster_times_out_of_range_or_negative_are_rejected_naming_the_field() {
+        let rows = "99999999999,4,1,10,5857400,1\n\
+                    -5.0,4,1,10,5857400,1\n\
+                    -0.5,4,1,10,5857400,1\n\
+                    90000,4,1,10,5857400,1\n\
+                    89999.999999999,4,1,10,5857400,1\n";
+        let (_, records) = read_all(
+            "AAPL_2012-06-21_34200000_57600000_message_1.csv",
+            rows.as_bytes(),
+            Format::Lobster,
+            MAX_RECORD_BYTES,
+        );
+        let reasons: Vec<String> = records
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|r| r.reason.to_string())
+            .collect();
+        // Unchecked, the first row was a trade of the year 2258.
+        assert!(
+            reasons[0].contains("time: 99999999999 s after midnight is out of range"),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].contains("negative"), "{reasons:?}");
+        assert!(reasons[2].contains("negative"), "{reasons:?}");
+        assert!(reasons[3].contains("out of range"), "{reasons:?}");
+        assert_eq!(reasons.len(), 4);
+        // 2012-06-21 00:00 EDT (04:00 UTC) + 89999.999999999 s.
+        assert_eq!(
+            records[4].as_ref().unwrap().time_ns,
+            1_340_341_199_999_999_999
+        );
+    }
+
+    #[test]
+    fn lobster_file_names_need_a_calendar_date_in_range() {
+        let row = b"34200.5,4,1,10,5857400,1\n";
+        for (name, why) in [
+            (
+                "AAPL_2012-02-31_0_0_message_1.csv",
+                "2012-02-31 of the LOBSTER file name is not a calendar date",
+            ),
+            ("AAPL_2011-02-29_0_0_message_1.csv", "not a calendar date"),
+            ("AAPL_2012-13-01_0_0_message_1.csv", "not a calendar date"),
+            (
+                "AAPL_99999999999_0_0_message_1.csv",
+                "must start SYMBOL_YYYY-MM-DD_",
+            ),
+            (
+                "AAPL_292277026596-01-01_0_0_message_1.csv",
+                "year 292277026596 of the LOBSTER file name is out of range",
+            ),
+            (
+                "AAPL_2262-01-01_0_0_message_1.csv",
+                "out of range (1970 to 2261)",
+            ),
+            ("AAPL_1969-12-31_0_0_message_1.csv", "out of range"),
+        ] {
+            // A name without a date is not detected as LOBSTER; told the format, it is refused.
+            let formats: &[Format] = if why.starts_with("must") {
+                &[Format::Lobster]
+            } else {
+                &[Format::Lobster, Format::Auto]
+            };
+            for &format in formats {
+                let err = TickFile::from_reader(name, &row[..], format, MAX_RECORD_BYTES)
+                    .expect_err(name);
+                assert!(matches!(err, Error::Format(_)), "{name}: {err:?}");
+                let err = err.to_string();
+                assert!(err.contains(why) && err.contains(name), "{name}: {err}");
+            }
+        }
+        let (_, records) = read_all("AAPL_2012-02-29_0_0_message_1.csv", row, Format::Auto, 1024);
+        assert!(records[0].is_ok(), "a leap day is a date");
+    }
+
+    #[test]
+    fn binance_trade_times_that_would_wrap_are_rejected_naming_the_field() {
+        let text = "local_recv_ts,event_time_ms,trade_time_ms,symbol,trade_id,price,qty,is_buyer_maker\n\
+                    1,1,18446744073710,BTCUSDT,1,1,1,true\n\
+                    1,1,-1,BTCUSDT,2,1,1,true\n";
+        let (_, records) = read_all("t.csv", text.as_bytes(), Format::Auto, MAX_RECORD_BYTES);
+        let reasons: Vec<String> = records
+            .iter()
+            .map(|r| r.as_ref().unwrap_err().reason.to_string())
+            .collect();
+        // Unchecked, the first became t = 448384 ns.
+        assert!(
+            reasons[0].contains("trade_time_ms: 18446744073710 ms is out of range"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("trade_time_ms: -1 ms is before 1970"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn a_headerless_binance_trade_file_keeps_its_first_line() {
+        let lines: String = (0..1000)
+            .map(|i| format!("1723161255342000000,1723161255342,1723161255342,BTCUSDT,{i},61837.63,0.02,true\n"))
+            .collect();
+        let (file, records) = read_all(
+            "t.csv",
+            lines.as_bytes(),
+            Format::BinanceTrades,
+            MAX_RECORD_BYTES,
+        );
+        assert_eq!(records.iter().filter(|r| r.is_ok()).count(), 1000);
+        assert_eq!(records[0].as_ref().unwrap().seq, 0);
+        assert_eq!((file.counts().headers, file.counts().ticks), (0, 1000));
+        let with_header = format!(
+            "local_recv_ts,event_time_ms,trade_time_ms,symbol,trade_id,price,qty,is_buyer_maker\n{lines}"
+        );
+        let (file, records) = read_all(
+            "t.csv",
+            with_header.as_bytes(),
+            Format::BinanceTrades,
+            MAX_RECORD_BYTES,
+        );
+        assert_eq!((records.len(), file.counts().headers), (1000, 1));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_passed_over() {
+        let csv = "\u{feff}symbol,time_ns,seq,price,size\nAAPL,1,0,585.33,100\n";
+        let (file, records) = read_all("t.txt", csv.as_bytes(), Format::Auto, MAX_RECORD_BYTES);
+        assert_eq!((file.format(), records.len()), (Format::Csv, 1));
+        assert!(records[0].is_ok());
+        let jsonl =
+            "\u{feff}{\"symbol\":\"A\",\"price\":\"1\",\"size\":\"1\",\"time_ns\":1,\"seq\":0}\n";
+        let (file, records) = read_all("t.txt", jsonl.as_bytes(), Format::Auto, MAX_RECORD_BYTES);
+        assert_eq!(file.format(), Format::Jsonl);
+        assert!(records[0].is_ok(), "{records:?}");
+        let trades = "\u{feff}local_recv_ts,event_time_ms,trade_time_ms,symbol,trade_id,price,qty,is_buyer_maker\n\
+                      1,1,1723161255342,BTCUSDT,7,1,1,true\n";
+        let (file, records) = read_all("t.txt", trades.as_bytes(), Format::Auto, MAX_RECORD_BYTES);
+        assert_eq!(
+            (file.format(), file.counts().headers),
+            (Format::BinanceTrades, 1)
+        );
+        assert_eq!(records[0].as_ref().unwrap().seq, 7);
+    }
+
+    #[test]
+    fn a_refused_tick_keeps_its_line_number_and_text() {
+        let csv = "symbol,time_ns,seq,price,size\nAAPL,1,0,585.33,100\nAAPL,2,1,-5,100\n";
+        let mut file =
+            TickFile::from_reader("t.csv", csv.as_bytes(), Format::Auto, MAX_RECORD_BYTES).unwrap();
+        let mut refused = Vec::new();
+        while let Some(record) = file.next_record() {
+            if let Ok(Record::Tick(tick)) = record
+                && let Err(why) = tick.validate()
+            {
+                refused.push(file.refuse(why));
+            }
+        }
+        assert_eq!(refused.len(), 1);
+        assert_eq!(
+            (refused[0].line, refused[0].raw.as_str()),
+            (3, "AAPL,2,1,-5,100")
+        );
+        assert_eq!(refused[0].reason.to_string(), "price must be > 0, got -5");
+        let c = file.counts();
+        assert_eq!((c.lines, c.headers, c.ticks, c.rejected), (3, 1, 1, 1));
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! and trade id are Alpaca's `i`. Ids are per venue, not contiguous per symbol, so gaps cannot be
 //! told from ids and duplicates after a reconnect are found by content (which includes `i`).
 
+use gostocks_core::symbol::excerpt;
 use gostocks_core::{Rejection, Tick};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Notice, Output, Provider, ProviderError, raw_decimal};
-use crate::file::eastern::days_from_civil;
+use crate::file::eastern::{days_from_civil, days_in_month};
 
 /// The `source` of Alpaca ticks.
 const SOURCE: &str = "alpaca";
@@ -230,8 +231,12 @@ fn trade(m: Message<'_>) -> Result<Tick, Rejection> {
         symbol,
         price: raw_decimal(m.p, "p")?,
         size: raw_decimal(m.s, "s")?,
-        time_ns: rfc3339_ns(t)
-            .ok_or_else(|| Rejection::Decode(format!("`t` is not an RFC 3339 time: `{t}`")))?,
+        time_ns: rfc3339_ns(t).filter(|ns| *ns >= 0).ok_or_else(|| {
+            Rejection::Decode(format!(
+                "`t` is not an RFC 3339 time from 1970 to 2262: {}",
+                excerpt(t)
+            ))
+        })?,
         seq: id,
         source: SOURCE.into(),
         side: None,
@@ -240,7 +245,8 @@ fn trade(m: Message<'_>) -> Result<Tick, Rejection> {
     })
 }
 
-/// `2021-02-22T15:51:44.208123456Z` (or with a `+hh:mm` offset) in ns since the epoch, exactly.
+/// `2021-02-22T15:51:44.208123456Z` (or with a `+hh:mm` offset) in ns since the epoch, exactly;
+/// `None` unless it is a calendar date and a time that fits an `i64` of ns.
 pub(crate) fn rfc3339_ns(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -257,7 +263,13 @@ pub(crate) fn rfc3339_ns(s: &str) -> Option<i64> {
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > i64::from(days_in_month(y, mo as u32))
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
         return None;
     }
     let mut i = 19;
@@ -391,5 +403,22 @@ mod tests {
         assert_eq!(rfc3339_ns("2021-02-22 15:51:44"), None);
         assert_eq!(rfc3339_ns("2021-13-22T15:51:44Z"), None);
         assert_eq!(rfc3339_ns("2021-02-22T15:51:44.1234567891Z"), None);
+    }
+
+    #[test]
+    fn rfc3339_times_must_be_calendar_dates_in_range() {
+        assert_eq!(rfc3339_ns("2021-02-29T00:00:00Z"), None);
+        assert_eq!(rfc3339_ns("2021-04-31T00:00:00Z"), None);
+        assert!(rfc3339_ns("2020-02-29T00:00:00Z").is_some());
+        assert!(rfc3339_ns("2262-04-11T23:47:16Z").is_some());
+        assert_eq!(rfc3339_ns("2262-04-11T23:47:17Z"), None, "past i64 ns");
+        assert_eq!(rfc3339_ns("9999-12-31T23:59:59Z"), None);
+        let mut out = Output::default();
+        decode_frame(
+            br#"[{"T":"t","S":"AAPL","i":1,"p":1,"s":1,"t":"1969-12-31T23:59:59Z"}]"#,
+            &mut out,
+        );
+        let err = out.records[0].as_ref().unwrap_err().to_string();
+        assert!(err.contains("from 1970 to 2262"), "{err}");
     }
 }

@@ -6,6 +6,7 @@ use gostocks_core::{Fixed, Rejection, Side, Tick};
 use serde_json::Value;
 
 use super::{Notice, Output, Provider, ProviderError};
+use crate::limits::scale_time;
 
 /// The `source` of Binance ticks.
 const SOURCE: &str = "binance";
@@ -126,9 +127,8 @@ fn trade(data: &Value) -> Option<Result<Tick, Rejection>> {
             price: dec("p")?,
             size: dec("q")?,
             time_ns: i64::try_from(time_ms)
-                .ok()
-                .and_then(|ms| ms.checked_mul(1_000_000))
-                .ok_or_else(|| Rejection::Decode("T out of range".into()))?,
+                .map_err(|_| Rejection::Decode(format!("T: {time_ms} ms is out of range")))
+                .and_then(|ms| scale_time(ms, 1_000_000, "T", "ms"))?,
             seq: trade_id,
             source: SOURCE.into(),
             side: data
@@ -215,6 +215,15 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("`t`")
+        );
+        // Unchecked, 18446744073710 ms * 10^6 wraps to 448384 ns.
+        let out = decode(
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"p":"1","q":"1","T":18446744073710}}"#,
+        );
+        let err = out.records[0].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("T: 18446744073710 ms is out of range"),
+            "{err}"
         );
         let out = decode("{not json");
         assert!(out.records[0].is_err());

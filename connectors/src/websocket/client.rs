@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
 use gostocks_core::Tick;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, error, info, warn};
 
@@ -13,6 +14,7 @@ use super::{
     ClientConfig, Dedup, IngestMetrics, Notice, Output, Provider, Recorder, Verdict, redact_url,
 };
 use crate::error::Error;
+use crate::limits::bound_reason;
 
 /// Content-based duplicate detection remembers at most this many trades (a bound on memory for
 /// very busy symbols; a minute of the busiest US stocks is well below it).
@@ -60,9 +62,14 @@ pub async fn run(
     let mut connected_before = false;
     tokio::pin!(shutdown);
     loop {
+        // tungstenite's own limits are 64 MiB per message and 16 MiB per frame: a message over
+        // ours is refused as it comes in, never buffered whole.
+        let limits = WebSocketConfig::default()
+            .max_message_size(Some(config.max_message_bytes))
+            .max_frame_size(Some(config.max_message_bytes));
         let connecting = tokio::time::timeout(
             config.read_timeout,
-            tokio_tungstenite::connect_async(url.as_str()),
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(limits), false),
         );
         let socket = tokio::select! {
             _ = &mut shutdown => return Ok(()),
@@ -184,6 +191,11 @@ impl<S: FnMut(Tick)> Session<'_, S> {
                     warn!(provider = name, "server closed the stream; reconnecting");
                     return Ok(End::Lost);
                 }
+                Ok(Some(Err(tungstenite::Error::Capacity(e)))) => {
+                    IngestMetrics::bump(&self.metrics.parse_errors);
+                    warn!(provider = name, error = %e, limit = self.config.max_message_bytes, "message over the size limit (--max-record-bytes); reconnecting");
+                    return Ok(End::Lost);
+                }
                 Ok(Some(Err(e))) => {
                     warn!(provider = name, error = %e, "connection lost; reconnecting");
                     return Ok(End::Lost);
@@ -258,6 +270,7 @@ impl<S: FnMut(Tick)> Session<'_, S> {
             let tick = match record {
                 Ok(tick) => tick,
                 Err(reason) => {
+                    let reason = bound_reason(reason);
                     IngestMetrics::bump(&self.metrics.parse_errors);
                     warn!(provider = name, reason = %reason, frame = %truncate(text, 200), "frame did not decode");
                     continue;

@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::limits::MAX_RECORD_BYTES;
+
 /// A market data provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
@@ -53,6 +55,9 @@ pub struct ClientConfig {
     /// After a reconnect, trades up to this far behind the newest one seen before are compared
     /// with those already delivered, to drop the ones resent (providers without contiguous ids).
     pub dedup_horizon: Duration,
+    /// The longest message (and frame) accepted, in bytes; a longer one drops the connection
+    /// before it is read whole (see [`MAX_RECORD_BYTES`]).
+    pub max_message_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -65,6 +70,7 @@ impl Default for ClientConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             dedup_horizon: Duration::from_secs(60),
+            max_message_bytes: MAX_RECORD_BYTES,
         }
     }
 }

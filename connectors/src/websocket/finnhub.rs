@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Notice, Output, Provider, ProviderError, raw_decimal};
+use crate::limits::scale_time;
 
 /// The `source` of Finnhub ticks.
 const SOURCE: &str = "finnhub";
@@ -141,9 +142,7 @@ fn trade(raw: &RawValue, position: u64) -> Result<Tick, Rejection> {
         t.s.ok_or_else(|| Rejection::Decode("trade lacks `s`".into()))?;
     let time_ms =
         t.t.ok_or_else(|| Rejection::Decode("trade lacks `t`".into()))?;
-    let time_ns = time_ms
-        .checked_mul(1_000_000)
-        .ok_or_else(|| Rejection::Decode(format!("t {time_ms} out of range")))?;
+    let time_ns = scale_time(time_ms, 1_000_000, "t", "ms")?;
     Ok(Tick {
         symbol,
         price: raw_decimal(t.p, "p")?,
@@ -233,5 +232,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.records.iter().filter(|r| r.is_err()).count(), 2);
+    }
+
+    #[test]
+    fn trade_times_that_would_overflow_are_rejected_naming_t() {
+        let mut out = Output::default();
+        for t in ["18446744073710", "-1"] {
+            let frame =
+                format!(r#"{{"type":"trade","data":[{{"s":"AAPL","p":1,"t":{t},"v":1}}]}}"#);
+            finnhub().on_frame(&frame, &mut out).unwrap();
+        }
+        let reasons: Vec<String> = out
+            .records
+            .iter()
+            .map(|r| r.as_ref().unwrap_err().to_string())
+            .collect();
+        assert!(
+            reasons[0].contains("t: 18446744073710 ms is out of range"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("t: -1 ms is before 1970"),
+            "{reasons:?}"
+        );
     }
 }

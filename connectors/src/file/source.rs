@@ -455,7 +455,8 @@ impl TickFile {
             }
             if let Some(i) = chunk.iter().position(|&c| c == b'\n') {
                 let before = if i > 0 { Some(chunk[i - 1]) } else { last };
-                len += i as u64 - u64::from(before == Some(b'\r'));
+                // `len` holds a `\r` that ended the previous chunk.
+                len = len + i as u64 - u64::from(before == Some(b'\r'));
                 self.reader.consume(i + 1);
                 return Ok(len);
             }

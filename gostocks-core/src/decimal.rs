@@ -23,14 +23,15 @@ pub struct Fixed(pub i64);
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecimalError {
-    /// The text is empty or is not a decimal number (this includes `NaN` and `inf`).
-    #[error("`{0}` is not a finite decimal number")]
+    /// The text is empty or is not a decimal number (this includes `NaN` and `inf`); it holds a
+    /// short quoted excerpt of the text.
+    #[error("{0} is not a finite decimal number")]
     NotANumber(String),
-    /// The number has non-zero digits beyond the 8th decimal place.
-    #[error("`{0}` has more than 8 decimal places")]
+    /// The number has non-zero digits beyond the 8th decimal place (a quoted excerpt).
+    #[error("{0} has more than 8 decimal places")]
     TooPrecise(String),
-    /// The number is too large in magnitude for 10⁻⁸ units in an i64.
-    #[error("`{0}` is out of range (at most 92233720368 in magnitude)")]
+    /// The number is too large in magnitude for 10⁻⁸ units in an i64 (a quoted excerpt).
+    #[error("{0} is out of range (at most 92233720368.54775807 in magnitude)")]
     OutOfRange(String),
 }
 
@@ -45,7 +46,7 @@ impl Fixed {
     /// assert_eq!(Fixed::from_mantissa(5853300, 4).unwrap().to_string(), "585.33");
     /// ```
     pub fn from_mantissa(mantissa: i64, scale: u32) -> Result<Fixed, DecimalError> {
-        let text = || format!("{mantissa}e-{scale}");
+        let text = || format!("`{mantissa}e-{scale}`");
         if scale <= SCALE_DIGITS {
             let factor = 10i64.pow(SCALE_DIGITS - scale);
             mantissa
@@ -104,7 +105,8 @@ enum ParseFail {
 
 impl ParseFail {
     fn with_text(self, s: &str) -> DecimalError {
-        let s = s.to_owned();
+        // The error quotes a short excerpt of untrusted text, never all of it.
+        let s = crate::symbol::excerpt(s);
         match self {
             ParseFail::NotANumber => DecimalError::NotANumber(s),
             ParseFail::TooPrecise => DecimalError::TooPrecise(s),
@@ -264,12 +266,12 @@ impl<'de> Deserialize<'de> for Fixed {
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Fixed, E> {
                 let v = i64::try_from(v)
-                    .map_err(|_| E::custom(DecimalError::OutOfRange(v.to_string())))?;
+                    .map_err(|_| E::custom(DecimalError::OutOfRange(format!("`{v}`"))))?;
                 Fixed::from_mantissa(v, 0).map_err(E::custom)
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Fixed, E> {
                 if !v.is_finite() {
-                    return Err(E::custom(DecimalError::NotANumber(v.to_string())));
+                    return Err(E::custom(DecimalError::NotANumber(format!("`{v}`"))));
                 }
                 format!("{v:?}").parse().map_err(E::custom)
             }

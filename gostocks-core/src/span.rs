@@ -16,7 +16,7 @@ pub struct Span {
 /// Why a text is not a [`Span`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{0}` is not a duration: write a whole number and a unit (ns, us, ms, s, m, h, d), e.g. `60s`"
+    "{0} is not a duration: write a whole number and a unit (ns, us, ms, s, m, h, d), e.g. `60s`"
 )]
 pub struct SpanError(pub String);
 
@@ -49,7 +49,7 @@ impl FromStr for Span {
     /// assert!("0s".parse::<Span>().is_err());
     /// ```
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || SpanError(s.to_owned());
+        let err = || SpanError(crate::symbol::excerpt(s));
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
         let (num, unit) = t.split_at(split);

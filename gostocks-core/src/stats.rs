@@ -209,9 +209,33 @@ fn opt_f64(out: &mut String, v: Option<f64>) {
     }
 }
 
-fn opt_fixed(out: &mut String, v: Option<Fixed>) {
+/// How a JSON row writes its decimals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JsonDecimals {
+    /// As JSON numbers holding the exact decimal text (`585.33`): the output files' and topics'
+    /// form.
+    #[default]
+    Numbers,
+    /// As JSON strings (`"585.33"`), as in the canonical tick form: what the REST API answers,
+    /// so that a client whose JSON numbers are doubles keeps every digit.
+    Strings,
+}
+
+fn push_fixed(out: &mut String, v: Fixed, form: JsonDecimals) {
+    match form {
+        JsonDecimals::Numbers => v.push_to(out),
+        JsonDecimals::Strings => {
+            out.push('"');
+            v.push_to(out);
+            out.push('"');
+        }
+    }
+}
+
+fn opt_fixed(out: &mut String, v: Option<Fixed>, form: JsonDecimals) {
     match v {
-        Some(x) => x.push_to(out),
+        Some(x) => push_fixed(out, x, form),
         None => out.push_str("null"),
     }
 }
@@ -267,6 +291,26 @@ impl StatsRow {
     /// assert_eq!(line, r#"{"symbol":"X","window":"60s","time_ns":1000,"count":1,"volume":2,"last":10,"min":10,"max":10,"sma":10,"vwap":10,"stddev":null,"volatility":null}"#);
     /// ```
     pub fn write_json(&self, out: &mut String, window_label: &str) {
+        self.write_json_as(out, window_label, JsonDecimals::Numbers);
+    }
+
+    /// [`write_json`](Self::write_json) with the decimals (volume, last, min, max) in the form
+    /// asked for.
+    ///
+    /// ```
+    /// use gostocks_core::stats::{JsonDecimals, StatsRow, WindowCore};
+    /// use gostocks_core::indicators::Agg;
+    /// use gostocks_core::{Fixed, Symbol};
+    /// let p = |s: &str| s.parse::<Fixed>().unwrap();
+    /// let top = p("99999999.99999999");
+    /// let agg = Agg::tick(top, p("2"), 5, None);
+    /// let row = StatsRow { time_ns: 1_000, symbol: Symbol::new("X").unwrap(), window: 0,
+    ///     core: Some(WindowCore { agg, min: top, max: top }), last: None };
+    /// let mut line = String::new();
+    /// row.write_json_as(&mut line, "60s", JsonDecimals::Strings);
+    /// assert!(line.contains(r#""min":"99999999.99999999""#), "{line}");
+    /// ```
+    pub fn write_json_as(&self, out: &mut String, window_label: &str, form: JsonDecimals) {
         open_row(
             out,
             &self.symbol,
@@ -278,13 +322,13 @@ impl StatsRow {
                 out.push_str(r#","count":"#);
                 push_int(out, c.agg.count);
                 out.push_str(r#","volume":"#);
-                c.agg.volume_fixed().push_to(out);
+                push_fixed(out, c.agg.volume_fixed(), form);
                 out.push_str(r#","last":"#);
-                opt_fixed(out, self.last);
+                opt_fixed(out, self.last, form);
                 out.push_str(r#","min":"#);
-                c.min.push_to(out);
+                push_fixed(out, c.min, form);
                 out.push_str(r#","max":"#);
-                c.max.push_to(out);
+                push_fixed(out, c.max, form);
                 out.push_str(r#","sma":"#);
                 opt_f64(out, c.agg.sma());
                 out.push_str(r#","vwap":"#);
@@ -295,9 +339,13 @@ impl StatsRow {
                 opt_f64(out, c.agg.volatility());
                 out.push('}');
             }
-            None => out.push_str(
-                r#","count":0,"volume":0,"last":null,"min":null,"max":null,"sma":null,"vwap":null,"stddev":null,"volatility":null}"#,
-            ),
+            None => {
+                out.push_str(r#","count":0,"volume":"#);
+                push_fixed(out, Fixed::ZERO, form);
+                out.push_str(
+                    r#","last":null,"min":null,"max":null,"sma":null,"vwap":null,"stddev":null,"volatility":null}"#,
+                );
+            }
         }
     }
 }
@@ -305,6 +353,12 @@ impl StatsRow {
 impl BarRow {
     /// Appends the JSON line (without newline).
     pub fn write_json(&self, out: &mut String, bar_label: &str) {
+        self.write_json_as(out, bar_label, JsonDecimals::Numbers);
+    }
+
+    /// [`write_json`](Self::write_json) with the decimals (open, high, low, close, volume) in
+    /// the form asked for.
+    pub fn write_json_as(&self, out: &mut String, bar_label: &str, form: JsonDecimals) {
         let c = &self.core;
         open_row(
             out,
@@ -321,10 +375,10 @@ impl BarRow {
             out.push_str(",\"");
             out.push_str(name);
             out.push_str("\":");
-            v.push_to(out);
+            push_fixed(out, v, form);
         }
         out.push_str(r#","volume":"#);
-        c.agg.volume_fixed().push_to(out);
+        push_fixed(out, c.agg.volume_fixed(), form);
         out.push_str(r#","count":"#);
         push_int(out, c.agg.count);
         out.push_str(r#","vwap":"#);

@@ -85,42 +85,98 @@ const FNV_PRIME_POWERS: [u64; MAX_SYMBOL_LEN + 1] = {
     powers
 };
 
-/// Why a text is not a [`Symbol`].
+/// Why a text is not a [`Symbol`]. Each variant carries at most a short excerpt of the text
+/// (see [`excerpt`]), never the whole of an untrusted input.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SymbolError {
     /// The symbol is empty.
-    #[error("symbol is empty")]
+    #[error("must not be empty")]
     Empty,
-    /// The symbol is longer than [`MAX_SYMBOL_LEN`] bytes.
-    #[error("symbol `{0}` is longer than 23 bytes")]
+    /// The symbol is longer than [`MAX_SYMBOL_LEN`] bytes (after case folding).
+    #[error("{0} is longer than 23 bytes")]
     TooLong(String),
     /// The symbol contains whitespace or control characters.
-    #[error("symbol `{0}` contains whitespace or control characters")]
+    #[error("{0} contains whitespace or control characters")]
     BadCharacter(String),
 }
 
+/// The longest excerpt of untrusted text that an error message echoes, in characters.
+pub const EXCERPT_CHARS: usize = 32;
+
+/// A short, quoted excerpt of untrusted text for an error message: at most [`EXCERPT_CHARS`]
+/// characters (control characters escaped), followed by how long the whole was when it is cut.
+///
+/// ```
+/// use gostocks_core::symbol::excerpt;
+/// assert_eq!(excerpt("AAPL"), "`AAPL`");
+/// let long = "X".repeat(10_000);
+/// assert_eq!(excerpt(&long), format!("`{}`... (10000 bytes)", "X".repeat(32)));
+/// ```
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::with_capacity(EXCERPT_CHARS + 24);
+    out.push('`');
+    for (n, c) in text.chars().enumerate() {
+        if n == EXCERPT_CHARS {
+            out.push_str(&format!("`... ({} bytes)", text.len()));
+            return out;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('`');
+    out
+}
+
 impl Symbol {
-    /// Makes a symbol; see [`SymbolError`] for what is refused.
+    /// Makes a symbol by the one canonical rule that every entry applies (file and WebSocket
+    /// decoders, Kafka, REST, gRPC, alert creation): letters are folded to upper case (Unicode
+    /// upper case; ASCII without allocating), the result is 1 to [`MAX_SYMBOL_LEN`] bytes of UTF-8
+    /// with no whitespace and no control characters. See [`SymbolError`] for what is refused.
     ///
     /// ```
     /// use gostocks_core::Symbol;
     /// assert_eq!(Symbol::new("AAPL").unwrap().as_str(), "AAPL");
+    /// assert_eq!(Symbol::new("btc/usd").unwrap().as_str(), "BTC/USD");
+    /// assert_eq!(Symbol::new("äpfel").unwrap().as_str(), "ÄPFEL");
     /// assert!(Symbol::new("").is_err());
+    /// assert!(Symbol::new("A B").is_err());
     /// ```
     pub fn new(s: &str) -> Result<Symbol, SymbolError> {
         if s.is_empty() {
             return Err(SymbolError::Empty);
         }
-        if s.len() > MAX_SYMBOL_LEN {
-            return Err(SymbolError::TooLong(s.to_owned()));
+        if s.is_ascii() {
+            if s.len() > MAX_SYMBOL_LEN {
+                return Err(SymbolError::TooLong(excerpt(s)));
+            }
+            if s.bytes().any(|c| !c.is_ascii_graphic()) {
+                return Err(SymbolError::BadCharacter(excerpt(s)));
+            }
+            let mut bytes = [0u8; MAX_SYMBOL_LEN + 1];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            bytes[..s.len()].make_ascii_uppercase();
+            bytes[MAX_SYMBOL_LEN] = s.len() as u8;
+            return Ok(Symbol { bytes });
+        }
+        // Upper case can grow a text by a factor of three at most: anything this long is too
+        // long, and is refused before folding it.
+        if s.len() > 4 * MAX_SYMBOL_LEN {
+            return Err(SymbolError::TooLong(excerpt(s)));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(SymbolError::BadCharacter(s.to_owned()));
+            return Err(SymbolError::BadCharacter(excerpt(s)));
+        }
+        let folded = s.to_uppercase();
+        if folded.len() > MAX_SYMBOL_LEN {
+            return Err(SymbolError::TooLong(excerpt(s)));
         }
         let mut bytes = [0u8; MAX_SYMBOL_LEN + 1];
-        bytes[..s.len()].copy_from_slice(s.as_bytes());
-        bytes[MAX_SYMBOL_LEN] = s.len() as u8;
+        bytes[..folded.len()].copy_from_slice(folded.as_bytes());
+        bytes[MAX_SYMBOL_LEN] = folded.len() as u8;
         Ok(Symbol { bytes })
     }
 

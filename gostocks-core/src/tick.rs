@@ -149,7 +149,7 @@ mod tests {
         assert!(tick("AAPL", "1", "1").validate().is_ok());
         assert_eq!(
             tick("", "1", "1").validate(),
-            Err(Rejection::Symbol("symbol is empty".into()))
+            Err(Rejection::Symbol("must not be empty".into()))
         );
         assert_eq!(
             tick("A", "0", "1").validate(),

@@ -34,7 +34,7 @@ pub enum Command {
     ///
     /// With no flags it needs no services: it loops the bundled recording at its recorded pace,
     /// keeps state in memory, and serves `GET /price/:symbol` and the gRPC MarketService.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write a synthetic tick recording (geometric Brownian prices, bursty arrivals).
     Simulate(SimulateArgs),
     /// Run the analytics dataflow over recorded files and write stats, bars and late ticks.
@@ -457,6 +457,20 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:50051", env = "GOSTOCKS_GRPC_ADDR")]
     pub grpc_addr: SocketAddr,
 
+    /// The most connections each server (REST, gRPC) holds open at once; beyond it, new
+    /// connections wait to be accepted.
+    #[arg(long, default_value_t = 1024, env = "GOSTOCKS_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+
+    /// How long a REST client has to send a request's headers before its connection is closed.
+    #[arg(long, default_value = "10s", env = "GOSTOCKS_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: humantime::Duration,
+
+    /// How long a connection may send nothing before it is closed (REST between requests and
+    /// while waiting; gRPC clients answer the server's keep-alive pings, sent at a third of it).
+    #[arg(long, default_value = "60s", env = "GOSTOCKS_IDLE_TIMEOUT")]
+    pub idle_timeout: humantime::Duration,
+
     /// Timely worker threads.
     #[arg(long, default_value_t = 1, env = "GOSTOCKS_WORKERS")]
     pub workers: usize,
@@ -488,6 +502,15 @@ pub struct RunArgs {
     /// With --kafka: the consumer group.
     #[arg(long, default_value = "gostocks", env = "GOSTOCKS_GROUP")]
     pub group: String,
+
+    /// With --kafka: this runner's static membership id in the consumer group (Kafka's
+    /// `group.instance.id`). A runner restarted under the id it had, after a crash, takes its
+    /// partitions back at once. Default: `<hostname>-<n>`, n the lowest number that no other
+    /// running runner of the group on this host holds, so a restarted runner gets its id back
+    /// and two runners on one host get different ones. Two running runners must never share an
+    /// id. An empty value makes the runner a dynamic member.
+    #[arg(long, env = "GOSTOCKS_INSTANCE_ID")]
+    pub instance_id: Option<String>,
 
     /// With --kafka: record encoding, protobuf or json.
     #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]

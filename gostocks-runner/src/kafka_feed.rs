@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{FutureExt, StreamExt};
-use gostocks_connectors::kafka::{DLQ_TOPIC, KafkaConfig, TickEncoding, TickProducer};
+use gostocks_connectors::kafka::{DLQ_TOPIC, InstanceId, KafkaConfig, TickEncoding, TickProducer};
 use gostocks_connectors::limits::{MAX_RECORD_BYTES, decode_record};
 use gostocks_core::feed::grid_ceil;
 use rdkafka::ClientContext;
@@ -32,7 +32,22 @@ pub struct KafkaFeed {
     pub resolution: u64,
     /// The consumer's `fetch.wait.max.ms`.
     pub fetch_wait_ms: u32,
+    /// This runner's static membership id in the group (`None`: a dynamic member). Held for as
+    /// long as the feed runs, so that no other runner of this host claims it meanwhile.
+    pub instance_id: Option<InstanceId>,
 }
+
+/// How long past the session timeout a consumer may hold no partition, while records wait that
+/// nobody consumes, before it leaves and rejoins its group: time for the broker to evict a dead
+/// member (after the session timeout) and for one more join round (tansu holds each JoinGroup
+/// and SyncGroup of a static member 3 s).
+const REJOIN_MARGIN: Duration = Duration::from_secs(15);
+
+/// How often a consumer that holds no partition looks at the topic's offsets.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// How long one look at the offsets may take.
+const OFFSETS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the feed knows of one assigned partition.
 struct Part {
@@ -52,6 +67,12 @@ struct Part {
 /// arming is rebuilt exactly; the outputs its committed records produced before are not
 /// written again. The outputs of symbols whose partition another group member owns are not
 /// written either.
+///
+/// With an instance id the consumer is a static group member (KIP-345): restarted after a crash
+/// under the same id, it takes its assignment back at once. A consumer that holds no partition
+/// while records wait that nobody consumes, for longer than the session timeout and
+/// [`REJOIN_MARGIN`], warns, leaves the group and joins it again as a dynamic member (see
+/// [`Watchdog`]). On `stop` it leaves the group, so that its partitions move on at once.
 pub fn run(
     feed: KafkaFeed,
     tx: Feeds,
@@ -62,55 +83,152 @@ pub fn run(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let config = KafkaConfig::new(&feed.brokers, &feed.group).with_fetch_wait_ms(feed.fetch_wait_ms);
-        let rewind = Rewind {
-            state: Arc::clone(&state),
-            committed: Arc::default(),
-            processed: Arc::default(),
-            assigned: Arc::default(),
-        };
-        let (committed, processed_shared) = (Arc::clone(&rewind.committed), Arc::clone(&rewind.processed));
-        let assigned = Arc::clone(&rewind.assigned);
-        let consumer: StreamConsumer<Rewind> = config
-            .consumer()
-            .create_with_context(rewind)
-            .context("creating the kafka consumer")?;
-        consumer.subscribe(&[&feed.topic]).context("joining the consumer group")?;
-        let consumer = &consumer;
-        let dlq = TickProducer::new(&config, feed.encoding).context("creating the dead-letter producer")?;
+        let base =
+            KafkaConfig::new(&feed.brokers, &feed.group).with_fetch_wait_ms(feed.fetch_wait_ms);
+        let dlq =
+            TickProducer::new(&base, feed.encoding).context("creating the dead-letter producer")?;
+        let shared = Shared::default();
         state.ownership.activate();
+        let mut instance = feed.instance_id.as_ref().map(|id| id.as_str().to_owned());
+        let bound = base
+            .clone()
+            .with_instance_id(instance.clone())
+            .session_timeout()
+            + REJOIN_MARGIN;
+        state.kafka.activate();
+        let mut reader = Reader {
+            feed: &feed,
+            tx: &tx,
+            state: &state,
+            stop: &stop,
+            dlq: &dlq,
+            shared: &shared,
+            parts: HashMap::new(),
+            processed: HashMap::new(),
+            watchdog: Watchdog::new(bound),
+        };
+        loop {
+            let consumer: StreamConsumer<Rewind> = base
+                .clone()
+                .with_instance_id(instance.clone())
+                .consumer()
+                .create_with_context(Rewind {
+                    state: Arc::clone(&state),
+                    shared: shared.clone(),
+                    instance: instance.clone(),
+                })
+                .context("creating the kafka consumer")?;
+            consumer
+                .subscribe(&[&feed.topic])
+                .context("joining the consumer group")?;
+            let ended = reader.consume(&consumer).await;
+            commit_durable(&consumer, &feed.topic, &mut reader.parts, state.durable());
+            // Leave explicitly: a static member does not send LeaveGroup when it closes, and its
+            // partitions would wait out its session (on tansu, forever) instead of moving on.
+            consumer.unsubscribe();
+            drop(consumer);
+            for p in reader.parts.drain().map(|(p, _)| p) {
+                state.ownership.disown(p);
+                lock(&shared.assigned).push((p, false));
+            }
+            state.kafka.left();
+            match ended? {
+                Ended::Stopped => return Ok(()),
+                Ended::Rejoin => {
+                    // As a dynamic member: a dynamic JoinGroup is what makes tansu 0.6 evict
+                    // members whose session expired (it checks sessions only on dynamic members'
+                    // requests) and start a new generation; Kafka rebalances either way.
+                    instance = None;
+                    state.kafka.rejoined();
+                }
+            }
+        }
+    })
+}
+
+/// Partition state shared between the feed and its consumer's rebalance callback; it outlives
+/// a consumer that leaves and rejoins the group.
+#[derive(Clone, Default)]
+struct Shared {
+    /// The committed offset found at assignment, per partition.
+    committed: Arc<Mutex<HashMap<i32, i64>>>,
+    /// The last offset handed on, per partition this process ever read.
+    processed: Arc<Mutex<HashMap<i32, i64>>>,
+    /// Partitions assigned (true) and revoked (false) since the feed last looked, in order, to
+    /// announce to the dataflow.
+    assigned: Arc<Mutex<Vec<(i32, bool)>>>,
+}
+
+/// Why a consumer stopped consuming.
+enum Ended {
+    /// `stop` was set, or the dataflow stopped listening.
+    Stopped,
+    /// The consumer is stuck without partitions: leave and rejoin the group.
+    Rejoin,
+}
+
+/// The feed's state across the consumers it creates.
+struct Reader<'a> {
+    feed: &'a KafkaFeed,
+    tx: &'a Feeds,
+    state: &'a Arc<MarketState>,
+    stop: &'a AtomicBool,
+    dlq: &'a TickProducer,
+    shared: &'a Shared,
+    parts: HashMap<i32, Part>,
+    /// The last offset this process handed on, per partition it ever read.
+    processed: HashMap<i32, i64>,
+    watchdog: Watchdog,
+}
+
+impl Reader<'_> {
+    /// Reads `consumer` until stopped or stuck.
+    async fn consume(&mut self, consumer: &StreamConsumer<Rewind>) -> anyhow::Result<Ended> {
+        let (feed, tx, state) = (self.feed, self.tx, self.state);
         // Partitions are announced to the dataflow as they are assigned, before their first
         // record, so that none is late merely for being read after another.
         let metadata = consumer
             .fetch_metadata(Some(&feed.topic), Duration::from_secs(30))
             .with_context(|| format!("reading the metadata of topic {}", feed.topic))?;
-        let partitions = metadata.topics().iter().map(|t| t.partitions().len()).sum::<usize>();
-        tracing::info!(topic = %feed.topic, group = %feed.group, partitions, "consuming ticks from kafka");
-        let mut parts: HashMap<i32, Part> = HashMap::new();
-        // The last offset this process handed on, per partition it ever read.
-        let mut processed: HashMap<i32, i64> = HashMap::new();
+        let partitions = metadata
+            .topics()
+            .iter()
+            .map(|t| t.partitions().len())
+            .sum::<usize>();
+        let instance = consumer
+            .context()
+            .instance
+            .as_deref()
+            .unwrap_or("none (dynamic member)");
+        tracing::info!(topic = %feed.topic, group = %feed.group, instance, partitions, "consuming ticks from kafka");
         let mut stream = consumer.stream();
         let mut last_commit = Instant::now();
+        let mut last_check: Option<Instant> = None;
         // Assignment changes reach the dataflow before any record of theirs: a partition
         // announced holds event time back from then on, so a partition whose first records come
         // a fetch later than another's finds its ticks still on time.
         let announce = |tx: &Feeds| {
-            let changes: Vec<(i32, bool)> = std::mem::take(&mut *lock(&assigned));
+            let changes: Vec<(i32, bool)> = std::mem::take(&mut *lock(&self.shared.assigned));
             changes.into_iter().all(|(p, now_mine)| {
-                tx.send(Batch { source: p as u32, ticks: Vec::new(), retired: !now_mine })
+                tx.send(Batch {
+                    source: p as u32,
+                    ticks: Vec::new(),
+                    retired: !now_mine,
+                })
             })
         };
-        while !stop.load(Ordering::Relaxed) {
-            if !announce(&tx) {
-                return Ok(());
+        while !self.stop.load(Ordering::Relaxed) {
+            if !announce(tx) {
+                return Ok(Ended::Stopped);
             }
             if last_commit.elapsed() > Duration::from_secs(1) {
                 last_commit = Instant::now();
-                commit_durable(consumer, &feed.topic, &mut parts, state.durable());
+                commit_durable(consumer, &feed.topic, &mut self.parts, state.durable());
                 // Partitions taken away by a rebalance: their outputs are another member's now.
                 if let Ok(assigned) = consumer.assignment() {
-                    let mine: HashSet<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
-                    parts.retain(|p, _| {
+                    let mine: HashSet<i32> =
+                        assigned.elements().iter().map(|e| e.partition()).collect();
+                    self.parts.retain(|p, _| {
                         let keep = mine.contains(p);
                         if !keep {
                             tracing::info!(partition = p, "partition revoked");
@@ -118,9 +236,30 @@ pub fn run(
                         }
                         keep
                     });
+                    if mine.is_empty() {
+                        if last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY) {
+                            last_check = Some(Instant::now());
+                            if self.check(consumer) {
+                                return Ok(Ended::Rejoin);
+                            }
+                        }
+                    } else {
+                        last_check = None;
+                        if let Some(after) = self.watchdog.assigned(Instant::now()) {
+                            tracing::info!(
+                                partitions = mine.len(),
+                                after_secs = after.as_secs(),
+                                "partitions assigned again"
+                            );
+                        }
+                        state.kafka.set_unassigned(Duration::ZERO, 0, false);
+                    }
                 }
             }
-            let Ok(next) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await else { continue };
+            let Ok(next) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await
+            else {
+                continue;
+            };
             let first = match next {
                 Some(Ok(msg)) => msg,
                 Some(Err(error)) => {
@@ -143,30 +282,41 @@ pub fn run(
             let mut batches: HashMap<i32, Vec<gostocks_core::Tick>> = HashMap::new();
             for msg in &msgs {
                 let (p, offset) = (msg.partition(), msg.offset());
-                let part = parts.entry(p).or_insert_with(|| {
+                let part = self.parts.entry(p).or_insert_with(|| {
                     // Read before in this process: its state is here, nothing to replay.
-                    let replay_until = if processed.contains_key(&p) {
+                    let replay_until = if self.processed.contains_key(&p) {
                         0
                     } else {
-                        lock(&committed).get(&p).copied().unwrap_or(0)
+                        lock(&self.shared.committed).get(&p).copied().unwrap_or(0)
                     };
                     if replay_until > 0 {
-                        tracing::info!(partition = p, committed = replay_until, "replaying the partition from its beginning to rebuild state");
+                        tracing::info!(
+                            partition = p,
+                            committed = replay_until,
+                            "replaying the partition from its beginning to rebuild state"
+                        );
                     }
                     state.ownership.own(p);
-                    Part { replay_until, pending: VecDeque::new() }
+                    Part {
+                        replay_until,
+                        pending: VecDeque::new(),
+                    }
                 });
                 // Already handed on before a rebalance gave the partition back.
-                if processed.get(&p).is_some_and(|&done| offset <= done) {
+                if self.processed.get(&p).is_some_and(|&done| offset <= done) {
                     continue;
                 }
-                processed.insert(p, offset);
+                self.processed.insert(p, offset);
                 let payload = msg.payload().unwrap_or_default();
                 match decode_record(payload, feed.encoding, MAX_RECORD_BYTES) {
                     Ok(tick) => {
                         let grid = grid_ceil(tick.time_ns.max(0) as u64, feed.resolution);
                         if let Ok(symbol) = gostocks_core::Symbol::new(&tick.symbol) {
-                            state.ownership.saw(symbol, p, (offset < part.replay_until).then_some(grid));
+                            state.ownership.saw(
+                                symbol,
+                                p,
+                                (offset < part.replay_until).then_some(grid),
+                            );
                         }
                         part.pending.push_back((offset, grid));
                         batches.entry(p).or_default().push(tick);
@@ -178,14 +328,16 @@ pub fn run(
                             state.dead_letters.fetch_add(1, Ordering::Relaxed);
                             let reason = reason.to_string();
                             tracing::warn!(partition = p, offset, %reason, "record to the dead-letter topic");
-                            dlq.dead_letter(DLQ_TOPIC, msg.key(), payload, &reason).await?;
+                            self.dlq
+                                .dead_letter(DLQ_TOPIC, msg.key(), payload, &reason)
+                                .await?;
                         }
                     }
                 }
             }
-            lock(&processed_shared).extend(processed.iter().map(|(p, o)| (*p, *o)));
+            lock(&self.shared.processed).extend(self.processed.iter().map(|(p, o)| (*p, *o)));
             // The poll that delivered these records may have run the rebalance callback.
-            let mut gone = !announce(&tx);
+            let mut gone = !announce(tx);
             for (p, ticks) in batches {
                 gone |= !tx.send(Batch::of(p as u32, ticks));
             }
@@ -193,9 +345,193 @@ pub fn run(
                 break;
             }
         }
-        commit_durable(consumer, &feed.topic, &mut parts, state.durable());
-        Ok(())
-    })
+        Ok(Ended::Stopped)
+    }
+
+    /// The consumer holds no partition: looks at the topic's offsets, reports, and says whether
+    /// to leave and rejoin the group.
+    fn check(&mut self, consumer: &StreamConsumer<Rewind>) -> bool {
+        let (feed, state) = (self.feed, self.state);
+        let offsets = match offsets(consumer, &feed.topic) {
+            Ok(offsets) => offsets,
+            Err(error) => {
+                tracing::debug!(%error, "reading the topic's offsets");
+                return false;
+            }
+        };
+        match self.watchdog.observe(Instant::now(), &offsets) {
+            Verdict::Fine => {
+                state.kafka.set_unassigned(Duration::ZERO, 0, false);
+                false
+            }
+            Verdict::Waiting {
+                unassigned,
+                waiting,
+            } => {
+                state.kafka.set_unassigned(unassigned, waiting, false);
+                false
+            }
+            Verdict::Rejoin {
+                unassigned,
+                waiting,
+            } => {
+                state.kafka.set_unassigned(unassigned, waiting, true);
+                tracing::warn!(
+                    topic = %feed.topic,
+                    group = %feed.group,
+                    unassigned_secs = unassigned.as_secs(),
+                    waiting,
+                    "no partition assigned while records wait that nobody consumes: leaving and rejoining the consumer group"
+                );
+                true
+            }
+        }
+    }
+}
+
+/// Per partition of `topic`: the group's committed offset and the low and high watermarks.
+fn offsets(
+    consumer: &StreamConsumer<Rewind>,
+    topic: &str,
+) -> rdkafka::error::KafkaResult<Vec<PartitionOffsets>> {
+    let metadata = consumer.fetch_metadata(Some(topic), OFFSETS_TIMEOUT)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, OFFSETS_TIMEOUT)?;
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let (low, high) = consumer.fetch_watermarks(topic, e.partition(), OFFSETS_TIMEOUT)?;
+            Ok(PartitionOffsets {
+                partition: e.partition(),
+                committed: match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                },
+                low,
+                high,
+            })
+        })
+        .collect()
+}
+
+/// One look at a partition's offsets.
+#[derive(Clone, Copy, Debug)]
+struct PartitionOffsets {
+    partition: i32,
+    /// The group's committed offset, if any.
+    committed: Option<i64>,
+    low: i64,
+    high: i64,
+}
+
+impl PartitionOffsets {
+    /// Records beyond the group's committed offset.
+    fn waiting(&self) -> u64 {
+        let from = self.committed.unwrap_or(self.low).max(self.low);
+        u64::try_from(self.high - from).unwrap_or(0)
+    }
+}
+
+/// What the [`Watchdog`] makes of a look at the offsets.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Nothing waits.
+    Fine,
+    /// No partition for `unassigned` while `waiting` records wait; not (yet) stuck.
+    Waiting { unassigned: Duration, waiting: u64 },
+    /// Stuck: no partition for `unassigned`, past the bound, while `waiting` records wait and
+    /// nobody consumes them. Leave and rejoin the group.
+    Rejoin { unassigned: Duration, waiting: u64 },
+}
+
+/// Notices a consumer that holds no partition while records of its topic wait and nobody
+/// consumes them (their committed offsets stand still) for longer than the bound, whatever the
+/// broker: a coordinator that never evicts a dead member (tansu 0.6 checks sessions only on
+/// dynamic members' requests, so a dead static member stays forever), or that formed the group
+/// with an empty assignment for this member and never rebalances again (tansu 0.6, a dynamic
+/// member joining while a dead one's session runs). Merely holding nothing, as one runner too
+/// many for the partitions, is fine while the others consume.
+///
+/// After a rejoin that did not help, the next waits twice as long (up to 8 bounds), so that a
+/// group whose owners cannot commit (their sinks down) is not rebalanced over and over.
+struct Watchdog {
+    bound: Duration,
+    /// Since when the consumer has held no partition while records waited.
+    since: Option<Instant>,
+    /// Per partition: the committed offset last seen, and since when it has stood there.
+    seen: HashMap<i32, (Option<i64>, Instant)>,
+    /// The last rejoin of this episode, and the wait before the next.
+    rejoined: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Watchdog {
+    fn new(bound: Duration) -> Watchdog {
+        Watchdog {
+            bound,
+            since: None,
+            seen: HashMap::new(),
+            rejoined: None,
+            backoff: bound,
+        }
+    }
+
+    /// The consumer holds partitions: how long it had been stuck without, if it was.
+    fn assigned(&mut self, now: Instant) -> Option<Duration> {
+        self.seen.clear();
+        self.rejoined = None;
+        self.backoff = self.bound;
+        let since = self.since.take()?;
+        let after = now.duration_since(since);
+        (after >= self.bound).then_some(after)
+    }
+
+    /// A look at the offsets while the consumer holds no partition.
+    fn observe(&mut self, now: Instant, offsets: &[PartitionOffsets]) -> Verdict {
+        for o in offsets {
+            let seen = self.seen.entry(o.partition).or_insert((o.committed, now));
+            if seen.0 != o.committed {
+                *seen = (o.committed, now);
+            }
+        }
+        let waiting: u64 = offsets.iter().map(PartitionOffsets::waiting).sum();
+        if waiting == 0 {
+            self.since = None;
+            return Verdict::Fine;
+        }
+        let unassigned = now.duration_since(*self.since.get_or_insert(now));
+        let stalled = offsets.iter().any(|o| {
+            o.waiting() > 0
+                && self
+                    .seen
+                    .get(&o.partition)
+                    .is_some_and(|(_, t)| now.duration_since(*t) >= self.bound)
+        });
+        let due = self
+            .rejoined
+            .is_none_or(|t| now.duration_since(t) >= self.backoff);
+        if unassigned >= self.bound && stalled && due {
+            if self.rejoined.is_some() {
+                self.backoff = (self.backoff * 2).min(self.bound * 8);
+            }
+            self.rejoined = Some(now);
+            Verdict::Rejoin {
+                unassigned,
+                waiting,
+            }
+        } else {
+            Verdict::Waiting {
+                unassigned,
+                waiting,
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,11 +544,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Rewind {
     /// Ownership changes take effect at once, before any record of the new assignment.
     state: Arc<MarketState>,
-    committed: Arc<Mutex<HashMap<i32, i64>>>,
-    processed: Arc<Mutex<HashMap<i32, i64>>>,
-    /// Partitions assigned (true) and revoked (false) since the feed last looked, in order, to
-    /// announce to the dataflow.
-    assigned: Arc<Mutex<Vec<(i32, bool)>>>,
+    shared: Shared,
+    /// The consumer's static membership id, if any.
+    instance: Option<String>,
 }
 
 impl ClientContext for Rewind {}
@@ -227,30 +561,31 @@ impl ConsumerContext for Rewind {
         if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
             for e in tpl.elements() {
                 self.state.ownership.disown(e.partition());
-                lock(&self.assigned).push((e.partition(), false));
+                lock(&self.shared.assigned).push((e.partition(), false));
             }
             if let Err(error) = base.unassign() {
                 tracing::warn!(%error, "unassigning partitions");
             }
+            self.state.kafka.set_assigned(0);
             return;
         }
         if let Ok(c) = base.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
-            let mut committed = lock(&self.committed);
+            let mut committed = lock(&self.shared.committed);
             for e in c.elements() {
                 if let Offset::Offset(o) = e.offset() {
                     committed.insert(e.partition(), o);
                 }
             }
         }
-        let processed = lock(&self.processed).clone();
-        tracing::info!(partitions = tpl.count(), committed = ?lock(&self.committed), "partitions assigned");
+        let processed = lock(&self.shared.processed).clone();
+        tracing::info!(partitions = tpl.count(), committed = ?lock(&self.shared.committed), "partitions assigned");
         let mut elems: Vec<(String, i32)> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         elems.sort();
-        lock(&self.assigned).extend(elems.iter().map(|(_, p)| (*p, true)));
+        lock(&self.shared.assigned).extend(elems.iter().map(|(_, p)| (*p, true)));
         for (_, p) in &elems {
             self.state.ownership.own(*p);
         }
@@ -266,6 +601,7 @@ impl ConsumerContext for Rewind {
         if let Err(error) = base.assign(tpl) {
             tracing::warn!(%error, "assigning partitions");
         }
+        self.state.kafka.set_assigned(tpl.count());
     }
 }
 
@@ -295,5 +631,116 @@ fn commit_durable(
         && let Err(error) = consumer.commit(&tpl, CommitMode::Async)
     {
         tracing::warn!(%error, "committing offsets failed; they will be committed later");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(45);
+
+    fn at(committed: Option<i64>, high: i64) -> [PartitionOffsets; 2] {
+        [
+            PartitionOffsets {
+                partition: 0,
+                committed,
+                low: 0,
+                high,
+            },
+            // Nothing waits on the other partition.
+            PartitionOffsets {
+                partition: 1,
+                committed: Some(10),
+                low: 0,
+                high: 10,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_consumer_without_partitions_rejoins_once_records_wait_unconsumed_past_the_bound() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(BOUND);
+        let s = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(
+            w.observe(s(0), &at(Some(5), 9)),
+            Verdict::Waiting {
+                unassigned: Duration::ZERO,
+                waiting: 4
+            }
+        );
+        assert!(matches!(
+            w.observe(s(44), &at(Some(5), 9)),
+            Verdict::Waiting { .. }
+        ));
+        assert_eq!(
+            w.observe(s(45), &at(Some(5), 9)),
+            Verdict::Rejoin {
+                unassigned: BOUND,
+                waiting: 4
+            }
+        );
+        // A rejoin that did not help: the next after one bound, then after two, four, eight.
+        assert!(matches!(
+            w.observe(s(50), &at(Some(5), 9)),
+            Verdict::Waiting { .. }
+        ));
+        assert!(matches!(
+            w.observe(s(90), &at(Some(5), 9)),
+            Verdict::Rejoin { .. }
+        ));
+        assert!(matches!(
+            w.observe(s(170), &at(Some(5), 9)),
+            Verdict::Waiting { .. }
+        ));
+        assert!(matches!(
+            w.observe(s(180), &at(Some(5), 9)),
+            Verdict::Rejoin { .. }
+        ));
+        // Partitions at last: the episode ends, and the next starts afresh.
+        assert_eq!(w.assigned(s(200)), Some(Duration::from_secs(200)));
+        assert!(matches!(
+            w.observe(s(300), &at(Some(5), 9)),
+            Verdict::Waiting { .. }
+        ));
+        assert!(matches!(
+            w.observe(s(345), &at(Some(5), 9)),
+            Verdict::Rejoin { .. }
+        ));
+    }
+
+    #[test]
+    fn holding_nothing_is_fine_while_others_consume_or_nothing_waits() {
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        // One runner too many: the owner of the records commits as it goes.
+        let mut w = Watchdog::new(BOUND);
+        for i in 0..60 {
+            assert!(
+                matches!(
+                    w.observe(s(i * 5), &at(Some(i as i64 * 100), i as i64 * 100 + 40)),
+                    Verdict::Waiting { .. }
+                ),
+                "at {}s",
+                i * 5
+            );
+        }
+        // Everything consumed: fine, and the wait starts over.
+        assert_eq!(w.observe(s(300), &at(Some(7), 7)), Verdict::Fine);
+        assert_eq!(w.assigned(s(301)), None);
+        // A new group: nothing committed yet, records from the low watermark on wait.
+        let mut w = Watchdog::new(BOUND);
+        assert_eq!(
+            w.observe(s(0), &at(None, 3)),
+            Verdict::Waiting {
+                unassigned: Duration::ZERO,
+                waiting: 3
+            }
+        );
+        assert!(matches!(
+            w.observe(s(45), &at(None, 3)),
+            Verdict::Rejoin { waiting: 3, .. }
+        ));
     }
 }

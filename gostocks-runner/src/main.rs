@@ -16,6 +16,7 @@ mod kafka_feed;
 mod recording;
 mod replay;
 mod run;
+mod serve;
 mod simulate;
 mod sinks;
 mod state;
@@ -33,7 +34,7 @@ fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     telemetry::init(cli.log.as_deref());
     match cli.command {
-        cli::Command::Run(args) => run::run(args),
+        cli::Command::Run(args) => run::run(*args),
         cli::Command::Simulate(args) => simulate::simulate(args),
         cli::Command::Analyze(args) => analyze::analyze(args),
         cli::Command::Bench(args) => bench::bench(args),

@@ -8,14 +8,13 @@ use anyhow::Context;
 use gostocks_connectors::file::{Format, TickFile};
 use gostocks_core::Tick;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::alerts::service::Alerts;
 use crate::alerts::{AlertHub, Store};
 use crate::cli::{RunArgs, Speed};
 use crate::sinks::Sinks;
 use crate::state::MarketState;
-use gostocks_connectors::kafka::{KafkaConfig, TickProducer};
+use gostocks_connectors::kafka::{InstanceId, KafkaConfig, TickProducer};
 use gostocks_connectors::redis::RedisSink;
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -103,6 +102,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         runtime.spawn(sinks.run(out_rx, cells));
     }
 
+    // Claimed before anything is consumed, and held until the feed ends.
+    let instance_id = match (&args.kafka, args.instance_id.as_deref()) {
+        (None, _) | (Some(_), Some("")) => None,
+        (Some(_), Some(id)) => Some(InstanceId::given(id)),
+        (Some(_), None) => {
+            Some(InstanceId::claim(&args.group).context("choosing a default --instance-id")?)
+        }
+    };
+
     // One channel per worker: each source is read by exactly one worker.
     let (tx, taps) = crate::dataflow::Feeds::new(args.workers, 4096);
     let dataflow = {
@@ -127,6 +135,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 encoding: args.tick_encoding,
                 resolution: config.resolution.ns(),
                 fetch_wait_ms: u32::try_from(args.fetch_wait.ns() / 1_000_000).unwrap_or(u32::MAX),
+                instance_id,
             };
             let (stop, state) = (Arc::clone(&stop), Arc::clone(&state));
             std::thread::Builder::new()
@@ -274,6 +283,26 @@ async fn serve(
     health
         .set_serving::<gostocks_proto::v1::alert_service_server::AlertServiceServer<Alerts>>()
         .await;
+    // The server as a whole ("") says what /readyz says: serving only while ready.
+    tokio::spawn({
+        let (health, state) = (health.clone(), Arc::clone(&state));
+        async move {
+            let mut was = None;
+            loop {
+                let ready = state.readiness().is_ok();
+                if was != Some(ready) {
+                    was = Some(ready);
+                    let status = if ready {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    health.set_service_status("", status).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(gostocks_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -283,24 +312,45 @@ async fn serve(
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut rx_http = shutdown_tx.subscribe();
     let mut rx_grpc = shutdown_tx.subscribe();
-    // The gateway reaches the alert service over gRPC, as a split deployment would.
-    let alert_client = gostocks_proto::v1::alert_service_client::AlertServiceClient::new(
-        tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))?.connect_lazy(),
-    );
-    let rest = warp::serve(crate::http::app(Arc::clone(&state), alert_client, redis))
-        .incoming(http)
-        .graceful(async move {
+    let limits = crate::serve::Limits {
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout.into(),
+        idle_timeout: args.idle_timeout.into(),
+        drain: std::time::Duration::from_secs(5),
+    };
+    // The gateway calls the alert service in process: the same calls a gateway in its own
+    // process makes over gRPC, without a second connection to bound and keep healthy.
+    let alerts = Arc::new(Alerts::new(Arc::clone(&hub), Arc::clone(&state)));
+    let api = crate::http::Api::new(Arc::clone(&state), Some(Arc::clone(&alerts)), redis);
+    let rest = crate::serve::serve(
+        http,
+        warp::service(crate::http::app(api)),
+        crate::serve::Protocol::Http,
+        limits,
+        async move {
             let _ = rx_http.recv().await;
-        })
-        .run();
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(health_service)
+        },
+    );
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
-        .add_service(crate::grpc::Market::server(Arc::clone(&state)))
-        .add_service(Alerts::server(Arc::clone(&hub), Arc::clone(&state)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+        .add_service(
+            crate::grpc::Market::server(Arc::clone(&state))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(
+            gostocks_proto::v1::alert_service_server::AlertServiceServer::from_arc(alerts)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE),
+        );
+    let grpc_service = GrpcCodes(routes);
+    let grpc_server = crate::serve::serve(
+        grpc,
+        grpc_service,
+        crate::serve::Protocol::Grpc,
+        limits,
+        async move {
             let _ = rx_grpc.recv().await;
-        });
+        },
+    );
 
     let source = match (&args.kafka, &args.input) {
         (Some(brokers), _) => format!(
@@ -334,8 +384,36 @@ async fn serve(
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(());
     let _ = rest.await;
-    grpc_task.await?.context("gRPC server")?;
+    grpc_task.await.context("gRPC server")?;
     Ok(())
+}
+
+/// The largest gRPC request message, in bytes; larger ones are RESOURCE_EXHAUSTED.
+pub const MAX_GRPC_MESSAGE: usize = 4 << 20;
+
+/// The gRPC routes, answering with the error codes the gRPC spec gives (see
+/// [`crate::serve::grpc_codes`]).
+#[derive(Clone)]
+struct GrpcCodes(tonic::service::Routes);
+
+impl tower_service::Service<http::Request<hyper::body::Incoming>> for GrpcCodes {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<http::Request<hyper::body::Incoming>>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let fut = self.0.call(req);
+        Box::pin(async move { fut.await.map(crate::serve::grpc_codes) })
+    }
 }
 
 async fn shutdown_signal() {

@@ -2,8 +2,9 @@
 //! live tick feed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use gostocks_core::operators::Point;
 use gostocks_core::stats::{AnalyticsConfig, BarRow, StatsRow};
@@ -56,6 +57,8 @@ pub struct MarketState {
     sink_marks: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
     /// Which outputs a Kafka consumer of a shared group must not write (see [`Ownership`]).
     pub ownership: Ownership,
+    /// How the Kafka source stands in its consumer group.
+    pub kafka: KafkaStatus,
     bar_ns: Vec<u64>,
 }
 
@@ -82,6 +85,7 @@ impl MarketState {
             handed_on: AtomicU64::new(0),
             sink_marks: std::sync::Mutex::new(Vec::new()),
             ownership: Ownership::default(),
+            kafka: KafkaStatus::default(),
             bar_ns: config.bars.iter().map(|b| b.ns()).collect(),
         }
     }
@@ -243,6 +247,16 @@ impl MarketState {
         self.ticks.subscribe()
     }
 
+    /// Whether this runner does its part of the pipeline: `Ok` if so, else why not (for
+    /// `/readyz`). With `--kafka`, not ready while the consumer has not yet joined its group, nor
+    /// while it has held no partition for longer than the bound (see [`KafkaStatus`]) although
+    /// records of the topic wait and nobody consumes them. Without `--kafka`, always ready.
+    ///
+    /// gRPC health reports the same for the server as a whole (service `""`).
+    pub fn readiness(&self) -> Result<(), String> {
+        self.kafka.readiness()
+    }
+
     /// The Prometheus text exposition of this state's counters and gauges.
     pub fn metrics(&self) -> String {
         let (accepted, rejected) = self.counts();
@@ -253,6 +267,7 @@ impl MarketState {
         );
         let bars = self.bar_rows.load(Ordering::Relaxed);
         let symbols = self.prices.read().unwrap_or_else(|e| e.into_inner()).len();
+        let kafka = self.kafka.metrics();
         format!(
             "# HELP gostocks_ticks_total Ticks accepted into the dataflow.\n# TYPE gostocks_ticks_total counter\ngostocks_ticks_total {accepted}\n\
              # HELP gostocks_ticks_rejected_total Ticks rejected (bad price, size, symbol or time).\n# TYPE gostocks_ticks_rejected_total counter\ngostocks_ticks_rejected_total {rejected}\n\
@@ -260,7 +275,7 @@ impl MarketState {
              # HELP gostocks_dead_letters_total Kafka records sent to the dead-letter topic.\n# TYPE gostocks_dead_letters_total counter\ngostocks_dead_letters_total {dead}\n\
              # HELP gostocks_stats_rows_total Window stats changelog rows computed.\n# TYPE gostocks_stats_rows_total counter\ngostocks_stats_rows_total {stats_rows}\n\
              # HELP gostocks_bars_total Final bars computed.\n# TYPE gostocks_bars_total counter\ngostocks_bars_total {bars}\n\
-             # HELP gostocks_symbols Symbols with a last price.\n# TYPE gostocks_symbols gauge\ngostocks_symbols {symbols}\n"
+             # HELP gostocks_symbols Symbols with a last price.\n# TYPE gostocks_symbols gauge\ngostocks_symbols {symbols}\n{kafka}"
         )
     }
 
@@ -334,5 +349,100 @@ impl Ownership {
             return false;
         };
         !o.owned.contains(p) || o.written.get(p).is_some_and(|w| time <= *w)
+    }
+}
+
+/// How the Kafka source stands in its consumer group: written by the feed, read by `/readyz`
+/// ([`MarketState::readiness`]) and `/metrics`.
+///
+/// A consumer that holds no partition while records of its topic wait, none of them consumed by
+/// anyone (their committed offsets stand still), for longer than a bound, is
+/// stuck: a broker that never evicted a dead member, or gave this one an empty assignment. The
+/// feed then warns, leaves the group and joins it again; until it holds partitions again, the
+/// runner is not ready. The bound is the consumer's session timeout plus 15 s.
+#[derive(Debug, Default)]
+pub struct KafkaStatus {
+    active: AtomicBool,
+    joined: AtomicBool,
+    stuck: AtomicBool,
+    assigned: AtomicU64,
+    unassigned_ms: AtomicU64,
+    waiting: AtomicU64,
+    rejoins: AtomicU64,
+}
+
+impl KafkaStatus {
+    /// The source consumes Kafka.
+    pub fn activate(&self) {
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    /// The group gave the consumer `partitions` partitions (perhaps none).
+    pub fn set_assigned(&self, partitions: usize) {
+        self.assigned.store(partitions as u64, Ordering::Relaxed);
+        self.joined.store(true, Ordering::Relaxed);
+    }
+
+    /// The consumer left the group (to join it again, or to stop).
+    pub fn left(&self) {
+        self.assigned.store(0, Ordering::Relaxed);
+        self.joined.store(false, Ordering::Relaxed);
+    }
+
+    /// Partitions the consumer holds now.
+    pub fn assigned(&self) -> u64 {
+        self.assigned.load(Ordering::Relaxed)
+    }
+
+    /// The consumer has held no partition for `unassigned` while `waiting` records wait
+    /// unconsumed (zero and zero: it holds some, or nothing waits); `stuck` past the bound.
+    pub fn set_unassigned(&self, unassigned: Duration, waiting: u64, stuck: bool) {
+        self.unassigned_ms
+            .store(unassigned.as_millis() as u64, Ordering::Relaxed);
+        self.waiting.store(waiting, Ordering::Relaxed);
+        self.stuck.store(stuck, Ordering::Relaxed);
+    }
+
+    /// The consumer left the group and joins it again, because it was stuck.
+    pub fn rejoined(&self) {
+        self.rejoins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Times the consumer left and rejoined its group because it was stuck.
+    pub fn rejoins(&self) -> u64 {
+        self.rejoins.load(Ordering::Relaxed)
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        if !self.active.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if self.stuck.load(Ordering::Relaxed) {
+            return Err(format!(
+                "kafka: no partition assigned for {} s while {} records wait unconsumed",
+                self.unassigned_ms.load(Ordering::Relaxed) / 1000,
+                self.waiting.load(Ordering::Relaxed)
+            ));
+        }
+        if !self.joined.load(Ordering::Relaxed) {
+            return Err("kafka: joining the consumer group".into());
+        }
+        Ok(())
+    }
+
+    fn metrics(&self) -> String {
+        if !self.active.load(Ordering::Relaxed) {
+            return String::new();
+        }
+        let assigned = self.assigned();
+        let unassigned = self.unassigned_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        let rejoins = self.rejoins();
+        format!(
+            "# HELP gostocks_kafka_assigned_partitions Partitions of the tick topic this runner consumes.\n# TYPE gostocks_kafka_assigned_partitions gauge\ngostocks_kafka_assigned_partitions {assigned}\n\
+             # HELP gostocks_kafka_unassigned_seconds How long this runner has held no partition while records of the topic wait unconsumed (0 otherwise).\n# TYPE gostocks_kafka_unassigned_seconds gauge\ngostocks_kafka_unassigned_seconds {unassigned}\n\
+             # HELP gostocks_kafka_unconsumed_records Records beyond the group's committed offsets, as last measured while this runner held no partition.\n# TYPE gostocks_kafka_unconsumed_records gauge\ngostocks_kafka_unconsumed_records {waiting}\n\
+             # HELP gostocks_kafka_rejoins_total Times this runner left and rejoined its consumer group because it held no partition while records waited.\n# TYPE gostocks_kafka_rejoins_total counter\ngostocks_kafka_rejoins_total {rejoins}\n"
+        )
     }
 }

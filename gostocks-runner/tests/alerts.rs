@@ -302,7 +302,7 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
             r#"{"symbol":"MSFT","condition":"crosses_below","threshold":"400.12345678","mode":"rearm","hysteresis":0.5,"cooldown":"30s"}"#,
         );
         assert_eq!(status, 201, "{body}");
-        assert_eq!(body["threshold"].to_string(), "400.12345678", "exact decimal");
+        assert_eq!(body["threshold"], "400.12345678", "an exact decimal, as a string");
         assert_eq!(body["cooldown_ns"], 30_000_000_000i64);
         let (status, body) = common::request(
             &http,

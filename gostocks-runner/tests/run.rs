@@ -37,7 +37,13 @@ async fn serves_live_prices_over_rest_and_grpc_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(body["symbol"], "MSFT");
-    assert!(body["price"].as_f64().is_some_and(|p| p > 0.0), "{body}");
+    // Decimals are exact strings in REST answers.
+    let price: gostocks_core::Fixed = body["price"]
+        .as_str()
+        .expect("a string")
+        .parse()
+        .expect("a decimal");
+    assert!(price.is_positive(), "{body}");
     assert!(body["time_ns"].as_u64().is_some_and(|t| t > 0), "{body}");
     let (status, body) = get(&running.http, "/price/NOSUCH");
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));

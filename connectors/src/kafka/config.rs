@@ -1,4 +1,5 @@
 use std::str::FromStr;
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
@@ -37,11 +38,24 @@ pub struct KafkaConfig {
     pub fetch_wait_ms: u32,
     /// How long the producer gathers records into a batch (`linger.ms`).
     pub linger_ms: u32,
+    /// The consumer's static group membership id (`group.instance.id`, KIP-345), if any; see
+    /// [`KafkaConfig::session_timeout`] for what it changes.
+    pub instance_id: Option<String>,
 }
 
 /// The default [`KafkaConfig::fetch_wait_ms`]: low enough for real-time outputs, high enough
 /// that an idle consumer does not poll the broker in a tight loop.
 pub const DEFAULT_FETCH_WAIT_MS: u32 = 5;
+
+/// The session timeout of a dynamic group member: a crashed member's partitions move on after
+/// 6 s (the brokers' usual minimum), not the default 45 s.
+pub const DYNAMIC_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// The session timeout of a static group member (one with an instance id). A static member
+/// restarted within it takes its own assignment back; it must also outlast the join itself:
+/// tansu 0.6 holds a static member's JoinGroup and SyncGroup 3 s each and refreshes the member's
+/// session only on heartbeats, so with 6 s it would expire every member at its first heartbeat.
+pub const STATIC_SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl KafkaConfig {
     /// A config for `brokers` with consumer group `group`.
@@ -51,6 +65,24 @@ impl KafkaConfig {
             group: group.into(),
             fetch_wait_ms: DEFAULT_FETCH_WAIT_MS,
             linger_ms: 5,
+            instance_id: None,
+        }
+    }
+
+    /// The same config with the consumer a static group member named `id` (`None`: dynamic).
+    pub fn with_instance_id(mut self, id: Option<String>) -> KafkaConfig {
+        self.instance_id = id;
+        self
+    }
+
+    /// How long the group coordinator waits for a silent member before it gives the member's
+    /// partitions to others: [`STATIC_SESSION_TIMEOUT`] for a static member,
+    /// [`DYNAMIC_SESSION_TIMEOUT`] otherwise.
+    pub fn session_timeout(&self) -> Duration {
+        if self.instance_id.is_some() {
+            STATIC_SESSION_TIMEOUT
+        } else {
+            DYNAMIC_SESSION_TIMEOUT
         }
     }
 
@@ -87,11 +119,26 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             // A new group starts from the beginning of the topic: no tick is silently skipped.
             .set("auto.offset.reset", "earliest")
-            // A crashed member's partitions move on after 6 s (the brokers' usual minimum),
-            // not the default 45 s: a restart after kill -9 resumes promptly.
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1500")
+            // See DYNAMIC_SESSION_TIMEOUT and STATIC_SESSION_TIMEOUT.
+            .set(
+                "session.timeout.ms",
+                self.session_timeout().as_millis().to_string(),
+            )
+            // Heartbeats also bring news of a rebalance: at most 3 s late, and several per
+            // session, so that one lost heartbeat does not cost the session.
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout() / 4)
+                    .min(Duration::from_secs(3))
+                    .as_millis()
+                    .to_string(),
+            )
             .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string());
+        // KIP-345: a member restarted under the same id gets its assignment back at once
+        // instead of waiting for its dead predecessor's session to expire.
+        if let Some(id) = &self.instance_id {
+            c.set("group.instance.id", id);
+        }
         if let Ok(debug) = std::env::var("GOSTOCKS_KAFKA_DEBUG") {
             c.set("debug", debug);
         }

@@ -4,11 +4,16 @@
 
 mod buffer;
 mod config;
+mod membership;
 mod sink;
 mod source;
 
 pub use buffer::{TickBuffer, deliver};
-pub use config::{DEFAULT_FETCH_WAIT_MS, KafkaConfig, TickEncoding};
+pub use config::{
+    DEFAULT_FETCH_WAIT_MS, DYNAMIC_SESSION_TIMEOUT, KafkaConfig, STATIC_SESSION_TIMEOUT,
+    TickEncoding,
+};
+pub use membership::InstanceId;
 pub use sink::TickProducer;
 pub use source::{TickConsumer, decode_tick};
 

@@ -17,4 +17,4 @@ mod spec;
 
 pub use book::SymbolBook;
 pub use rule::{AlertEvent, AlertRule, Condition, Mode, RuleError};
-pub use spec::{AlertSpec, window_index};
+pub use spec::{AlertSpec, MAX_COOLDOWN_NS, window_index};

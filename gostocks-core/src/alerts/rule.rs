@@ -72,7 +72,7 @@ impl FromStr for Condition {
         Condition::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| RuleError::Condition(s.to_owned()))
+            .ok_or_else(|| RuleError::Condition(crate::symbol::excerpt(s)))
     }
 }
 
@@ -106,7 +106,7 @@ impl FromStr for Mode {
         match s {
             "once" => Ok(Mode::Once),
             "rearm" => Ok(Mode::Rearm),
-            other => Err(RuleError::Mode(other.to_owned())),
+            other => Err(RuleError::Mode(crate::symbol::excerpt(other))),
         }
     }
 }
@@ -155,13 +155,13 @@ impl AlertRule {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuleError {
-    /// An unknown condition name.
+    /// An unknown condition name (a short excerpt of it).
     #[error(
-        "condition: `{0}` is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below or volatility_above"
+        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below or volatility_above"
     )]
     Condition(String),
-    /// An unknown mode name.
-    #[error("mode: `{0}` is not a mode; use once or rearm")]
+    /// An unknown mode name (a short excerpt of it).
+    #[error("mode: {0} is not a mode; use once or rearm")]
     Mode(String),
     /// The threshold is zero or negative.
     #[error("threshold: {0} is not positive; give a finite number above 0")]
@@ -175,14 +175,14 @@ pub enum RuleError {
     /// A window on a condition that does not read one.
     #[error("window: {0} does not read a window; leave window out")]
     WindowUnused(Condition),
-    /// A symbol that is not acceptable.
-    #[error("symbol: `{0}` is not a symbol: {1}")]
-    Symbol(String, String),
+    /// A symbol that is not acceptable (why, quoting a short excerpt of it).
+    #[error("symbol: {0}")]
+    Symbol(String),
     /// A cooldown that is not a duration.
     #[error("cooldown: {0}")]
     Cooldown(String),
-    /// A window that the analytics do not compute.
-    #[error("window: `{0}` is not a configured window (configured: {1})")]
+    /// A window that the analytics do not compute (a short excerpt of it, then the windows).
+    #[error("window: {0} is not a configured window (configured: {1})")]
     WindowUnknown(String, String),
 }
 

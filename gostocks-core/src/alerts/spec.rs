@@ -4,7 +4,7 @@ use serde_json::value::RawValue;
 use super::rule::{AlertRule, Condition, Mode, RuleError};
 use crate::decimal::Fixed;
 use crate::span::Span;
-use crate::symbol::Symbol;
+use crate::symbol::{Symbol, excerpt};
 
 /// An alert as users write it (`analyze --alerts` files, `POST /alerts` bodies):
 /// `{"id","symbol","condition","threshold","mode","hysteresis","cooldown","window"}`.
@@ -86,28 +86,29 @@ impl AlertSpec {
         created_ns: u64,
         windows: &[Span],
     ) -> Result<AlertRule, RuleError> {
-        let symbol = Symbol::new(&self.symbol)
-            .map_err(|e| RuleError::Symbol(self.symbol.clone(), e.to_string()))?;
-        if !self
-            .symbol
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c))
-        {
-            return Err(RuleError::Symbol(
-                self.symbol.clone(),
-                "use letters, digits and . _ - / : only, e.g. AAPL or BTCUSDT".into(),
-            ));
-        }
+        // The one canonical rule of every entry: an alert can only name a symbol that ticks can
+        // carry, in the form they carry it.
+        let symbol = Symbol::new(&self.symbol).map_err(|e| RuleError::Symbol(e.to_string()))?;
         let condition: Condition = self.condition.parse()?;
         let mode = match &self.mode {
             Some(m) => m.parse()?,
             None => Mode::Once,
         };
         let cooldown_ns = match &self.cooldown {
-            Some(c) => c
-                .parse::<Span>()
-                .map_err(|e| RuleError::Cooldown(e.to_string()))?
-                .ns(),
+            Some(c) => {
+                let ns = c
+                    .parse::<Span>()
+                    .map_err(|e| RuleError::Cooldown(e.to_string()))?
+                    .ns();
+                // Cooldowns travel as signed nanoseconds (gRPC `cooldown_ns`, Postgres bigint).
+                if i64::try_from(ns).is_err() {
+                    return Err(RuleError::Cooldown(format!(
+                        "{} is longer than the longest cooldown, {MAX_COOLDOWN_NS} ns (about 106751d)",
+                        excerpt(c)
+                    )));
+                }
+                ns
+            }
             None => 0,
         };
         let window = match &self.window {
@@ -130,6 +131,10 @@ impl AlertSpec {
     }
 }
 
+/// The longest cooldown, in nanoseconds: `i64::MAX` (about 106,751 days), what the wire forms
+/// (gRPC `cooldown_ns`, Postgres `bigint`) hold.
+pub const MAX_COOLDOWN_NS: u64 = i64::MAX as u64;
+
 /// The index of the window written `w` (e.g. `"60s"` or `"1m"`) among `windows`, by length.
 pub fn window_index(w: &str, windows: &[Span]) -> Result<u8, RuleError> {
     let configured = || {
@@ -141,10 +146,10 @@ pub fn window_index(w: &str, windows: &[Span]) -> Result<u8, RuleError> {
     };
     let span: Span = w
         .parse()
-        .map_err(|_| RuleError::WindowUnknown(w.to_owned(), configured()))?;
+        .map_err(|_| RuleError::WindowUnknown(excerpt(w), configured()))?;
     windows
         .iter()
         .position(|x| x.ns() == span.ns())
         .and_then(|i| u8::try_from(i).ok())
-        .ok_or_else(|| RuleError::WindowUnknown(w.to_owned(), configured()))
+        .ok_or_else(|| RuleError::WindowUnknown(excerpt(w), configured()))
 }

@@ -8,7 +8,7 @@ use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
 use gostocks_core::alerts::{AlertSpec, Condition, Mode};
 use gostocks_core::{Fixed, Span};
 use gostocks_proto::v1;
-use gostocks_proto::v1::alert_service_server::{AlertService, AlertServiceServer};
+use gostocks_proto::v1::alert_service_server::AlertService;
 use rand::Rng;
 use tonic::{Request, Response, Status};
 
@@ -26,9 +26,10 @@ pub struct Alerts {
 }
 
 impl Alerts {
-    /// The service, ready to add to a tonic server.
-    pub fn server(hub: Arc<AlertHub>, market: Arc<MarketState>) -> AlertServiceServer<Alerts> {
-        AlertServiceServer::new(Alerts { hub, market })
+    /// The service over the hub; `AlertServiceServer::from_arc` serves it over gRPC, and the
+    /// REST gateway calls it in process.
+    pub fn new(hub: Arc<AlertHub>, market: Arc<MarketState>) -> Alerts {
+        Alerts { hub, market }
     }
 
     async fn user<T>(&self, req: &Request<T>) -> Result<i64, Status> {
@@ -46,6 +47,10 @@ impl Alerts {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <key>`"))?
             .trim();
+        // A key that cannot be one is refused before any store call: never an outage.
+        if crate::alerts::user_of_key(key).is_none() {
+            return Err(Status::unauthenticated("the API key is not valid"));
+        }
         match self.hub.store.authenticate(key).await {
             Ok(Some(id)) => Ok(id),
             Ok(None) => Err(Status::unauthenticated("the API key is not valid")),
@@ -54,6 +59,69 @@ impl Alerts {
                 Err(Status::unavailable(
                     "the alert store is unavailable; retry shortly",
                 ))
+            }
+        }
+    }
+}
+
+/// The longest alert id a request may name (ids the service assigns are `al_` and 16 hex digits).
+pub const MAX_ALERT_ID: usize = 64;
+
+/// Checks an alert id (or page token, which is one) from a request: 1 to [`MAX_ALERT_ID`] ASCII
+/// letters, digits, `_` or `-`. Anything else is INVALID_ARGUMENT naming `field`, before any
+/// store call, so bad input never reads as an outage.
+pub fn check_id(field: &str, id: &str) -> Result<(), Status> {
+    if id.is_empty()
+        || id.len() > MAX_ALERT_ID
+        || !id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    {
+        return Err(Status::invalid_argument(format!(
+            "{field}: {} is not an alert id (like al_0123456789abcdef: letters, digits, _ and -, at most {MAX_ALERT_ID})",
+            gostocks_core::symbol::excerpt(id)
+        )));
+    }
+    Ok(())
+}
+
+impl Alerts {
+    /// The caller's events with ids above `after` (at most `max`, oldest first), waiting until
+    /// `deadline` for the first one when none is stored yet: the REST long poll. It reads the
+    /// store and the live feed directly and holds nothing once it returns.
+    pub async fn poll_events<T>(
+        &self,
+        req: &Request<T>,
+        after: i64,
+        deadline: tokio::time::Instant,
+        max: usize,
+    ) -> Result<Vec<v1::AlertEvent>, Status> {
+        let owner = self.user(req).await?;
+        if after < 0 {
+            return Err(Status::invalid_argument("after: an event id, 0 or more"));
+        }
+        // Subscribe before reading the store, so nothing falls between the two.
+        let mut live = self.hub.subscribe();
+        loop {
+            let stored = self
+                .hub
+                .store
+                .events_after(owner, after, max)
+                .await
+                .map_err(internal)?;
+            if !stored.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(stored.iter().map(proto_event).collect());
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, live.recv()).await {
+                    Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                        return Ok(Vec::new());
+                    }
+                    Ok(Ok(e)) if e.owner == owner && e.id > after => break,
+                    Ok(Ok(_)) => {}
+                    // Fell behind the live feed: the store has what was missed.
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,
+                }
             }
         }
     }
@@ -149,6 +217,9 @@ impl AlertService for Alerts {
     ) -> Result<Response<v1::Alert>, Status> {
         let owner = self.user(&req).await?;
         let r = req.into_inner();
+        // Lengths first: nothing below echoes more than a short excerpt of the input.
+        gostocks_core::Symbol::new(&r.symbol)
+            .map_err(|e| Status::invalid_argument(format!("symbol: {e}")))?;
         let condition = condition_of(r.condition).ok_or_else(|| {
             Status::invalid_argument(
                 "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE",
@@ -209,6 +280,9 @@ impl AlertService for Alerts {
     ) -> Result<Response<v1::GetAlertsResponse>, Status> {
         let owner = self.user(&req).await?;
         let r = req.into_inner();
+        if !r.page_token.is_empty() {
+            check_id("page_token", &r.page_token)?;
+        }
         if r.page_size > MAX_PAGE {
             return Err(Status::invalid_argument(format!(
                 "page_size: at most {MAX_PAGE}"
@@ -247,6 +321,7 @@ impl AlertService for Alerts {
     ) -> Result<Response<v1::DeleteAlertResponse>, Status> {
         let owner = self.user(&req).await?;
         let id = req.into_inner().id;
+        check_id("id", &id)?;
         let deleted = self
             .hub
             .store
@@ -270,6 +345,11 @@ impl AlertService for Alerts {
     ) -> Result<Response<EventStream>, Status> {
         let owner = self.user(&req).await?;
         let r = req.into_inner();
+        if r.after_event_id < 0 {
+            return Err(Status::invalid_argument(
+                "after_event_id: an event id, 0 or more",
+            ));
+        }
         // Subscribe before reading the backlog, so nothing falls between the two.
         let mut live = self.hub.subscribe();
         let hub = Arc::clone(&self.hub);
@@ -300,7 +380,12 @@ impl AlertService for Alerts {
                 last = i64::MIN;
             }
             loop {
-                match live.recv().await {
+                // The watch ends when its client goes away, whether or not events come.
+                let received = tokio::select! {
+                    () = tx.closed() => return,
+                    received = live.recv() => received,
+                };
+                match received {
                     Ok(e) if e.owner == owner && e.id > last => {
                         last = e.id;
                         if tx.send(Ok(proto_event(&e))).await.is_err() {

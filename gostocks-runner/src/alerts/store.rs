@@ -73,6 +73,7 @@ impl Store {
 
     /// Creates user `name` and returns its id and API key (shown once, never stored).
     pub async fn create_user(&self, name: &str) -> anyhow::Result<(i64, String)> {
+        check_user_name(name)?;
         match self {
             Store::Memory(m) => {
                 let mut m = Store::mem(m);
@@ -239,4 +240,21 @@ impl Store {
             }
         }
     }
+}
+
+/// The longest user name, in characters.
+pub const MAX_USER_NAME: usize = 64;
+
+/// A user name is 1 to [`MAX_USER_NAME`] characters, not blank, without control characters.
+fn check_user_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.trim().is_empty(),
+        "a user name must not be empty or blank; e.g. `gostocks users create alice`"
+    );
+    anyhow::ensure!(
+        name.chars().count() <= MAX_USER_NAME && !name.chars().any(char::is_control),
+        "a user name is at most {MAX_USER_NAME} characters without control characters, got {}",
+        gostocks_core::symbol::excerpt(name)
+    );
+    Ok(())
 }

@@ -24,6 +24,16 @@ impl Market {
     }
 }
 
+/// The most symbols one StreamTicks request may name.
+pub const MAX_STREAM_SYMBOLS: usize = 1_000;
+
+/// A requested symbol, by the canonical rule ([`gostocks_core::Symbol::new`]).
+fn symbol_of(text: &str) -> Result<String, Status> {
+    gostocks_core::Symbol::new(text)
+        .map(|s| s.as_str().to_owned())
+        .map_err(|e| Status::invalid_argument(format!("symbol: {e}")))
+}
+
 type TickStream = Pin<Box<dyn Stream<Item = Result<v1::Tick, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -32,10 +42,7 @@ impl MarketService for Market {
         &self,
         req: Request<v1::GetPriceRequest>,
     ) -> Result<Response<v1::Price>, Status> {
-        let symbol = req.into_inner().symbol.trim().to_uppercase();
-        if symbol.is_empty() {
-            return Err(Status::invalid_argument("symbol: must not be empty"));
-        }
+        let symbol = symbol_of(&req.into_inner().symbol)?;
         let p = self
             .state
             .price(&symbol)
@@ -52,10 +59,7 @@ impl MarketService for Market {
         req: Request<v1::GetStatsRequest>,
     ) -> Result<Response<v1::WindowStats>, Status> {
         let req = req.into_inner();
-        let symbol = req.symbol.trim().to_uppercase();
-        if symbol.is_empty() {
-            return Err(Status::invalid_argument("symbol: must not be empty"));
-        }
+        let symbol = symbol_of(&req.symbol)?;
         let windows = &self.state.windows;
         let window = if req.window.is_empty() {
             0
@@ -65,8 +69,8 @@ impl MarketService for Market {
                 .position(|w| *w == req.window)
                 .ok_or_else(|| {
                     Status::invalid_argument(format!(
-                        "window: `{}` is not computed; use one of {}",
-                        req.window,
+                        "window: {} is not computed; use one of {}",
+                        gostocks_core::symbol::excerpt(&req.window),
                         windows.join(", ")
                     ))
                 })?
@@ -101,12 +105,17 @@ impl MarketService for Market {
         &self,
         req: Request<v1::StreamTicksRequest>,
     ) -> Result<Response<TickStream>, Status> {
-        let wanted: Vec<String> = req
-            .into_inner()
-            .symbols
-            .into_iter()
-            .map(|s| s.trim().to_uppercase())
-            .collect();
+        let symbols = req.into_inner().symbols;
+        if symbols.len() > MAX_STREAM_SYMBOLS {
+            return Err(Status::invalid_argument(format!(
+                "symbols: at most {MAX_STREAM_SYMBOLS}, got {}",
+                symbols.len()
+            )));
+        }
+        let wanted = symbols
+            .iter()
+            .map(|s| symbol_of(s))
+            .collect::<Result<Vec<String>, Status>>()?;
         let feed =
             BroadcastStream::new(self.state.subscribe()).filter_map(move |item| match item {
                 Ok(tick) if wanted.is_empty() || wanted.contains(&tick.symbol) => {

@@ -1,92 +1,92 @@
-//! `POST /alerts`, `GET /alerts`, `DELETE /alerts/:id`, `GET /alerts/events?after=`: each
-//! handler calls the AlertService through a tonic client, as a gateway in its own process
-//! would, and maps gRPC codes to HTTP statuses.
+//! `POST /alerts`, `GET /alerts`, `DELETE /alerts/:id`, `GET /alerts/events?after=&wait_ms=`:
+//! each handler checks its input, then calls the AlertService in process (the same calls a
+//! gateway in its own process makes over gRPC) and maps gRPC codes to HTTP statuses.
 
 use std::time::Duration;
 
-use gostocks_core::alerts::{AlertSpec, Condition};
-use gostocks_core::{Fixed, Span};
+use futures::StreamExt;
+use gostocks_core::Span;
+use gostocks_core::alerts::{AlertSpec, Condition, MAX_COOLDOWN_NS};
+use gostocks_core::symbol::excerpt;
 use gostocks_proto::v1;
-use gostocks_proto::v1::alert_service_client::AlertServiceClient;
+use gostocks_proto::v1::alert_service_server::AlertService;
 use serde_json::Value;
-use serde_json::value::RawValue;
-use tonic::transport::Channel;
-use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::Reply;
+use warp::http::{Method, StatusCode, header};
 
-use super::{json_body, problem};
+use super::{ApiError, MAX_AUTH, Req, json_body};
+use crate::alerts::service::{Alerts, MAX_PAGE};
 
-/// Request bodies above this are refused with 413.
-pub const MAX_BODY: u64 = 16 * 1024;
+/// Request bodies above this are refused with 413 (with or without a `Content-Length`).
+pub const MAX_BODY: usize = 16 * 1024;
 /// The most events one `GET /alerts/events` answers with.
-const MAX_EVENTS: usize = 1_000;
+pub const MAX_EVENTS: usize = 1_000;
+/// The longest `wait_ms` of `GET /alerts/events`; longer waits are cut to it.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
-type Client = AlertServiceClient<Channel>;
-
-/// The alert routes over a client of the AlertService.
-pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let with_client = warp::any().map(move || client.clone());
-    let auth = warp::header::optional::<String>("authorization");
-    let create = warp::path!("alerts")
-        .and(warp::post())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
-        .and(auth)
-        .and(with_client.clone())
-        .and_then(create);
-    let list = warp::path!("alerts")
-        .and(warp::get())
-        .and(warp::query::<ListQuery>())
-        .and(auth)
-        .and(with_client.clone())
-        .and_then(list);
-    let events = warp::path!("alerts" / "events")
-        .and(warp::get())
-        .and(warp::query::<EventsQuery>())
-        .and(auth)
-        .and(with_client.clone())
-        .and_then(events);
-    let delete = warp::path!("alerts" / String)
-        .and(warp::delete())
-        .and(auth)
-        .and(with_client)
-        .and_then(delete);
-    create.or(list).or(events).or(delete)
+/// The alert routes under `/alerts`: `rest` is the path after it.
+pub(super) async fn route(
+    alerts: &Alerts,
+    rest: &[&str],
+    req: Req,
+) -> Result<warp::reply::Response, ApiError> {
+    let m = &req.method;
+    match rest {
+        [] if *m == Method::POST => {
+            req.query.only(&[])?;
+            create(alerts, req).await
+        }
+        [] if *m == Method::GET || *m == Method::HEAD => {
+            req.query.only(&["page_size", "page_token"])?;
+            list(alerts, req).await
+        }
+        [] => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
+        ["events"] if *m == Method::GET || *m == Method::HEAD => {
+            req.query.only(&["after", "wait_ms"])?;
+            events(alerts, req).await
+        }
+        ["events"] => Err(ApiError::method_not_allowed("GET, HEAD")),
+        [id] if *m == Method::DELETE => {
+            req.query.only(&[])?;
+            let call = request(
+                v1::DeleteAlertRequest {
+                    id: (*id).to_owned(),
+                },
+                &req,
+            )?;
+            drop(req);
+            delete(alerts, call).await
+        }
+        [_] => Err(ApiError::method_not_allowed("DELETE")),
+        _ => Err(super::no_route()),
+    }
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct ListQuery {
-    page_size: Option<u32>,
-    page_token: Option<String>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct EventsQuery {
-    /// Events with ids above this (default 0: all of the caller's events).
-    after: Option<i64>,
-    /// How long to wait for more events once none are pending, in ms (default 200, max 30000).
-    wait_ms: Option<u64>,
-}
-
-/// A tonic request carrying the caller's bearer key.
-fn request<T>(msg: T, auth: Option<String>) -> Result<tonic::Request<T>, Rejection> {
-    let mut req = tonic::Request::new(msg);
-    if let Some(a) = auth {
-        let value = a.parse().map_err(|_| {
-            problem(
+/// A tonic request carrying the caller's bearer key, checked for size and charset first.
+fn request<T>(msg: T, req: &Req) -> Result<tonic::Request<T>, ApiError> {
+    let mut out = tonic::Request::new(msg);
+    if let Some(value) = req.headers.get(header::AUTHORIZATION) {
+        let unusable = || {
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
-                "the Authorization header is not valid text; send `Authorization: Bearer <key>`"
-                    .into(),
+                format!(
+                    "the Authorization header must be at most {MAX_AUTH} bytes of visible ASCII: send `Authorization: Bearer <key>`"
+                ),
             )
-        })?;
-        req.metadata_mut().insert("authorization", value);
+        };
+        let bytes = value.as_bytes();
+        if bytes.len() > MAX_AUTH || !bytes.iter().all(|&b| b == b' ' || b.is_ascii_graphic()) {
+            return Err(unusable());
+        }
+        let value = tonic::metadata::MetadataValue::try_from(bytes).map_err(|_| unusable())?;
+        out.metadata_mut().insert("authorization", value);
     }
-    Ok(req)
+    Ok(out)
 }
 
 /// A gRPC status as an HTTP problem.
-fn status(s: tonic::Status) -> Rejection {
+fn status(s: tonic::Status) -> ApiError {
     use tonic::Code;
     let (http, code) = match s.code() {
         Code::InvalidArgument | Code::OutOfRange => (StatusCode::BAD_REQUEST, "invalid_argument"),
@@ -99,18 +99,17 @@ fn status(s: tonic::Status) -> Rejection {
         Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
-    problem(http, code, s.message().to_owned())
+    ApiError::new(http, code, s.message())
 }
 
-fn bad(message: String) -> Rejection {
-    problem(StatusCode::BAD_REQUEST, "invalid_argument", message)
+fn bad(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
 }
 
-fn number(d: Option<&v1::Decimal>) -> Value {
-    d.and_then(|d| Fixed::try_from(d).ok())
-        .and_then(|f| RawValue::from_string(f.to_string()).ok())
-        .and_then(|raw| serde_json::to_value(raw).ok())
-        .unwrap_or(Value::Null)
+/// A decimal as a JSON string holding its exact text (as in the canonical tick form).
+fn decimal(d: Option<&v1::Decimal>) -> Value {
+    d.and_then(|d| gostocks_core::Fixed::try_from(d).ok())
+        .map_or(Value::Null, |f| Value::from(f.to_string()))
 }
 
 fn alert_json(a: &v1::Alert) -> Value {
@@ -127,9 +126,9 @@ fn alert_json(a: &v1::Alert) -> Value {
         "id": a.id,
         "symbol": a.symbol,
         "condition": name(a.condition),
-        "threshold": number(a.threshold.as_ref()),
+        "threshold": decimal(a.threshold.as_ref()),
         "mode": if a.mode == v1::AlertMode::Rearm as i32 { "rearm" } else { "once" },
-        "hysteresis": number(a.hysteresis.as_ref()),
+        "hysteresis": decimal(a.hysteresis.as_ref()),
         "cooldown_ns": a.cooldown_ns,
         "window": if a.window.is_empty() { Value::Null } else { Value::from(a.window.clone()) },
         "created_ns": a.created_ns,
@@ -146,30 +145,70 @@ fn event_json(e: &v1::AlertEvent) -> Value {
         "symbol": e.symbol,
         "time_ns": e.time_ns,
         "seq": e.seq,
-        "price": number(e.price.as_ref()),
+        "price": decimal(e.price.as_ref()),
         "value": e.value,
     })
 }
 
-async fn create(
-    body: bytes::Bytes,
-    auth: Option<String>,
-    mut client: Client,
-) -> Result<warp::reply::Response, Rejection> {
+/// The body, at most [`MAX_BODY`] bytes whether its length is declared or it comes chunked.
+async fn body(req: &mut Req) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over {MAX_BODY} bytes"),
+        )
+    };
+    if let Some(len) = req.headers.get(header::CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("Content-Length: not a byte count"))?;
+        if len > MAX_BODY as u64 {
+            return Err(too_large());
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = req.body.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+async fn create(alerts: &Alerts, mut req: Req) -> Result<warp::reply::Response, ApiError> {
+    let body = body(&mut req).await?;
     let spec: AlertSpec = serde_json::from_slice(&body).map_err(|e| {
+        let why = e.to_string();
         bad(format!(
-            "the body must be a JSON object {{\"symbol\",\"condition\",\"threshold\"[,\"mode\",\"hysteresis\",\"cooldown\",\"window\"]}}: {e}"
+            "the body must be a JSON object {{\"symbol\",\"condition\",\"threshold\"[,\"mode\",\"hysteresis\",\"cooldown\",\"window\"]}}: {}",
+            excerpt(&why).trim_matches('`')
         ))
     })?;
     if spec.id.is_some() {
         return Err(bad("id: assigned by the service; leave it out".into()));
     }
+    // Lengths and spelling first: nothing below echoes more than an excerpt of the input.
+    gostocks_core::Symbol::new(&spec.symbol).map_err(|e| bad(format!("symbol: {e}")))?;
     let condition: Condition = spec.condition.parse().map_err(|e| bad(format!("{e}")))?;
     let cooldown_ns = match &spec.cooldown {
-        Some(c) => c
-            .parse::<Span>()
-            .map_err(|e| bad(format!("cooldown: {e}")))?
-            .ns() as i64,
+        Some(c) => {
+            let ns = c
+                .parse::<Span>()
+                .map_err(|e| bad(format!("cooldown: {e}")))?
+                .ns();
+            i64::try_from(ns).map_err(|_| {
+                bad(format!(
+                    "cooldown: {} is longer than the longest cooldown, {MAX_COOLDOWN_NS} ns (about 106751d)",
+                    excerpt(c)
+                ))
+            })?
+        }
         None => 0,
     };
     let mode = match spec.mode.as_deref() {
@@ -177,7 +216,8 @@ async fn create(
         Some("rearm") => v1::AlertMode::Rearm,
         Some(other) => {
             return Err(bad(format!(
-                "mode: `{other}` is not a mode; use once or rearm"
+                "mode: {} is not a mode; use once or rearm",
+                excerpt(other)
             )));
         }
     };
@@ -186,7 +226,7 @@ async fn create(
         condition.as_str().to_uppercase()
     ))
     .unwrap_or(v1::AlertCondition::Unspecified);
-    let req = v1::CreateAlertRequest {
+    let msg = v1::CreateAlertRequest {
         symbol: spec.symbol,
         condition: condition as i32,
         threshold: Some(spec.threshold.into()),
@@ -195,8 +235,10 @@ async fn create(
         cooldown_ns,
         window: spec.window.unwrap_or_default(),
     };
-    let alert = client
-        .create_alert(request(req, auth)?)
+    let call = request(msg, &req)?;
+    drop(req);
+    let alert = alerts
+        .create_alert(call)
         .await
         .map_err(status)?
         .into_inner();
@@ -207,20 +249,14 @@ async fn create(
     .into_response())
 }
 
-async fn list(
-    q: ListQuery,
-    auth: Option<String>,
-    mut client: Client,
-) -> Result<warp::reply::Response, Rejection> {
-    let req = v1::GetAlertsRequest {
-        page_size: q.page_size.unwrap_or(0),
-        page_token: q.page_token.unwrap_or_default(),
+async fn list(alerts: &Alerts, req: Req) -> Result<warp::reply::Response, ApiError> {
+    let msg = v1::GetAlertsRequest {
+        page_size: req.query.int("page_size", 0..=MAX_PAGE)?.unwrap_or(0),
+        page_token: req.query.get("page_token").unwrap_or_default().to_owned(),
     };
-    let page = client
-        .get_alerts(request(req, auth)?)
-        .await
-        .map_err(status)?
-        .into_inner();
+    let call = request(msg, &req)?;
+    drop(req);
+    let page = alerts.get_alerts(call).await.map_err(status)?.into_inner();
     let body = serde_json::json!({
         "alerts": page.alerts.iter().map(alert_json).collect::<Vec<_>>(),
         "next_page_token": if page.next_page_token.is_empty() { Value::Null } else { Value::from(page.next_page_token) },
@@ -229,43 +265,25 @@ async fn list(
 }
 
 async fn delete(
-    id: String,
-    auth: Option<String>,
-    mut client: Client,
-) -> Result<warp::reply::Response, Rejection> {
-    client
-        .delete_alert(request(v1::DeleteAlertRequest { id: id.clone() }, auth)?)
-        .await
-        .map_err(status)?;
+    alerts: &Alerts,
+    call: tonic::Request<v1::DeleteAlertRequest>,
+) -> Result<warp::reply::Response, ApiError> {
+    let id = call.get_ref().id.clone();
+    alerts.delete_alert(call).await.map_err(status)?;
     Ok(json_body(serde_json::json!({ "deleted": id }).to_string()))
 }
 
-async fn events(
-    q: EventsQuery,
-    auth: Option<String>,
-    mut client: Client,
-) -> Result<warp::reply::Response, Rejection> {
-    let after = q.after.unwrap_or(0);
-    if after < 0 {
-        return Err(bad("after: an event id, 0 or more".into()));
-    }
-    let wait = Duration::from_millis(q.wait_ms.unwrap_or(200).min(30_000));
-    let req = v1::WatchAlertEventsRequest {
-        after_event_id: after,
-        from_start: after == 0,
-    };
-    let mut stream = client
-        .watch_alert_events(request(req, auth)?)
+async fn events(alerts: &Alerts, req: Req) -> Result<warp::reply::Response, ApiError> {
+    let after = req.query.int("after", 0..=i64::MAX)?.unwrap_or(0);
+    let wait_ms = req.query.int("wait_ms", 0..=u64::MAX)?.unwrap_or(200);
+    // A deadline from the request's arrival, whatever comes meanwhile.
+    let deadline = req.arrival + Duration::from_millis(wait_ms).min(MAX_WAIT);
+    let call = request((), &req)?;
+    drop(req);
+    let found = alerts
+        .poll_events(&call, after, deadline, MAX_EVENTS)
         .await
-        .map_err(status)?
-        .into_inner();
-    let mut out = Vec::new();
-    while out.len() < MAX_EVENTS {
-        match tokio::time::timeout(wait, stream.message()).await {
-            Ok(Ok(Some(e))) => out.push(event_json(&e)),
-            Ok(Ok(None)) | Err(_) => break,
-            Ok(Err(s)) => return Err(status(s)),
-        }
-    }
+        .map_err(status)?;
+    let out: Vec<Value> = found.iter().map(event_json).collect();
     Ok(json_body(serde_json::json!({ "events": out }).to_string()))
 }

@@ -1,156 +1,361 @@
-//! The REST gateway (warp). `routes(state)` builds the whole API so tests can call it without a
-//! server; errors are JSON `{code, message}` from one `recover`.
+//! The REST gateway (warp). [`app`] builds the whole API as one filter, so tests can call it
+//! without a server: a request's path is matched first (percent-decoded), then its method, then
+//! its query, headers and body, each checked against a documented bound. Every refusal is an
+//! [`ApiError`], turned into a JSON `{code, message}` response by one function ([`ApiError::reply`]):
+//! a bad request is a 4xx naming the part at fault, never a 5xx.
+//!
+//! Limits (answered with the status in brackets):
+//! - path: at most [`MAX_PATH`] bytes (414), each segment valid UTF-8 once percent-decoded (400);
+//! - query: at most [`MAX_QUERY`] bytes (414), each parameter known to the route and given once,
+//!   its value of the documented type and range (400);
+//! - `Authorization`: at most [`MAX_AUTH`] bytes of visible ASCII (401);
+//! - body: at most [`alerts::MAX_BODY`] bytes, with a `Content-Length` or chunked (413).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use gostocks_core::stats::JsonDecimals;
 use serde::Serialize;
-use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use warp::{Filter, Reply};
 
+use crate::alerts::service::Alerts;
 use crate::state::MarketState;
 
 pub mod alerts;
 
-/// A JSON error body.
+/// The longest request path, in bytes.
+pub const MAX_PATH: usize = 2048;
+/// The longest query string, in bytes.
+pub const MAX_QUERY: usize = 2048;
+/// The longest `Authorization` header, in bytes.
+pub const MAX_AUTH: usize = 256;
+/// The longest message of an error response, in bytes: messages quote untrusted input only as a
+/// short excerpt, and this bounds them whatever they quote.
+pub const MAX_MESSAGE: usize = 512;
+
+/// A JSON error body, and the status it is sent with.
 #[derive(Debug, Serialize)]
 pub struct ApiError {
+    #[serde(skip)]
+    status: StatusCode,
     /// Machine-readable code, e.g. `not_found`.
     pub code: &'static str,
     /// What went wrong and what to do about it.
     pub message: String,
+    #[serde(skip)]
+    allow: Option<&'static str>,
 }
 
-#[derive(Debug)]
-struct Problem(StatusCode, ApiError);
-impl warp::reject::Reject for Problem {}
-
-fn problem(status: StatusCode, code: &'static str, message: String) -> Rejection {
-    warp::reject::custom(Problem(status, ApiError { code, message }))
-}
-
-/// Every route of the REST API: the market routes over `state`, the alert routes through a
-/// client of the AlertService.
-pub fn app(
-    state: Arc<MarketState>,
-    alerts: gostocks_proto::v1::alert_service_client::AlertServiceClient<tonic::transport::Channel>,
-    redis: Option<gostocks_connectors::redis::RedisSink>,
-) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let with_redis = warp::any().map(move || redis.clone());
-    // With Redis configured, prices come from the speed layer (as a gateway in its own process
-    // would read them); the in-process state answers otherwise.
-    let redis_price = warp::path!("price" / String)
-        .and(warp::get())
-        .and(with_redis)
-        .and_then(get_price_redis);
-    alerts::routes(alerts)
-        .or(redis_price)
-        .or(market(state))
-        .recover(recover)
-}
-
-async fn get_price_redis(
-    symbol: String,
-    redis: Option<gostocks_connectors::redis::RedisSink>,
-) -> Result<warp::reply::Response, Rejection> {
-    let Some(redis) = redis else {
-        return Err(warp::reject::not_found());
-    };
-    let symbol = symbol.trim().to_uppercase();
-    match redis.read_prices(&[symbol.as_str()]).await {
-        Ok(found) => match found.into_iter().next().flatten() {
-            Some((price, time_ns)) => {
-                let price = serde_json::value::RawValue::from_string(price)
-                    .ok()
-                    .and_then(|raw| serde_json::to_value(raw).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                let body =
-                    serde_json::json!({"symbol": symbol, "price": price, "time_ns": time_ns});
-                Ok(json_body(body.to_string()))
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
             }
-            None => Err(problem(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!(
-                    "no trades seen for symbol `{symbol}`; GET /symbols lists the symbols with prices"
-                ),
-            )),
-        },
-        Err(error) => {
-            tracing::warn!(error = %error, "reading a price from redis");
-            Err(problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the speed layer (Redis) is unavailable; retry shortly".into(),
-            ))
+            message.truncate(cut);
+            message.push_str("...");
+        }
+        ApiError {
+            status,
+            code,
+            message,
+            allow: None,
+        }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn method_not_allowed(allow: &'static str) -> ApiError {
+        ApiError {
+            allow: Some(allow),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this route takes {allow}"),
+            )
+        }
+    }
+
+    /// The one place an error becomes a response.
+    pub fn reply(self) -> warp::reply::Response {
+        let mut res =
+            warp::reply::with_status(warp::reply::json(&self), self.status).into_response();
+        if let Some(allow) = self.allow {
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        res
+    }
+}
+
+/// What the routes serve from.
+#[derive(Clone)]
+pub struct Api {
+    state: Arc<MarketState>,
+    alerts: Option<Arc<Alerts>>,
+    redis: Option<gostocks_connectors::redis::RedisSink>,
+}
+
+impl Api {
+    /// The API over the market state, the alert service (`None`: the alert routes answer 404)
+    /// and, when configured, the Redis speed layer (prices are then read from it, as a gateway in
+    /// its own process would).
+    pub fn new(
+        state: Arc<MarketState>,
+        alerts: Option<Arc<Alerts>>,
+        redis: Option<gostocks_connectors::redis::RedisSink>,
+    ) -> Api {
+        Api {
+            state,
+            alerts,
+            redis,
         }
     }
 }
 
-/// The market routes alone, with JSON errors.
-#[cfg(test)]
-pub fn routes(
-    state: Arc<MarketState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    market(state).recover(recover)
+/// One request, taken apart.
+pub struct Req {
+    /// When the request arrived (deadlines count from it).
+    arrival: tokio::time::Instant,
+    method: Method,
+    /// The path's segments, percent-decoded.
+    segments: Vec<String>,
+    query: Query,
+    headers: HeaderMap,
+    body: Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send + Unpin>,
 }
 
-fn market(
-    state: Arc<MarketState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let with_state = warp::any().map(move || Arc::clone(&state));
-    let healthz = warp::path!("healthz").and(warp::get()).and(with_state.clone()).map(|s: Arc<MarketState>| {
-        let (accepted, rejected) = s.counts();
-        warp::reply::json(&serde_json::json!({
-            "status": "ok", "ticks": accepted, "rejected": rejected, "symbols": s.symbols().len()
-        }))
-    });
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_state.clone())
-        .map(|s: Arc<MarketState>| {
-            warp::reply::with_header(s.metrics(), "content-type", "text/plain; version=0.0.4")
-        });
-    let price = warp::path!("price" / String)
-        .and(warp::get())
-        .and(with_state.clone())
-        .and_then(get_price);
-    let stats = warp::path!("stats" / String)
-        .and(warp::get())
-        .and(warp::query::<StatsQuery>())
-        .and(with_state.clone())
-        .and_then(get_stats);
-    let bars = warp::path!("bars" / String)
-        .and(warp::get())
-        .and(warp::query::<BarsQuery>())
-        .and(with_state.clone())
-        .and_then(get_bars);
-    let symbols =
-        warp::path!("symbols")
-            .and(warp::get())
-            .and(with_state)
-            .map(|s: Arc<MarketState>| {
-                warp::reply::json(&serde_json::json!({ "symbols": s.symbols() }))
-            });
-    healthz.or(metrics).or(price).or(stats).or(bars).or(symbols)
+impl Req {
+    /// GET and HEAD read; any other method on a read-only route is a 405.
+    fn read_only(&self) -> Result<(), ApiError> {
+        if self.method == Method::GET || self.method == Method::HEAD {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed("GET, HEAD"))
+        }
+    }
 }
 
-/// `GET /stats/:symbol?window=60s` (default: the first configured window).
-#[derive(Debug, serde::Deserialize)]
-struct StatsQuery {
-    window: Option<String>,
+/// A query string's parameters, each given at most once.
+#[derive(Debug, Default)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: &str) -> Result<Query, ApiError> {
+        if raw.len() > MAX_QUERY {
+            return Err(ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("the query string is over {MAX_QUERY} bytes"),
+            ));
+        }
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            if k.is_empty() {
+                continue;
+            }
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(ApiError::bad_request(format!(
+                    "query: {} is given more than once",
+                    gostocks_core::symbol::excerpt(&k)
+                )));
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Query(pairs))
+    }
+
+    /// Refuses any parameter the route does not take.
+    fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some((k, _)) => Err(ApiError::bad_request(format!(
+                "query: unknown parameter {}; this route takes {}",
+                gostocks_core::symbol::excerpt(k),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An integer parameter in `range`; `None` when absent.
+    fn int<T>(&self, name: &str, range: std::ops::RangeInclusive<T>) -> Result<Option<T>, ApiError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        match text.parse::<T>() {
+            Ok(v) if range.contains(&v) => Ok(Some(v)),
+            _ => Err(ApiError::bad_request(format!(
+                "{name}: an integer from {} to {}, got {}",
+                range.start(),
+                range.end(),
+                gostocks_core::symbol::excerpt(text)
+            ))),
+        }
+    }
 }
 
-/// `GET /bars/:symbol?bar=1m&limit=100` (defaults: the first configured bar, 100 bars).
-#[derive(Debug, serde::Deserialize)]
-struct BarsQuery {
-    bar: Option<String>,
-    limit: Option<usize>,
+/// Every route of the REST API, as one filter: see the module docs for the limits.
+pub fn app(
+    api: Api,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let api = Arc::new(api);
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method, path: warp::path::FullPath, query: String, headers, body| {
+                let api = Arc::clone(&api);
+                let arrival = tokio::time::Instant::now();
+                async move {
+                    let req = match parse(arrival, method, path.as_str(), &query, headers, body) {
+                        Ok(req) => req,
+                        Err(e) => return e.reply(),
+                    };
+                    route(&api, req).await.unwrap_or_else(ApiError::reply)
+                }
+            },
+        )
+}
+
+fn parse(
+    arrival: tokio::time::Instant,
+    method: Method,
+    path: &str,
+    query: &str,
+    headers: HeaderMap,
+    body: impl Stream<Item = Result<impl warp::Buf + Send + 'static, warp::Error>> + Send + 'static,
+) -> Result<Req, ApiError> {
+    if path.len() > MAX_PATH {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the path is over {MAX_PATH} bytes"),
+        ));
+    }
+    let segments = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "path: a segment is not UTF-8 once percent-decoded; encode symbols as UTF-8",
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = body.map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining())));
+    Ok(Req {
+        arrival,
+        method,
+        segments,
+        query: Query::parse(query)?,
+        headers,
+        body: Box::new(Box::pin(body)),
+    })
+}
+
+async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiError> {
+    let owned = std::mem::take(&mut req.segments);
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
+    match segments.as_slice() {
+        ["healthz"] => {
+            req.read_only()?;
+            req.query.only(&[])?;
+            let s = &api.state;
+            let (accepted, rejected) = s.counts();
+            Ok(warp::reply::json(&serde_json::json!({
+                "status": "ok", "ticks": accepted, "rejected": rejected, "symbols": s.symbols().len()
+            }))
+            .into_response())
+        }
+        ["metrics"] => {
+            req.read_only()?;
+            req.query.only(&[])?;
+            Ok(warp::reply::with_header(
+                api.state.metrics(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+            .into_response())
+        }
+        ["symbols"] => {
+            req.read_only()?;
+            req.query.only(&[])?;
+            Ok(
+                warp::reply::json(&serde_json::json!({ "symbols": api.state.symbols() }))
+                    .into_response(),
+            )
+        }
+        ["price", symbol] => {
+            req.read_only()?;
+            req.query.only(&[])?;
+            get_price(api, &symbol_of(symbol)?).await
+        }
+        ["stats", symbol] => {
+            req.read_only()?;
+            req.query.only(&["window"])?;
+            get_stats(api, &symbol_of(symbol)?, &req.query)
+        }
+        ["bars", symbol] => {
+            req.read_only()?;
+            req.query.only(&["bar", "limit"])?;
+            get_bars(api, &symbol_of(symbol)?, &req.query)
+        }
+        ["alerts", ..] => match &api.alerts {
+            Some(alerts) => alerts::route(alerts, &segments[1..], req).await,
+            None => Err(no_route()),
+        },
+        _ => Err(no_route()),
+    }
+}
+
+fn no_route() -> ApiError {
+    ApiError::not_found("no such route; see the README for the endpoints")
+}
+
+/// A path's symbol, by the canonical rule ([`gostocks_core::Symbol::new`]).
+fn symbol_of(text: &str) -> Result<String, ApiError> {
+    gostocks_core::Symbol::new(text)
+        .map(|s| s.as_str().to_owned())
+        .map_err(|e| ApiError::bad_request(format!("symbol: {e}")))
 }
 
 /// The index of `label` among the configured `labels` (the first when absent), or a 400 that
 /// lists them.
-fn pick(what: &'static str, label: Option<&str>, labels: &[String]) -> Result<u8, Rejection> {
+fn pick(what: &'static str, label: Option<&str>, labels: &[String]) -> Result<u8, ApiError> {
     match label {
         None => Ok(0),
         Some(l) => labels
@@ -158,14 +363,11 @@ fn pick(what: &'static str, label: Option<&str>, labels: &[String]) -> Result<u8
             .position(|x| x == l)
             .map(|i| i as u8)
             .ok_or_else(|| {
-                problem(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!(
-                        "unknown {what} `{l}`; this run computes {what}s {}",
-                        labels.join(", ")
-                    ),
-                )
+                ApiError::bad_request(format!(
+                    "{what}: {} is not computed; this run computes {what}s {}",
+                    gostocks_core::symbol::excerpt(l),
+                    labels.join(", ")
+                ))
             }),
     }
 }
@@ -174,131 +376,72 @@ fn json_body(body: String) -> warp::reply::Response {
     warp::reply::with_header(body, "content-type", "application/json").into_response()
 }
 
-async fn get_stats(
-    symbol: String,
-    q: StatsQuery,
-    state: Arc<MarketState>,
-) -> Result<warp::reply::Response, Rejection> {
-    let symbol = symbol.trim().to_uppercase();
-    let window = pick("window", q.window.as_deref(), &state.windows)?;
-    let row = state.stats(&symbol, window).ok_or_else(|| {
-        problem(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no stats yet for symbol `{symbol}`; GET /symbols lists the symbols seen"),
-        )
+fn get_stats(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response, ApiError> {
+    let state = &api.state;
+    let window = pick("window", q.get("window"), &state.windows)?;
+    let row = state.stats(symbol, window).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no stats yet for symbol `{symbol}`; GET /symbols lists the symbols seen"
+        ))
     })?;
     let mut body = String::new();
-    row.write_json(&mut body, &state.windows[window as usize]);
+    row.write_json_as(
+        &mut body,
+        &state.windows[window as usize],
+        JsonDecimals::Strings,
+    );
     Ok(json_body(body))
 }
 
-async fn get_bars(
-    symbol: String,
-    q: BarsQuery,
-    state: Arc<MarketState>,
-) -> Result<warp::reply::Response, Rejection> {
-    let symbol = symbol.trim().to_uppercase();
-    let bar = pick("bar", q.bar.as_deref(), &state.bar_sizes)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > crate::state::BARS_KEPT {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!(
-                "limit must be between 1 and {}, got {limit}",
-                crate::state::BARS_KEPT
-            ),
-        ));
-    }
-    let rows = state.bars(&symbol, bar, limit).ok_or_else(|| {
-        problem(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no final bars yet for symbol `{symbol}`"),
-        )
-    })?;
+fn get_bars(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response, ApiError> {
+    let state = &api.state;
+    let bar = pick("bar", q.get("bar"), &state.bar_sizes)?;
+    let limit = q.int("limit", 1..=crate::state::BARS_KEPT)?.unwrap_or(100);
+    let rows = state
+        .bars(symbol, bar, limit)
+        .ok_or_else(|| ApiError::not_found(format!("no final bars yet for symbol `{symbol}`")))?;
     let mut body = String::from("[");
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        row.write_json(&mut body, &state.bar_sizes[bar as usize]);
+        row.write_json_as(
+            &mut body,
+            &state.bar_sizes[bar as usize],
+            JsonDecimals::Strings,
+        );
     }
     body.push(']');
     Ok(json_body(body))
 }
 
-async fn get_price(symbol: String, state: Arc<MarketState>) -> Result<impl Reply, Rejection> {
-    let symbol = symbol.trim().to_uppercase();
-    match state.price(&symbol) {
-        Some(p) => Ok(warp::reply::json(&serde_json::json!({
-            "symbol": symbol,
-            // A decimal of up to 15 significant digits prints as its exact text.
-            "price": p.price.to_f64(),
-            "time_ns": p.time_ns,
-        }))),
-        None => Err(problem(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "no trades seen for symbol `{symbol}`; GET /symbols lists the symbols with prices"
-            ),
-        )),
-    }
-}
-
-async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
-    let (status, body) = if let Some(Problem(status, body)) = err.find::<Problem>() {
-        (
-            *status,
-            ApiError {
-                code: body.code,
-                message: body.message.clone(),
-            },
-        )
-    } else if err.is_not_found() {
-        (
-            StatusCode::NOT_FOUND,
-            ApiError {
-                code: "not_found",
-                message: "no such route; see the README for the endpoints".into(),
-            },
-        )
-    } else if let Some(e) = err.find::<warp::reject::PayloadTooLarge>() {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError {
-                code: "payload_too_large",
-                message: e.to_string(),
-            },
-        )
-    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            ApiError {
-                code: "method_not_allowed",
-                message: "this route does not take that method".into(),
-            },
-        )
-    } else if let Some(e) = err.find::<warp::reject::InvalidQuery>() {
-        (
-            StatusCode::BAD_REQUEST,
-            ApiError {
-                code: "bad_request",
-                message: format!("{e}: check the query parameters' names and types"),
-            },
-        )
-    } else {
-        (
-            StatusCode::BAD_REQUEST,
-            ApiError {
-                code: "bad_request",
-                message: format!("{err:?}"),
-            },
-        )
+async fn get_price(api: &Api, symbol: &str) -> Result<warp::reply::Response, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "no trades seen for symbol `{symbol}`; GET /symbols lists the symbols with prices"
+        ))
     };
-    Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
+    // With Redis configured, prices come from the speed layer; the in-process state otherwise.
+    let (price, time_ns) = match &api.redis {
+        Some(redis) => match redis.read_prices(&[symbol]).await {
+            Ok(found) => found.into_iter().next().flatten().ok_or_else(not_found)?,
+            Err(error) => {
+                tracing::warn!(error = %error, "reading a price from redis");
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the speed layer (Redis) is unavailable; retry shortly",
+                ));
+            }
+        },
+        None => {
+            let p = api.state.price(symbol).ok_or_else(not_found)?;
+            (p.price.to_string(), p.time_ns as i64)
+        }
+    };
+    Ok(json_body(
+        serde_json::json!({"symbol": symbol, "price": price, "time_ns": time_ns}).to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -312,37 +455,73 @@ mod tests {
             16,
             &gostocks_core::stats::AnalyticsConfig::default(),
         ));
-        let point = Point {
-            time_ns: 7,
-            seq: 1,
-            price: "585.33".parse().unwrap(),
-        };
-        s.apply_last(&Symbol::new("AAPL").unwrap(), &point);
+        for (symbol, price) in [
+            ("AAPL", "585.33"),
+            ("BTC/USD", "60000.5"),
+            ("ÄPFEL", "99999999.99999999"),
+        ] {
+            let point = Point {
+                time_ns: 7,
+                seq: 1,
+                price: price.parse().unwrap(),
+            };
+            s.apply_last(&Symbol::new(symbol).unwrap(), &point);
+        }
         s
     }
 
-    #[tokio::test]
-    async fn price_of_a_known_symbol() {
+    fn routes(
+        state: Arc<MarketState>,
+    ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+        app(Api::new(state, None, None))
+    }
+
+    async fn call(method: &str, path: &str) -> (u16, serde_json::Value) {
         let res = warp::test::request()
-            .path("/price/AAPL")
+            .method(method)
+            .path(path)
             .reply(&routes(state()))
             .await;
-        assert_eq!(res.status(), 200);
-        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        let body = serde_json::from_slice(res.body()).unwrap_or(serde_json::Value::Null);
+        (res.status().as_u16(), body)
+    }
+
+    #[tokio::test]
+    async fn price_of_a_known_symbol_with_an_exact_decimal() {
+        let (status, body) = call("GET", "/price/AAPL").await;
+        assert_eq!(status, 200);
         assert_eq!(
             body,
-            serde_json::json!({"symbol": "AAPL", "price": 585.33, "time_ns": 7})
+            serde_json::json!({"symbol": "AAPL", "price": "585.33", "time_ns": 7})
         );
+        let (_, body) = call("GET", "/price/%C3%84PFEL").await;
+        assert_eq!(body["price"], "99999999.99999999", "{body}");
+    }
+
+    #[tokio::test]
+    async fn path_symbols_are_percent_decoded_and_case_folded() {
+        for path in [
+            "/price/BTC%2FUSD",
+            "/price/btc%2fusd",
+            "/price/%C3%84PFEL",
+            "/price/%C3%A4pfel",
+            "/price/%41APL",
+            "/price/aapl",
+        ] {
+            let (status, body) = call("GET", path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+        }
+        let (status, body) = call("GET", "/price/%FF").await;
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = call("GET", &format!("/price/{}", "X".repeat(30))).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["message"].as_str().unwrap().len() < 200, "{body}");
     }
 
     #[tokio::test]
     async fn unknown_symbol_is_a_json_404() {
-        let res = warp::test::request()
-            .path("/price/NOPE")
-            .reply(&routes(state()))
-            .await;
-        assert_eq!(res.status(), 404);
-        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        let (status, body) = call("GET", "/price/NOPE").await;
+        assert_eq!(status, 404);
         assert_eq!(body["code"], "not_found");
         assert!(body["message"].as_str().unwrap().contains("NOPE"));
     }
@@ -365,71 +544,60 @@ mod tests {
             core: Some(core),
             last: Some(p("585.33")),
         });
-        let res = warp::test::request()
-            .path("/stats/AAPL?window=300s")
-            .reply(&routes(Arc::clone(&s)))
-            .await;
-        assert_eq!(res.status(), 200);
-        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        let get = |path: &'static str| {
+            let s = Arc::clone(&s);
+            async move {
+                let res = warp::test::request().path(path).reply(&routes(s)).await;
+                let body: serde_json::Value =
+                    serde_json::from_slice(res.body()).unwrap_or_default();
+                (res.status().as_u16(), body)
+            }
+        };
+        let (status, body) = get("/stats/AAPL?window=300s").await;
+        assert_eq!(status, 200);
         assert_eq!(
             (
                 body["window"].as_str(),
                 body["count"].as_i64(),
-                body["last"].as_f64()
+                body["last"].as_str()
             ),
-            (Some("300s"), Some(1), Some(585.33))
+            (Some("300s"), Some(1), Some("585.33"))
         );
-        let res = warp::test::request()
-            .path("/stats/AAPL?window=7s")
-            .reply(&routes(Arc::clone(&s)))
-            .await;
-        assert_eq!(res.status(), 400);
-        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        let (status, body) = get("/stats/AAPL?window=7s").await;
+        assert_eq!(status, 400);
         assert!(
             body["message"].as_str().unwrap().contains("60s, 300s"),
             "{body}"
         );
-        let res = warp::test::request()
-            .path("/stats/AAPL")
-            .reply(&routes(Arc::clone(&s)))
-            .await;
-        assert_eq!(res.status(), 404, "no 60s stats yet");
-        let res = warp::test::request()
-            .path("/bars/AAPL?limit=abc")
-            .reply(&routes(Arc::clone(&s)))
-            .await;
-        assert_eq!(res.status(), 400);
-        let res = warp::test::request()
-            .path("/bars/AAPL?limit=0")
-            .reply(&routes(s))
-            .await;
-        assert_eq!(res.status(), 400);
+        assert_eq!(get("/stats/AAPL").await.0, 404, "no 60s stats yet");
+        assert_eq!(get("/bars/AAPL?limit=abc").await.0, 400);
+        assert_eq!(get("/bars/AAPL?limit=0").await.0, 400);
+        assert_eq!(get("/bars/AAPL?limit=1&limit=2").await.0, 400);
+        assert_eq!(get("/stats/AAPL?windw=60s").await.0, 400);
     }
 
     #[tokio::test]
-    async fn healthz_and_unknown_routes() {
-        let res = warp::test::request()
-            .path("/healthz")
-            .reply(&routes(state()))
-            .await;
-        assert_eq!(res.status(), 200);
+    async fn healthz_metrics_head_and_unknown_routes() {
+        assert_eq!(call("GET", "/healthz").await.0, 200);
         let res = warp::test::request()
             .path("/metrics")
             .reply(&routes(state()))
             .await;
         assert_eq!(res.status(), 200);
         let text = String::from_utf8_lossy(res.body()).into_owned();
-        assert!(text.contains("\ngostocks_symbols 1\n"), "{text}");
-        let res = warp::test::request()
-            .path("/nothing")
-            .reply(&routes(state()))
-            .await;
-        assert_eq!(res.status(), 404);
+        assert!(text.contains("\ngostocks_symbols 3\n"), "{text}");
+        assert_eq!(call("GET", "/nothing").await.0, 404);
+        assert_eq!(call("HEAD", "/price/AAPL").await.0, 200);
         let res = warp::test::request()
             .method("POST")
             .path("/price/AAPL")
             .reply(&routes(state()))
             .await;
         assert_eq!(res.status(), 405);
+        assert_eq!(res.headers()["allow"], "GET, HEAD");
+        let (status, body) = call("GET", &format!("/price/{}", "A".repeat(MAX_PATH))).await;
+        assert_eq!(status, 414, "{body}");
+        let (status, _) = call("GET", &format!("/symbols?{}", "a=1&".repeat(MAX_QUERY))).await;
+        assert_eq!(status, 414);
     }
 }

@@ -1,0 +1,173 @@
+//! Accepting the REST and gRPC servers' connections, bounded: at most `max_connections` open at
+//! once (further connections wait to be accepted), a REST client must send a request's headers
+//! within `header_read_timeout`, and a connection that sends nothing for `idle_timeout` is
+//! closed (gRPC clients answer the server's HTTP/2 pings, sent at a third of it, so a live
+//! connection is never idle). On shutdown, open connections get `drain` to finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+/// The bounds of one server's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Time to send a request's headers (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Time a connection may send nothing.
+    pub idle_timeout: Duration,
+    /// How long open connections get to finish on shutdown.
+    pub drain: Duration,
+}
+
+/// Which protocol a server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2 (the REST gateway).
+    Http,
+    /// HTTP/2 only (gRPC).
+    Grpc,
+}
+
+/// Serves `service` on `listener` within `limits` until `shutdown` resolves, then lets open
+/// connections finish for at most `limits.drain`.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    protocol: Protocol,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.idle_timeout / 3))
+        .keep_alive_timeout(limits.idle_timeout / 3);
+    if protocol == Protocol::Grpc {
+        builder = builder.http2_only();
+    }
+    let builder = Arc::new(builder);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut warned = false;
+    loop {
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if !warned {
+                    tracing::warn!(
+                        limit = limits.max_connections,
+                        "connection limit reached; new connections wait (raise --max-connections)"
+                    );
+                    warned = true;
+                }
+                tokio::select! {
+                    p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little instead of spinning.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
+        io.set_read_timeout(Some(limits.idle_timeout));
+        let io = TokioIo::new(Box::pin(io));
+        let svc = service.clone();
+        let hyper_svc = hyper::service::service_fn(move |req| {
+            let mut svc = svc.clone();
+            async move { svc.call(req).await }
+        });
+        let builder = Arc::clone(&builder);
+        let conn = builder
+            .serve_connection_with_upgrades(io, hyper_svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(drain = ?limits.drain, "connections still open after the drain time; closing them");
+    }
+}
+
+/// gRPC answers with the codes the gRPC spec gives: a request that is not a valid protobuf
+/// message of its method is INVALID_ARGUMENT (tonic says INTERNAL), one over the size limit is
+/// RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE). The status is in the headers of a
+/// trailers-only response, or in the trailers: both are mended.
+pub fn grpc_codes(res: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    let (mut parts, body) = res.into_parts();
+    mend_status(&mut parts.headers);
+    let body = http_body_util::BodyExt::map_frame(body, |frame| match frame.into_trailers() {
+        Ok(mut trailers) => {
+            mend_status(&mut trailers);
+            http_body::Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    });
+    http::Response::from_parts(parts, tonic::body::Body::new(body))
+}
+
+fn mend_status(headers: &mut http::HeaderMap) {
+    let code = headers.get("grpc-status").and_then(|v| v.to_str().ok());
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let message = percent_encoding::percent_decode_str(message).decode_utf8_lossy();
+    let mended = match code {
+        Some("13") if message.starts_with("failed to decode Protobuf message") => Some((
+            "3",
+            "the request is not a valid protobuf message of this method",
+        )),
+        Some("11") if message.starts_with("Error, decoded message length too large") => {
+            Some(("8", "the request is over the 4 MiB message limit"))
+        }
+        _ => None,
+    };
+    if let Some((code, message)) = mended {
+        headers.insert("grpc-status", http::HeaderValue::from_static(code));
+        headers.insert("grpc-message", http::HeaderValue::from_static(message));
+    }
+}

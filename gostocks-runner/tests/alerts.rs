@@ -215,6 +215,38 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
+    // An id or page token with a NUL byte is INVALID_ARGUMENT, not an outage of the store.
+    let e = c
+        .delete_alert(authed(v1::DeleteAlertRequest { id: "a\0b".into() }, &bob))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = c
+        .get_alerts(authed(
+            v1::GetAlertsRequest {
+                page_size: 0,
+                page_token: "\0".into(),
+            },
+            &bob,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // A user needs a name.
+    for name in ["", "  "] {
+        let out = gostocks(&[
+            "users",
+            "create",
+            name,
+            "--postgres",
+            &url,
+            "--postgres-schema",
+            &schema,
+        ]);
+        assert!(!out.status.success(), "users create {name:?} is refused");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("user name"), "{stderr}");
+    }
 
     // Alice's watch from the start gets the firing; Bob's gets nothing.
     let mut alice_watch = c
@@ -332,6 +364,15 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
         );
         assert_eq!(body["alerts"].as_array().unwrap().len(), 1);
         assert!(body["next_page_token"].is_null());
+
+        // Bad input is a 400 on Postgres too, never "the alert store is unavailable".
+        for path in ["/alerts?page_token=%00", "/alerts?page_token=a%00b"] {
+            let (status, body) = common::request(&http, "GET", path, Some(&alice_key), "");
+            assert_eq!(status, 400, "{path}: {body}");
+        }
+        let (status, body) =
+            common::request(&http, "DELETE", "/alerts/a%00b", Some(&alice_key), "");
+        assert_eq!(status, 400, "{body}");
 
         let (status, _) =
             common::request(&http, "DELETE", &format!("/alerts/{never_id}"), Some(&bob_key), "");

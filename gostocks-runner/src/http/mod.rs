@@ -301,6 +301,19 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
             }))
             .into_response())
         }
+        ["readyz"] => {
+            req.read_only()?;
+            req.query.only(&[])?;
+            // Readiness: whether this runner does its part (see `MarketState::readiness`).
+            let (status, body) = match api.state.readiness() {
+                Ok(()) => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
+                Err(reason) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({ "status": "not_ready", "reason": reason }),
+                ),
+            };
+            Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
+        }
         ["metrics"] => {
             req.read_only()?;
             req.query.only(&[])?;
@@ -579,6 +592,11 @@ mod tests {
     #[tokio::test]
     async fn healthz_metrics_head_and_unknown_routes() {
         assert_eq!(call("GET", "/healthz").await.0, 200);
+        let (status, body) = call("GET", "/readyz").await;
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &serde_json::json!("ready"))
+        );
         let res = warp::test::request()
             .path("/metrics")
             .reply(&routes(state()))

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{authed, price_above};
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -62,34 +64,10 @@ fn start_with_postgres(url: &str, schema: &str, active: usize) -> common::Runnin
     run
 }
 
-fn authed<T>(msg: T, key: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("ascii"),
-    );
-    r
-}
-
 async fn client(addr: &str) -> AlertServiceClient<Channel> {
     AlertServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("gRPC connects")
-}
-
-fn price_above(symbol: &str, threshold: i64) -> v1::CreateAlertRequest {
-    v1::CreateAlertRequest {
-        symbol: symbol.into(),
-        condition: v1::AlertCondition::PriceAbove as i32,
-        threshold: Some(v1::Decimal {
-            mantissa: threshold,
-            scale: 0,
-        }),
-        mode: v1::AlertMode::Once as i32,
-        hysteresis: None,
-        cooldown_ns: 0,
-        window: String::new(),
-    }
 }
 
 async fn psql_one(url: &str, schema: &str, sql: &str) -> i64 {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{authed, price_above};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -96,15 +98,6 @@ fn rss_kb(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("VmRSS")
-}
-
-fn authed<T>(msg: T, key: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("ascii"),
-    );
-    r
 }
 
 async fn channel(addr: &str) -> Channel {
@@ -262,21 +255,6 @@ async fn long_input_and_many_polls_get_short_clear_answers() {
         }
     }
     assert_eq!(errors, 0, "of 100,000 sequential polls");
-}
-
-fn price_above(symbol: &str, threshold: i64) -> v1::CreateAlertRequest {
-    v1::CreateAlertRequest {
-        symbol: symbol.into(),
-        condition: v1::AlertCondition::PriceAbove as i32,
-        threshold: Some(v1::Decimal {
-            mantissa: threshold,
-            scale: 0,
-        }),
-        mode: v1::AlertMode::Once as i32,
-        hysteresis: None,
-        cooldown_ns: 0,
-        window: String::new(),
-    }
 }
 
 /// Defects 6, 9, 10, 11 and 13 (REST): every malformed request is the 4xx that names it, one

@@ -196,3 +196,29 @@ pub fn recording() -> (&'static str, Vec<gostocks_core::Tick>) {
         .collect();
     (path, ticks)
 }
+
+/// A gRPC request carrying `authorization: Bearer <key>`.
+pub fn authed<T>(msg: T, key: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii"),
+    );
+    r
+}
+
+/// A `price_above` alert request, `once`, on `symbol` at a whole-number threshold.
+pub fn price_above(symbol: &str, threshold: i64) -> gostocks_proto::v1::CreateAlertRequest {
+    gostocks_proto::v1::CreateAlertRequest {
+        symbol: symbol.into(),
+        condition: gostocks_proto::v1::AlertCondition::PriceAbove as i32,
+        threshold: Some(gostocks_proto::v1::Decimal {
+            mantissa: threshold,
+            scale: 0,
+        }),
+        mode: gostocks_proto::v1::AlertMode::Once as i32,
+        hysteresis: None,
+        cooldown_ns: 0,
+        window: String::new(),
+    }
+}

@@ -660,3 +660,39 @@ fn stalled_connections_are_closed() {
     // The servers still serve.
     assert_eq!(common::get(&run.http, "/healthz").0, 200);
 }
+
+/// Defect 13: a server holds at most `--max-connections` at once; one more waits to be accepted
+/// and is served as soon as another closes.
+#[test]
+fn connections_beyond_the_limit_wait_their_turn() {
+    let run = common::start(&["--max-connections", "2"]);
+    let mut held: Vec<Http> = (0..2).map(|_| Http::connect(&run.http)).collect();
+    for h in &mut held {
+        assert_eq!(h.call("GET", "/healthz", None, "").0, 200);
+    }
+    let mut third = TcpStream::connect(&run.http).expect("the kernel queues it");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let waited = third.read(&mut buf);
+    assert!(
+        waited.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "a third connection is not served while two are open: {waited:?}"
+    );
+    drop(held.pop());
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    third
+        .read_to_string(&mut answer)
+        .expect("served once one closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

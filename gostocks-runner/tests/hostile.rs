@@ -247,6 +247,16 @@ async fn long_input_and_many_polls_get_short_clear_answers() {
         }
         assert!(Instant::now() < deadline, "the alert never fired");
     };
+    // Defect 10: `wait_ms` is a deadline from the request's arrival, not a wait that starts
+    // again after each event: with an event stored, the answer comes well before it.
+    let t = Instant::now();
+    let (_, body) = http.call("GET", "/alerts/events?after=0&wait_ms=5000", Some(&key), "");
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(1), "{body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "answered {:?} after a request with wait_ms=5000",
+        t.elapsed()
+    );
     let path = format!("/alerts/events?after={first}&wait_ms=0");
     let mut errors = 0;
     for _ in 0..100_000 {

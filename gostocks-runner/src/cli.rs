@@ -471,6 +471,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "60s", env = "GOSTOCKS_IDLE_TIMEOUT")]
     pub idle_timeout: humantime::Duration,
 
+    /// How long a shutdown (SIGTERM or Ctrl-C) may take: open streams and long polls end at
+    /// once, then intake stops and the sinks drain within it. A second signal exits at once.
+    #[arg(long, default_value = "10s", env = "GOSTOCKS_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: humantime::Duration,
+
     /// Timely worker threads.
     #[arg(long, default_value_t = 1, env = "GOSTOCKS_WORKERS")]
     pub workers: usize,

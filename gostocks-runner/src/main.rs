@@ -17,6 +17,7 @@ mod recording;
 mod replay;
 mod run;
 mod serve;
+mod shutdown;
 mod simulate;
 mod sinks;
 mod state;

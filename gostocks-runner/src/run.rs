@@ -155,19 +155,43 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    runtime.block_on(serve(
+    let shutdown = crate::shutdown::Shutdown::default();
+    let deadline = runtime.block_on(serve(
         &args,
         Arc::clone(&state),
         hub,
         loaded,
         memory_note,
         redis,
+        shutdown,
     ))?;
+    // Intake stops; the dataflow finishes what it holds and the sinks write it, by the deadline.
     stop.store(true, Ordering::Relaxed);
-    let _ = replay.join();
-    dataflow
-        .join()
-        .map_err(|_| anyhow::anyhow!("the dataflow thread panicked"))??;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = replay.join();
+        let _ = done_tx.send(dataflow.join());
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    match done_rx.recv_timeout(left) {
+        Ok(joined) => joined.map_err(|_| anyhow::anyhow!("the dataflow thread panicked"))??,
+        Err(_) => anyhow::bail!(
+            "the dataflow did not finish within --shutdown-timeout ({}); stopped without it",
+            args.shutdown_timeout
+        ),
+    }
+    runtime.block_on(async {
+        while !state.sinks_caught_up() {
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "the sinks did not write everything within --shutdown-timeout ({}); what they confirmed is committed",
+                    args.shutdown_timeout
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })?;
     let (accepted, rejected) = state.counts();
     eprintln!("stopped: {accepted} ticks processed, {rejected} rejected");
     Ok(())
@@ -263,7 +287,8 @@ async fn serve(
     loaded: usize,
     demo_key: Option<String>,
     redis: Option<RedisSink>,
-) -> anyhow::Result<()> {
+    shutdown: crate::shutdown::Shutdown,
+) -> anyhow::Result<Instant> {
     let http = TcpListener::bind(args.http_addr).await.with_context(|| {
         format!(
             "cannot listen on {} for REST: is it in use? pass --http-addr",
@@ -285,11 +310,11 @@ async fn serve(
         .await;
     // The server as a whole ("") says what /readyz says: serving only while ready.
     tokio::spawn({
-        let (health, state) = (health.clone(), Arc::clone(&state));
+        let (health, state, shutdown) = (health.clone(), Arc::clone(&state), shutdown.clone());
         async move {
             let mut was = None;
             loop {
-                let ready = state.readiness().is_ok();
+                let ready = !shutdown.started() && state.readiness().is_ok();
                 if was != Some(ready) {
                     was = Some(ready);
                     let status = if ready {
@@ -316,12 +341,17 @@ async fn serve(
         max_connections: args.max_connections,
         header_read_timeout: args.header_read_timeout.into(),
         idle_timeout: args.idle_timeout.into(),
-        drain: std::time::Duration::from_secs(5),
+        drain: args.shutdown_timeout.into(),
     };
     // The gateway calls the alert service in process: the same calls a gateway in its own
     // process makes over gRPC, without a second connection to bound and keep healthy.
-    let alerts = Arc::new(Alerts::new(Arc::clone(&hub), Arc::clone(&state)));
-    let api = crate::http::Api::new(Arc::clone(&state), Some(Arc::clone(&alerts)), redis);
+    let alerts = Arc::new(Alerts::new(
+        Arc::clone(&hub),
+        Arc::clone(&state),
+        shutdown.clone(),
+    ));
+    let api = crate::http::Api::new(Arc::clone(&state), Some(Arc::clone(&alerts)), redis)
+        .with_shutdown(shutdown.clone());
     let rest = crate::serve::serve(
         http,
         warp::service(crate::http::app(api)),
@@ -334,7 +364,7 @@ async fn serve(
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(
-            crate::grpc::Market::server(Arc::clone(&state))
+            crate::grpc::Market::server(Arc::clone(&state), shutdown.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(
@@ -381,11 +411,22 @@ async fn serve(
     let rest = tokio::spawn(rest);
     let grpc_task = tokio::spawn(grpc_server);
     shutdown_signal().await;
-    tracing::info!("shutting down");
+    let deadline = Instant::now() + Duration::from(args.shutdown_timeout);
+    tracing::info!(timeout = %args.shutdown_timeout, "shutting down: open streams end, intake stops, sinks drain");
+    // A second signal means now.
+    tokio::spawn(async {
+        shutdown_signal().await;
+        eprintln!("second signal: exiting at once");
+        std::process::exit(130);
+    });
+    shutdown.begin();
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
     let _ = shutdown_tx.send(());
     let _ = rest.await;
     grpc_task.await.context("gRPC server")?;
-    Ok(())
+    Ok(deadline)
 }
 
 /// The largest gRPC request message, in bytes; larger ones are RESOURCE_EXHAUSTED.

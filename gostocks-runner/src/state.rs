@@ -118,6 +118,12 @@ impl MarketState {
             .map_or(handed, |m| m.min(handed))
     }
 
+    /// Whether every sink has confirmed every progress mark handed on so far (at shutdown: the
+    /// sinks have drained).
+    pub fn sinks_caught_up(&self) -> bool {
+        self.durable() >= self.handed_on.load(Ordering::Relaxed)
+    }
+
     /// From now on, every change of the state also goes to `tx` (the external sinks).
     pub fn set_outputs(&self, tx: tokio::sync::mpsc::UnboundedSender<crate::sinks::Output>) {
         let _ = self.outputs.set(tx);

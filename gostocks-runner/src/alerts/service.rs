@@ -23,13 +23,23 @@ const DEFAULT_PAGE: u32 = 50;
 pub struct Alerts {
     hub: Arc<AlertHub>,
     market: Arc<MarketState>,
+    shutdown: crate::shutdown::Shutdown,
 }
 
 impl Alerts {
     /// The service over the hub; `AlertServiceServer::from_arc` serves it over gRPC, and the
     /// REST gateway calls it in process.
-    pub fn new(hub: Arc<AlertHub>, market: Arc<MarketState>) -> Alerts {
-        Alerts { hub, market }
+    /// Its watches and long polls end when `shutdown` starts.
+    pub fn new(
+        hub: Arc<AlertHub>,
+        market: Arc<MarketState>,
+        shutdown: crate::shutdown::Shutdown,
+    ) -> Alerts {
+        Alerts {
+            hub,
+            market,
+            shutdown,
+        }
     }
 
     async fn user<T>(&self, req: &Request<T>) -> Result<i64, Status> {
@@ -113,7 +123,12 @@ impl Alerts {
                 return Ok(stored.iter().map(proto_event).collect());
             }
             loop {
-                match tokio::time::timeout_at(deadline, live.recv()).await {
+                let received = tokio::select! {
+                    // Shutting down: answer with what there is (nothing new).
+                    () = self.shutdown.wait() => return Ok(Vec::new()),
+                    received = tokio::time::timeout_at(deadline, live.recv()) => received,
+                };
+                match received {
                     Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
                         return Ok(Vec::new());
                     }
@@ -356,6 +371,7 @@ impl AlertService for Alerts {
         let replay = r.after_event_id > 0 || r.from_start;
         let mut last = r.after_event_id;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             if replay {
                 loop {
@@ -383,6 +399,9 @@ impl AlertService for Alerts {
                 // The watch ends when its client goes away, whether or not events come.
                 let received = tokio::select! {
                     () = tx.closed() => return,
+                    // Shutting down: the stream ends (status OK); the client resumes with
+                    // `after_event_id` elsewhere.
+                    () = shutdown.wait() => return,
                     received = live.recv() => received,
                 };
                 match received {

@@ -15,12 +15,17 @@ use crate::state::MarketState;
 /// MarketService over the shared state.
 pub struct Market {
     state: Arc<MarketState>,
+    shutdown: crate::shutdown::Shutdown,
 }
 
 impl Market {
-    /// The service, ready to add to a tonic server.
-    pub fn server(state: Arc<MarketState>) -> MarketServiceServer<Market> {
-        MarketServiceServer::new(Market { state })
+    /// The service, ready to add to a tonic server; its tick streams end when `shutdown`
+    /// starts.
+    pub fn server(
+        state: Arc<MarketState>,
+        shutdown: crate::shutdown::Shutdown,
+    ) -> MarketServiceServer<Market> {
+        MarketServiceServer::new(Market { state, shutdown })
     }
 }
 
@@ -128,6 +133,8 @@ impl MarketService for Market {
                     None
                 }
             });
+        let shutdown = self.shutdown.clone();
+        let feed = futures::StreamExt::take_until(feed, async move { shutdown.wait().await });
         Ok(Response::new(Box::pin(feed)))
     }
 }

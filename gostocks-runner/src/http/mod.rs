@@ -105,11 +105,18 @@ impl ApiError {
 #[derive(Clone)]
 pub struct Api {
     state: Arc<MarketState>,
+    shutdown: crate::shutdown::Shutdown,
     alerts: Option<Arc<Alerts>>,
     redis: Option<gostocks_connectors::redis::RedisSink>,
 }
 
 impl Api {
+    /// The API, not ready once `shutdown` has started.
+    pub fn with_shutdown(mut self, shutdown: crate::shutdown::Shutdown) -> Api {
+        self.shutdown = shutdown;
+        self
+    }
+
     /// The API over the market state, the alert service (`None`: the alert routes answer 404)
     /// and, when configured, the Redis speed layer (prices are then read from it, as a gateway in
     /// its own process would).
@@ -120,6 +127,7 @@ impl Api {
     ) -> Api {
         Api {
             state,
+            shutdown: crate::shutdown::Shutdown::default(),
             alerts,
             redis,
         }
@@ -305,7 +313,12 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
             req.read_only()?;
             req.query.only(&[])?;
             // Readiness: whether this runner does its part (see `MarketState::readiness`).
-            let (status, body) = match api.state.readiness() {
+            let readiness = if api.shutdown.started() {
+                Err("shutting down".to_owned())
+            } else {
+                api.state.readiness()
+            };
+            let (status, body) = match readiness {
                 Ok(()) => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
                 Err(reason) => (
                     StatusCode::SERVICE_UNAVAILABLE,

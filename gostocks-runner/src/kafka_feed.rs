@@ -43,11 +43,18 @@ pub struct KafkaFeed {
 /// and SyncGroup of a static member 3 s).
 const REJOIN_MARGIN: Duration = Duration::from_secs(15);
 
-/// How often a consumer that holds no partition looks at the topic's offsets.
+/// How often the feed looks at the topic's offsets (see [`Watchdog`]).
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// How long one look at the offsets may take.
 const OFFSETS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a consumer that leaves its group polls for the revocation to run.
+const LEAVE_WAIT: Duration = Duration::from_millis(500);
+
+/// How long past its session timeout a consumer that left, stuck, waits before it joins again:
+/// tansu 0.6 holds a JoinGroup or SyncGroup 3 s at a time.
+const LEAVE_SETTLE: Duration = Duration::from_secs(5);
 
 /// What the feed knows of one assigned partition.
 struct Part {
@@ -96,6 +103,8 @@ pub fn run(
             .session_timeout()
             + REJOIN_MARGIN;
         state.kafka.activate();
+        let offsets = Arc::default();
+        let _sampler = Sampler::spawn(&base, &feed.topic, &offsets)?;
         let mut reader = Reader {
             feed: &feed,
             tx: &tx,
@@ -106,11 +115,12 @@ pub fn run(
             parts: HashMap::new(),
             processed: HashMap::new(),
             watchdog: Watchdog::new(bound),
+            offsets: &offsets,
+            stalled: 0,
         };
         loop {
-            let consumer: StreamConsumer<Rewind> = base
-                .clone()
-                .with_instance_id(instance.clone())
+            let left = base.clone().with_instance_id(instance.clone());
+            let consumer: StreamConsumer<Rewind> = left
                 .consumer()
                 .create_with_context(Rewind {
                     state: Arc::clone(&state),
@@ -125,21 +135,44 @@ pub fn run(
             commit_durable(&consumer, &feed.topic, &mut reader.parts, state.durable());
             // Leave explicitly: a static member does not send LeaveGroup when it closes, and its
             // partitions would wait out its session (on tansu, forever) instead of moving on.
+            // librdkafka leaves once the revocation has run, which needs polls; a close before
+            // that would not leave at all.
             consumer.unsubscribe();
+            let mut stream = consumer.stream();
+            let _ =
+                tokio::time::timeout(LEAVE_WAIT, async { while stream.next().await.is_some() {} })
+                    .await;
+            drop(stream);
             drop(consumer);
+            // The revocation ran the rebalance callback, which told the dataflow.
             for p in reader.parts.drain().map(|(p, _)| p) {
                 state.ownership.disown(p);
-                lock(&shared.assigned).push((p, false));
             }
             state.kafka.left();
             match ended? {
                 Ended::Stopped => return Ok(()),
                 Ended::Rejoin => {
+                    state.kafka.rejoined();
+                    // tansu 0.6 goes on with a JoinGroup it holds (3 s at a time) after the
+                    // member left, and enters it again: wait until that member, too, is past
+                    // its session, so that the next join evicts it instead of sharing the
+                    // partitions with it.
+                    let settle = left.session_timeout() + LEAVE_SETTLE;
+                    let until = Instant::now() + settle;
+                    tracing::info!(
+                        settle_secs = settle.as_secs(),
+                        "rejoining the consumer group as a dynamic member"
+                    );
+                    while Instant::now() < until {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     // As a dynamic member: a dynamic JoinGroup is what makes tansu 0.6 evict
                     // members whose session expired (it checks sessions only on dynamic members'
                     // requests) and start a new generation; Kafka rebalances either way.
                     instance = None;
-                    state.kafka.rejoined();
                 }
             }
         }
@@ -179,6 +212,10 @@ struct Reader<'a> {
     /// The last offset this process handed on, per partition it ever read.
     processed: HashMap<i32, i64>,
     watchdog: Watchdog,
+    /// The latest look at the topic's offsets, not yet judged.
+    offsets: &'a Mutex<Option<Vec<PartitionOffsets>>>,
+    /// Partitions of others nobody consumed, at the last look.
+    stalled: usize,
 }
 
 impl Reader<'_> {
@@ -203,7 +240,6 @@ impl Reader<'_> {
         tracing::info!(topic = %feed.topic, group = %feed.group, instance, partitions, "consuming ticks from kafka");
         let mut stream = consumer.stream();
         let mut last_commit = Instant::now();
-        let mut last_check: Option<Instant> = None;
         // Assignment changes reach the dataflow before any record of theirs: a partition
         // announced holds event time back from then on, so a partition whose first records come
         // a fetch later than another's finds its ticks still on time.
@@ -236,23 +272,12 @@ impl Reader<'_> {
                         }
                         keep
                     });
-                    if mine.is_empty() {
-                        if last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY) {
-                            last_check = Some(Instant::now());
-                            if self.check(consumer) {
-                                return Ok(Ended::Rejoin);
-                            }
-                        }
-                    } else {
-                        last_check = None;
-                        if let Some(after) = self.watchdog.assigned(Instant::now()) {
-                            tracing::info!(
-                                partitions = mine.len(),
-                                after_secs = after.as_secs(),
-                                "partitions assigned again"
-                            );
-                        }
-                        state.kafka.set_unassigned(Duration::ZERO, 0, false);
+                    // The latest look at the topic's offsets, once.
+                    let sample = lock(self.offsets).take();
+                    if let Some(offsets) = sample
+                        && self.watch(&offsets, &mine)
+                    {
+                        return Ok(Ended::Rejoin);
                     }
                 }
             }
@@ -348,50 +373,106 @@ impl Reader<'_> {
         Ok(Ended::Stopped)
     }
 
-    /// The consumer holds no partition: looks at the topic's offsets, reports, and says whether
-    /// to leave and rejoin the group.
-    fn check(&mut self, consumer: &StreamConsumer<Rewind>) -> bool {
+    /// Judges the latest look at the offsets, given the partitions this consumer holds; reports,
+    /// and says whether to leave and rejoin the group.
+    fn watch(&mut self, offsets: &[PartitionOffsets], mine: &HashSet<i32>) -> bool {
         let (feed, state) = (self.feed, self.state);
-        let offsets = match offsets(consumer, &feed.topic) {
-            Ok(offsets) => offsets,
-            Err(error) => {
-                tracing::debug!(%error, "reading the topic's offsets");
-                return false;
-            }
-        };
-        match self.watchdog.observe(Instant::now(), &offsets) {
-            Verdict::Fine => {
-                state.kafka.set_unassigned(Duration::ZERO, 0, false);
-                false
-            }
-            Verdict::Waiting {
-                unassigned,
-                waiting,
-            } => {
-                state.kafka.set_unassigned(unassigned, waiting, false);
-                false
-            }
-            Verdict::Rejoin {
-                unassigned,
-                waiting,
-            } => {
-                state.kafka.set_unassigned(unassigned, waiting, true);
-                tracing::warn!(
-                    topic = %feed.topic,
-                    group = %feed.group,
-                    unassigned_secs = unassigned.as_secs(),
-                    waiting,
-                    "no partition assigned while records wait that nobody consumes: leaving and rejoining the consumer group"
-                );
-                true
-            }
+        let v = self.watchdog.observe(Instant::now(), offsets, mine);
+        state.kafka.set_unassigned(v.unassigned, v.waiting, v.stuck);
+        state.kafka.set_stalled(v.stalled);
+        if v.rejoin {
+            tracing::warn!(
+                topic = %feed.topic,
+                group = %feed.group,
+                unassigned_secs = v.unassigned.as_secs(),
+                waiting = v.waiting,
+                "no partition assigned while records wait that nobody consumes: leaving and rejoining the consumer group"
+            );
+        }
+        // Said once, when it starts: the partitions of a member the broker dropped without
+        // rebalancing (tansu 0.6) wait for a runner that holds none, or for a restart.
+        if !mine.is_empty() && v.stalled > 0 && self.stalled == 0 {
+            tracing::warn!(
+                topic = %feed.topic,
+                group = %feed.group,
+                stalled_partitions = v.stalled,
+                waiting = v.waiting,
+                "partitions of other group members have records waiting that nobody has consumed for too long"
+            );
+        }
+        self.stalled = v.stalled;
+        v.rejoin
+    }
+}
+
+/// The thread that runs [`sample_offsets`], until dropped.
+struct Sampler {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn spawn(
+        config: &KafkaConfig,
+        topic: &str,
+        to: &Arc<Mutex<Option<Vec<PartitionOffsets>>>>,
+    ) -> std::io::Result<Sampler> {
+        let done = Arc::new(AtomicBool::new(false));
+        let (config, topic, to, stop) = (
+            config.clone(),
+            topic.to_owned(),
+            Arc::clone(to),
+            Arc::clone(&done),
+        );
+        let thread = std::thread::Builder::new()
+            .name("kafka-offsets".into())
+            .spawn(move || sample_offsets(&config, &topic, &to, &stop))?;
+        Ok(Sampler {
+            done,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Looks at the offsets of `topic` every [`CHECK_EVERY`], with a client of its own (outside the
+/// group, so that a slow broker holds up no consumption), until `done`; each look goes to `to`.
+fn sample_offsets(
+    config: &KafkaConfig,
+    topic: &str,
+    to: &Mutex<Option<Vec<PartitionOffsets>>>,
+    done: &AtomicBool,
+) {
+    let client: BaseConsumer = match config.consumer().create() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the topic's offsets");
+            return;
+        }
+    };
+    while !done.load(Ordering::Relaxed) {
+        match offsets(&client, topic) {
+            Ok(offsets) => *lock(to) = Some(offsets),
+            Err(error) => tracing::debug!(%error, "reading the topic's offsets"),
+        }
+        let next = Instant::now() + CHECK_EVERY;
+        while Instant::now() < next && !done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
 
 /// Per partition of `topic`: the group's committed offset and the low and high watermarks.
 fn offsets(
-    consumer: &StreamConsumer<Rewind>,
+    consumer: &BaseConsumer,
     topic: &str,
 ) -> rdkafka::error::KafkaResult<Vec<PartitionOffsets>> {
     let metadata = consumer.fetch_metadata(Some(topic), OFFSETS_TIMEOUT)?;
@@ -439,34 +520,41 @@ impl PartitionOffsets {
 }
 
 /// What the [`Watchdog`] makes of a look at the offsets.
-#[derive(Debug, PartialEq)]
-enum Verdict {
-    /// Nothing waits.
-    Fine,
-    /// No partition for `unassigned` while `waiting` records wait; not (yet) stuck.
-    Waiting { unassigned: Duration, waiting: u64 },
-    /// Stuck: no partition for `unassigned`, past the bound, while `waiting` records wait and
-    /// nobody consumes them. Leave and rejoin the group.
-    Rejoin { unassigned: Duration, waiting: u64 },
+#[derive(Debug, Default, PartialEq)]
+struct Verdict {
+    /// How long the consumer has held no partition while records waited (zero otherwise).
+    unassigned: Duration,
+    /// Records beyond the group's committed offsets, on partitions the consumer does not hold.
+    waiting: u64,
+    /// Partitions the consumer does not hold whose records wait while their committed offset
+    /// has stood still for the bound: nobody consumes them.
+    stalled: usize,
+    /// Holding no partition for longer than the bound while some are stalled.
+    stuck: bool,
+    /// Leave and rejoin the group now.
+    rejoin: bool,
 }
 
-/// Notices a consumer that holds no partition while records of its topic wait and nobody
-/// consumes them (their committed offsets stand still) for longer than the bound, whatever the
-/// broker: a coordinator that never evicts a dead member (tansu 0.6 checks sessions only on
-/// dynamic members' requests, so a dead static member stays forever), or that formed the group
-/// with an empty assignment for this member and never rebalances again (tansu 0.6, a dynamic
-/// member joining while a dead one's session runs). Merely holding nothing, as one runner too
-/// many for the partitions, is fine while the others consume.
+/// Notices a consumer that holds no partition while records of its topic wait that nobody
+/// consumes (their committed offsets stand still) for longer than the bound, whatever the
+/// broker, and says when to leave and rejoin the group: a coordinator that never evicts a dead
+/// member (tansu 0.6 checks sessions only on dynamic members' requests, so a dead static member
+/// keeps its partitions forever), or one that formed the group with an empty assignment for
+/// this member and never rebalances again (tansu 0.6: a dynamic member joining while a dead
+/// one's session runs). Merely holding nothing, as one runner too many for the partitions, is
+/// fine while the others consume. After a rejoin that did not help, the next waits twice as long
+/// (up to 8 bounds).
 ///
-/// After a rejoin that did not help, the next waits twice as long (up to 8 bounds), so that a
-/// group whose owners cannot commit (their sinks down) is not rebalanced over and over.
+/// It also counts the partitions nobody consumes while this consumer holds others (tansu 0.6
+/// keeps a member it evicted on another's heartbeat in the assignment); it reports them but does
+/// not rejoin for them, since leaving would hand its own partitions over.
 struct Watchdog {
     bound: Duration,
     /// Since when the consumer has held no partition while records waited.
     since: Option<Instant>,
     /// Per partition: the committed offset last seen, and since when it has stood there.
     seen: HashMap<i32, (Option<i64>, Instant)>,
-    /// The last rejoin of this episode, and the wait before the next.
+    /// The last rejoin while stuck, and the wait before the next.
     rejoined: Option<Instant>,
     backoff: Duration,
 }
@@ -482,54 +570,56 @@ impl Watchdog {
         }
     }
 
-    /// The consumer holds partitions: how long it had been stuck without, if it was.
-    fn assigned(&mut self, now: Instant) -> Option<Duration> {
-        self.seen.clear();
-        self.rejoined = None;
-        self.backoff = self.bound;
-        let since = self.since.take()?;
-        let after = now.duration_since(since);
-        (after >= self.bound).then_some(after)
-    }
-
-    /// A look at the offsets while the consumer holds no partition.
-    fn observe(&mut self, now: Instant, offsets: &[PartitionOffsets]) -> Verdict {
+    /// A look at the offsets, the consumer holding the partitions `mine`.
+    fn observe(
+        &mut self,
+        now: Instant,
+        offsets: &[PartitionOffsets],
+        mine: &HashSet<i32>,
+    ) -> Verdict {
         for o in offsets {
             let seen = self.seen.entry(o.partition).or_insert((o.committed, now));
             if seen.0 != o.committed {
                 *seen = (o.committed, now);
             }
         }
-        let waiting: u64 = offsets.iter().map(PartitionOffsets::waiting).sum();
-        if waiting == 0 {
-            self.since = None;
-            return Verdict::Fine;
-        }
-        let unassigned = now.duration_since(*self.since.get_or_insert(now));
-        let stalled = offsets.iter().any(|o| {
+        let frozen = |o: &PartitionOffsets| {
             o.waiting() > 0
                 && self
                     .seen
                     .get(&o.partition)
                     .is_some_and(|(_, t)| now.duration_since(*t) >= self.bound)
-        });
-        let due = self
-            .rejoined
-            .is_none_or(|t| now.duration_since(t) >= self.backoff);
-        if unassigned >= self.bound && stalled && due {
+        };
+        let others = || offsets.iter().filter(|o| !mine.contains(&o.partition));
+        let waiting: u64 = others().map(PartitionOffsets::waiting).sum();
+        let stalled = others().filter(|o| frozen(o)).count();
+        if mine.is_empty() && waiting > 0 {
+            self.since.get_or_insert(now);
+        } else {
+            self.since = None;
+        }
+        let unassigned = self.since.map_or(Duration::ZERO, |t| now.duration_since(t));
+        let stuck = unassigned >= self.bound && stalled > 0;
+        if !stuck {
+            self.rejoined = None;
+            self.backoff = self.bound;
+        }
+        let rejoin = stuck
+            && self
+                .rejoined
+                .is_none_or(|t| now.duration_since(t) >= self.backoff);
+        if rejoin {
             if self.rejoined.is_some() {
                 self.backoff = (self.backoff * 2).min(self.bound * 8);
             }
             self.rejoined = Some(now);
-            Verdict::Rejoin {
-                unassigned,
-                waiting,
-            }
-        } else {
-            Verdict::Waiting {
-                unassigned,
-                waiting,
-            }
+        }
+        Verdict {
+            unassigned,
+            waiting,
+            stalled,
+            stuck,
+            rejoin,
         }
     }
 }
@@ -640,6 +730,7 @@ mod tests {
 
     const BOUND: Duration = Duration::from_secs(45);
 
+    /// Partition 0 with `committed` and `high`; on partition 1 nothing waits.
     fn at(committed: Option<i64>, high: i64) -> [PartitionOffsets; 2] {
         [
             PartitionOffsets {
@@ -648,7 +739,6 @@ mod tests {
                 low: 0,
                 high,
             },
-            // Nothing waits on the other partition.
             PartitionOffsets {
                 partition: 1,
                 committed: Some(10),
@@ -658,56 +748,76 @@ mod tests {
         ]
     }
 
+    fn none() -> HashSet<i32> {
+        HashSet::new()
+    }
+
+    /// `(stuck, rejoin)` of a verdict.
+    fn flags(v: Verdict) -> (bool, bool) {
+        (v.stuck, v.rejoin)
+    }
+
     #[test]
     fn a_consumer_without_partitions_rejoins_once_records_wait_unconsumed_past_the_bound() {
         let t0 = Instant::now();
-        let mut w = Watchdog::new(BOUND);
         let s = |secs| t0 + Duration::from_secs(secs);
+        let mut w = Watchdog::new(BOUND);
         assert_eq!(
-            w.observe(s(0), &at(Some(5), 9)),
-            Verdict::Waiting {
+            w.observe(s(0), &at(Some(5), 9), &none()),
+            Verdict {
                 unassigned: Duration::ZERO,
-                waiting: 4
+                waiting: 4,
+                stalled: 0,
+                stuck: false,
+                rejoin: false
             }
         );
-        assert!(matches!(
-            w.observe(s(44), &at(Some(5), 9)),
-            Verdict::Waiting { .. }
-        ));
         assert_eq!(
-            w.observe(s(45), &at(Some(5), 9)),
-            Verdict::Rejoin {
+            flags(w.observe(s(44), &at(Some(5), 9), &none())),
+            (false, false)
+        );
+        assert_eq!(
+            w.observe(s(45), &at(Some(5), 9), &none()),
+            Verdict {
                 unassigned: BOUND,
-                waiting: 4
+                waiting: 4,
+                stalled: 1,
+                stuck: true,
+                rejoin: true
             }
         );
-        // A rejoin that did not help: the next after one bound, then after two, four, eight.
-        assert!(matches!(
-            w.observe(s(50), &at(Some(5), 9)),
-            Verdict::Waiting { .. }
-        ));
-        assert!(matches!(
-            w.observe(s(90), &at(Some(5), 9)),
-            Verdict::Rejoin { .. }
-        ));
-        assert!(matches!(
-            w.observe(s(170), &at(Some(5), 9)),
-            Verdict::Waiting { .. }
-        ));
-        assert!(matches!(
-            w.observe(s(180), &at(Some(5), 9)),
-            Verdict::Rejoin { .. }
-        ));
+        // A rejoin that did not help: still stuck; the next after one bound, then after two,
+        // four, eight.
+        for (secs, rejoin) in [
+            (50, false),
+            (90, true),
+            (170, false),
+            (180, true),
+            (355, false),
+            (360, true),
+            (715, false),
+            (720, true),
+        ] {
+            assert_eq!(
+                flags(w.observe(s(secs), &at(Some(5), 9), &none())),
+                (true, rejoin),
+                "at {secs} s"
+            );
+        }
         // Partitions at last: the episode ends, and the next starts afresh.
-        assert_eq!(w.assigned(s(200)), Some(Duration::from_secs(200)));
-        assert!(matches!(
-            w.observe(s(300), &at(Some(5), 9)),
-            Verdict::Waiting { .. }
-        ));
-        assert!(matches!(
-            w.observe(s(345), &at(Some(5), 9)),
-            Verdict::Rejoin { .. }
-        ));
+        let both = HashSet::from([0, 1]);
+        assert_eq!(
+            w.observe(s(800), &at(Some(5), 9), &both),
+            Verdict::default()
+        );
+        assert_eq!(
+            flags(w.observe(s(900), &at(Some(5), 9), &none())),
+            (false, false)
+        );
+        assert_eq!(
+            flags(w.observe(s(945), &at(Some(5), 9), &none())),
+            (true, true)
+        );
     }
 
     #[test]
@@ -717,30 +827,47 @@ mod tests {
         // One runner too many: the owner of the records commits as it goes.
         let mut w = Watchdog::new(BOUND);
         for i in 0..60 {
-            assert!(
-                matches!(
-                    w.observe(s(i * 5), &at(Some(i as i64 * 100), i as i64 * 100 + 40)),
-                    Verdict::Waiting { .. }
-                ),
+            let v = w.observe(
+                s(i * 5),
+                &at(Some(i as i64 * 100), i as i64 * 100 + 40),
+                &none(),
+            );
+            assert_eq!(
+                (v.waiting, v.stalled, v.rejoin),
+                (40, 0, false),
                 "at {}s",
                 i * 5
             );
         }
         // Everything consumed: fine, and the wait starts over.
-        assert_eq!(w.observe(s(300), &at(Some(7), 7)), Verdict::Fine);
-        assert_eq!(w.assigned(s(301)), None);
+        assert_eq!(
+            w.observe(s(300), &at(Some(7), 7), &none()),
+            Verdict::default()
+        );
         // A new group: nothing committed yet, records from the low watermark on wait.
         let mut w = Watchdog::new(BOUND);
+        assert_eq!(w.observe(s(0), &at(None, 3), &none()).waiting, 3);
+        assert_eq!(flags(w.observe(s(45), &at(None, 3), &none())), (true, true));
+    }
+
+    #[test]
+    fn partitions_nobody_consumes_are_counted_but_a_consumer_that_holds_some_stays() {
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        // It holds partition 1 and commits on it; partition 0 is held by nobody alive.
+        let p1 = HashSet::from([1]);
+        let look = |committed_1: i64| {
+            let mut o = at(Some(5), 9);
+            o[1].committed = Some(committed_1);
+            o[1].high = committed_1 + 3;
+            o
+        };
+        let mut w = Watchdog::new(BOUND);
+        assert_eq!(w.observe(s(0), &look(10), &p1).stalled, 0);
+        let v = w.observe(s(45), &look(20), &p1);
         assert_eq!(
-            w.observe(s(0), &at(None, 3)),
-            Verdict::Waiting {
-                unassigned: Duration::ZERO,
-                waiting: 3
-            }
+            (v.unassigned, v.waiting, v.stalled, v.stuck, v.rejoin),
+            (Duration::ZERO, 4, 1, false, false)
         );
-        assert!(matches!(
-            w.observe(s(45), &at(None, 3)),
-            Verdict::Rejoin { waiting: 3, .. }
-        ));
     }
 }

@@ -361,11 +361,13 @@ impl Ownership {
 /// How the Kafka source stands in its consumer group: written by the feed, read by `/readyz`
 /// ([`MarketState::readiness`]) and `/metrics`.
 ///
-/// A consumer that holds no partition while records of its topic wait, none of them consumed by
-/// anyone (their committed offsets stand still), for longer than a bound, is
-/// stuck: a broker that never evicted a dead member, or gave this one an empty assignment. The
-/// feed then warns, leaves the group and joins it again; until it holds partitions again, the
-/// runner is not ready. The bound is the consumer's session timeout plus 15 s.
+/// A consumer that holds no partition while records of its topic wait that nobody consumes
+/// (their committed offsets stand still), for longer than a bound, is stuck: a broker that never
+/// evicted a dead member, or gave this one an empty assignment. The feed then warns, leaves the
+/// group and joins it again; until it holds partitions again, the runner is not ready. The
+/// bound is the consumer's session timeout plus 15 s. Partitions of others that nobody consumes,
+/// while this consumer holds some, are only reported (`gostocks_kafka_stalled_partitions`): it
+/// does its part, and leaving would hand its own partitions over.
 #[derive(Debug, Default)]
 pub struct KafkaStatus {
     active: AtomicBool,
@@ -374,6 +376,7 @@ pub struct KafkaStatus {
     assigned: AtomicU64,
     unassigned_ms: AtomicU64,
     waiting: AtomicU64,
+    stalled: AtomicU64,
     rejoins: AtomicU64,
 }
 
@@ -383,10 +386,14 @@ impl KafkaStatus {
         self.active.store(true, Ordering::Relaxed);
     }
 
-    /// The group gave the consumer `partitions` partitions (perhaps none).
+    /// The group gave the consumer `partitions` partitions (perhaps none); holding some, it is
+    /// not stuck.
     pub fn set_assigned(&self, partitions: usize) {
         self.assigned.store(partitions as u64, Ordering::Relaxed);
         self.joined.store(true, Ordering::Relaxed);
+        if partitions > 0 {
+            self.set_unassigned(Duration::ZERO, 0, false);
+        }
     }
 
     /// The consumer left the group (to join it again, or to stop).
@@ -407,6 +414,12 @@ impl KafkaStatus {
             .store(unassigned.as_millis() as u64, Ordering::Relaxed);
         self.waiting.store(waiting, Ordering::Relaxed);
         self.stuck.store(stuck, Ordering::Relaxed);
+    }
+
+    /// `partitions` partitions this consumer does not hold have records waiting that nobody
+    /// has consumed for longer than the bound.
+    pub fn set_stalled(&self, partitions: usize) {
+        self.stalled.store(partitions as u64, Ordering::Relaxed);
     }
 
     /// The consumer left the group and joins it again, because it was stuck.
@@ -444,11 +457,13 @@ impl KafkaStatus {
         let unassigned = self.unassigned_ms.load(Ordering::Relaxed) as f64 / 1000.0;
         let waiting = self.waiting.load(Ordering::Relaxed);
         let rejoins = self.rejoins();
+        let stalled = self.stalled.load(Ordering::Relaxed);
         format!(
             "# HELP gostocks_kafka_assigned_partitions Partitions of the tick topic this runner consumes.\n# TYPE gostocks_kafka_assigned_partitions gauge\ngostocks_kafka_assigned_partitions {assigned}\n\
              # HELP gostocks_kafka_unassigned_seconds How long this runner has held no partition while records of the topic wait unconsumed (0 otherwise).\n# TYPE gostocks_kafka_unassigned_seconds gauge\ngostocks_kafka_unassigned_seconds {unassigned}\n\
-             # HELP gostocks_kafka_unconsumed_records Records beyond the group's committed offsets, as last measured while this runner held no partition.\n# TYPE gostocks_kafka_unconsumed_records gauge\ngostocks_kafka_unconsumed_records {waiting}\n\
-             # HELP gostocks_kafka_rejoins_total Times this runner left and rejoined its consumer group because it held no partition while records waited.\n# TYPE gostocks_kafka_rejoins_total counter\ngostocks_kafka_rejoins_total {rejoins}\n"
+             # HELP gostocks_kafka_unconsumed_records Records beyond the group's committed offsets on the partitions this runner does not hold.\n# TYPE gostocks_kafka_unconsumed_records gauge\ngostocks_kafka_unconsumed_records {waiting}\n\
+             # HELP gostocks_kafka_stalled_partitions Partitions of the tick topic this runner does not hold whose records wait while nobody has consumed any for longer than the bound.\n# TYPE gostocks_kafka_stalled_partitions gauge\ngostocks_kafka_stalled_partitions {stalled}\n\
+             # HELP gostocks_kafka_rejoins_total Times this runner left and rejoined its consumer group because it held no partition while records waited that nobody consumed.\n# TYPE gostocks_kafka_rejoins_total counter\ngostocks_kafka_rejoins_total {rejoins}\n"
         )
     }
 }

@@ -673,9 +673,64 @@ async fn a_postgres_outage_delays_alert_events_and_loses_none() {
     expect_events_equal_analyze(&pg, &schema, path, ids, &topic).await;
 }
 
+/// Waits until the runner at `http`, restarted at `restarted`, has taken in `n` ticks (it
+/// replays its partitions from their beginning, so it counts every tick of the topic), at most
+/// `secs` after its restart; returns how long after its restart that was.
+async fn wait_for_ticks(
+    http: &str,
+    n: usize,
+    restarted: Instant,
+    secs: u64,
+    what: &str,
+) -> Duration {
+    let want = format!("gostocks_ticks_total {n} ");
+    while !format!("{} ", metrics(http)).contains(&want) {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(secs),
+            "{what}: not all {n} ticks taken in {secs} s after the restart: {}",
+            metrics(http)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    restarted.elapsed()
+}
+
+/// Sends `signal` (`STOP`, `KILL`) to the runner.
+fn signal(running: &common::Running, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), running.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// What a supervisor does to a crashed runner: it is killed with -9 (after hanging for `hung`,
+/// silent to its group meanwhile, if not zero) and started again at once, with the same flags:
+/// the same group and the same default instance id. Returns it and when it was restarted.
+fn crash_and_restart(
+    mut running: common::Running,
+    hung: Duration,
+    args: &[&str],
+) -> (common::Running, Instant) {
+    if !hung.is_zero() {
+        signal(&running, "STOP");
+        std::thread::sleep(hung);
+    }
+    signal(&running, "KILL");
+    let _ = running.child.wait();
+    let killed = Instant::now();
+    let restarted = common::start(args);
+    assert!(
+        killed.elapsed() < Duration::from_secs(1),
+        "restarted within a second (took {:?})",
+        killed.elapsed()
+    );
+    (restarted, killed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
-    // The idle time is longer than the pause between the halves: a runner that saw the stream
+async fn kill_9_mid_stream_then_restart_at_once_loses_nothing_and_doubles_nothing() {
+    // The idle time is longer than the pause between the parts: a runner that saw the stream
     // go quiet for longer would close the split second, and the ticks of that second that come
     // later would be late by design, so the outputs would depend on timing.
     let Some(brokers) = common::brokers() else {
@@ -714,23 +769,46 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
         &schema,
     ];
     let key = create_user(&pg, &schema, "crash");
-    let mut first = common::start(&args);
+    let first = common::start(&args);
     let ids = create_alerts(&first.http, &key);
 
     let (path, ticks) = common::recording();
-    let half = ticks.len() / 2;
-    produce(&brokers, &topic, &ticks[..half]).await;
+    let thirds = [ticks.len() / 3, 2 * ticks.len() / 3];
+    produce(&brokers, &topic, &ticks[..thirds[0]]).await;
     // Let outputs and commits happen, then kill -9 mid-stream.
     let redis = RedisSink::connect(&redis_url, &prefix)
         .await
         .expect("redis");
     wait_for_hash(&redis, "stats:AAPL:60s", "outputs before the crash").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    first.child.kill().expect("kill -9");
-    let _ = first.child.wait();
-    produce(&brokers, &topic, &ticks[half..]).await;
-    let second = common::start(&args);
-    let want = expect_redis_equals_analyze(&redis, &second.http, path, &ticks, &topic, 90).await;
+    // Its supervisor restarts it at once, before the group could notice it died. A dynamic
+    // member would wait for the dead one's session to expire (and, on tansu, might be formed
+    // into the group with nothing); a static one takes its partitions back.
+    let (second, restarted) = crash_and_restart(first, Duration::ZERO, &args);
+    produce(&brokers, &topic, &ticks[thirds[0]..thirds[1]]).await;
+    let took = wait_for_ticks(&second.http, thirds[1], restarted, 30, "after kill -9").await;
+    eprintln!(
+        "after kill -9 and a restart at once, every tick taken in {took:?} after the restart"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Hung, then killed: its last heartbeat is 3 s old when its successor joins. On tansu 0.6 a
+    // dynamic successor then lands in the generation that evicts the dead leader but not
+    // itself, and is formed into the group with no partition, for good.
+    let (third, restarted) = crash_and_restart(second, Duration::from_secs(3), &args);
+    let took = wait_for_ticks(
+        &third.http,
+        thirds[1],
+        restarted,
+        30,
+        "after a hang and kill -9",
+    )
+    .await;
+    eprintln!(
+        "after a hang, kill -9 and a restart at once, every tick taken in {took:?} after the restart"
+    );
+    produce(&brokers, &topic, &ticks[thirds[1]..]).await;
+    let want = expect_redis_equals_analyze(&redis, &third.http, path, &ticks, &topic, 60).await;
 
     // The stats topic, deduplicated by key and time, is exactly analyze's changelog.
     let got = stats_topic_lines(
@@ -841,4 +919,141 @@ async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and
         got == want,
         "stats topic: missing {missing:?}, extra {extra:?}"
     );
+}
+
+/// Borrowed flags.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The value of the runner's metric `name`, if it has it.
+fn metric(http: &str, name: &str) -> Option<f64> {
+    let all = metrics(http);
+    let mut words = all.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == name {
+            return words.next().and_then(|v| v.parse().ok());
+        }
+    }
+    None
+}
+
+/// A runner of instance `first` is killed with -9 (after hanging for `hung`) and another, of
+/// instance `second`, takes its place at once, while the dead one's partitions hold the rest of
+/// the stream. Whatever the broker does with the dead member, the newcomer ends up consuming
+/// every partition; while it holds none past the bound (its session timeout `session` plus
+/// 15 s), it says so: `/readyz` is 503, the metrics show it, and it rejoins its group (after
+/// waiting out its session plus 5 s, so that tansu forgets it).
+async fn a_stuck_runner_rejoins(
+    tag: &str,
+    first: &str,
+    second: &str,
+    hung: Duration,
+    session: u64,
+) {
+    let bound = session + 15;
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let redis_url = redis_url();
+    let Names {
+        topic,
+        stats_topic,
+        prefix,
+        group,
+    } = Names::new(tag);
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    let args = |instance: &str| -> Vec<String> {
+        [
+            "--kafka",
+            &brokers,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--instance-id",
+            instance,
+            "--idle",
+            "10s",
+            "--stats-topic",
+            &stats_topic,
+            "--redis",
+            &redis_url,
+            "--redis-prefix",
+            &prefix,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let (first_args, second_args) = (args(first), args(second));
+    let dead = common::start(&strs(&first_args));
+    let (path, ticks) = common::recording();
+    let half = ticks.len() / 2;
+    produce(&brokers, &topic, &ticks[..half]).await;
+    let redis = RedisSink::connect(&redis_url, &prefix)
+        .await
+        .expect("redis");
+    wait_for_hash(&redis, "stats:AAPL:60s", "outputs before the crash").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (running, restarted) = crash_and_restart(dead, hung, &strs(&second_args));
+    produce(&brokers, &topic, &ticks[half..]).await;
+
+    let (mut longest, mut not_ready) = (0.0f64, None);
+    let deadline = Duration::from_secs(bound + session + 5 + 30);
+    while metric(&running.http, "gostocks_ticks_total") != Some(ticks.len() as f64) {
+        assert!(
+            restarted.elapsed() < deadline,
+            "not every tick taken in {deadline:?} after the restart: {}",
+            metrics(&running.http)
+        );
+        if metric(&running.http, "gostocks_kafka_assigned_partitions") == Some(0.0) {
+            let unassigned = metric(&running.http, "gostocks_kafka_unassigned_seconds");
+            longest = longest.max(unassigned.unwrap_or(0.0));
+            let (status, body) = common::get(&running.http, "/readyz");
+            if status == 503
+                && body["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("no partition"))
+            {
+                not_ready.get_or_insert(body);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = restarted.elapsed();
+    let rejoins = metric(&running.http, "gostocks_kafka_rejoins_total").unwrap_or(0.0);
+    eprintln!(
+        "{tag}: every tick taken in {took:?} after the restart; held no partition for up to {longest} s while records waited; {rejoins} rejoins; not ready: {not_ready:?}"
+    );
+    assert!(
+        longest > 0.0,
+        "it reported holding no partition while records waited"
+    );
+    // A broker that evicts the dead member itself (Kafka) hands its partitions over before the
+    // bound; one that does not (tansu 0.6) leaves the newcomer stuck until it rejoins.
+    if took > Duration::from_secs(bound) {
+        assert!(
+            rejoins >= 1.0,
+            "stuck past the bound, it rejoined its group"
+        );
+        assert!(not_ready.is_some(), "stuck past the bound, /readyz said so");
+    }
+    let (status, _) = common::get(&running.http, "/readyz");
+    assert_eq!(status, 200, "ready again");
+    expect_redis_equals_analyze(&redis, &running.http, path, &ticks, &topic, 60).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_restarted_under_another_instance_id_gets_the_dead_ones_partitions() {
+    // A static member dies and its successor comes back under another id (a new host name): the
+    // dead one's session must expire (Kafka), or the newcomer must rejoin (tansu, which never
+    // evicts a static member).
+    a_stuck_runner_rejoins("newid", "crashed-a", "successor-b", Duration::ZERO, 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_member_formed_into_its_group_with_nothing_rejoins_it() {
+    // Dynamic members (--instance-id ""), the dead one hung 3 s before its kill: tansu 0.6 forms
+    // the group around the newcomer with an empty assignment, and never rebalances by itself.
+    a_stuck_runner_rejoins("emptyassign", "", "", Duration::from_secs(3), 6).await;
 }

@@ -999,7 +999,7 @@ async fn a_stuck_runner_rejoins(
     produce(&brokers, &topic, &ticks[half..]).await;
 
     let (mut longest, mut not_ready) = (0.0f64, None);
-    let deadline = Duration::from_secs(bound + session + 5 + 30);
+    let deadline = Duration::from_secs(bound + session + 5 + 45);
     while metric(&running.http, "gostocks_ticks_total") != Some(ticks.len() as f64) {
         assert!(
             restarted.elapsed() < deadline,

@@ -556,6 +556,19 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, env = "GOSTOCKS_REDIS_TTL")]
     pub redis_ttl: u64,
 
+    /// Also append every output (prices, stats, bars, alert events) to this JSON-lines file.
+    #[arg(long, value_name = "PATH", env = "GOSTOCKS_OUTPUTS_JSONL")]
+    pub outputs_jsonl: Option<std::path::PathBuf>,
+
+    /// Outputs each sink's queue holds; when a sink falls this far behind (its service down),
+    /// the dataflow waits, and with it intake, instead of memory growing.
+    #[arg(long, default_value_t = crate::sinks::driver::DEFAULT_CAPACITY, env = "GOSTOCKS_SINK_QUEUE")]
+    pub sink_queue: usize,
+
+    /// A sink failing (and retrying) for longer than this makes `/readyz` answer 503.
+    #[arg(long, default_value = "10s", env = "GOSTOCKS_SINK_UNREADY_AFTER")]
+    pub sink_unready_after: humantime::Duration,
+
     #[command(flatten)]
     pub db: PostgresArgs,
 }

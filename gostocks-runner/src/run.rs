@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::alerts::service::Alerts;
 use crate::alerts::{AlertHub, Store};
 use crate::cli::{RunArgs, Speed};
-use crate::sinks::Sinks;
+use crate::sinks::{self, Sinks};
 use crate::state::MarketState;
 use gostocks_connectors::kafka::{InstanceId, KafkaConfig, TickProducer};
 use gostocks_connectors::redis::RedisSink;
@@ -77,29 +77,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }),
         None => None,
     };
-    if redis.is_some() || kafka_sink.is_some() {
-        let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+    anyhow::ensure!(args.sink_queue >= 1, "--sink-queue must be at least 1");
+    let policy = crate::sinks::Policy {
+        capacity: args.sink_queue,
+        unready_after: args.sink_unready_after.into(),
+        ..crate::sinks::Policy::default()
+    };
+    // The external sinks: one line each.
+    let mut sinks = Sinks::new(Arc::clone(&state), policy.clone());
+    let (windows, bars) = (state.windows.clone(), state.bar_sizes.clone());
+    if let Some(redis) = &redis {
+        sinks.add(sinks::redis::Redis::new(redis.clone(), windows.clone(), bars.clone()));
+    }
+    if let Some(producer) = kafka_sink {
+        let (stats, alerts) = (args.stats_topic.clone(), args.alerts_topic.clone());
+        sinks.add(sinks::kafka::Kafka::new(producer, stats, alerts, windows.clone()));
+    }
+    if let Some(path) = &args.outputs_jsonl {
+        let file = runtime.block_on(sinks::jsonl::JsonLines::create(path, windows, bars));
+        sinks.add(file.with_context(|| format!("--outputs-jsonl {}", path.display()))?);
+    }
+    if !sinks.is_empty() {
+        // Bounded like each sink's queue: the fan-out waits on a full queue, and so, through
+        // this channel, do the dataflow's threads.
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel(policy.capacity);
         state.set_outputs(out_tx);
-        let sinks = Sinks {
-            redis: redis.clone(),
-            kafka: kafka_sink,
-            stats_topic: args.stats_topic.clone(),
-            alerts_topic: args.alerts_topic.clone(),
-            windows: state.windows.clone(),
-            bars: state.bar_sizes.clone(),
-        };
-        // One confirmation cell per configured sink (Redis first, then Kafka).
-        let cells = [sinks.redis.is_some(), sinks.kafka.is_some()]
-            .iter()
-            .map(|on| {
-                if *on {
-                    state.register_sink()
-                } else {
-                    Arc::default()
-                }
-            })
-            .collect();
-        runtime.spawn(sinks.run(out_rx, cells));
+        runtime.spawn(sinks.run(out_rx));
     }
 
     // Claimed before anything is consumed, and held until the feed ends.

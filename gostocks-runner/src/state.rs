@@ -50,11 +50,13 @@ pub struct MarketState {
     latest: AtomicU64,
     /// Alert events fired.
     pub alert_events: AtomicU64,
-    outputs: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::sinks::Output>>,
+    outputs: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::sinks::Output>>,
     /// The latest progress mark: every output of a grid time below it is handed on.
     handed_on: AtomicU64,
     /// Per external sink: every output below this grid time is durably written.
     sink_marks: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+    /// Per external sink: how it stands (for `/readyz` and `/metrics`).
+    sink_health: std::sync::Mutex<Vec<Arc<crate::sinks::SinkHealth>>>,
     /// Which outputs a Kafka consumer of a shared group must not write (see [`Ownership`]).
     pub ownership: Ownership,
     /// How the Kafka source stands in its consumer group.
@@ -84,6 +86,7 @@ impl MarketState {
             outputs: std::sync::OnceLock::new(),
             handed_on: AtomicU64::new(0),
             sink_marks: std::sync::Mutex::new(Vec::new()),
+            sink_health: std::sync::Mutex::new(Vec::new()),
             ownership: Ownership::default(),
             kafka: KafkaStatus::default(),
             bar_ns: config.bars.iter().map(|b| b.ns()).collect(),
@@ -91,9 +94,20 @@ impl MarketState {
     }
 
     /// A progress mark from the dataflow: passed to the sinks, which confirm it once written.
-    pub fn mark(&self, t: u64) {
+    /// Called (from the alert hub, on the runtime) only after every output below `t` has been
+    /// handed on: see the ordering contract in `sinks/driver.rs`. Waits while the sinks' queues
+    /// are full.
+    pub async fn mark(&self, t: u64) {
         self.handed_on.fetch_max(t, Ordering::Relaxed);
-        self.emit(crate::sinks::Output::Mark(t));
+        self.emit_async(crate::sinks::Output::Mark(t)).await;
+    }
+
+    /// Shows an external sink's health in [`MarketState::readiness`] and `/metrics`.
+    pub fn watch_sink(&self, health: Arc<crate::sinks::SinkHealth>) {
+        self.sink_health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(health);
     }
 
     /// A new external sink's confirmation cell.
@@ -124,17 +138,36 @@ impl MarketState {
         self.durable() >= self.handed_on.load(Ordering::Relaxed)
     }
 
-    /// From now on, every change of the state also goes to `tx` (the external sinks).
-    pub fn set_outputs(&self, tx: tokio::sync::mpsc::UnboundedSender<crate::sinks::Output>) {
+    /// From now on, every change of the state also goes to `tx` (the external sinks). `tx` is
+    /// bounded: when the sinks fall behind, the dataflow's threads wait in [`MarketState::emit`],
+    /// which holds their intake back.
+    pub fn set_outputs(&self, tx: tokio::sync::mpsc::Sender<crate::sinks::Output>) {
         let _ = self.outputs.set(tx);
     }
 
     /// Hands an output to the external sinks, if any, unless it was written before a restart
-    /// or belongs to a partition another consumer owns now.
+    /// or belongs to a partition another consumer owns now. Blocks the calling thread while the
+    /// sinks' queues are full: call it from the dataflow's threads, never on the runtime (there,
+    /// [`MarketState::emit_async`]).
     pub fn emit(&self, output: crate::sinks::Output) {
-        use crate::sinks::Output;
         let Some(tx) = self.outputs.get() else { return };
-        let skip = match &output {
+        if !self.suppressed(&output) {
+            // Err: the sinks have stopped (shutdown); nothing waits for the output any more.
+            let _ = tx.blocking_send(output);
+        }
+    }
+
+    /// [`MarketState::emit`] for tasks on the runtime: waits for room instead of blocking.
+    pub async fn emit_async(&self, output: crate::sinks::Output) {
+        let Some(tx) = self.outputs.get() else { return };
+        if !self.suppressed(&output) {
+            let _ = tx.send(output).await;
+        }
+    }
+
+    fn suppressed(&self, output: &crate::sinks::Output) -> bool {
+        use crate::sinks::Output;
+        match output {
             Output::Price(sym, p) => self.ownership.suppress(sym, p.time_ns),
             Output::Stats(row) => self.ownership.suppress(&row.symbol, row.time_ns),
             Output::Bar(row) => self.ownership.suppress(
@@ -142,9 +175,6 @@ impl MarketState {
                 row.start_ns + self.bar_ns.get(row.bar as usize).copied().unwrap_or(0),
             ),
             Output::Event(_) | Output::Mark(_) => false,
-        };
-        if !skip {
-            let _ = tx.send(output);
         }
     }
 
@@ -258,9 +288,22 @@ impl MarketState {
     /// while it has held no partition for longer than the bound (see [`KafkaStatus`]) although
     /// records of the topic wait and nobody consumes them. Without `--kafka`, always ready.
     ///
+    /// Not ready either while an external sink has stopped on a definite failure, or has been
+    /// failing transiently for longer than its bound (`--sink-unready-after`); the reason names
+    /// the sink.
+    ///
     /// gRPC health reports the same for the server as a whole (service `""`).
     pub fn readiness(&self) -> Result<(), String> {
-        self.kafka.readiness()
+        self.kafka.readiness()?;
+        for sink in self
+            .sink_health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            sink.readiness()?;
+        }
+        Ok(())
     }
 
     /// The Prometheus text exposition of this state's counters and gauges.
@@ -274,6 +317,7 @@ impl MarketState {
         let bars = self.bar_rows.load(Ordering::Relaxed);
         let symbols = self.prices.read().unwrap_or_else(|e| e.into_inner()).len();
         let kafka = self.kafka.metrics();
+        let sinks = self.sink_metrics();
         format!(
             "# HELP gostocks_ticks_total Ticks accepted into the dataflow.\n# TYPE gostocks_ticks_total counter\ngostocks_ticks_total {accepted}\n\
              # HELP gostocks_ticks_rejected_total Ticks rejected (bad price, size, symbol or time).\n# TYPE gostocks_ticks_rejected_total counter\ngostocks_ticks_rejected_total {rejected}\n\
@@ -281,8 +325,25 @@ impl MarketState {
              # HELP gostocks_dead_letters_total Kafka records sent to the dead-letter topic.\n# TYPE gostocks_dead_letters_total counter\ngostocks_dead_letters_total {dead}\n\
              # HELP gostocks_stats_rows_total Window stats changelog rows computed.\n# TYPE gostocks_stats_rows_total counter\ngostocks_stats_rows_total {stats_rows}\n\
              # HELP gostocks_bars_total Final bars computed.\n# TYPE gostocks_bars_total counter\ngostocks_bars_total {bars}\n\
-             # HELP gostocks_symbols Symbols with a last price.\n# TYPE gostocks_symbols gauge\ngostocks_symbols {symbols}\n{kafka}"
+             # HELP gostocks_symbols Symbols with a last price.\n# TYPE gostocks_symbols gauge\ngostocks_symbols {symbols}\n{kafka}{sinks}"
         )
+    }
+
+    /// Every external sink's state, queue depth and counters, one family after another.
+    fn sink_metrics(&self) -> String {
+        let sinks = self.sink_health.lock().unwrap_or_else(|e| e.into_inner());
+        if sinks.is_empty() {
+            return String::new();
+        }
+        let lines: Vec<_> = sinks.iter().map(|s| s.metrics()).collect();
+        let mut out = String::new();
+        for (i, header) in crate::sinks::driver::METRICS_HEADERS.iter().enumerate() {
+            out.push_str(header);
+            for l in &lines {
+                out.push_str(&l[i]);
+            }
+        }
+        out
     }
 
     /// `(accepted, rejected)` tick counts.

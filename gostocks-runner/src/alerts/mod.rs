@@ -11,10 +11,18 @@ use std::sync::Mutex;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
+use backon::Retryable;
+
 use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
 use gostocks_core::Span;
 use gostocks_core::alerts::{AlertRule, Mode, window_index};
 use tokio::sync::broadcast;
+
+/// The store's retry policy: the sinks' ([`crate::sinks::driver::backoff`]), which never gives
+/// up; an event is recorded once the store is back.
+fn store_backoff() -> backon::ExponentialBuilder {
+    crate::sinks::driver::backoff(Duration::from_millis(100), Duration::from_secs(5))
+}
 
 pub use keys::{hash_key, new_key, user_of_key, verify_key};
 pub use store::Store;
@@ -129,7 +137,7 @@ impl AlertHub {
                 crate::dataflow::Fired::Event(e) => e,
                 // Every event before the mark is recorded: pass the mark on to the sinks.
                 crate::dataflow::Fired::Mark(t) => {
-                    market.mark(t);
+                    market.mark(t).await;
                     continue;
                 }
             };
@@ -142,34 +150,25 @@ impl AlertHub {
             else {
                 continue;
             };
-            let mut backoff = Duration::from_millis(100);
-            let id = loop {
-                match self.store.insert_event(owner, &event).await {
-                    Ok(id) => break id,
-                    Err(error) => {
-                        tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "recording an alert event failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            };
+            let id = (|| self.store.insert_event(owner, &event))
+                .retry(store_backoff())
+                .notify(|error, retry_in| tracing::warn!(error = format!("{error:#}"), ?retry_in, "recording an alert event failed; retrying"))
+                .await
+                .unwrap_or_default();
             if mode == Mode::Once {
                 self.owners
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&event.alert_id);
-                let mut backoff = Duration::from_millis(100);
-                while let Err(error) = self.store.mark_triggered(&event.alert_id).await {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "marking an alert triggered failed; retrying"
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+                let _ = (|| self.store.mark_triggered(&event.alert_id))
+                    .retry(store_backoff())
+                    .notify(|error, retry_in| tracing::warn!(error = format!("{error:#}"), ?retry_in, "marking an alert triggered failed; retrying"))
+                    .await;
             }
             if let Some(id) = id {
-                market.emit(crate::sinks::Output::Event(event.clone()));
+                market
+                    .emit_async(crate::sinks::Output::Event(event.clone()))
+                    .await;
                 let _ = self.events.send(StoredEvent { id, owner, event });
             }
         }

@@ -1,0 +1,262 @@
+//! The one driver every [`Sink`] runs under: a bounded queue, one retry policy, health, and the
+//! confirmation of progress marks.
+//!
+//! Ordering contract of progress marks: `MarketState::mark(t)` is called only once every output
+//! of a grid time below `t` has been handed to the outputs channel (the dataflow's probe has
+//! passed `t`, and alert events below `t` are recorded, before the mark leaves
+//! `AlertHub::record_events`). The outputs channel and every sink's queue are FIFO, and the
+//! fan-out copies outputs to each queue in the order it receives them, so a sink sees every
+//! output below `t` before `Mark(t)`. The driver writes batches in queue order and raises the
+//! sink's confirmation cell to the greatest mark of a batch only after the whole batch is
+//! written and flushed; `MarketState::durable` is the least confirmation over the sinks, and
+//! the Kafka source commits only records whose grid time is below it.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::mpsc::Receiver;
+
+use super::{Output, Sink, SinkError};
+
+/// How every sink queues and retries.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Outputs a sink's queue holds (also the largest batch handed to `write`). When it is full,
+    /// the fan-out waits, and with it the dataflow and its intake.
+    pub capacity: usize,
+    /// A sink degraded (failing transiently) for longer than this makes the runner not ready.
+    pub unready_after: Duration,
+    /// The first retry's delay.
+    pub min_delay: Duration,
+    /// The longest delay between retries.
+    pub max_delay: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            capacity: DEFAULT_CAPACITY,
+            unready_after: Duration::from_secs(10),
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The default capacity of a sink's queue, in outputs (a few MB of rows).
+pub const DEFAULT_CAPACITY: usize = 16_384;
+
+impl Policy {
+    /// The backoff between retries of a transient failure: exponential (factor 2) from
+    /// `min_delay` to `max_delay`, with jitter, for as long as it takes.
+    pub fn backoff(&self) -> ExponentialBuilder {
+        backoff(self.min_delay, self.max_delay)
+    }
+}
+
+/// Exponential backoff with jitter from `min` to `max`, never giving up: the one retry policy
+/// of the sinks and the alert store.
+pub fn backoff(min: Duration, max: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+}
+
+/// How a sink stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Writing.
+    Ok,
+    /// Failing transiently since `since`; retried with backoff.
+    Degraded {
+        /// When the current run of failures began.
+        since: Instant,
+        /// The latest failure.
+        error: String,
+    },
+    /// Stopped by a definite failure; its outputs are no longer written.
+    Failed(String),
+}
+
+/// A sink's health and queue, shared by its driver (writer) and `/readyz` and `/metrics`.
+#[derive(Debug)]
+pub struct SinkHealth {
+    name: String,
+    capacity: usize,
+    unready_after: Duration,
+    health: Mutex<Health>,
+    depth: AtomicUsize,
+    retries: AtomicU64,
+    written: AtomicU64,
+}
+
+impl SinkHealth {
+    /// A healthy sink `name` queueing and failing as `policy` says.
+    pub fn new(name: &str, policy: &Policy) -> SinkHealth {
+        SinkHealth {
+            name: name.to_owned(),
+            capacity: policy.capacity,
+            unready_after: policy.unready_after,
+            health: Mutex::new(Health::Ok),
+            depth: AtomicUsize::new(0),
+            retries: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        }
+    }
+
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How the sink stands now.
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, to: Health) {
+        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = to;
+    }
+
+    /// `Ok` unless the sink has failed, or been degraded for longer than its policy's
+    /// `unready_after`: then why.
+    pub fn readiness(&self) -> Result<(), String> {
+        let bound = self.unready_after;
+        match self.health() {
+            Health::Ok => Ok(()),
+            Health::Degraded { since, error } if since.elapsed() > bound => Err(format!(
+                "sink {}: failing for {} s, retrying: {error}",
+                self.name,
+                since.elapsed().as_secs()
+            )),
+            Health::Degraded { .. } => Ok(()),
+            Health::Failed(reason) => Err(format!("sink {}: stopped: {reason}", self.name)),
+        }
+    }
+
+    /// The Prometheus lines of this sink (without HELP and TYPE, which the caller writes once).
+    pub fn metrics(&self) -> [String; 5] {
+        let state = match self.health() {
+            Health::Ok => 0,
+            Health::Degraded { .. } => 1,
+            Health::Failed(_) => 2,
+        };
+        let n = &self.name;
+        [
+            format!("gostocks_sink_state{{sink=\"{n}\"}} {state}\n"),
+            format!(
+                "gostocks_sink_queue_depth{{sink=\"{n}\"}} {}\n",
+                self.depth.load(Ordering::Relaxed)
+            ),
+            format!(
+                "gostocks_sink_queue_capacity{{sink=\"{n}\"}} {}\n",
+                self.capacity
+            ),
+            format!(
+                "gostocks_sink_retries_total{{sink=\"{n}\"}} {}\n",
+                self.retries.load(Ordering::Relaxed)
+            ),
+            format!(
+                "gostocks_sink_outputs_total{{sink=\"{n}\"}} {}\n",
+                self.written.load(Ordering::Relaxed)
+            ),
+        ]
+    }
+}
+
+/// The HELP and TYPE lines of [`SinkHealth::metrics`], in the same order.
+pub const METRICS_HEADERS: [&str; 5] = [
+    "# HELP gostocks_sink_state How each sink stands: 0 ok, 1 degraded (retrying), 2 failed (stopped).\n# TYPE gostocks_sink_state gauge\n",
+    "# HELP gostocks_sink_queue_depth Outputs waiting in each sink's queue.\n# TYPE gostocks_sink_queue_depth gauge\n",
+    "# HELP gostocks_sink_queue_capacity The bound of each sink's queue.\n# TYPE gostocks_sink_queue_capacity gauge\n",
+    "# HELP gostocks_sink_retries_total Writes each sink retried after a transient failure.\n# TYPE gostocks_sink_retries_total counter\n",
+    "# HELP gostocks_sink_outputs_total Outputs each sink has written (marks included).\n# TYPE gostocks_sink_outputs_total counter\n",
+];
+
+/// Runs `sink` until its queue closes: takes up to `policy.capacity` queued outputs at a time,
+/// writes and flushes them (retrying transient failures with [`Policy::backoff`], the sink
+/// degraded meanwhile), then confirms the batch's greatest mark in `confirmed`. A definite
+/// failure stops the sink: it is reported, marked failed (the runner is then not ready) and
+/// its queue is closed.
+pub async fn drive(
+    mut sink: impl Sink,
+    mut rx: Receiver<Output>,
+    health: Arc<SinkHealth>,
+    confirmed: Arc<AtomicU64>,
+    policy: Policy,
+) {
+    let mut batch = Vec::with_capacity(policy.capacity);
+    loop {
+        batch.clear();
+        if rx.recv_many(&mut batch, policy.capacity).await == 0 {
+            break;
+        }
+        health.depth.store(rx.len(), Ordering::Relaxed);
+        if let Err(e) = write(&mut sink, &batch, &health, &rx, &policy).await {
+            tracing::error!(sink = health.name(), error = %e, "the sink failed for good and stops; the runner is not ready");
+            health.set(Health::Failed(e.to_string()));
+            return;
+        }
+        health
+            .written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // Written and flushed: every output before the batch's last mark is durable here.
+        if let Some(m) = batch
+            .iter()
+            .filter_map(|o| match o {
+                Output::Mark(t) => Some(*t),
+                _ => None,
+            })
+            .max()
+        {
+            confirmed.fetch_max(m, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes and flushes one batch, retrying transient failures; `Err` is definite.
+async fn write(
+    sink: &mut impl Sink,
+    batch: &[Output],
+    health: &SinkHealth,
+    rx: &Receiver<Output>,
+    policy: &Policy,
+) -> Result<(), SinkError> {
+    let mut delays = policy.backoff().build();
+    loop {
+        let result = match sink.write(batch).await {
+            Ok(()) => sink.flush().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                if health.health() != Health::Ok {
+                    tracing::info!(sink = health.name(), "the sink writes again");
+                    health.set(Health::Ok);
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => {
+                let delay = delays.next().unwrap_or(policy.max_delay);
+                let error = e.to_string();
+                let since = match health.health() {
+                    Health::Degraded { since, .. } => since,
+                    _ => {
+                        tracing::warn!(sink = health.name(), error, retry_in = ?delay, "writing outputs failed; retrying with backoff");
+                        Instant::now()
+                    }
+                };
+                health.set(Health::Degraded { since, error });
+                health.retries.fetch_add(1, Ordering::Relaxed);
+                health.depth.store(rx.len(), Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -87,11 +87,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut sinks = Sinks::new(Arc::clone(&state), policy.clone());
     let (windows, bars) = (state.windows.clone(), state.bar_sizes.clone());
     if let Some(redis) = &redis {
-        sinks.add(sinks::redis::Redis::new(redis.clone(), windows.clone(), bars.clone()));
+        sinks.add(sinks::redis::Redis::new(
+            redis.clone(),
+            windows.clone(),
+            bars.clone(),
+        ));
     }
     if let Some(producer) = kafka_sink {
         let (stats, alerts) = (args.stats_topic.clone(), args.alerts_topic.clone());
-        sinks.add(sinks::kafka::Kafka::new(producer, stats, alerts, windows.clone()));
+        sinks.add(sinks::kafka::Kafka::new(
+            producer,
+            stats,
+            alerts,
+            windows.clone(),
+        ));
     }
     if let Some(path) = &args.outputs_jsonl {
         let file = runtime.block_on(sinks::jsonl::JsonLines::create(path, windows, bars));

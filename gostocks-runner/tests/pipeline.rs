@@ -374,6 +374,30 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// The runner's resident memory, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The value of the metric `name` (labels included), if present.
+fn metric(http: &str, name: &str) -> Option<f64> {
+    let all = metrics(http);
+    let mut words = all.split(' ');
+    while let Some(w) = words.next() {
+        if w == name {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_delays_outputs_and_loses_none() {
     // Idle longer than the pause between the halves (see the kill -9 test).
@@ -391,9 +415,23 @@ async fn a_redis_outage_delays_outputs_and_loses_none() {
     let redis_url = format!("redis://127.0.0.1:{port}");
     ensure_topic(&brokers, &topic, 2).await.expect("topic");
     let group = format!("{topic}_group");
+    // A small queue, so that the outage fills it; unready after 1 s of failures.
+    const QUEUE: usize = 64;
     let running = common::start(&[
-        "--kafka", &brokers, "--topic", &topic, "--group", &group, "--idle", "10s", "--redis",
+        "--kafka",
+        &brokers,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--idle",
+        "10s",
+        "--redis",
         &redis_url,
+        "--sink-queue",
+        &QUEUE.to_string(),
+        "--sink-unready-after",
+        "1s",
     ]);
     let (path, ticks) = common::recording();
     let half = ticks.len() / 2;
@@ -411,14 +449,138 @@ async fn a_redis_outage_delays_outputs_and_loses_none() {
         assert!(Instant::now() < deadline, "the first half reaches redis");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(
+        common::get(&running.http, "/readyz").0,
+        200,
+        "ready before the outage"
+    );
+    let rss_before = rss_kb(running.child.id());
     redis_server.kill();
     produce(&brokers, &topic, &ticks[half..]).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // While Redis is down: not ready, naming the sink; the queue and memory stay bounded.
+    let down = Instant::now();
+    let mut unready = None;
+    let (mut rss_max, mut depth_max) = (0, 0.0f64);
+    while down.elapsed() < Duration::from_secs(4) || unready.is_none() {
+        assert!(
+            down.elapsed() < Duration::from_secs(30),
+            "/readyz never turned 503 while redis was down: {:?}",
+            common::get(&running.http, "/readyz")
+        );
+        let (status, body) = common::get(&running.http, "/readyz");
+        if status == 503 {
+            unready = Some(body);
+        }
+        rss_max = rss_max.max(rss_kb(running.child.id()));
+        let depth = metric(&running.http, "gostocks_sink_queue_depth{sink=\"redis\"}");
+        depth_max = depth_max.max(depth.expect("the redis queue depth gauge"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unready = unready.expect("not ready");
+    let reason = unready["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("sink redis"), "{unready}");
+    assert_eq!(
+        metric(&running.http, "gostocks_sink_state{sink=\"redis\"}"),
+        Some(1.0),
+        "the redis sink is degraded"
+    );
+    assert!(
+        depth_max <= QUEUE as f64,
+        "queue depth {depth_max} > {QUEUE}"
+    );
+    assert!(
+        rss_max < rss_before + 64 * 1024,
+        "memory grew during the outage: {rss_before} kB -> {rss_max} kB"
+    );
     redis_server.up();
     let redis = RedisSink::connect(&redis_url, "")
         .await
         .expect("redis again");
     expect_redis_equals_analyze(&redis, &running.http, path, &ticks, &topic, 90).await;
+    // Caught up: ready again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::get(&running.http, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "ready again after the outage");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `--outputs-jsonl`: the file sink's stats rows are the changelog `gostocks analyze` writes,
+/// line for line, and the same rows reach Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jsonl_sink_writes_what_analyze_writes() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let redis_url = redis_url();
+    let Names {
+        topic,
+        prefix,
+        group,
+        ..
+    } = Names::new("jsonl");
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    let file = std::env::temp_dir().join(format!("{topic}.jsonl"));
+    let running = common::start(&[
+        "--kafka",
+        &brokers,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--idle",
+        "3s",
+        "--redis",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+        "--outputs-jsonl",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    let (path, ticks) = common::recording();
+    produce(&brokers, &topic, &ticks).await;
+    let redis = RedisSink::connect(&redis_url, &prefix)
+        .await
+        .expect("redis");
+    let want = expect_redis_equals_analyze(&redis, &running.http, path, &ticks, &topic, 60).await;
+    let closed = want
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["time_ns"].as_i64())
+        .max()
+        .expect("rows");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let got: BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(r#"{"output":"stats","#))
+            .map(|rest| format!("{{{rest}"))
+            .filter(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v["time_ns"].as_i64().is_some_and(|t| t <= closed)
+            })
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the jsonl stats rows ({}) never equalled analyze's ({}); missing {:?}, extra {:?}",
+            got.len(),
+            want.len(),
+            want.difference(&got).take(3).collect::<Vec<_>>(),
+            got.difference(&want).take(3).collect::<Vec<_>>(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let text = std::fs::read_to_string(&file).expect("file");
+    for kind in ["price", "bar"] {
+        assert!(
+            text.contains(&format!(r#"{{"output":"{kind}","#)),
+            "{kind} lines in the file"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
 }
 
 /// Creates user `name` in `schema` with `gostocks users create`; its API key.

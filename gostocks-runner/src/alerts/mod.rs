@@ -152,7 +152,13 @@ impl AlertHub {
             };
             let id = (|| self.store.insert_event(owner, &event))
                 .retry(store_backoff())
-                .notify(|error, retry_in| tracing::warn!(error = format!("{error:#}"), ?retry_in, "recording an alert event failed; retrying"))
+                .notify(|error, retry_in| {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        ?retry_in,
+                        "recording an alert event failed; retrying"
+                    )
+                })
                 .await
                 .unwrap_or_default();
             if mode == Mode::Once {
@@ -162,7 +168,13 @@ impl AlertHub {
                     .remove(&event.alert_id);
                 let _ = (|| self.store.mark_triggered(&event.alert_id))
                     .retry(store_backoff())
-                    .notify(|error, retry_in| tracing::warn!(error = format!("{error:#}"), ?retry_in, "marking an alert triggered failed; retrying"))
+                    .notify(|error, retry_in| {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            ?retry_in,
+                            "marking an alert triggered failed; retrying"
+                        )
+                    })
                     .await;
             }
             if let Some(id) = id {

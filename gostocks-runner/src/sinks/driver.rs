@@ -116,7 +116,10 @@ impl SinkHealth {
 
     /// How the sink stands now.
     pub fn health(&self) -> Health {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set(&self, to: Health) {

@@ -79,16 +79,14 @@ impl Sink for JsonLines {
             }
         }
         // A full disk or a removed mount may come back: worth retrying.
-        self.file
-            .write_all(text.as_bytes())
-            .await
-            .map_err(|e| SinkError::Transient(anyhow::Error::new(e).context("writing --outputs-jsonl")))
+        self.file.write_all(text.as_bytes()).await.map_err(|e| {
+            SinkError::Transient(anyhow::Error::new(e).context("writing --outputs-jsonl"))
+        })
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        self.file
-            .flush()
-            .await
-            .map_err(|e| SinkError::Transient(anyhow::Error::new(e).context("flushing --outputs-jsonl")))
+        self.file.flush().await.map_err(|e| {
+            SinkError::Transient(anyhow::Error::new(e).context("flushing --outputs-jsonl"))
+        })
     }
 }

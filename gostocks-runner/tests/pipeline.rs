@@ -386,18 +386,6 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The value of the metric `name` (labels included), if present.
-fn metric(http: &str, name: &str) -> Option<f64> {
-    let all = metrics(http);
-    let mut words = all.split(' ');
-    while let Some(w) = words.next() {
-        if w == name {
-            return words.next()?.parse().ok();
-        }
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_delays_outputs_and_loses_none() {
     // Idle longer than the pause between the halves (see the kill -9 test).

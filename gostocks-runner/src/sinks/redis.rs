@@ -38,6 +38,21 @@ fn fixed(v: Option<gostocks_core::Fixed>) -> String {
     v.map_or_else(String::new, |v| v.to_string())
 }
 
+/// The guarded write of one hash: `key` (without the sink's prefix), ordered by `time_ns`.
+fn hash_update(
+    key: String,
+    symbol: &gostocks_core::Symbol,
+    time_ns: u64,
+    fields: Vec<(String, String)>,
+) -> HashUpdate {
+    HashUpdate {
+        key,
+        symbol: symbol.to_string(),
+        time_ns: time_ns as i64,
+        fields,
+    }
+}
+
 /// The fields of a stats hash (all but `time_ns`, which the guarded write sets), built from
 /// the row.
 pub fn stats_fields(row: &StatsRow, label: &str) -> Vec<(String, String)> {
@@ -114,25 +129,23 @@ impl Sink for Redis {
                 }
                 Output::Stats(row) => {
                     let label = &self.windows[row.window as usize];
-                    let key = format!("{STATS_PREFIX}{}:{label}", row.symbol);
-                    let u = HashUpdate {
-                        key: key.clone(),
-                        symbol: row.symbol.to_string(),
-                        time_ns: row.time_ns as i64,
-                        fields: stats_fields(row, label),
-                    };
-                    hashes.insert(key, u);
+                    let u = hash_update(
+                        format!("{STATS_PREFIX}{}:{label}", row.symbol),
+                        &row.symbol,
+                        row.time_ns,
+                        stats_fields(row, label),
+                    );
+                    hashes.insert(u.key.clone(), u);
                 }
                 Output::Bar(row) => {
                     let label = &self.bars[row.bar as usize];
-                    let key = format!("{BAR_PREFIX}{}:{label}", row.symbol);
-                    let u = HashUpdate {
-                        key: key.clone(),
-                        symbol: row.symbol.to_string(),
-                        time_ns: row.start_ns as i64,
-                        fields: bar_fields(row, label),
-                    };
-                    hashes.insert(key, u);
+                    let u = hash_update(
+                        format!("{BAR_PREFIX}{}:{label}", row.symbol),
+                        &row.symbol,
+                        row.start_ns,
+                        bar_fields(row, label),
+                    );
+                    hashes.insert(u.key.clone(), u);
                 }
                 Output::Event(_) | Output::Mark(_) => {}
             }

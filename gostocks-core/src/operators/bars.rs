@@ -1,7 +1,5 @@
 //! `bars`: tumbling OHLCV bars per symbol with an EMA of closes.
 
-use std::collections::BTreeMap;
-
 use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::{AsCollection, VecCollection};
@@ -10,7 +8,8 @@ use timely::dataflow::channels::pact::ParallelizationContract;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::{Cell, Partial};
-use super::runs::{Fold, KeyFolder, LeastCap, fold_messages};
+use super::fold::{Fold, KeyFolder, fold_messages};
+use super::stash::Stash;
 use crate::indicators::Ema;
 use crate::span::Span;
 use crate::stats::{BarCore, BarRow};
@@ -34,7 +33,7 @@ pub trait Bars<'scope> {
     ///
     /// # Examples
     /// ```
-    /// use gostocks_core::operators::{Bars, Cells, Sequence};
+    /// use gostocks_core::operators::{Bars, SequenceCells};
     /// use gostocks_core::{Span, Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
@@ -45,7 +44,8 @@ pub trait Bars<'scope> {
     /// let bars = [Span::new(4, "4ns")];
     /// let captured = timely::example(move |scope| {
     ///     let trades = vec![t(3, "11"), t(1, "10"), t(2, "9"), t(5, "12")].to_stream(scope);
-    ///     trades.sequence(1).cells(&bars).bar_cores(&bars).inner.capture()
+    ///     let (cells, _) = trades.sequence_cells(1, &bars, false);
+    ///     cells.bar_cores(&bars).inner.capture()
     /// });
     /// let out: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
     /// // The bar [0, 4) at its end 4, and the bar [4, 8) at 8.
@@ -59,23 +59,10 @@ pub trait Bars<'scope> {
 
 impl<'scope> Bars<'scope> for StreamVec<'scope, u64, Cell> {
     fn bar_cores(self, bars: &[Span]) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
+        let parts = fold_messages(self, "BarPartials", BarsFold::new(bars));
         let pact = super::route::symbol_pact(|(k, _, _): &(BarKey, Partial, u64)| &k.0);
-        bar_cores_with(self, bars, pact)
+        bar_cores_core(parts, pact)
     }
-}
-
-/// [`Bars::bar_cores`] with the parts of bars brought to their symbol's worker by `pact`:
-/// [`Pipeline`](timely::dataflow::channels::pact::Pipeline) when the cells are there already.
-pub(crate) fn bar_cores_with<'scope, P>(
-    cells: StreamVec<'scope, u64, Cell>,
-    bars: &[Span],
-    pact: P,
-) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>
-where
-    P: ParallelizationContract<u64, Vec<(BarKey, Partial, u64)>>,
-{
-    let partials = fold_messages(cells, "BarPartials", BarsFold::new(bars));
-    assemble(partials, pact)
 }
 
 /// The parts of each bar in a message, merged, with the end time at which the bar is whole.
@@ -119,30 +106,26 @@ impl Fold<Cell> for BarsFold {
     }
 }
 
-/// Bars from their parts, each emitted once its end time is final.
-pub(crate) fn assemble<'scope, P>(
-    partials: StreamVec<'scope, u64, (BarKey, Partial, u64)>,
+/// [`Bars::bar_cores`] from what [`BarsFold`] makes of the cells, the parts of bars brought
+/// to their symbol's worker by `pact` ([`Pipeline`](timely::dataflow::channels::pact::Pipeline)
+/// when they are there already): each bar is emitted once its end time is final.
+pub(crate) fn bar_cores_core<'scope, P>(
+    parts: StreamVec<'scope, u64, (BarKey, Partial, u64)>,
     pact: P,
 ) -> VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>
 where
     P: ParallelizationContract<u64, Vec<(BarKey, Partial, u64)>>,
 {
-    partials
+    parts
         .unary_frontier(pact, "BarAssemble", |_cap, _info| {
             // Parts of bars waiting for their end time to be final, by end.
-            let mut open: BTreeMap<u64, HashMap<BarKey, Partial>> = BTreeMap::new();
-            let mut held = LeastCap::default();
+            let mut open: Stash<HashMap<BarKey, Partial>> = Stash::new(1);
             let mut ready = Vec::new();
-            // Emptied maps of earlier ends, for later ones: a fresh map per end would grow
-            // (and rehash every part) all over again.
-            let mut spare: Vec<HashMap<BarKey, Partial>> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     for container in data {
                         for (key, part, end) in container.drain(..) {
-                            held.hold(&cap, end);
-                            open.entry(end)
-                                .or_insert_with(|| spare.pop().unwrap_or_default())
+                            open.at(&cap, end)
                                 .entry(key)
                                 .and_modify(|p| p.absorb(&part))
                                 .or_insert(part);
@@ -152,18 +135,9 @@ where
                 // A bar ending at `end` takes trades up to the cell at grid time `end`: it is
                 // whole once the frontier has passed `end`. Every bar made whole now travels
                 // in one message under the least end (each record keeps its own time).
-                let whole: usize = open
-                    .iter()
-                    .take_while(|(end, _)| !frontier.less_equal(end))
-                    .map(|(_, bars)| bars.len())
-                    .sum();
-                ready.reserve(whole);
-                while let Some(entry) = open.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let end = *entry.key();
-                    let mut bars = entry.remove();
+                let is_final = |end| !frontier.less_equal(&end);
+                ready.reserve(open.finals(is_final).map(HashMap::len).sum());
+                open.release(is_final, |end, bars| {
                     ready.extend(bars.drain().map(|(key, p)| {
                         let core = BarCore {
                             open: p.first.2,
@@ -174,16 +148,15 @@ where
                         };
                         ((key, core), end, 1isize)
                     }));
-                    spare.push(bars);
-                }
+                });
                 if !ready.is_empty()
-                    && let Some(cap) = held.get()
+                    && let Some(cap) = open.cap(0)
                 {
                     output.session(cap).give_container(&mut ready);
                     // A sent container comes back holding anything: empty it.
                     ready.clear();
                 }
-                held.settle(open.keys().next().copied());
+                open.settle();
             }
         })
         .as_collection()
@@ -193,6 +166,28 @@ where
 pub trait BarEma<'scope> {
     /// Emits each bar once final (the frontier passed its end), with
     /// `ema_k = a·close_k + (1 − a)·ema_{k−1}`, `a = 2/(span + 1)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use gostocks_core::operators::{BarEma, Bars, SequenceCells};
+    /// use gostocks_core::{Span, Symbol, Trade};
+    /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+    ///
+    /// let t = |time_ns, price: &str| Trade {
+    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
+    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
+    /// };
+    /// let bars = [Span::new(4, "4ns")];
+    /// let captured = timely::example(move |scope| {
+    ///     let trades = vec![t(1, "10"), t(5, "13"), t(9, "16")].to_stream(scope);
+    ///     let (cells, _) = trades.sequence_cells(1, &bars, false);
+    ///     cells.bar_cores(&bars).with_ema(3).capture()
+    /// });
+    /// let rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// // Span 3: a = 1/2. The first EMA is the first close; then halfway to each new close.
+    /// let emas: Vec<_> = rows.iter().map(|r| (r.start_ns, r.ema)).collect();
+    /// assert_eq!(emas, [(0, 10.0), (4, 11.5), (8, 13.75)]);
+    /// ```
     fn with_ema(self, span: u32) -> StreamVec<'scope, u64, BarRow>;
 }
 
@@ -202,13 +197,13 @@ type BarCoreUpdate = (((Symbol, u8, u64), BarCore), u64, isize);
 impl<'scope> BarEma<'scope> for VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)> {
     fn with_ema(self, span: u32) -> StreamVec<'scope, u64, BarRow> {
         let pact = super::route::symbol_pact(|((k, _), _, _): &BarCoreUpdate| &k.0);
-        with_ema_with(self, span, pact)
+        with_ema_core(self, span, pact)
     }
 }
 
-/// [`BarEma::with_ema`] with the bars brought to their symbol's worker by `pact`: [`Pipeline`](timely::dataflow::channels::pact::Pipeline)
-/// when they are there already.
-pub(crate) fn with_ema_with<'scope, P>(
+/// [`BarEma::with_ema`] with the bars brought to their symbol's worker by `pact`:
+/// [`Pipeline`](timely::dataflow::channels::pact::Pipeline) when they are there already.
+pub(crate) fn with_ema_core<'scope, P>(
     bars: VecCollection<'scope, u64, ((Symbol, u8, u64), BarCore)>,
     span: u32,
     pact: P,
@@ -218,40 +213,25 @@ where
 {
     bars.inner
         .unary_frontier(pact, "BarEma", move |_cap, _info| {
-            let mut pending: BTreeMap<u64, Vec<BarUpdate>> = BTreeMap::new();
-            let mut held = LeastCap::default();
+            let mut pending: Stash<Vec<BarUpdate>> = Stash::new(1);
             let mut emas: HashMap<(Symbol, u8), Ema> = HashMap::default();
             let mut ready: Vec<BarRow> = Vec::new();
-            // Emptied lists of earlier times, for later ones.
-            let mut spare: Vec<Vec<BarUpdate>> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     for container in data {
                         for (record, time, diff) in container.drain(..) {
-                            held.hold(&cap, time);
-                            pending
-                                .entry(time)
-                                .or_insert_with(|| spare.pop().unwrap_or_default())
-                                .push((record, diff));
+                            pending.at(&cap, time).push((record, diff));
                         }
                     }
                 });
-                let bars: usize = pending
-                    .iter()
-                    .take_while(|(time, _)| !frontier.less_equal(time))
-                    .map(|(_, updates)| updates.len())
-                    .sum();
-                ready.reserve(bars);
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let mut updates = entry.remove();
+                let is_final = |time| !frontier.less_equal(&time);
+                ready.reserve(pending.finals(is_final).map(Vec::len).sum());
+                pending.release(is_final, |_time, updates| {
                     // A time's bars mostly have distinct keys: ordering them by key is enough,
                     // and only repeated keys need consolidating in full.
                     updates.sort_unstable_by_key(|(a, _)| a.0);
                     if updates.windows(2).any(|w| w[0].0.0 == w[1].0.0) {
-                        differential_dataflow::consolidation::consolidate(&mut updates);
+                        differential_dataflow::consolidation::consolidate(updates);
                     }
                     for (((symbol, bar, start_ns), core), diff) in updates.drain(..) {
                         if diff <= 0 {
@@ -269,17 +249,16 @@ where
                             ema,
                         });
                     }
-                    spare.push(updates);
-                }
+                });
                 // Every bar made final now travels in one message, under the least time.
                 if !ready.is_empty()
-                    && let Some(cap) = held.get()
+                    && let Some(cap) = pending.cap(0)
                 {
                     output.session(cap).give_container(&mut ready);
                     // A sent container comes back holding anything: empty it.
                     ready.clear();
                 }
-                held.settle(pending.keys().next().copied());
+                pending.settle();
             }
         })
 }

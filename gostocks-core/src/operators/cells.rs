@@ -1,17 +1,14 @@
-//! `cells`: folds each symbol's sequenced trades of a grid time into exact partial aggregates.
+//! `cells`: what a symbol's trades of one grid time add up to, as exact partial aggregates.
 //!
 //! Windows and bars only ever need what a symbol's trades of one grid time add up to: their sums,
-//! extremes, first and last trade. Folding them here, once, in the order `sequence` emits them
-//! (runs of `(time, symbol)`), means every operator downstream works per cell, not per trade.
+//! extremes, first and last trade. The sequencer ([`super::SequenceCells`]) folds each trade,
+//! once, into its symbol's open [`Cell`] with [`CellFold`], so that every operator downstream
+//! works per cell, not per trade.
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::operator::Operator;
 
-use super::sequence::Sequenced;
 use crate::decimal::Fixed;
-use crate::indicators::{Agg, quantize_log_return};
+use crate::indicators::Agg;
 use crate::span::Span;
 use crate::symbol::Symbol;
 use crate::tick::Trade;
@@ -75,67 +72,10 @@ pub struct Cell {
     pub part: Partial,
 }
 
-/// Folds sequenced trades into [`Cell`]s.
-pub trait Cells<'scope> {
-    /// One cell per run of trades with the same grid time and symbol, cut wherever a trade
-    /// starts a new bar of one of `bars`: a cell lies in exactly one bar of every size, so bars
-    /// can be assembled from cells exactly. A run split over two messages gives two cells, whose
-    /// sum is the same.
-    ///
-    /// # Examples
-    /// ```
-    /// use gostocks_core::operators::{Cells, Sequence};
-    /// use gostocks_core::{Span, Symbol, Trade};
-    /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
-    ///
-    /// let t = |time_ns, price: &str| Trade {
-    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
-    ///     price: price.parse().unwrap(), size: "2".parse().unwrap(),
-    /// };
-    /// let bars = [Span::new(10, "10ns")];
-    /// let captured = timely::example(move |scope| {
-    ///     // Grid of 10ns: 3 and 7 share the cell at 10; 10 itself starts a new bar.
-    ///     vec![t(7, "11"), t(3, "10"), t(10, "12")].to_stream(scope).sequence(10).cells(&bars).capture()
-    /// });
-    /// let cells: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
-    /// assert_eq!(cells.len(), 2);
-    /// assert_eq!((cells[0].time, cells[0].part.agg.count, cells[0].part.high.to_string()), (10, 2, "11".into()));
-    /// assert_eq!((cells[1].time, cells[1].part.first.0), (10, 10));
-    /// // The trade at 10 carries its return from 11, the trade before it in another cell.
-    /// assert_eq!(cells[1].part.agg.n_ret, 1);
-    /// ```
-    fn cells(self, bars: &[Span]) -> StreamVec<'scope, u64, Cell>;
-}
-
-impl<'scope> Cells<'scope> for StreamVec<'scope, u64, Sequenced> {
-    fn cells(self, bars: &[Span]) -> StreamVec<'scope, u64, Cell> {
-        let mut folder = CellFolder::new(bars);
-        self.unary(Pipeline, "Cells", move |_cap, _info| {
-            let mut out: Vec<Cell> = Vec::new();
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(output.output_index()) else {
-                        return;
-                    };
-                    for container in data {
-                        for s in container.iter() {
-                            folder.add(s.time, &s.trade, s.prev.map(|p| p.price), &mut out);
-                        }
-                    }
-                    folder.flush(&mut out);
-                    output.session(&cap).give_container(&mut out);
-                    // A sent container comes back holding anything: empty it.
-                    out.clear();
-                });
-            }
-        })
-    }
-}
-
 /// Where cells are cut: the first bar boundary after a time, over every bar size. Trades come
 /// close together in time, so the range of times that share the last answer is kept, and a
 /// time inside it costs two comparisons instead of a division per size.
-pub(crate) struct Cuts {
+struct Cuts {
     /// Bar sizes, ns.
     sizes: Vec<u64>,
     /// Every time in `[lo, hi)` lies in the same bar of every size: its boundary is `hi`.
@@ -144,7 +84,7 @@ pub(crate) struct Cuts {
 }
 
 impl Cuts {
-    pub(crate) fn new(bars: &[Span]) -> Cuts {
+    fn new(bars: &[Span]) -> Cuts {
         Cuts {
             sizes: bars.iter().map(Span::ns).filter(|&s| s > 0).collect(),
             // An empty range: the first time asked computes.
@@ -155,7 +95,7 @@ impl Cuts {
 
     /// The first bar boundary after `t`: a cell starting at `t` ends before it.
     #[inline]
-    pub(crate) fn after(&mut self, t: u64) -> u64 {
+    fn after(&mut self, t: u64) -> u64 {
         if self.lo <= t && t < self.hi {
             return self.hi;
         }
@@ -170,49 +110,63 @@ impl Cuts {
     }
 }
 
-/// Folds trades, given in `(time, symbol, t, seq)` order, into [`Cell`]s.
-pub(crate) struct CellFolder {
+/// The cell fold: each trade of a grid time goes into its symbol's open cell, or starts a new
+/// one, cut wherever a trade starts a new bar of one of the bar sizes: a cell lies in exactly one
+/// bar of every size, so bars can be assembled from cells exactly.
+pub(crate) struct CellFold {
     cuts: Cuts,
-    /// The open cell and the time at which it must be cut.
-    open: Option<(Cell, u64)>,
 }
 
-impl CellFolder {
-    pub(crate) fn new(bars: &[Span]) -> CellFolder {
-        CellFolder {
+impl CellFold {
+    /// The fold for bars of these sizes.
+    pub(crate) fn new(bars: &[Span]) -> CellFold {
+        CellFold {
             cuts: Cuts::new(bars),
-            open: None,
         }
     }
 
-    /// Adds the trade `t` of grid time `time`, whose predecessor traded at `prev`; a cell it
-    /// closes goes to `out`.
+    /// Adds the trade `t` of grid time `time`, with the quantized log return `ret` from its
+    /// predecessor, to `open`, its symbol's open cell among `cells`, or to a new cell pushed
+    /// onto `cells` (then the open one). The trades of a symbol must come in `(t, seq)` order,
+    /// and `open` must be [`OpenCell::NONE`] at the start of each grid time.
     #[inline]
-    pub(crate) fn add(&mut self, time: u64, t: &Trade, prev: Option<Fixed>, out: &mut Vec<Cell>) {
+    pub(crate) fn add(
+        &mut self,
+        open: &mut OpenCell,
+        time: u64,
+        t: &Trade,
+        ret: Option<i64>,
+        cells: &mut Vec<Cell>,
+    ) {
         let point = (t.time_ns, t.seq, t.price);
-        let ret = prev.map(|p| quantize_log_return(t.price, p));
-        match &mut self.open {
-            Some((cell, cut))
-                if cell.time == time && cell.symbol == t.symbol && t.time_ns < *cut =>
-            {
-                cell.part.follow(point, t.size, ret);
-            }
-            _ => {
-                let cell = Cell {
-                    time,
-                    symbol: t.symbol,
-                    part: Partial::one(point, t.size, ret),
-                };
-                let cut = self.cuts.after(t.time_ns);
-                if let Some((done, _)) = self.open.replace((cell, cut)) {
-                    out.push(done);
-                }
-            }
+        if open.at != OpenCell::NONE.at && t.time_ns < open.cut {
+            cells[open.at as usize].part.follow(point, t.size, ret);
+        } else {
+            *open = OpenCell {
+                at: cells.len() as u32,
+                cut: self.cuts.after(t.time_ns),
+            };
+            cells.push(Cell {
+                time,
+                symbol: t.symbol,
+                part: Partial::one(point, t.size, ret),
+            });
         }
     }
+}
 
-    /// Closes the open cell into `out`.
-    pub(crate) fn flush(&mut self, out: &mut Vec<Cell>) {
-        out.extend(self.open.take().map(|(cell, _)| cell));
-    }
+/// A symbol's open cell in the grid time being folded: its index among the cells, and the
+/// time at which it is cut.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenCell {
+    at: u32,
+    cut: u64,
+}
+
+impl OpenCell {
+    /// No open cell.
+    pub(crate) const NONE: OpenCell = OpenCell {
+        at: u32::MAX,
+        cut: 0,
+    };
 }

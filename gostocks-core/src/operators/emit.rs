@@ -1,9 +1,9 @@
 //! `emit_ordered`: hands each final timestamp's records, sorted, to one closure on worker 0.
 
-use std::collections::BTreeMap;
-
 use timely::dataflow::StreamVec;
 use timely::dataflow::operators::generic::operator::Operator;
+
+use super::stash::Stash;
 
 /// Ordered, single-writer output.
 pub trait EmitOrdered<D> {
@@ -40,8 +40,8 @@ impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64
         F: FnMut(u64, &mut Vec<D>) + 'static,
     {
         // Per time, the runs that came for it (each as its sender ordered it), and emptied
-        // buffers for the next runs.
-        let mut pending: BTreeMap<u64, Vec<Vec<D>>> = BTreeMap::new();
+        // buffers for the next runs. A sink holds no capability.
+        let mut pending: Stash<Vec<Vec<D>>> = Stash::new(0);
         let mut spare: Vec<Vec<D>> = Vec::new();
         let mut merged: Vec<D> = Vec::new();
         self.sink(
@@ -60,19 +60,15 @@ impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64
                                 .unwrap_or(rest.len());
                             let mut run = spare.pop().unwrap_or_default();
                             run.extend_from_slice(&rest[..len]);
-                            pending.entry(time).or_default().push(run);
+                            pending.entry(time).push(run);
                             rest = &rest[len..];
                         }
                         container.clear();
                     }
                 });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let time = *entry.key();
-                    let mut runs = entry.remove();
-                    for run in &mut runs {
+                let is_final = |time| !frontier.less_equal(&time);
+                pending.release(is_final, |time, runs| {
+                    for run in runs.iter_mut() {
                         if !run.is_sorted() {
                             run.sort_unstable();
                         }
@@ -82,15 +78,15 @@ impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64
                     if let [run] = &mut runs[..] {
                         sink(time, run);
                     } else {
-                        merge(&runs, &mut merged);
+                        merge(runs, &mut merged);
                         sink(time, &mut merged);
                         merged.clear();
                     }
-                    for mut run in runs {
+                    for mut run in runs.drain(..) {
                         run.clear();
                         spare.push(run);
                     }
-                }
+                });
             },
         );
     }

@@ -1,25 +1,38 @@
-//! Dataflow operators: thin extension traits over timely streams and differential collections,
-//! one per file. The maths they apply lives in [`crate::indicators`].
+//! Dataflow operators: extension traits over timely streams and differential collections, each
+//! with its name string, and [`analytics`], which wires the ones the analytics use. The maths
+//! they apply lives in [`crate::indicators`].
+//!
+//! - [`sequence`]: [`Sequence`] (trades in order, each with its predecessor) and
+//!   [`SequenceCells`] (the same pass folding them into [`Cell`]s, defined in [`cells`]);
+//! - [`window_stats`]: [`WindowStats`], the stats changelog, whose sums are arranged by the
+//!   [`WindowBatcher`] of [`window_batcher`];
+//! - [`bars`]: [`Bars`] and [`BarEma`];
+//! - [`last_price`], [`alerts`] ([`MatchAlerts`]) and [`emit`] ([`EmitOrdered`]).
+//!
+//! Where an operator has a `_core` variant (crate-private, taking the most general arguments,
+//! such as the exchange pact), [`analytics`] calls it, and the public method is a thin wrapper.
 
 pub mod alerts;
 pub mod bars;
 pub mod cells;
-pub mod due;
 pub mod emit;
+mod fold;
 pub mod last_price;
 mod route;
-mod runs;
 pub mod sequence;
+mod stash;
+mod symbol_ids;
+pub mod window_batcher;
 pub mod window_stats;
 
 pub use alerts::MatchAlerts;
 pub use bars::{BarEma, Bars};
-pub use cells::{Cell, Cells, Partial};
-pub use due::{WindowBatcher, WindowEntry};
+pub use cells::{Cell, Partial};
 pub use emit::EmitOrdered;
 pub use last_price::LastPrice;
 pub use sequence::{Point, Sequence, SequenceCells, Sequenced};
-pub use window_stats::{WindowChange, WindowKey, WindowStats};
+pub use window_batcher::{WindowBatcher, WindowEntry, WindowKey};
+pub use window_stats::{WindowChange, WindowStats};
 
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
@@ -39,8 +52,9 @@ pub struct Analytics<'scope> {
 }
 
 /// The whole analytics dataflow of the contract over trades placed at their grid times:
-/// sequence per symbol and fold into cells (in one pass, [`SequenceCells`]), window stats joined
-/// with the last price, bars with their EMA. The sequenced trades come out too when
+/// sequence per symbol and fold into cells (in one pass, [`SequenceCells`]), window stats with
+/// the last price ([`WindowStats`]), bars ([`Bars`]) with their EMA ([`BarEma`]), each through
+/// its `_core` variant: the cells stay on their symbol's worker, folded as they are made. The sequenced trades come out too when
 /// `keep_sequenced` (alert matching needs them; producing them costs a record per trade).
 ///
 /// # Examples
@@ -87,16 +101,16 @@ pub fn analytics<'scope>(
         window_stats::ChangesFold,
         bars::BarsFold::new(&config.bars),
     );
-    let (entries, changes, bar_parts, sequenced) = sequence::sequence_folded(
+    let (entries, changes, bar_parts, sequenced) = sequence::sequence_cells_core(
         trades,
         config.resolution.ns(),
         &config.bars,
         keep_sequenced,
         folds,
     );
-    let stats = window_stats::changelog_of_parts(entries, changes, &config.windows);
-    let bar_cores = bars::assemble(bar_parts, Pipeline);
-    let bars = bars::with_ema_with(bar_cores, config.ema_span, Pipeline);
+    let stats = window_stats::window_changelog_core(entries, changes, &config.windows);
+    let bar_cores = bars::bar_cores_core(bar_parts, Pipeline);
+    let bars = bars::with_ema_core(bar_cores, config.ema_span, Pipeline);
     Analytics {
         stats,
         bars,

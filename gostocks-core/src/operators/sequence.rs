@@ -1,19 +1,19 @@
-//! `sequence`: puts each symbol's trades in `(t, seq)` order and pairs each with its predecessor.
-
-use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap as HashMap;
+//! `sequence`: puts each symbol's trades in `(t, seq)` order and pairs each with its predecessor
+//! ([`Sequence`]); or does that and folds the trades into cells in the same pass
+//! ([`SequenceCells`], what the analytics use).
 
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::{Capability, InputCapability};
 
-use super::cells::{Cell, Cuts, Partial};
-use super::runs::Fold;
+use super::cells::{Cell, CellFold, OpenCell};
+use super::fold::Fold;
+use super::stash::Stash;
+use super::symbol_ids::SymbolIds;
 use crate::decimal::Fixed;
 use crate::indicators::quantize_log_return;
 use crate::span::Span;
@@ -90,25 +90,18 @@ pub trait Sequence<'scope> {
 impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
     fn sequence(self, resolution: u64) -> StreamVec<'scope, u64, Sequenced> {
         let pact = super::route::symbol_pact(|t: &Trade| &t.symbol);
-        let mut grid = Grid::new(resolution);
+        let mut grid = Grid::new(resolution, 1);
         self.unary_frontier(pact, "Sequence", move |_cap, _info| {
-            let mut held: Option<Capability<u64>> = None;
             let mut roster = Roster::default();
             let mut ready: Vec<Sequenced> = Vec::new();
             move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    if let Some(least) = grid.take_in(data)
-                        && held.as_ref().is_none_or(|h| *h.time() > least)
-                    {
-                        held = Some(cap.delayed(&least, 0));
-                    }
-                });
-                let Some(cap) = held.as_mut() else { return };
+                input.for_each_stamp(|cap, data| grid.take_in(&cap, data));
                 // Grid times the frontier has passed are complete: emit them in (time, symbol,
                 // t, seq) order, so each trade meets its true predecessor.
-                while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
-                    roster.file(&trades);
-                    let trades = roster.sort(trades, &mut grid.spare);
+                let is_final = |time| !frontier.less_equal(&time);
+                grid.trades.release(is_final, |time, trades| {
+                    roster.file(trades);
+                    roster.sort(trades);
                     for (trade, &id) in trades.iter().zip(&roster.of) {
                         let last = &mut roster.last[id as usize];
                         let prev = last.replace(Point::from(trade));
@@ -119,15 +112,15 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                         });
                     }
                     roster.finish();
-                    grid.recycle(trades);
+                });
+                if !ready.is_empty()
+                    && let Some(cap) = grid.trades.cap(0)
+                {
+                    output.session(cap).give_container(&mut ready);
+                    // A sent container comes back holding anything: empty it.
+                    ready.clear();
                 }
-                output.session(&*cap).give_container(&mut ready);
-                // A sent container comes back holding anything: empty it.
-                ready.clear();
-                match grid.least() {
-                    Some(g) => cap.downgrade(&g),
-                    None => held = None,
-                }
+                grid.trades.settle();
             }
         })
     }
@@ -138,24 +131,24 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
 /// partitions read at different paces can leave a large one).
 struct Grid {
     resolution: u64,
-    pending: BTreeMap<u64, Vec<Trade>>,
-    /// Emptied lists of earlier grid times, for later ones: a fresh list per grid time would
-    /// grow (and copy its trades) all over again.
-    spare: Vec<Vec<Trade>>,
+    trades: Stash<Vec<Trade>>,
 }
 
 impl Grid {
-    fn new(resolution: u64) -> Grid {
+    /// A grid of `resolution` ns whose operator has `ports` outputs.
+    fn new(resolution: u64, ports: usize) -> Grid {
         Grid {
             resolution: resolution.max(1),
-            pending: BTreeMap::new(),
-            spare: Vec::new(),
+            trades: Stash::new(ports),
         }
     }
 
-    /// Files the trades of a message; returns the least grid time among them.
-    fn take_in<'a>(&mut self, data: impl Iterator<Item = &'a mut Vec<Trade>>) -> Option<u64> {
-        let mut least: Option<u64> = None;
+    /// Files the trades of a message whose capability is `cap`.
+    fn take_in<'a>(
+        &mut self,
+        cap: &InputCapability<u64>,
+        data: impl Iterator<Item = &'a mut Vec<Trade>>,
+    ) {
         for container in data {
             // Trades mostly come in time order: one map lookup and one copy per run of a grid
             // time (the trades `t` with `g - resolution < t <= g`).
@@ -167,37 +160,11 @@ impl Grid {
                     .iter()
                     .position(|t| t.time_ns > g || (t.time_ns <= floor && g > 0))
                     .unwrap_or(rest.len());
-                self.pending
-                    .entry(g)
-                    .or_insert_with(|| self.spare.pop().unwrap_or_default())
-                    .extend_from_slice(&rest[..len]);
+                self.trades.at(cap, g).extend_from_slice(&rest[..len]);
                 rest = &rest[len..];
-                least = Some(least.map_or(g, |l| l.min(g)));
             }
             container.clear();
         }
-        least
-    }
-
-    /// The least grid time that is final (`open(time)` is false), with its trades in arrival
-    /// order.
-    fn pop_final(&mut self, open: impl Fn(&u64) -> bool) -> Option<(u64, Vec<Trade>)> {
-        let entry = self.pending.first_entry()?;
-        if open(entry.key()) {
-            return None;
-        }
-        Some(entry.remove_entry())
-    }
-
-    /// Takes back a list [`Grid::pop_final`] gave, for a later grid time.
-    fn recycle(&mut self, mut trades: Vec<Trade>) {
-        trades.clear();
-        self.spare.push(trades);
-    }
-
-    /// The least grid time with trades waiting.
-    fn least(&self) -> Option<u64> {
-        self.pending.keys().next().copied()
     }
 }
 
@@ -210,9 +177,6 @@ fn key(t: &Trade) -> Key {
     (t.time_ns, t.seq, t.price, t.size)
 }
 
-/// No open cell.
-const NO_CELL: u32 = u32::MAX;
-
 /// Every symbol seen, by dense id, with what sequencing keeps of each: its latest trade and,
 /// for the grid time at hand, its trades and its open cell.
 ///
@@ -224,8 +188,7 @@ const NO_CELL: u32 = u32::MAX;
 /// ids, symbols in their order, and a sort within a symbol only where it arrived out of order.
 #[derive(Default)]
 struct Roster {
-    ids: HashMap<Symbol, u32>,
-    symbols: Vec<Symbol>,
+    ids: SymbolIds,
     /// Per id: its latest trade over every grid time so far.
     last: Vec<Option<Point>>,
     /// Per id: its trades in this grid time (zero between grid times); while sorting, where
@@ -233,28 +196,28 @@ struct Roster {
     counts: Vec<u32>,
     /// Per id: the key of its latest trade in this grid time, where it has one.
     tail: Vec<Key>,
-    /// Per id: its open cell in this grid time, as an index into the cells, and where that
-    /// cell is cut; [`NO_CELL`] when none.
-    open: Vec<(u32, u64)>,
+    /// Per id: its open cell in this grid time.
+    open: Vec<OpenCell>,
     /// The ids present in this grid time.
     present: Vec<u32>,
     /// Each trade's id, in the order of the trades.
     of: Vec<u32>,
     /// Each slot's trade, while sorting.
     slots: Vec<u32>,
+    /// The trades in their new order, while sorting; then the list they came in.
+    sorted: Vec<Trade>,
 }
 
 impl Roster {
     /// The dense id of `symbol`, new ones numbered as they come.
+    #[inline]
     fn id(&mut self, symbol: Symbol) -> u32 {
-        let fresh = self.symbols.len() as u32;
-        let id = *self.ids.entry(symbol).or_insert(fresh);
-        if id == fresh {
-            self.symbols.push(symbol);
+        let id = self.ids.id(symbol);
+        if id as usize == self.last.len() {
             self.last.push(None);
             self.counts.push(0);
             self.tail.push(Key::default());
-            self.open.push((NO_CELL, 0));
+            self.open.push(OpenCell::NONE);
         }
         id
     }
@@ -264,13 +227,8 @@ impl Roster {
     fn file(&mut self, trades: &[Trade]) -> bool {
         self.of.clear();
         let mut ordered = true;
-        let mut run: Option<(Symbol, u32)> = None;
         for t in trades {
-            let id = match run {
-                Some((symbol, id)) if symbol == t.symbol => id,
-                _ => self.id(t.symbol),
-            };
-            run = Some((t.symbol, id));
+            let id = self.id(t.symbol);
             let i = id as usize;
             let k = key(t);
             if self.counts[i] == 0 {
@@ -285,14 +243,13 @@ impl Roster {
         ordered
     }
 
-    /// The trades just filed in `(symbol, t, seq)` order (ties by price and size), with
-    /// [`Roster::of`] following them. The list returned comes from `spare`, and `trades` goes
-    /// there, when they differ.
-    fn sort(&mut self, trades: Vec<Trade>, spare: &mut Vec<Vec<Trade>>) -> Vec<Trade> {
+    /// Puts the trades just filed in `(symbol, t, seq)` order (ties by price and size), with
+    /// [`Roster::of`] following them.
+    fn sort(&mut self, trades: &mut Vec<Trade>) {
         if trades.is_sorted_by_key(|t| (t.symbol, key(t))) {
-            return trades;
+            return;
         }
-        let symbols = &self.symbols;
+        let symbols = self.ids.symbols();
         self.present
             .sort_unstable_by_key(|&id| symbols[id as usize]);
         // Where each group starts, groups in symbol order.
@@ -318,17 +275,16 @@ impl Roster {
                 .extend(std::iter::repeat_n(id, (end - start) as usize));
             start = end;
         }
-        let mut out = spare.pop().unwrap_or_default();
-        out.extend(self.slots.iter().map(|&i| trades[i as usize]));
-        let mut trades = trades;
-        trades.clear();
-        spare.push(trades);
-        for group in out.chunk_by_mut(|a, b| a.symbol == b.symbol) {
+        let mut sorted = std::mem::take(&mut self.sorted);
+        sorted.extend(self.slots.iter().map(|&i| trades[i as usize]));
+        std::mem::swap(trades, &mut sorted);
+        sorted.clear();
+        self.sorted = sorted;
+        for group in trades.chunk_by_mut(|a, b| a.symbol == b.symbol) {
             if !group.is_sorted_by_key(key) {
                 group.sort_unstable_by_key(key);
             }
         }
-        out
     }
 
     /// Folds a grid time's filed trades into `cells`, each with its predecessor, in the order
@@ -338,26 +294,15 @@ impl Roster {
         &mut self,
         time: u64,
         trades: &[Trade],
-        cuts: &mut Cuts,
+        fold: &mut CellFold,
         cells: &mut Vec<Cell>,
         mut sequenced: Option<&mut Vec<Sequenced>>,
     ) {
         for (trade, &id) in trades.iter().zip(&self.of) {
             let i = id as usize;
-            let point = (trade.time_ns, trade.seq, trade.price);
             let before = self.last[i].replace(Point::from(trade));
             let ret = before.map(|p| quantize_log_return(trade.price, p.price));
-            let open = &mut self.open[i];
-            if open.0 != NO_CELL && trade.time_ns < open.1 {
-                cells[open.0 as usize].part.follow(point, trade.size, ret);
-            } else {
-                *open = (cells.len() as u32, cuts.after(trade.time_ns));
-                cells.push(Cell {
-                    time,
-                    symbol: trade.symbol,
-                    part: Partial::one(point, trade.size, ret),
-                });
-            }
+            fold.add(&mut self.open[i], time, trade, ret, cells);
             if let Some(out) = sequenced.as_deref_mut() {
                 out.push(Sequenced {
                     time,
@@ -372,7 +317,7 @@ impl Roster {
     fn finish(&mut self) {
         for &id in &self.present {
             self.counts[id as usize] = 0;
-            self.open[id as usize].0 = NO_CELL;
+            self.open[id as usize] = OpenCell::NONE;
         }
         self.present.clear();
     }
@@ -387,16 +332,22 @@ pub type CellsAndSequenced<'scope> = (
 
 /// Sequencing and cells in one pass.
 pub trait SequenceCells<'scope> {
-    /// [`Sequence::sequence`] then [`super::Cells::cells`], fused: the trades of a final grid
-    /// time are folded into cells in the order they came, each into its symbol's state, when
-    /// every symbol's trades came in `(t, seq)` order (the grid time is sorted first when not),
-    /// with no [`Sequenced`] record per trade. The same cells come out either way; within a
-    /// grid time, their order may follow arrival. The sequenced trades are also emitted when
-    /// `keep_sequenced` (alert matching needs them), in `(symbol, t, seq)` order.
+    /// [`Sequence::sequence`], with each symbol's trades of a grid time folded into [`Cell`]s
+    /// as they are sequenced: one cell per run of trades with the same grid time and symbol,
+    /// cut wherever a trade starts a new bar of one of `bars` (a cell lies in exactly one bar
+    /// of every size, so bars can be assembled from cells exactly). Each trade's log return is
+    /// taken from its predecessor, which may be in an earlier cell.
+    ///
+    /// The trades of a final grid time are folded in the order they came, each into its
+    /// symbol's state, when every symbol's trades came in `(t, seq)` order (the grid time is
+    /// sorted first when not), with no [`Sequenced`] record per trade: the cells do not depend
+    /// on arrival order, but their order within a grid time may follow it. The sequenced
+    /// trades are also emitted when `keep_sequenced` (alert matching needs them), in
+    /// `(symbol, t, seq)` order.
     ///
     /// # Examples
     /// ```
-    /// use gostocks_core::operators::{Cells, Sequence, SequenceCells};
+    /// use gostocks_core::operators::SequenceCells;
     /// use gostocks_core::{Span, Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
@@ -405,19 +356,22 @@ pub trait SequenceCells<'scope> {
     ///     price: price.parse().unwrap(), size: "2".parse().unwrap(),
     /// };
     /// let bars = [Span::new(10, "10ns")];
-    /// let (fused, apart) = timely::example(move |scope| {
+    /// let (cells, sequenced) = timely::example(move |scope| {
+    ///     // Grid of 10ns: 3 and 7 share the cell at 10; 10 itself starts a new bar.
     ///     let trades = vec![t(7, "11"), t(3, "10"), t(10, "12"), t(14, "9")].to_stream(scope);
-    ///     let (cells, sequenced) = trades.clone().sequence_cells(10, &bars, true);
-    ///     assert!(sequenced.is_some());
-    ///     let apart = trades.sequence(10).cells(&bars).capture();
-    ///     (cells.capture(), apart)
+    ///     let (cells, sequenced) = trades.sequence_cells(10, &bars, true);
+    ///     (cells.capture(), sequenced.unwrap().capture())
     /// });
-    /// let cells = |c: std::sync::mpsc::Receiver<_>| -> Vec<_> {
-    ///     c.extract().into_iter().flat_map(|(_, v)| v).collect()
-    /// };
-    /// let fused = cells(fused);
-    /// assert_eq!(fused, cells(apart));
-    /// assert_eq!(fused.len(), 3);
+    /// let cells: Vec<_> = cells.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// assert_eq!(cells.len(), 3);
+    /// assert_eq!((cells[0].time, cells[0].part.agg.count, cells[0].part.high.to_string()), (10, 2, "11".into()));
+    /// assert_eq!((cells[1].time, cells[1].part.first.0), (10, 10));
+    /// // The trade at 10 carries its return from 11, the trade before it in another cell.
+    /// assert_eq!(cells[1].part.agg.n_ret, 1);
+    /// assert_eq!((cells[2].time, cells[2].part.low.to_string()), (20, "9".into()));
+    /// let sequenced: Vec<_> = sequenced.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// let times: Vec<_> = sequenced.iter().map(|s| (s.time, s.trade.time_ns)).collect();
+    /// assert_eq!(times, [(10, 3), (10, 7), (10, 10), (20, 14)]);
     /// ```
     fn sequence_cells(
         self,
@@ -436,7 +390,7 @@ impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
     ) -> CellsAndSequenced<'scope> {
         let folds = (EachCell, Nothing, Nothing);
         let (cells, _, _, sequenced) =
-            sequence_folded(self, resolution, bars, keep_sequenced, folds);
+            sequence_cells_core(self, resolution, bars, keep_sequenced, folds);
         (cells, sequenced)
     }
 }
@@ -471,8 +425,8 @@ impl Fold<Cell> for Nothing {
     fn flush(&mut self, _out: &mut Vec<()>) {}
 }
 
-/// What [`sequence_folded`] returns: one stream per fold, and the sequenced trades when asked
-/// for.
+/// What [`sequence_cells_core`] returns: one stream per fold, and the sequenced trades when
+/// asked for.
 pub(crate) type Folded<'scope, A, B, C> = (
     StreamVec<'scope, u64, A>,
     StreamVec<'scope, u64, B>,
@@ -484,7 +438,7 @@ pub(crate) type Folded<'scope, A, B, C> = (
 /// fold with its output: the cells never travel as messages of their own (what the analytics
 /// derive from a cell is smaller than the cell, and one stream read by three operators would
 /// be copied for each but the last).
-pub(crate) fn sequence_folded<'scope, A, B, C>(
+pub(crate) fn sequence_cells_core<'scope, A, B, C>(
     trades: StreamVec<'scope, u64, Trade>,
     resolution: u64,
     bars: &[Span],
@@ -511,44 +465,35 @@ where
     let mut c_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<C::Out>>>::from(c_out);
     let mut sequenced_out =
         OutputBuilder::<u64, CapacityContainerBuilder<Vec<Sequenced>>>::from(sequenced_out);
-    let mut grid = Grid::new(resolution);
-    let mut cuts = Cuts::new(bars);
-    // The outputs that carry data; the sequenced trades' last.
+    // The outputs that carry data, each with a capability at the least grid time waiting; the
+    // sequenced trades' last.
     let ports = if keep_sequenced { 4 } else { 3 };
+    let mut grid = Grid::new(resolution, ports);
+    let mut fold = CellFold::new(bars);
     builder.build(move |_initial| {
-        // One capability per output, held at the least grid time waiting.
-        let mut held: Option<Vec<Capability<u64>>> = None;
         let mut roster = Roster::default();
         let mut cells: Vec<Cell> = Vec::new();
         let mut ready: Vec<Sequenced> = Vec::new();
         let (mut a_buf, mut b_buf, mut c_buf) = (Vec::new(), Vec::new(), Vec::new());
         move |frontiers| {
             let frontier = &frontiers[0];
-            input.for_each_stamp(|cap, data| {
-                if let Some(least) = grid.take_in(data)
-                    && held.as_ref().is_none_or(|h| *h[0].time() > least)
-                {
-                    held = Some((0..ports).map(|port| cap.delayed(&least, port)).collect());
-                }
-            });
-            let Some(caps) = held.as_mut() else {
-                return;
-            };
-            while let Some((time, trades)) = grid.pop_final(|t| frontier.less_equal(t)) {
+            input.for_each_stamp(|cap, data| grid.take_in(&cap, data));
+            let is_final = |time| !frontier.less_equal(&time);
+            grid.trades.release(is_final, |time, trades| {
                 // Folded as they came when every symbol's trades came in order (the cells'
                 // order within a grid time matters to no fold); the sequenced trades go out
                 // in `(symbol, t, seq)` order.
-                let in_order = roster.file(&trades);
-                let trades = if in_order && !keep_sequenced {
-                    trades
-                } else {
-                    roster.sort(trades, &mut grid.spare)
-                };
+                let in_order = roster.file(trades);
+                if !in_order || keep_sequenced {
+                    roster.sort(trades);
+                }
                 let sequenced = keep_sequenced.then_some(&mut ready);
-                roster.fold(time, &trades, &mut cuts, &mut cells, sequenced);
+                roster.fold(time, trades, &mut fold, &mut cells, sequenced);
                 roster.finish();
-                grid.recycle(trades);
-            }
+            });
+            let Some(caps) = grid.trades.caps() else {
+                return;
+            };
             // The cells of every grid time made final now (a few dozen kB: still in cache),
             // folded at once, into outputs sized once: an output sent comes back empty, and
             // growing it grid time by grid time would copy it over and over.
@@ -570,10 +515,7 @@ where
             if keep_sequenced {
                 send(&mut sequenced_out, &caps[3], &mut ready);
             }
-            match grid.least() {
-                Some(g) => caps.iter_mut().for_each(|cap| cap.downgrade(&g)),
-                None => held = None,
-            }
+            grid.trades.settle();
         }
     });
     (

@@ -7,7 +7,7 @@
 //! minimum and maximum, exact and O(1) amortized). The changelog reads both once a grid time is
 //! final.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -21,16 +21,14 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::cells::Cell;
-use super::due::{WindowBatcher, WindowEntry};
-use super::runs::{Fold, LeastCap, fold_messages};
+use super::fold::{Fold, fold_messages};
+use super::stash::Stash;
+use super::window_batcher::{WindowBatcher, WindowEntry, WindowKey};
 use crate::decimal::Fixed;
 use crate::indicators::Agg;
 use crate::span::Span;
 use crate::stats::{StatsRow, WindowCore};
 use crate::symbol::Symbol;
-
-/// A window of a symbol: `(symbol, window index)`.
-pub type WindowKey = (Symbol, u8);
 
 /// What the changelog learns of a cell besides its sums (which travel on their own input): a
 /// small record.
@@ -51,16 +49,12 @@ type SumsUpdate = ((WindowKey, Agg), u64, isize);
 
 /// Sliding-window statistics.
 pub trait WindowStats<'scope> {
-    /// The exact sums of every `(symbol, window)`, as a collection whose value at each grid time
-    /// is the window's total [`Agg`] (`count_total` over aggregate differences).
-    fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)>;
-
     /// The stats changelog: one [`StatsRow`] per `(symbol, window)` at each grid time where the
     /// window's content changed, emitted once that time is final, in `(symbol, window)` order.
     ///
     /// # Examples
     /// ```
-    /// use gostocks_core::operators::{Cells, Sequence, WindowStats};
+    /// use gostocks_core::operators::{SequenceCells, WindowStats};
     /// use gostocks_core::{Span, Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
@@ -71,7 +65,8 @@ pub trait WindowStats<'scope> {
     /// let windows = [Span::new(2, "2ns")];
     /// let captured = timely::example(move |scope| {
     ///     let trades = vec![t(1, "10"), t(2, "12")].to_stream(scope);
-    ///     trades.sequence(1).cells(&[]).window_changelog(&windows).capture()
+    ///     let (cells, _) = trades.sequence_cells(1, &[], false);
+    ///     cells.window_changelog(&windows).capture()
     /// });
     /// let rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
     /// let counts: Vec<_> = rows.iter().map(|r| (r.time_ns, r.core.map_or(0, |c| c.agg.count))).collect();
@@ -85,34 +80,24 @@ pub trait WindowStats<'scope> {
 }
 
 impl<'scope> WindowStats<'scope> for StreamVec<'scope, u64, Cell> {
-    fn window_sums(self, windows: &[Span]) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
-        sums_of_partitioned(by_symbol(self), windows)
-    }
-
     fn window_changelog(self, windows: &[Span]) -> StreamVec<'scope, u64, StatsRow> {
-        changelog_of_partitioned(by_symbol(self), windows)
+        let cells = by_symbol(self);
+        let entries = fold_messages(cells.clone(), "WindowEntries", EntriesFold);
+        let changes = fold_messages(cells, "WindowChanges", ChangesFold);
+        window_changelog_core(entries, changes, windows)
     }
 }
 
-/// [`WindowStats::window_changelog`] over cells already on their symbol's worker, as
-/// [`super::SequenceCells`] leaves them: nothing moves.
-fn changelog_of_partitioned<'scope>(
-    cells: StreamVec<'scope, u64, Cell>,
-    windows: &[Span],
-) -> StreamVec<'scope, u64, StatsRow> {
-    let entries = fold_messages(cells.clone(), "WindowEntries", EntriesFold);
-    let changes = fold_messages(cells, "WindowChanges", ChangesFold);
-    changelog_of_parts(entries, changes, windows)
-}
-
-/// The changelog from what [`EntriesFold`] and [`ChangesFold`] make of the cells.
-pub(crate) fn changelog_of_parts<'scope>(
+/// [`WindowStats::window_changelog`] from what [`EntriesFold`] and [`ChangesFold`] make of the
+/// cells, on their symbol's worker already (as [`super::SequenceCells`] leaves them: nothing
+/// moves).
+pub(crate) fn window_changelog_core<'scope>(
     entries: StreamVec<'scope, u64, WindowEntry>,
     changes: StreamVec<'scope, u64, (WindowChange, u64)>,
     windows: &[Span],
 ) -> StreamVec<'scope, u64, StatsRow> {
     let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-    sums_of_entries(entries, &lengths)
+    window_sums(entries, &lengths)
         .inner
         .changelog(changes, lengths)
 }
@@ -157,15 +142,6 @@ fn by_symbol(cells: StreamVec<'_, u64, Cell>) -> StreamVec<'_, u64, Cell> {
     })
 }
 
-/// [`WindowStats::window_sums`] over cells already on their symbol's worker.
-fn sums_of_partitioned<'scope>(
-    cells: StreamVec<'scope, u64, Cell>,
-    windows: &[Span],
-) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
-    let lengths: Vec<u64> = windows.iter().map(Span::ns).collect();
-    sums_of_entries(fold_messages(cells, "WindowEntries", EntriesFold), &lengths)
-}
-
 /// What the cells add to their symbol's windows, one entry per symbol and grid time (mostly):
 /// each enters every window at its grid time and leaves window `W` at `g0 + W`, which the
 /// batcher works out ([`WindowBatcher`]).
@@ -194,8 +170,10 @@ impl Fold<Cell> for EntriesFold {
     fn flush(&mut self, _out: &mut Vec<WindowEntry>) {}
 }
 
-/// Window totals from window entries on their symbol's worker.
-fn sums_of_entries<'scope>(
+/// The exact sums of every `(symbol, window)` from window entries on their symbol's worker, as
+/// a collection whose value at each grid time is the window's total [`Agg`] (`count_total` over
+/// aggregate differences).
+fn window_sums<'scope>(
     entries: StreamVec<'scope, u64, WindowEntry>,
     lengths: &[u64],
 ) -> VecCollection<'scope, u64, (WindowKey, Agg)> {
@@ -275,13 +253,9 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
             Pipeline,
             "StatsChangelog",
             |_cap, _info| {
-                let mut pending: BTreeMap<u64, Lists> = BTreeMap::new();
-                let mut held = LeastCap::default();
+                let mut stash: Stash<Lists> = Stash::new(1);
                 let mut state: HashMap<Symbol, SymbolState> = HashMap::default();
                 let mut ready: Vec<StatsRow> = Vec::new();
-                // Emptied lists of earlier times, for later ones: growing fresh lists for every
-                // grid time cost more than everything done with them.
-                let mut spare: Vec<Lists> = Vec::new();
                 let fresh = {
                     let n = lengths.len();
                     move || SymbolState {
@@ -293,10 +267,7 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     sums_in.for_each_stamp(|cap, data| {
                         for container in data {
                             for ((key, agg), time, diff) in container.drain(..) {
-                                held.hold(&cap, time);
-                                let (news, gone, _) = pending
-                                    .entry(time)
-                                    .or_insert_with(|| spare.pop().unwrap_or_default());
+                                let (news, gone, _) = stash.at(&cap, time);
                                 // A retraction needs only its key: the total it retracts is
                                 // the one the window holds.
                                 if diff > 0 {
@@ -310,32 +281,21 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     changes_in.for_each_stamp(|cap, data| {
                         for container in data {
                             for (change, time) in container.drain(..) {
-                                held.hold(&cap, time);
-                                pending
-                                    .entry(time)
-                                    .or_insert_with(|| spare.pop().unwrap_or_default())
-                                    .2
-                                    .push(change);
+                                stash.at(&cap, time).2.push(change);
                             }
                         }
                     });
                     // A row per window that changed, at most one per list entry: sized once,
                     // as growing it copies every row again.
-                    let is_final = |time: &u64| {
-                        !sums_frontier.less_equal(time) && !changes_frontier.less_equal(time)
+                    let is_final = |time: u64| {
+                        !sums_frontier.less_equal(&time) && !changes_frontier.less_equal(&time)
                     };
-                    let rows: usize = pending
-                        .iter()
-                        .take_while(|(time, _)| is_final(time))
-                        .map(|(_, (news, gone, _))| news.len() + gone.len())
+                    let rows: usize = stash
+                        .finals(is_final)
+                        .map(|(news, gone, _)| news.len() + gone.len())
                         .sum();
                     ready.reserve(rows);
-                    while let Some(entry) = pending.first_entry() {
-                        if !is_final(entry.key()) {
-                            break;
-                        }
-                        let time = *entry.key();
-                        let (mut news, mut gone, mut changes) = entry.remove();
+                    stash.release(is_final, |time, (news, gone, changes)| {
                         // Cells enter in grid-time order (this loop runs in time order), which
                         // is what the monotonic queues need. Within a time, a window's old total
                         // is retracted before its new one is set: a window with both lands on
@@ -401,18 +361,16 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                             });
                             current = Some((symbol, s));
                         }
-                        drop((gone_keys, new_totals));
-                        spare.push((news, gone, changes));
-                    }
+                    });
                     // Every time made final now travels in one message, under the least one.
                     if !ready.is_empty()
-                        && let Some(cap) = held.get()
+                        && let Some(cap) = stash.cap(0)
                     {
                         output.session(cap).give_container(&mut ready);
                         // A sent container comes back holding anything: empty it.
                         ready.clear();
                     }
-                    held.settle(pending.keys().next().copied());
+                    stash.settle();
                 }
             },
         )

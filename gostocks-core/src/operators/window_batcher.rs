@@ -14,8 +14,6 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap as HashMap;
-
 use differential_dataflow::batcher::{Batcher, Extract};
 use differential_dataflow::difference::IsZero;
 use differential_dataflow::trace::implementations::BatchContainer;
@@ -24,9 +22,12 @@ use differential_dataflow::trace::implementations::ord_neu::key_batch::OrdKeySto
 use differential_dataflow::trace::implementations::ord_neu::{OrdKeyBatch, Upds};
 use timely::progress::frontier::{Antichain, AntichainRef};
 
-use super::window_stats::WindowKey;
+use super::symbol_ids::SymbolIds;
 use crate::indicators::Agg;
 use crate::symbol::Symbol;
+
+/// A window of a symbol: `(symbol, window index)`.
+pub type WindowKey = (Symbol, u8);
 
 /// What a symbol's trades of grid time `g0` add to each of its windows: `(g0, symbol, sums)`.
 pub type WindowEntry = (u64, Symbol, Agg);
@@ -77,8 +78,7 @@ pub struct WindowBatcher {
     lower: Antichain<u64>,
     /// Every symbol seen, by dense id, and each id's rank in symbol order (as of the last
     /// seal).
-    ids: HashMap<Symbol, u32>,
-    symbols: Vec<Symbol>,
+    ids: SymbolIds,
     ranks: Vec<u32>,
     /// Per window key (`id * windows + window`): its updates in the batch being sealed, then
     /// where they go. Zero between extractions.
@@ -106,21 +106,19 @@ impl WindowBatcher {
             spare: Vec::new(),
             done: 0,
             lower: Antichain::new(),
-            ids: HashMap::default(),
-            symbols: Vec::new(),
+            ids: SymbolIds::default(),
             ranks: Vec::new(),
             counts: Vec::new(),
         }
     }
 
     /// The dense id of `symbol`, new ones numbered as they come.
+    #[inline]
     fn id(&mut self, symbol: Symbol) -> u32 {
-        let fresh = self.symbols.len() as u32;
-        let id = *self.ids.entry(symbol).or_insert(fresh);
-        if id == fresh {
-            self.symbols.push(symbol);
-            self.counts
-                .resize(self.symbols.len() * self.lengths.len(), 0);
+        let id = self.ids.id(symbol);
+        let keys = self.ids.len() * self.lengths.len();
+        if self.counts.len() < keys {
+            self.counts.resize(keys, 0);
         }
         id
     }
@@ -128,11 +126,12 @@ impl WindowBatcher {
     /// Ranks every symbol in symbol order, when symbols came since the last ranking (they are
     /// few, and come early).
     fn rank(&mut self) {
-        if self.ranks.len() == self.symbols.len() {
+        let symbols = self.ids.symbols();
+        if self.ranks.len() == symbols.len() {
             return;
         }
-        let mut order: Vec<u32> = (0..self.symbols.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| self.symbols[i as usize]);
+        let mut order: Vec<u32> = (0..symbols.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| symbols[i as usize]);
         self.ranks.resize(order.len(), 0);
         for (rank, &i) in order.iter().enumerate() {
             self.ranks[i as usize] = rank as u32;
@@ -156,7 +155,6 @@ impl WindowBatcher {
 impl Batcher<Vec<WindowEntry>> for WindowBatcher {
     fn insert(&mut self, container: &mut Vec<WindowEntry>) {
         // Entries come in runs of equal time: one map lookup per run, one per symbol run.
-        let mut run: Option<(Symbol, u32)> = None;
         for group in container.chunk_by(|a, b| a.0 == b.0) {
             let g0 = group[0].0;
             let mut list = self
@@ -164,12 +162,7 @@ impl Batcher<Vec<WindowEntry>> for WindowBatcher {
                 .remove(&g0)
                 .unwrap_or_else(|| self.spare.pop().unwrap_or_default());
             for &(_, symbol, agg) in group {
-                let id = match run {
-                    Some((s, id)) if s == symbol => id,
-                    _ => self.id(symbol),
-                };
-                run = Some((symbol, id));
-                list.push((id, agg));
+                list.push((self.id(symbol), agg));
             }
             self.held.insert(g0, list);
         }
@@ -327,7 +320,7 @@ impl WindowBatcher {
             upds.times.truncate(kept);
             upds.diffs.truncate(kept);
             if kept > first {
-                let symbol = self.symbols[(key / wn) as usize];
+                let symbol = self.ids.symbols()[(key / wn) as usize];
                 storage.keys.push((symbol, (key % wn) as u8));
                 upds.offs.push_ref(kept);
             }

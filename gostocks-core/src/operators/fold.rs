@@ -1,4 +1,6 @@
-//! Folding records by key before they travel on.
+//! Folds: what an operator makes of each record of a message before anything travels on
+//! ([`Fold`], applied by [`fold_messages`] or by the sequencer as it makes cells), and
+//! [`KeyFolder`], which merges values by key.
 
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
@@ -7,7 +9,6 @@ use rustc_hash::FxHashMap as HashMap;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::{Capability, InputCapability};
 
 /// Merges values by key. The map holds only each key's position: a value (which may be large)
 /// is copied once, when its key first comes, and merged in place after that.
@@ -94,35 +95,4 @@ where
             });
         }
     })
-}
-
-/// One capability, at the least time an operator still owes output for: what an operator holds
-/// while work for several times waits, rather than one capability per time (each of which the
-/// workers' progress tracking would count and exchange).
-#[derive(Default)]
-pub(crate) struct LeastCap(Option<Capability<u64>>);
-
-impl LeastCap {
-    /// Holds a capability at or below `time`, taken from `cap`, the capability of the message
-    /// that brought work for `time`.
-    #[inline]
-    pub(crate) fn hold(&mut self, cap: &InputCapability<u64>, time: u64) {
-        if self.0.as_ref().is_none_or(|held| *held.time() > time) {
-            self.0 = Some(cap.delayed(&time, 0));
-        }
-    }
-
-    /// The capability to send under, if one is held.
-    pub(crate) fn get(&self) -> Option<&Capability<u64>> {
-        self.0.as_ref()
-    }
-
-    /// Once the work before some time is sent: holds at `least`, the least time still
-    /// waiting, or lets go.
-    pub(crate) fn settle(&mut self, least: Option<u64>) {
-        match (least, &mut self.0) {
-            (Some(time), Some(held)) => held.downgrade(&time),
-            _ => self.0 = None,
-        }
-    }
 }

@@ -2,8 +2,8 @@
 //!
 //! Windows and bars only ever need what a symbol's trades of one grid time add up to: their sums,
 //! extremes, first and last trade. The sequencer ([`super::SequenceCells`]) folds each trade,
-//! once, into its symbol's open [`Cell`] with [`CellFold`], so that every operator downstream
-//! works per cell, not per trade.
+//! once, into its symbol's open [`Cell`] with the cell fold defined here, so that every operator
+//! downstream works per cell, not per trade.
 
 use serde::{Deserialize, Serialize};
 

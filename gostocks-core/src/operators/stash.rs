@@ -99,7 +99,11 @@ impl<D: Reuse> Stash<D> {
     /// Hands the data of every final time (`is_final(time)`) to `act`, in time order, and
     /// keeps it, emptied, for later times.
     #[inline]
-    pub(crate) fn release(&mut self, is_final: impl Fn(u64) -> bool, mut act: impl FnMut(u64, &mut D)) {
+    pub(crate) fn release(
+        &mut self,
+        is_final: impl Fn(u64) -> bool,
+        mut act: impl FnMut(u64, &mut D),
+    ) {
         while let Some(entry) = self.pending.first_entry() {
             if !is_final(*entry.key()) {
                 break;

@@ -67,7 +67,7 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
         // Trades arrive already routed by symbol (the sequencer exchanged them); rules follow
         // them to the same worker.
         let route = Exchange::new(|(rule, _, _): &(AlertRule, u64, isize)| {
-            super::symbol_route(&rule.symbol)
+            super::route::symbol_route(&rule.symbol)
         });
         self.binary_frontier(
             rules.inner,

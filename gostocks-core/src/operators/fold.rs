@@ -49,9 +49,10 @@ impl<K: Eq + Hash + Copy, V> KeyFolder<K, V> {
     }
 }
 
-/// A pre-aggregation: each record of a message goes to `add`, then `flush` sends on what it
-/// folded. Whatever it pushes is sent under the message's capability (records may carry later
-/// times of their own).
+/// A pre-aggregation: each record of a batch (a message, for [`fold_messages`]; the cells of
+/// the grid times made final at once, for the sequencer) goes to `add`, then `flush` pushes
+/// what is still folded. Whatever it pushes is sent under a capability at or before every
+/// record's time (records may carry later times of their own).
 pub(crate) trait Fold<I> {
     /// What the fold sends on.
     type Out;

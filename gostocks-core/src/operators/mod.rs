@@ -30,6 +30,7 @@ pub use bars::{BarEma, Bars};
 pub use cells::{Cell, Partial};
 pub use emit::EmitOrdered;
 pub use last_price::LastPrice;
+pub use route::symbol_route;
 pub use sequence::{Point, Sequence, SequenceCells, Sequenced};
 pub use window_batcher::{WindowBatcher, WindowEntry, WindowKey};
 pub use window_stats::{WindowChange, WindowStats};
@@ -38,7 +39,6 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 
 use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
-use crate::symbol::Symbol;
 use crate::tick::Trade;
 
 /// The outputs of [`analytics`].
@@ -116,12 +116,4 @@ pub fn analytics<'scope>(
         bars,
         sequenced,
     }
-}
-
-/// The worker-routing hash of a symbol ([`Symbol::stable_hash`]): every operator that
-/// partitions by symbol uses this one, so that consecutive exchanges by symbol stay on the same
-/// worker. It does not depend on a random seed, so neither does which worker does what.
-#[inline]
-pub fn symbol_route(symbol: &Symbol) -> u64 {
-    symbol.stable_hash()
 }

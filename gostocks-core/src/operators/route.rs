@@ -1,4 +1,4 @@
-//! Moving records to their symbol's worker, a message at a time.
+//! Moving records to their symbol's worker ([`symbol_route`]), a message at a time.
 
 use timely::communication::Push;
 use timely::dataflow::channels::Message;
@@ -9,7 +9,7 @@ use timely::progress::Stamp;
 use crate::symbol::Symbol;
 
 /// The exchange that routes each record to the worker of its symbol
-/// ([`super::symbol_route`]), shipping what an operator sends to one worker in one activation
+/// ([`symbol_route`]), shipping what an operator sends to one worker in one activation
 /// as one message.
 ///
 /// Timely's default exchange cuts every outgoing stream into containers of about 8 KB: a few
@@ -22,7 +22,7 @@ pub(crate) fn symbol_pact<T>(
 where
     T: timely::ExchangeData + Clone,
 {
-    whole_pact(move |t: &T| super::symbol_route(symbol(t)))
+    whole_pact(move |t: &T| symbol_route(symbol(t)))
 }
 
 /// The exchange that routes each record to worker `route(record) % workers`, in whole messages
@@ -105,4 +105,12 @@ impl<F: Fn(&T) -> u64, T: Clone> Distributor<Vec<T>> for WholeMessages<F, T> {
             staged.shrink_to(Self::MAX);
         }
     }
+}
+
+/// The worker-routing hash of a symbol ([`Symbol::stable_hash`]): every operator that
+/// partitions by symbol uses this one, so that consecutive exchanges by symbol stay on the same
+/// worker. It does not depend on a random seed, so neither does which worker does what.
+#[inline]
+pub fn symbol_route(symbol: &Symbol) -> u64 {
+    symbol.stable_hash()
 }

@@ -126,7 +126,7 @@ impl Fold<Cell> for ChangesFold {
     fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
 }
 
-/// Cells on the worker of their symbol ([`super::symbol_route`]): every operator downstream
+/// Cells on the worker of their symbol ([`super::route::symbol_route`]): every operator downstream
 /// works per symbol on the worker's own cells.
 fn by_symbol(cells: StreamVec<'_, u64, Cell>) -> StreamVec<'_, u64, Cell> {
     let pact = super::route::symbol_pact(|c: &Cell| &c.symbol);

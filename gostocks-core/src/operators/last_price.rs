@@ -1,4 +1,5 @@
-//! `last_price`: the latest trade per symbol, as a differential collection and an arrangement.
+//! `last_price`: the latest trade per symbol, as a differential collection (to arrange, or join
+//! against).
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;

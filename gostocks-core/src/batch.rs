@@ -4,18 +4,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::Input;
-use timely::dataflow::operators::Probe;
-use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
+use timely::dataflow::{InputHandleVec, ProbeHandle};
 
-use differential_dataflow::AsCollection;
-use timely::dataflow::operators::ToStream;
-
-use crate::alerts::{AlertEvent, AlertRule};
-use crate::feed::{Late, Watermark, grid_ceil};
-use crate::operators::{EmitOrdered, MatchAlerts, analytics};
+use crate::alerts::AlertEvent;
+use crate::feed::{Late, Watermark};
+use crate::pipeline::{Inputs, RuleChange, build};
 use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
 use crate::tick::Trade;
 
@@ -139,28 +132,6 @@ impl Counters {
     }
 }
 
-/// Consumes `stream` on the worker that computed it, counting its rows into `counter`: the
-/// outputs of a benchmark that keeps nothing, as a per-worker sink (Redis, Kafka) takes them.
-fn count_rows<D: 'static>(
-    stream: StreamVec<'_, u64, D>,
-    counters: &Arc<Counters>,
-    counter: fn(&Counters) -> &AtomicUsize,
-) {
-    let counters = Arc::clone(counters);
-    stream.sink(Pipeline, "CountRows", move |(input, _frontier)| {
-        let mut n = 0;
-        input.for_each_stamp(|_cap, data| {
-            for container in data {
-                n += container.len();
-                container.clear();
-            }
-        });
-        if n > 0 {
-            counter(&counters).fetch_add(n, Ordering::Relaxed);
-        }
-    });
-}
-
 /// The timely configuration for `workers` threads in this process. One worker gets the
 /// single-thread allocator: its channels are plain queues, without the locks and wake-ups
 /// that threads exchanging data need.
@@ -191,15 +162,16 @@ pub fn run_batch(
 }
 
 /// [`run_batch`] with alert rules: `rules` are changes `(rule, time, diff)` of the rule
-/// collection (a rule inserted at time `T` applies to the trades of grid times `>= T`).
+/// collection (a rule inserted at time `T` applies to the trades of grid times `>= T`). Without
+/// rules, nothing is matched.
 pub fn run_batch_with_alerts(
     inputs: Vec<Vec<Trade>>,
-    rules: Vec<(AlertRule, u64, isize)>,
+    rules: Vec<RuleChange>,
     config: &AnalyticsConfig,
     workers: usize,
     outputs: Outputs,
 ) -> BatchOutput {
-    let no_rules = rules.is_empty();
+    let alerts = !rules.is_empty();
     let rules = Arc::new(rules);
     let out = Arc::new(Mutex::new(BatchOutput::default()));
     let inputs = Arc::new(inputs);
@@ -209,84 +181,59 @@ pub fn run_batch_with_alerts(
     let counters = Arc::clone(&all_counters);
     timely::execute(timely_config(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let (stats_sink, bars_sink) = (Arc::clone(&shared), Arc::clone(&shared));
-        let events_sink = Arc::clone(&shared);
-        let mine_rules: Vec<(AlertRule, u64, isize)> = if index == 0 {
-            rules.to_vec()
-        } else {
-            Vec::new()
-        };
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, trades) = scope.new_input::<Vec<Trade>>();
-            let out = analytics(trades, &config, !no_rules);
-            // Without rules (the same on every worker) there is nothing to match.
-            let events = (!no_rules).then(|| {
-                out.sequenced
-                    .clone()
-                    .expect("kept when there are rules")
-                    .match_alerts(mine_rules.to_stream(scope).as_collection(), &config.windows)
-            });
-            // The probe passes each stream through: a second consumer of a stream would
-            // get a copy of every row. The stats, the longest path, pace the feeders.
-            let (probe, stats) = out.stats.probe();
-            let bars = out.bars;
-            let events = events.map(|events| events.probe_with(&probe));
-            if outputs == Outputs::Count {
-                count_rows(stats, &counters, |c| &c.stats);
-                count_rows(bars, &counters, |c| &c.bars);
-                if let Some(events) = events {
-                    count_rows(events, &counters, |c| &c.events);
+        let (mut pipeline, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (pipeline, out) = build(scope, &config, alerts);
+            let probe = match outputs {
+                Outputs::Count => {
+                    let (c1, c2, c3) = (counters.clone(), counters.clone(), counters.clone());
+                    out.as_computed(
+                        move |rows| {
+                            c1.stats.fetch_add(rows.len(), Ordering::Relaxed);
+                        },
+                        move |rows| {
+                            c2.bars.fetch_add(rows.len(), Ordering::Relaxed);
+                        },
+                        move |rows| {
+                            c3.events.fetch_add(rows.len(), Ordering::Relaxed);
+                        },
+                    )
                 }
-                return (input, probe);
-            }
-            if let Some(events) = events {
-                let resolution = config.resolution.ns();
-                let counters = Arc::clone(&counters);
-                events.emit_ordered(
-                    move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
-                    move |_, rows| {
-                        counters.events.fetch_add(rows.len(), Ordering::Relaxed);
-                        if outputs == Outputs::Collect {
-                            events_sink
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .events
-                                .append(rows);
-                        }
-                    },
-                );
-            }
-            let stats_counters = Arc::clone(&counters);
-            stats.emit_ordered(
-                |r: &StatsRow| r.time_ns,
-                move |_, rows| {
-                    stats_counters
-                        .stats
-                        .fetch_add(rows.len(), Ordering::Relaxed);
-                    if outputs == Outputs::Collect {
-                        stats_sink
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .stats
-                            .append(rows);
-                    }
-                },
-            );
-            let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
-            let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
-            let counters = Arc::clone(&counters);
-            bars.emit_ordered(bar_end, move |_, rows: &mut Vec<BarRow>| {
-                counters.bars.fetch_add(rows.len(), Ordering::Relaxed);
-                if outputs == Outputs::Collect {
-                    bars_sink
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .bars
-                        .append(rows);
+                Outputs::Collect | Outputs::Order => {
+                    let keep = outputs == Outputs::Collect;
+                    let (c1, c2, c3) = (counters.clone(), counters.clone(), counters.clone());
+                    let (s1, s2, s3) = (shared.clone(), shared.clone(), shared.clone());
+                    out.in_order(
+                        move |rows| {
+                            c1.stats.fetch_add(rows.len(), Ordering::Relaxed);
+                            if keep {
+                                lock(&s1).stats.append(rows);
+                            }
+                        },
+                        move |rows| {
+                            c2.bars.fetch_add(rows.len(), Ordering::Relaxed);
+                            if keep {
+                                lock(&s2).bars.append(rows);
+                            }
+                        },
+                        move |rows| {
+                            c3.events.fetch_add(rows.len(), Ordering::Relaxed);
+                            if keep {
+                                lock(&s3).events.append(rows);
+                            }
+                        },
+                    )
                 }
-            });
-            (input, probe)
+            };
+            (pipeline, probe)
         });
+        // The rules apply from their own times on: they enter at worker 0, once.
+        if index == 0 {
+            for rule in rules.iter() {
+                pipeline.rules.send(rule.clone());
+            }
+        }
+        let Inputs { mut trades, rules } = pipeline;
+        drop(rules);
         let mine: Vec<&Vec<Trade>> = inputs.iter().skip(index).step_by(peers).collect();
         let mut feeder = Feeder::new(mine.len(), config.lateness, config.resolution.ns());
         let mut cursors = vec![0usize; mine.len()];
@@ -303,26 +250,26 @@ pub fn run_batch_with_alerts(
                 }
             }
             // One message per chunk. A sent container comes back holding anything: empty it.
-            input.send_batch(&mut admitted);
+            trades.send_batch(&mut admitted);
             admitted.clear();
             admitted.reserve(CHUNK);
             cursors[i] += slice.len();
             if cursors[i] == mine[i].len() {
                 feeder.finish(i);
             }
-            feeder.release(&mut input, &probe, worker);
+            feeder.release(&mut trades, &probe, worker);
         }
-        drop(input);
+        drop(trades);
         while worker.step_or_park(None) {}
         // Late ticks are kept whatever `outputs` says: a benchmark checks there are none.
-        shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .late
-            .append(&mut late);
+        lock(&shared).late.append(&mut late);
     })
     .expect("timely workers start");
-    let mut out = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut out = std::mem::take(&mut *lock(&out));
     out.counts = all_counters.get();
     out
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -50,6 +50,7 @@ pub mod decimal;
 pub mod feed;
 pub mod indicators;
 pub mod operators;
+pub mod pipeline;
 pub mod reference;
 pub mod span;
 pub mod stats;

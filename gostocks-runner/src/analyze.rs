@@ -8,19 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use differential_dataflow::AsCollection;
 use gostocks_connectors::file::{Record, Rejected, TickFile};
 use gostocks_connectors::limits::MAX_RAW_BYTES;
 use gostocks_core::Trade;
-use gostocks_core::alerts::{AlertEvent, AlertRule, AlertSpec};
+use gostocks_core::alerts::{AlertRule, AlertSpec};
 use gostocks_core::batch::Feeder;
 use gostocks_core::feed::Late;
-use gostocks_core::feed::grid_ceil;
-use gostocks_core::operators::{EmitOrdered, MatchAlerts, analytics};
+use gostocks_core::pipeline::{Inputs, build};
 use gostocks_core::stats::{AnalyticsConfig, BarRow, StatsRow};
 use indicatif::{ProgressBar, ProgressStyle};
-use timely::dataflow::operators::ToStream;
-use timely::dataflow::operators::{Input, Probe};
 
 use crate::cli::AnalyzeArgs;
 
@@ -47,8 +43,8 @@ fn create(path: &Path) -> anyhow::Result<Writer> {
     ))))
 }
 
-fn lock(w: &Writer) -> std::sync::MutexGuard<'_, BufWriter<Box<dyn Write + Send>>> {
-    w.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Output rows on their way to the writer thread.
@@ -110,11 +106,11 @@ struct Chunk {
 const CHUNK: usize = 16_384;
 const CHUNKS_AHEAD: usize = 16;
 
-/// Trades fed to a worker between two releases, as one message: a small step keeps what is in
-/// flight (the trades, their cells, window updates and rows) in the core's cache. On the bench
-/// workload, 1,024 ran about 20% faster than 16,384 with one worker; with two, sent as one
-/// message per step, also faster than whole chunks (0.90 s against 1.15 s).
-const FEED: usize = 1_024;
+/// Trades sent to a worker's input between two releases, as one message: a small step keeps
+/// what is in flight (the trades, their cells, window updates and rows) in the core's cache. On
+/// the bench workload, 1,024 ran about 20% faster than 16,384 with one worker; with two, sent as
+/// one message per step, also faster than whole chunks (0.90 s against 1.15 s).
+const STEP: usize = 1_024;
 
 /// Reads, parses and validates `file` on a thread of its own. Rejected records are counted and
 /// set aside here; valid trades go out in chunks. The channel closes at the end of the file.
@@ -175,6 +171,50 @@ fn spawn_reader(
     rx
 }
 
+/// The output files of a run (`None`: not asked for).
+struct Files {
+    stats: Writer,
+    bars: Option<Writer>,
+    events: Option<Writer>,
+    late: Option<Writer>,
+    errors: Option<Writer>,
+}
+
+impl Files {
+    fn create(args: &AnalyzeArgs) -> anyhow::Result<Files> {
+        let optional = |p: &Option<std::path::PathBuf>| p.as_deref().map(create).transpose();
+        Ok(Files {
+            stats: create(&args.stats_out)?,
+            bars: optional(&args.bars_out)?,
+            events: optional(&args.events_out)?,
+            late: optional(&args.late_out)?,
+            errors: optional(&args.errors_out)?,
+        })
+    }
+
+    fn flush(&self) -> anyhow::Result<()> {
+        let all = [&self.bars, &self.events, &self.late, &self.errors];
+        for w in std::iter::once(&self.stats).chain(all.into_iter().flatten()) {
+            lock(w).flush().context("flushing outputs")?;
+        }
+        Ok(())
+    }
+}
+
+/// What every worker shares.
+struct Shared {
+    config: AnalyticsConfig,
+    counters: Arc<Counters>,
+    set_aside: Arc<Mutex<Vec<SetAside>>>,
+    /// The inputs, each taken by the worker that reads it.
+    inputs: Vec<Mutex<Option<TickFile>>>,
+    rules: Vec<AlertRule>,
+    /// To the writer thread; taken away at the end, so that the writer drains and ends.
+    rows: Mutex<Option<std::sync::mpsc::SyncSender<Rows>>>,
+    with_bars: bool,
+    events: Option<Writer>,
+}
+
 /// Runs `gostocks analyze`.
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let config = AnalyticsConfig {
@@ -186,206 +226,213 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     };
     config.validate()?;
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
-
-    // Open every input first, so a missing file or an unknown format fails before any work.
-    let mut files = Vec::new();
-    for path in &args.input {
-        let file = TickFile::open_with_limit(path, args.format, args.max_record_bytes)
-            .with_context(|| format!("--input {}", path.display()))?;
-        tracing::info!(path = %path.display(), format = %file.format(), "reading");
-        files.push(file);
-    }
-    let total_bytes: u64 = args
-        .input
-        .iter()
-        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-        .sum();
-    let progress: Vec<Arc<AtomicU64>> = files.iter().map(TickFile::bytes_read).collect();
-
-    let stats_out = create(&args.stats_out)?;
-    let bars_out = args.bars_out.as_deref().map(create).transpose()?;
-    let late_out = args.late_out.as_deref().map(create).transpose()?;
-    let errors_out = args.errors_out.as_deref().map(create).transpose()?;
+    // Every input is opened first, so a missing file or an unknown format fails before any work.
+    let inputs = open_inputs(&args)?;
+    let files = Files::create(&args)?;
     let rules = match &args.alerts {
         Some(path) => load_alerts(path, &config.windows)?,
         None => Vec::new(),
     };
-    let events_out = args.events_out.as_deref().map(create).transpose()?;
-
-    let counters = Arc::new(Counters::default());
-    let set_aside: Arc<Mutex<Vec<SetAside>>> = Arc::default();
+    let read: Vec<Arc<AtomicU64>> = inputs.iter().map(TickFile::bytes_read).collect();
     let started = Instant::now();
-    let workers = args.workers;
-    let inputs: Vec<Mutex<Option<TickFile>>> =
-        files.into_iter().map(|f| Mutex::new(Some(f))).collect();
-    let inputs = Arc::new(inputs);
     // Formatting and writing the stats and bars runs on a thread of its own, so the worker does
     // not also format every output line. Bounded: a slow disk holds the dataflow back rather
-    // than filling memory; but roomy (a batch is one grid time's rows), so that the worker does
+    // than filling memory; but roomy (a message is one grid time's rows), so that the worker does
     // not stop for the writer at every burst (64 cost 10% of the run on the bench workload).
     let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<Rows>(1024);
-    let writer = {
-        let (stats_out, bars_out) = (Arc::clone(&stats_out), bars_out.clone());
-        let window_labels: Vec<String> = config.windows.iter().map(ToString::to_string).collect();
-        let bar_labels: Vec<String> = config.bars.iter().map(ToString::to_string).collect();
-        std::thread::Builder::new()
-            .name("gostocks-writer".into())
-            .spawn(move || {
-                write_rows(
-                    rows_rx,
-                    &stats_out,
-                    bars_out.as_ref(),
-                    &window_labels,
-                    &bar_labels,
-                )
-            })
-            .context("starting the output writer")?
+    let writer = spawn_writer(rows_rx, &files, &config)?;
+    let shared = Arc::new(Shared {
+        counters: Arc::default(),
+        set_aside: Arc::default(),
+        inputs: inputs.into_iter().map(|f| Mutex::new(Some(f))).collect(),
+        rules,
+        rows: Mutex::new(Some(rows_tx)),
+        with_bars: files.bars.is_some(),
+        events: files.events.clone(),
+        config,
+    });
+    let guards = {
+        let shared = Arc::clone(&shared);
+        timely::execute(
+            gostocks_core::batch::timely_config(args.workers),
+            move |worker| run_worker(worker, &shared),
+        )
+        .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?
     };
-    let with_bars = bars_out.is_some();
-    let shared = (
-        Arc::clone(&counters),
-        Arc::clone(&set_aside),
-        rows_tx,
-        events_out.clone(),
-    );
-    let rules = Arc::new(rules);
-    let guards = timely::execute(
-        gostocks_core::batch::timely_config(workers),
-        move |worker| {
-            let (counters, set_aside, rows_tx, events_out) = shared.clone();
-            let my_rules: Vec<(AlertRule, u64, isize)> = if worker.index() == 0 {
-                rules.iter().map(|r| (r.clone(), 0, 1)).collect()
-            } else {
-                Vec::new()
-            };
-            let (index, peers) = (worker.index(), worker.peers());
-            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-                let (input, trades) = scope.new_input::<Vec<Trade>>();
-                let out = analytics(trades, &config, events_out.is_some());
-                // Rows go to the writer thread in output order; formatting them is its work.
-                let stats_counter = Arc::clone(&counters);
-                let stats_tx = rows_tx.clone();
-                let bar_sizes: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
-                // The probe passes each stream through: a second consumer of a stream would
-                // get a copy of every row.
-                let (probe, stats) = out.stats.probe();
-                stats.emit_ordered(
-                    |r: &StatsRow| r.time_ns,
-                    move |_, rows| {
-                        stats_counter
-                            .stats_rows
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        let _ = stats_tx.send(Rows::Stats(std::mem::take(rows)));
-                    },
-                );
-                let bar_counter = Arc::clone(&counters);
-                let bars_tx = rows_tx.clone();
-                let bar_end = move |r: &BarRow| r.start_ns + bar_sizes[r.bar as usize];
-                out.bars.probe_with(&probe).emit_ordered(
-                    bar_end,
-                    move |_, rows: &mut Vec<BarRow>| {
-                        bar_counter
-                            .bar_rows
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        if with_bars {
-                            let _ = bars_tx.send(Rows::Bars(std::mem::take(rows)));
-                        }
-                    },
-                );
-                if let Some(w) = events_out {
-                    let resolution = config.resolution.ns();
-                    let events = out
-                        .sequenced
-                        .expect("kept for the alert events")
-                        .match_alerts(my_rules.to_stream(scope).as_collection(), &config.windows);
-                    let event_counter = Arc::clone(&counters);
-                    let mut lines = String::new();
-                    events.probe_with(&probe).emit_ordered(
-                        move |e: &AlertEvent| grid_ceil(e.time_ns, resolution),
-                        move |_, rows| {
-                            event_counter
-                                .events
-                                .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                            lines.clear();
-                            for e in rows.iter() {
-                                lines.push_str(&e.to_json());
-                                lines.push('\n');
-                            }
-                            if let Err(e) = lock(&w).write_all(lines.as_bytes()) {
-                                tracing::error!(error = %e, "writing alert events");
-                            }
-                        },
-                    );
-                }
-                (input, probe)
-            });
+    let total: u64 = args
+        .input
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    show_progress(&shared.counters, &read, total, args.workers, started);
+    for result in guards.join() {
+        result.map_err(|e| anyhow::anyhow!("a timely worker failed: {e}"))?;
+    }
+    // The workers are gone, and with them every sender but the shared one: drop it, and the
+    // writer drains and ends.
+    drop(lock(&shared.rows).take());
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the output writer panicked"))?;
+    write_set_aside(&shared.set_aside, &files)?;
+    files.flush()?;
+    summary(&shared.counters, started, args.errors_out.is_none());
+    Ok(())
+}
 
-            // This worker reads inputs index, index + peers, ...; each on a reader thread of its
-            // own that parses and validates ahead, so the dataflow does not wait for the parser.
-            let mine: Vec<(usize, TickFile)> = (index..inputs.len())
-                .step_by(peers)
-                .filter_map(|i| {
-                    inputs[i]
-                        .lock()
-                        .ok()
-                        .and_then(|mut f| f.take())
-                        .map(|f| (i, f))
-                })
-                .collect();
-            let readers: Vec<(usize, std::sync::mpsc::Receiver<Chunk>)> = mine
-                .into_iter()
-                .map(|(id, file)| {
-                    (
-                        id,
-                        spawn_reader(id, file, Arc::clone(&counters), Arc::clone(&set_aside)),
-                    )
-                })
-                .collect();
-            let mut feeder = Feeder::new(readers.len(), config.lateness, config.resolution.ns());
-            let mut aside = Vec::new();
-            let mut admitted: Vec<Trade> = Vec::with_capacity(FEED);
-            while let Some(i) = feeder.laggard() {
-                let (id, rx) = &readers[i];
-                // A reader that is gone has sent everything it had.
-                let Ok(chunk) = rx.recv() else {
-                    feeder.finish(i);
-                    continue;
-                };
-                for part in chunk.trades.chunks(FEED) {
-                    for &(position, trade) in part {
-                        match feeder.admit(i, trade.time_ns) {
-                            Ok(_) => admitted.push(trade),
-                            Err(late) => {
-                                counters.late.fetch_add(1, Ordering::Relaxed);
-                                aside.push(SetAside {
-                                    input: *id,
-                                    position,
-                                    line: late_line(&trade, &late),
-                                });
-                            }
-                        }
+/// Opens every `--input`.
+fn open_inputs(args: &AnalyzeArgs) -> anyhow::Result<Vec<TickFile>> {
+    args.input
+        .iter()
+        .map(|path| {
+            let file = TickFile::open_with_limit(path, args.format, args.max_record_bytes)
+                .with_context(|| format!("--input {}", path.display()))?;
+            tracing::info!(path = %path.display(), format = %file.format(), "reading");
+            Ok(file)
+        })
+        .collect()
+}
+
+/// Starts the thread that formats and writes the stats and bars.
+fn spawn_writer(
+    rows: std::sync::mpsc::Receiver<Rows>,
+    files: &Files,
+    config: &AnalyticsConfig,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let (stats_out, bars_out) = (Arc::clone(&files.stats), files.bars.clone());
+    let window_labels: Vec<String> = config.windows.iter().map(ToString::to_string).collect();
+    let bar_labels: Vec<String> = config.bars.iter().map(ToString::to_string).collect();
+    std::thread::Builder::new()
+        .name("gostocks-writer".into())
+        .spawn(move || {
+            write_rows(
+                rows,
+                &stats_out,
+                bars_out.as_ref(),
+                &window_labels,
+                &bar_labels,
+            )
+        })
+        .context("starting the output writer")
+}
+
+/// One timely worker: builds the pipeline, hands its outputs on in order, and reads inputs
+/// `index`, `index + peers`, ..., each parsed ahead on a reader thread of its own.
+fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
+    let (index, peers) = (worker.index(), worker.peers());
+    let counters = &shared.counters;
+    let (pipeline, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (pipeline, out) = build(scope, &shared.config, shared.events.is_some());
+        // Stats and bars go to the writer thread; formatting them is its work. Events are few:
+        // written here.
+        let (stats_count, bars_count) = (Arc::clone(counters), Arc::clone(counters));
+        let rows = lock(&shared.rows).clone();
+        let (stats_tx, bars_tx) = (rows.clone(), rows);
+        let (events_count, events_out) = (Arc::clone(counters), shared.events.clone());
+        let with_bars = shared.with_bars;
+        let mut lines = String::new();
+        let probe = out.in_order(
+            move |rows| {
+                stats_count
+                    .stats_rows
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                if let Some(tx) = &stats_tx {
+                    let _ = tx.send(Rows::Stats(std::mem::take(rows)));
+                }
+            },
+            move |rows| {
+                bars_count
+                    .bar_rows
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                if let Some(tx) = bars_tx.as_ref().filter(|_| with_bars) {
+                    let _ = tx.send(Rows::Bars(std::mem::take(rows)));
+                }
+            },
+            move |rows| {
+                let Some(w) = &events_out else { return };
+                events_count
+                    .events
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                lines.clear();
+                for e in rows.iter() {
+                    lines.push_str(&e.to_json());
+                    lines.push('\n');
+                }
+                if let Err(e) = lock(w).write_all(lines.as_bytes()) {
+                    tracing::error!(error = %e, "writing alert events");
+                }
+            },
+        );
+        (pipeline, probe)
+    });
+    // The rules apply from the start; they enter at worker 0.
+    let Inputs {
+        mut trades,
+        mut rules,
+    } = pipeline;
+    if index == 0 {
+        for rule in &shared.rules {
+            rules.send((rule.clone(), 0, 1));
+        }
+    }
+    drop(rules);
+    let readers: Vec<(usize, std::sync::mpsc::Receiver<Chunk>)> = (index..shared.inputs.len())
+        .step_by(peers)
+        .filter_map(|i| {
+            let file = shared.inputs[i].lock().ok().and_then(|mut f| f.take())?;
+            let set_aside = Arc::clone(&shared.set_aside);
+            Some((i, spawn_reader(i, file, Arc::clone(counters), set_aside)))
+        })
+        .collect();
+    let config = &shared.config;
+    let mut watermarks = Feeder::new(readers.len(), config.lateness, config.resolution.ns());
+    let mut aside = Vec::new();
+    let mut admitted: Vec<Trade> = Vec::with_capacity(STEP);
+    while let Some(i) = watermarks.laggard() {
+        let (id, rx) = &readers[i];
+        // A reader that is gone has sent everything it had.
+        let Ok(chunk) = rx.recv() else {
+            watermarks.finish(i);
+            continue;
+        };
+        for part in chunk.trades.chunks(STEP) {
+            for &(position, trade) in part {
+                match watermarks.admit(i, trade.time_ns) {
+                    Ok(_) => admitted.push(trade),
+                    Err(late) => {
+                        counters.late.fetch_add(1, Ordering::Relaxed);
+                        aside.push(SetAside {
+                            input: *id,
+                            position,
+                            line: late_line(&trade, &late),
+                        });
                     }
-                    counters
-                        .ticks
-                        .fetch_add(admitted.len() as u64, Ordering::Relaxed);
-                    // One message per step. A sent container comes back holding anything.
-                    input.send_batch(&mut admitted);
-                    admitted.clear();
-                    feeder.release(&mut input, &probe, worker);
                 }
             }
-            drop(input);
-            while worker.step_or_park(None) {}
-            set_aside
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .append(&mut aside);
-            counters.workers_done.fetch_add(1, Ordering::Relaxed);
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
+            counters
+                .ticks
+                .fetch_add(admitted.len() as u64, Ordering::Relaxed);
+            // One message per step. A sent container comes back holding anything.
+            trades.send_batch(&mut admitted);
+            admitted.clear();
+            watermarks.release(&mut trades, &probe, worker);
+        }
+    }
+    drop(trades);
+    while worker.step_or_park(None) {}
+    lock(&shared.set_aside).append(&mut aside);
+    counters.workers_done.fetch_add(1, Ordering::Relaxed);
+}
 
-    let bar = ProgressBar::new(total_bytes.max(1));
+/// Shows a progress bar on a terminal until every worker is done.
+fn show_progress(
+    counters: &Counters,
+    read: &[Arc<AtomicU64>],
+    total: u64,
+    workers: usize,
+    started: Instant,
+) {
+    let bar = ProgressBar::new(total.max(1));
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -394,52 +441,39 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     while counters.workers_done.load(Ordering::Relaxed) < workers {
-        let read: u64 = progress.iter().map(|b| b.load(Ordering::Relaxed)).sum();
+        let bytes: u64 = read.iter().map(|b| b.load(Ordering::Relaxed)).sum();
         let ticks = counters.ticks.load(Ordering::Relaxed);
         let rate = ticks as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_position(read.min(total_bytes));
+        bar.set_position(bytes.min(total));
         bar.set_message(format!("{ticks} ticks, {:.0}k ticks/s", rate / 1e3));
         std::thread::sleep(Duration::from_millis(10));
     }
-    for result in guards.join() {
-        result.map_err(|e| anyhow::anyhow!("a timely worker failed: {e}"))?;
-    }
-    // The workers are gone, and with them every sender: the writer drains and ends.
-    writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the output writer panicked"))?;
     bar.finish_and_clear();
+}
 
-    let mut aside = std::mem::take(&mut *set_aside.lock().unwrap_or_else(|e| e.into_inner()));
+/// Writes the late and rejected records, each to its file, in input order.
+fn write_set_aside(set_aside: &Mutex<Vec<SetAside>>, files: &Files) -> anyhow::Result<()> {
+    let mut aside = std::mem::take(&mut *lock(set_aside));
     aside.sort_by_key(|a| (a.input, a.position));
     for a in &aside {
         let target = if a.input > usize::MAX / 2 {
-            &errors_out
+            &files.errors
         } else {
-            &late_out
+            &files.late
         };
         if let Some(w) = target {
             writeln!(lock(w), "{}", a.line)?;
         }
     }
-    for w in [
-        Some(&stats_out),
-        bars_out.as_ref(),
-        events_out.as_ref(),
-        late_out.as_ref(),
-        errors_out.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        lock(w).flush().context("flushing outputs")?;
-    }
+    Ok(())
+}
 
+/// The closing summary line, on stderr.
+fn summary(c: &Counters, started: Instant, no_errors_out: bool) {
     let elapsed = started.elapsed().as_secs_f64();
-    let c = &counters;
     let ticks = c.ticks.load(Ordering::Relaxed);
     let rejected = c.rejected.load(Ordering::Relaxed);
-    if rejected > 0 && args.errors_out.is_none() {
+    if rejected > 0 && no_errors_out {
         tracing::warn!(
             rejected,
             "records were rejected; pass --errors-out FILE to see them and why"
@@ -457,7 +491,6 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         c.bar_rows.load(Ordering::Relaxed),
         c.events.load(Ordering::Relaxed),
     );
-    Ok(())
 }
 
 /// Reads an `--alerts` file: a JSON array of alert specs, each applying from the start.

@@ -1,12 +1,13 @@
-//! The command line. Every flag also reads a `GOSTOCKS_*` environment variable; precedence is
-//! flag > environment > default.
+//! The command line. Every flag of `gostocks run` also reads a `GOSTOCKS_*` environment variable
+//! (named in `--help`), as do the connection and service flags of the other commands; precedence
+//! is flag > environment > default.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use gostocks_connectors::file::Format;
-use gostocks_connectors::kafka::TickEncoding;
+use gostocks_connectors::kafka::{ALERTS_TOPIC, STATS_TOPIC, TICKS_TOPIC, TickEncoding};
 use gostocks_connectors::limits::MAX_RECORD_BYTES;
 use gostocks_connectors::websocket::ProviderKind;
 use gostocks_core::Span;
@@ -139,7 +140,7 @@ pub struct CheckArgs {
     pub kafka: String,
 
     /// The tick topic the pipeline consumes.
-    #[arg(long, default_value = "ticks", env = "GOSTOCKS_TOPIC")]
+    #[arg(long, default_value = TICKS_TOPIC, env = "GOSTOCKS_TOPIC")]
     pub topic: String,
 
     /// Record encoding the pipeline expects.
@@ -204,7 +205,7 @@ pub struct ReplayArgs {
     pub input: Vec<PathBuf>,
 
     /// Kafka topic to produce to.
-    #[arg(long, default_value = "ticks", env = "GOSTOCKS_TOPIC")]
+    #[arg(long, default_value = TICKS_TOPIC, env = "GOSTOCKS_TOPIC")]
     pub topic: String,
 
     /// Pace: `1x` is the recorded pace, `10x` ten times faster, `max` as fast as the broker takes.
@@ -260,7 +261,7 @@ pub struct IngestArgs {
     pub url: Option<String>,
 
     /// Kafka topic to produce to.
-    #[arg(long, default_value = "ticks", env = "GOSTOCKS_TOPIC")]
+    #[arg(long, default_value = TICKS_TOPIC, env = "GOSTOCKS_TOPIC")]
     pub topic: String,
 
     /// Also write every frame received, `<local receive ns> <frame>` per line, to replay later
@@ -497,11 +498,11 @@ pub struct RunArgs {
     pub ema_span: u32,
 
     /// Consume ticks from Kafka at these bootstrap servers instead of replaying a file.
-    #[arg(long, value_name = "BROKERS")]
+    #[arg(long, value_name = "BROKERS", env = "GOSTOCKS_KAFKA")]
     pub kafka: Option<String>,
 
     /// With --kafka: the tick topic.
-    #[arg(long, default_value = "ticks", env = "GOSTOCKS_TOPIC")]
+    #[arg(long, default_value = TICKS_TOPIC, env = "GOSTOCKS_TOPIC")]
     pub topic: String,
 
     /// With --kafka: the consumer group.
@@ -518,7 +519,12 @@ pub struct RunArgs {
     pub instance_id: Option<String>,
 
     /// With --kafka: record encoding, protobuf or json.
-    #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
+    #[arg(
+        long,
+        default_value = "protobuf",
+        value_parser = parse_encoding,
+        env = "GOSTOCKS_TICK_ENCODING"
+    )]
     pub tick_encoding: TickEncoding,
 
     /// A source (Kafka partition) silent for this long stops holding event time back.
@@ -532,13 +538,13 @@ pub struct RunArgs {
     pub fetch_wait: Span,
 
     /// With --kafka: the topic of the stats changelog (JSON lines keyed by symbol).
-    #[arg(long, default_value = "stats", env = "GOSTOCKS_STATS_TOPIC")]
+    #[arg(long, default_value = STATS_TOPIC, env = "GOSTOCKS_STATS_TOPIC")]
     pub stats_topic: String,
 
     /// With --kafka: the topic of alert events (JSON, keyed by symbol).
     #[arg(
         long,
-        default_value = "alerts.triggered",
+        default_value = ALERTS_TOPIC,
         env = "GOSTOCKS_ALERTS_TOPIC"
     )]
     pub alerts_topic: String,

@@ -1,22 +1,26 @@
-//! The dataflow `gostocks run` drives: trades in; the analytics (window stats, bars) and the
-//! last price per symbol (an arrangement) out into [`MarketState`].
+//! The dataflow `gostocks run` drives: ticks from the sources (through [`Feeds`]) and rule
+//! changes in; the pipeline of [`gostocks_core::pipeline`] in the middle; the last prices, stats
+//! rows, final bars and alert events out to the sinks (through [`Outlets`]), with progress marks
+//! on a channel of their own.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use differential_dataflow::AsCollection;
-use gostocks_core::alerts::{AlertEvent, AlertRule};
-use gostocks_core::feed::{Late, Watermark, grid_ceil};
-use gostocks_core::operators::{MatchAlerts, Point, analytics};
+use gostocks_core::alerts::AlertRule;
+use gostocks_core::feed::grid_ceil;
+use gostocks_core::operators::Point;
+use gostocks_core::pipeline::{Inputs, build};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Symbol, Tick, Trade};
-use timely::dataflow::operators::{Input, Inspect, Probe};
+use timely::dataflow::{InputHandleVec, ProbeHandle};
 
-use crate::alerts::RuleChange;
+use crate::event_time::{Proposals, Sources};
+use crate::read_model::LastPrice;
+use crate::sinks::Output;
 use crate::state::MarketState;
 
 /// Ticks from one source: a Kafka partition, or the replayed file (source 0). An empty batch
@@ -135,181 +139,66 @@ impl Feeds {
     }
 }
 
-/// The dataflow's alert channels: rule changes in, fired events out.
-pub struct Alerting {
-    /// Rule changes from the alert service.
-    pub rules: Receiver<RuleChange>,
-    /// Where fired events go (to be recorded and broadcast), with progress marks.
-    pub events: tokio::sync::mpsc::UnboundedSender<Fired>,
-}
-
-/// What the dataflow tells the alert hub, in order.
-#[derive(Clone, Debug)]
-pub enum Fired {
-    /// An alert fired.
-    Event(AlertEvent),
-    /// Every output of a grid time below this has been handed on (to the state, the sinks
-    /// and this channel).
-    Mark(u64),
-}
-
-/// The watermarks of the live sources. A source that has sent nothing for `idle` stops holding
-/// event time back (a quiet Kafka partition must not stall every result).
-struct Sources {
-    lateness: u64,
-    resolution: u64,
-    idle: Duration,
-    marks: HashMap<u32, (Watermark, Instant)>,
-    /// Sources taken away (revoked partitions): kept with their history, in case they come
-    /// back, but out of event time meanwhile.
-    retired: std::collections::HashSet<u32>,
-}
-
-impl Sources {
-    fn new(lateness: u64, resolution: u64, idle: Duration) -> Sources {
-        Sources {
-            lateness,
-            resolution,
-            idle,
-            marks: HashMap::new(),
-            retired: std::collections::HashSet::new(),
-        }
-    }
-
-    /// A source that exists but has not sent yet: it holds event time back (until it goes idle),
-    /// so its first ticks are not late merely for arriving after another source's.
-    fn register(&mut self, source: u32) {
-        self.retired.remove(&source);
-        let (lateness, resolution) = (self.lateness, self.resolution);
-        // An announcement is activity: a partition assigned after a long rebalance holds time
-        // back again from the moment it is announced, before its first records arrive.
-        self.marks
-            .entry(source)
-            .or_insert_with(|| (Watermark::new(lateness, resolution), Instant::now()))
-            .1 = Instant::now();
-    }
-
-    fn admit(&mut self, source: u32, t: u64) -> Result<u64, Late> {
-        let (lateness, resolution) = (self.lateness, self.resolution);
-        let entry = self
-            .marks
-            .entry(source)
-            .or_insert_with(|| (Watermark::new(lateness, resolution), Instant::now()));
-        entry.1 = Instant::now();
-        entry.0.admit(t)
-    }
-
-    fn current(&self) -> impl Iterator<Item = &(Watermark, Instant)> {
-        self.marks
-            .iter()
-            .filter(|(s, _)| !self.retired.contains(s))
-            .map(|(_, m)| m)
-    }
-
-    /// The least watermark over active (not idle) sources.
-    fn active_time(&self) -> Option<u64> {
-        self.current()
-            .filter(|(_, seen)| seen.elapsed() < self.idle)
-            .map(|(w, _)| w.input_time())
-            .min()
-    }
-
-    /// Past the greatest grid time seen: once every source is idle, everything seen is final,
-    /// as nothing more is coming.
-    fn closed_time(&self) -> Option<u64> {
-        self.current().map(|(w, _)| w.closed_time()).max()
-    }
-}
-
-/// What each worker's sources say of event time, shared so that the workers agree: the least
-/// watermark of its active sources, and the greatest grid time its sources have closed
-/// (`NONE` where there is none).
-struct Proposals {
-    active: Vec<AtomicU64>,
-    closed: Vec<AtomicU64>,
-}
-
-const NONE: u64 = u64::MAX;
-
-impl Proposals {
-    fn new(workers: usize) -> Proposals {
-        let none = || (0..workers).map(|_| AtomicU64::new(NONE)).collect();
-        Proposals {
-            active: none(),
-            closed: none(),
-        }
-    }
-
-    /// Publishes worker `index`'s view; true if it changed.
-    fn publish(&self, index: usize, active: Option<u64>, closed: Option<u64>) -> bool {
-        let active = self.active[index].swap(active.unwrap_or(NONE), Ordering::Relaxed)
-            != active.unwrap_or(NONE);
-        let closed = self.closed[index].swap(closed.unwrap_or(NONE), Ordering::Relaxed)
-            != closed.unwrap_or(NONE);
-        active || closed
-    }
-
-    /// The dataflow's input time: the least watermark over the active sources of every
-    /// worker; when every source is idle, past the greatest grid time any has closed.
-    fn global(&self) -> Option<u64> {
-        let load = |v: &Vec<AtomicU64>| {
-            v.iter()
-                .map(|a| a.load(Ordering::Relaxed))
-                .filter(|&t| t != NONE)
-                .collect::<Vec<_>>()
-        };
-        load(&self.active)
-            .into_iter()
-            .min()
-            .or_else(|| load(&self.closed).into_iter().max())
-    }
+/// Where the dataflow's outputs go: every output on `outputs` (bounded: a full channel holds the
+/// dataflow's threads, and with them the intake), and progress marks on `marks`.
+///
+/// Ordering contract: worker 0 sets mark `t` only once its probe has passed `t`, and the probe
+/// follows the operators that send the outputs, so every output of a grid time below `t` has
+/// been sent on `outputs` before. A watch channel: only the latest mark matters, so it cannot
+/// grow.
+pub struct Outlets {
+    /// Prices, stats rows, bars and alert events, as computed.
+    pub outputs: tokio::sync::mpsc::Sender<Output>,
+    /// The greatest `t` such that every output below `t` has been sent on `outputs`.
+    pub marks: tokio::sync::watch::Sender<u64>,
 }
 
 /// Runs the dataflow on `workers` threads until every feed is closed. Each worker reads the
 /// sources [`Feeds`] route to it; trades are routed to workers by symbol inside the dataflow.
-/// Worker 0 also takes the rule changes and reports progress marks.
+/// Worker 0 also takes the rule changes (`(rule, +1 | -1)`) and sets the progress marks.
 pub fn run(
     workers: usize,
     config: AnalyticsConfig,
     idle: Duration,
     taps: Taps,
-    alerts: Alerting,
+    rules: Receiver<(AlertRule, isize)>,
+    outlets: Outlets,
     state: Arc<MarketState>,
 ) -> anyhow::Result<()> {
-    let resolution = config.resolution.ns();
-    let rules = Arc::new(Mutex::new(Some(alerts.rules)));
+    let rules = Arc::new(Mutex::new(Some(rules)));
     let taps = Arc::new(taps);
     let proposals = Arc::new(Proposals::new(workers.max(1)));
-    let fired = alerts.events;
+    let outlets = Arc::new(outlets);
     let guards = timely::execute(
         gostocks_core::batch::timely_config(workers),
         move |worker| {
             let index = worker.index();
-            let state_out = Arc::clone(&state);
-            let (fired, fired_state) = (fired.clone(), Arc::clone(&state));
-            let marks = fired.clone();
-            let (mut input, rules_input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-                let (input, trades) = scope.new_input::<Vec<Trade>>();
-                let (rules_input, rules) = scope.new_input::<Vec<(AlertRule, u64, isize)>>();
-                let out = analytics(trades, &config, true);
-                let (stats_state, bars_state) = (Arc::clone(&state_out), Arc::clone(&state_out));
-                let probe = out
-                    .stats
-                    .inspect(move |row| stats_state.apply_stats(row))
-                    .probe()
-                    .0;
-                out.bars
-                    .inspect(move |row| bars_state.apply_bar(row))
-                    .probe_with(&probe);
-                out.sequenced
-                    .expect("kept for alert matching")
-                    .match_alerts(rules.as_collection(), &config.windows)
-                    .inspect(move |event| {
-                        fired_state.alert_events.fetch_add(1, Ordering::Relaxed);
-                        let _ = fired.send(Fired::Event(event.clone()));
-                    })
-                    .probe_with(&probe);
-                (input, rules_input, probe)
+            let (pipeline, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (pipeline, out) = build(scope, &config, true);
+                let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+                let (o1, o2, o3) = (outlets.clone(), outlets.clone(), outlets.clone());
+                let probe = out.as_computed(
+                    move |rows| {
+                        s1.counters
+                            .stats_rows
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        rows.iter().for_each(|r| send_on(&o1, Output::Stats(*r)));
+                    },
+                    move |rows| {
+                        s2.counters
+                            .bar_rows
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        rows.iter().for_each(|r| send_on(&o2, Output::Bar(*r)));
+                    },
+                    move |rows| {
+                        s3.counters
+                            .alert_events
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        rows.iter()
+                            .for_each(|e| send_on(&o3, Output::Event(e.clone())));
+                    },
+                );
+                (pipeline, probe)
             });
             taps.wakers.register(index);
             let Some(rx) = taps
@@ -323,165 +212,244 @@ pub fn run(
             let rules_rx = (index == 0)
                 .then(|| rules.lock().ok().and_then(|mut r| r.take()))
                 .flatten();
-            let mut rules_input = rules_rx.is_some().then_some(rules_input);
-            let mut sources = Sources::new(config.lateness, resolution, idle);
-            let slack = resolution.max(1_000_000_000);
-            let mut newest: HashMap<Symbol, Point> = HashMap::new();
-            let mut marked = 0u64;
-            let mut last_report = Instant::now();
-            'feed: loop {
-                // Rule changes apply from the current input time on: to every trade not yet final.
-                if let (Some(rules_rx), Some(rules_input)) = (&rules_rx, &mut rules_input) {
-                    while let Ok(change) = rules_rx.try_recv() {
-                        let at = *rules_input.time();
-                        rules_input.send((change.rule, at, change.diff));
-                    }
-                }
-                // Take what has arrived; a bounded number of batches, so the dataflow keeps up.
-                for _ in 0..64 {
-                    let batch = match rx.try_recv() {
-                        Ok(batch) => batch,
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => break 'feed,
-                    };
-                    let Batch {
-                        source,
-                        ticks,
-                        retired,
-                    } = batch;
-                    taps.unread[index].fetch_sub(1, Ordering::SeqCst);
-                    if retired {
-                        sources.marks.remove(&source);
-                        continue;
-                    }
-                    sources.register(source);
-                    for tick in ticks {
-                        let trade = match tick.validate() {
-                            Ok(trade) => trade,
-                            Err(reason) => {
-                                state.rejected.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(symbol = %tick.symbol, %reason, "rejected tick");
-                                continue;
-                            }
-                        };
-                        // Below the input's time it can no longer count (its source's watermark, or
-                        // an idle source coming back after time moved on without it).
-                        let admitted = sources.admit(source, trade.time_ns);
-                        if admitted.is_err() || grid_ceil(trade.time_ns, resolution) < *input.time()
-                        {
-                            state.late.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(
-                                source,
-                                time_ns = trade.time_ns,
-                                input_time = *input.time(),
-                                watermark_late = admitted.is_err(),
-                                "late tick"
-                            );
-                            continue;
-                        }
-                        state.observe(trade.time_ns);
-                        // The last price goes out as the tick is taken in, not when its grid
-                        // time is final: it is the newest admitted tick in (t, seq) order, and
-                        // every write of it is guarded on that order, so the final price is the
-                        // same whatever the arrival order.
-                        // Coalesced per batch: the newest of each symbol.
-                        let point = Point::from(&trade);
-                        newest
-                            .entry(trade.symbol)
-                            .and_modify(|p: &mut Point| *p = (*p).max(point))
-                            .or_insert(point);
-                        input.send(trade);
-                        state.accepted.fetch_add(1, Ordering::Relaxed);
-                        state.publish(tick);
-                    }
-                    input.flush();
-                    for (symbol, point) in newest.drain() {
-                        state.apply_last(&symbol, &point);
-                    }
-                }
-                // Event time: this worker's active sources decide its input's; a worker whose
-                // sources are all idle, or that has none, follows the others.
-                let own = sources.active_time();
-                if proposals.publish(index, own, sources.closed_time()) {
-                    // A worker parked without active sources of its own must follow promptly.
-                    taps.wakers.wake_all_but(index);
-                }
-                // With batches still unread it waits: one may announce a source of its own.
-                let unread = taps.unread[index].load(Ordering::SeqCst) > 0;
-                let target = own.or_else(|| (!unread).then(|| proposals.global()).flatten());
-                if let Some(t) = target.filter(|t| t > input.time()) {
-                    input.advance_to(t);
-                    if let Some(rules_input) = &mut rules_input {
-                        rules_input.advance_to(t);
-                    }
-                }
-                if last_report.elapsed() > Duration::from_secs(5) {
-                    last_report = Instant::now();
-                    let marks: Vec<_> = sources
-                        .marks
-                        .iter()
-                        .map(|(s, (w, seen))| {
-                            (
-                                *s,
-                                w.closed_time(),
-                                seen.elapsed().as_secs(),
-                                sources.retired.contains(s),
-                            )
-                        })
-                        .collect();
-                    tracing::debug!(
-                        worker = index,
-                        input_time = *input.time(),
-                        ?marks,
-                        "event time"
-                    );
-                }
-                // Catch up with the input, but come back for new ticks after a millisecond while
-                // the dataflow is at most `slack` of event time behind: a tick's price goes out as
-                // it is taken in and should not wait for the stats of earlier grid times. Further
-                // behind, the input waits (and the bounded channel holds the source back). Only as
-                // far as every worker's input has come: waiting for a worker whose partitions lag
-                // would stop this one reading, and with it the feed that serves both.
-                let floor = || {
-                    proposals
-                        .global()
-                        .map_or(*input.time(), |f| f.min(*input.time()))
-                };
-                let catching_up = Instant::now();
-                // The floor moves as other workers go on: looked up again at every step.
-                while probe.less_than(&floor()) && worker.step() {
-                    if catching_up.elapsed() > Duration::from_millis(1) {
-                        let done = probe.with_frontier(|f| f.iter().min().copied());
-                        if done.is_some_and(|d| floor().saturating_sub(d) <= slack) {
-                            break;
-                        }
-                    }
-                }
+            let Inputs { trades, rules } = pipeline;
+            let mut w = Worker {
+                index,
+                trades,
+                rules: rules_rx.map(|rx| (rx, rules)),
+                probe,
+                sources: Sources::new(config.lateness, config.resolution.ns(), idle),
+                proposals: Arc::clone(&proposals),
+                taps: Arc::clone(&taps),
+                state: Arc::clone(&state),
+                outlets: Arc::clone(&outlets),
+                resolution: config.resolution.ns(),
+                newest: HashMap::new(),
+                marked: 0,
+                last_report: Instant::now(),
+            };
+            while w.take_in(&rx) {
+                w.advance_event_time();
+                w.catch_up(worker);
                 // Nothing to do: sleep until a batch, a message from another worker, or the next
                 // look at idle sources.
                 worker.step_or_park(Some(Duration::from_millis(20)));
-                if index == 0 {
-                    let done = probe.with_frontier(|f| f.iter().min().copied());
-                    if let Some(done) = done.filter(|d| *d > marked) {
-                        marked = done;
-                        let _ = marks.send(Fired::Mark(done));
-                    }
-                }
+                w.mark();
             }
-            // This worker's sources are closed: it no longer holds event time back.
-            proposals.publish(index, None, None);
-            taps.wakers.wake_all_but(index);
-            drop(input);
-            drop(rules_input);
-            while worker.step_or_park(Some(Duration::from_millis(20))) {}
-            if index == 0 {
-                let _ = marks.send(Fired::Mark(u64::MAX));
-            }
+            w.finish(worker);
         },
     )
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
     drop(guards);
     Ok(())
+}
+
+/// Sends an output to the sinks, waiting while their queues are full.
+fn send_on(outlets: &Outlets, output: Output) {
+    // Err: the sinks have stopped (shutdown); nothing waits for outputs any more.
+    let _ = outlets.outputs.blocking_send(output);
+}
+
+/// The pipeline's input of rule changes.
+type RulesInput = InputHandleVec<u64, gostocks_core::pipeline::RuleChange>;
+
+/// One timely worker of [`run`]: its inputs, its sources' event time, and what it reports.
+struct Worker {
+    index: usize,
+    trades: InputHandleVec<u64, Trade>,
+    /// Worker 0's rule changes and the input they enter by.
+    rules: Option<(Receiver<(AlertRule, isize)>, RulesInput)>,
+    probe: ProbeHandle<u64>,
+    sources: Sources,
+    proposals: Arc<Proposals>,
+    taps: Arc<Taps>,
+    state: Arc<MarketState>,
+    outlets: Arc<Outlets>,
+    resolution: u64,
+    /// The newest admitted trade of each symbol in the batch being taken in.
+    newest: HashMap<Symbol, Point>,
+    /// The latest progress mark set (worker 0).
+    marked: u64,
+    last_report: Instant,
+}
+
+impl Worker {
+    /// Takes in the rule changes and the batches that have arrived (a bounded number, so the
+    /// dataflow keeps up); false once the feeds are closed.
+    fn take_in(&mut self, rx: &Receiver<Batch>) -> bool {
+        // Rule changes apply from the current input time on: to every trade not yet final.
+        if let Some((rules_rx, rules)) = &mut self.rules {
+            while let Ok((rule, diff)) = rules_rx.try_recv() {
+                let at = *rules.time();
+                rules.send((rule, at, diff));
+            }
+        }
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(batch) => {
+                    self.taps.unread[self.index].fetch_sub(1, Ordering::SeqCst);
+                    self.admit(batch);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// Validates a batch's ticks and sends those in time into the dataflow; the newest price
+    /// of each symbol goes out at once.
+    fn admit(&mut self, batch: Batch) {
+        let Batch {
+            source,
+            ticks,
+            retired,
+        } = batch;
+        if retired {
+            self.sources.retire(source);
+            return;
+        }
+        let now = Instant::now();
+        self.sources.register(source, now);
+        let counters = &self.state.counters;
+        for tick in ticks {
+            let trade = match tick.validate() {
+                Ok(trade) => trade,
+                Err(reason) => {
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(symbol = %tick.symbol, %reason, "rejected tick");
+                    continue;
+                }
+            };
+            // Below the input's time it can no longer count (its source's watermark, or an idle
+            // source coming back after time moved on without it).
+            let admitted = self.sources.admit(source, trade.time_ns, now);
+            let input_time = *self.trades.time();
+            if admitted.is_err() || grid_ceil(trade.time_ns, self.resolution) < input_time {
+                counters.late.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    source,
+                    time_ns = trade.time_ns,
+                    input_time,
+                    watermark_late = admitted.is_err(),
+                    "late tick"
+                );
+                continue;
+            }
+            counters.observe(trade.time_ns);
+            // The last price goes out as the tick is taken in, not when its grid time is final:
+            // it is the newest admitted tick in (t, seq) order, and every write of it is guarded
+            // on that order, so the final price is the same whatever the arrival order.
+            // Coalesced per batch: the newest of each symbol.
+            let point = Point::from(&trade);
+            self.newest
+                .entry(trade.symbol)
+                .and_modify(|p: &mut Point| *p = (*p).max(point))
+                .or_insert(point);
+            self.trades.send(trade);
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+            self.state.read.publish(tick);
+        }
+        self.trades.flush();
+        for (symbol, p) in self.newest.drain() {
+            let price = LastPrice {
+                price: p.price,
+                time_ns: p.time_ns,
+                seq: p.seq,
+            };
+            send_on(&self.outlets, Output::Price(symbol, price));
+        }
+    }
+
+    /// Event time: this worker's active sources decide its input's; a worker whose sources are
+    /// all idle, or that has none, follows the others.
+    fn advance_event_time(&mut self) {
+        let now = Instant::now();
+        let own = self.sources.active_time(now);
+        if self
+            .proposals
+            .publish(self.index, own, self.sources.closed_time())
+        {
+            // A worker parked without active sources of its own must follow promptly.
+            self.taps.wakers.wake_all_but(self.index);
+        }
+        // With batches still unread it waits: one may announce a source of its own.
+        let unread = self.taps.unread[self.index].load(Ordering::SeqCst) > 0;
+        let target = own.or_else(|| (!unread).then(|| self.proposals.global()).flatten());
+        if let Some(t) = target.filter(|t| t > self.trades.time()) {
+            self.trades.advance_to(t);
+            if let Some((_, rules)) = &mut self.rules {
+                rules.advance_to(t);
+            }
+        }
+        if self.last_report.elapsed() > Duration::from_secs(5) {
+            self.last_report = Instant::now();
+            tracing::debug!(
+                worker = self.index,
+                input_time = *self.trades.time(),
+                sources = ?self.sources.describe(now),
+                "event time"
+            );
+        }
+    }
+
+    /// Catches up with the input, but comes back for new ticks after a millisecond while the
+    /// dataflow is at most `slack` of event time behind: a tick's price goes out as it is taken
+    /// in and should not wait for the stats of earlier grid times. Further behind, the input
+    /// waits (and the bounded channel holds the source back). Only as far as every worker's
+    /// input has come: waiting for a worker whose partitions lag would stop this one reading,
+    /// and with it the feed that serves both.
+    fn catch_up(&self, worker: &mut timely::worker::Worker) {
+        let slack = self.resolution.max(1_000_000_000);
+        let input_time = *self.trades.time();
+        let floor = || {
+            self.proposals
+                .global()
+                .map_or(input_time, |f| f.min(input_time))
+        };
+        let catching_up = Instant::now();
+        // The floor moves as other workers go on: looked up again at every step.
+        while self.probe.less_than(&floor()) && worker.step() {
+            if catching_up.elapsed() > Duration::from_millis(1) {
+                let done = self.probe.with_frontier(|f| f.iter().min().copied());
+                if done.is_some_and(|d| floor().saturating_sub(d) <= slack) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Worker 0 sets the progress mark to where the probe is (see [`Outlets`]).
+    fn mark(&mut self) {
+        if self.index != 0 {
+            return;
+        }
+        let done = self.probe.with_frontier(|f| f.iter().min().copied());
+        if let Some(done) = done.filter(|d| *d > self.marked) {
+            self.marked = done;
+            self.outlets.marks.send_replace(done);
+        }
+    }
+
+    /// This worker's sources are closed: it no longer holds event time back; the dataflow
+    /// finishes what it holds, and worker 0 marks everything done.
+    fn finish(self, worker: &mut timely::worker::Worker) {
+        self.proposals.publish(self.index, None, None);
+        self.taps.wakers.wake_all_but(self.index);
+        let Worker {
+            index,
+            trades,
+            rules,
+            outlets,
+            ..
+        } = self;
+        drop(trades);
+        drop(rules);
+        while worker.step_or_park(Some(Duration::from_millis(20))) {}
+        if index == 0 {
+            outlets.marks.send_replace(u64::MAX);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -512,15 +480,24 @@ mod tests {
         let state = Arc::new(MarketState::new(16, &config));
         let (feeds, taps) = Feeds::new(2, 4);
         let (_rules_tx, rules_rx) = std::sync::mpsc::channel();
-        let (events_tx, _events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let alerting = Alerting {
-            rules: rules_rx,
-            events: events_tx,
+        // Roomy enough for every output of the test: nothing drains it until the end.
+        let (outputs, mut outputs_rx) = tokio::sync::mpsc::channel(1 << 16);
+        let outlets = Outlets {
+            outputs,
+            marks: tokio::sync::watch::channel(0).0,
         };
         let dataflow = {
             let state = Arc::clone(&state);
             std::thread::spawn(move || {
-                run(2, config, Duration::from_secs(3600), taps, alerting, state)
+                run(
+                    2,
+                    config,
+                    Duration::from_secs(3600),
+                    taps,
+                    rules_rx,
+                    outlets,
+                    state,
+                )
             })
         };
         let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -543,8 +520,15 @@ mod tests {
             .join()
             .expect("no panic")
             .expect("the dataflow ran");
-        assert_eq!(state.counts(), (301, 0));
-        let ahead = state.price("AHEAD").expect("a price");
-        assert_eq!(ahead.seq, 299);
+        assert_eq!(state.counters.counts(), (301, 0));
+        let mut newest = None;
+        while let Ok(output) = outputs_rx.try_recv() {
+            if let Output::Price(symbol, p) = output
+                && symbol.as_str() == "AHEAD"
+            {
+                newest = newest.max(Some(p.seq));
+            }
+        }
+        assert_eq!(newest, Some(299));
     }
 }

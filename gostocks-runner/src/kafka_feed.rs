@@ -350,7 +350,7 @@ impl Reader<'_> {
                         part.pending.push_back((offset, 0));
                         // A replayed bad record was dead-lettered before.
                         if offset >= part.replay_until {
-                            state.dead_letters.fetch_add(1, Ordering::Relaxed);
+                            state.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
                             let reason = reason.to_string();
                             tracing::warn!(partition = p, offset, %reason, "record to the dead-letter topic");
                             self.dlq

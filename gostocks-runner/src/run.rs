@@ -42,7 +42,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Store::memory(),
     };
     let (rules_tx, rules_rx) = std::sync::mpsc::channel();
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let hub = Arc::new(AlertHub::new(store, config.windows.clone(), rules_tx));
     let loaded = runtime.block_on(hub.load_active())?;
     let memory_note = if args.db.postgres.is_none() {
@@ -51,10 +50,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    runtime.spawn({
-        let (hub, state) = (Arc::clone(&hub), Arc::clone(&state));
-        async move { hub.record_events(events_rx, state).await }
-    });
     let redis = match &args.redis {
         Some(url) => Some(
             runtime
@@ -83,9 +78,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         unready_after: args.sink_unready_after.into(),
         ..crate::sinks::Policy::default()
     };
-    // The external sinks: one line each.
-    let mut sinks = Sinks::new(Arc::clone(&state), policy.clone());
-    let (windows, bars) = (state.windows.clone(), state.bar_sizes.clone());
+    // The sinks: one line each.
+    let mut sinks = Sinks::new(Arc::clone(&state.progress), policy.clone());
+    let (windows, bars) = (state.read.windows.clone(), state.read.bar_sizes.clone());
+    sinks.add(sinks::read_model::ReadModelSink(Arc::clone(&state.read)));
+    sinks.add(sinks::alert_events::AlertEvents(Arc::clone(&hub)));
     if let Some(redis) = &redis {
         sinks.add(sinks::redis::Redis::new(
             redis.clone(),
@@ -106,13 +103,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let file = runtime.block_on(sinks::jsonl::JsonLines::create(path, windows, bars));
         sinks.add(file.with_context(|| format!("--outputs-jsonl {}", path.display()))?);
     }
-    if !sinks.is_empty() {
-        // Bounded like each sink's queue: the fan-out waits on a full queue, and so, through
-        // this channel, do the dataflow's threads.
-        let (out_tx, out_rx) = tokio::sync::mpsc::channel(policy.capacity);
-        state.set_outputs(out_tx);
-        runtime.spawn(sinks.run(out_rx));
-    }
+    // Bounded like each sink's queue: the fan-out waits on a full queue, and so, through this
+    // channel, do the dataflow's threads. Progress marks travel beside it (see `Sinks::run`).
+    let (outputs, outputs_rx) = tokio::sync::mpsc::channel(policy.capacity);
+    let (marks, marks_rx) = tokio::sync::watch::channel(0);
+    let suppress = {
+        let state = Arc::clone(&state);
+        Box::new(move |o: &sinks::Output| state.suppressed(o))
+    };
+    runtime.spawn(sinks.run(outputs_rx, marks_rx, suppress));
 
     // Claimed before anything is consumed, and held until the feed ends.
     let instance_id = match (&args.kafka, args.instance_id.as_deref()) {
@@ -130,13 +129,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let workers = args.workers;
         let config = args.analytics_config()?;
         let idle = Duration::from_nanos(args.idle.ns());
-        let alerting = crate::dataflow::Alerting {
-            rules: rules_rx,
-            events: events_tx,
-        };
+        let outlets = crate::dataflow::Outlets { outputs, marks };
         std::thread::Builder::new()
             .name("dataflow".into())
-            .spawn(move || crate::dataflow::run(workers, config, idle, taps, alerting, state))?
+            .spawn(move || {
+                crate::dataflow::run(workers, config, idle, taps, rules_rx, outlets, state)
+            })?
     };
     let replay = match &args.kafka {
         Some(brokers) => {
@@ -193,7 +191,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
     }
     runtime.block_on(async {
-        while !state.sinks_caught_up() {
+        while !state.progress.caught_up() {
             if Instant::now() >= deadline {
                 anyhow::bail!(
                     "the sinks did not write everything within --shutdown-timeout ({}); what they confirmed is committed",
@@ -204,7 +202,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    let (accepted, rejected) = state.counts();
+    let (accepted, rejected) = state.counters.counts();
     eprintln!("stopped: {accepted} ticks processed, {rejected} rejected");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The alert service's state: users and their keys, alert rules, and fired events, kept in
-//! Postgres (or in memory when none is configured), with the channels that connect them to the
-//! dataflow (rule changes in, events out) and to live watchers.
+//! Postgres (or in memory when none is configured), with the channel of rule changes into the
+//! dataflow and the broadcast of recorded events to live watchers. Fired events come back
+//! through the alert store's sink (`sinks/alert_events.rs`), which calls [`AlertHub::record`].
 
 mod keys;
 pub mod service;
@@ -9,32 +10,18 @@ mod store;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::mpsc::Sender;
-use std::time::Duration;
-
-use backon::Retryable;
 
 use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
 use gostocks_core::Span;
-use gostocks_core::alerts::{AlertRule, Mode, window_index};
+use gostocks_core::alerts::{AlertEvent, AlertRule, Mode, window_index};
 use tokio::sync::broadcast;
-
-/// The store's retry policy: the sinks' ([`crate::sinks::driver::backoff`]), which never gives
-/// up; an event is recorded once the store is back.
-fn store_backoff() -> backon::ExponentialBuilder {
-    crate::sinks::driver::backoff(Duration::from_millis(100), Duration::from_secs(5))
-}
 
 pub use keys::{hash_key, new_key, user_of_key, verify_key};
 pub use store::Store;
 
-/// A change of the rule collection for the dataflow: `diff` +1 inserts, -1 retracts.
-#[derive(Clone, Debug)]
-pub struct RuleChange {
-    /// The rule.
-    pub rule: AlertRule,
-    /// +1 or -1.
-    pub diff: isize,
-}
+/// A change of the rule collection for the dataflow: the rule, and +1 to insert it or -1 to
+/// retract it. It applies from the dataflow's input time when it arrives.
+pub type RuleChange = (AlertRule, isize);
 
 /// What the services share.
 pub struct AlertHub {
@@ -103,7 +90,7 @@ impl AlertHub {
             .rules
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(RuleChange { rule, diff });
+            .send((rule, diff));
     }
 
     /// Loads the active alerts into the dataflow (start-up).
@@ -124,65 +111,36 @@ impl AlertHub {
         self.events.subscribe()
     }
 
-    /// Records the events the dataflow fired, in order, forever: each is stored (idempotently,
-    /// retried with backoff while the store is down), a fired once-alert is marked triggered,
-    /// and new events are broadcast to watchers.
-    pub async fn record_events(
-        &self,
-        mut fired: tokio::sync::mpsc::UnboundedReceiver<crate::dataflow::Fired>,
-        market: std::sync::Arc<crate::state::MarketState>,
-    ) {
-        while let Some(fired) = fired.recv().await {
-            let event = match fired {
-                crate::dataflow::Fired::Event(e) => e,
-                // Every event before the mark is recorded: pass the mark on to the sinks.
-                crate::dataflow::Fired::Mark(t) => {
-                    market.mark(t).await;
-                    continue;
-                }
-            };
-            let Some((owner, mode)) = self
-                .owners
+    /// Records an event the dataflow fired: stored (idempotently: a replayed event is stored
+    /// once), a fired `once` alert marked triggered, and a newly stored event broadcast to
+    /// watchers. An event of an alert that is gone (deleted, or `once` and already triggered)
+    /// is dropped. `Err` (the store failed) is worth retrying: every step is idempotent.
+    pub async fn record(&self, event: &AlertEvent) -> anyhow::Result<()> {
+        let Some((owner, mode)) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&event.alert_id)
+            .copied()
+        else {
+            return Ok(());
+        };
+        let id = self.store.insert_event(owner, event).await?;
+        if mode == Mode::Once {
+            // Marked before it is forgotten: a retry after a failure here finds the owner again.
+            self.store.mark_triggered(&event.alert_id).await?;
+            self.owners
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&event.alert_id)
-                .copied()
-            else {
-                continue;
-            };
-            let id = (|| self.store.insert_event(owner, &event))
-                .retry(store_backoff())
-                .notify(|error, retry_in| {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        ?retry_in,
-                        "recording an alert event failed; retrying"
-                    )
-                })
-                .await
-                .unwrap_or_default();
-            if mode == Mode::Once {
-                self.owners
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&event.alert_id);
-                let _ = (|| self.store.mark_triggered(&event.alert_id))
-                    .retry(store_backoff())
-                    .notify(|error, retry_in| {
-                        tracing::warn!(
-                            error = format!("{error:#}"),
-                            ?retry_in,
-                            "marking an alert triggered failed; retrying"
-                        )
-                    })
-                    .await;
-            }
-            if let Some(id) = id {
-                market
-                    .emit_async(crate::sinks::Output::Event(event.clone()))
-                    .await;
-                let _ = self.events.send(StoredEvent { id, owner, event });
-            }
+                .remove(&event.alert_id);
         }
+        if let Some(id) = id {
+            let _ = self.events.send(StoredEvent {
+                id,
+                owner,
+                event: event.clone(),
+            });
+        }
+        Ok(())
     }
 }

@@ -262,7 +262,7 @@ impl AlertService for Alerts {
         };
         let id = format!("al_{:016x}", rand::rng().random::<u64>());
         // The alert applies from the next tick: after every event time seen so far.
-        let created_ns = self.market.latest_ns() + 1;
+        let created_ns = self.market.counters.latest_ns() + 1;
         let rule = spec
             .to_rule(&id, created_ns, &self.hub.windows)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;

@@ -48,10 +48,10 @@ impl MarketService for Market {
         req: Request<v1::GetPriceRequest>,
     ) -> Result<Response<v1::Price>, Status> {
         let symbol = symbol_of(&req.into_inner().symbol)?;
-        let p = self
-            .state
-            .price(&symbol)
-            .ok_or_else(|| Status::not_found(format!("no trades seen for symbol `{symbol}`")))?;
+        let p =
+            self.state.read.price(&symbol).ok_or_else(|| {
+                Status::not_found(format!("no trades seen for symbol `{symbol}`"))
+            })?;
         Ok(Response::new(v1::Price {
             symbol,
             price: Some(p.price.into()),
@@ -65,7 +65,7 @@ impl MarketService for Market {
     ) -> Result<Response<v1::WindowStats>, Status> {
         let req = req.into_inner();
         let symbol = symbol_of(&req.symbol)?;
-        let windows = &self.state.windows;
+        let windows = &self.state.read.windows;
         let window = if req.window.is_empty() {
             0
         } else {
@@ -82,6 +82,7 @@ impl MarketService for Market {
         };
         let row = self
             .state
+            .read
             .stats(&symbol, window as u8)
             .ok_or_else(|| Status::not_found(format!("no stats yet for symbol `{symbol}`")))?;
         let core = row.core;
@@ -122,7 +123,7 @@ impl MarketService for Market {
             .map(|s| symbol_of(s))
             .collect::<Result<Vec<String>, Status>>()?;
         let feed =
-            BroadcastStream::new(self.state.subscribe()).filter_map(move |item| match item {
+            BroadcastStream::new(self.state.read.subscribe()).filter_map(move |item| match item {
                 Ok(tick) if wanted.is_empty() || wanted.contains(&tick.symbol) => {
                     Some(Ok(v1::Tick::from(&tick)))
                 }

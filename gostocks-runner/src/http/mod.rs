@@ -303,9 +303,9 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
             req.read_only()?;
             req.query.only(&[])?;
             let s = &api.state;
-            let (accepted, rejected) = s.counts();
+            let (accepted, rejected) = s.counters.counts();
             Ok(warp::reply::json(&serde_json::json!({
-                "status": "ok", "ticks": accepted, "rejected": rejected, "symbols": s.symbols().len()
+                "status": "ok", "ticks": accepted, "rejected": rejected, "symbols": s.read.symbols().len()
             }))
             .into_response())
         }
@@ -341,7 +341,7 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
             req.read_only()?;
             req.query.only(&[])?;
             Ok(
-                warp::reply::json(&serde_json::json!({ "symbols": api.state.symbols() }))
+                warp::reply::json(&serde_json::json!({ "symbols": api.state.read.symbols() }))
                     .into_response(),
             )
         }
@@ -404,8 +404,8 @@ fn json_body(body: String) -> warp::reply::Response {
 
 fn get_stats(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response, ApiError> {
     let state = &api.state;
-    let window = pick("window", q.get("window"), &state.windows)?;
-    let row = state.stats(symbol, window).ok_or_else(|| {
+    let window = pick("window", q.get("window"), &state.read.windows)?;
+    let row = state.read.stats(symbol, window).ok_or_else(|| {
         ApiError::not_found(format!(
             "no stats yet for symbol `{symbol}`; GET /symbols lists the symbols seen"
         ))
@@ -413,7 +413,7 @@ fn get_stats(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response
     let mut body = String::new();
     row.write_json_as(
         &mut body,
-        &state.windows[window as usize],
+        &state.read.windows[window as usize],
         JsonDecimals::Strings,
     );
     Ok(json_body(body))
@@ -421,9 +421,12 @@ fn get_stats(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response
 
 fn get_bars(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response, ApiError> {
     let state = &api.state;
-    let bar = pick("bar", q.get("bar"), &state.bar_sizes)?;
-    let limit = q.int("limit", 1..=crate::state::BARS_KEPT)?.unwrap_or(100);
+    let bar = pick("bar", q.get("bar"), &state.read.bar_sizes)?;
+    let limit = q
+        .int("limit", 1..=crate::read_model::BARS_KEPT)?
+        .unwrap_or(100);
     let rows = state
+        .read
         .bars(symbol, bar, limit)
         .ok_or_else(|| ApiError::not_found(format!("no final bars yet for symbol `{symbol}`")))?;
     let mut body = String::from("[");
@@ -433,7 +436,7 @@ fn get_bars(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response,
         }
         row.write_json_as(
             &mut body,
-            &state.bar_sizes[bar as usize],
+            &state.read.bar_sizes[bar as usize],
             JsonDecimals::Strings,
         );
     }
@@ -461,7 +464,7 @@ async fn get_price(api: &Api, symbol: &str) -> Result<warp::reply::Response, Api
             }
         },
         None => {
-            let p = api.state.price(symbol).ok_or_else(not_found)?;
+            let p = api.state.read.price(symbol).ok_or_else(not_found)?;
             (p.price.to_string(), p.time_ns as i64)
         }
     };
@@ -474,7 +477,6 @@ async fn get_price(api: &Api, symbol: &str) -> Result<warp::reply::Response, Api
 mod tests {
     use super::*;
     use gostocks_core::Symbol;
-    use gostocks_core::operators::Point;
 
     fn state() -> Arc<MarketState> {
         let s = Arc::new(MarketState::new(
@@ -486,12 +488,12 @@ mod tests {
             ("BTC/USD", "60000.5"),
             ("ÄPFEL", "99999999.99999999"),
         ] {
-            let point = Point {
+            let last = crate::read_model::LastPrice {
                 time_ns: 7,
                 seq: 1,
                 price: price.parse().unwrap(),
             };
-            s.apply_last(&Symbol::new(symbol).unwrap(), &point);
+            s.read.apply_price(&Symbol::new(symbol).unwrap(), last);
         }
         s
     }
@@ -563,7 +565,7 @@ mod tests {
             max: p("585.33"),
         };
         let sym = Symbol::new("AAPL").unwrap();
-        s.apply_stats(&gostocks_core::stats::StatsRow {
+        s.read.apply_stats(&gostocks_core::stats::StatsRow {
             time_ns: 1_000,
             symbol: sym,
             window: 1,

@@ -1,15 +1,14 @@
 //! The one driver every [`Sink`] runs under: a bounded queue, one retry policy, health, and the
 //! confirmation of progress marks.
 //!
-//! Ordering contract of progress marks: `MarketState::mark(t)` is called only once every output
-//! of a grid time below `t` has been handed to the outputs channel (the dataflow's probe has
-//! passed `t`, and alert events below `t` are recorded, before the mark leaves
-//! `AlertHub::record_events`). The outputs channel and every sink's queue are FIFO, and the
-//! fan-out copies outputs to each queue in the order it receives them, so a sink sees every
-//! output below `t` before `Mark(t)`. The driver writes batches in queue order and raises the
-//! sink's confirmation cell to the greatest mark of a batch only after the whole batch is
-//! written and flushed; `MarketState::durable` is the least confirmation over the sinks, and
-//! the Kafka source commits only records whose grid time is below it.
+//! Ordering contract of progress marks, from the dataflow to the Kafka commit: the dataflow
+//! sets mark `t` on its marks channel only once every output of a grid time below `t` has been
+//! sent on the outputs channel; the fan-out ([`super::Sinks::run`]) takes those outputs first
+//! and then queues `Mark(t)` behind them in every sink's FIFO queue (and hands `t` on to
+//! [`super::Progress`]). The driver writes batches in queue order and raises the sink's
+//! confirmation cell to the greatest mark of a batch only after the whole batch is written and
+//! flushed; [`super::Progress::durable`] is the least confirmation over the sinks, and the
+//! Kafka source commits only records whose grid time is below it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 
 use gostocks_connectors::kafka::TickProducer;
 
-use super::{Output, Sink, SinkError};
+use super::{Output, Sink, SinkError, Takes};
 
 /// Writes stats rows and alert events to their topics.
 pub struct Kafka {
@@ -36,6 +36,14 @@ const IN_FLIGHT: usize = 10_000;
 impl Sink for Kafka {
     fn name(&self) -> &str {
         "kafka"
+    }
+
+    fn takes(&self) -> Takes {
+        Takes {
+            prices: false,
+            bars: false,
+            ..Takes::ALL
+        }
     }
 
     async fn write(&mut self, batch: &[Output]) -> Result<(), SinkError> {

@@ -8,7 +8,7 @@ use gostocks_connectors::redis::{BAR_PREFIX, HashUpdate, PriceUpdate, RedisSink,
 use gostocks_core::Symbol;
 use gostocks_core::stats::{BarRow, StatsRow};
 
-use super::{Output, Sink, SinkError};
+use super::{Output, Sink, SinkError, Takes};
 
 /// Writes prices, stats and bars to Redis.
 pub struct Redis {
@@ -105,6 +105,13 @@ pub fn bar_fields(row: &BarRow, label: &str) -> Vec<(String, String)> {
 impl Sink for Redis {
     fn name(&self) -> &str {
         "redis"
+    }
+
+    fn takes(&self) -> Takes {
+        Takes {
+            events: false,
+            ..Takes::ALL
+        }
     }
 
     async fn write(&mut self, batch: &[Output]) -> Result<(), SinkError> {

@@ -3,19 +3,25 @@
 //! See [`KafkaConfig`] for the settings and why each non-default librdkafka option is set.
 
 mod buffer;
+mod commits;
 mod config;
 mod membership;
+mod ownership;
 mod sink;
 mod source;
+mod watchdog;
 
 pub use buffer::{TickBuffer, deliver};
 pub use config::{
     DEFAULT_FETCH_WAIT_MS, DYNAMIC_SESSION_TIMEOUT, KafkaConfig, STATIC_SESSION_TIMEOUT,
     TickEncoding,
 };
+pub use commits::{Commits, Handed, Start};
 pub use membership::InstanceId;
+pub use ownership::Ownership;
 pub use sink::TickProducer;
 pub use source::{TickConsumer, decode_tick};
+pub use watchdog::Verdict;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

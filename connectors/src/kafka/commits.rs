@@ -173,14 +173,23 @@ mod tests {
         assert_eq!(c.assign(0, None), Start::Beginning);
         hand(&mut c, 0, &[(0, 10), (1, 10), (2, 20)], Handed::Fresh);
         assert_eq!(c.commit(0), vec![]);
-        assert_eq!(c.commit(10), vec![], "grid time 10 is not below the mark 10");
+        assert_eq!(
+            c.commit(10),
+            vec![],
+            "grid time 10 is not below the mark 10"
+        );
     }
 
     #[test]
     fn the_commit_offset_is_the_last_durable_record_plus_one() {
         let mut c = Commits::default();
         c.assign(0, None);
-        hand(&mut c, 0, &[(0, 10), (1, 10), (2, 20), (3, 30)], Handed::Fresh);
+        hand(
+            &mut c,
+            0,
+            &[(0, 10), (1, 10), (2, 20), (3, 30)],
+            Handed::Fresh,
+        );
         assert_eq!(c.commit(11), vec![(0, 2)]);
         assert_eq!(c.commit(11), vec![], "each record is committed once");
         // A record whose grid time equals the mark waits for the next mark.

@@ -19,11 +19,11 @@ mod source;
 mod watchdog;
 
 pub use buffer::{TickBuffer, deliver};
+pub use commits::{Commits, Handed, Start};
 pub use config::{
     DEFAULT_FETCH_WAIT_MS, DYNAMIC_SESSION_TIMEOUT, KafkaConfig, STATIC_SESSION_TIMEOUT,
     TickEncoding,
 };
-pub use commits::{Commits, Handed, Start};
 pub use membership::InstanceId;
 pub use ownership::Ownership;
 pub use sink::TickProducer;

@@ -97,7 +97,10 @@ mod tests {
     fn inactive_suppresses_nothing() {
         let o = Ownership::default();
         o.saw(sym("AAPL"), 0, Some(100));
-        assert!(!o.suppress(&sym("AAPL"), 50), "not owned, replayed, yet inactive");
+        assert!(
+            !o.suppress(&sym("AAPL"), 50),
+            "not owned, replayed, yet inactive"
+        );
         o.disown(0);
         assert!(!o.suppress(&sym("AAPL"), 500));
     }
@@ -120,7 +123,10 @@ mod tests {
         let o = two_partitions();
         o.disown(0);
         assert!(o.suppress(&sym("AAPL"), 10));
-        assert!(!o.suppress(&sym("MSFT"), 10), "the other partition is still owned");
+        assert!(
+            !o.suppress(&sym("MSFT"), 10),
+            "the other partition is still owned"
+        );
         o.own(0);
         assert!(!o.suppress(&sym("AAPL"), 10), "owned again");
     }

@@ -8,8 +8,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::KafkaConfig;
-use super::watchdog::PartitionOffsets;
 use super::lock;
+use super::watchdog::PartitionOffsets;
 
 /// How often the offsets are looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(5);

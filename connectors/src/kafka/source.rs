@@ -239,7 +239,10 @@ impl KafkaSource {
         let consumer = self.consumer.insert(consumer);
         let metadata = consumer
             .fetch_metadata(Some(&self.topic), Duration::from_secs(30))
-            .map_err(kafka(format!("reading the metadata of topic {}", self.topic)))?;
+            .map_err(kafka(format!(
+                "reading the metadata of topic {}",
+                self.topic
+            )))?;
         let partitions = metadata
             .topics()
             .iter()
@@ -353,7 +356,11 @@ impl KafkaSource {
     /// topic's offsets, if a new one came.
     fn check(&mut self) -> Option<Verdict> {
         let assignment = self.consumer.as_ref()?.assignment().ok()?;
-        let mine: HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
+        let mine: HashSet<i32> = assignment
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
         {
             let mut shared = lock(&self.shared);
             for p in shared.commits.held() {

@@ -286,8 +286,16 @@ mod tests {
             high,
         };
         assert_eq!(o(Some(5), 0, 9).waiting(), 4);
-        assert_eq!(o(None, 3, 9).waiting(), 6, "nothing committed: from the low watermark");
-        assert_eq!(o(Some(2), 5, 9).waiting(), 4, "committed records deleted since");
+        assert_eq!(
+            o(None, 3, 9).waiting(),
+            6,
+            "nothing committed: from the low watermark"
+        );
+        assert_eq!(
+            o(Some(2), 5, 9).waiting(),
+            4,
+            "committed records deleted since"
+        );
         assert_eq!(o(Some(9), 0, 9).waiting(), 0);
         assert_eq!(o(Some(12), 0, 9).waiting(), 0, "never negative");
     }

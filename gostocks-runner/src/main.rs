@@ -13,6 +13,7 @@ mod grpc;
 mod http;
 mod ingest;
 mod kafka_feed;
+mod kafka_status;
 mod recording;
 mod replay;
 mod run;

@@ -24,7 +24,11 @@ impl PartitionOffsets {
     }
 }
 
-/// What the [`Watchdog`] makes of a look at the offsets.
+/// What the source's watchdog makes of a look at the topic's offsets (every 5 s): a consumer
+/// that holds no partition while records wait that nobody consumes (their committed offsets
+/// stand still), for longer than its session timeout and
+/// [`REJOIN_MARGIN`](super::REJOIN_MARGIN), is stuck, and is told to leave and rejoin its
+/// group; after a rejoin that did not help, the next waits twice as long (up to 8 bounds).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
     /// How long the consumer has held no partition while records waited (zero otherwise).

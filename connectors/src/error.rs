@@ -54,6 +54,15 @@ pub enum Error {
         #[source]
         source: Box<tokio_tungstenite::tungstenite::Error>,
     },
+    /// A thread could not be started.
+    #[error("cannot start thread {name}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A market data provider refused the session (see [`ProviderError::retry`]).
     #[error(transparent)]
     Provider(#[from] ProviderError),
@@ -64,7 +73,7 @@ impl Error {
     /// to a definite failure (bad input, bad configuration) that retrying repeats.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Io { .. } | Error::Format(_) => false,
+            Error::Io { .. } | Error::Format(_) | Error::Thread { .. } => false,
             Error::Kafka { source, .. } => !matches!(
                 source.rdkafka_error_code(),
                 Some(

@@ -15,6 +15,7 @@ mod grpc;
 mod http;
 mod ingest;
 mod kafka_feed;
+mod kafka_status;
 mod read_model;
 mod recording;
 mod replay;

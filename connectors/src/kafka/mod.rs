@@ -1,21 +1,36 @@
 //! Kafka: tick topics (protobuf by default, JSON on request), produced keyed by symbol.
 //!
 //! See [`KafkaConfig`] for the settings and why each non-default librdkafka option is set.
+//!
+//! [`KafkaSource`] reads ticks as a consumer-group member: it says what it was assigned, what
+//! was revoked and what it read, and commits what its driver says is durable. Its arithmetic
+//! is pure and tested on its own: which offsets to commit ([`Commits`]), whose outputs to
+//! write ([`Ownership`]), and whether the consumer is stuck (the watchdog's [`Verdict`]).
 
 mod buffer;
+mod commits;
 mod config;
 mod membership;
+mod ownership;
+mod rebalance;
+mod sampler;
 mod sink;
 mod source;
+mod watchdog;
 
 pub use buffer::{TickBuffer, deliver};
+pub use commits::{Commits, Handed, Start};
 pub use config::{
     DEFAULT_FETCH_WAIT_MS, DYNAMIC_SESSION_TIMEOUT, KafkaConfig, STATIC_SESSION_TIMEOUT,
     TickEncoding,
 };
 pub use membership::InstanceId;
+pub use ownership::Ownership;
 pub use sink::TickProducer;
-pub use source::{TickConsumer, decode_tick};
+pub use source::{
+    Assignment, Event, KafkaSource, REJOIN_MARGIN, Record, Rejected, TickConsumer, decode_tick,
+};
+pub use watchdog::Verdict;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,6 +38,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::Error;
+
+/// Locks `m`, whatever a panicking holder left behind (the state stays consistent: every
+/// holder's changes are whole before it can panic).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Creates `topic` with `partitions` partitions unless it exists (replication 1: a local or test
 /// broker; production topics are provisioned by their operators).

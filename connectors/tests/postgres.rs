@@ -75,7 +75,7 @@ async fn migrations_apply_once_and_rows_round_trip() {
 async fn replayed_ticks_never_record_an_event_twice() {
     use gostocks_connectors::postgres::alerts as pg;
     use gostocks_core::alerts::{AlertRule, Condition, Mode};
-    use gostocks_core::batch::{Outputs, run_batch_with_alerts};
+    use gostocks_core::batch::{Outputs, run_batch_core};
     use gostocks_core::stats::AnalyticsConfig;
 
     let url = common::postgres_url();
@@ -135,7 +135,7 @@ async fn replayed_ticks_never_record_an_event_twice() {
 
     let mut inserted = Vec::new();
     for _pass in 0..2 {
-        let out = run_batch_with_alerts(
+        let out = run_batch_core(
             vec![trades.clone()],
             vec![(rule.clone(), 0, 1)],
             &AnalyticsConfig::default(),

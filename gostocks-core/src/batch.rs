@@ -1,5 +1,5 @@
 //! Driving the analytics over inputs that are already in memory or read by the caller: the
-//! multi-input [`Feeder`] and [`run_batch`].
+//! multi-input [`Watermarks`] and [`run_batch`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,23 +7,23 @@ use std::sync::{Arc, Mutex};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::alerts::AlertEvent;
-use crate::feed::{Late, Watermark};
 use crate::pipeline::{Inputs, RuleChange, build};
 use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
 use crate::tick::Trade;
+use crate::watermark::{Late, Watermark};
 
 /// The watermarks of one worker's inputs. A worker's timely input may advance to
-/// [`Feeder::input_time`]: no admitted tick of any of its live inputs can fall below it.
+/// [`Watermarks::input_time`]: no admitted tick of any of its live inputs can fall below it.
 #[derive(Clone, Debug)]
-pub struct Feeder {
+pub struct Watermarks {
     marks: Vec<Watermark>,
     live: Vec<bool>,
 }
 
-impl Feeder {
+impl Watermarks {
     /// `inputs` inputs, each with the allowed `lateness`, on a grid of `resolution` (ns).
-    pub fn new(inputs: usize, lateness: u64, resolution: u64) -> Feeder {
-        Feeder {
+    pub fn new(inputs: usize, lateness: u64, resolution: u64) -> Watermarks {
+        Watermarks {
             marks: vec![Watermark::new(lateness, resolution); inputs],
             live: vec![true; inputs],
         }
@@ -54,7 +54,7 @@ impl Feeder {
             .min()
     }
 
-    /// After a chunk was sent: advances `input` to [`Feeder::input_time`], then steps `worker`
+    /// After a chunk was sent: advances `input` to [`Watermarks::input_time`], then steps `worker`
     /// until the dataflow has caught up with where the input was before, so that about one chunk
     /// is in flight and memory stays bounded.
     pub fn release(
@@ -158,13 +158,13 @@ pub fn run_batch(
     workers: usize,
     outputs: Outputs,
 ) -> BatchOutput {
-    run_batch_with_alerts(inputs, Vec::new(), config, workers, outputs)
+    run_batch_core(inputs, Vec::new(), config, workers, outputs)
 }
 
 /// [`run_batch`] with alert rules: `rules` are changes `(rule, time, diff)` of the rule
 /// collection (a rule inserted at time `T` applies to the trades of grid times `>= T`). Without
 /// rules, nothing is matched.
-pub fn run_batch_with_alerts(
+pub fn run_batch_core(
     inputs: Vec<Vec<Trade>>,
     rules: Vec<RuleChange>,
     config: &AnalyticsConfig,
@@ -235,16 +235,16 @@ pub fn run_batch_with_alerts(
         let Inputs { mut trades, rules } = pipeline;
         drop(rules);
         let mine: Vec<&Vec<Trade>> = inputs.iter().skip(index).step_by(peers).collect();
-        let mut feeder = Feeder::new(mine.len(), config.lateness, config.resolution.ns());
+        let mut watermarks = Watermarks::new(mine.len(), config.lateness, config.resolution.ns());
         let mut cursors = vec![0usize; mine.len()];
         let mut late = Vec::new();
         // Small steps keep what is in flight in the core's cache (see `analyze`'s FEED).
         const CHUNK: usize = 1_024;
         let mut admitted: Vec<Trade> = Vec::with_capacity(CHUNK);
-        while let Some(i) = feeder.laggard() {
+        while let Some(i) = watermarks.laggard() {
             let slice = &mine[i][cursors[i]..(cursors[i] + CHUNK).min(mine[i].len())];
             for trade in slice {
-                match feeder.admit(i, trade.time_ns) {
+                match watermarks.admit(i, trade.time_ns) {
                     Ok(_) => admitted.push(*trade),
                     Err(why) => late.push((*trade, why)),
                 }
@@ -255,9 +255,9 @@ pub fn run_batch_with_alerts(
             admitted.reserve(CHUNK);
             cursors[i] += slice.len();
             if cursors[i] == mine[i].len() {
-                feeder.finish(i);
+                watermarks.finish(i);
             }
-            feeder.release(&mut trades, &probe, worker);
+            watermarks.release(&mut trades, &probe, worker);
         }
         drop(trades);
         while worker.step_or_park(None) {}

@@ -47,7 +47,6 @@
 pub mod alerts;
 pub mod batch;
 pub mod decimal;
-pub mod feed;
 pub mod indicators;
 pub mod operators;
 pub mod pipeline;
@@ -56,6 +55,7 @@ pub mod span;
 pub mod stats;
 pub mod symbol;
 pub mod tick;
+pub mod watermark;
 
 pub use decimal::{DecimalError, Fixed};
 pub use span::{Span, SpanError};

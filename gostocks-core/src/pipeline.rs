@@ -10,16 +10,16 @@ use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, StreamVec};
 
 use crate::alerts::{AlertEvent, AlertRule};
-use crate::feed::grid_ceil;
 use crate::operators::{EmitOrdered, MatchAlerts, analytics};
 use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
 use crate::tick::Trade;
+use crate::watermark::grid_ceil;
 
 /// A change of the alert-rule collection: `(rule, time, diff)`, `diff` +1 inserts and -1
 /// retracts; the rule applies to the trades of grid times `>= time`.
 pub type RuleChange = (AlertRule, u64, isize);
 
-/// The pipeline's inputs. Each advances as its driver says (see [`crate::batch::Feeder`] for
+/// The pipeline's inputs. Each advances as its driver says (see [`crate::batch::Watermarks`] for
 /// files); dropping one closes it.
 pub struct Inputs {
     /// Trades, each placed at its grid time ([`grid_ceil`] of its event time).

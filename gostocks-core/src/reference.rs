@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use crate::alerts::{AlertRule, Condition, Mode};
 use crate::decimal::Fixed;
-use crate::feed::grid_ceil;
 use crate::indicators::{Agg, Ema, quantize_log_return};
 use crate::stats::{AnalyticsConfig, BarCore, BarRow, StatsRow, WindowCore};
 use crate::symbol::Symbol;
 use crate::tick::Trade;
+use crate::watermark::grid_ceil;
 
 /// The trades of each symbol in `(t, seq)` order.
 fn by_symbol(trades: &[Trade]) -> BTreeMap<Symbol, Vec<Trade>> {

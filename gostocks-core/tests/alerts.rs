@@ -2,9 +2,9 @@
 //! ticks and rules on seeded random streams with thousands of alerts.
 
 use gostocks_core::alerts::{AlertEvent, AlertRule, Condition, Mode};
-use gostocks_core::batch::{Outputs, run_batch_with_alerts};
-use gostocks_core::feed::grid_ceil;
+use gostocks_core::batch::{Outputs, run_batch_core};
 use gostocks_core::stats::AnalyticsConfig;
+use gostocks_core::watermark::grid_ceil;
 use gostocks_core::{Fixed, Span, Symbol, Trade, reference};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -64,7 +64,7 @@ fn fired(
     rules: Vec<(AlertRule, u64, isize)>,
     workers: usize,
 ) -> Vec<(String, u64)> {
-    run_batch_with_alerts(vec![trades], rules, &config(), workers, Outputs::Collect)
+    run_batch_core(vec![trades], rules, &config(), workers, Outputs::Collect)
         .events
         .into_iter()
         .map(|e| (e.alert_id, e.seq))
@@ -327,7 +327,7 @@ fn dataflow_agrees_with_the_plain_loop_on_random_streams() {
             } else {
                 shuffled(&trades, lateness, seed)
             };
-            let got = run_batch_with_alerts(
+            let got = run_batch_core(
                 vec![input],
                 changes(&rules),
                 &cfg,

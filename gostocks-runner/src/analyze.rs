@@ -12,10 +12,10 @@ use gostocks_connectors::file::{Record, Rejected, TickFile};
 use gostocks_connectors::limits::MAX_RAW_BYTES;
 use gostocks_core::Trade;
 use gostocks_core::alerts::{AlertRule, AlertSpec};
-use gostocks_core::batch::Feeder;
-use gostocks_core::feed::Late;
+use gostocks_core::batch::Watermarks;
 use gostocks_core::pipeline::{Inputs, build};
 use gostocks_core::stats::{AnalyticsConfig, BarRow, StatsRow};
+use gostocks_core::watermark::Late;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::AnalyzeArgs;
@@ -285,7 +285,7 @@ fn open_inputs(args: &AnalyzeArgs) -> anyhow::Result<Vec<TickFile>> {
     args.input
         .iter()
         .map(|path| {
-            let file = TickFile::open_with_limit(path, args.format, args.max_record_bytes)
+            let file = TickFile::open_core(path, args.format, args.max_record_bytes)
                 .with_context(|| format!("--input {}", path.display()))?;
             tracing::info!(path = %path.display(), format = %file.format(), "reading");
             Ok(file)
@@ -385,7 +385,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
         })
         .collect();
     let config = &shared.config;
-    let mut watermarks = Feeder::new(readers.len(), config.lateness, config.resolution.ns());
+    let mut watermarks = Watermarks::new(readers.len(), config.lateness, config.resolution.ns());
     let mut aside = Vec::new();
     let mut admitted: Vec<Trade> = Vec::with_capacity(STEP);
     while let Some(i) = watermarks.laggard() {

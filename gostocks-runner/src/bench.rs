@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use gostocks_connectors::file::{Format, TickFile};
 use gostocks_core::alerts::{AlertRule, Condition, Mode};
-use gostocks_core::batch::{Outputs, run_batch_with_alerts};
+use gostocks_core::batch::{Outputs, run_batch_core};
 use gostocks_core::operators::symbol_route;
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Fixed, Symbol, Trade};
@@ -373,7 +373,7 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
                 BenchPhase::Ordered => Outputs::Order,
                 BenchPhase::Memory | BenchPhase::Alerts => Outputs::Count,
             };
-            let out = run_batch_with_alerts(inputs, rules, &config, args.workers, outputs);
+            let out = run_batch_core(inputs, rules, &config, args.workers, outputs);
             let secs = started.elapsed().as_secs_f64();
             anyhow::ensure!(out.late.is_empty(), "the workload has no late ticks");
             let c = out.counts;

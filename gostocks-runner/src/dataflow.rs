@@ -1,143 +1,27 @@
-//! The dataflow `gostocks run` drives: ticks from the sources (through [`Feeds`]) and rule
+//! The dataflow `gostocks run` drives: ticks from the sources (through [`Intake`]) and rule
 //! changes in; the pipeline of [`gostocks_core::pipeline`] in the middle; the last prices, stats
 //! rows, final bars and alert events out to the sinks (through [`Outlets`]), with progress marks
 //! on a channel of their own.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gostocks_core::alerts::AlertRule;
-use gostocks_core::feed::grid_ceil;
 use gostocks_core::operators::Point;
 use gostocks_core::pipeline::{Inputs, build};
 use gostocks_core::stats::AnalyticsConfig;
-use gostocks_core::{Symbol, Tick, Trade};
+use gostocks_core::watermark::grid_ceil;
+use gostocks_core::{Symbol, Trade};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::event_time::{Proposals, Sources};
+use crate::intake::{SourceTicks, Taps};
 use crate::read_model::LastPrice;
 use crate::sinks::Output;
 use crate::state::MarketState;
-
-/// Ticks from one source: a Kafka partition, or the replayed file (source 0). An empty batch
-/// announces a source.
-pub struct Batch {
-    /// Which source; each has its own watermark.
-    pub source: u32,
-    /// The ticks, in the source's order.
-    pub ticks: Vec<Tick>,
-    /// The source is gone (a partition revoked by a rebalance): it no longer takes part in
-    /// event time.
-    pub retired: bool,
-}
-
-impl Batch {
-    /// Ticks of `source`.
-    pub fn of(source: u32, ticks: Vec<Tick>) -> Batch {
-        Batch {
-            source,
-            ticks,
-            retired: false,
-        }
-    }
-}
-
-/// The sources' way into the dataflow: one bounded channel per timely worker. Each source (a
-/// Kafka partition, or the replayed file) is read by exactly one worker, `source % workers`,
-/// which validates its ticks, keeps its watermark and feeds them in; inside the dataflow the
-/// ticks are exchanged by symbol.
-#[derive(Clone)]
-pub struct Feeds {
-    senders: Vec<SyncSender<Batch>>,
-    wakers: Arc<Wakers>,
-    unread: Arc<Vec<AtomicUsize>>,
-}
-
-/// The worker threads, to wake one when a batch is waiting for it.
-#[derive(Default)]
-struct Wakers(Mutex<Vec<Option<std::thread::Thread>>>);
-
-impl Wakers {
-    fn register(&self, index: usize) {
-        let mut threads = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if threads.len() <= index {
-            threads.resize(index + 1, None);
-        }
-        threads[index] = Some(std::thread::current());
-    }
-
-    fn wake(&self, index: usize) {
-        let threads = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Some(thread)) = threads.get(index) {
-            thread.unpark();
-        }
-    }
-
-    fn wake_all_but(&self, index: usize) {
-        let threads = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, thread) in threads.iter().enumerate() {
-            if let Some(thread) = thread.as_ref().filter(|_| i != index) {
-                thread.unpark();
-            }
-        }
-    }
-}
-
-/// The receiving ends of [`Feeds`], one per worker, for [`run`].
-pub struct Taps {
-    receivers: Vec<Mutex<Option<Receiver<Batch>>>>,
-    wakers: Arc<Wakers>,
-    /// Batches sent to each worker and not yet taken in. A worker with unread batches may
-    /// have a source announced there that it does not know yet, so it does not follow the
-    /// others' event time until it has read them.
-    unread: Arc<Vec<AtomicUsize>>,
-}
-
-impl Feeds {
-    /// Channels for `workers` workers, each holding up to `capacity` batches in total.
-    pub fn new(workers: usize, capacity: usize) -> (Feeds, Taps) {
-        let workers = workers.max(1);
-        let wakers = Arc::new(Wakers::default());
-        let (senders, receivers) = (0..workers)
-            .map(|_| {
-                let (tx, rx) = std::sync::mpsc::sync_channel((capacity / workers).max(1));
-                (tx, Mutex::new(Some(rx)))
-            })
-            .unzip();
-        let unread: Arc<Vec<AtomicUsize>> =
-            Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
-        let taps = Taps {
-            receivers,
-            wakers: Arc::clone(&wakers),
-            unread: Arc::clone(&unread),
-        };
-        (
-            Feeds {
-                senders,
-                wakers,
-                unread,
-            },
-            taps,
-        )
-    }
-
-    /// Hands `batch` to the worker that reads its source; `false` once the dataflow is gone.
-    pub fn send(&self, batch: Batch) -> bool {
-        let index = batch.source as usize % self.senders.len();
-        // Counted before it is sent: from now on the worker knows it has something to read.
-        self.unread[index].fetch_add(1, Ordering::SeqCst);
-        let sent = self.senders[index].send(batch).is_ok();
-        if !sent {
-            self.unread[index].fetch_sub(1, Ordering::SeqCst);
-        }
-        self.wakers.wake(index);
-        sent
-    }
-}
 
 /// Where the dataflow's outputs go: every output on `outputs` (bounded: a full channel holds the
 /// dataflow's threads, and with them the intake), and progress marks on `marks`.
@@ -153,8 +37,8 @@ pub struct Outlets {
     pub marks: tokio::sync::watch::Sender<u64>,
 }
 
-/// Runs the dataflow on `workers` threads until every feed is closed. Each worker reads the
-/// sources [`Feeds`] route to it; trades are routed to workers by symbol inside the dataflow.
+/// Runs the dataflow on `workers` threads until the intake closes. Each worker reads the
+/// sources [`Intake`] route to it; trades are routed to workers by symbol inside the dataflow.
 /// Worker 0 also takes the rule changes (`(rule, +1 | -1)`) and sets the progress marks.
 pub fn run(
     workers: usize,
@@ -275,8 +159,8 @@ struct Worker {
 
 impl Worker {
     /// Takes in the rule changes and the batches that have arrived (a bounded number, so the
-    /// dataflow keeps up); false once the feeds are closed.
-    fn take_in(&mut self, rx: &Receiver<Batch>) -> bool {
+    /// dataflow keeps up); false once the intake has closed.
+    fn take_in(&mut self, rx: &Receiver<SourceTicks>) -> bool {
         // Rule changes apply from the current input time on: to every trade not yet final.
         if let Some((rules_rx, rules)) = &mut self.rules {
             while let Ok((rule, diff)) = rules_rx.try_recv() {
@@ -299,8 +183,8 @@ impl Worker {
 
     /// Validates a batch's ticks and sends those in time into the dataflow; the newest price
     /// of each symbol goes out at once.
-    fn admit(&mut self, batch: Batch) {
-        let Batch {
+    fn admit(&mut self, batch: SourceTicks) {
+        let SourceTicks {
             source,
             ticks,
             retired,
@@ -398,7 +282,7 @@ impl Worker {
     /// in and should not wait for the stats of earlier grid times. Further behind, the input
     /// waits (and the bounded channel holds the source back). Only as far as every worker's
     /// input has come: waiting for a worker whose partitions lag would stop this one reading,
-    /// and with it the feed that serves both.
+    /// and with it the source that serves both.
     fn catch_up(&self, worker: &mut timely::worker::Worker) {
         let slack = self.resolution.max(1_000_000_000);
         let input_time = *self.trades.time();
@@ -455,6 +339,8 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intake::Intake;
+    use gostocks_core::Tick;
 
     fn tick(symbol: &str, time_ns: i64, seq: u64) -> Tick {
         Tick {
@@ -473,12 +359,12 @@ mod tests {
     /// Worker 0's partition runs hours of event time ahead while worker 1's partition is
     /// announced and silent. Worker 0 must keep reading (its channel holds 2 batches); were it
     /// to wait for the dataflow to reach its own input time, which worker 1 holds back, the
-    /// feed would block on it and nothing would move again.
+    /// source would block on it and nothing would move again.
     #[test]
     fn a_worker_whose_partition_runs_ahead_keeps_reading_while_another_lags() {
         let config = AnalyticsConfig::default();
         let state = Arc::new(MarketState::new(16, &config));
-        let (feeds, taps) = Feeds::new(2, 4);
+        let (intake, taps) = Intake::new(2, 4);
         let (_rules_tx, rules_rx) = std::sync::mpsc::channel();
         // Roomy enough for every output of the test: nothing drains it until the end.
         let (outputs, mut outputs_rx) = tokio::sync::mpsc::channel(1 << 16);
@@ -504,13 +390,13 @@ mod tests {
         std::thread::spawn(move || {
             let start = 1_700_000_000_000_000_000i64;
             // Source 1 is read by worker 1, source 0 by worker 0.
-            assert!(feeds.send(Batch::of(1, Vec::new())));
+            assert!(intake.send(SourceTicks::of(1, Vec::new())));
             for i in 0..300 {
                 let t = start + i * 60_000_000_000;
-                assert!(feeds.send(Batch::of(0, vec![tick("AHEAD", t, i as u64)])));
+                assert!(intake.send(SourceTicks::of(0, vec![tick("AHEAD", t, i as u64)])));
             }
-            assert!(feeds.send(Batch::of(1, vec![tick("LAGS", start, 0)])));
-            drop(feeds);
+            assert!(intake.send(SourceTicks::of(1, vec![tick("LAGS", start, 0)])));
+            drop(intake);
             let _ = done_tx.send(());
         });
         done_rx

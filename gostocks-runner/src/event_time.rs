@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use gostocks_core::feed::{Late, Watermark};
+use gostocks_core::watermark::{Late, Watermark};
 
 /// The watermarks of one worker's live sources, each with when it was last heard from.
 #[derive(Debug)]

@@ -3,12 +3,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// How the Kafka source stands in its consumer group: written by the feed, read by `/readyz`
+/// How the Kafka source stands in its consumer group: written by the Kafka input, read by `/readyz`
 /// ([`MarketState::readiness`](crate::state::MarketState::readiness)) and `/metrics`.
 ///
 /// A consumer that holds no partition while records of its topic wait that nobody consumes
 /// (their committed offsets stand still), for longer than a bound, is stuck: a broker that never
-/// evicted a dead member, or gave this one an empty assignment. The feed then warns, leaves the
+/// evicted a dead member, or gave this one an empty assignment. The input then warns, leaves the
 /// group and joins it again; until it holds partitions again, the runner is not ready. The
 /// bound is the consumer's session timeout plus 15 s. Partitions of others that nobody consumes,
 /// while this consumer holds some, are only reported (`gostocks_kafka_stalled_partitions`): it

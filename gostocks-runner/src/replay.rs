@@ -28,7 +28,7 @@ async fn replay_async(args: ReplayArgs) -> anyhow::Result<()> {
     let mut files = Vec::new();
     for path in &args.input {
         files.push(
-            TickFile::open_with_limit(path, args.format, args.max_record_bytes)
+            TickFile::open_core(path, args.format, args.max_record_bytes)
                 .with_context(|| format!("opening {}", path.display()))?,
         );
     }

@@ -113,7 +113,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     runtime.spawn(sinks.run(outputs_rx, marks_rx, suppress));
 
-    // Claimed before anything is consumed, and held until the feed ends.
+    // Claimed before anything is consumed, and held until the input ends.
     let instance_id = match (&args.kafka, args.instance_id.as_deref()) {
         (None, _) | (Some(_), Some("")) => None,
         (Some(_), Some(id)) => Some(InstanceId::given(id)),
@@ -123,7 +123,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     // One channel per worker: each source is read by exactly one worker.
-    let (tx, taps) = crate::dataflow::Feeds::new(args.workers, 4096);
+    let (tx, taps) = crate::intake::Intake::new(args.workers, 4096);
     let dataflow = {
         let state = Arc::clone(&state);
         let workers = args.workers;
@@ -138,7 +138,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let replay = match &args.kafka {
         Some(brokers) => {
-            let feed = crate::kafka_feed::KafkaFeed {
+            let input = crate::kafka_input::KafkaInput {
                 brokers: brokers.clone(),
                 topic: args.topic.clone(),
                 group: args.group.clone(),
@@ -151,7 +151,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             std::thread::Builder::new()
                 .name("kafka".into())
                 .spawn(move || {
-                    if let Err(error) = crate::kafka_feed::run(feed, tx, state, stop) {
+                    if let Err(error) = crate::kafka_input::run(input, tx, state, stop) {
                         tracing::error!(error = format!("{error:#}"), "the kafka source stopped");
                     }
                 })?
@@ -237,7 +237,7 @@ fn replay(
     ticks: &[Tick],
     speed: Speed,
     looping: bool,
-    tx: &crate::dataflow::Feeds,
+    tx: &crate::intake::Intake,
     stop: &AtomicBool,
 ) {
     let (first, last) = (ticks[0].time_ns, ticks[ticks.len() - 1].time_ns);
@@ -251,7 +251,7 @@ fn replay(
     let started = Instant::now();
     // The replay is source 0; false once the dataflow has stopped listening.
     let send =
-        |batch: &mut Vec<Tick>| tx.send(crate::dataflow::Batch::of(0, std::mem::take(batch)));
+        |batch: &mut Vec<Tick>| tx.send(crate::intake::SourceTicks::of(0, std::mem::take(batch)));
     for round in 0u64.. {
         let mut batch = Vec::with_capacity(256);
         for tick in ticks {

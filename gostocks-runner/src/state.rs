@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use gostocks_connectors::kafka::Ownership;
-use gostocks_core::feed::grid_ceil;
 use gostocks_core::stats::AnalyticsConfig;
+use gostocks_core::watermark::grid_ceil;
 
 use crate::counters::Counters;
 use crate::kafka_status::KafkaStatus;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use gostocks_connectors::file::{Format, TickFile};
 use gostocks_core::alerts::{AlertRule, Condition, Mode};
-use gostocks_core::batch::{Outputs, run_batch, run_batch_with_alerts};
+use gostocks_core::batch::{Outputs, run_batch, run_batch_core};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Fixed, Trade, reference};
 
@@ -250,7 +250,7 @@ fn alerts_on_real_tapes_match_the_reference_at_one_and_two_workers() {
         let changes: Vec<(AlertRule, u64, isize)> =
             rules.iter().map(|(r, ..)| (r.clone(), 0, 1)).collect();
         for workers in [1, 2] {
-            let got = run_batch_with_alerts(
+            let got = run_batch_core(
                 vec![ticks.clone()],
                 changes.clone(),
                 &cfg,

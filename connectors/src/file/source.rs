@@ -127,13 +127,13 @@ impl TickFile {
     /// Opens `path` (gzip is recognised by its magic bytes) in `format`, detecting it for
     /// [`Format::Auto`]. Lines longer than [`MAX_RECORD_BYTES`] are rejected.
     pub fn open(path: impl AsRef<Path>, format: Format) -> Result<TickFile, Error> {
-        TickFile::open_with_limit(path, format, MAX_RECORD_BYTES)
+        TickFile::open_core(path, format, MAX_RECORD_BYTES)
     }
 
     /// Opens `path` as [`TickFile::open`] does, with lines of up to `max_record_bytes` (without
     /// their line break): a longer line is rejected, and only its first [`MAX_RAW_BYTES`] are
     /// ever held in memory.
-    pub fn open_with_limit(
+    pub fn open_core(
         path: impl AsRef<Path>,
         format: Format,
         max_record_bytes: usize,

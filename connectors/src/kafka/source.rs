@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use gostocks_core::feed::grid_ceil;
+use gostocks_core::watermark::grid_ceil;
 use gostocks_core::{Rejection, Tick};
 use gostocks_proto::v1;
 use prost::Message as _;

@@ -154,7 +154,7 @@ impl Grid {
             // time (the trades `t` with `g - resolution < t <= g`).
             let mut rest = &container[..];
             while let Some(first) = rest.first() {
-                let g = crate::feed::grid_ceil(first.time_ns, self.resolution);
+                let g = crate::watermark::grid_ceil(first.time_ns, self.resolution);
                 let floor = g.saturating_sub(self.resolution);
                 let len = rest
                     .iter()

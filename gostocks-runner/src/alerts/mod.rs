@@ -36,7 +36,7 @@ pub struct AlertHub {
 }
 
 impl AlertHub {
-    /// A hub over `store` that feeds rule changes to `rules`.
+    /// A hub over `store` that sends rule changes to `rules`.
     pub fn new(store: Store, windows: Vec<Span>, rules: Sender<RuleChange>) -> AlertHub {
         AlertHub {
             store,

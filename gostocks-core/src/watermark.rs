@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// "at grid time g" cover `g - W < t <= g`).
 ///
 /// ```
-/// use gostocks_core::feed::grid_ceil;
+/// use gostocks_core::watermark::grid_ceil;
 /// assert_eq!(grid_ceil(1_000, 1_000), 1_000);
 /// assert_eq!(grid_ceil(1_001, 1_000), 2_000);
 /// ```
@@ -39,7 +39,7 @@ pub struct Late {
 /// inputs are final.
 ///
 /// ```
-/// use gostocks_core::feed::Watermark;
+/// use gostocks_core::watermark::Watermark;
 /// let mut w = Watermark::new(2_000, 1_000);
 /// assert_eq!(w.admit(10_500), Ok(11_000));
 /// assert_eq!(w.admit(8_500), Ok(9_000)); // 2 µs behind: within the lateness
@@ -94,7 +94,7 @@ impl Watermark {
     /// advance to, so that its last grid time becomes final.
     ///
     /// ```
-    /// use gostocks_core::feed::Watermark;
+    /// use gostocks_core::watermark::Watermark;
     /// let mut w = Watermark::new(0, 1_000);
     /// w.admit(10_500).unwrap();
     /// assert_eq!((w.input_time(), w.closed_time()), (11_000, 12_000));

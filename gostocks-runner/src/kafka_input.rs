@@ -13,11 +13,11 @@ use gostocks_connectors::kafka::{
 };
 use gostocks_core::{Symbol, Tick};
 
-use crate::dataflow::{Batch, Feeds};
+use crate::intake::{Intake, SourceTicks};
 use crate::state::MarketState;
 
 /// Where and what to consume.
-pub struct KafkaFeed {
+pub struct KafkaInput {
     /// Bootstrap servers.
     pub brokers: String,
     /// The tick topic.
@@ -31,7 +31,7 @@ pub struct KafkaFeed {
     /// The consumer's `fetch.wait.max.ms`.
     pub fetch_wait_ms: u32,
     /// This runner's static membership id in the group (`None`: a dynamic member). Held for as
-    /// long as the feed runs, so that no other runner of this host claims it meanwhile.
+    /// long as the input runs, so that no other runner of this host claims it meanwhile.
     pub instance_id: Option<InstanceId>,
 }
 
@@ -55,8 +55,8 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// joins it again as a dynamic member (see [`Event::Watched`]). On `stop` it leaves the group,
 /// so that its partitions move on at once.
 pub fn run(
-    feed: KafkaFeed,
-    tx: Feeds,
+    input: KafkaInput,
+    tx: Intake,
     state: Arc<MarketState>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -65,13 +65,13 @@ pub fn run(
         .build()?;
     runtime.block_on(async move {
         let base =
-            KafkaConfig::new(&feed.brokers, &feed.group).with_fetch_wait_ms(feed.fetch_wait_ms);
-        let dlq =
-            TickProducer::new(&base, feed.encoding).context("creating the dead-letter producer")?;
+            KafkaConfig::new(&input.brokers, &input.group).with_fetch_wait_ms(input.fetch_wait_ms);
+        let dlq = TickProducer::new(&base, input.encoding)
+            .context("creating the dead-letter producer")?;
         state.ownership.activate();
         state.kafka.activate();
-        let config = base.with_instance_id(feed.instance_id.as_ref().map(|id| id.to_string()));
-        let mut source = KafkaSource::new(config, &feed.topic, feed.encoding, feed.resolution)
+        let config = base.with_instance_id(input.instance_id.as_ref().map(|id| id.to_string()));
+        let mut source = KafkaSource::new(config, &input.topic, input.encoding, input.resolution)
             .context("starting the kafka source")?;
         let ended = drive(&mut source, &dlq, &tx, &state, &stop).await;
         source.commit(state.durable());
@@ -88,7 +88,7 @@ pub fn run(
 async fn drive(
     source: &mut KafkaSource,
     dlq: &TickProducer,
-    tx: &Feeds,
+    tx: &Intake,
     state: &MarketState,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
@@ -112,7 +112,7 @@ async fn drive(
                 }
                 state.kafka.set_assigned(partitions.len());
                 partitions.iter().all(|a| {
-                    tx.send(Batch {
+                    tx.send(SourceTicks {
                         source: a.partition as u32,
                         ticks: Vec::new(),
                         retired: false,
@@ -129,7 +129,7 @@ async fn drive(
             }
             Event::Records { partition, records } => {
                 let ticks = take(partition, records, dlq, state).await?;
-                ticks.is_empty() || tx.send(Batch::of(partition as u32, ticks))
+                ticks.is_empty() || tx.send(SourceTicks::of(partition as u32, ticks))
             }
             Event::Watched(v) => {
                 state.kafka.set_unassigned(v.unassigned, v.waiting, v.stuck);
@@ -159,9 +159,9 @@ async fn drive(
 
 /// Tells the dataflow that `partitions` no longer take part in event time; false if it stopped
 /// listening.
-fn retire(tx: &Feeds, partitions: &[i32]) -> bool {
+fn retire(tx: &Intake, partitions: &[i32]) -> bool {
     partitions.iter().all(|&p| {
-        tx.send(Batch {
+        tx.send(SourceTicks {
             source: p as u32,
             ticks: Vec::new(),
             retired: true,

@@ -1,6 +1,6 @@
 //! The whole pipeline on a scope, built in one place: trades and alert-rule changes in; the
 //! stats changelog, final bars and alert events out. `gostocks analyze`, `gostocks run`,
-//! [`crate::batch::run_batch`] and the benchmarks all build it with [`build`], and consume its
+//! `batch::run_batch` and the benchmarks all build it with [`build`], and consume its
 //! [`Outputs`] one of two ways: [`Outputs::in_order`] (one writer, rows sorted, identical for
 //! any worker count) or [`Outputs::as_computed`] (each worker takes the rows it computed, as a
 //! per-worker sink does). A new output is wired here, once.
@@ -19,7 +19,7 @@ use crate::watermark::grid_ceil;
 /// retracts; the rule applies to the trades of grid times `>= time`.
 pub type RuleChange = (AlertRule, u64, isize);
 
-/// The pipeline's inputs. Each advances as its driver says (see [`crate::batch::Watermarks`] for
+/// The pipeline's inputs. Each advances as its driver says (see `batch::Watermarks` for
 /// files); dropping one closes it.
 pub struct Inputs {
     /// Trades, each placed at its grid time ([`grid_ceil`] of its event time).

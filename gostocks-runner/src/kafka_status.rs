@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How the Kafka source stands in its consumer group: written by the Kafka input, read by `/readyz`
-/// ([`MarketState::readiness`](crate::state::MarketState::readiness)) and `/metrics`.
+/// (`MarketState::readiness`) and `/metrics`.
 ///
 /// A consumer that holds no partition while records of its topic wait that nobody consumes
 /// (their committed offsets stand still), for longer than a bound, is stuck: a broker that never

@@ -1,6 +1,6 @@
 //! The read model the servers query: the last price, the latest stats row and the latest final
 //! bars of each symbol, and the live tick broadcast. Written by its sink
-//! ([`crate::sinks::read_model`]) and by the intake (live ticks); read by REST and gRPC.
+//! (`sinks/read_model.rs`) and by the intake (live ticks); read by REST and gRPC.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::RwLock;

@@ -51,19 +51,13 @@ impl Policy {
     /// The backoff between retries of a transient failure: exponential (factor 2) from
     /// `min_delay` to `max_delay`, with jitter, for as long as it takes.
     pub fn backoff(&self) -> ExponentialBuilder {
-        backoff(self.min_delay, self.max_delay)
+        ExponentialBuilder::new()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
     }
-}
-
-/// Exponential backoff with jitter from `min` to `max`, never giving up: the one retry policy
-/// of the sinks and the alert store.
-pub fn backoff(min: Duration, max: Duration) -> ExponentialBuilder {
-    ExponentialBuilder::new()
-        .with_min_delay(min)
-        .with_max_delay(max)
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
 }
 
 /// How a sink stands.

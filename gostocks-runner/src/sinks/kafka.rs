@@ -1,5 +1,6 @@
-//! The Kafka topics as a [`Sink`]: stats changelog rows to the `stats` topic and recorded
-//! alert events to `alerts.triggered`, keyed by symbol, through the idempotent producer.
+//! The Kafka topics as a [`Sink`]: stats changelog rows to the `stats` topic and the alert
+//! events the dataflow fires to `alerts.triggered`, keyed by symbol, through the idempotent
+//! producer.
 
 use gostocks_connectors::kafka::TickProducer;
 

@@ -172,59 +172,16 @@ pub fn run_batch_core(
     outputs: Outputs,
 ) -> BatchOutput {
     let alerts = !rules.is_empty();
-    let rules = Arc::new(rules);
+    let (rules, inputs) = (Arc::new(rules), Arc::new(inputs));
     let out = Arc::new(Mutex::new(BatchOutput::default()));
-    let inputs = Arc::new(inputs);
+    let counters = Arc::new(Counters::default());
     let config = config.clone();
-    let shared = Arc::clone(&out);
-    let all_counters = Arc::new(Counters::default());
-    let counters = Arc::clone(&all_counters);
+    let (shared, all_counters) = (Arc::clone(&out), Arc::clone(&counters));
     timely::execute(timely_config(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let (mut pipeline, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (pipeline, out) = build(scope, &config, alerts);
-            let probe = match outputs {
-                Outputs::Count => {
-                    let (c1, c2, c3) = (counters.clone(), counters.clone(), counters.clone());
-                    out.as_computed(
-                        move |rows| {
-                            c1.stats.fetch_add(rows.len(), Ordering::Relaxed);
-                        },
-                        move |rows| {
-                            c2.bars.fetch_add(rows.len(), Ordering::Relaxed);
-                        },
-                        move |rows| {
-                            c3.events.fetch_add(rows.len(), Ordering::Relaxed);
-                        },
-                    )
-                }
-                Outputs::Collect | Outputs::Order => {
-                    let keep = outputs == Outputs::Collect;
-                    let (c1, c2, c3) = (counters.clone(), counters.clone(), counters.clone());
-                    let (s1, s2, s3) = (shared.clone(), shared.clone(), shared.clone());
-                    out.in_order(
-                        move |rows| {
-                            c1.stats.fetch_add(rows.len(), Ordering::Relaxed);
-                            if keep {
-                                lock(&s1).stats.append(rows);
-                            }
-                        },
-                        move |rows| {
-                            c2.bars.fetch_add(rows.len(), Ordering::Relaxed);
-                            if keep {
-                                lock(&s2).bars.append(rows);
-                            }
-                        },
-                        move |rows| {
-                            c3.events.fetch_add(rows.len(), Ordering::Relaxed);
-                            if keep {
-                                lock(&s3).events.append(rows);
-                            }
-                        },
-                    )
-                }
-            };
-            (pipeline, probe)
+            (pipeline, consume(out, outputs, &counters, &shared))
         });
         // The rules apply from their own times on: they enter at worker 0, once.
         if index == 0 {
@@ -235,30 +192,7 @@ pub fn run_batch_core(
         let Inputs { mut trades, rules } = pipeline;
         drop(rules);
         let mine: Vec<&Vec<Trade>> = inputs.iter().skip(index).step_by(peers).collect();
-        let mut watermarks = Watermarks::new(mine.len(), config.lateness, config.resolution.ns());
-        let mut cursors = vec![0usize; mine.len()];
-        let mut late = Vec::new();
-        // Small steps keep what is in flight in the core's cache (see `analyze`'s FEED).
-        const CHUNK: usize = 1_024;
-        let mut admitted: Vec<Trade> = Vec::with_capacity(CHUNK);
-        while let Some(i) = watermarks.laggard() {
-            let slice = &mine[i][cursors[i]..(cursors[i] + CHUNK).min(mine[i].len())];
-            for trade in slice {
-                match watermarks.admit(i, trade.time_ns) {
-                    Ok(_) => admitted.push(*trade),
-                    Err(why) => late.push((*trade, why)),
-                }
-            }
-            // One message per chunk. A sent container comes back holding anything: empty it.
-            trades.send_batch(&mut admitted);
-            admitted.clear();
-            admitted.reserve(CHUNK);
-            cursors[i] += slice.len();
-            if cursors[i] == mine[i].len() {
-                watermarks.finish(i);
-            }
-            watermarks.release(&mut trades, &probe, worker);
-        }
+        let mut late = send_inputs(&mine, &config, &mut trades, &probe, worker);
         drop(trades);
         while worker.step_or_park(None) {}
         // Late ticks are kept whatever `outputs` says: a benchmark checks there are none.
@@ -268,6 +202,87 @@ pub fn run_batch_core(
     let mut out = std::mem::take(&mut *lock(&out));
     out.counts = all_counters.get();
     out
+}
+
+/// Takes the pipeline's outputs as `outputs` says, counting them: the probe that paces the input.
+fn consume(
+    out: crate::pipeline::Outputs<'_>,
+    outputs: Outputs,
+    counters: &Arc<Counters>,
+    shared: &Arc<Mutex<BatchOutput>>,
+) -> ProbeHandle<u64> {
+    let (c1, c2, c3) = (counters.clone(), counters.clone(), counters.clone());
+    if outputs == Outputs::Count {
+        return out.as_computed(
+            move |rows| {
+                c1.stats.fetch_add(rows.len(), Ordering::Relaxed);
+            },
+            move |rows| {
+                c2.bars.fetch_add(rows.len(), Ordering::Relaxed);
+            },
+            move |rows| {
+                c3.events.fetch_add(rows.len(), Ordering::Relaxed);
+            },
+        );
+    }
+    let keep = outputs == Outputs::Collect;
+    let (s1, s2, s3) = (shared.clone(), shared.clone(), shared.clone());
+    out.in_order(
+        move |rows| {
+            c1.stats.fetch_add(rows.len(), Ordering::Relaxed);
+            if keep {
+                lock(&s1).stats.append(rows);
+            }
+        },
+        move |rows| {
+            c2.bars.fetch_add(rows.len(), Ordering::Relaxed);
+            if keep {
+                lock(&s2).bars.append(rows);
+            }
+        },
+        move |rows| {
+            c3.events.fetch_add(rows.len(), Ordering::Relaxed);
+            if keep {
+                lock(&s3).events.append(rows);
+            }
+        },
+    )
+}
+
+/// Sends this worker's inputs into `trades`, each in its order and with its own watermark, the
+/// laggard first, a chunk at a time; returns the late ticks.
+fn send_inputs(
+    mine: &[&Vec<Trade>],
+    config: &AnalyticsConfig,
+    trades: &mut InputHandleVec<u64, Trade>,
+    probe: &ProbeHandle<u64>,
+    worker: &mut timely::worker::Worker,
+) -> Vec<(Trade, Late)> {
+    let mut watermarks = Watermarks::new(mine.len(), config.lateness, config.resolution.ns());
+    let mut cursors = vec![0usize; mine.len()];
+    let mut late = Vec::new();
+    // Small steps keep what is in flight in the core's cache (see `analyze`'s STEP).
+    const CHUNK: usize = 1_024;
+    let mut admitted: Vec<Trade> = Vec::with_capacity(CHUNK);
+    while let Some(i) = watermarks.laggard() {
+        let slice = &mine[i][cursors[i]..(cursors[i] + CHUNK).min(mine[i].len())];
+        for trade in slice {
+            match watermarks.admit(i, trade.time_ns) {
+                Ok(_) => admitted.push(*trade),
+                Err(why) => late.push((*trade, why)),
+            }
+        }
+        // One message per chunk. A sent container comes back holding anything: empty it.
+        trades.send_batch(&mut admitted);
+        admitted.clear();
+        admitted.reserve(CHUNK);
+        cursors[i] += slice.len();
+        if cursors[i] == mine[i].len() {
+            watermarks.finish(i);
+        }
+        watermarks.release(trades, probe, worker);
+    }
+    late
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -16,5 +16,7 @@ mod rule;
 mod spec;
 
 pub use book::SymbolBook;
-pub use rule::{AlertEvent, AlertRule, Condition, Mode, RuleError};
-pub use spec::{AlertSpec, MAX_COOLDOWN_NS, window_index};
+pub use rule::{
+    AlertEvent, AlertRule, Condition, EventKind, Mode, PauseReason, RuleError, StormGuard,
+};
+pub use spec::{AlertSpec, MAX_COOLDOWN_NS, StormSpec, window_index};

@@ -48,7 +48,7 @@ use crate::symbol::{Symbol, excerpt};
 /// let spec: AlertSpec = serde_json::from_str(r#"{"symbol": "AAPL", "condition": "price_above",
 ///     "threshold": 200, "mode": "once_per_bar_close", "bar": "5m"}"#).unwrap();
 /// let err = spec.to_rule_with_bars("b2", 0, &windows, &bars).unwrap_err().to_string();
-/// assert_eq!(err, "bar: 5m is not a configured bar (configured: 1s, 1m)");
+/// assert_eq!(err, "bar: `5m` is not a configured bar (configured: 1s, 1m)");
 /// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -356,11 +356,11 @@ mod tests {
             ),
             (
                 r#""mode": "once_per_bar", "bar": "2m""#,
-                "bar: 2m is not a configured bar (configured: 1s, 1m)",
+                "bar: `2m` is not a configured bar (configured: 1s, 1m)",
             ),
             (
                 r#""mode": "once_per_bar", "bar": "soon""#,
-                "bar: soon is not a configured bar",
+                "bar: `soon` is not a configured bar",
             ),
             (
                 r#""mode": "once_per_interval""#,
@@ -374,11 +374,11 @@ mod tests {
                 r#""mode": "once_per_bar_close", "bar": "1s", "hysteresis": 1"#,
                 "hysteresis: once_per_bar_close does not",
             ),
-            (r#""mode": "every_tick""#, "mode: every_tick is not a mode"),
+            (r#""mode": "every_tick""#, "mode: `every_tick` is not a mode"),
             (r#""storm": {"max_events": 0}"#, "storm: max_events: 0"),
             (
                 r#""storm": {"within": "soon"}"#,
-                "storm: within: soon is not a duration",
+                "storm: within: `soon` is not a duration",
             ),
         ];
         for (fields, want) in cases {
@@ -402,7 +402,7 @@ mod tests {
         .to_rule("a", 0, &[])
         .unwrap_err()
         .to_string();
-        assert_eq!(got, "bar: 1m is not a configured bar (configured: none)");
+        assert_eq!(got, "bar: `1m` is not a configured bar (configured: none)");
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub trait MatchAlerts<'scope> {
     /// nor on the number of workers. `windows` are the analytics windows (rules refer to them
     /// by index).
     ///
+    /// A `once_per_bar_close` alert's event, stamped with its bar's end `E`, leaves once `E` is
+    /// final: no trade of the bar and no rule change at or before `E` can still come. The
+    /// operator holds a capability at the earliest such `E` meanwhile (no later than the
+    /// events of the trades after it would leave anyway). Bar sizes must be multiples of the
+    /// resolution, so that every bar end is a grid time: the configured bars are
+    /// ([`AlertSpec::to_rule_with_bars`](crate::alerts::AlertSpec::to_rule_with_bars) takes
+    /// only those).
+    ///
     /// # Examples
     /// ```
     /// use gostocks_core::alerts::{AlertRule, Condition, Mode};

@@ -374,7 +374,10 @@ mod tests {
                 r#""mode": "once_per_bar_close", "bar": "1s", "hysteresis": 1"#,
                 "hysteresis: once_per_bar_close does not",
             ),
-            (r#""mode": "every_tick""#, "mode: `every_tick` is not a mode"),
+            (
+                r#""mode": "every_tick""#,
+                "mode: `every_tick` is not a mode",
+            ),
             (r#""storm": {"max_events": 0}"#, "storm: max_events: 0"),
             (
                 r#""storm": {"within": "soon"}"#,

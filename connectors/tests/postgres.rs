@@ -113,6 +113,8 @@ async fn replayed_ticks_never_record_an_event_twice() {
         cooldown_ns: 0,
         window: None,
         created_ns: 0,
+        bar_ns: None,
+        storm: None,
     };
     pg::insert_alert(
         &client,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::alerts::{AlertRule, Condition, Mode};
+use crate::alerts::{AlertRule, Condition, EventKind, Mode, PauseReason};
 use crate::decimal::Fixed;
 use crate::indicators::{Agg, Ema, quantize_log_return};
 use crate::stats::{AnalyticsConfig, BarCore, BarRow, StatsRow, WindowCore};
@@ -260,17 +260,34 @@ fn reset(r: &AlertRule, at: &At) -> bool {
     }
 }
 
-/// Every rule run over its symbol's ticks, from scratch. Each rule lives from `from` (a grid
-/// time: it sees the ticks of grid times >= from) until `until`.
 /// The alert events of `rules` over `trades`, from scratch: each rule's state machine run over
 /// its symbol's ticks in `(t, seq)` order, with each window's sums recomputed at every tick.
 /// A rule `(rule, from, until)` sees the ticks of grid times in `[from, until)` with
-/// `t >= created_ns`. Returns `(alert id, time_ns, seq)` in `(time, seq, id)` order.
+/// `t >= created_ns`. Returns `(alert id, time_ns, seq)` in `(time, seq, id)` order (a pause
+/// is listed as the event it replaced: see [`alert_events_with_kind`]).
 pub fn alert_events(
     trades: &[Trade],
     rules: &[(AlertRule, u64, u64)],
     cfg: &AnalyticsConfig,
 ) -> Vec<(String, u64, u64)> {
+    alert_events_with_kind(trades, rules, cfg)
+        .into_iter()
+        .map(|(id, t, seq, _)| (id, t, seq))
+        .collect()
+}
+
+/// [`alert_events`] with each event's kind: a firing, or the pause of a storm guard.
+///
+/// A `once_per_bar_close` rule judges each bar `[kB, (k+1)B)` of its size on the bar's last
+/// tick `c`: it fires, at time `(k+1)B` with `c`'s seq, when it sees `c`, is still alive at the
+/// bar's end (`(k+1)B < until`) and its condition holds at `c`. Then each rule's events, in
+/// time order, pass its storm guard: an event at `τ` that follows `max_events` events at times
+/// in `(τ - within, τ]` becomes a pause, and the rule's later events are dropped.
+pub fn alert_events_with_kind(
+    trades: &[Trade],
+    rules: &[(AlertRule, u64, u64)],
+    cfg: &AnalyticsConfig,
+) -> Vec<(String, u64, u64, EventKind)> {
     let windows: Vec<u64> = cfg.windows.iter().map(crate::span::Span::ns).collect();
     let res = cfg.resolution.ns();
     let mut events = Vec::new();
@@ -278,41 +295,86 @@ pub fn alert_events(
     for s in symbols {
         let line = timeline(trades, s, &windows);
         for (r, from, until) in rules.iter().filter(|(r, ..)| r.symbol == s) {
-            #[derive(PartialEq)]
-            enum St {
-                Armed,
-                Disarmed(u64),
-                Cooling(u64),
-                Done,
-            }
-            let mut st = St::Armed;
-            for (trade, at) in &line {
+            let sees = |trade: &Trade| {
                 let g = grid_ceil(trade.time_ns, res);
-                if g < *from || g >= *until || at.t < r.created_ns {
-                    continue;
+                g >= *from && g < *until && trade.time_ns >= r.created_ns
+            };
+            // Every event the mode alone gives, (time, seq), in time order.
+            let mut fired: Vec<(u64, u64)> = Vec::new();
+            if r.mode == Mode::OncePerBarClose {
+                let b = r.bar_ns.expect("a bar mode has a bar");
+                let mut i = 0;
+                while i < line.len() {
+                    let k = line[i].0.time_ns / b;
+                    let mut j = i;
+                    while j < line.len() && line[j].0.time_ns / b == k {
+                        j += 1;
+                    }
+                    let (close, at) = &line[j - 1];
+                    let end = (k + 1) * b;
+                    if sees(close) && end < *until && holds(r, at).is_some() {
+                        fired.push((end, close.seq));
+                    }
+                    i = j;
                 }
-                if let St::Cooling(ready) = st
-                    && at.t >= ready
-                {
-                    st = St::Armed;
+            } else {
+                #[derive(PartialEq)]
+                enum St {
+                    Armed,
+                    Disarmed(u64),
+                    Cooling(u64),
+                    Done,
                 }
-                if let St::Disarmed(fired) = st
-                    && reset(r, at)
-                {
-                    let ready = fired + r.cooldown_ns;
-                    st = if at.t >= ready {
-                        St::Armed
-                    } else {
-                        St::Cooling(ready)
-                    };
+                let mut st = St::Armed;
+                for (trade, at) in &line {
+                    if !sees(trade) {
+                        continue;
+                    }
+                    if let St::Cooling(ready) = st
+                        && at.t >= ready
+                    {
+                        st = St::Armed;
+                    }
+                    if let St::Disarmed(fired) = st
+                        && reset(r, at)
+                    {
+                        let ready = fired + r.cooldown_ns;
+                        st = if at.t >= ready {
+                            St::Armed
+                        } else {
+                            St::Cooling(ready)
+                        };
+                    }
+                    if st == St::Armed && holds(r, at).is_some() {
+                        fired.push((trade.time_ns, trade.seq));
+                        st = match r.mode {
+                            Mode::Once => St::Done,
+                            Mode::Rearm => St::Disarmed(at.t),
+                            Mode::OncePerBar => {
+                                let b = r.bar_ns.expect("a bar mode has a bar");
+                                St::Cooling((at.t / b + 1) * b)
+                            }
+                            Mode::OncePerInterval => St::Cooling(at.t + r.cooldown_ns),
+                            Mode::OncePerBarClose => unreachable!("judged per bar above"),
+                        };
+                    }
                 }
-                if st == St::Armed && holds(r, at).is_some() {
-                    events.push((r.id.clone(), trade.time_ns, trade.seq));
-                    st = match r.mode {
-                        Mode::Once => St::Done,
-                        Mode::Rearm => St::Disarmed(at.t),
-                    };
+            }
+            // The storm guard: counts what was emitted, from scratch at every event.
+            let mut emitted: Vec<u64> = Vec::new();
+            for (t, seq) in fired {
+                if let Some(g) = r.storm {
+                    let recent = emitted.iter().filter(|&&x| x + g.within_ns > t).count();
+                    if recent >= g.max_events as usize {
+                        let paused = EventKind::Paused {
+                            reason: PauseReason::Storm,
+                        };
+                        events.push((r.id.clone(), t, seq, paused));
+                        break;
+                    }
                 }
+                emitted.push(t);
+                events.push((r.id.clone(), t, seq, EventKind::Fired));
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Alert matching: the rule semantics case by case, and the dataflow against a plain loop over
 //! ticks and rules on seeded random streams with thousands of alerts.
 
-use gostocks_core::alerts::{AlertEvent, AlertRule, Condition, Mode};
+use gostocks_core::alerts::{
+    AlertEvent, AlertRule, Condition, EventKind, Mode, PauseReason, StormGuard,
+};
 use gostocks_core::batch::{Outputs, run_batch_core};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::watermark::grid_ceil;
@@ -16,7 +18,7 @@ fn config() -> AnalyticsConfig {
     AnalyticsConfig {
         windows: vec![Span::new(3 * SEC, "3s"), Span::new(10 * SEC, "10s")],
         resolution: Span::new(SEC, "1s"),
-        bars: vec![Span::new(SEC, "1s")],
+        bars: vec![Span::new(SEC, "1s"), Span::new(3 * SEC, "3s")],
         ema_span: 3,
         lateness: 0,
     }
@@ -41,6 +43,8 @@ fn rule(id: &str, condition: Condition, threshold: &str) -> AlertRule {
         cooldown_ns: 0,
         window: None,
         created_ns: 0,
+        bar_ns: None,
+        storm: None,
     }
 }
 
@@ -284,6 +288,8 @@ fn random_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u
                 cooldown_ns: [0, SEC / 2, 3 * SEC][rng.random_range(0..3)],
                 window: condition.needs_window().then(|| rng.random_range(0..2)),
                 created_ns: created,
+                bar_ns: None,
+                storm: None,
             };
             (rule, from, until)
         })
@@ -350,6 +356,266 @@ fn dataflow_agrees_with_the_plain_loop_on_random_streams() {
             for (g, w) in got.iter().zip(&want) {
                 assert_eq!(g, w, "seed {seed}, {workers} workers, lateness {lateness}");
             }
+        }
+    }
+}
+
+// ---- trigger frequencies and the storm guard (issue 27) ----
+
+fn events(
+    trades: Vec<Trade>,
+    rules: Vec<(AlertRule, u64, isize)>,
+    workers: usize,
+) -> Vec<AlertEvent> {
+    run_batch_core(vec![trades], rules, &config(), workers, Outputs::Collect).events
+}
+
+fn with_mode(id: &str, mode: Mode) -> AlertRule {
+    let mut r = rule(id, Condition::PriceAbove, "10");
+    r.mode = mode;
+    if mode.needs_bar() {
+        r.bar_ns = Some(SEC);
+    }
+    r
+}
+
+#[test]
+fn once_per_bar_fires_on_the_first_qualifying_tick_of_each_bar() {
+    // Two ticks per 1 s bar [kB, (k+1)B): seq 0, 1 | 2, 3 | 4, 5.
+    let got = fired(
+        ticks(&["11", "11", "9", "11", "11", "11"]),
+        at0(vec![with_mode("b", Mode::OncePerBar)]),
+        1,
+    );
+    assert_eq!(got, ids(&[("b", 0), ("b", 3), ("b", 4)]));
+}
+
+#[test]
+fn a_tick_on_a_bar_boundary_opens_the_next_bar() {
+    // seq 1 is at BASE + 0.5 s, seq 2 at BASE + 1 s exactly: the start of the second bar.
+    let got = fired(
+        ticks(&["9", "11", "11"]),
+        at0(vec![with_mode("b", Mode::OncePerBar)]),
+        1,
+    );
+    assert_eq!(got, ids(&[("b", 1), ("b", 2)]));
+}
+
+#[test]
+fn once_per_bar_close_judges_the_last_tick_and_fires_at_the_bar_end() {
+    // Bars: seq 0, 1 (close 9) | 2, 3 (close 11) | 4, 5 (close 11, closed by the end of input).
+    for workers in [1, 2] {
+        let got = events(
+            ticks(&["11", "9", "9", "11", "11", "11"]),
+            at0(vec![with_mode("c", Mode::OncePerBarClose)]),
+            workers,
+        );
+        let got: Vec<_> = got
+            .iter()
+            .map(|e| (e.time_ns, e.seq, e.price.to_string(), e.kind))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (BASE + 2 * SEC, 3, "11".into(), EventKind::Fired),
+                (BASE + 3 * SEC, 5, "11".into(), EventKind::Fired),
+            ],
+            "{workers} workers"
+        );
+    }
+}
+
+#[test]
+fn once_per_bar_close_needs_the_alert_alive_from_the_close_to_the_bar_end() {
+    let trades = ticks(&["11", "11", "9", "9"]);
+    let r = with_mode("c", Mode::OncePerBarClose);
+    let at = |ns: u64| BASE + ns;
+    let run = |rules: Vec<(AlertRule, u64, isize)>| fired(trades.clone(), rules, 1);
+    // The first bar [BASE, BASE + 1s) closes at seq 1 (t = BASE + 0.5 s, grid BASE + 1 s).
+    assert_eq!(run(vec![(r.clone(), 0, 1)]), ids(&[("c", 1)]));
+    // Retracted at the bar's end: not alive when the bar is final.
+    assert_eq!(
+        run(vec![(r.clone(), 0, 1), (r.clone(), at(SEC), -1)]),
+        ids(&[])
+    );
+    // Retracted a grid step later: it was.
+    assert_eq!(
+        run(vec![(r.clone(), 0, 1), (r.clone(), at(2 * SEC), -1)]),
+        ids(&[("c", 1)])
+    );
+    // Inserted after the close's grid time: it did not see the close.
+    let mut late = r.clone();
+    late.created_ns = at(SEC + 1);
+    assert_eq!(run(vec![(late, at(2 * SEC), 1)]), ids(&[]));
+}
+
+#[test]
+fn once_per_interval_is_the_cooldown_without_the_reset() {
+    let mut interval = with_mode("i", Mode::OncePerInterval);
+    interval.cooldown_ns = SEC;
+    let mut rearm = with_mode("r", Mode::Rearm);
+    rearm.cooldown_ns = SEC;
+    // Always above: rearm never resets; once_per_interval fires at t0, t0 + 1 s, t0 + 2 s.
+    let got = fired(
+        ticks(&["11", "11", "11", "11", "11"]),
+        at0(vec![interval, rearm]),
+        1,
+    );
+    assert_eq!(got, ids(&[("i", 0), ("r", 0), ("i", 2), ("i", 4)]));
+}
+
+fn storming(max_events: u32, within_ns: u64) -> AlertRule {
+    let mut r = with_mode("s", Mode::Rearm);
+    r.storm = Some(StormGuard {
+        max_events,
+        within_ns,
+    });
+    r
+}
+
+#[test]
+fn the_storm_guard_pauses_at_the_event_past_its_maximum_and_fires_nothing_more() {
+    // Rearm without hysteresis fires on every other tick: at BASE, +1 s, +2 s, +3 s, +4 s.
+    let prices = ["11", "9", "11", "9", "11", "9", "11", "9", "11"];
+    let got = events(ticks(&prices), at0(vec![storming(3, 10 * SEC)]), 2);
+    let got: Vec<_> = got.iter().map(|e| (e.seq, e.kind)).collect();
+    let paused = EventKind::Paused {
+        reason: PauseReason::Storm,
+    };
+    assert_eq!(
+        got,
+        vec![
+            (0, EventKind::Fired),
+            (2, EventKind::Fired),
+            (4, EventKind::Fired),
+            (6, paused)
+        ]
+    );
+    let pause = &events(ticks(&prices), at0(vec![storming(3, 10 * SEC)]), 1)[3];
+    assert_eq!(
+        pause.to_json(),
+        format!(
+            r#"{{"alert_id":"s","symbol":"X","time_ns":{},"seq":6,"price":11,"value":11,"kind":"paused","reason":"storm"}}"#,
+            BASE + 3 * SEC
+        )
+    );
+}
+
+#[test]
+fn the_storm_span_excludes_its_lower_edge() {
+    let prices = ["11", "9", "11", "9", "11", "9", "11"];
+    // Events 1 s apart, at most 2 within (τ - 2 s, τ]: the event 2 s back is outside.
+    let got = fired(ticks(&prices), at0(vec![storming(2, 2 * SEC)]), 1);
+    assert_eq!(got, ids(&[("s", 0), ("s", 2), ("s", 4), ("s", 6)]));
+    // One nanosecond more and the third event is the storm.
+    let got = events(ticks(&prices), at0(vec![storming(2, 2 * SEC + 1)]), 1);
+    let got: Vec<_> = got
+        .iter()
+        .map(|e| (e.seq, e.kind == EventKind::Fired))
+        .collect();
+    assert_eq!(got, vec![(0, true), (2, true), (4, false)]);
+}
+
+#[test]
+fn a_paused_alert_fires_again_once_reinserted() {
+    let prices = ["11", "9", "11", "9", "11", "9", "11", "9", "11"];
+    let r = storming(1, 10 * SEC);
+    // Re-enabled by the service: retracted, and inserted again as a new rule from BASE + 3 s.
+    let mut again = r.clone();
+    again.created_ns = BASE + 3 * SEC;
+    let rules = vec![
+        (r.clone(), 0, 1),
+        (r, BASE + 3 * SEC, -1),
+        (again, BASE + 3 * SEC, 1),
+    ];
+    let got = events(ticks(&prices), rules, 1);
+    let got: Vec<_> = got
+        .iter()
+        .map(|e| (e.seq, e.kind == EventKind::Fired))
+        .collect();
+    // Fires at seq 0, pauses at seq 2; fires at seq 6 (BASE + 3 s) and pauses at seq 8.
+    assert_eq!(got, vec![(0, true), (2, false), (6, true), (8, false)]);
+}
+
+fn random_modal_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u64)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rules = random_rules(seed, n, span);
+    for (r, _, _) in &mut rules {
+        r.mode = Mode::ALL[rng.random_range(0..Mode::ALL.len())];
+        match r.mode {
+            Mode::Once | Mode::Rearm => {}
+            Mode::OncePerBar | Mode::OncePerBarClose => {
+                r.hysteresis = Fixed(0);
+                r.cooldown_ns = 0;
+                r.bar_ns = Some([SEC, 3 * SEC][rng.random_range(0..2)]);
+            }
+            Mode::OncePerInterval => {
+                r.hysteresis = Fixed(0);
+                r.cooldown_ns = [SEC / 2, SEC, 3 * SEC][rng.random_range(0..3)];
+            }
+        }
+        r.storm = match rng.random_range(0..3) {
+            0 => None,
+            _ => Some(StormGuard {
+                max_events: rng.random_range(1..6),
+                within_ns: rng.random_range(SEC..8 * SEC),
+            }),
+        };
+        r.validate().expect("a valid rule");
+    }
+    rules
+}
+
+#[test]
+fn trigger_frequencies_and_the_storm_guard_agree_with_the_plain_loop() {
+    for seed in 0..4u64 {
+        let trades = random_trades(seed, 3_000);
+        let span = (trades[0].time_ns, trades[trades.len() - 1].time_ns);
+        let rules = random_modal_rules(seed + 200, 1_500, span);
+        let mut cfg = config();
+        let want = reference::alert_events_with_kind(&trades, &rules, &cfg);
+        let count = |pred: &dyn Fn(&AlertRule, &EventKind) -> bool| {
+            want.iter()
+                .filter(|(id, _, _, k)| {
+                    let r = &rules.iter().find(|(r, ..)| &r.id == id).unwrap().0;
+                    pred(r, k)
+                })
+                .count()
+        };
+        for mode in Mode::ALL {
+            let n = count(&|r, _| r.mode == mode);
+            assert!(n > 20, "seed {seed}: {mode} fires: {n}");
+        }
+        let pauses = count(&|_, k| *k != EventKind::Fired);
+        assert!(pauses > 20, "seed {seed}: the guard pauses: {pauses}");
+        for (workers, lateness) in [(1, 0), (2, 0), (1, 2 * SEC), (2, 2 * SEC)] {
+            cfg.lateness = lateness;
+            let input = if lateness == 0 {
+                trades.clone()
+            } else {
+                shuffled(&trades, lateness, seed)
+            };
+            let got = run_batch_core(
+                vec![input],
+                changes(&rules),
+                &cfg,
+                workers,
+                Outputs::Collect,
+            );
+            assert!(got.late.is_empty());
+            // The output is in (time, symbol, seq, id) order, and stays so.
+            assert!(got.events.is_sorted(), "seed {seed}: events in order");
+            let mut got: Vec<(String, u64, u64, EventKind)> = got
+                .events
+                .iter()
+                .map(|e| (e.alert_id.clone(), e.time_ns, e.seq, e.kind))
+                .collect();
+            got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+            let what = format!("seed {seed}, {workers} workers, lateness {lateness}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g, w, "{what}");
+            }
+            assert_eq!(got.len(), want.len(), "{what}: number of events");
         }
     }
 }

@@ -411,6 +411,8 @@ fn bench_rules(trades: &[Trade], n: usize) -> Vec<(AlertRule, u64, isize)> {
                 cooldown_ns: 1_000_000_000,
                 window: condition.needs_window().then(|| rng.random_range(0..2)),
                 created_ns: 0,
+                bar_ns: None,
+                storm: None,
             };
             (rule, 0, 1)
         })

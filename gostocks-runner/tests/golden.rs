@@ -224,6 +224,8 @@ fn rules_for(ticks: &[Trade], n: usize, seed: u64) -> Vec<(AlertRule, u64, u64)>
                 cooldown_ns: [0, 1_000_000_000, 60_000_000_000][rng.random_range(0..3)],
                 window: condition.needs_window().then(|| rng.random_range(0..2)),
                 created_ns: 0,
+                bar_ns: None,
+                storm: None,
             };
             (rule, 0, u64::MAX)
         })

@@ -243,6 +243,7 @@ pub async fn events_after(
                 seq: r.get::<_, i64>(5) as u64,
                 price: fixed(&r.get::<_, String>(6)),
                 value: r.get(7),
+                kind: Default::default(),
             },
         })
         .collect())

@@ -1,9 +1,10 @@
-use std::collections::BTreeSet;
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, VecDeque};
 use std::ops::Bound;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::rule::{AlertEvent, AlertRule, Condition, Mode};
+use super::rule::{AlertEvent, AlertRule, Condition, EventKind, Mode, PauseReason};
 use crate::decimal::{Fixed, SCALE};
 use crate::indicators::TickWindow;
 use crate::tick::Trade;
@@ -43,14 +44,110 @@ enum State {
     Armed,
     /// Fired at `fired`; waits for the condition to be false by the hysteresis.
     Disarmed { fired: u64 },
-    /// Reset, but its cooldown runs until `ready`.
+    /// Reset, but its cooldown runs until `ready` (or, for `once_per_bar`, the bar's end; for
+    /// `once_per_interval`, the interval's).
     Cooling { ready: u64 },
+    /// A `once_per_bar_close` alert: judged at each bar's close, never indexed by level.
+    AtClose,
+    /// Paused by its storm guard: fires nothing more.
+    Paused,
 }
 
 struct Slot {
     rule: AlertRule,
     state: State,
     family: usize,
+    /// The book's tick count when the rule came in: it sees the ticks from that index on.
+    first_tick: u64,
+    /// The storm guard's ring: the times of its latest events, at most `max_events` of them
+    /// (empty, unallocated, without a guard).
+    recent: VecDeque<u64>,
+}
+
+/// The `once_per_bar_close` alerts of one bar size.
+struct CloseGroup {
+    bar_ns: u64,
+    /// The end of the bar of the last tick seen, until that bar is closed.
+    end: Option<u64>,
+    slots: Vec<u32>,
+}
+
+/// What the conditions need of a tick to be judged later, once it is known to be a bar's
+/// close: kept for the last tick while `once_per_bar_close` alerts wait, in place (no
+/// allocation per tick).
+#[derive(Default)]
+struct CloseTick {
+    /// The tick's index in the book (what [`Slot::first_tick`] compares with).
+    index: u64,
+    trade: Option<Trade>,
+    prev: Option<Fixed>,
+    /// Per window: the sign of `price - sma` and the sma, after the tick.
+    sma: Vec<Option<(Ordering, f64)>>,
+    /// Per window: the sign of `price - sma` at the tick before.
+    prev_sign: Vec<Option<Ordering>>,
+    /// Per window: the volatility after the tick.
+    volatility: Vec<Option<f64>>,
+}
+
+/// Pushes `event` of the alert in `slot` through its storm guard: either the event, or, when
+/// it would be the `(max_events + 1)`-th at times in `(τ - within, τ]`, the pause in its place.
+/// Returns whether the alert is now paused.
+fn emit(slot: &mut Slot, mut event: AlertEvent, events: &mut Vec<AlertEvent>) -> bool {
+    let mut paused = false;
+    if let Some(guard) = slot.rule.storm {
+        let tau = event.time_ns;
+        while slot
+            .recent
+            .front()
+            .is_some_and(|&x| x.saturating_add(guard.within_ns) <= tau)
+        {
+            slot.recent.pop_front();
+        }
+        if slot.recent.len() >= guard.max_events as usize {
+            event.kind = EventKind::Paused {
+                reason: PauseReason::Storm,
+            };
+            paused = true;
+        } else {
+            slot.recent.push_back(tau);
+        }
+    }
+    events.push(event);
+    paused
+}
+
+/// The end of the bar of size `bar` (aligned to the epoch) that holds `t`.
+fn bar_end(t: u64, bar: u64) -> u64 {
+    (t / bar).saturating_add(1).saturating_mul(bar)
+}
+
+/// Whether `rule`'s condition holds at the tick `at`, and its value.
+fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
+    let trade = at.trade.as_ref()?;
+    let (p, thr) = (trade.price, rule.threshold);
+    let price = p.to_f64();
+    let yes = |c: bool, v: f64| c.then_some(v);
+    let w = usize::from(rule.window.unwrap_or(0));
+    match rule.condition {
+        Condition::PriceAbove => yes(p > thr, price),
+        Condition::PriceBelow => yes(p < thr, price),
+        Condition::CrossesAbove => yes(at.prev.is_some_and(|q| q <= thr) && p > thr, price),
+        Condition::CrossesBelow => yes(at.prev.is_some_and(|q| q >= thr) && p < thr, price),
+        Condition::SmaCrossAbove => {
+            let (now, sma) = at.sma.get(w).copied().flatten()?;
+            let before = at.prev_sign.get(w).copied().flatten()?;
+            yes(before.is_le() && now.is_gt(), sma)
+        }
+        Condition::SmaCrossBelow => {
+            let (now, sma) = at.sma.get(w).copied().flatten()?;
+            let before = at.prev_sign.get(w).copied().flatten()?;
+            yes(before.is_ge() && now.is_lt(), sma)
+        }
+        Condition::VolatilityAbove => {
+            let v = at.volatility.get(w).copied().flatten()?;
+            yes(v > thr.to_f64(), v)
+        }
+    }
 }
 
 /// The alerts of one symbol and what they need to see of its ticks: the matching engine.
@@ -59,6 +156,10 @@ struct Slot {
 /// level and disarmed ones by their reset level, so a tick costs a few range queries whatever
 /// the number of alerts, plus the alerts it actually fires or resets.
 ///
+/// `once_per_bar_close` alerts are judged on the last tick seen, once a bar is known to be
+/// over: when a tick of a later bar comes ([`SymbolBook::on_tick`]), or when the caller knows
+/// that no tick of the bar can still come ([`SymbolBook::close_bars`]).
+///
 /// ```
 /// use gostocks_core::alerts::{AlertRule, Condition, Mode, SymbolBook};
 /// use gostocks_core::{Symbol, Trade};
@@ -66,7 +167,7 @@ struct Slot {
 /// let mut book = SymbolBook::new(&[]);
 /// book.insert(AlertRule { id: "a".into(), symbol: sym, condition: Condition::PriceAbove,
 ///     threshold: "10".parse().unwrap(), mode: Mode::Once, hysteresis: Default::default(),
-///     cooldown_ns: 0, window: None, created_ns: 0 });
+///     cooldown_ns: 0, window: None, created_ns: 0, bar_ns: None, storm: None });
 /// let tick = |t, p: &str| Trade { symbol: sym, time_ns: t, seq: 0, price: p.parse().unwrap(),
 ///     size: "1".parse().unwrap() };
 /// let mut events = Vec::new();
@@ -91,6 +192,12 @@ pub struct SymbolBook {
     /// Per window: its volatility after the current tick, worked out once per tick for both
     /// the resets and the firings (only where volatility alerts are waiting).
     volatility: Vec<Option<f64>>,
+    /// Ticks seen so far.
+    ticks: u64,
+    /// The `once_per_bar_close` alerts, by bar size.
+    groups: Vec<CloseGroup>,
+    /// The last tick, while `groups` is not empty.
+    last: CloseTick,
 }
 
 const PRICE_ABOVE: usize = 0;
@@ -182,6 +289,79 @@ impl SymbolBook {
             disarmed: vec![Index::new(); families],
             scratch: Vec::new(),
             volatility: Vec::new(),
+            ticks: 0,
+            groups: Vec::new(),
+            last: CloseTick::default(),
+        }
+    }
+
+    /// The end of the earliest bar that `once_per_bar_close` alerts wait to see closed: once no
+    /// tick of the symbol before it can come, [`SymbolBook::close_bars`] judges them.
+    pub fn next_close(&self) -> Option<u64> {
+        self.groups.iter().filter_map(|g| g.end).min()
+    }
+
+    /// Closes the bars that end before `before` (no tick of them can still come): the
+    /// `once_per_bar_close` alerts that saw the bar's close and whose condition holds on it
+    /// fire (or pause), at the bar's end, in alert-id order per bar size.
+    pub fn close_bars(&mut self, before: u64, events: &mut Vec<AlertEvent>) {
+        for gi in 0..self.groups.len() {
+            let Some(end) = self.groups[gi].end.filter(|&e| e < before) else {
+                continue;
+            };
+            self.groups[gi].end = None;
+            let Some(close) = self.last.trade else {
+                continue;
+            };
+            let first = events.len();
+            for &slot in &self.groups[gi].slots {
+                let Some(s) = self.slots[slot as usize].as_mut() else {
+                    continue;
+                };
+                if s.state != State::AtClose
+                    || s.first_tick > self.last.index
+                    || close.time_ns < s.rule.created_ns
+                {
+                    continue;
+                }
+                let Some(value) = holds_at(&s.rule, &self.last) else {
+                    continue;
+                };
+                let event = AlertEvent {
+                    alert_id: s.rule.id.clone(),
+                    symbol: close.symbol,
+                    time_ns: end,
+                    seq: close.seq,
+                    price: close.price,
+                    value,
+                    kind: EventKind::Fired,
+                };
+                if emit(s, event, events) {
+                    s.state = State::Paused;
+                }
+            }
+            events[first..].sort_unstable_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        }
+    }
+
+    /// Keeps what the `once_per_bar_close` alerts need of this tick, and opens its bars.
+    fn remember_close(&mut self, trade: &Trade, prev: Option<Fixed>) {
+        let at = &mut self.last;
+        at.index = self.ticks;
+        at.trade = Some(*trade);
+        at.prev = prev;
+        at.prev_sign.clone_from(&self.prev_sma_sign);
+        at.sma.clear();
+        at.volatility.clear();
+        for w in &self.windows {
+            at.sma.push(
+                w.diff_from_sma(trade.price)
+                    .and_then(|(d, _)| Some((d.cmp(&0), w.sma()?))),
+            );
+            at.volatility.push(w.volatility());
+        }
+        for g in &mut self.groups {
+            g.end = Some(bar_end(trade.time_ns, g.bar_ns));
         }
     }
 
@@ -209,11 +389,27 @@ impl SymbolBook {
             (self.slots.len() - 1) as u32
         });
         self.ids.insert(rule.id.clone(), slot);
-        self.pending.insert((rule.created_ns, slot));
+        let state = if rule.mode == Mode::OncePerBarClose {
+            let bar_ns = rule.bar_ns.unwrap_or(0).max(1);
+            match self.groups.iter_mut().find(|g| g.bar_ns == bar_ns) {
+                Some(g) => g.slots.push(slot),
+                None => self.groups.push(CloseGroup {
+                    bar_ns,
+                    end: None,
+                    slots: vec![slot],
+                }),
+            }
+            State::AtClose
+        } else {
+            self.pending.insert((rule.created_ns, slot));
+            State::Pending
+        };
         self.slots[slot as usize] = Some(Slot {
             family: family(&rule),
             rule,
-            state: State::Pending,
+            state,
+            first_tick: self.ticks,
+            recent: VecDeque::new(),
         });
     }
 
@@ -222,11 +418,18 @@ impl SymbolBook {
         let slot = self.ids.remove(id)?;
         let s = self.slots[slot as usize].take()?;
         self.free.push(slot);
+        if s.rule.mode == Mode::OncePerBarClose {
+            for g in &mut self.groups {
+                g.slots.retain(|&x| x != slot);
+            }
+            self.groups.retain(|g| !g.slots.is_empty());
+        }
         match s.state {
             State::Pending => self.pending.remove(&(s.rule.created_ns, slot)),
             State::Armed => self.armed[s.family].remove(&(fire_level(&s.rule), slot)),
             State::Disarmed { .. } => self.disarmed[s.family].remove(&(reset_level(&s.rule), slot)),
             State::Cooling { ready } => self.cooling.remove(&(ready, slot)),
+            State::AtClose | State::Paused => false,
         };
         Some(s.rule)
     }
@@ -239,14 +442,20 @@ impl SymbolBook {
     }
 
     /// Feeds the symbol's next tick in `(t, seq)` order with its predecessor's price; pushes
-    /// the events it fires onto `events`, in alert-id order.
+    /// the events it fires onto `events`, in alert-id order (after those of the bars it
+    /// closes, see [`SymbolBook::close_bars`]).
     pub fn on_tick(&mut self, trade: &Trade, prev: Option<Fixed>, events: &mut Vec<AlertEvent>) {
         let t = trade.time_ns;
+        // A bar that ends at or before this tick is over: its close was the tick before.
+        if !self.groups.is_empty() {
+            self.close_bars(t.saturating_add(1), events);
+        }
         for w in &mut self.windows {
             w.push(t, trade.price, prev);
         }
         if self.ids.is_empty() {
             self.remember_sma_signs(trade.price);
+            self.ticks += 1;
             return;
         }
         // Alerts whose creation time has come, and whose cooldown has run out, are armed.
@@ -326,30 +535,48 @@ impl SymbolBook {
                 let Some(s) = self.slots[slot as usize].as_mut() else {
                     continue;
                 };
-                events.push(AlertEvent {
+                let event = AlertEvent {
                     alert_id: s.rule.id.clone(),
                     symbol: trade.symbol,
                     time_ns: t,
                     seq: trade.seq,
                     price: trade.price,
                     value,
-                });
-                match s.rule.mode {
+                    kind: EventKind::Fired,
+                };
+                if emit(s, event, events) {
+                    // Out of every index: it stays in `ids` only to be removed.
+                    s.state = State::Paused;
+                    continue;
+                }
+                let ready = match s.rule.mode {
                     Mode::Once => {
                         let id = s.rule.id.clone();
                         self.ids.remove(&id);
                         self.slots[slot as usize] = None;
                         self.free.push(slot);
+                        continue;
                     }
                     Mode::Rearm => {
                         s.state = State::Disarmed { fired: t };
                         self.disarmed[f].insert((reset_level(&s.rule), slot));
+                        continue;
                     }
-                }
+                    Mode::OncePerBar => bar_end(t, s.rule.bar_ns.unwrap_or(0).max(1)),
+                    Mode::OncePerInterval => t.saturating_add(s.rule.cooldown_ns),
+                    // Never armed.
+                    Mode::OncePerBarClose => continue,
+                };
+                s.state = State::Cooling { ready };
+                self.cooling.insert((ready, slot));
             }
         }
         events[first..].sort_unstable_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        if !self.groups.is_empty() {
+            self.remember_close(trade, prev);
+        }
         self.remember_sma_signs(trade.price);
+        self.ticks += 1;
     }
 
     fn remember_sma_signs(&mut self, price: Fixed) {

@@ -76,7 +76,7 @@ impl FromStr for Condition {
     }
 }
 
-/// How often an alert may fire.
+/// How often an alert may fire (its trigger frequency).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -88,26 +88,91 @@ pub enum Mode {
     /// Fires, then disarms until the condition has been false by the hysteresis and the
     /// cooldown has passed.
     Rearm,
+    /// Fires at most once per bar of [`AlertRule::bar_ns`] (bars `[kB, (k+1)B)` aligned to
+    /// the epoch, as the analytics' bars): on the first tick of the bar, in `(t, seq)` order,
+    /// that satisfies the condition; then waits for the next bar.
+    OncePerBar,
+    /// Evaluates the condition on each bar's close (its last trade in `(t, seq)` order) and
+    /// fires when the bar is final; the event's `time_ns` is the bar's end `(k+1)B`, its
+    /// `seq`, `price` and `value` those of the close.
+    OncePerBarClose,
+    /// Fires on a tick that satisfies the condition, then not before `t + cooldown`: the
+    /// cooldown of [`Mode::Rearm`] (`t >= fired + cooldown`), without its reset.
+    OncePerInterval,
 }
 
 impl Mode {
+    /// Every mode, in declaration order.
+    pub const ALL: [Mode; 5] = [
+        Mode::Once,
+        Mode::Rearm,
+        Mode::OncePerBar,
+        Mode::OncePerBarClose,
+        Mode::OncePerInterval,
+    ];
+
     /// The name used in JSON, SQL and the REST API.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Once => "once",
             Mode::Rearm => "rearm",
+            Mode::OncePerBar => "once_per_bar",
+            Mode::OncePerBarClose => "once_per_bar_close",
+            Mode::OncePerInterval => "once_per_interval",
         }
+    }
+
+    /// Whether the mode cuts time into bars (and so needs [`AlertRule::bar_ns`]).
+    pub fn needs_bar(self) -> bool {
+        matches!(self, Mode::OncePerBar | Mode::OncePerBarClose)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 impl FromStr for Mode {
     type Err = RuleError;
     fn from_str(s: &str) -> Result<Mode, RuleError> {
-        match s {
-            "once" => Ok(Mode::Once),
-            "rearm" => Ok(Mode::Rearm),
-            other => Err(RuleError::Mode(crate::symbol::excerpt(other))),
-        }
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| RuleError::Mode(crate::symbol::excerpt(s)))
+    }
+}
+
+/// The storm guard: an alert that would fire more than `max_events` times within `within_ns`
+/// of event time is paused instead.
+///
+/// The events counted are the alert's own, at their `time_ns`: when an event at `τ` would be
+/// the `(max_events + 1)`-th at times in `(τ - within_ns, τ]` (the window convention of the
+/// analytics), it is not emitted; an [`EventKind::Paused`] event with reason
+/// [`PauseReason::Storm`] is emitted in its place (same tick, same fields), and the alert fires
+/// nothing more until it is retracted and inserted again (re-enabled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StormGuard {
+    /// The most events allowed within the span (at least 1).
+    pub max_events: u32,
+    /// The sliding span, in ns of event time (above 0).
+    pub within_ns: u64,
+}
+
+impl StormGuard {
+    /// The default guard: 15 events within 3 minutes. A price oscillating around a level can
+    /// fire a `rearm` alert on every tick; 15 in 3 minutes is more than any person reads, and
+    /// still lets a `once_per_bar` alert on 1-minute bars fire on every bar.
+    pub const DEFAULT: StormGuard = StormGuard {
+        max_events: 15,
+        within_ns: 180_000_000_000,
+    };
+}
+
+impl Default for StormGuard {
+    fn default() -> StormGuard {
+        StormGuard::DEFAULT
     }
 }
 
@@ -132,6 +197,13 @@ pub struct AlertRule {
     pub window: Option<u8>,
     /// The alert applies to ticks with `t >= created_ns`.
     pub created_ns: u64,
+    /// For [`Mode::OncePerBar`] and [`Mode::OncePerBarClose`]: the bar size in ns, a multiple
+    /// of the analytics' resolution (one of the configured bars); `None` for the other modes.
+    #[serde(default)]
+    pub bar_ns: Option<u64>,
+    /// The storm guard; `None` turns it off.
+    #[serde(default)]
+    pub storm: Option<StormGuard>,
 }
 
 impl AlertRule {
@@ -144,10 +216,66 @@ impl AlertRule {
             return Err(RuleError::Hysteresis(self.hysteresis));
         }
         match (self.condition.needs_window(), self.window.is_some()) {
-            (true, false) => Err(RuleError::WindowMissing(self.condition)),
-            (false, true) => Err(RuleError::WindowUnused(self.condition)),
-            _ => Ok(()),
+            (true, false) => return Err(RuleError::WindowMissing(self.condition)),
+            (false, true) => return Err(RuleError::WindowUnused(self.condition)),
+            _ => {}
         }
+        match (self.mode.needs_bar(), self.bar_ns) {
+            (true, None | Some(0)) => return Err(RuleError::BarMissing(self.mode)),
+            (false, Some(_)) => return Err(RuleError::BarUnused(self.mode)),
+            _ => {}
+        }
+        // `once` has always ignored them; the new modes say so instead.
+        let new_mode = !matches!(self.mode, Mode::Once | Mode::Rearm);
+        if new_mode && self.hysteresis.units() != 0 {
+            return Err(RuleError::HysteresisUnused(self.mode));
+        }
+        match self.mode {
+            Mode::OncePerInterval if self.cooldown_ns == 0 => {
+                return Err(RuleError::IntervalMissing);
+            }
+            Mode::OncePerBar | Mode::OncePerBarClose if self.cooldown_ns != 0 => {
+                return Err(RuleError::CooldownUnused(self.mode));
+            }
+            _ => {}
+        }
+        if let Some(g) = self.storm
+            && (g.max_events == 0 || g.within_ns == 0)
+        {
+            return Err(RuleError::Storm(
+                "max_events and within must be above 0; or write \"storm\": \"off\"".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A warning for a rule prone to alert storms (`rearm` with no hysteresis and no
+    /// cooldown), for the service to answer a creation with; `None` otherwise.
+    ///
+    /// ```
+    /// use gostocks_core::alerts::{AlertSpec, Mode};
+    /// let spec: AlertSpec = serde_json::from_str(
+    ///     r#"{"symbol": "X", "condition": "price_above", "threshold": 10, "mode": "rearm"}"#).unwrap();
+    /// let mut rule = spec.to_rule("a", 0, &[]).unwrap();
+    /// assert!(rule.storm_warning().unwrap().contains("hysteresis"));
+    /// rule.cooldown_ns = 60_000_000_000;
+    /// assert_eq!(rule.storm_warning(), None);
+    /// ```
+    pub fn storm_warning(&self) -> Option<String> {
+        if self.mode != Mode::Rearm || self.hysteresis.units() != 0 || self.cooldown_ns != 0 {
+            return None;
+        }
+        let guard = match self.storm {
+            Some(g) => format!(
+                "the storm guard pauses it after {} events within {}",
+                g.max_events,
+                duration_label(g.within_ns)
+            ),
+            None => "the storm guard is off: nothing bounds it".to_owned(),
+        };
+        Some(format!(
+            "rearm with no hysteresis and no cooldown fires again every time the condition turns true: a price oscillating around the threshold fires on almost every tick ({guard}); give a hysteresis or a cooldown, or use mode once_per_bar or once_per_interval"
+        ))
     }
 }
 
@@ -161,7 +289,9 @@ pub enum RuleError {
     )]
     Condition(String),
     /// An unknown mode name (a short excerpt of it).
-    #[error("mode: {0} is not a mode; use once or rearm")]
+    #[error(
+        "mode: {0} is not a mode; use once, rearm, once_per_bar, once_per_bar_close or once_per_interval"
+    )]
     Mode(String),
     /// The threshold is zero or negative.
     #[error("threshold: {0} is not positive; give a finite number above 0")]
@@ -184,16 +314,95 @@ pub enum RuleError {
     /// A window that the analytics do not compute (a short excerpt of it, then the windows).
     #[error("window: {0} is not a configured window (configured: {1})")]
     WindowUnknown(String, String),
+    /// A bar mode without a bar.
+    #[error("bar: {0} cuts time into bars; give one of the configured bars, e.g. \"1m\"")]
+    BarMissing(Mode),
+    /// A bar on a mode that does not use one.
+    #[error("bar: {0} does not use a bar (once_per_bar and once_per_bar_close do); leave bar out")]
+    BarUnused(Mode),
+    /// A bar that the analytics do not compute (a short excerpt of it, then the bars).
+    #[error("bar: {0} is not a configured bar (configured: {1})")]
+    BarUnknown(String, String),
+    /// A hysteresis on a mode that does not use one.
+    #[error("hysteresis: {0} does not use a hysteresis (only rearm does); leave it out")]
+    HysteresisUnused(Mode),
+    /// A cooldown on a bar mode.
+    #[error("cooldown: {0} fires at most once per bar already; leave cooldown out")]
+    CooldownUnused(Mode),
+    /// `once_per_interval` without its interval.
+    #[error(
+        "cooldown: once_per_interval fires at most once per cooldown; give one above 0, e.g. \"1m\""
+    )]
+    IntervalMissing,
+    /// A storm guard that is not acceptable (why).
+    #[error("storm: {0}")]
+    Storm(String),
 }
 
-/// One firing of an alert: its identity is `(alert_id, time_ns, seq)`.
+/// `ns` in the largest unit that writes it whole, as [`Span`](crate::Span) reads it: `180s` is
+/// `3m`.
+pub(crate) fn duration_label(ns: u64) -> String {
+    const UNITS: [(u64, &str); 6] = [
+        (86_400_000_000_000, "d"),
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+    ];
+    UNITS
+        .iter()
+        .find(|(u, _)| ns > 0 && ns.is_multiple_of(*u))
+        .map_or_else(
+            || format!("{ns}ns"),
+            |(u, name)| format!("{}{name}", ns / u),
+        )
+}
+
+/// What an [`AlertEvent`] says.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The alert fired.
+    #[default]
+    Fired,
+    /// The alert was paused instead of firing, and fires nothing more until re-enabled.
+    Paused {
+        /// Why.
+        reason: PauseReason,
+    },
+}
+
+/// Why an alert was paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// It would have exceeded its [`StormGuard`].
+    Storm,
+}
+
+impl PauseReason {
+    /// The name used in JSON, SQL and the REST API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::Storm => "storm",
+        }
+    }
+}
+
+/// One firing of an alert, or its pause: its identity is `(alert_id, time_ns, seq)`.
+///
+/// For [`Mode::OncePerBarClose`], `time_ns` is the end of the bar (when it closed), and `seq`,
+/// `price` and `value` are those of its close; for every other mode they are the firing tick's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AlertEvent {
     /// The alert that fired.
     pub alert_id: String,
     /// Its symbol.
     pub symbol: Symbol,
-    /// The firing tick's event time.
+    /// The firing tick's event time (for a bar close: the bar's end).
     pub time_ns: u64,
     /// The firing tick's sequence number.
     pub seq: u64,
@@ -201,6 +410,9 @@ pub struct AlertEvent {
     pub price: Fixed,
     /// The condition's value at that tick: the price, the sma, or the volatility.
     pub value: f64,
+    /// A firing, or the pause that took its place.
+    #[serde(default)]
+    pub kind: EventKind,
 }
 
 impl AlertEvent {
@@ -208,17 +420,26 @@ impl AlertEvent {
         (self.time_ns, self.symbol, self.seq, &self.alert_id)
     }
 
-    /// The JSON line of `analyze --events-out`.
+    /// The JSON line of `analyze --events-out`. A firing has the fields it always had, in
+    /// their order; a pause has two more at the end, `"kind":"paused","reason":"storm"`.
     ///
     /// ```
-    /// use gostocks_core::alerts::AlertEvent;
-    /// let e = AlertEvent { alert_id: "a1".into(), symbol: gostocks_core::Symbol::new("X").unwrap(),
-    ///     time_ns: 5, seq: 2, price: "10.5".parse().unwrap(), value: 10.5 };
+    /// use gostocks_core::alerts::{AlertEvent, EventKind, PauseReason};
+    /// let mut e = AlertEvent { alert_id: "a1".into(), symbol: gostocks_core::Symbol::new("X").unwrap(),
+    ///     time_ns: 5, seq: 2, price: "10.5".parse().unwrap(), value: 10.5, kind: EventKind::Fired };
     /// assert_eq!(e.to_json(), r#"{"alert_id":"a1","symbol":"X","time_ns":5,"seq":2,"price":10.5,"value":10.5}"#);
+    /// e.kind = EventKind::Paused { reason: PauseReason::Storm };
+    /// assert_eq!(e.to_json(), r#"{"alert_id":"a1","symbol":"X","time_ns":5,"seq":2,"price":10.5,"value":10.5,"kind":"paused","reason":"storm"}"#);
     /// ```
     pub fn to_json(&self) -> String {
+        let kind = match self.kind {
+            EventKind::Fired => String::new(),
+            EventKind::Paused { reason } => {
+                format!(r#","kind":"paused","reason":"{}""#, reason.as_str())
+            }
+        };
         format!(
-            r#"{{"alert_id":{},"symbol":"{}","time_ns":{},"seq":{},"price":{},"value":{}}}"#,
+            r#"{{"alert_id":{},"symbol":"{}","time_ns":{},"seq":{},"price":{},"value":{}{kind}}}"#,
             serde_json::Value::from(self.alert_id.as_str()),
             self.symbol,
             self.time_ns,
@@ -254,5 +475,6 @@ impl Ord for AlertEvent {
             .cmp(&other.key())
             .then(self.price.cmp(&other.price))
             .then(self.value.total_cmp(&other.value))
+            .then(self.kind.cmp(&other.kind))
     }
 }

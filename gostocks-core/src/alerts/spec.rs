@@ -1,14 +1,22 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::rule::{AlertRule, Condition, Mode, RuleError};
+use super::rule::{AlertRule, Condition, Mode, RuleError, StormGuard};
 use crate::decimal::Fixed;
 use crate::span::Span;
 use crate::symbol::{Symbol, excerpt};
 
 /// An alert as users write it (`analyze --alerts` files, `POST /alerts` bodies):
-/// `{"id","symbol","condition","threshold","mode","hysteresis","cooldown","window"}`.
+/// `{"id","symbol","condition","threshold","mode","hysteresis","cooldown","window","bar","storm"}`.
 /// Decimals are read from their JSON text (number or string), never through a binary float.
+///
+/// Trigger frequency (`mode`): `once` (default), `rearm` (with `hysteresis` and `cooldown`),
+/// `once_per_bar` and `once_per_bar_close` (with `bar`, one of the configured bars, required:
+/// no default, a bar size matters too much to guess), `once_per_interval` (with `cooldown`, the
+/// interval, required). The storm guard (`storm`) is on by default,
+/// [`StormGuard::DEFAULT`] (15 events within 3 minutes); `"storm": {"max_events": 5,
+/// "within": "1m"}` sets it (a field left out keeps its default) and `"storm": "off"` turns it
+/// off.
 ///
 /// ```
 /// use gostocks_core::alerts::{AlertSpec, Condition};
@@ -28,6 +36,19 @@ use crate::symbol::{Symbol, excerpt};
 /// let bad: AlertSpec = serde_json::from_str(
 ///     r#"{"symbol": "AAPL", "condition": "volatility_above", "threshold": 1, "window": "5m"}"#).unwrap();
 /// assert!(bad.to_rule("b", 0, &windows).unwrap_err().to_string().contains("configured: 60s"));
+///
+/// // Once per 1-minute bar, with a tighter storm guard.
+/// let bars = ["1s".parse::<Span>().unwrap(), "1m".parse::<Span>().unwrap()];
+/// let spec: AlertSpec = serde_json::from_str(r#"{"symbol": "AAPL", "condition": "price_above",
+///     "threshold": 200, "mode": "once_per_bar", "bar": "1m", "storm": {"max_events": 5}}"#).unwrap();
+/// let rule = spec.to_rule_with_bars("b1", 0, &windows, &bars).unwrap();
+/// assert_eq!(rule.bar_ns, Some(60_000_000_000));
+/// assert_eq!(rule.storm.map(|g| (g.max_events, g.within_ns)), Some((5, 180_000_000_000)));
+/// // Errors name the field.
+/// let spec: AlertSpec = serde_json::from_str(r#"{"symbol": "AAPL", "condition": "price_above",
+///     "threshold": 200, "mode": "once_per_bar_close", "bar": "5m"}"#).unwrap();
+/// let err = spec.to_rule_with_bars("b2", 0, &windows, &bars).unwrap_err().to_string();
+/// assert_eq!(err, "bar: `5m` is not a configured bar (configured: 1s, 1m)");
 /// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +75,80 @@ pub struct AlertSpec {
     /// One of the configured windows, for sma crosses and volatility.
     #[serde(default)]
     pub window: Option<String>,
+    /// One of the configured bars (e.g. `"1m"`), for `once_per_bar` and `once_per_bar_close`.
+    #[serde(default)]
+    pub bar: Option<String>,
+    /// The storm guard: left out, the default; `"off"`; or `{"max_events", "within"}`.
+    #[serde(default)]
+    pub storm: Option<StormSpec>,
+}
+
+/// The storm guard as users write it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StormSpec {
+    /// `"off"`: no guard.
+    Off,
+    /// `{"max_events": 15, "within": "3m"}`; a field left out keeps its default.
+    Guard {
+        /// At most this many events...
+        max_events: Option<u32>,
+        /// ...within this span of event time (a duration such as `"3m"`).
+        within: Option<String>,
+    },
+}
+
+impl<'de> Deserialize<'de> for StormSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StormSpec, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Guard {
+            #[serde(default)]
+            max_events: Option<u32>,
+            #[serde(default)]
+            within: Option<String>,
+        }
+        let value = serde_json::Value::deserialize(d)?;
+        if value.as_str() == Some("off") {
+            return Ok(StormSpec::Off);
+        }
+        if value.is_object() {
+            let g: Guard = serde_json::from_value(value)
+                .map_err(|e| serde::de::Error::custom(format!("storm: {e}")))?;
+            return Ok(StormSpec::Guard {
+                max_events: g.max_events,
+                within: g.within,
+            });
+        }
+        Err(serde::de::Error::custom(
+            r#"storm: give "off" or {"max_events": 15, "within": "3m"}"#,
+        ))
+    }
+}
+
+impl StormSpec {
+    /// The guard this describes (`None` when off).
+    pub fn to_guard(&self) -> Result<Option<StormGuard>, RuleError> {
+        let StormSpec::Guard { max_events, within } = self else {
+            return Ok(None);
+        };
+        let within_ns = match within {
+            Some(w) => w
+                .parse::<Span>()
+                .map_err(|e| RuleError::Storm(format!("within: {e}")))?
+                .ns(),
+            None => StormGuard::DEFAULT.within_ns,
+        };
+        let max_events = max_events.unwrap_or(StormGuard::DEFAULT.max_events);
+        if max_events == 0 {
+            return Err(RuleError::Storm(
+                r#"max_events: 0 would pause the alert at its first event; give 1 or more, or "storm": "off""#.into(),
+            ));
+        }
+        Ok(Some(StormGuard {
+            max_events,
+            within_ns,
+        }))
+    }
 }
 
 fn parse_raw<E: serde::de::Error>(raw: &RawValue) -> Result<Fixed, E> {
@@ -80,11 +175,25 @@ fn exact_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Fixed>, D::Error>
 
 impl AlertSpec {
     /// The rule this spec describes, checked: `windows` are the configured analytics windows.
+    /// It knows no bars: `once_per_bar` and `once_per_bar_close` need
+    /// [`AlertSpec::to_rule_with_bars`].
     pub fn to_rule(
         &self,
         id: &str,
         created_ns: u64,
         windows: &[Span],
+    ) -> Result<AlertRule, RuleError> {
+        self.to_rule_with_bars(id, created_ns, windows, &[])
+    }
+
+    /// The rule this spec describes, checked: `windows` and `bars` are the configured
+    /// analytics windows and bars.
+    pub fn to_rule_with_bars(
+        &self,
+        id: &str,
+        created_ns: u64,
+        windows: &[Span],
+        bars: &[Span],
     ) -> Result<AlertRule, RuleError> {
         // The one canonical rule of every entry: an alert can only name a symbol that ticks can
         // carry, in the form they carry it.
@@ -115,6 +224,14 @@ impl AlertSpec {
             Some(w) => Some(window_index(w, windows)?),
             None => None,
         };
+        let bar_ns = match &self.bar {
+            Some(b) => Some(bar_ns(b, bars)?),
+            None => None,
+        };
+        let storm = match &self.storm {
+            Some(s) => s.to_guard()?,
+            None => Some(StormGuard::DEFAULT),
+        };
         let rule = AlertRule {
             id: id.to_owned(),
             symbol,
@@ -125,6 +242,8 @@ impl AlertSpec {
             cooldown_ns,
             window,
             created_ns,
+            bar_ns,
+            storm,
         };
         rule.validate()?;
         Ok(rule)
@@ -152,4 +271,160 @@ pub fn window_index(w: &str, windows: &[Span]) -> Result<u8, RuleError> {
         .position(|x| x.ns() == span.ns())
         .and_then(|i| u8::try_from(i).ok())
         .ok_or_else(|| RuleError::WindowUnknown(excerpt(w), configured()))
+}
+
+/// The size in ns of the bar written `b` (e.g. `"1m"` or `"60s"`), one of `bars`.
+fn bar_ns(b: &str, bars: &[Span]) -> Result<u64, RuleError> {
+    let configured = || {
+        if bars.is_empty() {
+            return "none".to_owned();
+        }
+        bars.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let span: Span = b
+        .parse()
+        .map_err(|_| RuleError::BarUnknown(excerpt(b), configured()))?;
+    bars.iter()
+        .find(|x| x.ns() == span.ns())
+        .map(Span::ns)
+        .ok_or_else(|| RuleError::BarUnknown(excerpt(b), configured()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> AlertSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn err(json: &str) -> String {
+        let bars = ["1s".parse::<Span>().unwrap(), "1m".parse::<Span>().unwrap()];
+        spec(json)
+            .to_rule_with_bars("a", 0, &[], &bars)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const BASE: &str = r#""symbol": "X", "condition": "price_above", "threshold": 1"#;
+
+    #[test]
+    fn modes_parse_by_name_and_the_storm_guard_defaults_on() {
+        let bars = ["1m".parse::<Span>().unwrap()];
+        for (mode, extra) in [
+            ("once", ""),
+            ("rearm", ""),
+            ("once_per_bar", r#", "bar": "60s""#),
+            ("once_per_bar_close", r#", "bar": "1m""#),
+            ("once_per_interval", r#", "cooldown": "1m""#),
+        ] {
+            let r = spec(&format!(r#"{{{BASE}, "mode": "{mode}"{extra}}}"#))
+                .to_rule_with_bars("a", 0, &[], &bars)
+                .unwrap();
+            assert_eq!(r.mode.as_str(), mode);
+            assert_eq!(r.mode, mode.parse().unwrap());
+            assert_eq!(r.storm, Some(StormGuard::DEFAULT));
+        }
+        let r = spec(&format!(r#"{{{BASE}, "storm": "off"}}"#))
+            .to_rule("a", 0, &[])
+            .unwrap();
+        assert_eq!(r.storm, None);
+        let r = spec(&format!(
+            r#"{{{BASE}, "storm": {{"max_events": 3, "within": "10s"}}}}"#
+        ))
+        .to_rule("a", 0, &[])
+        .unwrap();
+        assert_eq!(
+            r.storm,
+            Some(StormGuard {
+                max_events: 3,
+                within_ns: 10_000_000_000
+            })
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (r#""mode": "once_per_bar""#, "bar: once_per_bar cuts time"),
+            (
+                r#""mode": "rearm", "bar": "1m""#,
+                "bar: rearm does not use a bar",
+            ),
+            (
+                r#""mode": "once_per_bar", "bar": "2m""#,
+                "bar: `2m` is not a configured bar (configured: 1s, 1m)",
+            ),
+            (
+                r#""mode": "once_per_bar", "bar": "soon""#,
+                "bar: `soon` is not a configured bar",
+            ),
+            (
+                r#""mode": "once_per_interval""#,
+                "cooldown: once_per_interval fires at most once per cooldown",
+            ),
+            (
+                r#""mode": "once_per_bar", "bar": "1s", "cooldown": "1s""#,
+                "cooldown: once_per_bar fires",
+            ),
+            (
+                r#""mode": "once_per_bar_close", "bar": "1s", "hysteresis": 1"#,
+                "hysteresis: once_per_bar_close does not",
+            ),
+            (
+                r#""mode": "every_tick""#,
+                "mode: `every_tick` is not a mode",
+            ),
+            (r#""storm": {"max_events": 0}"#, "storm: max_events: 0"),
+            (
+                r#""storm": {"within": "soon"}"#,
+                "storm: within: `soon` is not a duration",
+            ),
+        ];
+        for (fields, want) in cases {
+            let got = err(&format!("{{{BASE}, {fields}}}"));
+            assert!(got.starts_with(want), "{fields}: {got}");
+        }
+        for bad in [
+            r#""storm": "on""#,
+            r#""storm": {"max": 3}"#,
+            r#""storm": 5"#,
+        ] {
+            let got = serde_json::from_str::<AlertSpec>(&format!("{{{BASE}, {bad}}}"))
+                .unwrap_err()
+                .to_string();
+            assert!(got.starts_with("storm: "), "{bad}: {got}");
+        }
+        // Without bars (to_rule), a bar mode is refused, saying none are configured.
+        let got = spec(&format!(
+            r#"{{{BASE}, "mode": "once_per_bar", "bar": "1m"}}"#
+        ))
+        .to_rule("a", 0, &[])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(got, "bar: `1m` is not a configured bar (configured: none)");
+    }
+
+    #[test]
+    fn the_storm_warning_is_for_rearm_without_hysteresis_or_cooldown() {
+        let warn = |fields: &str| {
+            spec(&format!("{{{BASE}, {fields}}}"))
+                .to_rule("a", 0, &[])
+                .unwrap()
+                .storm_warning()
+        };
+        let w = warn(r#""mode": "rearm""#).unwrap();
+        assert!(w.contains("15 events within 3m"), "{w}");
+        assert!(
+            warn(r#""mode": "rearm", "storm": "off""#)
+                .unwrap()
+                .contains("the storm guard is off")
+        );
+        assert_eq!(warn(r#""mode": "rearm", "hysteresis": 0.5"#), None);
+        assert_eq!(warn(r#""mode": "rearm", "cooldown": "1s""#), None);
+        assert_eq!(warn(r#""mode": "once""#), None);
+    }
 }

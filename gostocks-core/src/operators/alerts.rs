@@ -1,7 +1,7 @@
 //! `match_alerts`: the alert rules, a differential collection, matched against every sequenced
 //! trade of their symbol.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -26,6 +26,14 @@ pub trait MatchAlerts<'scope> {
     /// nor on the number of workers. `windows` are the analytics windows (rules refer to them
     /// by index).
     ///
+    /// A `once_per_bar_close` alert's event, stamped with its bar's end `E`, leaves once `E` is
+    /// final: no trade of the bar and no rule change at or before `E` can still come. The
+    /// operator holds a capability at the earliest such `E` meanwhile (no later than the
+    /// events of the trades after it would leave anyway). Bar sizes must be multiples of the
+    /// resolution, so that every bar end is a grid time: the configured bars are
+    /// ([`AlertSpec::to_rule_with_bars`](crate::alerts::AlertSpec::to_rule_with_bars) takes
+    /// only those).
+    ///
     /// # Examples
     /// ```
     /// use gostocks_core::alerts::{AlertRule, Condition, Mode};
@@ -39,7 +47,7 @@ pub trait MatchAlerts<'scope> {
     ///     price: price.parse().unwrap(), size: "1".parse().unwrap() };
     /// let rule = AlertRule { id: "up".into(), symbol: sym, condition: Condition::CrossesAbove,
     ///     threshold: "10".parse().unwrap(), mode: Mode::Once, hysteresis: Default::default(),
-    ///     cooldown_ns: 0, window: None, created_ns: 0 };
+    ///     cooldown_ns: 0, window: None, created_ns: 0, bar_ns: None, storm: None };
     /// let captured = timely::example(move |scope| {
     ///     let rules = vec![(rule, 0u64, 1isize)].to_stream(scope).as_collection();
     ///     let trades = vec![t(3, "11"), t(1, "9"), t(2, "10")].to_stream(scope).sequence(1);
@@ -80,6 +88,12 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                     VecDeque::new();
                 let mut changes: Vec<(u64, isize, AlertRule)> = Vec::new();
                 let mut events = Vec::new();
+                // The bars that `once_per_bar_close` alerts wait to see closed: (end, symbol),
+                // one entry per book, at its `next_close`; their events (at the bars' ends)
+                // go out at `held`, a capability at or before the earliest end.
+                let mut closing: BTreeSet<(u64, Symbol)> = BTreeSet::new();
+                let mut held: Option<Capability<u64>> = None;
+                let mut closed = Vec::new();
                 move |(input1, frontier1), (input2, frontier2), output| {
                     input1.for_each_stamp(|cap, data| {
                         let records: Vec<Sequenced> =
@@ -105,14 +119,35 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                                 break 'messages;
                             }
                             while applied < changes.len() && changes[applied].0 <= s.time {
-                                let (_, diff, rule) = &changes[applied];
-                                apply(&mut books, &windows, rule, *diff);
+                                let (time, diff, rule) = &changes[applied];
+                                // A bar that ends before the change was final without it.
+                                close_before(&mut books, &mut closing, *time, &mut closed);
+                                change(&mut books, &mut closing, &windows, rule, *diff);
                                 applied += 1;
                             }
+                            // Every trade of a grid time before this one is in.
+                            close_before(&mut books, &mut closing, s.time, &mut closed);
+                            let symbol = s.trade.symbol;
                             let book = books
-                                .entry(s.trade.symbol)
+                                .entry(symbol)
                                 .or_insert_with(|| SymbolBook::new(&windows));
+                            let before = book.next_close();
+                            if before.is_some() {
+                                // This trade's bar follows the bars that end at or before it.
+                                book.close_bars(s.trade.time_ns.saturating_add(1), &mut closed);
+                            }
                             book.on_tick(&s.trade, s.prev.map(|p| p.price), &mut events);
+                            let after = book.next_close();
+                            if before != after {
+                                resync(&mut closing, symbol, before, after);
+                                // A bar end is a grid time at or after this trade's, so at or
+                                // after the message's.
+                                if let Some(end) = after
+                                    && held.as_ref().is_none_or(|h| *h.time() > end)
+                                {
+                                    held = Some(cap.delayed(&end.max(*cap.time())));
+                                }
+                            }
                             *next += 1;
                         }
                         if !events.is_empty() {
@@ -137,14 +172,90 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                         {
                             break;
                         }
+                        close_before(&mut books, &mut closing, time, &mut closed);
                         let (_, diff, rule) = &changes[applied];
-                        apply(&mut books, &windows, rule, *diff);
+                        change(&mut books, &mut closing, &windows, rule, *diff);
                         applied += 1;
                     }
                     changes.drain(..applied);
+                    // Bars whose every trade and every rule change up to their end are in.
+                    let first = |f: timely::progress::frontier::AntichainRef<u64>| {
+                        f.first().copied().unwrap_or(u64::MAX)
+                    };
+                    let final_before = first(trades_frontier)
+                        .min(first(rules_frontier))
+                        .min(horizon.unwrap_or(u64::MAX));
+                    close_before(&mut books, &mut closing, final_before, &mut closed);
+                    if !closed.is_empty() {
+                        let cap = held.as_ref().expect("a capability held while bars wait");
+                        output.session(cap).give_iterator(closed.drain(..));
+                    }
+                    match closing.first() {
+                        Some(&(end, _)) => {
+                            if let Some(h) = held.as_mut()
+                                && *h.time() < end
+                            {
+                                h.downgrade(&end);
+                            }
+                        }
+                        None => held = None,
+                    }
                 }
             },
         )
+    }
+}
+
+/// Closes every bar that ends before `before` (all of their trades, and every rule change up to
+/// their end, are in): their events go to `closed`.
+fn close_before(
+    books: &mut HashMap<Symbol, SymbolBook>,
+    closing: &mut BTreeSet<(u64, Symbol)>,
+    before: u64,
+    closed: &mut Vec<AlertEvent>,
+) {
+    while let Some(&(end, symbol)) = closing.first() {
+        if end >= before {
+            break;
+        }
+        closing.pop_first();
+        if let Some(book) = books.get_mut(&symbol) {
+            book.close_bars(before, closed);
+            if let Some(next) = book.next_close() {
+                closing.insert((next, symbol));
+            }
+        }
+    }
+}
+
+/// Moves `symbol`'s entry in `closing` from `before` to `after`.
+fn resync(
+    closing: &mut BTreeSet<(u64, Symbol)>,
+    symbol: Symbol,
+    before: Option<u64>,
+    after: Option<u64>,
+) {
+    if let Some(b) = before {
+        closing.remove(&(b, symbol));
+    }
+    if let Some(a) = after {
+        closing.insert((a, symbol));
+    }
+}
+
+/// Applies a rule change, keeping `closing` in step with the book.
+fn change(
+    books: &mut HashMap<Symbol, SymbolBook>,
+    closing: &mut BTreeSet<(u64, Symbol)>,
+    windows: &[u64],
+    rule: &AlertRule,
+    diff: isize,
+) {
+    let before = books.get(&rule.symbol).and_then(SymbolBook::next_close);
+    apply(books, windows, rule, diff);
+    let after = books.get(&rule.symbol).and_then(SymbolBook::next_close);
+    if before != after {
+        resync(closing, rule.symbol, before, after);
     }
 }
 

@@ -73,6 +73,10 @@ impl AlertHub {
             cooldown_ns: a.cooldown_ns,
             window,
             created_ns: a.created_ns,
+            // The store keeps neither yet (issue 27): no bar modes, and no guard, whose pause
+            // the service cannot show.
+            bar_ns: None,
+            storm: None,
         })
     }
 

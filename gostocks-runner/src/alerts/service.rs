@@ -182,7 +182,8 @@ pub fn proto_alert(a: &StoredAlert, windows: &[Span]) -> v1::Alert {
         threshold: Some(a.threshold.into()),
         mode: match a.mode {
             Mode::Once => v1::AlertMode::Once,
-            Mode::Rearm => v1::AlertMode::Rearm,
+            // The wire knows no other mode yet (issue 27); the service creates none.
+            _ => v1::AlertMode::Rearm,
         } as i32,
         hysteresis: Some(a.hysteresis.into()),
         cooldown_ns: a.cooldown_ns as i64,
@@ -259,6 +260,9 @@ impl AlertService for Alerts {
             hysteresis: decimal("hysteresis", r.hysteresis.as_ref())?,
             cooldown: (r.cooldown_ns > 0).then(|| format!("{}ns", r.cooldown_ns)),
             window: (!r.window.is_empty()).then(|| r.window.clone()),
+            bar: None,
+            // The service cannot show a paused alert yet (issue 27).
+            storm: Some(gostocks_core::alerts::StormSpec::Off),
         };
         let id = format!("al_{:016x}", rand::rng().random::<u64>());
         // The alert applies from the next tick: after every event time seen so far.

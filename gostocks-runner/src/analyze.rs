@@ -230,7 +230,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let inputs = open_inputs(&args)?;
     let files = Files::create(&args)?;
     let rules = match &args.alerts {
-        Some(path) => load_alerts(path, &config.windows)?,
+        Some(path) => load_alerts(path, &config)?,
         None => Vec::new(),
     };
     let read: Vec<Arc<AtomicU64>> = inputs.iter().map(TickFile::bytes_read).collect();
@@ -355,7 +355,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 lines.clear();
                 for e in rows.iter() {
-                    lines.push_str(&e.to_json());
+                    e.write_json(&mut lines);
                     lines.push('\n');
                 }
                 if let Err(e) = lock(w).write_all(lines.as_bytes()) {
@@ -494,7 +494,7 @@ fn summary(c: &Counters, started: Instant, no_errors_out: bool) {
 }
 
 /// Reads an `--alerts` file: a JSON array of alert specs, each applying from the start.
-fn load_alerts(path: &Path, windows: &[gostocks_core::Span]) -> anyhow::Result<Vec<AlertRule>> {
+fn load_alerts(path: &Path, config: &AnalyticsConfig) -> anyhow::Result<Vec<AlertRule>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading --alerts {}", path.display()))?;
     let specs: Vec<AlertSpec> = serde_json::from_str(&text).with_context(|| {
@@ -516,7 +516,7 @@ fn load_alerts(path: &Path, windows: &[gostocks_core::Span]) -> anyhow::Result<V
                 "--alerts {}: the id `{id}` appears twice",
                 path.display()
             );
-            spec.to_rule(id, 0, windows)
+            spec.to_rule_core(id, 0, &config.windows, &config.bars)
                 .with_context(|| format!("--alerts {}: alert `{id}`", path.display()))
         })
         .collect()

@@ -432,25 +432,47 @@ impl AlertEvent {
     /// assert_eq!(e.to_json(), r#"{"alert_id":"a1","symbol":"X","time_ns":5,"seq":2,"price":10.5,"value":10.5,"kind":"paused","reason":"storm"}"#);
     /// ```
     pub fn to_json(&self) -> String {
-        let kind = match self.kind {
-            EventKind::Fired => String::new(),
-            EventKind::Paused { reason } => {
-                format!(r#","kind":"paused","reason":"{}""#, reason.as_str())
-            }
-        };
-        format!(
-            r#"{{"alert_id":{},"symbol":"{}","time_ns":{},"seq":{},"price":{},"value":{}{kind}}}"#,
-            serde_json::Value::from(self.alert_id.as_str()),
-            self.symbol,
-            self.time_ns,
-            self.seq,
-            self.price,
-            if self.value.is_finite() {
-                self.value.to_string()
-            } else {
-                "null".into()
-            }
-        )
+        let mut out = String::with_capacity(128);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends [`AlertEvent::to_json`]'s line to `out`, without allocating (the event path of
+    /// `analyze` writes millions of them).
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str(r#"{"alert_id":"#);
+        // Ids are almost always plain; anything a JSON string must escape goes through serde.
+        if self
+            .alert_id
+            .bytes()
+            .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+        {
+            out.push('"');
+            out.push_str(&self.alert_id);
+            out.push('"');
+        } else {
+            out.push_str(&serde_json::Value::from(self.alert_id.as_str()).to_string());
+        }
+        out.push_str(r#","symbol":""#);
+        out.push_str(self.symbol.as_str());
+        out.push_str(r#"","time_ns":"#);
+        out.push_str(itoa::Buffer::new().format(self.time_ns));
+        out.push_str(r#","seq":"#);
+        out.push_str(itoa::Buffer::new().format(self.seq));
+        // Writing to a String cannot fail.
+        let _ = write!(out, r#","price":{},"value":"#, self.price);
+        if self.value.is_finite() {
+            let _ = write!(out, "{}", self.value);
+        } else {
+            out.push_str("null");
+        }
+        if let EventKind::Paused { reason } = self.kind {
+            out.push_str(r#","kind":"paused","reason":""#);
+            out.push_str(reason.as_str());
+            out.push('"');
+        }
+        out.push('}');
     }
 }
 

@@ -41,13 +41,13 @@ use crate::symbol::{Symbol, excerpt};
 /// let bars = ["1s".parse::<Span>().unwrap(), "1m".parse::<Span>().unwrap()];
 /// let spec: AlertSpec = serde_json::from_str(r#"{"symbol": "AAPL", "condition": "price_above",
 ///     "threshold": 200, "mode": "once_per_bar", "bar": "1m", "storm": {"max_events": 5}}"#).unwrap();
-/// let rule = spec.to_rule_with_bars("b1", 0, &windows, &bars).unwrap();
+/// let rule = spec.to_rule_core("b1", 0, &windows, &bars).unwrap();
 /// assert_eq!(rule.bar_ns, Some(60_000_000_000));
 /// assert_eq!(rule.storm.map(|g| (g.max_events, g.within_ns)), Some((5, 180_000_000_000)));
 /// // Errors name the field.
 /// let spec: AlertSpec = serde_json::from_str(r#"{"symbol": "AAPL", "condition": "price_above",
 ///     "threshold": 200, "mode": "once_per_bar_close", "bar": "5m"}"#).unwrap();
-/// let err = spec.to_rule_with_bars("b2", 0, &windows, &bars).unwrap_err().to_string();
+/// let err = spec.to_rule_core("b2", 0, &windows, &bars).unwrap_err().to_string();
 /// assert_eq!(err, "bar: `5m` is not a configured bar (configured: 1s, 1m)");
 /// ```
 #[derive(Clone, Debug, Deserialize)]
@@ -176,19 +176,19 @@ fn exact_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Fixed>, D::Error>
 impl AlertSpec {
     /// The rule this spec describes, checked: `windows` are the configured analytics windows.
     /// It knows no bars: `once_per_bar` and `once_per_bar_close` need
-    /// [`AlertSpec::to_rule_with_bars`].
+    /// [`AlertSpec::to_rule_core`].
     pub fn to_rule(
         &self,
         id: &str,
         created_ns: u64,
         windows: &[Span],
     ) -> Result<AlertRule, RuleError> {
-        self.to_rule_with_bars(id, created_ns, windows, &[])
+        self.to_rule_core(id, created_ns, windows, &[])
     }
 
     /// The rule this spec describes, checked: `windows` and `bars` are the configured
     /// analytics windows and bars.
-    pub fn to_rule_with_bars(
+    pub fn to_rule_core(
         &self,
         id: &str,
         created_ns: u64,
@@ -304,7 +304,7 @@ mod tests {
     fn err(json: &str) -> String {
         let bars = ["1s".parse::<Span>().unwrap(), "1m".parse::<Span>().unwrap()];
         spec(json)
-            .to_rule_with_bars("a", 0, &[], &bars)
+            .to_rule_core("a", 0, &[], &bars)
             .unwrap_err()
             .to_string()
     }
@@ -322,7 +322,7 @@ mod tests {
             ("once_per_interval", r#", "cooldown": "1m""#),
         ] {
             let r = spec(&format!(r#"{{{BASE}, "mode": "{mode}"{extra}}}"#))
-                .to_rule_with_bars("a", 0, &[], &bars)
+                .to_rule_core("a", 0, &[], &bars)
                 .unwrap();
             assert_eq!(r.mode.as_str(), mode);
             assert_eq!(r.mode, mode.parse().unwrap());

@@ -31,7 +31,7 @@ pub trait MatchAlerts<'scope> {
     /// operator holds a capability at the earliest such `E` meanwhile (no later than the
     /// events of the trades after it would leave anyway). Bar sizes must be multiples of the
     /// resolution, so that every bar end is a grid time: the configured bars are
-    /// ([`AlertSpec::to_rule_with_bars`](crate::alerts::AlertSpec::to_rule_with_bars) takes
+    /// ([`AlertSpec::to_rule_core`](crate::alerts::AlertSpec::to_rule_core) takes
     /// only those).
     ///
     /// # Examples

@@ -66,8 +66,8 @@ fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error
     move |source| Error::Postgres { context, source }
 }
 
-const CHANNEL_COLUMNS: &str =
-    "id, owner_id, kind, url, secret, (extract(epoch FROM created_at) * 1000)::bigint";
+const CHANNEL_COLUMNS: &str = "channels.id, channels.owner_id, channels.kind, channels.url, channels.secret, \
+     (extract(epoch FROM channels.created_at) * 1000)::bigint";
 
 fn channel(r: &tokio_postgres::Row, at: usize) -> StoredChannel {
     StoredChannel {
@@ -126,7 +126,7 @@ pub async fn claim(client: &Client, limit: i64, lease: Duration) -> Result<Vec<C
     let rows = client
         .query(
             &format!(
-                "WITH c AS (UPDATE deliveries SET attempts = attempts + 1, next_at = now() + $2 * interval '1 millisecond' \
+                "WITH c AS (UPDATE deliveries SET attempts = attempts + 1, next_at = now() + $2::bigint * interval '1 millisecond' \
                  WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_at <= now() \
                  ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
                  RETURNING id, event_id, channel_id, attempts, created_at) \
@@ -184,7 +184,7 @@ pub async fn finish(
     client
         .execute(
             "UPDATE deliveries SET state = $2, last_status = $3, last_error = $4, \
-             next_at = now() + $5 * interval '1 millisecond', \
+             next_at = now() + $5::bigint * interval '1 millisecond', \
              done_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END WHERE id = $1",
             &[&id, &state, &status, &error, &ms],
         )

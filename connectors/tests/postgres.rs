@@ -130,6 +130,7 @@ async fn replayed_ticks_never_record_an_event_twice() {
             window_ns: None,
             created_ns: 0,
             state: "active".into(),
+            channels: Vec::new(),
         },
     )
     .await

@@ -575,6 +575,28 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", env = "GOSTOCKS_SINK_UNREADY_AFTER")]
     pub sink_unready_after: humantime::Duration,
 
+    /// A notification still failing this long after its event is failed for good.
+    #[arg(long, default_value = "24h", env = "GOSTOCKS_NOTIFY_MAX_AGE")]
+    pub notify_max_age: humantime::Duration,
+
+    /// Each notification attempt's timeout (connect, send, response).
+    #[arg(long, default_value = "10s", env = "GOSTOCKS_NOTIFY_TIMEOUT")]
+    pub notify_timeout: humantime::Duration,
+
+    /// The delay before a failed notification's first retry; each further one doubles (with
+    /// jitter), up to 10 minutes.
+    #[arg(long, default_value = "1s", env = "GOSTOCKS_NOTIFY_BACKOFF")]
+    pub notify_backoff: humantime::Duration,
+
+    /// The most notification attempts in flight to one host.
+    #[arg(long, default_value_t = 4, env = "GOSTOCKS_NOTIFY_PER_HOST")]
+    pub notify_per_host: usize,
+
+    /// Allow notification channels to loopback, private and link-local addresses (refused by
+    /// default: a channel must not reach inside the network the runner is in).
+    #[arg(long, env = "GOSTOCKS_NOTIFY_ALLOW_PRIVATE")]
+    pub notify_allow_private: bool,
+
     #[command(flatten)]
     pub db: PostgresArgs,
 }

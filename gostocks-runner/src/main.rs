@@ -17,6 +17,7 @@ mod ingest;
 mod intake;
 mod kafka_input;
 mod kafka_status;
+mod notify;
 mod read_model;
 mod recording;
 mod replay;

@@ -42,7 +42,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Store::memory(),
     };
     let (rules_tx, rules_rx) = std::sync::mpsc::channel();
-    let hub = Arc::new(AlertHub::new(store, config.windows.clone(), rules_tx));
+    let hub = Arc::new(
+        AlertHub::new(store, config.windows.clone(), rules_tx)
+            .with_allow_private(args.notify_allow_private),
+    );
     let loaded = runtime.block_on(hub.load_active())?;
     let memory_note = if args.db.postgres.is_none() {
         let (_, key) = runtime.block_on(hub.store.create_user("demo"))?;
@@ -113,6 +116,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     runtime.spawn(sinks.run(outputs_rx, marks_rx, suppress));
 
+    anyhow::ensure!(
+        args.notify_per_host >= 1,
+        "--notify-per-host must be at least 1"
+    );
+    let notify = crate::notify::worker::Config {
+        timeout: args.notify_timeout.into(),
+        max_age: args.notify_max_age.into(),
+        backoff: args.notify_backoff.into(),
+        max_backoff: Duration::from_secs(600),
+        per_host: args.notify_per_host,
+        concurrency: 64,
+        allow_private: args.notify_allow_private,
+    };
+    let shutdown = crate::shutdown::Shutdown::default();
+    runtime.spawn({
+        let (hub, state, shutdown) = (Arc::clone(&hub), Arc::clone(&state), shutdown.clone());
+        async move {
+            if let Err(error) = crate::notify::worker::run(hub, state, notify, shutdown).await {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "the notification worker stopped"
+                );
+            }
+        }
+    });
+
     // Claimed before anything is consumed, and held until the input ends.
     let instance_id = match (&args.kafka, args.instance_id.as_deref()) {
         (None, _) | (Some(_), Some("")) => None,
@@ -165,7 +194,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let shutdown = crate::shutdown::Shutdown::default();
     let deadline = runtime.block_on(serve(
         &args,
         Arc::clone(&state),
@@ -413,8 +441,16 @@ async fn serve(
                 "  alerts: in memory (no --postgres): users, alerts and events last until exit"
             );
             println!("  user `demo` API key (shown once): {key}");
+            println!(
+                "  notifications: in-memory outbox (no --postgres): pending deliveries are lost at exit"
+            );
         }
-        None => println!("  alerts: Postgres, {loaded} active alerts loaded"),
+        None => {
+            println!("  alerts: Postgres, {loaded} active alerts loaded");
+            println!(
+                "  notifications: Postgres outbox (pending deliveries resume after a restart)"
+            );
+        }
     }
     println!("press Ctrl-C to stop");
 

@@ -26,6 +26,8 @@ pub struct MarketState {
     pub ownership: Ownership,
     /// How the Kafka source stands in its consumer group.
     pub kafka: KafkaStatus,
+    /// The notification worker's counters.
+    pub notify: crate::notify::worker::Metrics,
     bar_ns: Vec<u64>,
     resolution: u64,
 }
@@ -40,6 +42,7 @@ impl MarketState {
             progress: Arc::default(),
             ownership: Ownership::default(),
             kafka: KafkaStatus::default(),
+            notify: Default::default(),
             bar_ns: config.bars.iter().map(|b| b.ns()).collect(),
             resolution: config.resolution.ns(),
         }
@@ -85,10 +88,11 @@ impl MarketState {
     pub fn metrics(&self) -> String {
         let symbols = self.read.symbols().len();
         format!(
-            "{}{}{}",
+            "{}{}{}{}",
             self.counters.metrics(symbols),
             self.kafka.metrics(),
-            self.progress.metrics()
+            self.progress.metrics(),
+            self.notify.render()
         )
     }
 }

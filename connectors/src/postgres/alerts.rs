@@ -31,6 +31,8 @@ pub struct StoredAlert {
     pub created_ns: u64,
     /// `active`, `triggered` or `deleted`.
     pub state: String,
+    /// The notification channels it notifies (ids, in order).
+    pub channels: Vec<String>,
 }
 
 /// An alert event, as stored: its id orders a user's events.
@@ -55,7 +57,8 @@ fn fixed(text: &str) -> Fixed {
     text.parse().unwrap_or_default()
 }
 
-const ALERT_COLUMNS: &str = "id, owner_id, symbol, condition, threshold::text, mode, hysteresis::text, cooldown_ns, window_ns, created_ns, state";
+const ALERT_COLUMNS: &str = "id, owner_id, symbol, condition, threshold::text, mode, hysteresis::text, cooldown_ns, window_ns, created_ns, state, \
+     ARRAY(SELECT channel_id FROM alert_channels ac WHERE ac.alert_id = alerts.id ORDER BY channel_id)";
 
 fn alert(row: &Row) -> StoredAlert {
     StoredAlert {
@@ -73,6 +76,7 @@ fn alert(row: &Row) -> StoredAlert {
         window_ns: row.get::<_, Option<i64>>(8).map(|w| w as u64),
         created_ns: row.get::<_, i64>(9) as u64,
         state: row.get(10),
+        channels: row.get(11),
     }
 }
 
@@ -101,12 +105,14 @@ pub async fn key_hash(client: &Client, id: i64) -> Result<Option<String>, Error>
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Stores a new alert.
+/// Stores a new alert with its channels (one statement: both or neither). The caller checks
+/// that the channels are the owner's.
 pub async fn insert_alert(client: &Client, a: &StoredAlert) -> Result<(), Error> {
     client
         .execute(
-            "INSERT INTO alerts (id, owner_id, symbol, condition, threshold, mode, hysteresis, cooldown_ns, window_ns, created_ns, state) \
-             VALUES ($1, $2, $3, $4, CAST($5::text AS numeric), $6, CAST($7::text AS numeric), $8, $9, $10, $11)",
+            "WITH a AS (INSERT INTO alerts (id, owner_id, symbol, condition, threshold, mode, hysteresis, cooldown_ns, window_ns, created_ns, state) \
+             VALUES ($1, $2, $3, $4, CAST($5::text AS numeric), $6, CAST($7::text AS numeric), $8, $9, $10, $11) RETURNING id) \
+             INSERT INTO alert_channels (alert_id, channel_id) SELECT a.id, c FROM a, unnest($12::text[]) AS c",
             &[
                 &a.id,
                 &a.owner,
@@ -119,6 +125,7 @@ pub async fn insert_alert(client: &Client, a: &StoredAlert) -> Result<(), Error>
                 &a.window_ns.map(|w| w as i64),
                 &(a.created_ns as i64),
                 &a.state,
+                &a.channels,
             ],
         )
         .await
@@ -188,7 +195,8 @@ pub async fn mark_triggered(client: &Client, id: &str) -> Result<(), Error> {
 }
 
 /// Records an event; `None` if it was already recorded (its identity is the alert, tick time
-/// and tick seq), so replaying ticks never doubles an event.
+/// and tick seq), so replaying ticks never doubles an event. The same statement (so the same
+/// transaction) queues a delivery to each channel of the alert in the outbox.
 pub async fn insert_event(
     client: &Client,
     owner: i64,
@@ -196,9 +204,12 @@ pub async fn insert_event(
 ) -> Result<Option<i64>, Error> {
     let row = client
         .query_opt(
-            "INSERT INTO alert_events (alert_id, owner_id, symbol, tick_time_ns, tick_seq, price, value) \
+            "WITH e AS (INSERT INTO alert_events (alert_id, owner_id, symbol, tick_time_ns, tick_seq, price, value) \
              VALUES ($1, $2, $3, $4, $5, CAST($6::text AS numeric), $7) \
-             ON CONFLICT (alert_id, tick_time_ns, tick_seq) DO NOTHING RETURNING id",
+             ON CONFLICT (alert_id, tick_time_ns, tick_seq) DO NOTHING RETURNING id), \
+             d AS (INSERT INTO deliveries (event_id, channel_id) \
+             SELECT e.id, ac.channel_id FROM e JOIN alert_channels ac ON ac.alert_id = $1 RETURNING 1) \
+             SELECT id, (SELECT count(*) FROM d) FROM e",
             &[
                 &e.alert_id,
                 &owner,

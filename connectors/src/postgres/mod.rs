@@ -2,17 +2,25 @@
 //! applied in order, each once, recorded in `schema_migrations`.
 
 pub mod alerts;
+pub mod notify;
 
 use tokio_postgres::{Client, NoTls};
 
 use crate::error::Error;
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_init",
-    include_str!("../../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_notifications",
+        include_str!("../../../migrations/0002_notifications.sql"),
+    ),
+];
 
 /// Connects to `url` (e.g. `postgres://postgres@127.0.0.1:5432/test`) and drives the connection
 /// on the current tokio runtime. With `schema`, every statement runs in that schema (created if

@@ -33,6 +33,10 @@ pub struct AlertHub {
     /// Owner and mode of every rule in the dataflow, by alert id.
     owners: Mutex<HashMap<String, (i64, Mode)>>,
     events: broadcast::Sender<StoredEvent>,
+    /// Woken when an event is stored (it may have queued deliveries) or an attempt ends.
+    pub wake: tokio::sync::Notify,
+    /// Whether channels may point at loopback, private or link-local addresses.
+    pub allow_private: bool,
 }
 
 impl AlertHub {
@@ -44,7 +48,15 @@ impl AlertHub {
             rules: Mutex::new(rules),
             owners: Mutex::new(HashMap::new()),
             events: broadcast::channel(4096).0,
+            wake: tokio::sync::Notify::new(),
+            allow_private: false,
         }
+    }
+
+    /// Allows (or not) channels to private destinations.
+    pub fn with_allow_private(mut self, allow: bool) -> AlertHub {
+        self.allow_private = allow;
+        self
     }
 
     /// The rule the dataflow matches for a stored alert; `None` if its window is no longer
@@ -139,6 +151,7 @@ impl AlertHub {
                 .remove(&event.alert_id);
         }
         if let Some(id) = id {
+            self.wake.notify_one();
             let _ = self.events.send(StoredEvent {
                 id,
                 owner,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
+use gostocks_connectors::postgres::notify::StoredChannel;
 use gostocks_core::alerts::{AlertSpec, Condition, Mode};
 use gostocks_core::{Fixed, Span};
 use gostocks_proto::v1;
@@ -202,7 +203,40 @@ pub fn proto_alert(a: &StoredAlert, windows: &[Span]) -> v1::Alert {
             "triggered" => v1::AlertState::Triggered,
             _ => v1::AlertState::Deleted,
         } as i32,
+        channels: a.channels.clone(),
     }
+}
+
+/// The wire form of a stored channel; the secret only when `reveal` (at creation).
+pub fn proto_channel(c: &StoredChannel, reveal: bool) -> v1::Channel {
+    v1::Channel {
+        id: c.id.clone(),
+        kind: c.kind.clone(),
+        url: c.url.clone(),
+        secret: if reveal {
+            c.secret.clone()
+        } else {
+            String::new()
+        },
+        secret_hint: crate::notify::hint(&c.secret),
+        created_ms: c.created_ms,
+    }
+}
+
+/// Checks a channel id from a request, like [`check_id`].
+fn check_channel_id(field: &str, id: &str) -> Result<(), Status> {
+    if id.is_empty()
+        || id.len() > crate::notify::MAX_CHANNEL_ID
+        || !id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    {
+        return Err(Status::invalid_argument(format!(
+            "{field}: {} is not a channel id (like ch_0123456789abcdef)",
+            gostocks_core::symbol::excerpt(id)
+        )));
+    }
+    Ok(())
 }
 
 /// The wire form of a stored event.
@@ -251,6 +285,31 @@ impl AlertService for Alerts {
         if r.cooldown_ns < 0 {
             return Err(Status::invalid_argument("cooldown_ns: must be 0 or more"));
         }
+        let max = crate::notify::MAX_CHANNELS_PER_ALERT;
+        if r.channels.len() > max {
+            return Err(Status::invalid_argument(format!(
+                "channels: at most {max} per alert"
+            )));
+        }
+        let mut channels = r.channels.clone();
+        for c in &channels {
+            check_channel_id("channels", c)?;
+        }
+        channels.sort();
+        channels.dedup();
+        if !channels.is_empty() {
+            let own = self
+                .hub
+                .store
+                .list_channels(owner)
+                .await
+                .map_err(internal)?;
+            if let Some(missing) = channels.iter().find(|c| !own.iter().any(|o| &o.id == *c)) {
+                return Err(Status::invalid_argument(format!(
+                    "channels: no channel `{missing}`; create one with POST /channels"
+                )));
+            }
+        }
         let spec = AlertSpec {
             id: None,
             symbol: r.symbol.clone(),
@@ -282,6 +341,7 @@ impl AlertService for Alerts {
             window_ns: rule.window.map(|w| self.hub.windows[usize::from(w)].ns()),
             created_ns,
             state: "active".into(),
+            channels,
         };
         self.hub
             .store
@@ -354,6 +414,135 @@ impl AlertService for Alerts {
         }
         tracing::info!(alert = %id, owner, "alert deleted");
         Ok(Response::new(v1::DeleteAlertResponse {}))
+    }
+
+    async fn create_channel(
+        &self,
+        req: Request<v1::CreateChannelRequest>,
+    ) -> Result<Response<v1::Channel>, Status> {
+        let owner = self.user(&req).await?;
+        let r = req.into_inner();
+        let kind = crate::notify::Kind::parse(&r.kind).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "kind: {} is not a channel kind; use webhook, slack, discord or teams",
+                gostocks_core::symbol::excerpt(&r.kind)
+            ))
+        })?;
+        let secret = match kind {
+            crate::notify::Kind::Webhook if r.secret.is_empty() => crate::notify::new_secret(),
+            crate::notify::Kind::Webhook => {
+                let (min, max) = (crate::notify::MIN_SECRET, crate::notify::MAX_SECRET);
+                if r.secret.len() < min
+                    || r.secret.len() > max
+                    || !r.secret.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(Status::invalid_argument(format!(
+                        "secret: {min} to {max} visible ASCII characters, or leave it out to get one"
+                    )));
+                }
+                r.secret
+            }
+            _ if !r.secret.is_empty() => {
+                return Err(Status::invalid_argument(
+                    "secret: only a webhook channel is signed; leave it out",
+                ));
+            }
+            _ => String::new(),
+        };
+        crate::notify::check_url(&r.url, self.hub.allow_private)
+            .await
+            .map_err(|e| Status::invalid_argument(format!("url: {e}")))?;
+        let channel = StoredChannel {
+            id: format!("ch_{:016x}", rand::rng().random::<u64>()),
+            owner,
+            kind: kind.as_str().into(),
+            url: r.url,
+            secret,
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        };
+        let max = crate::notify::MAX_CHANNELS_PER_USER;
+        if !self
+            .hub
+            .store
+            .insert_channel(&channel, max)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Status::resource_exhausted(format!(
+                "channels: at most {max} per user; delete one first"
+            )));
+        }
+        // The URL of a chat webhook is a secret too: it is not logged.
+        tracing::info!(channel = %channel.id, owner, kind = %channel.kind, "channel created");
+        Ok(Response::new(proto_channel(&channel, true)))
+    }
+
+    async fn list_channels(
+        &self,
+        req: Request<v1::ListChannelsRequest>,
+    ) -> Result<Response<v1::ListChannelsResponse>, Status> {
+        let owner = self.user(&req).await?;
+        let channels = self
+            .hub
+            .store
+            .list_channels(owner)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(v1::ListChannelsResponse {
+            channels: channels.iter().map(|c| proto_channel(c, false)).collect(),
+        }))
+    }
+
+    async fn delete_channel(
+        &self,
+        req: Request<v1::DeleteChannelRequest>,
+    ) -> Result<Response<v1::DeleteChannelResponse>, Status> {
+        let owner = self.user(&req).await?;
+        let id = req.into_inner().id;
+        check_channel_id("id", &id)?;
+        if !self
+            .hub
+            .store
+            .delete_channel(owner, &id)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Status::not_found(format!("no channel `{id}`")));
+        }
+        tracing::info!(channel = %id, owner, "channel deleted");
+        Ok(Response::new(v1::DeleteChannelResponse {}))
+    }
+
+    async fn get_deliveries(
+        &self,
+        req: Request<v1::GetDeliveriesRequest>,
+    ) -> Result<Response<v1::GetDeliveriesResponse>, Status> {
+        let owner = self.user(&req).await?;
+        let event_id = req.into_inner().event_id;
+        if event_id < 1 {
+            return Err(Status::invalid_argument("event_id: an event id, 1 or more"));
+        }
+        let found = self
+            .hub
+            .store
+            .deliveries_of(owner, event_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no event {event_id}")))?;
+        Ok(Response::new(v1::GetDeliveriesResponse {
+            deliveries: found
+                .into_iter()
+                .map(|d| v1::Delivery {
+                    channel_id: d.channel_id,
+                    state: d.state,
+                    attempts: d.attempts,
+                    last_status: d.last_status.unwrap_or(0),
+                    last_error: d.last_error.unwrap_or_default(),
+                })
+                .collect(),
+        }))
     }
 
     type WatchAlertEventsStream = EventStream;

@@ -2,9 +2,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
+use gostocks_connectors::postgres::notify as pgn;
+use gostocks_connectors::postgres::notify::{Claimed, DeliveryState, StoredChannel};
 use gostocks_connectors::postgres::{self, alerts as pg};
 use gostocks_core::alerts::AlertEvent;
 use tokio_postgres::Client;
@@ -24,6 +27,20 @@ pub struct Memory {
     alerts: BTreeMap<String, StoredAlert>,
     events: Vec<StoredEvent>,
     seen: HashSet<(String, u64, u64)>,
+    channels: BTreeMap<String, StoredChannel>,
+    /// The in-memory outbox: lost at exit, like the events.
+    outbox: Vec<MemDelivery>,
+}
+
+/// A delivery of the in-memory outbox (the columns of the `deliveries` table).
+struct MemDelivery {
+    id: i64,
+    /// Index into `Memory::events`.
+    event: usize,
+    channel_id: String,
+    state: DeliveryState,
+    next_at: Instant,
+    created: Instant,
 }
 
 /// A Postgres connection that reconnects on demand.
@@ -214,6 +231,30 @@ impl Store {
                     owner,
                     event: e.clone(),
                 });
+                let channels = m
+                    .alerts
+                    .get(&e.alert_id)
+                    .map(|a| a.channels.clone())
+                    .unwrap_or_default();
+                let now = Instant::now();
+                for channel_id in channels {
+                    let id = m.outbox.len() as i64 + 1;
+                    let event = m.events.len() - 1;
+                    m.outbox.push(MemDelivery {
+                        id,
+                        event,
+                        state: DeliveryState {
+                            channel_id: channel_id.clone(),
+                            state: "pending".into(),
+                            attempts: 0,
+                            last_status: None,
+                            last_error: None,
+                        },
+                        channel_id,
+                        next_at: now,
+                        created: now,
+                    });
+                }
                 Ok(Some(id))
             }
             Store::Postgres(pg) => Ok(pg::insert_event(&*pg.client().await?, owner, e).await?),
@@ -238,6 +279,170 @@ impl Store {
             Store::Postgres(pg) => {
                 Ok(pg::events_after(&*pg.client().await?, owner, after, limit as i64).await?)
             }
+        }
+    }
+}
+
+impl Store {
+    /// Stores a channel unless its owner has `max` already; `false` when they have.
+    pub async fn insert_channel(&self, c: &StoredChannel, max: usize) -> anyhow::Result<bool> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = Store::mem(m);
+                if m.channels.values().filter(|x| x.owner == c.owner).count() >= max {
+                    return Ok(false);
+                }
+                m.channels.insert(c.id.clone(), c.clone());
+                Ok(true)
+            }
+            Store::Postgres(pg) => {
+                Ok(pgn::insert_channel(&*pg.client().await?, c, max as i64).await?)
+            }
+        }
+    }
+
+    /// `owner`'s channels, by id.
+    pub async fn list_channels(&self, owner: i64) -> anyhow::Result<Vec<StoredChannel>> {
+        match self {
+            Store::Memory(m) => Ok(Store::mem(m)
+                .channels
+                .values()
+                .filter(|c| c.owner == owner)
+                .cloned()
+                .collect()),
+            Store::Postgres(pg) => Ok(pgn::list_channels(&*pg.client().await?, owner).await?),
+        }
+    }
+
+    /// Deletes `owner`'s channel `id`, detaching it from their alerts and dropping its
+    /// deliveries; `false` when they have no such channel.
+    pub async fn delete_channel(&self, owner: i64, id: &str) -> anyhow::Result<bool> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = Store::mem(m);
+                if m.channels.get(id).is_none_or(|c| c.owner != owner) {
+                    return Ok(false);
+                }
+                m.channels.remove(id);
+                for a in m.alerts.values_mut() {
+                    a.channels.retain(|c| c != id);
+                }
+                m.outbox.retain(|d| d.channel_id != id);
+                Ok(true)
+            }
+            Store::Postgres(pg) => Ok(pgn::delete_channel(&*pg.client().await?, owner, id).await?),
+        }
+    }
+
+    /// Claims at most `limit` due pending deliveries, each leased for `lease`, its attempt counted.
+    pub async fn claim(&self, limit: usize, lease: Duration) -> anyhow::Result<Vec<Claimed>> {
+        match self {
+            Store::Memory(m) => {
+                let mut guard = Store::mem(m);
+                let m = &mut *guard;
+                let now = Instant::now();
+                let mut out = Vec::new();
+                for d in m
+                    .outbox
+                    .iter_mut()
+                    .filter(|d| d.state.state == "pending" && d.next_at <= now)
+                    .take(limit)
+                {
+                    let (Some(event), Some(channel)) =
+                        (m.events.get(d.event), m.channels.get(&d.channel_id))
+                    else {
+                        continue;
+                    };
+                    let Some(alert) = m.alerts.get(&event.event.alert_id) else {
+                        continue;
+                    };
+                    d.state.attempts += 1;
+                    d.next_at = now + lease;
+                    out.push(Claimed {
+                        id: d.id,
+                        attempts: d.state.attempts,
+                        age: now - d.created,
+                        event: event.clone(),
+                        condition: alert.condition,
+                        threshold: alert.threshold,
+                        channel: channel.clone(),
+                    });
+                }
+                Ok(out)
+            }
+            Store::Postgres(pg) => Ok(pgn::claim(&*pg.client().await?, limit as i64, lease).await?),
+        }
+    }
+
+    /// Records the end of an attempt (see [`pgn::finish`]).
+    pub async fn finish(
+        &self,
+        id: i64,
+        state: &str,
+        retry_after: Duration,
+        status: Option<i32>,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = Store::mem(m);
+                if let Some(d) = m.outbox.iter_mut().find(|d| d.id == id) {
+                    d.state.state = state.to_owned();
+                    d.state.last_status = status;
+                    d.state.last_error = error.map(str::to_owned);
+                    d.next_at = Instant::now() + retry_after;
+                }
+                Ok(())
+            }
+            Store::Postgres(pg) => {
+                Ok(
+                    pgn::finish(&*pg.client().await?, id, state, retry_after, status, error)
+                        .await?,
+                )
+            }
+        }
+    }
+
+    /// How the deliveries of `owner`'s event `event_id` stand; `None` if no such event of theirs.
+    pub async fn deliveries_of(
+        &self,
+        owner: i64,
+        event_id: i64,
+    ) -> anyhow::Result<Option<Vec<DeliveryState>>> {
+        match self {
+            Store::Memory(m) => {
+                let m = Store::mem(m);
+                let Some(index) = m
+                    .events
+                    .iter()
+                    .position(|e| e.id == event_id && e.owner == owner)
+                else {
+                    return Ok(None);
+                };
+                let mut out: Vec<DeliveryState> = m
+                    .outbox
+                    .iter()
+                    .filter(|d| d.event == index)
+                    .map(|d| d.state.clone())
+                    .collect();
+                out.sort_by(|a, b| a.channel_id.cmp(&b.channel_id));
+                Ok(Some(out))
+            }
+            Store::Postgres(pg) => {
+                Ok(pgn::deliveries_of(&*pg.client().await?, owner, event_id).await?)
+            }
+        }
+    }
+
+    /// How many deliveries are pending.
+    pub async fn outbox_depth(&self) -> anyhow::Result<i64> {
+        match self {
+            Store::Memory(m) => Ok(Store::mem(m)
+                .outbox
+                .iter()
+                .filter(|d| d.state.state == "pending")
+                .count() as i64),
+            Store::Postgres(pg) => Ok(pgn::depth(&*pg.client().await?).await?),
         }
     }
 }

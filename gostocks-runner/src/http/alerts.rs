@@ -1,4 +1,5 @@
-//! `POST /alerts`, `GET /alerts`, `DELETE /alerts/:id`, `GET /alerts/events?after=&wait_ms=`:
+//! `POST /alerts`, `GET /alerts`, `DELETE /alerts/:id`, `GET /alerts/events?after=&wait_ms=`,
+//! `GET /alerts/events/:id/deliveries`:
 //! each handler checks its input, then calls the AlertService in process (the same calls a
 //! gateway in its own process makes over gRPC) and maps gRPC codes to HTTP statuses.
 
@@ -46,6 +47,38 @@ pub(super) async fn route(
             events(alerts, req).await
         }
         ["events"] => Err(ApiError::method_not_allowed("GET, HEAD")),
+        ["events", id, "deliveries"] if *m == Method::GET || *m == Method::HEAD => {
+            req.query.only(&[])?;
+            let event_id: i64 = id
+                .parse()
+                .ok()
+                .filter(|i| *i > 0)
+                .ok_or_else(|| bad(format!("event id: {} is not an event id", excerpt(id))))?;
+            let call = request(v1::GetDeliveriesRequest { event_id }, &req)?;
+            drop(req);
+            let found = alerts
+                .get_deliveries(call)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let out: Vec<Value> = found
+                .deliveries
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "channel_id": d.channel_id,
+                        "state": d.state,
+                        "attempts": d.attempts,
+                        "last_status": if d.last_status == 0 { Value::Null } else { Value::from(d.last_status) },
+                        "last_error": if d.last_error.is_empty() { Value::Null } else { Value::from(d.last_error.clone()) },
+                    })
+                })
+                .collect();
+            Ok(json_body(
+                serde_json::json!({ "event_id": event_id, "deliveries": out }).to_string(),
+            ))
+        }
+        ["events", _, "deliveries"] => Err(ApiError::method_not_allowed("GET, HEAD")),
         [id] if *m == Method::DELETE => {
             req.query.only(&[])?;
             let call = request(
@@ -63,7 +96,7 @@ pub(super) async fn route(
 }
 
 /// A tonic request carrying the caller's bearer key, checked for size and charset first.
-fn request<T>(msg: T, req: &Req) -> Result<tonic::Request<T>, ApiError> {
+pub(super) fn request<T>(msg: T, req: &Req) -> Result<tonic::Request<T>, ApiError> {
     let mut out = tonic::Request::new(msg);
     if let Some(value) = req.headers.get(header::AUTHORIZATION) {
         let unusable = || {
@@ -86,7 +119,7 @@ fn request<T>(msg: T, req: &Req) -> Result<tonic::Request<T>, ApiError> {
 }
 
 /// A gRPC status as an HTTP problem.
-fn status(s: tonic::Status) -> ApiError {
+pub(super) fn status(s: tonic::Status) -> ApiError {
     use tonic::Code;
     let (http, code) = match s.code() {
         Code::InvalidArgument | Code::OutOfRange => (StatusCode::BAD_REQUEST, "invalid_argument"),
@@ -102,7 +135,7 @@ fn status(s: tonic::Status) -> ApiError {
     ApiError::new(http, code, s.message())
 }
 
-fn bad(message: String) -> ApiError {
+pub(super) fn bad(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
 }
 
@@ -132,6 +165,7 @@ fn alert_json(a: &v1::Alert) -> Value {
         "cooldown_ns": a.cooldown_ns,
         "window": if a.window.is_empty() { Value::Null } else { Value::from(a.window.clone()) },
         "created_ns": a.created_ns,
+        "channels": a.channels,
         "state": v1::AlertState::try_from(a.state)
             .map(|s| s.as_str_name().trim_start_matches("ALERT_STATE_").to_lowercase())
             .unwrap_or_default(),
@@ -151,7 +185,7 @@ fn event_json(e: &v1::AlertEvent) -> Value {
 }
 
 /// The body, at most [`MAX_BODY`] bytes whether its length is declared or it comes chunked.
-async fn body(req: &mut Req) -> Result<Vec<u8>, ApiError> {
+pub(super) async fn body(req: &mut Req) -> Result<Vec<u8>, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -183,10 +217,36 @@ async fn body(req: &mut Req) -> Result<Vec<u8>, ApiError> {
 
 async fn create(alerts: &Alerts, mut req: Req) -> Result<warp::reply::Response, ApiError> {
     let body = body(&mut req).await?;
-    let spec: AlertSpec = serde_json::from_slice(&body).map_err(|e| {
+    // `channels` is the service's, not the rule's: taken out before the rule is read. The
+    // other fields stay raw text, so decimals stay exact.
+    let mut fields: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(&body).unwrap_or_default();
+    let (body, channels) = match fields.remove("channels") {
+        None => (body, Vec::new()),
+        Some(raw) => {
+            let ids: Option<Vec<String>> = serde_json::from_str(raw.get())
+                .map_err(|_| bad("channels: a list of channel ids (strings)".into()))?;
+            let ids = ids.unwrap_or_default();
+            let max = crate::notify::MAX_CHANNELS_PER_ALERT;
+            if ids.len() > max {
+                return Err(bad(format!("channels: at most {max} per alert")));
+            }
+            (serde_json::to_vec(&fields).unwrap_or_default(), ids)
+        }
+    };
+    create_spec(alerts, req, &body, channels).await
+}
+
+async fn create_spec(
+    alerts: &Alerts,
+    req: Req,
+    body: &[u8],
+    channels: Vec<String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let spec: AlertSpec = serde_json::from_slice(body).map_err(|e| {
         let why = e.to_string();
         bad(format!(
-            "the body must be a JSON object {{\"symbol\",\"condition\",\"threshold\"[,\"mode\",\"hysteresis\",\"cooldown\",\"window\"]}}: {}",
+            "the body must be a JSON object {{\"symbol\",\"condition\",\"threshold\"[,\"mode\",\"hysteresis\",\"cooldown\",\"window\",\"channels\"]}}: {}",
             excerpt(&why).trim_matches('`')
         ))
     })?;
@@ -234,6 +294,7 @@ async fn create(alerts: &Alerts, mut req: Req) -> Result<warp::reply::Response, 
         hysteresis: spec.hysteresis.map(Into::into),
         cooldown_ns,
         window: spec.window.unwrap_or_default(),
+        channels,
     };
     let call = request(msg, &req)?;
     drop(req);

@@ -24,6 +24,7 @@ use crate::alerts::service::Alerts;
 use crate::state::MarketState;
 
 pub mod alerts;
+pub mod channels;
 
 /// The longest request path, in bytes.
 pub const MAX_PATH: usize = 2048;
@@ -362,6 +363,10 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
         }
         ["alerts", ..] => match &api.alerts {
             Some(alerts) => alerts::route(alerts, &segments[1..], req).await,
+            None => Err(no_route()),
+        },
+        ["channels", ..] => match &api.alerts {
+            Some(alerts) => channels::route(alerts, &segments[1..], req).await,
             None => Err(no_route()),
         },
         _ => Err(no_route()),

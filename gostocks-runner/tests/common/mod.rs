@@ -220,5 +220,6 @@ pub fn price_above(symbol: &str, threshold: i64) -> gostocks_proto::v1::CreateAl
         hysteresis: None,
         cooldown_ns: 0,
         window: String::new(),
+        channels: Vec::new(),
     }
 }

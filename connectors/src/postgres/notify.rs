@@ -158,6 +158,7 @@ pub async fn claim(client: &Client, limit: i64, lease: Duration) -> Result<Vec<C
                     seq: r.get::<_, i64>(8) as u64,
                     price: r.get::<_, String>(9).parse().unwrap_or_default(),
                     value: r.get(10),
+                    kind: Default::default(),
                 },
             },
             condition: r

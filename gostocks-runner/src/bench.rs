@@ -102,6 +102,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("gostocks-bench-{}.csv", std::process::id()))
     });
     write_csv(&csv, &trades)?;
+    let alert_files = AlertFiles::write(&trades, args.alerts)?;
     // The same workload twice over, the copy starting a day after the original ends: twice the
     // length at the same concurrency, to show that memory does not grow with the input's length.
     let twice =
@@ -132,6 +133,17 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let out_dir = std::env::temp_dir().join(format!("gostocks-bench-out-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir)?;
     let alerts_label = format!("(c) in memory, {} alerts, 1 worker", args.alerts);
+    let once_label = format!("(d) analyze, {} once alerts, 1 worker", args.alerts);
+    let guarded_label = format!(
+        "(d) analyze, {} alerts half rearm, storm guard on, 1 worker",
+        args.alerts
+    );
+    let unguarded_label = format!(
+        "(d) analyze, {} alerts half rearm, storm guard off, 1 worker",
+        args.alerts
+    );
+    // Alert events written by each (d) row's runs: (label, events, seconds of the median run).
+    let mut event_rows: Vec<(String, u64, f64)> = Vec::new();
     // The rows each in-memory run produced: the same in every one of them.
     let mut rows: Option<(String, String)> = None;
     for (label, workers, input, what) in [
@@ -183,6 +195,30 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             &twice,
             Measure::Analyze(2 * n),
         ),
+        (
+            "(d) analyze, no alerts, events written, 1 worker",
+            1,
+            &csv,
+            Measure::AnalyzeAlerts(n, None),
+        ),
+        (
+            once_label.as_str(),
+            1,
+            &csv,
+            Measure::AnalyzeAlerts(n, Some(&alert_files.once)),
+        ),
+        (
+            guarded_label.as_str(),
+            1,
+            &csv,
+            Measure::AnalyzeAlerts(n, Some(&alert_files.guarded)),
+        ),
+        (
+            unguarded_label.as_str(),
+            1,
+            &csv,
+            Measure::AnalyzeAlerts(n, Some(&alert_files.unguarded)),
+        ),
     ] {
         let (mut runs, mut peak, mut ticks) = (Vec::new(), 0, 0);
         for _ in 0..args.runs {
@@ -195,6 +231,13 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         runs.sort_by(f64::total_cmp);
         let (median, best) = (runs[runs.len() / 2], runs[0]);
+        if let Measure::AnalyzeAlerts(..) = what {
+            event_rows.push((
+                label.to_string(),
+                count_lines(&out_dir.join("events.jsonl"))?,
+                median,
+            ));
+        }
         let rate = |secs: f64| ticks as f64 / secs / 1e6;
         println!(
             "| {label} | {ticks} | {median:.2} | {:.2} M | {:.2} M | {:.2} M | {} MB |",
@@ -207,6 +250,17 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some((stats, bars)) = rows {
         println!("\nevery in-memory run produced {stats} stats rows and {bars} bar rows");
     }
+    if !event_rows.is_empty() {
+        println!("\n| (d) measurement | alert events written | events/s (median run) |");
+        println!("|---|---:|---:|");
+        for (label, events, secs) in &event_rows {
+            println!(
+                "| {label} | {events} | {:.2} M |",
+                *events as f64 / secs.max(1e-9) / 1e6
+            );
+        }
+    }
+    alert_files.remove();
     let _ = std::fs::remove_dir_all(&out_dir);
     if args.workload_out.is_none() {
         let _ = std::fs::remove_file(&csv);
@@ -247,6 +301,30 @@ fn measure_once(
                     .arg("--csv")
                     .arg(input);
             }
+            // End to end with alert matching, every event written.
+            Measure::AnalyzeAlerts(_, alerts) => {
+                cmd.arg("analyze")
+                    .arg("--workers")
+                    .arg(workers.to_string())
+                    .arg("--input")
+                    .arg(input)
+                    .arg("--stats-out")
+                    .arg(out_dir.join("stats.jsonl"))
+                    .arg("--bars-out")
+                    .arg(out_dir.join("bars.jsonl"));
+                let empty = out_dir.join("no-alerts.json");
+                let alerts = match alerts {
+                    Some(path) => path.to_path_buf(),
+                    None => {
+                        std::fs::write(&empty, "[]")?;
+                        empty
+                    }
+                };
+                cmd.arg("--alerts")
+                    .arg(alerts)
+                    .arg("--events-out")
+                    .arg(out_dir.join("events.jsonl"));
+            }
             // End to end: parsing, the dataflow and writing every output.
             Measure::Analyze(_) => {
                 cmd.arg("analyze")
@@ -263,7 +341,9 @@ fn measure_once(
         let started = Instant::now();
         let (stdout, rss) = measure(cmd)?;
         let (ticks, secs) = match what {
-            Measure::Analyze(t) => (t, started.elapsed().as_secs_f64()),
+            Measure::Analyze(t) | Measure::AnalyzeAlerts(t, _) => {
+                (t, started.elapsed().as_secs_f64())
+            }
             Measure::Phase(phase) => {
                 let words: Vec<&str> = stdout.split_whitespace().collect();
                 let [ticks, secs, stats, bars, _events] = words[..] else {
@@ -334,11 +414,101 @@ fn measure(mut cmd: Command) -> anyhow::Result<(String, u64)> {
 
 /// How a row of the table is measured.
 #[derive(Clone, Copy)]
-enum Measure {
+enum Measure<'a> {
     /// A `bench --phase` child, which times the dataflow alone and reports its figures.
     Phase(BenchPhase),
     /// `analyze` end to end on this many ticks, timed from outside.
     Analyze(u64),
+    /// The same with `--alerts` (this file, or none) and every event written.
+    AnalyzeAlerts(u64, Option<&'a Path>),
+}
+
+/// The `--alerts` files of the (d) rows, next to the workload.
+struct AlertFiles {
+    once: PathBuf,
+    guarded: PathBuf,
+    unguarded: PathBuf,
+}
+
+impl AlertFiles {
+    /// `n` price, cross and sma-cross alerts over the workload's symbols, in proportion to
+    /// their trades, thresholds drawn from each symbol's traded range: all `once`; and half
+    /// `rearm` with no hysteresis and no cooldown (a price oscillating around a threshold
+    /// fires on almost every tick), with the default storm guard and with it off.
+    fn write(trades: &[Trade], n: usize) -> anyhow::Result<AlertFiles> {
+        use rand::{Rng, SeedableRng};
+        let mut range: std::collections::HashMap<Symbol, (i64, i64)> = Default::default();
+        for t in trades {
+            let r = range.entry(t.symbol).or_insert((i64::MAX, i64::MIN));
+            *r = (r.0.min(t.price.units()), r.1.max(t.price.units()));
+        }
+        let conditions = [
+            Condition::PriceAbove,
+            Condition::PriceBelow,
+            Condition::CrossesAbove,
+            Condition::CrossesBelow,
+            Condition::SmaCrossAbove,
+            Condition::SmaCrossBelow,
+        ];
+        let dir = std::env::temp_dir();
+        let pid = std::process::id();
+        let files = AlertFiles {
+            once: dir.join(format!("gostocks-bench-alerts-once-{pid}.json")),
+            guarded: dir.join(format!("gostocks-bench-alerts-guarded-{pid}.json")),
+            unguarded: dir.join(format!("gostocks-bench-alerts-unguarded-{pid}.json")),
+        };
+        for (path, storm_mix, storm) in [
+            (&files.once, false, ""),
+            (&files.guarded, true, ""),
+            (&files.unguarded, true, r#","storm":"off""#),
+        ] {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(27);
+            let mut w = BufWriter::new(std::fs::File::create(path)?);
+            write!(w, "[")?;
+            for i in 0..n {
+                let t = trades[rng.random_range(0..trades.len())];
+                let (lo, hi) = range[&t.symbol];
+                let condition = conditions[rng.random_range(0..conditions.len())];
+                let threshold = Fixed(rng.random_range(lo..=hi).max(1));
+                let rearm = storm_mix && rng.random_bool(0.5);
+                let mode = if rearm { "rearm" } else { "once" };
+                let window = if condition.needs_window() {
+                    r#","window":"60s""#
+                } else {
+                    ""
+                };
+                let sep = if i == 0 { "" } else { ",\n" };
+                write!(
+                    w,
+                    r#"{sep}{{"id":"s{i:06}","symbol":"{}","condition":"{}","threshold":"{threshold}","mode":"{mode}"{window}{storm}}}"#,
+                    t.symbol, condition
+                )?;
+            }
+            writeln!(w, "]")?;
+            w.flush()?;
+        }
+        Ok(files)
+    }
+
+    fn remove(&self) {
+        for p in [&self.once, &self.guarded, &self.unguarded] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Lines in `path` (0 if it is missing).
+fn count_lines(path: &Path) -> anyhow::Result<u64> {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for line in std::io::BufReader::with_capacity(1 << 20, file).split(b'\n') {
+        line?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// A child: measures one phase and prints `ticks seconds`.

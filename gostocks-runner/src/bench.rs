@@ -442,14 +442,11 @@ impl AlertFiles {
             let r = range.entry(t.symbol).or_insert((i64::MAX, i64::MIN));
             *r = (r.0.min(t.price.units()), r.1.max(t.price.units()));
         }
-        let conditions = [
-            Condition::PriceAbove,
-            Condition::PriceBelow,
-            Condition::CrossesAbove,
-            Condition::CrossesBelow,
-            Condition::SmaCrossAbove,
-            Condition::SmaCrossBelow,
-        ];
+        // Price, cross and sma-cross conditions: every one but volatility.
+        let conditions: Vec<Condition> = Condition::ALL
+            .into_iter()
+            .filter(|c| *c != Condition::VolatilityAbove)
+            .collect();
         let dir = std::env::temp_dir();
         let pid = std::process::id();
         let files = AlertFiles {

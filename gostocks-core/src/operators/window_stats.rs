@@ -266,22 +266,32 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                 move |(sums_in, sums_frontier), (changes_in, changes_frontier), output| {
                     sums_in.for_each_stamp(|cap, data| {
                         for container in data {
-                            for ((key, agg), time, diff) in container.drain(..) {
+                            // Updates come in runs of one time: one stash lookup per run.
+                            let mut updates = container.drain(..).peekable();
+                            while let Some(&(_, time, _)) = updates.peek() {
                                 let (news, gone, _) = stash.at(&cap, time);
-                                // A retraction needs only its key: the total it retracts is
-                                // the one the window holds.
-                                if diff > 0 {
-                                    news.push((key, agg));
-                                } else {
-                                    gone.push(key);
+                                while let Some(((key, agg), _, diff)) =
+                                    updates.next_if(|(_, t, _)| *t == time)
+                                {
+                                    // A retraction needs only its key: the total it retracts
+                                    // is the one the window holds.
+                                    if diff > 0 {
+                                        news.push((key, agg));
+                                    } else {
+                                        gone.push(key);
+                                    }
                                 }
                             }
                         }
                     });
                     changes_in.for_each_stamp(|cap, data| {
                         for container in data {
-                            for (change, time) in container.drain(..) {
-                                stash.at(&cap, time).2.push(change);
+                            let mut changes = container.drain(..).peekable();
+                            while let Some(&(_, time)) = changes.peek() {
+                                let list = &mut stash.at(&cap, time).2;
+                                while let Some((change, _)) = changes.next_if(|(_, t)| *t == time) {
+                                    list.push(change);
+                                }
                             }
                         }
                     });

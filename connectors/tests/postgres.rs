@@ -131,6 +131,9 @@ async fn replayed_ticks_never_record_an_event_twice() {
             created_ns: 0,
             state: "active".into(),
             channels: Vec::new(),
+            bar_ns: None,
+            storm: None,
+            paused_reason: None,
         },
     )
     .await

@@ -43,7 +43,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let (rules_tx, rules_rx) = std::sync::mpsc::channel();
     let hub = Arc::new(
-        AlertHub::new(store, config.windows.clone(), rules_tx)
+        AlertHub::new(store, config.windows.clone(), config.bars.clone(), rules_tx)
             .with_allow_private(args.notify_allow_private),
     );
     let loaded = runtime.block_on(hub.load_active())?;

@@ -1,7 +1,7 @@
 //! The queries of the alert service: users, alert rules and alert events.
 
 use gostocks_core::Fixed;
-use gostocks_core::alerts::{AlertEvent, Condition, Mode};
+use gostocks_core::alerts::{AlertEvent, Condition, EventKind, Mode, PauseReason, StormGuard};
 use tokio_postgres::{Client, Row};
 
 use crate::error::Error;
@@ -29,10 +29,16 @@ pub struct StoredAlert {
     pub window_ns: Option<u64>,
     /// Creation, in event time.
     pub created_ns: u64,
-    /// `active`, `triggered` or `deleted`.
+    /// `active`, `triggered`, `paused` or `deleted`.
     pub state: String,
     /// The notification channels it notifies (ids, in order).
     pub channels: Vec<String>,
+    /// The bar size in ns, for the bar modes.
+    pub bar_ns: Option<u64>,
+    /// The storm guard; `None` when off.
+    pub storm: Option<StormGuard>,
+    /// Why a `paused` alert is paused (e.g. `storm`).
+    pub paused_reason: Option<String>,
 }
 
 /// An alert event, as stored: its id orders a user's events.
@@ -58,7 +64,8 @@ fn fixed(text: &str) -> Fixed {
 }
 
 const ALERT_COLUMNS: &str = "id, owner_id, symbol, condition, threshold::text, mode, hysteresis::text, cooldown_ns, window_ns, created_ns, state, \
-     ARRAY(SELECT channel_id FROM alert_channels ac WHERE ac.alert_id = alerts.id ORDER BY channel_id)";
+     ARRAY(SELECT channel_id FROM alert_channels ac WHERE ac.alert_id = alerts.id ORDER BY channel_id), \
+     bar_ns, storm_max_events, storm_within_ns, paused_reason";
 
 fn alert(row: &Row) -> StoredAlert {
     StoredAlert {
@@ -77,6 +84,34 @@ fn alert(row: &Row) -> StoredAlert {
         created_ns: row.get::<_, i64>(9) as u64,
         state: row.get(10),
         channels: row.get(11),
+        bar_ns: row.get::<_, Option<i64>>(12).map(|b| b as u64),
+        storm: match (row.get::<_, Option<i32>>(13), row.get::<_, Option<i64>>(14)) {
+            (Some(max_events), Some(within_ns)) => Some(StormGuard {
+                max_events: max_events as u32,
+                within_ns: within_ns as u64,
+            }),
+            _ => None,
+        },
+        paused_reason: row.get(15),
+    }
+}
+
+/// The `kind` and `reason` columns of an event.
+fn kind_columns(kind: EventKind) -> (&'static str, Option<&'static str>) {
+    match kind {
+        EventKind::Fired => ("fired", None),
+        EventKind::Paused { reason } => ("paused", Some(reason.as_str())),
+    }
+}
+
+/// The kind of an event from its columns; an unknown pause reason reads as a storm, the only
+/// one written.
+fn kind_of(kind: &str, _reason: Option<&str>) -> EventKind {
+    match kind {
+        "paused" => EventKind::Paused {
+            reason: PauseReason::Storm,
+        },
+        _ => EventKind::Fired,
     }
 }
 
@@ -110,8 +145,9 @@ pub async fn key_hash(client: &Client, id: i64) -> Result<Option<String>, Error>
 pub async fn insert_alert(client: &Client, a: &StoredAlert) -> Result<(), Error> {
     client
         .execute(
-            "WITH a AS (INSERT INTO alerts (id, owner_id, symbol, condition, threshold, mode, hysteresis, cooldown_ns, window_ns, created_ns, state) \
-             VALUES ($1, $2, $3, $4, CAST($5::text AS numeric), $6, CAST($7::text AS numeric), $8, $9, $10, $11) RETURNING id) \
+            "WITH a AS (INSERT INTO alerts (id, owner_id, symbol, condition, threshold, mode, hysteresis, cooldown_ns, window_ns, created_ns, state, \
+             bar_ns, storm_max_events, storm_within_ns, paused_reason) \
+             VALUES ($1, $2, $3, $4, CAST($5::text AS numeric), $6, CAST($7::text AS numeric), $8, $9, $10, $11, $13, $14, $15, $16) RETURNING id) \
              INSERT INTO alert_channels (alert_id, channel_id) SELECT a.id, c FROM a, unnest($12::text[]) AS c",
             &[
                 &a.id,
@@ -126,6 +162,10 @@ pub async fn insert_alert(client: &Client, a: &StoredAlert) -> Result<(), Error>
                 &(a.created_ns as i64),
                 &a.state,
                 &a.channels,
+                &a.bar_ns.map(|b| b as i64),
+                &a.storm.map(|g| g.max_events as i32),
+                &a.storm.map(|g| g.within_ns as i64),
+                &a.paused_reason,
             ],
         )
         .await
@@ -194,21 +234,74 @@ pub async fn mark_triggered(client: &Client, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Marks an active alert paused, for `reason` (e.g. `storm`).
+pub async fn mark_paused(client: &Client, id: &str, reason: &str) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE alerts SET state = 'paused', paused_reason = $2 WHERE id = $1 AND state = 'active'",
+            &[&id, &reason],
+        )
+        .await
+        .map_err(pg("marking an alert paused"))?;
+    Ok(())
+}
+
+/// `owner`'s alert `id` (not deleted).
+pub async fn get_alert(
+    client: &Client,
+    owner: i64,
+    id: &str,
+) -> Result<Option<StoredAlert>, Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND owner_id = $2 AND state <> 'deleted'"
+            ),
+            &[&id, &owner],
+        )
+        .await
+        .map_err(pg("reading an alert"))?;
+    Ok(row.as_ref().map(alert))
+}
+
+/// Makes `owner`'s paused or triggered alert `id` active again, applying from `created_ns`;
+/// `None` when they have no such alert that is paused or triggered.
+pub async fn resume_alert(
+    client: &Client,
+    owner: i64,
+    id: &str,
+    created_ns: u64,
+) -> Result<Option<StoredAlert>, Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE alerts SET state = 'active', paused_reason = NULL, created_ns = $3 \
+                 WHERE id = $1 AND owner_id = $2 AND state IN ('paused', 'triggered') RETURNING {ALERT_COLUMNS}"
+            ),
+            &[&id, &owner, &(created_ns as i64)],
+        )
+        .await
+        .map_err(pg("resuming an alert"))?;
+    Ok(row.as_ref().map(alert))
+}
+
 /// Records an event; `None` if it was already recorded (its identity is the alert, tick time
 /// and tick seq), so replaying ticks never doubles an event. The same statement (so the same
-/// transaction) queues a delivery to each channel of the alert in the outbox.
+/// transaction) queues a delivery of a firing to each channel of the alert in the outbox (a pause
+/// is shown over the API, not pushed: the push formats know only firings).
 pub async fn insert_event(
     client: &Client,
     owner: i64,
     e: &AlertEvent,
 ) -> Result<Option<i64>, Error> {
+    let (kind, reason) = kind_columns(e.kind);
     let row = client
         .query_opt(
-            "WITH e AS (INSERT INTO alert_events (alert_id, owner_id, symbol, tick_time_ns, tick_seq, price, value) \
-             VALUES ($1, $2, $3, $4, $5, CAST($6::text AS numeric), $7) \
+            "WITH e AS (INSERT INTO alert_events (alert_id, owner_id, symbol, tick_time_ns, tick_seq, price, value, kind, reason) \
+             VALUES ($1, $2, $3, $4, $5, CAST($6::text AS numeric), $7, $8, $9) \
              ON CONFLICT (alert_id, tick_time_ns, tick_seq) DO NOTHING RETURNING id), \
              d AS (INSERT INTO deliveries (event_id, channel_id) \
-             SELECT e.id, ac.channel_id FROM e JOIN alert_channels ac ON ac.alert_id = $1 RETURNING 1) \
+             SELECT e.id, ac.channel_id FROM e JOIN alert_channels ac ON ac.alert_id = $1 WHERE $8 = 'fired' RETURNING 1) \
              SELECT id, (SELECT count(*) FROM d) FROM e",
             &[
                 &e.alert_id,
@@ -218,6 +311,8 @@ pub async fn insert_event(
                 &(e.seq as i64),
                 &e.price.to_string(),
                 &e.value,
+                &kind,
+                &reason,
             ],
         )
         .await
@@ -234,7 +329,7 @@ pub async fn events_after(
 ) -> Result<Vec<StoredEvent>, Error> {
     let rows = client
         .query(
-            "SELECT id, owner_id, alert_id, symbol, tick_time_ns, tick_seq, price::text, value FROM alert_events \
+            "SELECT id, owner_id, alert_id, symbol, tick_time_ns, tick_seq, price::text, value, kind, reason FROM alert_events \
              WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3",
             &[&owner, &after, &limit],
         )
@@ -254,7 +349,7 @@ pub async fn events_after(
                 seq: r.get::<_, i64>(5) as u64,
                 price: fixed(&r.get::<_, String>(6)),
                 value: r.get(7),
-                kind: Default::default(),
+                kind: kind_of(r.get(8), r.get(9)),
             },
         })
         .collect())

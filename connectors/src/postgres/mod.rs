@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_notifications",
         include_str!("../../../migrations/0002_notifications.sql"),
     ),
+    (
+        3,
+        "0003_alert_storms",
+        include_str!("../../../migrations/0003_alert_storms.sql"),
+    ),
 ];
 
 /// Connects to `url` (e.g. `postgres://postgres@127.0.0.1:5432/test`) and drives the connection

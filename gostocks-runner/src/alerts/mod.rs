@@ -13,7 +13,7 @@ use std::sync::mpsc::Sender;
 
 use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
 use gostocks_core::Span;
-use gostocks_core::alerts::{AlertEvent, AlertRule, Mode, window_index};
+use gostocks_core::alerts::{AlertEvent, AlertRule, EventKind, Mode, window_index};
 use tokio::sync::broadcast;
 
 pub use keys::{hash_key, new_key, user_of_key, verify_key};
@@ -29,9 +29,15 @@ pub struct AlertHub {
     pub store: Store,
     /// The analytics windows (rules name them by length).
     pub windows: Vec<Span>,
+    /// The analytics bars (the bar modes name them by length).
+    pub bars: Vec<Span>,
     rules: Mutex<Sender<RuleChange>>,
-    /// Owner and mode of every rule in the dataflow, by alert id.
+    /// Owner and mode of every rule whose events are recorded, by alert id.
     owners: Mutex<HashMap<String, (i64, Mode)>>,
+    /// Every rule in the dataflow, by alert id, as inserted: a retraction must match it
+    /// exactly, and retracts nothing that is not there (a paused or triggered alert after a
+    /// restart).
+    live: Mutex<HashMap<String, AlertRule>>,
     events: broadcast::Sender<StoredEvent>,
     /// Woken when an event is stored (it may have queued deliveries) or an attempt ends.
     pub wake: tokio::sync::Notify,
@@ -41,12 +47,19 @@ pub struct AlertHub {
 
 impl AlertHub {
     /// A hub over `store` that sends rule changes to `rules`.
-    pub fn new(store: Store, windows: Vec<Span>, rules: Sender<RuleChange>) -> AlertHub {
+    pub fn new(
+        store: Store,
+        windows: Vec<Span>,
+        bars: Vec<Span>,
+        rules: Sender<RuleChange>,
+    ) -> AlertHub {
         AlertHub {
             store,
             windows,
+            bars,
             rules: Mutex::new(rules),
             owners: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             events: broadcast::channel(4096).0,
             wake: tokio::sync::Notify::new(),
             allow_private: false,
@@ -85,28 +98,27 @@ impl AlertHub {
             cooldown_ns: a.cooldown_ns,
             window,
             created_ns: a.created_ns,
-            // The store keeps neither yet (issue 27): no bar modes, and no guard, whose pause
-            // the service cannot show.
-            bar_ns: None,
-            storm: None,
+            bar_ns: a.bar_ns,
+            storm: a.storm,
         })
     }
 
-    /// Sends a rule change into the running dataflow.
+    /// Sends a rule change into the running dataflow: `diff > 0` inserts `rule`; otherwise
+    /// the rule of the same id that is in the dataflow (if any) is retracted.
     pub fn change(&self, owner: i64, rule: AlertRule, diff: isize) {
-        {
-            let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-            if diff > 0 {
-                owners.insert(rule.id.clone(), (owner, rule.mode));
-            } else {
-                owners.remove(&rule.id);
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        if diff > 0 {
+            owners.insert(rule.id.clone(), (owner, rule.mode));
+            live.insert(rule.id.clone(), rule.clone());
+            let _ = rules.send((rule, 1));
+        } else {
+            owners.remove(&rule.id);
+            if let Some(inserted) = live.remove(&rule.id) {
+                let _ = rules.send((inserted, -1));
             }
         }
-        let _ = self
-            .rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send((rule, diff));
     }
 
     /// Loads the active alerts into the dataflow (start-up).
@@ -128,9 +140,10 @@ impl AlertHub {
     }
 
     /// Records an event the dataflow fired: stored (idempotently: a replayed event is stored
-    /// once), a fired `once` alert marked triggered, and a newly stored event broadcast to
-    /// watchers. An event of an alert that is gone (deleted, or `once` and already triggered)
-    /// is dropped. `Err` (the store failed) is worth retrying: every step is idempotent.
+    /// once), a fired `once` alert marked triggered, a paused alert marked paused, and a newly
+    /// stored event broadcast to watchers. An event of an alert that is gone (deleted, `once`
+    /// and already triggered, or paused) is dropped. `Err` (the store failed) is worth
+    /// retrying: every step is idempotent.
     pub async fn record(&self, event: &AlertEvent) -> anyhow::Result<()> {
         let Some((owner, mode)) = self
             .owners
@@ -142,9 +155,23 @@ impl AlertHub {
             return Ok(());
         };
         let id = self.store.insert_event(owner, event).await?;
-        if mode == Mode::Once {
-            // Marked before it is forgotten: a retry after a failure here finds the owner again.
-            self.store.mark_triggered(&event.alert_id).await?;
+        // Marked before it is forgotten: a retry after a failure here finds the owner again.
+        // The rule stays in the dataflow (which fires nothing more for it) until resumed or
+        // deleted.
+        let done = match event.kind {
+            EventKind::Paused { reason } => {
+                self.store
+                    .mark_paused(&event.alert_id, reason.as_str())
+                    .await?;
+                true
+            }
+            EventKind::Fired if mode == Mode::Once => {
+                self.store.mark_triggered(&event.alert_id).await?;
+                true
+            }
+            EventKind::Fired => false,
+        };
+        if done {
             self.owners
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

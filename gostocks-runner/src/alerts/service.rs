@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::Stream;
 use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
 use gostocks_connectors::postgres::notify::StoredChannel;
-use gostocks_core::alerts::{AlertSpec, Condition, Mode};
+use gostocks_core::alerts::{AlertSpec, Condition, EventKind, Mode, StormSpec};
 use gostocks_core::{Fixed, Span};
 use gostocks_proto::v1;
 use gostocks_proto::v1::alert_service_server::AlertService;
@@ -174,36 +174,60 @@ fn proto_condition(c: Condition) -> v1::AlertCondition {
 }
 
 /// The wire form of a stored alert.
-pub fn proto_alert(a: &StoredAlert, windows: &[Span]) -> v1::Alert {
+pub fn proto_alert(a: &StoredAlert, windows: &[Span], bars: &[Span]) -> v1::Alert {
     v1::Alert {
         id: a.id.clone(),
         owner: a.owner.to_string(),
         symbol: a.symbol.clone(),
         condition: proto_condition(a.condition) as i32,
         threshold: Some(a.threshold.into()),
-        mode: match a.mode {
-            Mode::Once => v1::AlertMode::Once,
-            // The wire knows no other mode yet (issue 27); the service creates none.
-            _ => v1::AlertMode::Rearm,
-        } as i32,
+        mode: proto_mode(a.mode) as i32,
         hysteresis: Some(a.hysteresis.into()),
         cooldown_ns: a.cooldown_ns as i64,
-        window: a
-            .window_ns
-            .map(|ns| {
-                windows
-                    .iter()
-                    .find(|w| w.ns() == ns)
-                    .map_or_else(|| format!("{ns}ns"), ToString::to_string)
-            })
-            .unwrap_or_default(),
+        window: a.window_ns.map(|ns| label(ns, windows)).unwrap_or_default(),
         created_ns: a.created_ns as i64,
         state: match a.state.as_str() {
             "active" => v1::AlertState::Active,
             "triggered" => v1::AlertState::Triggered,
+            "paused" => v1::AlertState::Paused,
             _ => v1::AlertState::Deleted,
         } as i32,
         channels: a.channels.clone(),
+        bar: a.bar_ns.map(|ns| label(ns, bars)).unwrap_or_default(),
+        storm: a.storm.map(|g| v1::StormGuard {
+            max_events: Some(g.max_events),
+            within_ns: Some(g.within_ns as i64),
+        }),
+        paused_reason: a.paused_reason.clone().unwrap_or_default(),
+        warning: String::new(),
+    }
+}
+
+/// How the span of `ns` is configured among `spans` (e.g. `60s`), else in ns.
+fn label(ns: u64, spans: &[Span]) -> String {
+    spans
+        .iter()
+        .find(|w| w.ns() == ns)
+        .map_or_else(|| format!("{ns}ns"), ToString::to_string)
+}
+
+fn proto_mode(m: Mode) -> v1::AlertMode {
+    match m {
+        Mode::Once => v1::AlertMode::Once,
+        Mode::Rearm => v1::AlertMode::Rearm,
+        Mode::OncePerBar => v1::AlertMode::OncePerBar,
+        Mode::OncePerBarClose => v1::AlertMode::OncePerBarClose,
+        Mode::OncePerInterval => v1::AlertMode::OncePerInterval,
+    }
+}
+
+fn mode_of(m: v1::AlertMode) -> Mode {
+    match m {
+        v1::AlertMode::Unspecified | v1::AlertMode::Once => Mode::Once,
+        v1::AlertMode::Rearm => Mode::Rearm,
+        v1::AlertMode::OncePerBar => Mode::OncePerBar,
+        v1::AlertMode::OncePerBarClose => Mode::OncePerBarClose,
+        v1::AlertMode::OncePerInterval => Mode::OncePerInterval,
     }
 }
 
@@ -249,6 +273,15 @@ pub fn proto_event(e: &StoredEvent) -> v1::AlertEvent {
         seq: e.event.seq,
         price: Some(e.event.price.into()),
         value: e.event.value,
+        kind: match e.event.kind {
+            EventKind::Fired => "fired",
+            EventKind::Paused { .. } => "paused",
+        }
+        .into(),
+        reason: match e.event.kind {
+            EventKind::Fired => String::new(),
+            EventKind::Paused { reason } => reason.as_str().into(),
+        },
     }
 }
 
@@ -277,10 +310,32 @@ impl AlertService for Alerts {
         })?;
         let threshold = decimal("threshold", r.threshold.as_ref())?
             .ok_or_else(|| Status::invalid_argument("threshold: required, a positive decimal"))?;
-        let mode = match v1::AlertMode::try_from(r.mode) {
-            Ok(v1::AlertMode::Rearm) => "rearm",
-            Ok(_) => "once",
-            Err(_) => return Err(Status::invalid_argument("mode: use ONCE or REARM")),
+        let mode = v1::AlertMode::try_from(r.mode).map(mode_of).map_err(|_| {
+            Status::invalid_argument(
+                "mode: use ONCE, REARM, ONCE_PER_BAR, ONCE_PER_BAR_CLOSE or ONCE_PER_INTERVAL",
+            )
+        })?;
+        let storm = match (r.storm, r.storm_off) {
+            (Some(_), true) => {
+                return Err(Status::invalid_argument(
+                    "storm: give a guard or storm_off, not both",
+                ));
+            }
+            (None, true) => Some(StormSpec::Off),
+            (Some(g), false) => {
+                let within = match g.within_ns {
+                    Some(ns) if ns <= 0 => {
+                        return Err(Status::invalid_argument("storm: within_ns must be above 0"));
+                    }
+                    ns => ns.map(|ns| format!("{ns}ns")),
+                };
+                Some(StormSpec::Guard {
+                    max_events: g.max_events,
+                    within,
+                })
+            }
+            // Left out: the default guard.
+            (None, false) => None,
         };
         if r.cooldown_ns < 0 {
             return Err(Status::invalid_argument("cooldown_ns: must be 0 or more"));
@@ -315,19 +370,18 @@ impl AlertService for Alerts {
             symbol: r.symbol.clone(),
             condition: condition.as_str().into(),
             threshold,
-            mode: Some(mode.into()),
+            mode: Some(mode.as_str().into()),
             hysteresis: decimal("hysteresis", r.hysteresis.as_ref())?,
             cooldown: (r.cooldown_ns > 0).then(|| format!("{}ns", r.cooldown_ns)),
             window: (!r.window.is_empty()).then(|| r.window.clone()),
-            bar: None,
-            // The service cannot show a paused alert yet (issue 27).
-            storm: Some(gostocks_core::alerts::StormSpec::Off),
+            bar: (!r.bar.is_empty()).then(|| r.bar.clone()),
+            storm,
         };
         let id = format!("al_{:016x}", rand::rng().random::<u64>());
         // The alert applies from the next tick: after every event time seen so far.
         let created_ns = self.market.counters.latest_ns() + 1;
         let rule = spec
-            .to_rule(&id, created_ns, &self.hub.windows)
+            .to_rule_core(&id, created_ns, &self.hub.windows, &self.hub.bars)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let stored = StoredAlert {
             id: id.clone(),
@@ -342,7 +396,11 @@ impl AlertService for Alerts {
             created_ns,
             state: "active".into(),
             channels,
+            bar_ns: rule.bar_ns,
+            storm: rule.storm,
+            paused_reason: None,
         };
+        let warning = rule.storm_warning();
         self.hub
             .store
             .insert_alert(&stored)
@@ -350,7 +408,10 @@ impl AlertService for Alerts {
             .map_err(internal)?;
         self.hub.change(owner, rule, 1);
         tracing::info!(alert = %id, owner, symbol = %stored.symbol, condition = %stored.condition, "alert created");
-        Ok(Response::new(proto_alert(&stored, &self.hub.windows)))
+        Ok(Response::new(v1::Alert {
+            warning: warning.unwrap_or_default(),
+            ..proto_alert(&stored, &self.hub.windows, &self.hub.bars)
+        }))
     }
 
     async fn get_alerts(
@@ -388,7 +449,7 @@ impl AlertService for Alerts {
         Ok(Response::new(v1::GetAlertsResponse {
             alerts: page
                 .iter()
-                .map(|a| proto_alert(a, &self.hub.windows))
+                .map(|a| proto_alert(a, &self.hub.windows, &self.hub.bars))
                 .collect(),
             next_page_token: next,
         }))
@@ -414,6 +475,49 @@ impl AlertService for Alerts {
         }
         tracing::info!(alert = %id, owner, "alert deleted");
         Ok(Response::new(v1::DeleteAlertResponse {}))
+    }
+
+    async fn resume_alert(
+        &self,
+        req: Request<v1::ResumeAlertRequest>,
+    ) -> Result<Response<v1::Alert>, Status> {
+        let owner = self.user(&req).await?;
+        let id = req.into_inner().id;
+        check_id("id", &id)?;
+        let current = self
+            .hub
+            .store
+            .get_alert(owner, &id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no alert `{id}`")))?;
+        let already = || Status::failed_precondition(format!("alert `{id}` is active already"));
+        if current.state == "active" {
+            return Err(already());
+        }
+        // A new creation time, after every event time seen: retracting the rule and inserting
+        // the same one at one time would cancel out in the dataflow.
+        let created_ns = self.market.counters.latest_ns() + 1;
+        let resumed = self
+            .hub
+            .store
+            .resume_alert(owner, &id, created_ns)
+            .await
+            .map_err(internal)?
+            .ok_or_else(already)?;
+        // Retracts the rule the dataflow holds (paused or spent there), then inserts the new.
+        if let Some(old) = self.hub.rule_of(&current) {
+            self.hub.change(owner, old, -1);
+        }
+        if let Some(rule) = self.hub.rule_of(&resumed) {
+            self.hub.change(owner, rule, 1);
+        }
+        tracing::info!(alert = %id, owner, was = %current.state, "alert resumed");
+        Ok(Response::new(proto_alert(
+            &resumed,
+            &self.hub.windows,
+            &self.hub.bars,
+        )))
     }
 
     async fn create_channel(

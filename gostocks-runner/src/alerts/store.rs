@@ -9,7 +9,7 @@ use gostocks_connectors::postgres::alerts::{StoredAlert, StoredEvent};
 use gostocks_connectors::postgres::notify as pgn;
 use gostocks_connectors::postgres::notify::{Claimed, DeliveryState, StoredChannel};
 use gostocks_connectors::postgres::{self, alerts as pg};
-use gostocks_core::alerts::AlertEvent;
+use gostocks_core::alerts::{AlertEvent, EventKind};
 use tokio_postgres::Client;
 
 /// The alert store.
@@ -217,6 +217,61 @@ impl Store {
         }
     }
 
+    /// Marks an active alert paused, for `reason`.
+    pub async fn mark_paused(&self, id: &str, reason: &str) -> anyhow::Result<()> {
+        match self {
+            Store::Memory(m) => {
+                if let Some(a) = Store::mem(m)
+                    .alerts
+                    .get_mut(id)
+                    .filter(|a| a.state == "active")
+                {
+                    a.state = "paused".into();
+                    a.paused_reason = Some(reason.to_owned());
+                }
+                Ok(())
+            }
+            Store::Postgres(pg) => Ok(pg::mark_paused(&*pg.client().await?, id, reason).await?),
+        }
+    }
+
+    /// `owner`'s alert `id`, unless deleted.
+    pub async fn get_alert(&self, owner: i64, id: &str) -> anyhow::Result<Option<StoredAlert>> {
+        match self {
+            Store::Memory(m) => Ok(Store::mem(m)
+                .alerts
+                .get(id)
+                .filter(|a| a.owner == owner && a.state != "deleted")
+                .cloned()),
+            Store::Postgres(pg) => Ok(pg::get_alert(&*pg.client().await?, owner, id).await?),
+        }
+    }
+
+    /// Makes `owner`'s paused or triggered alert `id` active again from `created_ns`; `None`
+    /// when they have no such alert in either state.
+    pub async fn resume_alert(
+        &self,
+        owner: i64,
+        id: &str,
+        created_ns: u64,
+    ) -> anyhow::Result<Option<StoredAlert>> {
+        match self {
+            Store::Memory(m) => Ok(Store::mem(m)
+                .alerts
+                .get_mut(id)
+                .filter(|a| a.owner == owner && (a.state == "paused" || a.state == "triggered"))
+                .map(|a| {
+                    a.state = "active".into();
+                    a.paused_reason = None;
+                    a.created_ns = created_ns;
+                    a.clone()
+                })),
+            Store::Postgres(pg) => {
+                Ok(pg::resume_alert(&*pg.client().await?, owner, id, created_ns).await?)
+            }
+        }
+    }
+
     /// Records an event; `None` when it was already recorded.
     pub async fn insert_event(&self, owner: i64, e: &AlertEvent) -> anyhow::Result<Option<i64>> {
         match self {
@@ -231,9 +286,11 @@ impl Store {
                     owner,
                     event: e.clone(),
                 });
+                // Only a firing is pushed, as in Postgres.
                 let channels = m
                     .alerts
                     .get(&e.alert_id)
+                    .filter(|_| e.kind == EventKind::Fired)
                     .map(|a| a.channels.clone())
                     .unwrap_or_default();
                 let now = Instant::now();

@@ -1,4 +1,5 @@
-//! `POST /alerts`, `GET /alerts`, `DELETE /alerts/:id`, `GET /alerts/events?after=&wait_ms=`,
+//! `POST /alerts`, `GET /alerts`, `DELETE /alerts/:id`, `POST /alerts/:id/resume`,
+//! `GET /alerts/events?after=&wait_ms=`,
 //! `GET /alerts/events/:id/deliveries`:
 //! each handler checks its input, then calls the AlertService in process (the same calls a
 //! gateway in its own process makes over gRPC) and maps gRPC codes to HTTP statuses.
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gostocks_core::Span;
-use gostocks_core::alerts::{AlertSpec, Condition, MAX_COOLDOWN_NS};
+use gostocks_core::alerts::{AlertSpec, Condition, MAX_COOLDOWN_NS, Mode, StormSpec};
 use gostocks_core::symbol::excerpt;
 use gostocks_proto::v1;
 use gostocks_proto::v1::alert_service_server::AlertService;
@@ -91,6 +92,23 @@ pub(super) async fn route(
             delete(alerts, call).await
         }
         [_] => Err(ApiError::method_not_allowed("DELETE")),
+        [id, "resume"] if *m == Method::POST => {
+            req.query.only(&[])?;
+            let call = request(
+                v1::ResumeAlertRequest {
+                    id: (*id).to_owned(),
+                },
+                &req,
+            )?;
+            drop(req);
+            let alert = alerts
+                .resume_alert(call)
+                .await
+                .map_err(status)?
+                .into_inner();
+            Ok(json_body(alert_json(&alert).to_string()))
+        }
+        [_, "resume"] => Err(ApiError::method_not_allowed("POST")),
         _ => Err(super::no_route()),
     }
 }
@@ -127,6 +145,7 @@ pub(super) fn status(s: tonic::Status) -> ApiError {
         Code::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
         Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         Code::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+        Code::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
         Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted"),
         Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
@@ -160,7 +179,9 @@ fn alert_json(a: &v1::Alert) -> Value {
         "symbol": a.symbol,
         "condition": name(a.condition),
         "threshold": decimal(a.threshold.as_ref()),
-        "mode": if a.mode == v1::AlertMode::Rearm as i32 { "rearm" } else { "once" },
+        "mode": v1::AlertMode::try_from(a.mode)
+            .map(|m| m.as_str_name().trim_start_matches("ALERT_MODE_").to_lowercase())
+            .unwrap_or_default(),
         "hysteresis": decimal(a.hysteresis.as_ref()),
         "cooldown_ns": a.cooldown_ns,
         "window": if a.window.is_empty() { Value::Null } else { Value::from(a.window.clone()) },
@@ -169,6 +190,12 @@ fn alert_json(a: &v1::Alert) -> Value {
         "state": v1::AlertState::try_from(a.state)
             .map(|s| s.as_str_name().trim_start_matches("ALERT_STATE_").to_lowercase())
             .unwrap_or_default(),
+        "bar": if a.bar.is_empty() { Value::Null } else { Value::from(a.bar.clone()) },
+        "storm": a.storm.as_ref().map_or_else(
+            || Value::from("off"),
+            |g| serde_json::json!({ "max_events": g.max_events, "within_ns": g.within_ns }),
+        ),
+        "paused_reason": if a.paused_reason.is_empty() { Value::Null } else { Value::from(a.paused_reason.clone()) },
     })
 }
 
@@ -181,6 +208,8 @@ fn event_json(e: &v1::AlertEvent) -> Value {
         "seq": e.seq,
         "price": decimal(e.price.as_ref()),
         "value": e.value,
+        "kind": e.kind,
+        "reason": if e.reason.is_empty() { Value::Null } else { Value::from(e.reason.clone()) },
     })
 }
 
@@ -246,7 +275,7 @@ async fn create_spec(
     let spec: AlertSpec = serde_json::from_slice(body).map_err(|e| {
         let why = e.to_string();
         bad(format!(
-            "the body must be a JSON object {{\"symbol\",\"condition\",\"threshold\"[,\"mode\",\"hysteresis\",\"cooldown\",\"window\",\"channels\"]}}: {}",
+            "the body must be a JSON object {{\"symbol\",\"condition\",\"threshold\"[,\"mode\",\"hysteresis\",\"cooldown\",\"window\",\"bar\",\"storm\",\"channels\"]}}: {}",
             excerpt(&why).trim_matches('`')
         ))
     })?;
@@ -272,13 +301,36 @@ async fn create_spec(
         None => 0,
     };
     let mode = match spec.mode.as_deref() {
-        None | Some("once") => v1::AlertMode::Once,
-        Some("rearm") => v1::AlertMode::Rearm,
-        Some(other) => {
-            return Err(bad(format!(
-                "mode: {} is not a mode; use once or rearm",
-                excerpt(other)
-            )));
+        None => Mode::Once,
+        Some(m) => m.parse::<Mode>().map_err(|e| bad(e.to_string()))?,
+    };
+    let mode =
+        v1::AlertMode::from_str_name(&format!("ALERT_MODE_{}", mode.as_str().to_uppercase()))
+            .unwrap_or(v1::AlertMode::Once);
+    let (storm, storm_off) = match &spec.storm {
+        None => (None, false),
+        Some(StormSpec::Off) => (None, true),
+        Some(StormSpec::Guard { max_events, within }) => {
+            let within_ns =
+                match within {
+                    Some(w) => {
+                        let ns = w
+                            .parse::<Span>()
+                            .map_err(|e| bad(format!("storm: within: {e}")))?
+                            .ns();
+                        Some(i64::try_from(ns).map_err(|_| {
+                            bad(format!("storm: within: {} is too long", excerpt(w)))
+                        })?)
+                    }
+                    None => None,
+                };
+            (
+                Some(v1::StormGuard {
+                    max_events: *max_events,
+                    within_ns,
+                }),
+                false,
+            )
         }
     };
     let condition = v1::AlertCondition::from_str_name(&format!(
@@ -295,6 +347,9 @@ async fn create_spec(
         cooldown_ns,
         window: spec.window.unwrap_or_default(),
         channels,
+        bar: spec.bar.unwrap_or_default(),
+        storm,
+        storm_off,
     };
     let call = request(msg, &req)?;
     drop(req);
@@ -303,11 +358,13 @@ async fn create_spec(
         .await
         .map_err(status)?
         .into_inner();
-    Ok(warp::reply::with_status(
-        json_body(alert_json(&alert).to_string()),
-        StatusCode::CREATED,
-    )
-    .into_response())
+    let mut body = alert_json(&alert);
+    body["warning"] = if alert.warning.is_empty() {
+        Value::Null
+    } else {
+        Value::from(alert.warning)
+    };
+    Ok(warp::reply::with_status(json_body(body.to_string()), StatusCode::CREATED).into_response())
 }
 
 async fn list(alerts: &Alerts, req: Req) -> Result<warp::reply::Response, ApiError> {

@@ -221,5 +221,8 @@ pub fn price_above(symbol: &str, threshold: i64) -> gostocks_proto::v1::CreateAl
         cooldown_ns: 0,
         window: String::new(),
         channels: Vec::new(),
+        bar: String::new(),
+        storm: None,
+        storm_off: false,
     }
 }

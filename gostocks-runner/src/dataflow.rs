@@ -1,4 +1,4 @@
-//! The dataflow `gostocks run` drives: ticks from the sources (through [`Intake`]) and rule
+//! The dataflow `gostocks run` drives: ticks from the sources (through [`Intake`](crate::intake::Intake)) and rule
 //! changes in; the pipeline of [`gostocks_core::pipeline`] in the middle; the last prices, stats
 //! rows, final bars and alert events out to the sinks (through [`Outlets`]), with progress marks
 //! on a channel of their own.
@@ -38,7 +38,7 @@ pub struct Outlets {
 }
 
 /// Runs the dataflow on `workers` threads until the intake closes. Each worker reads the
-/// sources [`Intake`] route to it; trades are routed to workers by symbol inside the dataflow.
+/// sources [`Intake`](crate::intake::Intake) routes to it; trades are routed to workers by symbol inside the dataflow.
 /// Worker 0 also takes the rule changes (`(rule, +1 | -1)`) and sets the progress marks.
 pub fn run(
     workers: usize,

@@ -72,7 +72,7 @@ impl Wakers {
     }
 }
 
-/// The receiving ends of [`Intake`], one per worker, for [`run`].
+/// The receiving ends of [`Intake`], one per worker, for `dataflow::run`.
 pub struct Taps {
     pub(crate) receivers: Vec<Mutex<Option<Receiver<SourceTicks>>>>,
     pub(crate) wakers: Arc<Wakers>,

@@ -149,7 +149,7 @@ struct Queue {
     takes: Takes,
 }
 
-/// Which outputs the shared sinks must not be handed (see [`Sink::shared`]).
+/// Which outputs the shared sinks must not be handed (see [`Takes::shared`]).
 pub type Suppress = Box<dyn Fn(&Output) -> bool + Send + Sync>;
 
 /// The registered sinks: each with its bounded queue and its driver, started by [`Sinks::run`].

@@ -99,20 +99,14 @@ fn start_runner(extra: &[String]) -> anyhow::Result<(std::process::Child, String
     Ok((child, http))
 }
 
-fn accepted(http: &str) -> u64 {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(http) else {
+/// The runner's accepted tick count from `/healthz`; 0 while it does not answer.
+async fn accepted(client: &reqwest::Client, http: &str) -> u64 {
+    let Ok(answer) = client.get(format!("http://{http}/healthz")).send().await else {
         return 0;
     };
-    let _ = write!(
-        s,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    raw.split("\r\n\r\n")
-        .nth(1)
-        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+    let body = answer.text().await.unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
         .and_then(|v| v["ticks"].as_u64())
         .unwrap_or(0)
 }
@@ -170,8 +164,12 @@ async fn run(args: BenchPipelineArgs) -> anyhow::Result<()> {
     let (mut child, http) = start_runner(&runner_args(&topic, &format!("{topic}-run"), "1s", 2))?;
     let mut first = None;
     let deadline = Instant::now() + Duration::from_secs(600);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()?;
     loop {
-        let a = accepted(&http);
+        let a = accepted(&client, &http).await;
         if a > 0 {
             first.get_or_insert_with(Instant::now);
         }

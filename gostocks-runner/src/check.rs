@@ -99,8 +99,17 @@ async fn run(args: CheckArgs) -> anyhow::Result<()> {
     }
 
     let url = format!("{}/price/{symbol}", args.http.trim_end_matches('/'));
+    anyhow::ensure!(
+        url.starts_with("http://") || url.starts_with("https://"),
+        "--http must be an http:// URL"
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_nanos(args.timeout.ns()))
+        .build()?;
     loop {
-        let answer = http_get(&url).await;
+        let answer = http_get(&client, &url).await;
         if let Ok((200, body)) = &answer
             && body.contains(&format!("\"time_ns\":{}", tick.time_ns))
         {
@@ -118,25 +127,10 @@ async fn run(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A minimal HTTP/1.1 GET over a plain socket: (status, body).
-async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url
-        .strip_prefix("http://")
-        .context("--http must be an http:// URL")?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut s = tokio::net::TcpStream::connect(host).await?;
-    s.write_all(
-        format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    Ok((status, body))
+/// A GET with a per-request bound: (status, body). No redirects, no proxy: the probe asks the
+/// gateway itself.
+async fn http_get(client: &reqwest::Client, url: &str) -> anyhow::Result<(u16, String)> {
+    let answer = client.get(url).send().await?;
+    let status = answer.status().as_u16();
+    Ok((status, answer.text().await?))
 }

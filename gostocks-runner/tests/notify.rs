@@ -443,7 +443,8 @@ async fn outage_then_503_then_200_delivers_each_once_and_400_fails_and_a_hang_is
         events(&run, &key).len() >= 3
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Down for 5 s from the first event (its deliveries are attempted and refused meanwhile).
+    tokio::time::sleep(Duration::from_secs(5)).await;
     // Up, but 503 for a while; 400 on /bad; /hang hangs.
     let rx = Receiver::default();
     rx.set("/hook", Answer::Status(503));
@@ -538,6 +539,45 @@ async fn kill_9_with_pending_deliveries_then_restart_delivers_them_all() {
         let d = deliveries(&run, &key, e["id"].as_i64().unwrap());
         assert_eq!(d[0]["state"], "delivered", "{d:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_always_answers_503_is_given_up_after_the_max_age() {
+    let Some(url) = common::postgres() else {
+        return;
+    };
+    let schema = common::unique_topic("notify_max_age");
+    let key = create_user(&url, &schema, "alice");
+    let rx = Receiver::default();
+    rx.set("/hook", Answer::Status(503));
+    let addr = rx.serve("127.0.0.1:0".parse().unwrap()).await;
+    let run = start(&url, &schema, &["--notify-max-age", "3s"]);
+    let hook = channel(&run, &key, "webhook", &format!("http://{addr}/hook"));
+    let alert = crossing_alert(&run, &key, &[hook["id"].as_str().unwrap()]);
+    until("an event", 60, || !events(&run, &key).is_empty()).await;
+    delete(&run, &key, &format!("/alerts/{alert}"));
+    let stored = events(&run, &key);
+    until("every delivery given up", 90, || {
+        stored.iter().all(|e| {
+            deliveries(&run, &key, e["id"].as_i64().unwrap())
+                .iter()
+                .all(|d| d["state"] == "failed")
+        })
+    })
+    .await;
+    for e in &stored {
+        let d = deliveries(&run, &key, e["id"].as_i64().unwrap());
+        assert_eq!(d.len(), 1, "{d:?}");
+        let d = &d[0];
+        assert_eq!(d["last_status"], 503, "the last status is kept: {d}");
+        assert!(d["attempts"].as_i64().unwrap() >= 2, "retried first: {d}");
+        let error = d["last_error"].as_str().unwrap_or("");
+        assert!(
+            error.starts_with("gave up after") && error.contains("503"),
+            "the last error is kept: {d}"
+        );
+    }
+    assert!(rx.got("/hook").is_empty());
 }
 
 #[test]

@@ -267,12 +267,14 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                     sums_in.for_each_stamp(|cap, data| {
                         for container in data {
                             // Updates come in runs of one time: one stash lookup per run.
-                            let mut updates = container.drain(..).peekable();
-                            while let Some(&(_, time, _)) = updates.peek() {
+                            let mut rest = &container[..];
+                            while let Some(&(_, time, _)) = rest.first() {
+                                let len = rest
+                                    .iter()
+                                    .position(|(_, t, _)| *t != time)
+                                    .unwrap_or(rest.len());
                                 let (news, gone, _) = stash.at(&cap, time);
-                                while let Some(((key, agg), _, diff)) =
-                                    updates.next_if(|(_, t, _)| *t == time)
-                                {
+                                for &((key, agg), _, diff) in &rest[..len] {
                                     // A retraction needs only its key: the total it retracts
                                     // is the one the window holds.
                                     if diff > 0 {
@@ -281,18 +283,24 @@ impl<'scope> Changelog<'scope> for StreamVec<'scope, u64, SumsUpdate> {
                                         gone.push(key);
                                     }
                                 }
+                                rest = &rest[len..];
                             }
+                            container.clear();
                         }
                     });
                     changes_in.for_each_stamp(|cap, data| {
                         for container in data {
-                            let mut changes = container.drain(..).peekable();
-                            while let Some(&(_, time)) = changes.peek() {
+                            let mut rest = &container[..];
+                            while let Some(&(_, time)) = rest.first() {
+                                let len = rest
+                                    .iter()
+                                    .position(|(_, t)| *t != time)
+                                    .unwrap_or(rest.len());
                                 let list = &mut stash.at(&cap, time).2;
-                                while let Some((change, _)) = changes.next_if(|(_, t)| *t == time) {
-                                    list.push(change);
-                                }
+                                list.extend(rest[..len].iter().map(|(change, _)| *change));
+                                rest = &rest[len..];
                             }
+                            container.clear();
                         }
                     });
                     // A row per window that changed, at most one per list entry: sized once,

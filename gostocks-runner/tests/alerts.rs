@@ -22,29 +22,6 @@ fn gostocks(args: &[&str]) -> std::process::Output {
         .expect("gostocks runs")
 }
 
-fn create_user(url: &str, schema: &str, name: &str) -> String {
-    let out = gostocks(&[
-        "users",
-        "create",
-        name,
-        "--postgres",
-        url,
-        "--postgres-schema",
-        schema,
-    ]);
-    assert!(
-        out.status.success(),
-        "users create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-    assert!(key.starts_with("gsk_"), "prints the key: {key}");
-    key
-}
-
 /// A runner on Postgres in `schema`, which must report `active` alerts loaded at start-up.
 fn start_with_postgres(url: &str, schema: &str, active: usize) -> common::Running {
     let run = common::start(&[
@@ -83,8 +60,8 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
         return;
     };
     let schema = common::unique_topic("alerts");
-    let alice = create_user(&url, &schema, "alice");
-    let bob = create_user(&url, &schema, "bob");
+    let alice = common::create_user(&url, &schema, "alice");
+    let bob = common::create_user(&url, &schema, "bob");
     // The same name twice is refused with a message.
     let again = gostocks(&[
         "users",

@@ -7,7 +7,6 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -164,27 +163,6 @@ fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
     want == v1 && t.parse::<u64>().is_ok_and(|t| now.abs_diff(t) < 300)
 }
 
-fn create_user(url: &str, schema: &str, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args([
-            "users",
-            "create",
-            name,
-            "--postgres",
-            url,
-            "--postgres-schema",
-            schema,
-        ])
-        .output()
-        .expect("gostocks runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 fn start(url: &str, schema: &str, extra: &[&str]) -> common::Running {
     let mut args = vec![
         "--speed",
@@ -276,7 +254,7 @@ async fn every_event_arrives_once_signed_and_presets_fit_their_shapes() {
         return;
     };
     let schema = common::unique_topic("notify");
-    let key = create_user(&url, &schema, "alice");
+    let key = common::create_user(&url, &schema, "alice");
     let rx = Receiver::default();
     let addr = rx.serve("127.0.0.1:0".parse().unwrap()).await;
     let run = start(&url, &schema, &[]);
@@ -423,7 +401,7 @@ async fn outage_then_503_then_200_delivers_each_once_and_400_fails_and_a_hang_is
         return;
     };
     let schema = common::unique_topic("notify_outage");
-    let key = create_user(&url, &schema, "alice");
+    let key = common::create_user(&url, &schema, "alice");
     // A port to come back on: reserved, then released (the receiver is down).
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -505,7 +483,7 @@ async fn kill_9_with_pending_deliveries_then_restart_delivers_them_all() {
         return;
     };
     let schema = common::unique_topic("notify_kill");
-    let key = create_user(&url, &schema, "alice");
+    let key = common::create_user(&url, &schema, "alice");
     let rx = Receiver::default();
     rx.set("/hook", Answer::Status(503));
     let addr = rx.serve("127.0.0.1:0".parse().unwrap()).await;
@@ -547,7 +525,7 @@ async fn a_receiver_that_always_answers_503_is_given_up_after_the_max_age() {
         return;
     };
     let schema = common::unique_topic("notify_max_age");
-    let key = create_user(&url, &schema, "alice");
+    let key = common::create_user(&url, &schema, "alice");
     let rx = Receiver::default();
     rx.set("/hook", Answer::Status(503));
     let addr = rx.serve("127.0.0.1:0".parse().unwrap()).await;

@@ -571,28 +571,6 @@ async fn the_jsonl_sink_writes_what_analyze_writes() {
     let _ = std::fs::remove_file(&file);
 }
 
-/// Creates user `name` in `schema` with `gostocks users create`; its API key.
-fn create_user(pg: &str, schema: &str, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args([
-            "users",
-            "create",
-            name,
-            "--postgres",
-            pg,
-            "--postgres-schema",
-            schema,
-        ])
-        .output()
-        .expect("users create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// Three alerts on the recording through the REST gateway at `http`: rearming ones fire again
 /// and again, a once-alert fires once. Their specs with their ids, as `analyze --alerts` reads.
 fn create_alerts(http: &str, key: &str) -> Vec<serde_json::Value> {
@@ -771,7 +749,7 @@ async fn a_postgres_outage_delays_alert_events_and_loses_none() {
     let proxied = format!("{host}127.0.0.1:{}/{db}", proxy.port);
     ensure_topic(&brokers, &topic, 2).await.expect("topic");
     let group = format!("{topic}_group");
-    let key = create_user(&pg, &schema, "outage");
+    let key = common::create_user(&pg, &schema, "outage");
     let running = common::start(&[
         "--kafka",
         &brokers,
@@ -918,7 +896,7 @@ async fn kill_9_mid_stream_then_restart_at_once_loses_nothing_and_doubles_nothin
         "--postgres-schema",
         &schema,
     ];
-    let key = create_user(&pg, &schema, "crash");
+    let key = common::create_user(&pg, &schema, "crash");
     let first = common::start(&args);
     let ids = create_alerts(&first.http, &key);
 

@@ -4,34 +4,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn create_user(url: &str, schema: &str, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args([
-            "users",
-            "create",
-            name,
-            "--postgres",
-            url,
-            "--postgres-schema",
-            schema,
-        ])
-        .output()
-        .expect("gostocks runs");
-    assert!(
-        out.status.success(),
-        "users create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
 
 /// Polls `GET path` as `key` until `done` holds of the body, for at most 30 s.
 fn wait_for(http: &str, path: &str, key: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -70,8 +45,8 @@ fn a_storm_pauses_an_alert_until_its_owner_resumes_it() {
         return;
     };
     let schema = common::unique_topic("storms");
-    let alice = create_user(&url, &schema, "alice");
-    let bob = create_user(&url, &schema, "bob");
+    let alice = common::create_user(&url, &schema, "alice");
+    let bob = common::create_user(&url, &schema, "bob");
     let run = common::start(&[
         "--speed",
         "20x",

@@ -226,3 +226,25 @@ pub fn price_above(symbol: &str, threshold: i64) -> gostocks_proto::v1::CreateAl
         storm_off: false,
     }
 }
+
+/// Creates user `name` in the Postgres `schema` with `gostocks users create`; its API key.
+pub fn create_user(url: &str, schema: &str, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args([
+            "users",
+            "create",
+            name,
+            "--postgres",
+            url,
+            "--postgres-schema",
+            schema,
+        ])
+        .output()
+        .expect("gostocks runs");
+    assert!(
+        out.status.success(),
+        "users create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

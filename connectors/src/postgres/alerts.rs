@@ -222,27 +222,21 @@ pub async fn active_alerts(client: &Client) -> Result<Vec<StoredAlert>, Error> {
     Ok(rows.iter().map(alert).collect())
 }
 
-/// Marks a once-alert triggered after it fired.
-pub async fn mark_triggered(client: &Client, id: &str) -> Result<(), Error> {
+/// Ends an active alert's activity: `triggered` (a once-alert that fired) or `paused` with
+/// `reason` (e.g. `storm`). An alert no longer active is left as it is.
+pub async fn settle(
+    client: &Client,
+    id: &str,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<(), Error> {
     client
         .execute(
-            "UPDATE alerts SET state = 'triggered' WHERE id = $1 AND state = 'active'",
-            &[&id],
+            "UPDATE alerts SET state = $2, paused_reason = $3 WHERE id = $1 AND state = 'active'",
+            &[&id, &state, &reason],
         )
         .await
-        .map_err(pg("marking an alert triggered"))?;
-    Ok(())
-}
-
-/// Marks an active alert paused, for `reason` (e.g. `storm`).
-pub async fn mark_paused(client: &Client, id: &str, reason: &str) -> Result<(), Error> {
-    client
-        .execute(
-            "UPDATE alerts SET state = 'paused', paused_reason = $2 WHERE id = $1 AND state = 'active'",
-            &[&id, &reason],
-        )
-        .await
-        .map_err(pg("marking an alert paused"))?;
+        .map_err(pg("settling an alert"))?;
     Ok(())
 }
 

@@ -161,12 +161,14 @@ impl AlertHub {
         let done = match event.kind {
             EventKind::Paused { reason } => {
                 self.store
-                    .mark_paused(&event.alert_id, reason.as_str())
+                    .settle(&event.alert_id, "paused", Some(reason.as_str()))
                     .await?;
                 true
             }
             EventKind::Fired if mode == Mode::Once => {
-                self.store.mark_triggered(&event.alert_id).await?;
+                self.store
+                    .settle(&event.alert_id, "triggered", None)
+                    .await?;
                 true
             }
             EventKind::Fired => false,

@@ -200,8 +200,9 @@ impl Store {
         }
     }
 
-    /// Marks a once-alert triggered.
-    pub async fn mark_triggered(&self, id: &str) -> anyhow::Result<()> {
+    /// Ends an active alert's activity: `triggered` (a once-alert that fired) or `paused` with
+    /// `reason`. An alert no longer active is left as it is.
+    pub async fn settle(&self, id: &str, state: &str, reason: Option<&str>) -> anyhow::Result<()> {
         match self {
             Store::Memory(m) => {
                 if let Some(a) = Store::mem(m)
@@ -209,29 +210,12 @@ impl Store {
                     .get_mut(id)
                     .filter(|a| a.state == "active")
                 {
-                    a.state = "triggered".into();
+                    a.state = state.into();
+                    a.paused_reason = reason.map(str::to_owned);
                 }
                 Ok(())
             }
-            Store::Postgres(pg) => Ok(pg::mark_triggered(&*pg.client().await?, id).await?),
-        }
-    }
-
-    /// Marks an active alert paused, for `reason`.
-    pub async fn mark_paused(&self, id: &str, reason: &str) -> anyhow::Result<()> {
-        match self {
-            Store::Memory(m) => {
-                if let Some(a) = Store::mem(m)
-                    .alerts
-                    .get_mut(id)
-                    .filter(|a| a.state == "active")
-                {
-                    a.state = "paused".into();
-                    a.paused_reason = Some(reason.to_owned());
-                }
-                Ok(())
-            }
-            Store::Postgres(pg) => Ok(pg::mark_paused(&*pg.client().await?, id, reason).await?),
+            Store::Postgres(pg) => Ok(pg::settle(&*pg.client().await?, id, state, reason).await?),
         }
     }
 

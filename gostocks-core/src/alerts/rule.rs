@@ -161,6 +161,10 @@ pub struct StormGuard {
 }
 
 impl StormGuard {
+    /// The largest `max_events` a spec may give: the guard keeps one event time per event it
+    /// counts, so this bounds its memory per alert.
+    pub const MAX_EVENTS: u32 = 10_000;
+
     /// The default guard: 15 events within 3 minutes. A price oscillating around a level can
     /// fire a `rearm` alert on every tick; 15 in 3 minutes is more than any person reads, and
     /// still lets a `once_per_bar` alert on 1-minute bars fire on every bar.

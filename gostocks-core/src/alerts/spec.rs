@@ -144,6 +144,13 @@ impl StormSpec {
                 r#"max_events: 0 would pause the alert at its first event; give 1 or more, or "storm": "off""#.into(),
             ));
         }
+        // The guard keeps one time per event it counts: bounded, whatever a user asks.
+        if max_events > StormGuard::MAX_EVENTS {
+            return Err(RuleError::Storm(format!(
+                r#"max_events: {max_events} is above the limit of {}; give fewer, or "storm": "off""#,
+                StormGuard::MAX_EVENTS
+            )));
+        }
         Ok(Some(StormGuard {
             max_events,
             within_ns,
@@ -379,6 +386,10 @@ mod tests {
                 "mode: `every_tick` is not a mode",
             ),
             (r#""storm": {"max_events": 0}"#, "storm: max_events: 0"),
+            (
+                r#""storm": {"max_events": 4294967295}"#,
+                "storm: max_events: 4294967295 is above the limit of 10000",
+            ),
             (
                 r#""storm": {"within": "soon"}"#,
                 "storm: within: `soon` is not a duration",

@@ -11,7 +11,7 @@ use anyhow::Context;
 use gostocks_connectors::file::{Record, Rejected, TickFile};
 use gostocks_connectors::limits::MAX_RAW_BYTES;
 use gostocks_core::Trade;
-use gostocks_core::alerts::{AlertRule, AlertSpec};
+use gostocks_core::alerts::{AlertEvent, AlertRule, AlertSpec};
 use gostocks_core::batch::Watermarks;
 use gostocks_core::pipeline::{Inputs, build};
 use gostocks_core::stats::{AnalyticsConfig, BarRow, StatsRow};
@@ -51,6 +51,7 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 enum Rows {
     Stats(Vec<StatsRow>),
     Bars(Vec<BarRow>),
+    Events(Vec<AlertEvent>),
 }
 
 /// The writer thread: formats rows as JSON lines, in the order they come.
@@ -58,6 +59,7 @@ fn write_rows(
     rows: std::sync::mpsc::Receiver<Rows>,
     stats_out: &Writer,
     bars_out: Option<&Writer>,
+    events_out: Option<&Writer>,
     window_labels: &[String],
     bar_labels: &[String],
 ) {
@@ -78,6 +80,13 @@ fn write_rows(
                     line.push('\n');
                 }
                 bars_out
+            }
+            Rows::Events(rows) => {
+                for event in rows {
+                    event.write_json(&mut line);
+                    line.push('\n');
+                }
+                events_out
             }
         };
         if let Some(w) = target
@@ -212,7 +221,7 @@ struct Shared {
     /// To the writer thread; taken away at the end, so that the writer drains and ends.
     rows: Mutex<Option<std::sync::mpsc::SyncSender<Rows>>>,
     with_bars: bool,
-    events: Option<Writer>,
+    with_events: bool,
 }
 
 /// Runs `gostocks analyze`.
@@ -248,7 +257,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         rules,
         rows: Mutex::new(Some(rows_tx)),
         with_bars: files.bars.is_some(),
-        events: files.events.clone(),
+        with_events: files.events.is_some(),
         config,
     });
     let guards = {
@@ -299,7 +308,11 @@ fn spawn_writer(
     files: &Files,
     config: &AnalyticsConfig,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let (stats_out, bars_out) = (Arc::clone(&files.stats), files.bars.clone());
+    let (stats_out, bars_out, events_out) = (
+        Arc::clone(&files.stats),
+        files.bars.clone(),
+        files.events.clone(),
+    );
     let window_labels: Vec<String> = config.windows.iter().map(ToString::to_string).collect();
     let bar_labels: Vec<String> = config.bars.iter().map(ToString::to_string).collect();
     std::thread::Builder::new()
@@ -309,6 +322,7 @@ fn spawn_writer(
                 rows,
                 &stats_out,
                 bars_out.as_ref(),
+                events_out.as_ref(),
                 &window_labels,
                 &bar_labels,
             )
@@ -322,15 +336,14 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
     let (index, peers) = (worker.index(), worker.peers());
     let counters = &shared.counters;
     let (pipeline, probe) = worker.dataflow::<u64, _, _>(|scope| {
-        let (pipeline, out) = build(scope, &shared.config, shared.events.is_some());
-        // Stats and bars go to the writer thread; formatting them is its work. Events are few:
-        // written here.
+        let (pipeline, out) = build(scope, &shared.config, shared.with_events);
+        // Every output goes to the writer thread; formatting it is that thread's work (a storm
+        // of alert events is as many lines as the stats).
         let (stats_count, bars_count) = (Arc::clone(counters), Arc::clone(counters));
         let rows = lock(&shared.rows).clone();
-        let (stats_tx, bars_tx) = (rows.clone(), rows);
-        let (events_count, events_out) = (Arc::clone(counters), shared.events.clone());
-        let with_bars = shared.with_bars;
-        let mut lines = String::new();
+        let (stats_tx, bars_tx, events_tx) = (rows.clone(), rows.clone(), rows);
+        let events_count = Arc::clone(counters);
+        let (with_bars, with_events) = (shared.with_bars, shared.with_events);
         let probe = out.in_order(
             move |rows| {
                 stats_count
@@ -349,17 +362,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
                 }
             },
             move |rows| {
-                let Some(w) = &events_out else { return };
                 events_count
                     .events
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                lines.clear();
-                for e in rows.iter() {
-                    e.write_json(&mut lines);
-                    lines.push('\n');
-                }
-                if let Err(e) = lock(w).write_all(lines.as_bytes()) {
-                    tracing::error!(error = %e, "writing alert events");
+                if let Some(tx) = events_tx.as_ref().filter(|_| with_events) {
+                    let _ = tx.send(Rows::Events(std::mem::take(rows)));
                 }
             },
         );

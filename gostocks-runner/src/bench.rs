@@ -102,7 +102,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("gostocks-bench-{}.csv", std::process::id()))
     });
     write_csv(&csv, &trades)?;
-    let alert_files = AlertFiles::write(&trades, args.alerts)?;
+    let alert_files = AlertFiles::write(&trades, args.alerts, args.workload_out.as_deref())?;
     // The same workload twice over, the copy starting a day after the original ends: twice the
     // length at the same concurrency, to show that memory does not grow with the input's length.
     let twice =
@@ -428,6 +428,8 @@ struct AlertFiles {
     once: PathBuf,
     guarded: PathBuf,
     unguarded: PathBuf,
+    /// Kept beside the workload rather than removed at the end.
+    kept: bool,
 }
 
 impl AlertFiles {
@@ -435,7 +437,10 @@ impl AlertFiles {
     /// their trades, thresholds drawn from each symbol's traded range: all `once`; and half
     /// `rearm` with no hysteresis and no cooldown (a price oscillating around a threshold
     /// fires on almost every tick), with the default storm guard and with it off.
-    fn write(trades: &[Trade], n: usize) -> anyhow::Result<AlertFiles> {
+    ///
+    /// Beside `keep` (the workload kept with `--workload-out`), as `NAME-alerts-once.json` and
+    /// so on, the files stay for a later `analyze --alerts`; otherwise they are temporary.
+    fn write(trades: &[Trade], n: usize, keep: Option<&Path>) -> anyhow::Result<AlertFiles> {
         use rand::{Rng, SeedableRng};
         let mut range: std::collections::HashMap<Symbol, (i64, i64)> = Default::default();
         for t in trades {
@@ -447,12 +452,22 @@ impl AlertFiles {
             .into_iter()
             .filter(|c| *c != Condition::VolatilityAbove)
             .collect();
-        let dir = std::env::temp_dir();
-        let pid = std::process::id();
+        let base = match keep {
+            Some(csv) => csv.with_extension("").into_os_string(),
+            None => std::env::temp_dir()
+                .join(format!("gostocks-bench-{}", std::process::id()))
+                .into_os_string(),
+        };
+        let file = |kind: &str| {
+            let mut path = base.clone();
+            path.push(format!("-alerts-{kind}.json"));
+            PathBuf::from(path)
+        };
         let files = AlertFiles {
-            once: dir.join(format!("gostocks-bench-alerts-once-{pid}.json")),
-            guarded: dir.join(format!("gostocks-bench-alerts-guarded-{pid}.json")),
-            unguarded: dir.join(format!("gostocks-bench-alerts-unguarded-{pid}.json")),
+            once: file("once"),
+            guarded: file("guarded"),
+            unguarded: file("unguarded"),
+            kept: keep.is_some(),
         };
         for (path, storm_mix, storm) in [
             (&files.once, false, ""),
@@ -488,6 +503,9 @@ impl AlertFiles {
     }
 
     fn remove(&self) {
+        if self.kept {
+            return;
+        }
         for p in [&self.once, &self.guarded, &self.unguarded] {
             let _ = std::fs::remove_file(p);
         }

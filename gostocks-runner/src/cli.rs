@@ -328,7 +328,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2_500_000)]
     pub ticks: usize,
 
-    /// Also keep the workload as a CSV file here (to run `analyze` on it yourself).
+    /// Also keep the workload as a CSV file here (to run `analyze` on it yourself), and the
+    /// (d) rows' alert files beside it (`NAME-alerts-once.json`, `-guarded`, `-unguarded`).
     #[arg(long)]
     pub workload_out: Option<PathBuf>,
 

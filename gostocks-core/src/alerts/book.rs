@@ -51,10 +51,30 @@ enum State {
     AtClose,
     /// Paused by its storm guard: fires nothing more.
     Paused,
+    /// A `rearm` alert with no hysteresis and no cooldown that has fired once: from then on it
+    /// fires exactly when the tick crosses its level (see [`sweeps`]), and stays put in its
+    /// family's swept index instead of moving between the armed and disarmed ones.
+    Swept,
+}
+
+/// Whether `rule` is judged by a sweep once it has fired. A `rearm` alert with no hysteresis
+/// and no cooldown resets on the first tick where its condition is false and fires on the next
+/// one where it is true again, so after its first firing it fires on tick `i` exactly when the
+/// condition is true at `i` and false at `i - 1`: for a price level, when the move from the
+/// previous price to this one crosses it; for an sma cross, at each cross. That is a query over
+/// a tree that does not change, where the general path would move the alert between two trees
+/// twice per firing (a storm of such alerts spent most of its time there).
+fn sweeps(rule: &AlertRule) -> bool {
+    rule.mode == Mode::Rearm
+        && rule.hysteresis.units() == 0
+        && rule.cooldown_ns == 0
+        && rule.condition != Condition::VolatilityAbove
 }
 
 struct Slot {
     rule: AlertRule,
+    /// The rule's id, shared by its events.
+    id: std::sync::Arc<str>,
     state: State,
     family: usize,
     /// The book's tick count when the rule came in: it sees the ticks from that index on.
@@ -188,6 +208,8 @@ pub struct SymbolBook {
     cooling: BTreeSet<(u64, u32)>,
     armed: Vec<Index>,
     disarmed: Vec<Index>,
+    /// Per family, the alerts in [`State::Swept`], by level.
+    swept: Vec<Index>,
     scratch: Vec<(i64, u32)>,
     /// Per window: its volatility after the current tick, worked out once per tick for both
     /// the resets and the firings (only where volatility alerts are waiting).
@@ -287,6 +309,7 @@ impl SymbolBook {
             cooling: BTreeSet::new(),
             armed: vec![Index::new(); families],
             disarmed: vec![Index::new(); families],
+            swept: vec![Index::new(); families],
             scratch: Vec::new(),
             volatility: Vec::new(),
             ticks: 0,
@@ -328,7 +351,7 @@ impl SymbolBook {
                     continue;
                 };
                 let event = AlertEvent {
-                    alert_id: s.rule.id.clone(),
+                    alert_id: std::sync::Arc::clone(&s.id),
                     symbol: close.symbol,
                     time_ns: end,
                     seq: close.seq,
@@ -406,6 +429,7 @@ impl SymbolBook {
         };
         self.slots[slot as usize] = Some(Slot {
             family: family(&rule),
+            id: rule.id.as_str().into(),
             rule,
             state,
             first_tick: self.ticks,
@@ -429,6 +453,7 @@ impl SymbolBook {
             State::Armed => self.armed[s.family].remove(&(fire_level(&s.rule), slot)),
             State::Disarmed { .. } => self.disarmed[s.family].remove(&(reset_level(&s.rule), slot)),
             State::Cooling { ready } => self.cooling.remove(&(ready, slot)),
+            State::Swept => self.swept[s.family].remove(&(fire_level(&s.rule), slot)),
             State::AtClose | State::Paused => false,
         };
         Some(s.rule)
@@ -517,6 +542,39 @@ impl SymbolBook {
         }
 
         let first = events.len();
+        // Swept alerts first: an alert that joins them on this tick (below) has fired on it.
+        for f in 0..self.swept.len() {
+            if self.swept[f].is_empty() {
+                continue;
+            }
+            let Some((range, value)) = self.sweep_range(f, trade, prev) else {
+                continue;
+            };
+            if !may_hold(&self.swept[f], &range) {
+                continue;
+            }
+            self.scratch.clear();
+            self.scratch.extend(self.swept[f].range(range));
+            for i in 0..self.scratch.len() {
+                let (level, slot) = self.scratch[i];
+                let Some(s) = self.slots[slot as usize].as_mut() else {
+                    continue;
+                };
+                let event = AlertEvent {
+                    alert_id: std::sync::Arc::clone(&s.id),
+                    symbol: trade.symbol,
+                    time_ns: t,
+                    seq: trade.seq,
+                    price: trade.price,
+                    value,
+                    kind: EventKind::Fired,
+                };
+                if emit(s, event, events) {
+                    s.state = State::Paused;
+                    self.swept[f].remove(&(level, slot));
+                }
+            }
+        }
         for f in 0..self.armed.len() {
             if self.armed[f].is_empty() {
                 continue;
@@ -536,7 +594,7 @@ impl SymbolBook {
                     continue;
                 };
                 let event = AlertEvent {
-                    alert_id: s.rule.id.clone(),
+                    alert_id: std::sync::Arc::clone(&s.id),
                     symbol: trade.symbol,
                     time_ns: t,
                     seq: trade.seq,
@@ -551,10 +609,15 @@ impl SymbolBook {
                 }
                 let ready = match s.rule.mode {
                     Mode::Once => {
-                        let id = s.rule.id.clone();
-                        self.ids.remove(&id);
-                        self.slots[slot as usize] = None;
+                        if let Some(done) = self.slots[slot as usize].take() {
+                            self.ids.remove(&done.rule.id);
+                        }
                         self.free.push(slot);
+                        continue;
+                    }
+                    Mode::Rearm if sweeps(&s.rule) => {
+                        s.state = State::Swept;
+                        self.swept[f].insert((level, slot));
                         continue;
                     }
                     Mode::Rearm => {
@@ -620,6 +683,19 @@ impl SymbolBook {
                 }
             }
         })
+    }
+
+    /// The swept alerts of family `f` that this tick fires (see [`sweeps`]), and the
+    /// condition's value: those whose condition was false at the tick before and is true now.
+    fn sweep_range(&self, f: usize, trade: &Trade, prev: Option<Fixed>) -> Option<(Range, f64)> {
+        match f {
+            // prev <= threshold < price, as a cross above.
+            PRICE_ABOVE => self.fire_range(CROSSES_ABOVE, trade, prev),
+            // price < threshold <= prev, as a cross below.
+            PRICE_BELOW => self.fire_range(CROSSES_BELOW, trade, prev),
+            // Crosses are already the change from false to true.
+            _ => self.fire_range(f, trade, prev),
+        }
     }
 
     /// The armed alerts of family `f` that this tick fires, and the condition's value.

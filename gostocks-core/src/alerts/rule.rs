@@ -402,8 +402,8 @@ impl PauseReason {
 /// `price` and `value` are those of its close; for every other mode they are the firing tick's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AlertEvent {
-    /// The alert that fired.
-    pub alert_id: String,
+    /// The alert that fired (shared with its rule: an event costs no allocation).
+    pub alert_id: std::sync::Arc<str>,
     /// Its symbol.
     pub symbol: Symbol,
     /// The firing tick's event time (for a bar close: the bar's end).
@@ -456,7 +456,7 @@ impl AlertEvent {
             out.push_str(&self.alert_id);
             out.push('"');
         } else {
-            out.push_str(&serde_json::Value::from(self.alert_id.as_str()).to_string());
+            out.push_str(&serde_json::Value::from(&*self.alert_id).to_string());
         }
         out.push_str(r#","symbol":""#);
         out.push_str(self.symbol.as_str());

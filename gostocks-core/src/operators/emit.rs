@@ -33,7 +33,7 @@ pub trait EmitOrdered<D> {
         F: FnMut(u64, &mut Vec<D>) + 'static;
 }
 
-impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
+impl<D: Ord + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
     fn emit_ordered<T, F>(self, time_of: T, mut sink: F)
     where
         T: Fn(&D) -> u64 + 'static,
@@ -50,20 +50,18 @@ impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64
             move |(input, frontier)| {
                 input.for_each_stamp(|_cap, data| {
                     for container in data {
-                        // Records come in runs of equal time: a run is copied once, in bulk.
-                        let mut rest = &container[..];
-                        while let Some(first) = rest.first() {
-                            let time = time_of(first);
-                            let len = rest
-                                .iter()
-                                .position(|r| time_of(r) != time)
-                                .unwrap_or(rest.len());
+                        // Records come in runs of equal time: each is moved, not cloned, into
+                        // a run of its time (a clone of an event costs an allocation).
+                        let mut records = container.drain(..).peekable();
+                        while let Some(first) = records.next() {
+                            let time = time_of(&first);
                             let mut run = spare.pop().unwrap_or_default();
-                            run.extend_from_slice(&rest[..len]);
+                            run.push(first);
+                            while let Some(r) = records.next_if(|r| time_of(r) == time) {
+                                run.push(r);
+                            }
                             pending.entry(time).push(run);
-                            rest = &rest[len..];
                         }
-                        container.clear();
                     }
                 });
                 let is_final = |time| !frontier.less_equal(&time);
@@ -92,23 +90,21 @@ impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64
     }
 }
 
-/// Appends the records of the sorted `runs` to `out` in order; of equal records, the earlier
-/// run's first.
-fn merge<D: Ord + Clone>(runs: &[Vec<D>], out: &mut Vec<D>) {
+/// Moves the records of the sorted `runs` to `out` in order, leaving the runs empty; of equal
+/// records, the earlier run's first.
+fn merge<D: Ord>(runs: &mut [Vec<D>], out: &mut Vec<D>) {
     out.reserve(runs.iter().map(Vec::len).sum());
-    let mut heads = vec![0usize; runs.len()];
+    let mut heads: Vec<_> = runs.iter_mut().map(|r| r.drain(..).peekable()).collect();
     loop {
-        let mut best: Option<(usize, &D)> = None;
-        for (i, run) in runs.iter().enumerate() {
-            if let Some(x) = run.get(heads[i])
-                && best.is_none_or(|(_, b)| x < b)
-            {
-                best = Some((i, x));
+        let mut best: Option<usize> = None;
+        for i in 0..heads.len() {
+            let Some(x) = heads[i].peek() else { continue };
+            if best.is_none_or(|b| heads[b].peek().is_some_and(|y| x < y)) {
+                best = Some(i);
             }
         }
-        let Some((i, x)) = best else { break };
-        out.push(x.clone());
-        heads[i] += 1;
+        let Some(i) = best else { break };
+        out.extend(heads[i].next());
     }
 }
 
@@ -119,10 +115,9 @@ mod tests {
     #[test]
     fn merge_interleaves_sorted_runs() {
         let mut out = Vec::new();
-        merge(
-            &[vec![1, 4, 4, 9], vec![], vec![2, 4, 10], vec![0]],
-            &mut out,
-        );
+        let mut runs = [vec![1, 4, 4, 9], vec![], vec![2, 4, 10], vec![0]];
+        merge(&mut runs, &mut out);
+        assert!(runs.iter().all(Vec::is_empty));
         assert_eq!(out, [0, 1, 2, 4, 4, 4, 9, 10]);
     }
 }

@@ -467,8 +467,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", env = "GOSTOCKS_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: humantime::Duration,
 
-    /// How long a connection may send nothing before it is closed (REST between requests and
-    /// while waiting; gRPC clients answer the server's keep-alive pings, sent at a third of it).
+    /// How long a connection may move no byte either way before it is closed (REST between
+    /// requests; gRPC clients answer the server's keep-alive pings, sent at a third of it, and
+    /// event streams send heartbeats).
     #[arg(long, default_value = "60s", env = "GOSTOCKS_IDLE_TIMEOUT")]
     pub idle_timeout: humantime::Duration,
 
@@ -596,6 +597,12 @@ pub struct RunArgs {
     /// default: a channel must not reach inside the network the runner is in).
     #[arg(long, env = "GOSTOCKS_NOTIFY_ALLOW_PRIVATE")]
     pub notify_allow_private: bool,
+
+    /// Browser origins allowed to call the REST API and open its event streams from their own
+    /// pages: comma-separated `scheme://host[:port]` (e.g. `https://app.example.com`), or `*`
+    /// for any. Default: none; the dashboard at `/` is on the API's own origin and needs none.
+    #[arg(long, env = "GOSTOCKS_CORS_ORIGIN")]
+    pub cors_origin: Option<crate::http::cors::Cors>,
 
     #[command(flatten)]
     pub db: PostgresArgs,

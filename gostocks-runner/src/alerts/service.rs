@@ -43,6 +43,17 @@ impl Alerts {
         }
     }
 
+    /// The hub the service works on.
+    pub fn hub(&self) -> &Arc<AlertHub> {
+        &self.hub
+    }
+
+    /// The caller's user id, from its `authorization: Bearer <key>`; UNAUTHENTICATED without a
+    /// valid key.
+    pub async fn authenticate<T>(&self, req: &Request<T>) -> Result<i64, Status> {
+        self.user(req).await
+    }
+
     async fn user<T>(&self, req: &Request<T>) -> Result<i64, Status> {
         let header = req
             .metadata()
@@ -662,11 +673,31 @@ impl AlertService for Alerts {
                 "after_event_id: an event id, 0 or more",
             ));
         }
+        let replay = r.after_event_id > 0 || r.from_start;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(self.watch(
+                owner,
+                r.after_event_id,
+                replay,
+            )),
+        )))
+    }
+}
+
+impl Alerts {
+    /// `owner`'s events as they are recorded; with `replay`, first those stored with ids above
+    /// `after`, so nothing is missed between the two. The feed ends when its receiver is
+    /// dropped or shutdown starts. `WatchAlertEvents` and `GET /alerts/stream` serve it.
+    pub fn watch(
+        &self,
+        owner: i64,
+        after: i64,
+        replay: bool,
+    ) -> tokio::sync::mpsc::Receiver<Result<v1::AlertEvent, Status>> {
         // Subscribe before reading the backlog, so nothing falls between the two.
         let mut live = self.hub.subscribe();
         let hub = Arc::clone(&self.hub);
-        let replay = r.after_event_id > 0 || r.from_start;
-        let mut last = r.after_event_id;
+        let mut last = after;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -730,8 +761,6 @@ impl AlertService for Alerts {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        rx
     }
 }

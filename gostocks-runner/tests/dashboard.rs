@@ -10,29 +10,14 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn node_modules() -> Option<PathBuf> {
-    let dir = std::env::var_os("GOSTOCKS_NODE_MODULES")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/gostocks/node/node_modules"))
-        })?;
     let chromium = std::env::var_os("CHROMIUM")
         .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    let ready = dir.join("playwright-core").is_dir() && chromium.exists();
-    if !ready {
-        let why = format!(
-            "needs chromium at {} and playwright-core in {} (./scripts/test installs both)",
-            chromium.display(),
-            dir.display()
-        );
-        assert!(
-            std::env::var_os("GOSTOCKS_REQUIRE_SERVICES").is_none(),
-            "{why}"
-        );
-        println!("SKIP: {why}");
-        return None;
-    }
-    Some(dir)
+    common::tool_dir(
+        "GOSTOCKS_NODE_MODULES",
+        "node/node_modules",
+        |dir| dir.join("playwright-core").is_dir() && chromium.exists(),
+        &format!("playwright-core, and chromium at {},", chromium.display()),
+    )
 }
 
 #[test]

@@ -11,27 +11,16 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn venv() -> Option<PathBuf> {
-    let dir = std::env::var_os("GOSTOCKS_PY_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gostocks/venv"))
-        })?;
-    let ready = ["openapi-spec-validator", "schemathesis"]
-        .iter()
-        .all(|tool| dir.join("bin").join(tool).exists());
-    if !ready {
-        let why = format!(
-            "needs openapi-spec-validator and schemathesis in the venv {} (./scripts/test installs them)",
-            dir.display()
-        );
-        assert!(
-            std::env::var_os("GOSTOCKS_REQUIRE_SERVICES").is_none(),
-            "{why}"
-        );
-        println!("SKIP: {why}");
-        return None;
-    }
-    Some(dir)
+    common::tool_dir(
+        "GOSTOCKS_PY_VENV",
+        "venv",
+        |dir| {
+            ["openapi-spec-validator", "schemathesis"]
+                .iter()
+                .all(|tool| dir.join("bin").join(tool).exists())
+        },
+        "a venv with openapi-spec-validator and schemathesis",
+    )
 }
 
 #[test]
@@ -79,7 +68,7 @@ fn the_openapi_document_validates_and_the_server_keeps_to_it() {
             "/alerts/stream",
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", "40", "--seed", "23", "--workers", "2"])
+        .args(["--max-examples", "40", "--seed", "23", "--workers", "1"])
         .args(["--request-timeout", "10"])
         .arg("--report-dir")
         .arg(out.join("schemathesis"))

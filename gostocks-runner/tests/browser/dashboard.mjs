@@ -16,17 +16,18 @@ fs.mkdirSync(out, { recursive: true });
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'gostocks-chromium-'));
 const step = (s) => console.log(`step: ${s}`);
 
-const browser = await chromium.launch({
+// A fresh profile (--user-data-dir) each run.
+const browser = await chromium.launchPersistentContext(profile, {
   executablePath,
   headless: true,
+  viewport: { width: 1280, height: 1000 },
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--user-data-dir=${profile}`],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const errors = [];
 let failed = false;
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const page = await browser.newPage();
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
   page.on('requestfailed', (r) => {

@@ -145,6 +145,7 @@ async function loadChart() {
   series.candles.setData(points.map((p) => p.candle));
   series.ema.setData(points.map((p) => p.ema));
   series.volume.setData(points.map((p) => p.volume));
+  chart.timeScale().fitContent();
   setChartBars(points.length);
 }
 

@@ -93,6 +93,10 @@ impl Client {
     }
 }
 
+/// One test at a time: the load test's figures and the slow client's pace assume the machine
+/// is not also running another runner flat out.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn n_of(id: &str) -> u64 {
     id.split_once('-')
         .expect("<epoch>-<n>")
@@ -113,6 +117,7 @@ fn row_key(e: &Sse) -> (String, String, u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resumed_stream_gets_every_final_stats_row_exactly_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let running = start(&["--speed", "20x"]);
     let addr = running.http.clone();
     // The reference: one client connected the whole time.
@@ -183,6 +188,7 @@ async fn a_resumed_stream_gets_every_final_stats_row_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn filters_resets_and_bad_requests() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let running = start(&["--speed", "20x"]);
     let addr = running.http.clone();
     let (status, mut msft) =
@@ -237,6 +243,7 @@ async fn filters_resets_and_bad_requests() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_is_dropped_with_a_reason() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let running = start(&["--speed", "max"]);
     let addr = running.http.clone();
     let (status, mut slow) = Client::open(&addr, "/stream", None).await;
@@ -277,6 +284,7 @@ fn rss_kb(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_clients_for_twenty_seconds_in_bounded_memory() {
+    let _one = ONE_AT_A_TIME.lock().await;
     const CLIENTS: usize = 1_000;
     let running = start(&["--max-connections", "1100"]);
     let addr = running.http.clone();

@@ -89,6 +89,37 @@ try {
     id, { timeout: 10000 });
   step('alert listed as triggered, with a Resume button');
 
+  // A storm: once_per_interval fires again each second while the price stays above half, and
+  // a guard of one event pauses it at the second; the page shows it paused with Resume.
+  await page.selectOption('#a-mode', 'once_per_interval');
+  await page.fill('#a-cooldown', '1s');
+  await page.selectOption('#a-storm', 'custom');
+  await page.fill('#a-storm-max', '1');
+  await page.fill('#a-storm-within', '3m');
+  await page.click('#alert-form button[type=submit]');
+  await page.waitForFunction((prev) => {
+    const m = document.querySelector('#alert-message').textContent;
+    return /^Created al_/.test(m) && !m.includes(prev);
+  }, id, { timeout: 10000 });
+  const stormy = (await page.locator('#alert-message').textContent()).match(/al_[0-9a-f]+/)[0];
+  await page.waitForFunction((a) => document.querySelector(`#alerts tr[data-alert="${a}"] .badge`)?.textContent === 'paused',
+    stormy, { timeout: 60000 });
+  const pausedRow = await page.locator(`#alerts tr[data-alert="${stormy}"]`).textContent();
+  if (!pausedRow.includes('storm')) throw new Error(`the paused alert does not say why: ${pausedRow}`);
+  await page.locator(`#events li[data-alert="${stormy}"]`, { hasText: 'paused (storm)' }).first().waitFor({ timeout: 10000 });
+  const resumed = page.waitForResponse((r) => r.url().endsWith(`/alerts/${stormy}/resume`) && r.status() === 200);
+  await page.click(`#alerts tr[data-alert="${stormy}"] button:has-text("Resume")`);
+  await resumed;
+  step(`${stormy} paused by the storm guard, shown with its reason, resumed with its button`);
+
+  // A storm-prone rearm alert is created with a warning, which the page shows.
+  await page.selectOption('#a-mode', 'rearm');
+  await page.selectOption('#a-storm', 'default');
+  await page.fill('#a-cooldown', '');
+  await page.click('#alert-form button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#alert-message').textContent.includes('Warning:'), null, { timeout: 10000 });
+  step(`warning shown: ${(await page.locator('#alert-message').textContent()).slice(0, 100)}…`);
+
   // Keyboard: the symbol buttons are reachable and select the chart's symbol.
   await page.focus('#symbols tr[data-symbol="AAPL"] button');
   await page.keyboard.press('Enter');

@@ -379,3 +379,136 @@ async fn a_thousand_clients_for_twenty_seconds_in_bounded_memory() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A webhook receiver on 127.0.0.1 that answers every request 200; its address.
+fn receiver() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Read, Write};
+                let mut r = std::io::BufReader::new(conn);
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let _ = r.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_alert_stream_takes_a_token_and_resumes_after_an_event_id() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let running = start(&["--speed", "20x", "--notify-allow-private"]);
+    let addr = running.http.clone();
+    let key = running.demo_key.clone().expect("the demo key");
+    let post =
+        |path: &str, key: Option<&str>, body: &str| common::request(&addr, "POST", path, key, body);
+    assert_eq!(
+        post("/alerts/stream-token", None, "").0,
+        401,
+        "a key is needed"
+    );
+    let (status, _) = get(
+        &addr,
+        "/alerts/stream?token=gst_00000000000000000000000000000000",
+    );
+    assert_eq!(status, 401, "an unknown token");
+    let (status, t) = post("/alerts/stream-token", Some(&key), "");
+    assert_eq!(status, 200, "{t}");
+    let token = t["token"].as_str().expect("token").to_owned();
+    assert_eq!(t["expires_in_s"], 60);
+
+    let (status, ch) = post(
+        "/channels",
+        Some(&key),
+        &format!(r#"{{"kind":"webhook","url":"http://{}/hook"}}"#, receiver()),
+    );
+    assert_eq!(status, 201, "{ch}");
+    let (status, mut live) =
+        Client::open(&addr, &format!("/alerts/stream?token={token}"), None).await;
+    assert_eq!(status, 200);
+    // Fires at the next MSFT tick, and every second of event time after it.
+    let (status, a) = post(
+        "/alerts",
+        Some(&key),
+        &format!(
+            r#"{{"symbol":"MSFT","condition":"price_above","threshold":"1","mode":"once_per_interval","cooldown":"1s","storm":"off","channels":["{}"]}}"#,
+            ch["id"].as_str().expect("channel id")
+        ),
+    );
+    assert_eq!(status, 201, "{a}");
+    let (mut alerts, mut deliveries) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while alerts.len() < 3 || deliveries.is_empty() {
+        let e = tokio::time::timeout_at(deadline, live.next())
+            .await
+            .expect("alert events and deliveries within 30 s")
+            .expect("the stream goes on");
+        let v: serde_json::Value = serde_json::from_str(&e.data).expect("JSON");
+        match e.event.as_str() {
+            "alert" => {
+                assert_eq!(v["alert_id"], a["id"], "{v}");
+                assert_eq!(
+                    e.id.as_deref(),
+                    Some(v["id"].to_string().as_str()),
+                    "the SSE id is the event id"
+                );
+                alerts.push(v);
+            }
+            "delivery" => {
+                assert_eq!(v["state"], "delivered", "{v}");
+                deliveries.push(v);
+            }
+            other => panic!("unexpected event {other}: {}", e.data),
+        }
+    }
+    drop(live);
+    // Resuming after the first event replays the stored ones after it, in order, then goes on.
+    let first = alerts[0]["id"].as_i64().expect("id");
+    let (status, mut resumed) = Client::open(
+        &addr,
+        &format!("/alerts/stream?token={token}"),
+        Some(&first.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut ids = Vec::new();
+    while ids.len() < 3 {
+        let e = tokio::time::timeout(Duration::from_secs(30), resumed.next())
+            .await
+            .expect("events")
+            .expect("the stream goes on");
+        if e.event == "alert" {
+            ids.push(e.id.expect("id").parse::<i64>().expect("an event id"));
+        }
+    }
+    assert_eq!(
+        ids[..2],
+        [
+            alerts[1]["id"].as_i64().unwrap(),
+            alerts[2]["id"].as_i64().unwrap()
+        ]
+    );
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let (status, _) = get(&addr, &format!("/alerts/stream?token={token}&after=-1"));
+    assert_eq!(status, 400, "after is an event id");
+}

@@ -135,6 +135,13 @@ try {
   const phone = path.join(out, 'dashboard-phone.png');
   await page.screenshot({ path: phone, fullPage: true });
   step(`screenshots: ${shot} ${phone}`);
+
+  // The API's page renders every operation of /openapi.json.
+  await page.setViewportSize({ width: 1280, height: 1000 });
+  await page.goto(new URL('/docs', base).href, { waitUntil: 'load' });
+  await page.waitForFunction(() => document.querySelectorAll('#docs section').length >= 20, null, { timeout: 10000 });
+  await page.screenshot({ path: path.join(out, 'docs.png') });
+  step(`/docs lists ${await page.locator('#docs section').count()} operations`);
 } catch (e) {
   failed = true;
   console.error(`FAILED: ${e.message}`);

@@ -15,6 +15,19 @@ function resolve(doc, schema) {
 
 const pretty = (v) => el('pre', {}, el('code', {}, JSON.stringify(v, null, 2)));
 
+// A content's example: its own, else its schema's (an array's from its items).
+function exampleOf(doc, content) {
+  if (!content) return undefined;
+  if (content.example !== undefined) return content.example;
+  let schema = resolve(doc, content.schema);
+  if (schema?.type === 'array' && schema.items) {
+    const item = resolve(doc, schema.items);
+    const one = item?.examples?.[0] ?? item?.example;
+    return one === undefined ? undefined : [one];
+  }
+  return schema?.examples?.[0] ?? schema?.example;
+}
+
 function operation(doc, path, method, op) {
   const s = el('section', { id: op.operationId || `${method}-${path}` });
   s.append(el('h2', {}, el('code', {}, `${method.toUpperCase()} ${path}`)), el('p', {}, op.summary || ''));
@@ -29,15 +42,18 @@ function operation(doc, path, method, op) {
   const body = op.requestBody?.content?.['application/json'];
   if (body) {
     s.append(el('h3', {}, 'Body'));
-    s.append(pretty(body.example ?? resolve(doc, body.schema)));
+    const example = exampleOf(doc, body);
+    s.append(pretty(example ?? resolve(doc, body.schema)));
   }
   s.append(el('h3', {}, 'Answers'));
   const dl = el('dl');
   for (const [code, r] of Object.entries(op.responses || {})) {
     const res = r.$ref ? doc.components.responses[r.$ref.split('/').pop()] : r;
     dl.append(el('dt', {}, code), el('dd', {}, res.description || ''));
+    // Errors share one schema: only an answer's own example is telling.
     const json = res.content?.['application/json'];
-    if (json?.example !== undefined) dl.append(el('dd', {}, pretty(json.example)));
+    const example = code.startsWith('2') ? exampleOf(doc, json) : json?.example;
+    if (example !== undefined) dl.append(el('dd', {}, pretty(example)));
   }
   s.append(dl);
   return s;

@@ -76,6 +76,7 @@ impl Watermarks {
 
 /// What [`run_batch`] computed, each in output order.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct BatchOutput {
     /// The stats changelog, sorted by `(time, symbol, window)`.
     pub stats: Vec<StatsRow>,
@@ -92,6 +93,7 @@ pub struct BatchOutput {
 
 /// What [`run_batch`] does with the rows the dataflow produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outputs {
     /// Worker 0 gathers every output in order into the [`BatchOutput`].
     Collect,
@@ -105,6 +107,7 @@ pub enum Outputs {
 
 /// Rows produced by [`run_batch`], per output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RowCounts {
     /// Stats changelog rows.
     pub stats: usize,
@@ -112,6 +115,17 @@ pub struct RowCounts {
     pub bars: usize,
     /// Alert events.
     pub events: usize,
+}
+
+impl RowCounts {
+    /// The counts of each output.
+    pub fn new(stats: usize, bars: usize, events: usize) -> RowCounts {
+        RowCounts {
+            stats,
+            bars,
+            events,
+        }
+    }
 }
 
 /// Shared row counters of the workers, one per output.

@@ -19,6 +19,7 @@ pub fn grid_ceil(t: u64, resolution: u64) -> u64 {
 #[error(
     "late by {behind_ns} ns: t={time_ns} is more than the lateness {lateness_ns} ns behind the greatest t seen ({max_seen_ns})"
 )]
+#[non_exhaustive]
 pub struct Late {
     /// The tick's event time.
     pub time_ns: u64,

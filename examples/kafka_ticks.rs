@@ -53,14 +53,17 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         ensure_topic(&brokers, &topic, 1).await?;
         let producer = TickProducer::new(&config, TickEncoding::Protobuf)?;
-        for tick in &ticks {
-            producer.send(&topic, tick).await?;
-        }
+        // All in flight at once; the idempotent producer keeps them in order on the partition.
+        futures::future::try_join_all(ticks.iter().map(|tick| producer.send(&topic, tick))).await?;
         anyhow::Ok(())
     })?;
     eprintln!("produced {} ticks to {topic} at {brokers}", ticks.len());
 
-    let consumer = TickConsumer::subscribe(&config, &[&topic])?;
+    // The consumer's background task runs on the runtime.
+    let consumer = {
+        let _runtime = runtime.enter();
+        TickConsumer::subscribe(&config, &[&topic])?
+    };
     let expected = ticks.len();
     let analytics = AnalyticsConfig::default();
     let run_config = analytics.clone();
@@ -91,7 +94,7 @@ fn main() -> anyhow::Result<()> {
             let mut read = Vec::with_capacity(expected);
             while read.len() < expected {
                 let record = runtime
-                    .block_on(tokio::time::timeout(RECORD_WAIT, stream.next()))
+                    .block_on(async { tokio::time::timeout(RECORD_WAIT, stream.next()).await })
                     .context("no record for 60 s")?
                     .context("the consumer stopped")??;
                 let tick =

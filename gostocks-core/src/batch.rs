@@ -1,5 +1,11 @@
 //! Driving the analytics over inputs that are already in memory or read by the caller: the
 //! multi-input [`Watermarks`] and [`run_batch`].
+//!
+//! [`run_batch`] is the shortest way from trades to rows: it builds the pipeline on as many
+//! workers as asked, feeds each input with its own watermark (so out-of-order ticks within the
+//! lateness are placed exactly, and later ones are reported as late), and returns every output
+//! sorted ([`BatchOutput`]), the same for any number of workers. A program that reads its
+//! inputs as it goes uses [`Watermarks`] the same way with [`crate::pipeline::build`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

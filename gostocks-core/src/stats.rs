@@ -1,5 +1,12 @@
 //! The analytics contract: configuration, and the rows the dataflow emits (window stats, bars,
 //! late ticks) with their one-JSON-object-per-line form.
+//!
+//! [`AnalyticsConfig`] says what to compute: sliding windows, the result grid, tumbling bars
+//! and the EMA span. The stats changelog is one [`StatsRow`] per `(symbol, window)` at each grid
+//! time where the window's content changed (its sums, extremes and last price, or `None` once
+//! it emptied); bars are final [`BarRow`]s with their EMA. Exact values (volume, prices) are
+//! [`Fixed`]; derived ones (SMA, VWAP, standard deviation, volatility) are computed from the
+//! exact sums only when read. `write_json` gives each row's JSON line, decimals exact.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,8 @@
 //! Ticks: the canonical trade record, and its validated dataflow form.
+//!
+//! A [`Tick`] is what travels between systems (JSON lines, protobuf, Kafka records), decimals
+//! as exact text. [`Tick::validate`] checks it once, at the edge, and gives the [`Trade`] the
+//! dataflow carries (a fixed-size `Copy` record), or a [`Rejection`] that says what is wrong.
 
 use serde::{Deserialize, Serialize};
 

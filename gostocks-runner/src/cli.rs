@@ -611,13 +611,12 @@ pub struct RunArgs {
 impl RunArgs {
     /// The analytics this run computes.
     pub fn analytics_config(&self) -> anyhow::Result<AnalyticsConfig> {
-        let config = AnalyticsConfig {
-            windows: self.window.clone(),
-            resolution: self.resolution.clone(),
-            bars: self.bar.clone(),
-            ema_span: self.ema_span,
-            lateness: 0,
-        };
+        let config = AnalyticsConfig::default()
+            .with_windows(self.window.clone())
+            .with_resolution(self.resolution.clone())
+            .with_bars(self.bar.clone())
+            .with_ema_span(self.ema_span)
+            .with_lateness(0);
         config.validate()?;
         Ok(config)
     }

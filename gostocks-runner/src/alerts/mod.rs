@@ -109,19 +109,21 @@ impl AlertHub {
             }
             None => None,
         };
-        Some(AlertRule {
-            id: a.id.clone(),
-            symbol: gostocks_core::Symbol::new(&a.symbol).ok()?,
-            condition: a.condition,
-            threshold: a.threshold,
-            mode: a.mode,
-            hysteresis: a.hysteresis,
-            cooldown_ns: a.cooldown_ns,
-            window,
-            created_ns: a.created_ns,
-            bar_ns: a.bar_ns,
-            storm: a.storm,
-        })
+        Some(
+            AlertRule::new(
+                a.id.clone(),
+                gostocks_core::Symbol::new(&a.symbol).ok()?,
+                a.condition,
+                a.threshold,
+            )
+            .with_mode(a.mode)
+            .with_hysteresis(a.hysteresis)
+            .with_cooldown_ns(a.cooldown_ns)
+            .with_window(window)
+            .with_created_ns(a.created_ns)
+            .with_bar_ns(a.bar_ns)
+            .with_storm(a.storm),
+        )
     }
 
     /// Sends a rule change into the running dataflow: `diff > 0` inserts `rule`; otherwise

@@ -376,18 +376,13 @@ impl AlertService for Alerts {
                 )));
             }
         }
-        let spec = AlertSpec {
-            id: None,
-            symbol: r.symbol.clone(),
-            condition: condition.as_str().into(),
-            threshold,
-            mode: Some(mode.as_str().into()),
-            hysteresis: decimal("hysteresis", r.hysteresis.as_ref())?,
-            cooldown: (r.cooldown_ns > 0).then(|| format!("{}ns", r.cooldown_ns)),
-            window: (!r.window.is_empty()).then(|| r.window.clone()),
-            bar: (!r.bar.is_empty()).then(|| r.bar.clone()),
-            storm,
-        };
+        let mut spec = AlertSpec::new(r.symbol.clone(), condition.as_str(), threshold);
+        spec.mode = Some(mode.as_str().into());
+        spec.hysteresis = decimal("hysteresis", r.hysteresis.as_ref())?;
+        spec.cooldown = (r.cooldown_ns > 0).then(|| format!("{}ns", r.cooldown_ns));
+        spec.window = (!r.window.is_empty()).then(|| r.window.clone());
+        spec.bar = (!r.bar.is_empty()).then(|| r.bar.clone());
+        spec.storm = storm;
         let id = format!("al_{:016x}", rand::rng().random::<u64>());
         // The alert applies from the next tick: after every event time seen so far.
         let created_ns = self.market.counters.latest_ns() + 1;

@@ -685,19 +685,15 @@ mod tests {
         let s = state();
         let p = |x: &str| x.parse::<gostocks_core::Fixed>().unwrap();
         let agg = gostocks_core::indicators::Agg::tick(p("585.33"), p("100"), 7, None);
-        let core = gostocks_core::stats::WindowCore {
-            agg,
-            min: p("585.33"),
-            max: p("585.33"),
-        };
+        let core = gostocks_core::stats::WindowCore::new(agg, p("585.33"), p("585.33"));
         let sym = Symbol::new("AAPL").unwrap();
-        s.read.apply_stats(&gostocks_core::stats::StatsRow {
-            time_ns: 1_000,
-            symbol: sym,
-            window: 1,
-            core: Some(core),
-            last: Some(p("585.33")),
-        });
+        s.read.apply_stats(&gostocks_core::stats::StatsRow::new(
+            1_000,
+            sym,
+            1,
+            Some(core),
+            Some(p("585.33")),
+        ));
         let get = |path: &'static str| {
             let s = Arc::clone(&s);
             async move {

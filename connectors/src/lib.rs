@@ -16,3 +16,8 @@ pub mod redis;
 pub mod websocket;
 
 pub use error::Error;
+
+/// The README's code, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

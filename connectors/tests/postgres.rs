@@ -103,19 +103,14 @@ async fn replayed_ticks_never_record_an_event_twice() {
                 .unwrap()
         })
         .collect();
-    let rule = AlertRule {
-        id: "replayed".into(),
-        symbol: trades[0].symbol,
-        condition: Condition::CrossesAbove,
-        threshold: trades[0].price,
-        mode: Mode::Rearm,
-        hysteresis: gostocks_core::Fixed(0),
-        cooldown_ns: 0,
-        window: None,
-        created_ns: 0,
-        bar_ns: None,
-        storm: None,
-    };
+    let rule = AlertRule::new(
+        "replayed",
+        trades[0].symbol,
+        Condition::CrossesAbove,
+        trades[0].price,
+    )
+    .with_mode(Mode::Rearm)
+    .with_storm(None);
     pg::insert_alert(
         &client,
         &pg::StoredAlert {

@@ -1,5 +1,11 @@
 //! Driving the analytics over inputs that are already in memory or read by the caller: the
 //! multi-input [`Watermarks`] and [`run_batch`].
+//!
+//! [`run_batch`] is the shortest way from trades to rows: it builds the pipeline on as many
+//! workers as asked, feeds each input with its own watermark (so out-of-order ticks within the
+//! lateness are placed exactly, and later ones are reported as late), and returns every output
+//! sorted ([`BatchOutput`]), the same for any number of workers. A program that reads its
+//! inputs as it goes uses [`Watermarks`] the same way with [`crate::pipeline::build`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,6 +82,7 @@ impl Watermarks {
 
 /// What [`run_batch`] computed, each in output order.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct BatchOutput {
     /// The stats changelog, sorted by `(time, symbol, window)`.
     pub stats: Vec<StatsRow>,
@@ -92,6 +99,7 @@ pub struct BatchOutput {
 
 /// What [`run_batch`] does with the rows the dataflow produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outputs {
     /// Worker 0 gathers every output in order into the [`BatchOutput`].
     Collect,
@@ -105,6 +113,7 @@ pub enum Outputs {
 
 /// Rows produced by [`run_batch`], per output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RowCounts {
     /// Stats changelog rows.
     pub stats: usize,
@@ -112,6 +121,17 @@ pub struct RowCounts {
     pub bars: usize,
     /// Alert events.
     pub events: usize,
+}
+
+impl RowCounts {
+    /// The counts of each output.
+    pub fn new(stats: usize, bars: usize, events: usize) -> RowCounts {
+        RowCounts {
+            stats,
+            bars,
+            events,
+        }
+    }
 }
 
 /// Shared row counters of the workers, one per output.

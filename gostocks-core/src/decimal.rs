@@ -16,8 +16,22 @@ pub const SCALE_DIGITS: u32 = 8;
 pub const SCALE: i64 = 100_000_000;
 
 /// An exact decimal with 8 fractional digits, stored as an integer number of 10⁻⁸ units.
+///
+/// Make one by parsing its text (`"585.33".parse()`, exact or an error, never rounded), from a
+/// mantissa and a scale ([`Fixed::from_mantissa`]) or from a count of 10⁻⁸ units
+/// ([`Fixed::from_units`]); read it back with [`Fixed::units`], [`Fixed::to_f64`] or its
+/// `Display` text. The representation is private, so the scale may grow without breaking users.
+///
+/// ```
+/// use gostocks_core::Fixed;
+/// let price: Fixed = "585.33".parse().unwrap();
+/// assert_eq!(price, Fixed::from_units(58_533_000_000));
+/// assert_eq!(price.units(), 58_533_000_000);
+/// assert_eq!(price.to_string(), "585.33");
+/// assert!("0.000000001".parse::<Fixed>().is_err(), "9 decimal places are refused, not rounded");
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Fixed(pub i64);
+pub struct Fixed(i64);
 
 /// Why a text is not a [`Fixed`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,8 +79,18 @@ impl Fixed {
         }
     }
 
+    /// The value of `units` counts of 10⁻⁸ (the inverse of [`Fixed::units`]).
+    ///
+    /// ```
+    /// use gostocks_core::Fixed;
+    /// assert_eq!(Fixed::from_units(150_000_000).to_string(), "1.5");
+    /// ```
+    pub const fn from_units(units: i64) -> Fixed {
+        Fixed(units)
+    }
+
     /// The mantissa at this type's fixed scale of 8 decimal places.
-    pub fn units(self) -> i64 {
+    pub const fn units(self) -> i64 {
         self.0
     }
 

@@ -4,6 +4,14 @@
 //! [`Outputs`] one of two ways: [`Outputs::in_order`] (one writer, rows sorted, identical for
 //! any worker count) or [`Outputs::as_computed`] (each worker takes the rows it computed, as a
 //! per-worker sink does). A new output is wired here, once.
+//!
+//! A program that embeds the pipeline implements [`Sink`] for what it does with the rows, and
+//! hands it to [`Outputs::into_sink`]: the sink sees every final time's rows in order, on
+//! worker 0, the same whatever the number of workers. (The `gostocks` binary's sinks are
+//! asynchronous, with queues, retries and health; they are fed by these same outputs.)
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use differential_dataflow::AsCollection;
 use timely::dataflow::operators::{Input, Inspect, Probe};
@@ -68,8 +76,8 @@ pub struct Outputs<'scope> {
 ///     });
 ///     let sec = 1_000_000_000u64;
 ///     inputs.trades.advance_to(sec);
-///     inputs.trades.send(Trade { symbol: Symbol::new("X").unwrap(), time_ns: sec, seq: 0,
-///         price: "10".parse().unwrap(), size: "1".parse().unwrap() });
+///     let p = |s: &str| s.parse().unwrap();
+///     inputs.trades.send(Trade::new(Symbol::new("X").unwrap(), sec, 0, p("10"), p("1")));
 /// })
 /// .unwrap();
 /// // The trade's grid time, once per window (60s and 300s), then each window emptying.
@@ -97,7 +105,73 @@ pub fn build<'scope>(
     (Inputs { trades, rules }, outputs)
 }
 
+/// Where an embedding program's rows go: each method is called with one final grid time's rows
+/// of its output, in order (see [`Outputs::in_order`]), and may take them out of the vector.
+/// Every method has a default that drops the rows, so a sink implements what it wants.
+///
+/// # Examples
+/// ```
+/// use gostocks_core::pipeline::{Sink, build};
+/// use gostocks_core::stats::{AnalyticsConfig, BarRow};
+/// use gostocks_core::{Symbol, Trade};
+/// use std::sync::{Arc, Mutex};
+///
+/// /// Counts the bars it is given.
+/// struct CountBars(Arc<Mutex<usize>>);
+///
+/// impl Sink for CountBars {
+///     fn bars(&mut self, rows: &mut Vec<BarRow>) {
+///         *self.0.lock().unwrap() += rows.len();
+///     }
+/// }
+///
+/// let count = Arc::new(Mutex::new(0));
+/// let shared = Arc::clone(&count);
+/// gostocks_core::timely::execute(gostocks_core::timely::Config::thread(), move |worker| {
+///     let sink = CountBars(Arc::clone(&shared));
+///     let mut inputs = worker.dataflow::<u64, _, _>(|scope| {
+///         let (inputs, outputs) = build(scope, &AnalyticsConfig::default(), false);
+///         outputs.into_sink(sink);
+///         inputs
+///     });
+///     let (sec, p) = (1_000_000_000u64, |s: &str| s.parse().unwrap());
+///     inputs.trades.advance_to(sec);
+///     inputs.trades.send(Trade::new(Symbol::new("X").unwrap(), sec, 0, p("10"), p("1")));
+/// })
+/// .unwrap();
+/// // One 1s bar and one 1m bar.
+/// assert_eq!(*count.lock().unwrap(), 2);
+/// ```
+pub trait Sink: 'static {
+    /// One final grid time's stats changelog rows, sorted by `(symbol, window)`.
+    fn stats(&mut self, rows: &mut Vec<StatsRow>) {
+        rows.clear();
+    }
+
+    /// The bars that ended at one final time, sorted by `(symbol, bar, start)`.
+    fn bars(&mut self, rows: &mut Vec<BarRow>) {
+        rows.clear();
+    }
+
+    /// One final grid time's alert events, sorted by `(time, symbol, seq, alert id)`.
+    fn events(&mut self, rows: &mut Vec<AlertEvent>) {
+        rows.clear();
+    }
+}
+
 impl Outputs<'_> {
+    /// [`Outputs::in_order`] into one [`Sink`], which lives on worker 0 (the other workers'
+    /// copies are dropped unused).
+    pub fn into_sink(self, sink: impl Sink) -> ProbeHandle<u64> {
+        let sink = Rc::new(RefCell::new(sink));
+        let (s1, s2) = (Rc::clone(&sink), Rc::clone(&sink));
+        self.in_order(
+            move |rows| s1.borrow_mut().stats(rows),
+            move |rows| s2.borrow_mut().bars(rows),
+            move |rows| sink.borrow_mut().events(rows),
+        )
+    }
+
     /// Routes every output to worker 0 and calls each closure there with one final time's rows,
     /// sorted (stats by time, bars by end time, events by the grid time of their tick): the
     /// same calls whatever the number of workers. Rows left in the vector are dropped. The probe

@@ -242,20 +242,24 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
 fn reset(r: &AlertRule, at: &At) -> bool {
     let (p, thr, h) = (at.price, r.threshold, r.hysteresis);
     match r.condition {
-        Condition::PriceAbove | Condition::CrossesAbove => p <= Fixed(thr.0 - h.0),
-        Condition::PriceBelow | Condition::CrossesBelow => p >= Fixed(thr.0 + h.0),
+        Condition::PriceAbove | Condition::CrossesAbove => {
+            p <= Fixed::from_units(thr.units() - h.units())
+        }
+        Condition::PriceBelow | Condition::CrossesBelow => {
+            p >= Fixed::from_units(thr.units() + h.units())
+        }
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
             let (n, sum, _) = at.windows[usize::from(r.window.unwrap())];
             let d = n * i128::from(p.units()) - sum; // (price - sma) * n
             if r.condition == Condition::SmaCrossAbove {
-                d <= -(i128::from(h.0) * n)
+                d <= -(i128::from(h.units()) * n)
             } else {
-                d >= i128::from(h.0) * n
+                d >= i128::from(h.units()) * n
             }
         }
         Condition::VolatilityAbove => match at.windows[usize::from(r.window.unwrap())].2 {
             None => true,
-            Some(v) => v <= Fixed(thr.0 - h.0).to_f64(),
+            Some(v) => v <= Fixed::from_units(thr.units() - h.units()).to_f64(),
         },
     }
 }

@@ -1,4 +1,7 @@
 //! Durations written the way users write them: `500ms`, `1s`, `60s`, `5m`, `1h`.
+//!
+//! Windows, bars, the resolution and alert cooldowns are [`Span`]s: parsed from that text,
+//! exact in nanoseconds, and keeping the text for the labels of the outputs.
 
 use std::fmt;
 use std::str::FromStr;

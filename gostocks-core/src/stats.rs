@@ -1,5 +1,12 @@
 //! The analytics contract: configuration, and the rows the dataflow emits (window stats, bars,
 //! late ticks) with their one-JSON-object-per-line form.
+//!
+//! [`AnalyticsConfig`] says what to compute: sliding windows, the result grid, tumbling bars
+//! and the EMA span. The stats changelog is one [`StatsRow`] per `(symbol, window)` at each grid
+//! time where the window's content changed (its sums, extremes and last price, or `None` once
+//! it emptied); bars are final [`BarRow`]s with their EMA. Exact values (volume, prices) are
+//! [`Fixed`]; derived ones (SMA, VWAP, standard deviation, volatility) are computed from the
+//! exact sums only when read. `write_json` gives each row's JSON line, decimals exact.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,8 +15,21 @@ use crate::indicators::Agg;
 use crate::span::Span;
 use crate::symbol::Symbol;
 
-/// What to compute.
+/// What to compute. Start from [`AnalyticsConfig::default`] and change what differs with the
+/// `with_` methods; [`AnalyticsConfig::validate`] says what cannot be computed.
+///
+/// ```
+/// use gostocks_core::stats::AnalyticsConfig;
+/// use gostocks_core::Span;
+/// let config = AnalyticsConfig::default()
+///     .with_windows(vec!["10s".parse::<Span>().unwrap()])
+///     .with_ema_span(5);
+/// assert_eq!(config.validate(), Ok(()));
+/// let bad = config.with_resolution("3s".parse().unwrap());
+/// assert!(bad.validate().unwrap_err().to_string().contains("not a multiple of the resolution"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AnalyticsConfig {
     /// Sliding windows (default 60s and 300s).
     pub windows: Vec<Span>,
@@ -61,6 +81,36 @@ pub enum ConfigError {
 }
 
 impl AnalyticsConfig {
+    /// This config with these sliding windows.
+    pub fn with_windows(mut self, windows: Vec<Span>) -> AnalyticsConfig {
+        self.windows = windows;
+        self
+    }
+
+    /// This config on this result grid.
+    pub fn with_resolution(mut self, resolution: Span) -> AnalyticsConfig {
+        self.resolution = resolution;
+        self
+    }
+
+    /// This config with these tumbling bar sizes.
+    pub fn with_bars(mut self, bars: Vec<Span>) -> AnalyticsConfig {
+        self.bars = bars;
+        self
+    }
+
+    /// This config with this EMA span over bar closes.
+    pub fn with_ema_span(mut self, ema_span: u32) -> AnalyticsConfig {
+        self.ema_span = ema_span;
+        self
+    }
+
+    /// This config allowing this lateness per input, ns.
+    pub fn with_lateness(mut self, lateness: u64) -> AnalyticsConfig {
+        self.lateness = lateness;
+        self
+    }
+
     /// Checks that the grid divides every window and bar.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let res = self.resolution.ns();
@@ -87,6 +137,7 @@ impl AnalyticsConfig {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[non_exhaustive]
 pub struct WindowCore {
     /// Exact sums over the ticks in the window.
     pub agg: Agg,
@@ -98,6 +149,7 @@ pub struct WindowCore {
 
 /// One line of the stats changelog: `(symbol, window)` at grid time `time_ns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StatsRow {
     /// Grid time.
     pub time_ns: u64,
@@ -113,6 +165,7 @@ pub struct StatsRow {
 
 /// One final tumbling bar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BarCore {
     /// Price of the least `(t, seq)`.
     pub open: Fixed,
@@ -129,6 +182,7 @@ pub struct BarCore {
 /// A final bar with its EMA. Ordered by `(symbol, bar, start_ns)`: within one end time, the
 /// order of the bars output.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BarRow {
     /// Symbol.
     pub symbol: Symbol,
@@ -140,6 +194,58 @@ pub struct BarRow {
     pub core: BarCore,
     /// EMA of closes up to and including this bar.
     pub ema: f64,
+}
+
+impl WindowCore {
+    /// A window's content from its sums and extremes.
+    pub fn new(agg: Agg, min: Fixed, max: Fixed) -> WindowCore {
+        WindowCore { agg, min, max }
+    }
+}
+
+impl StatsRow {
+    /// The row of `(symbol, window)` at grid time `time_ns`.
+    pub fn new(
+        time_ns: u64,
+        symbol: Symbol,
+        window: u8,
+        core: Option<WindowCore>,
+        last: Option<Fixed>,
+    ) -> StatsRow {
+        StatsRow {
+            time_ns,
+            symbol,
+            window,
+            core,
+            last,
+        }
+    }
+}
+
+impl BarCore {
+    /// A bar's prices and sums.
+    pub fn new(open: Fixed, high: Fixed, low: Fixed, close: Fixed, agg: Agg) -> BarCore {
+        BarCore {
+            open,
+            high,
+            low,
+            close,
+            agg,
+        }
+    }
+}
+
+impl BarRow {
+    /// The bar of `symbol` of size index `bar` starting at `start_ns`, with its EMA.
+    pub fn new(symbol: Symbol, bar: u8, start_ns: u64, core: BarCore, ema: f64) -> BarRow {
+        BarRow {
+            symbol,
+            bar,
+            start_ns,
+            core,
+            ema,
+        }
+    }
 }
 
 // The EMA is a function of the bar's history, never NaN (closes are finite), so the derived
@@ -284,8 +390,8 @@ impl StatsRow {
     /// use gostocks_core::{Fixed, Symbol};
     /// let p = |s: &str| s.parse::<Fixed>().unwrap();
     /// let agg = Agg::tick(p("10"), p("2"), 5, None);
-    /// let row = StatsRow { time_ns: 1_000, symbol: Symbol::new("X").unwrap(), window: 0,
-    ///     core: Some(WindowCore { agg, min: p("10"), max: p("10") }), last: Some(p("10")) };
+    /// let core = WindowCore::new(agg, p("10"), p("10"));
+    /// let row = StatsRow::new(1_000, Symbol::new("X").unwrap(), 0, Some(core), Some(p("10")));
     /// let mut line = String::new();
     /// row.write_json(&mut line, "60s");
     /// assert_eq!(line, r#"{"symbol":"X","window":"60s","time_ns":1000,"count":1,"volume":2,"last":10,"min":10,"max":10,"sma":10,"vwap":10,"stddev":null,"volatility":null}"#);
@@ -304,8 +410,8 @@ impl StatsRow {
     /// let p = |s: &str| s.parse::<Fixed>().unwrap();
     /// let top = p("99999999.99999999");
     /// let agg = Agg::tick(top, p("2"), 5, None);
-    /// let row = StatsRow { time_ns: 1_000, symbol: Symbol::new("X").unwrap(), window: 0,
-    ///     core: Some(WindowCore { agg, min: top, max: top }), last: None };
+    /// let core = WindowCore::new(agg, top, top);
+    /// let row = StatsRow::new(1_000, Symbol::new("X").unwrap(), 0, Some(core), None);
     /// let mut line = String::new();
     /// row.write_json_as(&mut line, "60s", JsonDecimals::Strings);
     /// assert!(line.contains(r#""min":"99999999.99999999""#), "{line}");

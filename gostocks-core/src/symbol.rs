@@ -1,4 +1,9 @@
 //! Inline, copyable instrument symbols.
+//!
+//! Every trade carries its [`Symbol`], so it is stored inline (up to [`MAX_SYMBOL_LEN`] bytes,
+//! no allocation) and is `Copy`; [`Symbol::new`] refuses what a symbol cannot be (empty, too
+//! long, whitespace or control characters), and [`excerpt`] is how every error quotes untrusted
+//! text: short and bounded.
 
 use std::fmt;
 

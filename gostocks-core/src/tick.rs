@@ -1,4 +1,8 @@
 //! Ticks: the canonical trade record, and its validated dataflow form.
+//!
+//! A [`Tick`] is what travels between systems (JSON lines, protobuf, Kafka records), decimals
+//! as exact text. [`Tick::validate`] checks it once, at the edge, and gives the [`Trade`] the
+//! dataflow carries (a fixed-size `Copy` record), or a [`Rejection`] that says what is wrong.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +29,10 @@ pub enum Side {
 /// assert_eq!(tick.price.to_string(), "585.33");
 /// assert_eq!(serde_json::to_string(&tick).unwrap(), line);
 /// ```
+///
+/// The struct may gain fields: make one with [`Tick::new`] and the `with_` methods.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Tick {
     /// Instrument symbol, e.g. `AAPL` or `BTCUSDT`.
     pub symbol: String,
@@ -51,8 +58,10 @@ pub struct Tick {
     pub conditions: Vec<String>,
 }
 
-/// A validated trade as the dataflow carries it: `Copy`, 56 bytes, no allocation.
+/// A validated trade as the dataflow carries it: `Copy`, 56 bytes, no allocation. Make one
+/// with [`Tick::validate`] or, when its parts are known to be valid, [`Trade::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Trade {
     /// Instrument symbol.
     pub symbol: Symbol,
@@ -88,6 +97,63 @@ pub enum Rejection {
 }
 
 impl Tick {
+    /// A tick with the required fields; no source, side, trade id or conditions (add them with
+    /// the `with_` methods). Nothing is checked until [`Tick::validate`].
+    ///
+    /// ```
+    /// use gostocks_core::{Side, Tick};
+    /// let tick = Tick::new("AAPL", "585.33".parse().unwrap(), "100".parse().unwrap(), 1_000, 7)
+    ///     .with_source("lobster")
+    ///     .with_side(Some(Side::Buy));
+    /// assert_eq!(
+    ///     serde_json::to_string(&tick).unwrap(),
+    ///     r#"{"symbol":"AAPL","price":"585.33","size":"100","time_ns":1000,"seq":7,"source":"lobster","side":"buy"}"#
+    /// );
+    /// ```
+    pub fn new(
+        symbol: impl Into<String>,
+        price: Fixed,
+        size: Fixed,
+        time_ns: i64,
+        seq: u64,
+    ) -> Tick {
+        Tick {
+            symbol: symbol.into(),
+            price,
+            size,
+            time_ns,
+            seq,
+            source: String::new(),
+            side: None,
+            trade_id: None,
+            conditions: Vec::new(),
+        }
+    }
+
+    /// This tick with its source set.
+    pub fn with_source(mut self, source: impl Into<String>) -> Tick {
+        self.source = source.into();
+        self
+    }
+
+    /// This tick with its aggressor side set.
+    pub fn with_side(mut self, side: Option<Side>) -> Tick {
+        self.side = side;
+        self
+    }
+
+    /// This tick with the venue's trade id set.
+    pub fn with_trade_id(mut self, trade_id: Option<u64>) -> Tick {
+        self.trade_id = trade_id;
+        self
+    }
+
+    /// This tick with its venue condition codes set.
+    pub fn with_conditions(mut self, conditions: Vec<String>) -> Tick {
+        self.conditions = conditions;
+        self
+    }
+
     /// Checks the contract (non-empty symbol, price > 0, size > 0, time >= 0) and returns the
     /// dataflow form.
     pub fn validate(&self) -> Result<Trade, Rejection> {
@@ -110,6 +176,25 @@ impl Tick {
 }
 
 impl Trade {
+    /// A trade from parts already known to be valid (price and size > 0); untrusted input goes
+    /// through [`Tick::validate`] instead.
+    ///
+    /// ```
+    /// use gostocks_core::{Symbol, Trade};
+    /// let p = |s: &str| s.parse().unwrap();
+    /// let trade = Trade::new(Symbol::new("AAPL").unwrap(), 1_000, 0, p("585.33"), p("100"));
+    /// assert_eq!(trade.to_tick("docs").price.to_string(), "585.33");
+    /// ```
+    pub fn new(symbol: Symbol, time_ns: u64, seq: u64, price: Fixed, size: Fixed) -> Trade {
+        Trade {
+            symbol,
+            time_ns,
+            seq,
+            price,
+            size,
+        }
+    }
+
     /// The canonical form of this trade, with `source` set.
     pub fn to_tick(&self, source: &str) -> Tick {
         Tick {

@@ -1,4 +1,11 @@
 //! Admitting ticks into the dataflow: the event-time grid and the lateness rule.
+//!
+//! Results exist at grid times, multiples of the resolution: a trade at `t` enters the
+//! dataflow at [`grid_ceil`]`(t)`, and the stats "at `g`" cover the trades of `g - W < t <= g`.
+//! An input may arrive out of order by up to its lateness: a [`Watermark`] tracks the greatest
+//! time seen and says which grid times can no longer receive a trade, so the dataflow can
+//! finalize them; a trade later than that is refused with a [`Late`] that says by how much.
+//! Several inputs each keep their own watermark ([`crate::batch::Watermarks`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +26,7 @@ pub fn grid_ceil(t: u64, resolution: u64) -> u64 {
 #[error(
     "late by {behind_ns} ns: t={time_ns} is more than the lateness {lateness_ns} ns behind the greatest t seen ({max_seen_ns})"
 )]
+#[non_exhaustive]
 pub struct Late {
     /// The tick's event time.
     pub time_ns: u64,

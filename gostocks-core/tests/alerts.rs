@@ -15,13 +15,12 @@ const SEC: u64 = 1_000_000_000;
 const BASE: u64 = 1_700_000_000 * SEC;
 
 fn config() -> AnalyticsConfig {
-    AnalyticsConfig {
-        windows: vec![Span::new(3 * SEC, "3s"), Span::new(10 * SEC, "10s")],
-        resolution: Span::new(SEC, "1s"),
-        bars: vec![Span::new(SEC, "1s"), Span::new(3 * SEC, "3s")],
-        ema_span: 3,
-        lateness: 0,
-    }
+    AnalyticsConfig::default()
+        .with_windows(vec![Span::new(3 * SEC, "3s"), Span::new(10 * SEC, "10s")])
+        .with_resolution(Span::new(SEC, "1s"))
+        .with_bars(vec![Span::new(SEC, "1s"), Span::new(3 * SEC, "3s")])
+        .with_ema_span(3)
+        .with_lateness(0)
 }
 
 fn fx(s: &str) -> Fixed {
@@ -33,19 +32,7 @@ fn sym(s: &str) -> Symbol {
 }
 
 fn rule(id: &str, condition: Condition, threshold: &str) -> AlertRule {
-    AlertRule {
-        id: id.into(),
-        symbol: sym("X"),
-        condition,
-        threshold: fx(threshold),
-        mode: Mode::Once,
-        hysteresis: Fixed(0),
-        cooldown_ns: 0,
-        window: None,
-        created_ns: 0,
-        bar_ns: None,
-        storm: None,
-    }
+    AlertRule::new(id, sym("X"), condition, fx(threshold)).with_storm(None)
 }
 
 /// Ticks of X at `BASE + i·0.5 s` with the given prices.
@@ -53,12 +40,14 @@ fn ticks(prices: &[&str]) -> Vec<Trade> {
     prices
         .iter()
         .enumerate()
-        .map(|(i, p)| Trade {
-            symbol: sym("X"),
-            time_ns: BASE + i as u64 * SEC / 2,
-            seq: i as u64,
-            price: fx(p),
-            size: fx("1"),
+        .map(|(i, p)| {
+            Trade::new(
+                sym("X"),
+                BASE + i as u64 * SEC / 2,
+                i as u64,
+                fx(p),
+                fx("1"),
+            )
         })
         .collect()
 }
@@ -234,13 +223,13 @@ fn random_trades(seed: u64, n: usize) -> Vec<Trade> {
             };
             let s = rng.random_range(0..symbols.len());
             prices[s] = (prices[s] + rng.random_range(-3..=3)).max(1);
-            Trade {
-                symbol: symbols[s],
-                time_ns: t,
-                seq: seq as u64,
-                price: Fixed::from_mantissa(prices[s], 1).unwrap(),
-                size: fx("1"),
-            }
+            Trade::new(
+                symbols[s],
+                t,
+                seq as u64,
+                Fixed::from_mantissa(prices[s], 1).unwrap(),
+                fx("1"),
+            )
         })
         .collect()
 }
@@ -278,19 +267,13 @@ fn random_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u
                     (a, b.max(a + SEC), a)
                 }
             };
-            let rule = AlertRule {
-                id: format!("r{i:05}"),
-                symbol: symbols[s],
-                condition,
-                threshold,
-                mode,
-                hysteresis,
-                cooldown_ns: [0, SEC / 2, 3 * SEC][rng.random_range(0..3)],
-                window: condition.needs_window().then(|| rng.random_range(0..2)),
-                created_ns: created,
-                bar_ns: None,
-                storm: None,
-            };
+            let rule = AlertRule::new(format!("r{i:05}"), symbols[s], condition, threshold)
+                .with_mode(mode)
+                .with_hysteresis(hysteresis)
+                .with_cooldown_ns([0, SEC / 2, 3 * SEC][rng.random_range(0..3)])
+                .with_window(condition.needs_window().then(|| rng.random_range(0..2)))
+                .with_created_ns(created)
+                .with_storm(None);
             (rule, from, until)
         })
         .collect()
@@ -466,10 +449,7 @@ fn once_per_interval_is_the_cooldown_without_the_reset() {
 
 fn storming(max_events: u32, within_ns: u64) -> AlertRule {
     let mut r = with_mode("s", Mode::Rearm);
-    r.storm = Some(StormGuard {
-        max_events,
-        within_ns,
-    });
+    r.storm = Some(StormGuard::new(max_events, within_ns));
     r
 }
 
@@ -545,21 +525,21 @@ fn random_modal_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, 
         match r.mode {
             Mode::Once | Mode::Rearm => {}
             Mode::OncePerBar | Mode::OncePerBarClose => {
-                r.hysteresis = Fixed(0);
+                r.hysteresis = Fixed::ZERO;
                 r.cooldown_ns = 0;
                 r.bar_ns = Some([SEC, 3 * SEC][rng.random_range(0..2)]);
             }
             Mode::OncePerInterval => {
-                r.hysteresis = Fixed(0);
+                r.hysteresis = Fixed::ZERO;
                 r.cooldown_ns = [SEC / 2, SEC, 3 * SEC][rng.random_range(0..3)];
             }
         }
         r.storm = match rng.random_range(0..3) {
             0 => None,
-            _ => Some(StormGuard {
-                max_events: rng.random_range(1..6),
-                within_ns: rng.random_range(SEC..8 * SEC),
-            }),
+            _ => Some(StormGuard::new(
+                rng.random_range(1..6),
+                rng.random_range(SEC..8 * SEC),
+            )),
         };
         r.validate().expect("a valid rule");
     }

@@ -23,13 +23,12 @@ const TICKS: u64 = 10_000_000;
     ignore = "10 million ticks: run in release (./scripts/test does)"
 )]
 fn ten_million_ticks_retract_exactly() {
-    let cfg = AnalyticsConfig {
-        windows: vec![Span::new(2 * SEC, "2s"), Span::new(5 * SEC, "5s")],
-        resolution: Span::new(SEC, "1s"),
-        bars: vec![Span::new(SEC, "1s")],
-        ema_span: 20,
-        lateness: 0,
-    };
+    let cfg = AnalyticsConfig::default()
+        .with_windows(vec![Span::new(2 * SEC, "2s"), Span::new(5 * SEC, "5s")])
+        .with_resolution(Span::new(SEC, "1s"))
+        .with_bars(vec![Span::new(SEC, "1s")])
+        .with_ema_span(20)
+        .with_lateness(0);
     let symbols: Vec<Symbol> = ["AAA", "BBB", "CCC", "DDD"]
         .iter()
         .map(|s| Symbol::new(s).unwrap())
@@ -76,13 +75,13 @@ fn ten_million_ticks_retract_exactly() {
             };
             let s = rng.random_range(0..4);
             prices[s] = (prices[s] + rng.random_range(-5_000..=5_000)).max(1);
-            let trade = Trade {
-                symbol: symbols[s],
-                time_ns: t,
+            let trade = Trade::new(
+                symbols[s],
+                t,
                 seq,
-                price: Fixed(prices[s]),
-                size: Fixed(rng.random_range(1..100_000_000_000)),
-            };
+                Fixed::from_units(prices[s]),
+                Fixed::from_units(rng.random_range(1..100_000_000_000)),
+            );
             input.advance_to(t);
             input.send(trade);
             let mut recent = recent.lock().unwrap();

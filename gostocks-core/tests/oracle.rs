@@ -11,13 +11,12 @@ const SEC: u64 = 1_000_000_000;
 const BASE: u64 = 1_700_000_000 * SEC;
 
 fn config(lateness: u64) -> AnalyticsConfig {
-    AnalyticsConfig {
-        windows: vec![Span::new(3 * SEC, "3s"), Span::new(10 * SEC, "10s")],
-        resolution: Span::new(SEC, "1s"),
-        bars: vec![Span::new(SEC, "1s"), Span::new(5 * SEC, "5s")],
-        ema_span: 3,
-        lateness,
-    }
+    AnalyticsConfig::default()
+        .with_windows(vec![Span::new(3 * SEC, "3s"), Span::new(10 * SEC, "10s")])
+        .with_resolution(Span::new(SEC, "1s"))
+        .with_bars(vec![Span::new(SEC, "1s"), Span::new(5 * SEC, "5s")])
+        .with_ema_span(3)
+        .with_lateness(lateness)
 }
 
 /// A stream with the awkward cases in it: equal timestamps, ticks exactly on grid, window and
@@ -41,14 +40,13 @@ fn stream(seed: u64, n: usize) -> Vec<Trade> {
             };
             let s = rng.random_range(0..symbols.len());
             prices[s] = (prices[s] + rng.random_range(-3..=3)).max(1);
-            Trade {
-                symbol: symbols[s],
-                time_ns: t,
-                seq: seq as u64,
-                price: Fixed::from_mantissa(prices[s], 2).unwrap(),
-                size: Fixed::from_mantissa(rng.random_range(1..500), rng.random_range(0..4))
-                    .unwrap(),
-            }
+            Trade::new(
+                symbols[s],
+                t,
+                seq as u64,
+                Fixed::from_mantissa(prices[s], 2).unwrap(),
+                Fixed::from_mantissa(rng.random_range(1..500), rng.random_range(0..4)).unwrap(),
+            )
         })
         .collect()
 }
@@ -76,11 +74,7 @@ fn check(trades: Vec<Trade>, inputs: Vec<Vec<Trade>>, cfg: &AnalyticsConfig, wor
     );
     assert_eq!(
         counted.counts,
-        RowCounts {
-            stats: want_stats.len(),
-            bars: want_bars.len(),
-            events: 0
-        }
+        RowCounts::new(want_stats.len(), want_bars.len(), 0)
     );
     assert_eq!(got.counts, counted.counts);
     assert!(

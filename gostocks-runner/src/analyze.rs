@@ -226,13 +226,12 @@ struct Shared {
 
 /// Runs `gostocks analyze`.
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
-    let config = AnalyticsConfig {
-        windows: args.window.clone(),
-        resolution: args.resolution.clone(),
-        bars: args.bar.clone(),
-        ema_span: args.ema_span,
-        lateness: args.lateness.as_ref().map_or(0, |l| l.ns()),
-    };
+    let config = AnalyticsConfig::default()
+        .with_windows(args.window.clone())
+        .with_resolution(args.resolution.clone())
+        .with_bars(args.bar.clone())
+        .with_ema_span(args.ema_span)
+        .with_lateness(args.lateness.as_ref().map_or(0, |l| l.ns()));
     config.validate()?;
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
     // Every input is opened first, so a missing file or an unknown format fails before any work.

@@ -72,10 +72,9 @@ pub fn workload(dir: &Path, min_ticks: usize) -> anyhow::Result<(Vec<Trade>, usi
         for copy in 0..copies {
             for t in trades {
                 let name = format!("{}.{tape}.{copy}", t.symbol);
-                all.push(Trade {
-                    symbol: Symbol::new(&name).context("symbol")?,
-                    ..*t
-                });
+                let mut copied = *t;
+                copied.symbol = Symbol::new(&name).context("symbol")?;
+                all.push(copied);
             }
         }
     }
@@ -111,9 +110,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let shift = span + 86_400_000_000_000;
     let later: Vec<Trade> = trades
         .iter()
-        .map(|t| Trade {
-            time_ns: t.time_ns + shift,
-            ..*t
+        .map(|t| {
+            let mut later = *t;
+            later.time_ns += shift;
+            later
         })
         .collect();
     let later_len = trades.len() as u64;
@@ -481,7 +481,7 @@ impl AlertFiles {
                 let t = trades[rng.random_range(0..trades.len())];
                 let (lo, hi) = range[&t.symbol];
                 let condition = conditions[rng.random_range(0..conditions.len())];
-                let threshold = Fixed(rng.random_range(lo..=hi).max(1));
+                let threshold = Fixed::from_units(rng.random_range(lo..=hi).max(1));
                 let rearm = storm_mix && rng.random_bool(0.5);
                 let mode = if rearm { "rearm" } else { "once" };
                 let window = if condition.needs_window() {
@@ -578,27 +578,20 @@ fn bench_rules(trades: &[Trade], n: usize) -> Vec<(AlertRule, u64, isize)> {
             let t = trades[rng.random_range(0..trades.len())];
             let condition = Condition::ALL[rng.random_range(0..Condition::ALL.len())];
             let threshold = if condition == Condition::VolatilityAbove {
-                Fixed(rng.random_range(1_000..100_000))
+                Fixed::from_units(rng.random_range(1_000..100_000))
             } else {
                 t.price
             };
-            let rule = AlertRule {
-                id: format!("b{i:06}"),
-                symbol: t.symbol,
-                condition,
-                threshold,
-                mode: if rng.random_bool(0.5) {
+            let rule = AlertRule::new(format!("b{i:06}"), t.symbol, condition, threshold)
+                .with_mode(if rng.random_bool(0.5) {
                     Mode::Rearm
                 } else {
                     Mode::Once
-                },
-                hysteresis: Fixed(t.price.units() / 1000),
-                cooldown_ns: 1_000_000_000,
-                window: condition.needs_window().then(|| rng.random_range(0..2)),
-                created_ns: 0,
-                bar_ns: None,
-                storm: None,
-            };
+                })
+                .with_hysteresis(Fixed::from_units(t.price.units() / 1000))
+                .with_cooldown_ns(1_000_000_000)
+                .with_window(condition.needs_window().then(|| rng.random_range(0..2)))
+                .with_storm(None);
             (rule, 0, 1)
         })
         .collect()

@@ -328,17 +328,14 @@ async fn latency(
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_nanos() as i64;
-            let tick = Tick {
-                symbol: symbols[(sent % 100) as usize].clone(),
+            let tick = Tick::new(
+                symbols[(sent % 100) as usize].clone(),
                 price,
                 size,
-                time_ns: now,
-                seq: sent,
-                source: "bench".into(),
-                side: None,
-                trade_id: None,
-                conditions: Vec::new(),
-            };
+                now,
+                sent,
+            )
+            .with_source("bench");
             // Queued now; the acknowledgements are collected below.
             inflight.push(producer.send_owned(topic.clone(), tick));
             sent += 1;

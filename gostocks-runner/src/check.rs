@@ -33,17 +33,14 @@ async fn run(args: CheckArgs) -> anyhow::Result<()> {
     // A symbol of its own, so the probe is found whatever else flows.
     let symbol = format!("CHECK-{:X}", now.as_nanos() as u64 & 0xffff_ffff_ffff);
     let price = "1.2345";
-    let tick = Tick {
-        symbol: symbol.clone(),
-        price: price.parse()?,
-        size: "1".parse()?,
-        time_ns: now.as_nanos() as i64,
-        seq: 0,
-        source: "check".into(),
-        side: None,
-        trade_id: None,
-        conditions: Vec::new(),
-    };
+    let tick = Tick::new(
+        symbol.clone(),
+        price.parse()?,
+        "1".parse()?,
+        now.as_nanos() as i64,
+        0,
+    )
+    .with_source("check");
     let deadline = Instant::now() + Duration::from_nanos(args.timeout.ns());
     println!(
         "probe: {symbol} at {price} through {} → redis → REST",

@@ -468,8 +468,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", env = "GOSTOCKS_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: humantime::Duration,
 
-    /// How long a connection may send nothing before it is closed (REST between requests and
-    /// while waiting; gRPC clients answer the server's keep-alive pings, sent at a third of it).
+    /// How long a connection may move no byte either way before it is closed (REST between
+    /// requests; gRPC clients answer the server's keep-alive pings, sent at a third of it, and
+    /// event streams send heartbeats).
     #[arg(long, default_value = "60s", env = "GOSTOCKS_IDLE_TIMEOUT")]
     pub idle_timeout: humantime::Duration,
 
@@ -598,6 +599,12 @@ pub struct RunArgs {
     #[arg(long, env = "GOSTOCKS_NOTIFY_ALLOW_PRIVATE")]
     pub notify_allow_private: bool,
 
+    /// Browser origins allowed to call the REST API and open its event streams from their own
+    /// pages: comma-separated `scheme://host[:port]` (e.g. `https://app.example.com`), or `*`
+    /// for any. Default: none; the dashboard at `/` is on the API's own origin and needs none.
+    #[arg(long, env = "GOSTOCKS_CORS_ORIGIN")]
+    pub cors_origin: Option<crate::http::cors::Cors>,
+
     #[command(flatten)]
     pub db: PostgresArgs,
 }
@@ -605,13 +612,12 @@ pub struct RunArgs {
 impl RunArgs {
     /// The analytics this run computes.
     pub fn analytics_config(&self) -> anyhow::Result<AnalyticsConfig> {
-        let config = AnalyticsConfig {
-            windows: self.window.clone(),
-            resolution: self.resolution.clone(),
-            bars: self.bar.clone(),
-            ema_span: self.ema_span,
-            lateness: 0,
-        };
+        let config = AnalyticsConfig::default()
+            .with_windows(self.window.clone())
+            .with_resolution(self.resolution.clone())
+            .with_bars(self.bar.clone())
+            .with_ema_span(self.ema_span)
+            .with_lateness(0);
         config.validate()?;
         Ok(config)
     }

@@ -343,17 +343,14 @@ mod tests {
     use gostocks_core::Tick;
 
     fn tick(symbol: &str, time_ns: i64, seq: u64) -> Tick {
-        Tick {
-            symbol: symbol.into(),
-            price: "100.5".parse().expect("price"),
-            size: "2".parse().expect("size"),
+        Tick::new(
+            symbol,
+            "100.5".parse().expect("price"),
+            "2".parse().expect("size"),
             time_ns,
             seq,
-            source: "test".into(),
-            side: None,
-            trade_id: None,
-            conditions: Vec::new(),
-        }
+        )
+        .with_source("test")
     }
 
     /// Worker 0's partition runs hours of event time ahead while worker 1's partition is

@@ -86,6 +86,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let (windows, bars) = (state.read.windows.clone(), state.read.bar_sizes.clone());
     sinks.add(sinks::read_model::ReadModelSink(Arc::clone(&state.read)));
     sinks.add(sinks::alert_events::AlertEvents(Arc::clone(&hub)));
+    let push = Arc::new(sinks::push::PushHub::new(windows.clone(), bars.clone()));
+    sinks.add(sinks::push::Push(Arc::clone(&push)));
     if let Some(redis) = &redis {
         sinks.add(sinks::redis::Redis::new(
             redis.clone(),
@@ -201,6 +203,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         loaded,
         memory_note,
         redis,
+        push,
         shutdown,
     ))?;
     // Intake stops; the dataflow finishes what it holds and the sinks write it, by the deadline.
@@ -318,6 +321,8 @@ fn replay(
     }
 }
 
+// The parts `run` built, handed over once.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     args: &RunArgs,
     state: Arc<MarketState>,
@@ -325,6 +330,7 @@ async fn serve(
     loaded: usize,
     demo_key: Option<String>,
     redis: Option<RedisSink>,
+    push: Arc<sinks::push::PushHub>,
     shutdown: crate::shutdown::Shutdown,
 ) -> anyhow::Result<Instant> {
     let http = TcpListener::bind(args.http_addr).await.with_context(|| {
@@ -389,7 +395,9 @@ async fn serve(
         shutdown.clone(),
     ));
     let api = crate::http::Api::new(Arc::clone(&state), Some(Arc::clone(&alerts)), redis)
-        .with_shutdown(shutdown.clone());
+        .with_shutdown(shutdown.clone())
+        .with_push(push)
+        .with_cors(args.cors_origin.clone());
     let rest = crate::serve::serve(
         http,
         warp::service(crate::http::app(api)),
@@ -429,8 +437,9 @@ async fn serve(
         (None, None) => "replaying the bundled recording".into(),
     };
     println!("gostocks is running: {source}");
+    println!("  dashboard  http://{http_addr}/   (the API: http://{http_addr}/docs)");
     println!(
-        "  REST  http://{http_addr}   (GET /price/:symbol, /stats/:symbol, /bars/:symbol, /symbols, /healthz, /metrics)"
+        "  REST  http://{http_addr}   (GET /price/:symbol, /stats/:symbol, /bars/:symbol, /symbols, /stream, /healthz, /metrics)"
     );
     println!(
         "  gRPC  {grpc_addr}   (gostocks.v1.MarketService, gostocks.v1.AlertService, grpc.health.v1, reflection)"

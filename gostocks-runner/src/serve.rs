@@ -1,8 +1,8 @@
 //! Accepting the REST and gRPC servers' connections, bounded: at most `max_connections` open at
 //! once (further connections wait to be accepted), a REST client must send a request's headers
-//! within `header_read_timeout`, and a connection that sends nothing for `idle_timeout` is
-//! closed (gRPC clients answer the server's HTTP/2 pings, sent at a third of it, so a live
-//! connection is never idle). On shutdown, open connections get `drain` to finish.
+//! within `header_read_timeout`, and a connection on which no byte moves either way for
+//! `idle_timeout` is closed (gRPC clients answer the server's HTTP/2 pings, sent at a third of
+//! it, and event streams send heartbeats, so a live connection is never idle). On shutdown, open connections get `drain` to finish.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -103,9 +103,7 @@ pub async fn serve<S, B>(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
-        io.set_read_timeout(Some(limits.idle_timeout));
-        let io = TokioIo::new(Box::pin(io));
+        let io = TokioIo::new(Idle::new(tcp, limits.idle_timeout));
         let svc = service.clone();
         let hyper_svc = hyper::service::service_fn(move |req| {
             let mut svc = svc.clone();
@@ -129,6 +127,98 @@ pub async fn serve<S, B>(
         .is_err()
     {
         tracing::warn!(drain = ?limits.drain, "connections still open after the drain time; closing them");
+    }
+}
+
+/// A connection that fails with `TimedOut` once no byte has moved either way for `idle`: a
+/// client that sends nothing while it receives (a server-sent event stream, which hyper reads
+/// from to notice a close) is not idle, while one that stalls both ways is closed.
+struct Idle<T> {
+    io: T,
+    idle: Duration,
+    last: tokio::time::Instant,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> Idle<T> {
+    fn new(io: T, idle: Duration) -> Idle<T> {
+        let last = tokio::time::Instant::now();
+        Idle {
+            io,
+            idle,
+            last,
+            timer: Box::pin(tokio::time::sleep_until(last + idle)),
+        }
+    }
+
+    /// With the io pending: `TimedOut` if idle too long, else a wake-up at the deadline.
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        loop {
+            let deadline = self.last + self.idle;
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Idle<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.io).poll_read(cx, buf) {
+            std::task::Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.last = tokio::time::Instant::now();
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending if this.expired(cx) => std::task::Poll::Ready(Err(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "idle connection"),
+            )),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Idle<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let r = std::pin::Pin::new(&mut this.io).poll_write(cx, data);
+        if let std::task::Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            this.last = tokio::time::Instant::now();
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -89,21 +89,21 @@ fn symbol_ticks(symbol: &str, args: &SimulateArgs, rng: &mut StdRng) -> Vec<Tick
             65..=94 => rng.random_range(1..100),
             _ => 100 * rng.random_range(10..50),
         };
-        ticks.push(Tick {
-            symbol: symbol.to_owned(),
-            price: Fixed(units.max(p.tick_units)),
-            size: Fixed::from_mantissa(shares, 0).expect("small"),
-            time_ns: args.start_ns + (t * 1e9) as i64,
-            seq: 0,
-            source: "simulate".into(),
-            side: Some(if rng.random_bool(0.5) {
+        ticks.push(
+            Tick::new(
+                symbol.to_owned(),
+                Fixed::from_units(units.max(p.tick_units)),
+                Fixed::from_mantissa(shares, 0).expect("small"),
+                args.start_ns + (t * 1e9) as i64,
+                0,
+            )
+            .with_source("simulate")
+            .with_side(Some(if rng.random_bool(0.5) {
                 Side::Buy
             } else {
                 Side::Sell
-            }),
-            trade_id: None,
-            conditions: Vec::new(),
-        });
+            })),
+        );
     }
     ticks
 }

@@ -205,28 +205,21 @@ fn rules_for(ticks: &[Trade], n: usize, seed: u64) -> Vec<(AlertRule, u64, u64)>
         .map(|i| {
             let condition = Condition::ALL[rng.random_range(0..Condition::ALL.len())];
             let threshold = if condition == Condition::VolatilityAbove {
-                Fixed(rng.random_range(1_000..200_000)) // 0.00001 .. 0.002
+                Fixed::from_units(rng.random_range(1_000..200_000)) // 0.00001 .. 0.002
             } else {
-                Fixed(prices[rng.random_range(0..prices.len())])
+                Fixed::from_units(prices[rng.random_range(0..prices.len())])
             };
             let spread = (prices[prices.len() - 1] - prices[0]).max(1);
-            let rule = AlertRule {
-                id: format!("g{i:05}"),
-                symbol,
-                condition,
-                threshold,
-                mode: if rng.random_bool(0.5) {
+            let rule = AlertRule::new(format!("g{i:05}"), symbol, condition, threshold)
+                .with_mode(if rng.random_bool(0.5) {
                     Mode::Rearm
                 } else {
                     Mode::Once
-                },
-                hysteresis: Fixed(rng.random_range(0..spread / 20 + 1)),
-                cooldown_ns: [0, 1_000_000_000, 60_000_000_000][rng.random_range(0..3)],
-                window: condition.needs_window().then(|| rng.random_range(0..2)),
-                created_ns: 0,
-                bar_ns: None,
-                storm: None,
-            };
+                })
+                .with_hysteresis(Fixed::from_units(rng.random_range(0..spread / 20 + 1)))
+                .with_cooldown_ns([0, 1_000_000_000, 60_000_000_000][rng.random_range(0..3)])
+                .with_window(condition.needs_window().then(|| rng.random_range(0..2)))
+                .with_storm(None);
             (rule, 0, u64::MAX)
         })
         .collect()

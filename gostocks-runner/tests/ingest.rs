@@ -591,17 +591,17 @@ fn finnhub_script() -> (Vec<String>, Vec<Tick>) {
             for _ in 0..copies {
                 let pos = data.len() as u64;
                 data.push(item.clone());
-                expected.push(Tick {
-                    symbol: symbol.into(),
-                    price: price.parse().expect("price"),
-                    size: volume.parse().expect("volume"),
-                    time_ns: t * 1_000_000,
-                    seq: t as u64 * 1000 + pos,
-                    source: "finnhub".into(),
-                    side: None,
-                    trade_id: None,
-                    conditions: conditions.clone(),
-                });
+                expected.push(
+                    Tick::new(
+                        symbol,
+                        price.parse().expect("price"),
+                        volume.parse().expect("volume"),
+                        t * 1_000_000,
+                        t as u64 * 1000 + pos,
+                    )
+                    .with_source("finnhub")
+                    .with_conditions(conditions.clone()),
+                );
             }
             i += 1;
         }
@@ -791,17 +791,18 @@ fn alpaca_script() -> (Vec<String>, Vec<Tick>) {
                 nanos / 1_000_000_000,
                 nanos % 1_000_000_000
             ));
-            expected.push(Tick {
-                symbol: symbol.into(),
-                price: price.parse().expect("price"),
-                size: size.to_string().parse().expect("size"),
-                time_ns: base_s * 1_000_000_000 + nanos,
-                seq: id,
-                source: "alpaca".into(),
-                side: None,
-                trade_id: Some(id),
-                conditions: vec!["@".into(), "I".into()],
-            });
+            expected.push(
+                Tick::new(
+                    symbol,
+                    price.parse().expect("price"),
+                    size.to_string().parse().expect("size"),
+                    base_s * 1_000_000_000 + nanos,
+                    id,
+                )
+                .with_source("alpaca")
+                .with_trade_id(Some(id))
+                .with_conditions(vec!["@".into(), "I".into()]),
+            );
             k += 1;
         }
         if k.is_multiple_of(4) {

@@ -70,20 +70,20 @@ impl From<&Tick> for v1::Tick {
 impl TryFrom<v1::Tick> for Tick {
     type Error = ConversionError;
     fn try_from(t: v1::Tick) -> Result<Tick, ConversionError> {
-        Ok(Tick {
-            price: decimal("price", t.price.as_ref())?,
-            size: decimal("size", t.size.as_ref())?,
-            symbol: t.symbol,
-            time_ns: t.time_ns,
-            seq: t.seq,
-            source: t.source,
-            side: match t.side.and_then(|s| v1::Side::try_from(s).ok()) {
-                Some(v1::Side::Buy) => Some(Side::Buy),
-                Some(v1::Side::Sell) => Some(Side::Sell),
-                _ => None,
-            },
-            trade_id: t.trade_id,
-            conditions: t.conditions,
+        Ok(Tick::new(
+            t.symbol,
+            decimal("price", t.price.as_ref())?,
+            decimal("size", t.size.as_ref())?,
+            t.time_ns,
+            t.seq,
+        )
+        .with_source(t.source)
+        .with_side(match t.side.and_then(|s| v1::Side::try_from(s).ok()) {
+            Some(v1::Side::Buy) => Some(Side::Buy),
+            Some(v1::Side::Sell) => Some(Side::Sell),
+            _ => None,
         })
+        .with_trade_id(t.trade_id)
+        .with_conditions(t.conditions))
     }
 }

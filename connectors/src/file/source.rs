@@ -713,13 +713,13 @@ fn csv_trade(line: &[u8], cols: &[usize; 5], width: usize) -> Option<Trade> {
     let seq: u64 = int(f.get(cols[2])?, "seq").ok()?;
     let price = Fixed::parse_bytes(f.get(cols[3])?).ok()?;
     let size = Fixed::parse_bytes(f.get(cols[4])?).ok()?;
-    (price.is_positive() && size.is_positive()).then_some(Trade {
+    (price.is_positive() && size.is_positive()).then_some(Trade::new(
         symbol,
-        time_ns: u64::try_from(time_ns).ok()?,
+        u64::try_from(time_ns).ok()?,
         seq,
         price,
         size,
-    })
+    ))
 }
 
 fn decode_csv(line: &[u8], cols: &[usize; 5], width: usize) -> Result<Tick, Rejection> {
@@ -730,17 +730,13 @@ fn decode_csv(line: &[u8], cols: &[usize; 5], width: usize) -> Result<Tick, Reje
             f.len()
         )));
     }
-    Ok(Tick {
-        symbol: symbol(field(&f, cols[0], "symbol")?)?,
-        time_ns: int(field(&f, cols[1], "time_ns")?, "time_ns")?,
-        seq: int(field(&f, cols[2], "seq")?, "seq")?,
-        price: dec(field(&f, cols[3], "price")?, "price")?,
-        size: dec(field(&f, cols[4], "size")?, "size")?,
-        source: String::new(),
-        side: None,
-        trade_id: None,
-        conditions: Vec::new(),
-    })
+    Ok(Tick::new(
+        symbol(field(&f, cols[0], "symbol")?)?,
+        dec(field(&f, cols[3], "price")?, "price")?,
+        dec(field(&f, cols[4], "size")?, "size")?,
+        int(field(&f, cols[1], "time_ns")?, "time_ns")?,
+        int(field(&f, cols[2], "seq")?, "seq")?,
+    ))
 }
 
 /// LOBSTER's `time`, seconds after midnight with up to 9 decimals, exactly, in ns; refused
@@ -796,22 +792,16 @@ fn decode_lobster(
         let size: i64 = int(field(&f, 3, "size")?, "size")?;
         let price: i64 = int(field(&f, 4, "price")?, "price")?;
         let direction: i8 = int(field(&f, 5, "direction")?, "direction")?;
-        Ok(Tick {
-            symbol: sym.to_owned(),
-            price: Fixed::from_mantissa(price, 4).map_err(|e| Rejection::Decode(e.to_string()))?,
-            size: Fixed::from_mantissa(size, 0).map_err(|e| Rejection::Decode(e.to_string()))?,
-            time_ns,
-            seq: row,
-            source: "lobster".into(),
+        let price = Fixed::from_mantissa(price, 4).map_err(|e| Rejection::Decode(e.to_string()))?;
+        let size = Fixed::from_mantissa(size, 0).map_err(|e| Rejection::Decode(e.to_string()))?;
+        Ok(Tick::new(sym, price, size, time_ns, row)
+            .with_source("lobster")
             // An execution against a sell order is a buyer-initiated trade.
-            side: match direction {
+            .with_side(match direction {
                 -1 => Some(Side::Buy),
                 1 => Some(Side::Sell),
                 _ => None,
-            },
-            trade_id: None,
-            conditions: Vec::new(),
-        })
+            }))
     };
     Some(decode())
 }
@@ -821,21 +811,20 @@ fn decode_binance_trade_csv(line: &[u8]) -> Result<Tick, Rejection> {
     let trade_time_ms: i64 = int(field(&f, 2, "trade_time_ms")?, "trade_time_ms")?;
     let trade_id: u64 = int(field(&f, 4, "trade_id")?, "trade_id")?;
     let maker = field(&f, 7, "is_buyer_maker")?;
-    Ok(Tick {
-        symbol: symbol(field(&f, 3, "symbol")?)?,
-        price: dec(field(&f, 5, "price")?, "price")?,
-        size: dec(field(&f, 6, "qty")?, "qty")?,
-        time_ns: scale_time(trade_time_ms, 1_000_000, "trade_time_ms", "ms")?,
-        seq: trade_id,
-        source: "binance".into(),
-        side: Some(if maker.trim_ascii() == b"true" {
-            Side::Sell
-        } else {
-            Side::Buy
-        }),
-        trade_id: Some(trade_id),
-        conditions: Vec::new(),
-    })
+    Ok(Tick::new(
+        symbol(field(&f, 3, "symbol")?)?,
+        dec(field(&f, 5, "price")?, "price")?,
+        dec(field(&f, 6, "qty")?, "qty")?,
+        scale_time(trade_time_ms, 1_000_000, "trade_time_ms", "ms")?,
+        trade_id,
+    )
+    .with_source("binance")
+    .with_side(Some(if maker.trim_ascii() == b"true" {
+        Side::Sell
+    } else {
+        Side::Buy
+    }))
+    .with_trade_id(Some(trade_id)))
 }
 
 #[cfg(test)]

@@ -175,17 +175,7 @@ mod tests {
     use super::*;
 
     fn tick(seq: u64) -> Tick {
-        Tick {
-            symbol: "A".into(),
-            price: "1".parse().unwrap(),
-            size: "1".parse().unwrap(),
-            time_ns: 0,
-            seq,
-            source: String::new(),
-            side: None,
-            trade_id: None,
-            conditions: Vec::new(),
-        }
+        Tick::new("A", "1".parse().unwrap(), "1".parse().unwrap(), 0, seq)
     }
 
     #[test]

@@ -86,10 +86,9 @@ fn alert(row: &Row) -> StoredAlert {
         channels: row.get(11),
         bar_ns: row.get::<_, Option<i64>>(12).map(|b| b as u64),
         storm: match (row.get::<_, Option<i32>>(13), row.get::<_, Option<i64>>(14)) {
-            (Some(max_events), Some(within_ns)) => Some(StormGuard {
-                max_events: max_events as u32,
-                within_ns: within_ns as u64,
-            }),
+            (Some(max_events), Some(within_ns)) => {
+                Some(StormGuard::new(max_events as u32, within_ns as u64))
+            }
             _ => None,
         },
         paused_reason: row.get(15),
@@ -334,17 +333,17 @@ pub async fn events_after(
         .map(|r| StoredEvent {
             id: r.get(0),
             owner: r.get(1),
-            event: AlertEvent {
-                alert_id: r.get(2),
-                symbol: gostocks_core::Symbol::new(r.get::<_, &str>(3)).unwrap_or_else(|_| {
+            event: AlertEvent::new(
+                r.get::<_, String>(2),
+                gostocks_core::Symbol::new(r.get::<_, &str>(3)).unwrap_or_else(|_| {
                     gostocks_core::Symbol::new("?").expect("a one-letter symbol")
                 }),
-                time_ns: r.get::<_, i64>(4) as u64,
-                seq: r.get::<_, i64>(5) as u64,
-                price: fixed(&r.get::<_, String>(6)),
-                value: r.get(7),
-                kind: kind_of(r.get(8), r.get(9)),
-            },
+                r.get::<_, i64>(4) as u64,
+                r.get::<_, i64>(5) as u64,
+                fixed(&r.get::<_, String>(6)),
+                r.get(7),
+                kind_of(r.get(8), r.get(9)),
+            ),
         })
         .collect())
 }

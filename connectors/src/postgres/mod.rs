@@ -13,17 +13,17 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
         "0001_init",
-        include_str!("../../../migrations/0001_init.sql"),
+        include_str!("../../migrations/0001_init.sql"),
     ),
     (
         2,
         "0002_notifications",
-        include_str!("../../../migrations/0002_notifications.sql"),
+        include_str!("../../migrations/0002_notifications.sql"),
     ),
     (
         3,
         "0003_alert_storms",
-        include_str!("../../../migrations/0003_alert_storms.sql"),
+        include_str!("../../migrations/0003_alert_storms.sql"),
     ),
 ];
 

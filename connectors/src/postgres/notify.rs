@@ -149,17 +149,17 @@ pub async fn claim(client: &Client, limit: i64, lease: Duration) -> Result<Vec<C
             event: StoredEvent {
                 id: r.get(3),
                 owner: r.get(4),
-                event: AlertEvent {
-                    alert_id: r.get(5),
-                    symbol: gostocks_core::Symbol::new(r.get::<_, &str>(6)).unwrap_or_else(|_| {
+                event: AlertEvent::new(
+                    r.get::<_, String>(5),
+                    gostocks_core::Symbol::new(r.get::<_, &str>(6)).unwrap_or_else(|_| {
                         gostocks_core::Symbol::new("?").expect("a one-letter symbol")
                     }),
-                    time_ns: r.get::<_, i64>(7) as u64,
-                    seq: r.get::<_, i64>(8) as u64,
-                    price: r.get::<_, String>(9).parse().unwrap_or_default(),
-                    value: r.get(10),
-                    kind: Default::default(),
-                },
+                    r.get::<_, i64>(7) as u64,
+                    r.get::<_, i64>(8) as u64,
+                    r.get::<_, String>(9).parse().unwrap_or_default(),
+                    r.get(10),
+                    Default::default(),
+                ),
             },
             condition: r
                 .get::<_, String>(11)

@@ -227,22 +227,21 @@ fn trade(m: Message<'_>) -> Result<Tick, Rejection> {
         m.i.ok_or_else(|| Rejection::Decode("trade lacks `i`".into()))?;
     let t =
         m.t.ok_or_else(|| Rejection::Decode("trade lacks `t`".into()))?;
-    Ok(Tick {
+    Ok(Tick::new(
         symbol,
-        price: raw_decimal(m.p, "p")?,
-        size: raw_decimal(m.s, "s")?,
-        time_ns: rfc3339_ns(t).filter(|ns| *ns >= 0).ok_or_else(|| {
+        raw_decimal(m.p, "p")?,
+        raw_decimal(m.s, "s")?,
+        rfc3339_ns(t).filter(|ns| *ns >= 0).ok_or_else(|| {
             Rejection::Decode(format!(
                 "`t` is not an RFC 3339 time from 1970 to 2262: {}",
                 excerpt(t)
             ))
         })?,
-        seq: id,
-        source: SOURCE.into(),
-        side: None,
-        trade_id: Some(id),
-        conditions: m.c.unwrap_or_default(),
-    })
+        id,
+    )
+    .with_source(SOURCE)
+    .with_trade_id(Some(id))
+    .with_conditions(m.c.unwrap_or_default()))
 }
 
 /// `2021-02-22T15:51:44.208123456Z` (or with a `+hh:mm` offset) in ns since the epoch, exactly;

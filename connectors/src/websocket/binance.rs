@@ -122,22 +122,22 @@ fn trade(data: &Value) -> Option<Result<Tick, Rejection>> {
         };
         let trade_id = num("t")?;
         let time_ms = num("T")?;
-        Ok(Tick {
-            symbol: text("s")?.to_owned(),
-            price: dec("p")?,
-            size: dec("q")?,
-            time_ns: i64::try_from(time_ms)
+        Ok(Tick::new(
+            text("s")?.to_owned(),
+            dec("p")?,
+            dec("q")?,
+            i64::try_from(time_ms)
                 .map_err(|_| Rejection::Decode(format!("T: {time_ms} ms is out of range")))
                 .and_then(|ms| scale_time(ms, 1_000_000, "T", "ms"))?,
-            seq: trade_id,
-            source: SOURCE.into(),
-            side: data
-                .get("m")
+            trade_id,
+        )
+        .with_source(SOURCE)
+        .with_side(
+            data.get("m")
                 .and_then(Value::as_bool)
                 .map(|m| if m { Side::Sell } else { Side::Buy }),
-            trade_id: Some(trade_id),
-            conditions: Vec::new(),
-        })
+        )
+        .with_trade_id(Some(trade_id)))
     };
     Some(decode())
 }

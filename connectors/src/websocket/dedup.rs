@@ -130,17 +130,7 @@ mod tests {
     use super::*;
 
     fn tick(symbol: &str, t: i64, price: &str, id: Option<u64>) -> Tick {
-        Tick {
-            symbol: symbol.into(),
-            price: price.parse().unwrap(),
-            size: "1".parse().unwrap(),
-            time_ns: t,
-            seq: 0,
-            source: String::new(),
-            side: None,
-            trade_id: id,
-            conditions: Vec::new(),
-        }
+        Tick::new(symbol, price.parse().unwrap(), "1".parse().unwrap(), t, 0).with_trade_id(id)
     }
 
     #[test]

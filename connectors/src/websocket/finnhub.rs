@@ -143,17 +143,15 @@ fn trade(raw: &RawValue, position: u64) -> Result<Tick, Rejection> {
     let time_ms =
         t.t.ok_or_else(|| Rejection::Decode("trade lacks `t`".into()))?;
     let time_ns = scale_time(time_ms, 1_000_000, "t", "ms")?;
-    Ok(Tick {
+    Ok(Tick::new(
         symbol,
-        price: raw_decimal(t.p, "p")?,
-        size: raw_decimal(t.v, "v")?,
+        raw_decimal(t.p, "p")?,
+        raw_decimal(t.v, "v")?,
         time_ns,
-        seq: u64::try_from(time_ms).unwrap_or(0) * (MAX_POSITION + 1) + position.min(MAX_POSITION),
-        source: SOURCE.into(),
-        side: None,
-        trade_id: None,
-        conditions: t.c.unwrap_or_default(),
-    })
+        u64::try_from(time_ms).unwrap_or(0) * (MAX_POSITION + 1) + position.min(MAX_POSITION),
+    )
+    .with_source(SOURCE)
+    .with_conditions(t.c.unwrap_or_default()))
 }
 
 #[cfg(test)]

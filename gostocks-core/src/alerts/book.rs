@@ -181,15 +181,12 @@ fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
 /// that no tick of the bar can still come ([`SymbolBook::close_bars`]).
 ///
 /// ```
-/// use gostocks_core::alerts::{AlertRule, Condition, Mode, SymbolBook};
+/// use gostocks_core::alerts::{AlertRule, Condition, SymbolBook};
 /// use gostocks_core::{Symbol, Trade};
 /// let sym = Symbol::new("X").unwrap();
 /// let mut book = SymbolBook::new(&[]);
-/// book.insert(AlertRule { id: "a".into(), symbol: sym, condition: Condition::PriceAbove,
-///     threshold: "10".parse().unwrap(), mode: Mode::Once, hysteresis: Default::default(),
-///     cooldown_ns: 0, window: None, created_ns: 0, bar_ns: None, storm: None });
-/// let tick = |t, p: &str| Trade { symbol: sym, time_ns: t, seq: 0, price: p.parse().unwrap(),
-///     size: "1".parse().unwrap() };
+/// book.insert(AlertRule::new("a", sym, Condition::PriceAbove, "10".parse().unwrap()).with_storm(None));
+/// let tick = |t, p: &str| Trade::new(sym, t, 0, p.parse().unwrap(), "1".parse().unwrap());
 /// let mut events = Vec::new();
 /// book.on_tick(&tick(1, "10"), None, &mut events);        // equal: not above
 /// book.on_tick(&tick(2, "10.01"), Some("10".parse().unwrap()), &mut events);

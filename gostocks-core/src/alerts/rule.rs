@@ -153,6 +153,7 @@ impl FromStr for Mode {
 /// [`PauseReason::Storm`] is emitted in its place (same tick, same fields), and the alert fires
 /// nothing more until it is retracted and inserted again (re-enabled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StormGuard {
     /// The most events allowed within the span (at least 1).
     pub max_events: u32,
@@ -161,6 +162,15 @@ pub struct StormGuard {
 }
 
 impl StormGuard {
+    /// At most `max_events` events within `within_ns` of event time ([`AlertRule::validate`]
+    /// wants both above 0).
+    pub const fn new(max_events: u32, within_ns: u64) -> StormGuard {
+        StormGuard {
+            max_events,
+            within_ns,
+        }
+    }
+
     /// The largest `max_events` a spec may give: the guard keeps one event time per event it
     /// counts, so this bounds its memory per alert.
     pub const MAX_EVENTS: u32 = 10_000;
@@ -180,8 +190,20 @@ impl Default for StormGuard {
     }
 }
 
-/// An alert rule as the dataflow matches it.
+/// An alert rule as the dataflow matches it. Users write an [`crate::alerts::AlertSpec`] and
+/// turn it into a checked rule; in code, [`AlertRule::new`] and the `with_` methods build one.
+///
+/// ```
+/// use gostocks_core::alerts::{AlertRule, Condition, Mode};
+/// use gostocks_core::Symbol;
+/// let rule = AlertRule::new("a1", Symbol::new("AAPL").unwrap(), Condition::PriceAbove, "200".parse().unwrap())
+///     .with_mode(Mode::Rearm)
+///     .with_hysteresis("0.5".parse().unwrap());
+/// assert_eq!(rule.validate(), Ok(()));
+/// assert_eq!(rule.storm_warning(), None, "the hysteresis keeps it from firing on every tick");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AlertRule {
     /// The alert's id (unique across users).
     pub id: String,
@@ -211,6 +233,77 @@ pub struct AlertRule {
 }
 
 impl AlertRule {
+    /// A [`Mode::Once`] rule with no hysteresis, cooldown, window or bar, applying from time 0,
+    /// with the default storm guard; not yet checked ([`AlertRule::validate`]).
+    pub fn new(
+        id: impl Into<String>,
+        symbol: Symbol,
+        condition: Condition,
+        threshold: Fixed,
+    ) -> AlertRule {
+        AlertRule {
+            id: id.into(),
+            symbol,
+            condition,
+            threshold,
+            mode: Mode::Once,
+            hysteresis: Fixed::ZERO,
+            cooldown_ns: 0,
+            window: None,
+            created_ns: 0,
+            bar_ns: None,
+            storm: Some(StormGuard::DEFAULT),
+        }
+    }
+
+    /// This rule with its threshold set.
+    pub fn with_threshold(mut self, threshold: Fixed) -> AlertRule {
+        self.threshold = threshold;
+        self
+    }
+
+    /// This rule with its trigger frequency set.
+    pub fn with_mode(mut self, mode: Mode) -> AlertRule {
+        self.mode = mode;
+        self
+    }
+
+    /// This rule with its hysteresis set.
+    pub fn with_hysteresis(mut self, hysteresis: Fixed) -> AlertRule {
+        self.hysteresis = hysteresis;
+        self
+    }
+
+    /// This rule with its cooldown (or interval) set, ns of event time.
+    pub fn with_cooldown_ns(mut self, cooldown_ns: u64) -> AlertRule {
+        self.cooldown_ns = cooldown_ns;
+        self
+    }
+
+    /// This rule with its window set (an index into the analytics' windows).
+    pub fn with_window(mut self, window: Option<u8>) -> AlertRule {
+        self.window = window;
+        self
+    }
+
+    /// This rule applying to ticks with `t >= created_ns`.
+    pub fn with_created_ns(mut self, created_ns: u64) -> AlertRule {
+        self.created_ns = created_ns;
+        self
+    }
+
+    /// This rule with its bar size set, ns.
+    pub fn with_bar_ns(mut self, bar_ns: Option<u64>) -> AlertRule {
+        self.bar_ns = bar_ns;
+        self
+    }
+
+    /// This rule with its storm guard set (`None` turns it off).
+    pub fn with_storm(mut self, storm: Option<StormGuard>) -> AlertRule {
+        self.storm = storm;
+        self
+    }
+
     /// Checks what a user can get wrong; the message names the field and the fix.
     pub fn validate(&self) -> Result<(), RuleError> {
         if !self.threshold.is_positive() {
@@ -401,6 +494,7 @@ impl PauseReason {
 /// For [`Mode::OncePerBarClose`], `time_ns` is the end of the bar (when it closed), and `seq`,
 /// `price` and `value` are those of its close; for every other mode they are the firing tick's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AlertEvent {
     /// The alert that fired (shared with its rule: an event costs no allocation).
     pub alert_id: std::sync::Arc<str>,
@@ -420,6 +514,28 @@ pub struct AlertEvent {
 }
 
 impl AlertEvent {
+    /// An event of `kind` for alert `alert_id` on the tick `(symbol, time_ns, seq, price)`,
+    /// whose condition's value was `value`.
+    pub fn new(
+        alert_id: impl Into<String>,
+        symbol: Symbol,
+        time_ns: u64,
+        seq: u64,
+        price: Fixed,
+        value: f64,
+        kind: EventKind,
+    ) -> AlertEvent {
+        AlertEvent {
+            alert_id: alert_id.into(),
+            symbol,
+            time_ns,
+            seq,
+            price,
+            value,
+            kind,
+        }
+    }
+
     fn key(&self) -> (u64, Symbol, u64, &str) {
         (self.time_ns, self.symbol, self.seq, &self.alert_id)
     }
@@ -429,8 +545,8 @@ impl AlertEvent {
     ///
     /// ```
     /// use gostocks_core::alerts::{AlertEvent, EventKind, PauseReason};
-    /// let mut e = AlertEvent { alert_id: "a1".into(), symbol: gostocks_core::Symbol::new("X").unwrap(),
-    ///     time_ns: 5, seq: 2, price: "10.5".parse().unwrap(), value: 10.5, kind: EventKind::Fired };
+    /// let symbol = gostocks_core::Symbol::new("X").unwrap();
+    /// let mut e = AlertEvent::new("a1", symbol, 5, 2, "10.5".parse().unwrap(), 10.5, EventKind::Fired);
     /// assert_eq!(e.to_json(), r#"{"alert_id":"a1","symbol":"X","time_ns":5,"seq":2,"price":10.5,"value":10.5}"#);
     /// e.kind = EventKind::Paused { reason: PauseReason::Storm };
     /// assert_eq!(e.to_json(), r#"{"alert_id":"a1","symbol":"X","time_ns":5,"seq":2,"price":10.5,"value":10.5,"kind":"paused","reason":"storm"}"#);

@@ -52,6 +52,7 @@ use crate::symbol::{Symbol, excerpt};
 /// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AlertSpec {
     /// The alert's id (required in files; assigned by the service over the API).
     #[serde(default)]
@@ -181,6 +182,35 @@ fn exact_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Fixed>, D::Error>
 }
 
 impl AlertSpec {
+    /// A spec with the required fields (the optional ones are `None`: their defaults); set
+    /// the others as fields.
+    ///
+    /// ```
+    /// use gostocks_core::alerts::AlertSpec;
+    /// let mut spec = AlertSpec::new("AAPL", "price_above", "200".parse().unwrap());
+    /// spec.mode = Some("rearm".into());
+    /// spec.cooldown = Some("30s".into());
+    /// assert_eq!(spec.to_rule("a1", 0, &[]).unwrap().cooldown_ns, 30_000_000_000);
+    /// ```
+    pub fn new(
+        symbol: impl Into<String>,
+        condition: impl Into<String>,
+        threshold: Fixed,
+    ) -> AlertSpec {
+        AlertSpec {
+            id: None,
+            symbol: symbol.into(),
+            condition: condition.into(),
+            threshold,
+            mode: None,
+            hysteresis: None,
+            cooldown: None,
+            window: None,
+            bar: None,
+            storm: None,
+        }
+    }
+
     /// The rule this spec describes, checked: `windows` are the configured analytics windows.
     /// It knows no bars: `once_per_bar` and `once_per_bar_close` need
     /// [`AlertSpec::to_rule_core`].

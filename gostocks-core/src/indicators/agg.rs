@@ -58,6 +58,7 @@ fn round_half_away(x: f64) -> i64 {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[non_exhaustive]
 pub struct Agg {
     /// Number of ticks.
     pub count: i64,
@@ -114,7 +115,7 @@ impl Agg {
 
     /// Total size as an exact decimal.
     pub fn volume_fixed(&self) -> Fixed {
-        Fixed(i64::try_from(self.volume).unwrap_or(i64::MAX))
+        Fixed::from_units(i64::try_from(self.volume).unwrap_or(i64::MAX))
     }
 
     /// Sample standard deviation of prices (n − 1), `None` when fewer than 2 ticks.

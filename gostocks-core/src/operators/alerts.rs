@@ -36,18 +36,17 @@ pub trait MatchAlerts<'scope> {
     ///
     /// # Examples
     /// ```
-    /// use gostocks_core::alerts::{AlertRule, Condition, Mode};
+    /// use gostocks_core::alerts::{AlertRule, Condition};
     /// use gostocks_core::operators::{MatchAlerts, Sequence};
     /// use gostocks_core::{Symbol, Trade};
     /// use differential_dataflow::AsCollection;
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
     /// let sym = Symbol::new("X").unwrap();
-    /// let t = move |time_ns, price: &str| Trade { symbol: sym, time_ns, seq: 0,
-    ///     price: price.parse().unwrap(), size: "1".parse().unwrap() };
-    /// let rule = AlertRule { id: "up".into(), symbol: sym, condition: Condition::CrossesAbove,
-    ///     threshold: "10".parse().unwrap(), mode: Mode::Once, hysteresis: Default::default(),
-    ///     cooldown_ns: 0, window: None, created_ns: 0, bar_ns: None, storm: None };
+    /// let t = move |time_ns, price: &str| Trade::new(sym, time_ns, 0,
+    ///     price.parse().unwrap(), "1".parse().unwrap());
+    /// let rule = AlertRule::new("up", sym, Condition::CrossesAbove, "10".parse().unwrap())
+    ///     .with_storm(None);
     /// let captured = timely::example(move |scope| {
     ///     let rules = vec![(rule, 0u64, 1isize)].to_stream(scope).as_collection();
     ///     let trades = vec![t(3, "11"), t(1, "9"), t(2, "10")].to_stream(scope).sequence(1);

@@ -37,10 +37,9 @@ pub trait Bars<'scope> {
     /// use gostocks_core::{Span, Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
-    /// let t = |time_ns, price: &str| Trade {
-    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
-    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
-    /// };
+    /// let t = |time_ns, price: &str| Trade::new(
+    ///     Symbol::new("X").unwrap(), time_ns, 0, price.parse().unwrap(), "1".parse().unwrap(),
+    /// );
     /// let bars = [Span::new(4, "4ns")];
     /// let captured = timely::example(move |scope| {
     ///     let trades = vec![t(3, "11"), t(1, "10"), t(2, "9"), t(5, "12")].to_stream(scope);
@@ -173,10 +172,9 @@ pub trait BarEma<'scope> {
     /// use gostocks_core::{Span, Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
-    /// let t = |time_ns, price: &str| Trade {
-    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
-    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
-    /// };
+    /// let t = |time_ns, price: &str| Trade::new(
+    ///     Symbol::new("X").unwrap(), time_ns, 0, price.parse().unwrap(), "1".parse().unwrap(),
+    /// );
     /// let bars = [Span::new(4, "4ns")];
     /// let captured = timely::example(move |scope| {
     ///     let trades = vec![t(1, "10"), t(5, "13"), t(9, "16")].to_stream(scope);

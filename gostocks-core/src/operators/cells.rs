@@ -16,6 +16,7 @@ use crate::tick::Trade;
 /// What a run of trades adds up to: first and last trade by `(t, seq)`, extremes and sums.
 /// Merging partials (`absorb`) is commutative: parts may arrive in any order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Partial {
     /// `(t, seq, price)` of the earliest trade.
     pub first: (u64, u64, Fixed),
@@ -63,6 +64,7 @@ impl Partial {
 
 /// The trades of one symbol at one grid time that also share a bar of every configured size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Cell {
     /// The grid time at which the trades enter the results.
     pub time: u64,

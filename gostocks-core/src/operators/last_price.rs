@@ -21,10 +21,9 @@ pub trait LastPrice<'scope> {
     /// use gostocks_core::{Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
-    /// let t = |time_ns, price: &str| Trade {
-    ///     symbol: Symbol::new("MSFT").unwrap(), time_ns, seq: 0,
-    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
-    /// };
+    /// let t = |time_ns, price: &str| Trade::new(
+    ///     Symbol::new("MSFT").unwrap(), time_ns, 0, price.parse().unwrap(), "1".parse().unwrap(),
+    /// );
     /// let captured = timely::example(move |scope| {
     ///     let last = vec![t(3, "31"), t(1, "30")].to_stream(scope).sequence(1).last_price();
     ///     let _index = last.clone().arrange_by_key(); // for other operators to join against

@@ -42,6 +42,7 @@ use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
 use crate::tick::Trade;
 
 /// The outputs of [`analytics`].
+#[non_exhaustive]
 pub struct Analytics<'scope> {
     /// The stats changelog, emitted as each grid time becomes final.
     pub stats: StreamVec<'scope, u64, StatsRow>,
@@ -72,8 +73,8 @@ pub struct Analytics<'scope> {
 ///     for (t, price) in [(sec / 2, "10"), (sec, "11"), (3 * sec / 2, "12")] {
 ///         // Each trade is placed at its grid time; the input only promises not to go below t.
 ///         input.advance_to(t);
-///         input.send(Trade { symbol: Symbol::new("X").unwrap(), time_ns: t, seq: 0,
-///             price: price.parse().unwrap(), size: "1".parse().unwrap() });
+///         input.send(Trade::new(Symbol::new("X").unwrap(), t, 0,
+///             price.parse().unwrap(), "1".parse().unwrap()));
 ///     }
 ///     input.close();
 ///     assert!(out.sequenced.is_none());

@@ -22,6 +22,7 @@ use crate::tick::Trade;
 
 /// A trade's position and price: what an operator needs to know of the tick before another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Point {
     /// Event time, ns since the Unix epoch.
     pub time_ns: u64,
@@ -47,6 +48,7 @@ impl From<&Trade> for Point {
 /// than the timestamp of the message that carries it (one message holds every grid time that
 /// became final at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Sequenced {
     /// The grid time at which the trade enters the results.
     pub time: u64,
@@ -72,10 +74,9 @@ pub trait Sequence<'scope> {
     /// use gostocks_core::{Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
-    /// let t = |time_ns, price: &str| Trade {
-    ///     symbol: Symbol::new("AAPL").unwrap(), time_ns, seq: 0,
-    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
-    /// };
+    /// let t = |time_ns, price: &str| Trade::new(
+    ///     Symbol::new("AAPL").unwrap(), time_ns, 0, price.parse().unwrap(), "1".parse().unwrap(),
+    /// );
     /// // Arrives out of order; comes out paired in event-time order.
     /// let captured = timely::example(move |scope| {
     ///     vec![t(2, "11"), t(1, "10")].to_stream(scope).sequence(1).capture()
@@ -351,10 +352,9 @@ pub trait SequenceCells<'scope> {
     /// use gostocks_core::{Span, Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
-    /// let t = |time_ns, price: &str| Trade {
-    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
-    ///     price: price.parse().unwrap(), size: "2".parse().unwrap(),
-    /// };
+    /// let t = |time_ns, price: &str| Trade::new(
+    ///     Symbol::new("X").unwrap(), time_ns, 0, price.parse().unwrap(), "2".parse().unwrap(),
+    /// );
     /// let bars = [Span::new(10, "10ns")];
     /// let (cells, sequenced) = timely::example(move |scope| {
     ///     // Grid of 10ns: 3 and 7 share the cell at 10; 10 itself starts a new bar.

@@ -376,8 +376,12 @@ mod tests {
                     .map(|_| {
                         let g0 = frontier + rng.random_range(0..4);
                         let symbol = symbols[rng.random_range(0..symbols.len())];
-                        let price = Fixed(rng.random_range(1..4) * 100_000_000);
-                        (g0, symbol, Agg::tick(price, Fixed(100_000_000), 0, None))
+                        let price = Fixed::from_units(rng.random_range(1..4) * 100_000_000);
+                        (
+                            g0,
+                            symbol,
+                            Agg::tick(price, Fixed::from_units(100_000_000), 0, None),
+                        )
                     })
                     .collect();
                 entries.sort_by_key(|e| e.0);

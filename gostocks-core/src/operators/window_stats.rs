@@ -33,6 +33,7 @@ use crate::symbol::Symbol;
 /// What the changelog learns of a cell besides its sums (which travel on their own input): a
 /// small record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WindowChange {
     /// The cell's symbol.
     pub symbol: Symbol,
@@ -58,10 +59,9 @@ pub trait WindowStats<'scope> {
     /// use gostocks_core::{Span, Symbol, Trade};
     /// use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
     ///
-    /// let t = |time_ns, price: &str| Trade {
-    ///     symbol: Symbol::new("X").unwrap(), time_ns, seq: 0,
-    ///     price: price.parse().unwrap(), size: "1".parse().unwrap(),
-    /// };
+    /// let t = |time_ns, price: &str| Trade::new(
+    ///     Symbol::new("X").unwrap(), time_ns, 0, price.parse().unwrap(), "1".parse().unwrap(),
+    /// );
     /// let windows = [Span::new(2, "2ns")];
     /// let captured = timely::example(move |scope| {
     ///     let trades = vec![t(1, "10"), t(2, "12")].to_stream(scope);

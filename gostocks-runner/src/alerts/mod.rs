@@ -23,6 +23,25 @@ pub use store::Store;
 /// retract it. It applies from the dataflow's input time when it arrives.
 pub type RuleChange = (AlertRule, isize);
 
+/// How a delivery attempt ended, for the live feeds (`GET /alerts/stream`).
+#[derive(Clone, Debug)]
+pub struct DeliveryUpdate {
+    /// The event's owner.
+    pub owner: i64,
+    /// The event.
+    pub event_id: i64,
+    /// The channel.
+    pub channel_id: String,
+    /// `pending` (to be retried), `delivered` or `failed`.
+    pub state: &'static str,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// The receiver's HTTP status, if it answered.
+    pub last_status: Option<u16>,
+    /// Why the attempt failed, if it did.
+    pub last_error: Option<String>,
+}
+
 /// What the services share.
 pub struct AlertHub {
     /// Where users, alerts and events live.
@@ -39,6 +58,7 @@ pub struct AlertHub {
     /// restart).
     live: Mutex<HashMap<String, AlertRule>>,
     events: broadcast::Sender<StoredEvent>,
+    deliveries: broadcast::Sender<DeliveryUpdate>,
     /// Woken when an event is stored (it may have queued deliveries) or an attempt ends.
     pub wake: tokio::sync::Notify,
     /// Whether channels may point at loopback, private or link-local addresses.
@@ -61,6 +81,7 @@ impl AlertHub {
             owners: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             events: broadcast::channel(4096).0,
+            deliveries: broadcast::channel(1024).0,
             wake: tokio::sync::Notify::new(),
             allow_private: false,
         }
@@ -88,19 +109,21 @@ impl AlertHub {
             }
             None => None,
         };
-        Some(AlertRule {
-            id: a.id.clone(),
-            symbol: gostocks_core::Symbol::new(&a.symbol).ok()?,
-            condition: a.condition,
-            threshold: a.threshold,
-            mode: a.mode,
-            hysteresis: a.hysteresis,
-            cooldown_ns: a.cooldown_ns,
-            window,
-            created_ns: a.created_ns,
-            bar_ns: a.bar_ns,
-            storm: a.storm,
-        })
+        Some(
+            AlertRule::new(
+                a.id.clone(),
+                gostocks_core::Symbol::new(&a.symbol).ok()?,
+                a.condition,
+                a.threshold,
+            )
+            .with_mode(a.mode)
+            .with_hysteresis(a.hysteresis)
+            .with_cooldown_ns(a.cooldown_ns)
+            .with_window(window)
+            .with_created_ns(a.created_ns)
+            .with_bar_ns(a.bar_ns)
+            .with_storm(a.storm),
+        )
     }
 
     /// Sends a rule change into the running dataflow: `diff > 0` inserts `rule`; otherwise
@@ -137,6 +160,16 @@ impl AlertHub {
     /// A live feed of recorded events (of every user: filter by owner).
     pub fn subscribe(&self) -> broadcast::Receiver<StoredEvent> {
         self.events.subscribe()
+    }
+
+    /// A live feed of delivery outcomes (of every user: filter by owner).
+    pub fn subscribe_deliveries(&self) -> broadcast::Receiver<DeliveryUpdate> {
+        self.deliveries.subscribe()
+    }
+
+    /// Tells the live feeds how a delivery attempt ended (once it is recorded).
+    pub fn delivery_updated(&self, update: DeliveryUpdate) {
+        let _ = self.deliveries.send(update);
     }
 
     /// Records an event the dataflow fired: stored (idempotently: a replayed event is stored

@@ -43,6 +43,17 @@ impl Alerts {
         }
     }
 
+    /// The hub the service works on.
+    pub fn hub(&self) -> &Arc<AlertHub> {
+        &self.hub
+    }
+
+    /// The caller's user id, from its `authorization: Bearer <key>`; UNAUTHENTICATED without a
+    /// valid key.
+    pub async fn authenticate<T>(&self, req: &Request<T>) -> Result<i64, Status> {
+        self.user(req).await
+    }
+
     async fn user<T>(&self, req: &Request<T>) -> Result<i64, Status> {
         let header = req
             .metadata()
@@ -365,18 +376,13 @@ impl AlertService for Alerts {
                 )));
             }
         }
-        let spec = AlertSpec {
-            id: None,
-            symbol: r.symbol.clone(),
-            condition: condition.as_str().into(),
-            threshold,
-            mode: Some(mode.as_str().into()),
-            hysteresis: decimal("hysteresis", r.hysteresis.as_ref())?,
-            cooldown: (r.cooldown_ns > 0).then(|| format!("{}ns", r.cooldown_ns)),
-            window: (!r.window.is_empty()).then(|| r.window.clone()),
-            bar: (!r.bar.is_empty()).then(|| r.bar.clone()),
-            storm,
-        };
+        let mut spec = AlertSpec::new(r.symbol.clone(), condition.as_str(), threshold);
+        spec.mode = Some(mode.as_str().into());
+        spec.hysteresis = decimal("hysteresis", r.hysteresis.as_ref())?;
+        spec.cooldown = (r.cooldown_ns > 0).then(|| format!("{}ns", r.cooldown_ns));
+        spec.window = (!r.window.is_empty()).then(|| r.window.clone());
+        spec.bar = (!r.bar.is_empty()).then(|| r.bar.clone());
+        spec.storm = storm;
         let id = format!("al_{:016x}", rand::rng().random::<u64>());
         // The alert applies from the next tick: after every event time seen so far.
         let created_ns = self.market.counters.latest_ns() + 1;
@@ -662,11 +668,31 @@ impl AlertService for Alerts {
                 "after_event_id: an event id, 0 or more",
             ));
         }
+        let replay = r.after_event_id > 0 || r.from_start;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(self.watch(
+                owner,
+                r.after_event_id,
+                replay,
+            )),
+        )))
+    }
+}
+
+impl Alerts {
+    /// `owner`'s events as they are recorded; with `replay`, first those stored with ids above
+    /// `after`, so nothing is missed between the two. The feed ends when its receiver is
+    /// dropped or shutdown starts. `WatchAlertEvents` and `GET /alerts/stream` serve it.
+    pub fn watch(
+        &self,
+        owner: i64,
+        after: i64,
+        replay: bool,
+    ) -> tokio::sync::mpsc::Receiver<Result<v1::AlertEvent, Status>> {
         // Subscribe before reading the backlog, so nothing falls between the two.
         let mut live = self.hub.subscribe();
         let hub = Arc::clone(&self.hub);
-        let replay = r.after_event_id > 0 || r.from_start;
-        let mut last = r.after_event_id;
+        let mut last = after;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -730,8 +756,6 @@ impl AlertService for Alerts {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        rx
     }
 }

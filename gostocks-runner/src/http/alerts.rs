@@ -199,7 +199,7 @@ fn alert_json(a: &v1::Alert) -> Value {
     })
 }
 
-fn event_json(e: &v1::AlertEvent) -> Value {
+pub(super) fn event_json(e: &v1::AlertEvent) -> Value {
     serde_json::json!({
         "id": e.id,
         "alert_id": e.alert_id,

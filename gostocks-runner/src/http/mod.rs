@@ -25,6 +25,10 @@ use crate::state::MarketState;
 
 pub mod alerts;
 pub mod channels;
+pub mod cors;
+mod dashboard;
+pub mod openapi;
+pub mod stream;
 
 /// The longest request path, in bytes.
 pub const MAX_PATH: usize = 2048;
@@ -109,9 +113,24 @@ pub struct Api {
     shutdown: crate::shutdown::Shutdown,
     alerts: Option<Arc<Alerts>>,
     redis: Option<gostocks_connectors::redis::RedisSink>,
+    push: Option<Arc<crate::sinks::push::PushHub>>,
+    tokens: Arc<stream::Tokens>,
+    cors: Option<Arc<cors::Cors>>,
 }
 
 impl Api {
+    /// The API with `GET /stream` served from `push` (without it, that route answers 404).
+    pub fn with_push(mut self, push: Arc<crate::sinks::push::PushHub>) -> Api {
+        self.push = Some(push);
+        self
+    }
+
+    /// The API answering cross-origin requests from `cors`'s origins (`--cors-origin`).
+    pub fn with_cors(mut self, cors: Option<cors::Cors>) -> Api {
+        self.cors = cors.map(Arc::new);
+        self
+    }
+
     /// The API, not ready once `shutdown` has started.
     pub fn with_shutdown(mut self, shutdown: crate::shutdown::Shutdown) -> Api {
         self.shutdown = shutdown;
@@ -131,6 +150,9 @@ impl Api {
             shutdown: crate::shutdown::Shutdown::default(),
             alerts,
             redis,
+            push: None,
+            tokens: Arc::default(),
+            cors: None,
         }
     }
 }
@@ -246,11 +268,25 @@ pub fn app(
                 let api = Arc::clone(&api);
                 let arrival = tokio::time::Instant::now();
                 async move {
-                    let req = match parse(arrival, method, path.as_str(), &query, headers, body) {
-                        Ok(req) => req,
-                        Err(e) => return e.reply(),
+                    let cors = api.cors.clone();
+                    let mut origin = HeaderMap::new();
+                    if let Some(cors) = &cors {
+                        if let Some(res) = cors.preflight(&method, &headers) {
+                            return res;
+                        }
+                        if let Some(o) = headers.get(header::ORIGIN) {
+                            origin.insert(header::ORIGIN, o.clone());
+                        }
+                    }
+                    let mut res = match parse(arrival, method, path.as_str(), &query, headers, body)
+                    {
+                        Ok(req) => route(&api, req).await.unwrap_or_else(ApiError::reply),
+                        Err(e) => e.reply(),
                     };
-                    route(&api, req).await.unwrap_or_else(ApiError::reply)
+                    if let Some(cors) = &cors {
+                        cors.decorate(&origin, &mut res);
+                    }
+                    res
                 }
             },
         )
@@ -361,6 +397,33 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
             req.query.only(&["bar", "limit"])?;
             get_bars(api, &symbol_of(symbol)?, &req.query)
         }
+        [""] | ["docs"] | ["assets", _] => {
+            req.read_only()?;
+            req.query.only(&[])?;
+            dashboard::serve(&segments).ok_or_else(no_route)
+        }
+        ["openapi.json"] => {
+            req.read_only()?;
+            req.query.only(&[])?;
+            Ok(json_body(openapi::document()))
+        }
+        ["status"] => {
+            req.read_only()?;
+            req.query.only(&[])?;
+            Ok(status(api))
+        }
+        ["stream"] => stream::market(api, &req),
+        ["alerts", "stream-token"] => match &api.alerts {
+            Some(alerts) if req.method == Method::POST => {
+                stream::token(alerts, &api.tokens, req).await
+            }
+            Some(_) => Err(ApiError::method_not_allowed("POST")),
+            None => Err(no_route()),
+        },
+        ["alerts", "stream"] => match &api.alerts {
+            Some(alerts) => stream::alert_stream(api, alerts, &api.tokens, &req),
+            None => Err(no_route()),
+        },
         ["alerts", ..] => match &api.alerts {
             Some(alerts) => alerts::route(alerts, &segments[1..], req).await,
             None => Err(no_route()),
@@ -374,7 +437,59 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
 }
 
 fn no_route() -> ApiError {
-    ApiError::not_found("no such route; see the README for the endpoints")
+    ApiError::not_found("no such route; GET /docs (or /openapi.json) lists the endpoints")
+}
+
+/// `GET /status`: the counters, readiness, each sink's state and the push streams, as JSON
+/// (what the dashboard's health panel shows).
+fn status(api: &Api) -> warp::reply::Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &api.state;
+    let c = &s.counters;
+    let readiness = if api.shutdown.started() {
+        Err("shutting down".to_owned())
+    } else {
+        s.readiness()
+    };
+    let sinks: Vec<serde_json::Value> = s
+        .progress
+        .each()
+        .iter()
+        .map(|h| {
+            let (state, error) = match h.health() {
+                crate::sinks::driver::Health::Ok => ("ok", None),
+                crate::sinks::driver::Health::Degraded { error, .. } => ("degraded", Some(error)),
+                crate::sinks::driver::Health::Failed(error) => ("failed", Some(error)),
+            };
+            let (depth, capacity) = h.queue();
+            serde_json::json!({
+                "name": h.name(), "state": state, "error": error,
+                "queue_depth": depth, "queue_capacity": capacity,
+            })
+        })
+        .collect();
+    let (streams, dropped) = api
+        .push
+        .as_ref()
+        .map_or((0, 0), |p| (p.streams(), p.dropped.load(Relaxed)));
+    let body = serde_json::json!({
+        "ticks": c.accepted.load(Relaxed),
+        "rejected": c.rejected.load(Relaxed),
+        "late": c.late.load(Relaxed),
+        "dead_letters": c.dead_letters.load(Relaxed),
+        "stats_rows": c.stats_rows.load(Relaxed),
+        "bar_rows": c.bar_rows.load(Relaxed),
+        "alert_events": c.alert_events.load(Relaxed),
+        "symbols": s.read.symbols().len(),
+        "ready": readiness.is_ok(),
+        "reason": readiness.err(),
+        "sinks": sinks,
+        "streams": streams,
+        "streams_dropped": dropped,
+        "windows": s.read.windows,
+        "bars": s.read.bar_sizes,
+    });
+    json_body(body.to_string())
 }
 
 /// A path's symbol, by the canonical rule ([`gostocks_core::Symbol::new`]).
@@ -430,10 +545,16 @@ fn get_bars(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response,
     let limit = q
         .int("limit", 1..=crate::read_model::BARS_KEPT)?
         .unwrap_or(100);
-    let rows = state
-        .read
-        .bars(symbol, bar, limit)
-        .ok_or_else(|| ApiError::not_found(format!("no final bars yet for symbol `{symbol}`")))?;
+    // A symbol seen but without a final bar yet has none: `[]`; an unseen one is a 404.
+    let rows = match state.read.bars(symbol, bar, limit) {
+        Some(rows) => rows,
+        None if state.read.price(symbol).is_some() => Vec::new(),
+        None => {
+            return Err(ApiError::not_found(format!(
+                "no trades seen for symbol `{symbol}`; GET /symbols lists the symbols seen"
+            )));
+        }
+    };
     let mut body = String::from("[");
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
@@ -564,19 +685,15 @@ mod tests {
         let s = state();
         let p = |x: &str| x.parse::<gostocks_core::Fixed>().unwrap();
         let agg = gostocks_core::indicators::Agg::tick(p("585.33"), p("100"), 7, None);
-        let core = gostocks_core::stats::WindowCore {
-            agg,
-            min: p("585.33"),
-            max: p("585.33"),
-        };
+        let core = gostocks_core::stats::WindowCore::new(agg, p("585.33"), p("585.33"));
         let sym = Symbol::new("AAPL").unwrap();
-        s.read.apply_stats(&gostocks_core::stats::StatsRow {
-            time_ns: 1_000,
-            symbol: sym,
-            window: 1,
-            core: Some(core),
-            last: Some(p("585.33")),
-        });
+        s.read.apply_stats(&gostocks_core::stats::StatsRow::new(
+            1_000,
+            sym,
+            1,
+            Some(core),
+            Some(p("585.33")),
+        ));
         let get = |path: &'static str| {
             let s = Arc::clone(&s);
             async move {
@@ -607,6 +724,95 @@ mod tests {
         assert_eq!(get("/bars/AAPL?limit=0").await.0, 400);
         assert_eq!(get("/bars/AAPL?limit=1&limit=2").await.0, 400);
         assert_eq!(get("/stats/AAPL?windw=60s").await.0, 400);
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_docs_status_and_openapi_are_served() {
+        for (path, media) in [
+            ("/", "text/html; charset=utf-8"),
+            ("/docs", "text/html; charset=utf-8"),
+            ("/assets/app.js", "text/javascript; charset=utf-8"),
+            (
+                "/assets/lightweight-charts.js",
+                "text/javascript; charset=utf-8",
+            ),
+            ("/openapi.json", "application/json"),
+        ] {
+            let res = warp::test::request()
+                .path(path)
+                .reply(&routes(state()))
+                .await;
+            assert_eq!(res.status(), 200, "{path}");
+            assert_eq!(res.headers()["content-type"], media, "{path}");
+        }
+        assert_eq!(call("GET", "/assets/nothing.js").await.0, 404);
+        let (status, body) = call("GET", "/status").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (&body["symbols"], &body["windows"], &body["ready"]),
+            (
+                &serde_json::json!(3),
+                &serde_json::json!(["60s", "300s"]),
+                &serde_json::json!(true)
+            )
+        );
+        // Without a push hub the stream is not served; with one, its parameters are checked.
+        assert_eq!(call("GET", "/stream").await.0, 404);
+        let push = Arc::new(crate::sinks::push::PushHub::new(vec![], vec![]));
+        let api = Api::new(state(), None, None).with_push(push);
+        let res = warp::test::request()
+            .path("/stream?kinds=ticks")
+            .reply(&app(api))
+            .await;
+        assert_eq!(res.status(), 400);
+    }
+
+    #[tokio::test]
+    async fn cors_answers_preflights_and_marks_allowed_origins_only() {
+        let api =
+            Api::new(state(), None, None).with_cors(Some("http://127.0.0.1:3000".parse().unwrap()));
+        let cors_routes = app(api);
+        let res = warp::test::request()
+            .method("OPTIONS")
+            .path("/alerts")
+            .header("origin", "http://127.0.0.1:3000")
+            .header("access-control-request-method", "POST")
+            .reply(&cors_routes)
+            .await;
+        assert_eq!(res.status(), 204);
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "http://127.0.0.1:3000"
+        );
+        assert!(
+            res.headers()["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .contains("authorization")
+        );
+        let res = warp::test::request()
+            .path("/symbols")
+            .header("origin", "https://elsewhere.example")
+            .reply(&cors_routes)
+            .await;
+        assert_eq!(res.status(), 200);
+        assert!(!res.headers().contains_key("access-control-allow-origin"));
+        let res = warp::test::request()
+            .path("/symbols")
+            .header("origin", "http://127.0.0.1:3000")
+            .reply(&cors_routes)
+            .await;
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "http://127.0.0.1:3000"
+        );
+        // Off by default: no CORS headers at all.
+        let res = warp::test::request()
+            .path("/symbols")
+            .header("origin", "http://127.0.0.1:3000")
+            .reply(&routes(state()))
+            .await;
+        assert!(!res.headers().contains_key("access-control-allow-origin"));
     }
 
     #[tokio::test]

@@ -288,7 +288,18 @@ async fn deliver(
             )
             .await
         {
-            Ok(()) => return,
+            Ok(()) => {
+                hub.delivery_updated(crate::alerts::DeliveryUpdate {
+                    owner: d.event.owner,
+                    event_id: d.event.id,
+                    channel_id: d.channel.id.clone(),
+                    state: st,
+                    attempts: d.attempts,
+                    last_status: status,
+                    last_error: error,
+                });
+                return;
+            }
             Err(e) => {
                 tracing::warn!(
                     delivery = d.id,

@@ -107,6 +107,11 @@ impl SinkHealth {
         &self.name
     }
 
+    /// Outputs waiting in its queue, and the queue's capacity.
+    pub fn queue(&self) -> (usize, usize) {
+        (self.depth.load(Ordering::Relaxed), self.capacity)
+    }
+
     /// How the sink stands now.
     pub fn health(&self) -> Health {
         self.health

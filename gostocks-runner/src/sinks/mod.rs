@@ -13,6 +13,7 @@ pub mod driver;
 pub mod jsonl;
 pub mod kafka;
 pub mod progress;
+pub mod push;
 pub mod read_model;
 pub mod redis;
 

@@ -55,6 +55,11 @@ impl Progress {
         self.sinks().iter().try_for_each(|(s, _)| s.readiness())
     }
 
+    /// Every registered sink's health, in registration order (`GET /status`).
+    pub fn each(&self) -> Vec<Arc<SinkHealth>> {
+        self.sinks().iter().map(|(s, _)| Arc::clone(s)).collect()
+    }
+
     /// Every sink's state, queue depth and counters, one Prometheus family after another.
     pub fn metrics(&self) -> String {
         let lines: Vec<_> = self.sinks().iter().map(|(s, _)| s.metrics()).collect();

@@ -199,22 +199,9 @@ mod tests {
         let symbol = Symbol::new("AAPL").expect("symbol");
         let mut agg = Agg::tick(p("185.25"), p("3"), 1, None);
         agg += Agg::tick(p("185.5"), p("2"), 2, Some(1));
-        let full = StatsRow {
-            time_ns: 1_000,
-            symbol,
-            window: 0,
-            core: Some(WindowCore {
-                agg,
-                min: p("185.25"),
-                max: p("185.5"),
-            }),
-            last: Some(p("185.5")),
-        };
-        let empty = StatsRow {
-            core: None,
-            last: None,
-            ..full
-        };
+        let core = WindowCore::new(agg, p("185.25"), p("185.5"));
+        let full = StatsRow::new(1_000, symbol, 0, Some(core), Some(p("185.5")));
+        let empty = StatsRow::new(1_000, symbol, 0, None, None);
         for row in [full, empty] {
             let mut line = String::new();
             row.write_json(&mut line, "60s");

@@ -248,3 +248,35 @@ pub fn create_user(url: &str, schema: &str, name: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// A folder of test tools the test command installs (`env`, else `~/.cache/gostocks/<default>`),
+/// if `ready` finds them there; a failure under the test command, a skip (saying why) otherwise.
+pub fn tool_dir(
+    env: &str,
+    default: &str,
+    ready: impl Fn(&std::path::Path) -> bool,
+    what: &str,
+) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os(env)
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                std::path::PathBuf::from(h)
+                    .join(".cache/gostocks")
+                    .join(default)
+            })
+        })?;
+    if ready(&dir) {
+        return Some(dir);
+    }
+    let why = format!(
+        "needs {what} in {} (./scripts/test installs it)",
+        dir.display()
+    );
+    assert!(
+        std::env::var_os("GOSTOCKS_REQUIRE_SERVICES").is_none(),
+        "{why}"
+    );
+    println!("SKIP: {why}");
+    None
+}

@@ -15,6 +15,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower_service::Service;
 
+/// The most characters of a request's path the access log shows.
+const MAX_LOGGED_PATH: usize = 200;
+
 /// The bounds of one server's connections.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -90,7 +93,7 @@ pub async fn serve<S, B>(
                 }
             }
         };
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -107,21 +110,44 @@ pub async fn serve<S, B>(
         io.set_read_timeout(Some(limits.idle_timeout));
         let io = TokioIo::new(Box::pin(io));
         let svc = service.clone();
-        let hyper_svc = hyper::service::service_fn(move |req| {
+        let hyper_svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let mut svc = svc.clone();
-            async move { svc.call(req).await }
+            async move {
+                // The access log, at debug: the path without its query (which may hold keys),
+                // cut to a bounded excerpt.
+                let started = std::time::Instant::now();
+                let method = req.method().clone();
+                let path: String = req.uri().path().chars().take(MAX_LOGGED_PATH).collect();
+                let res = svc.call(req).await;
+                if let Ok(r) = &res {
+                    tracing::debug!(
+                        %method,
+                        path,
+                        status = r.status().as_u16(),
+                        grpc_status = r.headers().get("grpc-status").and_then(|v| v.to_str().ok()),
+                        micros = started.elapsed().as_micros() as u64,
+                        "request"
+                    );
+                }
+                res
+            }
         });
         let builder = Arc::clone(&builder);
         let conn = builder
             .serve_connection_with_upgrades(io, hyper_svc)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        // Every access-log line of the connection carries its peer and protocol.
+        let span = tracing::debug_span!("connection", %peer, protocol = ?protocol);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(error = %error, "connection ended with an error");
+                }
+                drop(permit);
+            },
+            span,
+        ));
     }
     drop(listener);
     if tokio::time::timeout(limits.drain, graceful.shutdown())

@@ -548,10 +548,10 @@ pub fn show(section: Section) -> anyhow::Result<String> {
     if let Ok(Value::Dict(_, options)) = figment.find_value(KAFKA_OPTIONS) {
         for (k, v) in &options {
             let shown = toml_string(k);
-            let value = if is_secret_key(k) && !is_reference(v) {
-                "\"***\"".to_owned()
-            } else {
-                render(k, v)
+            // A reference names where the secret is, not the secret: it is shown.
+            let value = match v.as_str() {
+                Some(s) if is_reference(v) => toml_string(s),
+                _ => render(k, v),
             };
             line(&mut out, &shown, value, origin(v, None));
         }

@@ -5,6 +5,8 @@
 //! the alert rules use only metrics the README lists, and the README lists every metric family
 //! a runner serves.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -243,28 +245,8 @@ fn dashboards_and_alert_rules_use_documented_metrics_and_the_readme_lists_every_
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("gostocks starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut http = String::new();
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-        let line = line.expect("utf-8");
-        if let Some(rest) = line.trim().strip_prefix("REST") {
-            http = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("http://")
-                .to_owned();
-            break;
-        }
-    }
-    let mut s = std::net::TcpStream::connect(&http).expect("REST");
-    std::io::Write::write_all(
-        &mut s,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .expect("request");
-    let mut raw = String::new();
-    std::io::Read::read_to_string(&mut s, &mut raw).expect("response");
+    let http = common::rest_address(child.stdout.take().expect("stdout"));
+    let raw = common::get_text(&http, "/metrics");
     let _ = child.kill();
     let _ = child.wait();
     let families: BTreeSet<String> = raw

@@ -346,27 +346,6 @@ struct BinanceRun {
     metrics: Option<prometheus_parse::Scrape>,
 }
 
-/// `GET /metrics` of `addr`, parsed by a Prometheus text parser.
-async fn scrape(addr: &str) -> prometheus_parse::Scrape {
-    let body = tokio::task::spawn_blocking({
-        let addr = addr.to_owned();
-        move || {
-            let mut s = std::net::TcpStream::connect(&addr).expect("metrics accepts connections");
-            std::io::Write::write_all(
-                &mut s,
-                b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            )
-            .expect("request");
-            let mut raw = String::new();
-            std::io::Read::read_to_string(&mut s, &mut raw).expect("response");
-            raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
-        }
-    })
-    .await
-    .expect("scrape");
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses")
-}
-
 /// Ingests `s` from a [`binance_server`] into a fresh topic and reads `expect` ticks back.
 async fn ingest_binance(
     brokers: &str,
@@ -390,7 +369,11 @@ async fn ingest_binance(
     let got = read_ticks(brokers, &topic, expect).await;
     let secs = started.elapsed().as_secs_f64();
     let metrics = match extra.iter().position(|a| *a == "--metrics-addr") {
-        Some(i) => Some(scrape(extra[i + 1]).await),
+        Some(i) => {
+            let addr = extra[i + 1].to_owned();
+            let scraped = tokio::task::spawn_blocking(move || common::scrape(&addr));
+            Some(scraped.await.expect("scrape"))
+        }
         None => None,
     };
     let done = ingest.stop().await;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,20 +39,7 @@ fn dir(tag: &str) -> PathBuf {
 /// Starts `gostocks run` (ephemeral ports) as `c` says; its REST address, once it is serving.
 fn start(c: &mut Command) -> (Child, String) {
     let mut child = c.stdout(Stdio::piped()).spawn().expect("gostocks starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut http = String::new();
-    for line in lines.by_ref() {
-        let line = line.expect("utf-8");
-        if let Some(rest) = line.trim().strip_prefix("REST") {
-            let url = rest.split_whitespace().next().unwrap_or_default();
-            http = url.trim_start_matches("http://").to_owned();
-        }
-        if line.starts_with("press Ctrl-C") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    assert!(!http.is_empty(), "gostocks printed its REST address");
+    let http = common::rest_address(child.stdout.take().expect("stdout"));
     (child, http)
 }
 
@@ -320,23 +307,7 @@ fn json_logs_every_line_parses() {
         let _ = stderr.read_to_string(&mut all);
         all
     });
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut http = String::new();
-    for line in lines.by_ref() {
-        let line = line.expect("utf-8");
-        if let Some(rest) = line.trim().strip_prefix("REST") {
-            http = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("http://")
-                .to_owned();
-        }
-        if line.starts_with("press Ctrl-C") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+    let http = common::rest_address(child.stdout.take().expect("stdout"));
     assert_eq!(common::get(&http, "/healthz").0, 200);
     assert_eq!(common::get(&http, "/price/NOPE").0, 404);
     stop(child);
@@ -358,20 +329,6 @@ fn json_logs_every_line_parses() {
         }
     }
     assert!(requests >= 2, "access log lines at debug:\n{all}");
-}
-
-/// The samples of `/metrics` at `http`, parsed by a Prometheus text parser.
-fn scrape(http: &str) -> prometheus_parse::Scrape {
-    let mut s = std::net::TcpStream::connect(http).expect("REST accepts connections");
-    std::io::Write::write_all(
-        &mut s,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .expect("request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response");
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses")
 }
 
 /// The count of histogram `name` with `label` (`("", "")`: any), if it is there.
@@ -411,7 +368,7 @@ fn wait_scrape(
 ) -> prometheus_parse::Scrape {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let s = scrape(http);
+        let s = common::scrape(http);
         if ok(&s) {
             return s;
         }

@@ -97,7 +97,7 @@ pub struct SinkSnapshot {
     /// The sink's name.
     pub name: String,
     /// 0 ok, 1 degraded (retrying), 2 failed (stopped).
-    pub state: i64,
+    pub state: u64,
     /// Outputs waiting in its queue.
     pub depth: usize,
     /// The bound of its queue.

@@ -97,47 +97,44 @@ impl Progress {
             self.event_time_lag.clone(),
         );
         let snaps: Vec<_> = self.sinks().iter().map(|(s, _)| s.snapshot()).collect();
-        let per = |f: &dyn Fn(&super::driver::SinkSnapshot) -> i64| {
+        let per = |f: &dyn Fn(&super::driver::SinkSnapshot) -> u64| {
             snaps
                 .iter()
                 .map(|s| (label("sink", s.name.clone()), f(s)))
                 .collect::<Vec<_>>()
+        };
+        let gauge = |f: &dyn Fn(&super::driver::SinkSnapshot) -> u64| {
+            per(f).into_iter().map(|(l, v)| (l, v as i64)).collect()
         };
         metrics::gauges(
             r,
             "gostocks_sink_state",
             "How each sink stands: 0 ok, 1 degraded (retrying), 2 failed (stopped).",
-            per(&|s| s.state),
+            gauge(&|s| s.state),
         );
         metrics::gauges(
             r,
             "gostocks_sink_queue_depth",
             "Outputs waiting in each sink's queue.",
-            per(&|s| s.depth as i64),
+            gauge(&|s| s.depth as u64),
         );
         metrics::gauges(
             r,
             "gostocks_sink_queue_capacity",
             "The bound of each sink's queue.",
-            per(&|s| s.capacity as i64),
+            gauge(&|s| s.capacity as u64),
         );
-        let count = |f: &dyn Fn(&super::driver::SinkSnapshot) -> u64| {
-            snaps
-                .iter()
-                .map(|s| (label("sink", s.name.clone()), f(s)))
-                .collect::<Vec<_>>()
-        };
         metrics::counters(
             r,
             "gostocks_sink_retries",
             "Writes each sink retried after a transient failure.",
-            count(&|s| s.retries),
+            per(&|s| s.retries),
         );
         metrics::counters(
             r,
             "gostocks_sink_outputs",
             "Outputs each sink has written (marks included).",
-            count(&|s| s.written),
+            per(&|s| s.written),
         );
     }
 }

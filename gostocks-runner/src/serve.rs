@@ -110,9 +110,13 @@ pub async fn serve<S, B>(
         io.set_read_timeout(Some(limits.idle_timeout));
         let io = TokioIo::new(Box::pin(io));
         let svc = service.clone();
+        // Every access-log line of the connection carries its peer and protocol. HTTP/2 runs
+        // each request on a task of its own, so the request's future is instrumented too.
+        let span = tracing::debug_span!("connection", %peer, protocol = ?protocol);
+        let request_span = span.clone();
         let hyper_svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let mut svc = svc.clone();
-            async move {
+            let fut = async move {
                 // The access log, at debug: the path without its query (which may hold keys),
                 // cut to a bounded excerpt.
                 let started = std::time::Instant::now();
@@ -130,15 +134,14 @@ pub async fn serve<S, B>(
                     );
                 }
                 res
-            }
+            };
+            tracing::Instrument::instrument(fut, request_span.clone())
         });
         let builder = Arc::clone(&builder);
         let conn = builder
             .serve_connection_with_upgrades(io, hyper_svc)
             .into_owned();
         let conn = graceful.watch(conn);
-        // Every access-log line of the connection carries its peer and protocol.
-        let span = tracing::debug_span!("connection", %peer, protocol = ?protocol);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 if let Err(error) = conn.await {

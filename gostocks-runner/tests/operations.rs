@@ -307,12 +307,24 @@ fn json_logs_every_line_parses() {
         let _ = stderr.read_to_string(&mut all);
         all
     });
-    let http = common::rest_address(child.stdout.take().expect("stdout"));
+    let (http, grpc) = common::addresses(child.stdout.take().expect("stdout"));
     assert_eq!(common::get(&http, "/healthz").0, 200);
     assert_eq!(common::get(&http, "/price/NOPE").0, 404);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("gRPC connects");
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("gRPC health answers");
+    });
     stop(child);
     let all = logs.join().expect("logs");
-    let mut requests = 0;
+    let (mut requests, mut grpc_requests) = (0, 0);
     for line in all.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -326,9 +338,17 @@ fn json_logs_every_line_parses() {
             // The span's fields: the connection's peer and protocol.
             assert_eq!(v["span"]["name"], "connection", "{line}");
             assert!(v["span"]["peer"].is_string(), "{line}");
+            if v["span"]["protocol"] == "Grpc" {
+                grpc_requests += 1;
+                assert_eq!(
+                    v["fields"]["path"], "/grpc.health.v1.Health/Check",
+                    "{line}"
+                );
+            }
         }
     }
-    assert!(requests >= 2, "access log lines at debug:\n{all}");
+    assert!(requests >= 3, "access log lines at debug:\n{all}");
+    assert_eq!(grpc_requests, 1, "the gRPC call's access log line:\n{all}");
 }
 
 /// The count of histogram `name` with `label` (`("", "")`: any), if it is there.

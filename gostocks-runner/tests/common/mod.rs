@@ -79,13 +79,21 @@ pub fn start(extra: &[&str]) -> Running {
 /// Reads a `gostocks run` banner from `stdout` up to its last line: the REST address. The rest
 /// of the output is drained on a thread.
 pub fn rest_address(stdout: std::process::ChildStdout) -> String {
+    addresses(stdout).0
+}
+
+/// Reads a `gostocks run` banner from `stdout` up to its last line: the REST and gRPC
+/// addresses. The rest of the output is drained on a thread.
+pub fn addresses(stdout: std::process::ChildStdout) -> (String, String) {
     let mut lines = BufReader::new(stdout).lines();
-    let mut http = String::new();
+    let (mut http, mut grpc) = (String::new(), String::new());
     for line in lines.by_ref() {
         let line = line.expect("utf-8");
-        if let Some(rest) = line.trim().strip_prefix("REST") {
-            let url = rest.split_whitespace().next().unwrap_or_default();
-            http = url.trim_start_matches("http://").to_owned();
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("REST"), Some(url)) => http = url.trim_start_matches("http://").to_owned(),
+            (Some("gRPC"), Some(addr)) => grpc = addr.to_owned(),
+            _ => {}
         }
         if line.starts_with("press Ctrl-C") {
             break;
@@ -93,7 +101,7 @@ pub fn rest_address(stdout: std::process::ChildStdout) -> String {
     }
     std::thread::spawn(move || lines.for_each(drop));
     assert!(!http.is_empty(), "gostocks printed its REST address");
-    http
+    (http, grpc)
 }
 
 /// A plain HTTP/1.1 GET of `path`: the body as text.

@@ -49,7 +49,8 @@ async fn run(args: CheckArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let producer = TickProducer::new(
-        &KafkaConfig::new(&args.kafka, "gostocks-check"),
+        &KafkaConfig::new(&args.kafka, "gostocks-check")
+            .with_options(args.kafka_options.resolve()?),
         args.tick_encoding,
     )
     .context("FAILED hop kafka: cannot create a producer")?;

@@ -1,6 +1,7 @@
 //! The command line. Every flag of `gostocks run` also reads a `GOSTOCKS_*` environment variable
-//! (named in `--help`), as do the connection and service flags of the other commands; precedence
-//! is flag > environment > default.
+//! (named in `--help`), as do the connection and service flags of the other commands. With
+//! `--config FILE` a TOML file comes in between; the precedence is written down once, in
+//! [`crate::config`]: default < file < environment < flag.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,8 +25,33 @@ pub struct Cli {
     #[arg(long, global = true, env = "GOSTOCKS_LOG")]
     pub log: Option<String>,
 
+    /// Log lines as text, or as JSON: one object a line, with the span fields.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "GOSTOCKS_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    /// A TOML configuration file: `log` and `log_format` at the top, `[run]` and `[ingest]`
+    /// holding their commands' flags (with `_` for `-`), `[kafka.options]` librdkafka settings.
+    /// See `examples/gostocks.toml` and `gostocks config show`.
+    #[arg(long, global = true, env = "GOSTOCKS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line: timestamp, level, message, fields and the spans' fields.
+    Json,
 }
 
 /// What to do.
@@ -73,6 +99,58 @@ pub enum Command {
     /// dropped, and ticks are held in a bounded buffer while Kafka is unreachable. Stops on
     /// Ctrl-C, after delivering what it holds.
     Ingest(IngestArgs),
+    /// Show the effective configuration, or check a configuration file.
+    Config(ConfigArgs),
+    /// Print a shell completion script, e.g. `gostocks completions bash > /etc/bash_completion.d/gostocks`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `gostocks config ...`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// What to do with the configuration.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration of `run` (or `--command ingest`): defaults, the
+    /// `--config` file and the environment merged, each value with where it came from.
+    /// Passwords and secrets are shown as `***`.
+    Show {
+        /// The command whose configuration to show.
+        #[arg(long, value_enum, default_value = "run")]
+        command: crate::config::Section,
+    },
+    /// Check a configuration file: its syntax, that every key exists, that every value parses.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// librdkafka settings for every Kafka client of a command (consumer, producer, admin).
+#[derive(Clone, Debug, Default, Args)]
+pub struct KafkaOptionArgs {
+    /// A librdkafka setting, `key=value`, e.g. `security.protocol=SASL_SSL`; repeat for
+    /// several. A value `${file:PATH}` is read from a file, `${env:NAME}` from the environment
+    /// (for secrets). Over `[kafka.options]` of the config file, key by key.
+    #[arg(
+        long = "kafka-option",
+        value_name = "KEY=VALUE",
+        env = "GOSTOCKS_KAFKA_OPTIONS",
+        value_delimiter = ','
+    )]
+    pub kafka_option: Vec<String>,
+
+    /// `[kafka.options]` of the config file (filled in by [`crate::config`]).
+    #[arg(skip)]
+    pub from_file: Vec<(String, String)>,
 }
 
 /// Flags of `gostocks bench-pipeline`.
@@ -144,8 +222,11 @@ pub struct CheckArgs {
     pub topic: String,
 
     /// Record encoding the pipeline expects.
-    #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
+    #[arg(long, default_value = "protobuf")]
     pub tick_encoding: TickEncoding,
+
+    #[command(flatten)]
+    pub kafka_options: KafkaOptionArgs,
 
     /// The pipeline's Redis (omit to skip the Redis hop).
     #[arg(long, env = "GOSTOCKS_REDIS_URL", value_name = "URL")]
@@ -175,6 +256,11 @@ pub struct PostgresArgs {
     /// Postgres schema to use (created if missing); default: the connection's search_path.
     #[arg(long, env = "GOSTOCKS_POSTGRES_SCHEMA", value_name = "SCHEMA")]
     pub postgres_schema: Option<String>,
+
+    /// PEM certificates of the CAs that sign the Postgres server's certificate, for
+    /// `sslmode=verify-ca|verify-full` in the URL (default: the Mozilla root store).
+    #[arg(long, env = "GOSTOCKS_POSTGRES_CA_FILE", value_name = "FILE")]
+    pub postgres_ca_file: Option<PathBuf>,
 }
 
 /// `gostocks users ...`.
@@ -239,14 +325,17 @@ pub struct ProducerArgs {
     pub partitions: i32,
 
     /// Encoding of the records: protobuf (`gostocks.v1.Tick`) or json (the canonical form).
-    #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
+    #[arg(long, default_value = "protobuf", env = "GOSTOCKS_TICK_ENCODING")]
     pub tick_encoding: TickEncoding,
+
+    #[command(flatten)]
+    pub kafka_options: KafkaOptionArgs,
 }
 
 /// Flags of `gostocks ingest`.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// The market data provider: finnhub, alpaca or binance.
+    /// The market data provider.
     #[arg(long, env = "GOSTOCKS_PROVIDER")]
     pub provider: ProviderKind,
 
@@ -311,10 +400,11 @@ pub struct IngestArgs {
     /// (counted as a parse error) before it is read whole, and it is re-made.
     #[arg(long, default_value_t = MAX_RECORD_BYTES, env = "GOSTOCKS_MAX_RECORD_BYTES")]
     pub max_record_bytes: usize,
-}
 
-fn parse_encoding(s: &str) -> Result<TickEncoding, String> {
-    s.parse()
+    /// Serve Prometheus metrics on `http://ADDR/metrics` (frames, ticks, reconnects, gaps,
+    /// overflow, the delay histogram); none when omitted.
+    #[arg(long, env = "GOSTOCKS_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Flags of `gostocks bench`.
@@ -374,8 +464,7 @@ pub struct AnalyzeArgs {
     #[arg(long, num_args = 1.., required = true)]
     pub input: Vec<PathBuf>,
 
-    /// Input format: auto, jsonl, csv, lobster, binance-trades, binance-raw, finnhub-raw or
-    /// alpaca-raw.
+    /// Input format.
     #[arg(long, default_value = "auto")]
     pub format: Format,
 
@@ -520,14 +609,13 @@ pub struct RunArgs {
     #[arg(long, env = "GOSTOCKS_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
-    /// With --kafka: record encoding, protobuf or json.
-    #[arg(
-        long,
-        default_value = "protobuf",
-        value_parser = parse_encoding,
-        env = "GOSTOCKS_TICK_ENCODING"
-    )]
+    /// With --kafka: record encoding.
+    #[arg(long, default_value = "protobuf", env = "GOSTOCKS_TICK_ENCODING")]
     pub tick_encoding: TickEncoding,
+
+    /// With --kafka: librdkafka settings of its clients.
+    #[command(flatten)]
+    pub kafka_options: KafkaOptionArgs,
 
     /// A source (Kafka partition) silent for this long stops holding event time back.
     #[arg(long, default_value = "5s", env = "GOSTOCKS_IDLE")]
@@ -555,6 +643,11 @@ pub struct RunArgs {
     /// `bar:<SYM>:<size>`, PUBLISH `updates:<SYM>`); REST then answers prices from Redis.
     #[arg(long, env = "GOSTOCKS_REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
+
+    /// PEM certificates of the CAs that sign the Redis server's certificate, for a
+    /// `rediss://` URL (default: the Mozilla root store).
+    #[arg(long, env = "GOSTOCKS_REDIS_CA_FILE", value_name = "FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// A prefix for every Redis key and channel (to share one Redis between deployments).
     #[arg(long, default_value = "", env = "GOSTOCKS_REDIS_PREFIX")]

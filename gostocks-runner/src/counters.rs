@@ -1,4 +1,4 @@
-//! The intake's and the dataflow's counters, and their Prometheus families.
+//! The intake's and the dataflow's counters (their Prometheus families: [`crate::metrics`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,23 +39,6 @@ impl Counters {
         (
             self.accepted.load(Ordering::Relaxed),
             self.rejected.load(Ordering::Relaxed),
-        )
-    }
-
-    /// The Prometheus text of the counters, with the number of `symbols` with a last price.
-    pub fn metrics(&self, symbols: usize) -> String {
-        let (accepted, rejected) = self.counts();
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (late, dead) = (get(&self.late), get(&self.dead_letters));
-        let (stats_rows, bars) = (get(&self.stats_rows), get(&self.bar_rows));
-        format!(
-            "# HELP gostocks_ticks_total Ticks accepted into the dataflow.\n# TYPE gostocks_ticks_total counter\ngostocks_ticks_total {accepted}\n\
-             # HELP gostocks_ticks_rejected_total Ticks rejected (bad price, size, symbol or time).\n# TYPE gostocks_ticks_rejected_total counter\ngostocks_ticks_rejected_total {rejected}\n\
-             # HELP gostocks_ticks_late_total Ticks too late to count.\n# TYPE gostocks_ticks_late_total counter\ngostocks_ticks_late_total {late}\n\
-             # HELP gostocks_dead_letters_total Kafka records sent to the dead-letter topic.\n# TYPE gostocks_dead_letters_total counter\ngostocks_dead_letters_total {dead}\n\
-             # HELP gostocks_stats_rows_total Window stats changelog rows computed.\n# TYPE gostocks_stats_rows_total counter\ngostocks_stats_rows_total {stats_rows}\n\
-             # HELP gostocks_bars_total Final bars computed.\n# TYPE gostocks_bars_total counter\ngostocks_bars_total {bars}\n\
-             # HELP gostocks_symbols Symbols with a last price.\n# TYPE gostocks_symbols gauge\ngostocks_symbols {symbols}\n"
         )
     }
 }

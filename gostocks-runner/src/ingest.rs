@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use gostocks_connectors::kafka::{KafkaConfig, TickBuffer, TickProducer, deliver, ensure_topic};
+use gostocks_connectors::kafka::{
+    KafkaConfig, TickBuffer, TickProducer, deliver, ensure_topic_with,
+};
 use gostocks_connectors::websocket::{
     Alpaca, Binance, ClientConfig, Finnhub, IngestMetrics, MetricsSnapshot, Provider, ProviderKind,
     Recorder, client,
@@ -103,11 +105,14 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     };
     let metrics = Arc::new(IngestMetrics::default());
     let buffer = Arc::new(TickBuffer::new(args.buffer));
-    let producer = TickProducer::new(
-        &KafkaConfig::new(&args.kafka.brokers, "gostocks-ingest"),
-        args.kafka.tick_encoding,
-    )
-    .context("creating the Kafka producer (is --brokers right?)")?;
+    let metrics_server = match args.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, Arc::clone(&metrics), Arc::clone(&buffer)).await?),
+        None => None,
+    };
+    let kafka = KafkaConfig::new(&args.kafka.brokers, "gostocks-ingest")
+        .with_options(args.kafka.kafka_options.resolve()?);
+    let producer = TickProducer::new(&kafka, args.kafka.tick_encoding)
+        .context("creating the Kafka producer (is --brokers right?)")?;
 
     // Set when delivery fails for good (Kafka refuses the topic or the ticks): ingesting on
     // would only fill the buffer, so the client is stopped too.
@@ -115,14 +120,10 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     let delivery = tokio::spawn({
         let (buffer, metrics) = (Arc::clone(&buffer), Arc::clone(&metrics));
         let failed = Arc::clone(&delivery_failed);
-        let (brokers, topic, partitions) = (
-            args.kafka.brokers.clone(),
-            args.topic.clone(),
-            args.kafka.partitions,
-        );
+        let (topic, partitions) = (args.topic.clone(), args.kafka.partitions);
         async move {
             let result =
-                deliver_all(&buffer, &producer, &metrics, &brokers, &topic, partitions).await;
+                deliver_all(&buffer, &producer, &metrics, &kafka, &topic, partitions).await;
             if result.is_err() {
                 failed.notify_one();
             }
@@ -179,6 +180,9 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     let drain_timeout: Duration = args.drain_timeout.into();
     let drained = tokio::time::timeout(drain_timeout, delivery).await;
     reporter.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     let m = snapshot(&metrics, &buffer);
     // Rates over the streaming span, so that waiting for a connection or for Ctrl-C does not
     // dilute them.
@@ -221,14 +225,16 @@ async fn deliver_all(
     buffer: &TickBuffer,
     producer: &TickProducer,
     metrics: &IngestMetrics,
-    brokers: &str,
+    kafka: &KafkaConfig,
     topic: &str,
     partitions: i32,
 ) -> Result<u64, gostocks_connectors::Error> {
+    let brokers = kafka.brokers.as_str();
     // The topic is made sure of here, not before connecting: the WebSocket does not wait for
     // Kafka, ticks wait in the buffer instead.
     loop {
-        match tokio::time::timeout(TOPIC_TIMEOUT, ensure_topic(brokers, topic, partitions)).await {
+        match tokio::time::timeout(TOPIC_TIMEOUT, ensure_topic_with(kafka, topic, partitions)).await
+        {
             Ok(Ok(())) => break,
             Ok(Err(e)) if !e.is_transient() => {
                 error!(brokers, topic, error = %e, "kafka refused the topic; stopping");
@@ -242,6 +248,106 @@ async fn deliver_all(
         tokio::time::sleep(KAFKA_RETRY).await;
     }
     deliver(buffer, producer, topic, KAFKA_RETRY, &metrics.delivered).await
+}
+
+/// Serves `GET /metrics` on `addr` until the task is aborted.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: Arc<IngestMetrics>,
+    buffer: Arc<TickBuffer>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use warp::Filter;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for metrics: is it in use? pass --metrics-addr")
+    })?;
+    info!(addr = %listener.local_addr()?, "serving /metrics");
+    let route = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(move || {
+            warp::reply::with_header(
+                render(&metrics, &buffer),
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        });
+    let limits = crate::serve::Limits {
+        max_connections: 64,
+        header_read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        drain: Duration::ZERO,
+    };
+    Ok(tokio::spawn(crate::serve::serve(
+        listener,
+        warp::service(route),
+        crate::serve::Protocol::Http,
+        limits,
+        std::future::pending(),
+    )))
+}
+
+/// The Prometheus text exposition of the ingest counters.
+fn render(metrics: &IngestMetrics, buffer: &TickBuffer) -> String {
+    use crate::metrics::{counter, gauge};
+    let m = snapshot(metrics, buffer);
+    let mut r = prometheus_client::registry::Registry::default();
+    for (name, help, v) in [
+        ("gostocks_ingest_frames", "Text frames received.", m.frames),
+        (
+            "gostocks_ingest_ticks",
+            "Ticks handed on for delivery.",
+            m.ticks,
+        ),
+        (
+            "gostocks_ingest_delivered",
+            "Ticks acknowledged by Kafka.",
+            m.delivered,
+        ),
+        (
+            "gostocks_ingest_reconnects",
+            "Reconnections (after a lost connection or a failed attempt).",
+            m.reconnects,
+        ),
+        (
+            "gostocks_ingest_gap_ids",
+            "Trade ids missing from the stream (gaps).",
+            m.gap_ids,
+        ),
+        (
+            "gostocks_ingest_overflow",
+            "Ticks dropped because the buffer in front of Kafka was full.",
+            m.overflow,
+        ),
+        (
+            "gostocks_ingest_parse_errors",
+            "Frames or trades that did not decode.",
+            m.parse_errors,
+        ),
+        (
+            "gostocks_ingest_duplicates",
+            "Trades dropped as already delivered.",
+            m.duplicates,
+        ),
+        (
+            "gostocks_ingest_provider_errors",
+            "Error messages from the provider.",
+            m.provider_errors,
+        ),
+    ] {
+        counter(&mut r, name, help, v);
+    }
+    gauge(
+        &mut r,
+        "gostocks_ingest_buffered",
+        "Ticks held for Kafka.",
+        buffer.len() as i64,
+    );
+    r.register(
+        "gostocks_ingest_delay_seconds",
+        "Exchange-to-ingest delay of each tick: local receive time minus the trade's exchange time.",
+        metrics.delay_seconds.0.clone(),
+    );
+    crate::metrics::text(&r)
 }
 
 fn snapshot(metrics: &IngestMetrics, buffer: &TickBuffer) -> MetricsSnapshot {

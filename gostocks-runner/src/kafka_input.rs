@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gostocks_connectors::kafka::{
-    DLQ_TOPIC, Event, InstanceId, KafkaConfig, KafkaSource, Record, TickEncoding, TickProducer,
+    DLQ_TOPIC, Event, InstanceId, KafkaConfig, KafkaOptions, KafkaSource, Record, TickEncoding,
+    TickProducer,
 };
 use gostocks_core::{Symbol, Tick};
 
@@ -33,6 +34,8 @@ pub struct KafkaInput {
     /// This runner's static membership id in the group (`None`: a dynamic member). Held for as
     /// long as the input runs, so that no other runner of this host claims it meanwhile.
     pub instance_id: Option<InstanceId>,
+    /// The operator's librdkafka settings (security).
+    pub options: KafkaOptions,
 }
 
 /// How often the records whose outputs are durable are committed.
@@ -64,8 +67,9 @@ pub fn run(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let base =
-            KafkaConfig::new(&input.brokers, &input.group).with_fetch_wait_ms(input.fetch_wait_ms);
+        let base = KafkaConfig::new(&input.brokers, &input.group)
+            .with_fetch_wait_ms(input.fetch_wait_ms)
+            .with_options(input.options);
         let dlq = TickProducer::new(&base, input.encoding)
             .context("creating the dead-letter producer")?;
         state.ownership.activate();
@@ -132,6 +136,7 @@ async fn drive(
                 ticks.is_empty() || tx.send(SourceTicks::of(partition as u32, ticks))
             }
             Event::Watched(v) => {
+                state.kafka.set_lag(source.lag());
                 state.kafka.set_unassigned(v.unassigned, v.waiting, v.stuck);
                 state.kafka.set_stalled(v.stalled);
                 if v.rejoin {

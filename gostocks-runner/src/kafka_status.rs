@@ -23,6 +23,8 @@ pub struct KafkaStatus {
     waiting: AtomicU64,
     stalled: AtomicU64,
     rejoins: AtomicU64,
+    /// Per partition held: records not read yet.
+    lag: std::sync::Mutex<Vec<(i32, u64)>>,
 }
 
 impl KafkaStatus {
@@ -96,23 +98,57 @@ impl KafkaStatus {
         Ok(())
     }
 
-    /// The Prometheus text exposition of the source's gauges and counters (nothing unless it
-    /// consumes Kafka).
-    pub(crate) fn metrics(&self) -> String {
+    /// Each held partition's consumer lag, in records (see [`KafkaSource::lag`]).
+    ///
+    /// [`KafkaSource::lag`]: gostocks_connectors::kafka::KafkaSource::lag
+    pub fn set_lag(&self, lag: Vec<(i32, u64)>) {
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+
+    /// Registers the source's gauges and counters (nothing unless it consumes Kafka).
+    pub(crate) fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        use crate::metrics::{counter, gauge, gauge_f64, gauges, label};
         if !self.active.load(Ordering::Relaxed) {
-            return String::new();
+            return;
         }
-        let assigned = self.assigned();
-        let unassigned = self.unassigned_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-        let waiting = self.waiting.load(Ordering::Relaxed);
-        let rejoins = self.rejoins();
-        let stalled = self.stalled.load(Ordering::Relaxed);
-        format!(
-            "# HELP gostocks_kafka_assigned_partitions Partitions of the tick topic this runner consumes.\n# TYPE gostocks_kafka_assigned_partitions gauge\ngostocks_kafka_assigned_partitions {assigned}\n\
-             # HELP gostocks_kafka_unassigned_seconds How long this runner has held no partition while records of the topic wait unconsumed (0 otherwise).\n# TYPE gostocks_kafka_unassigned_seconds gauge\ngostocks_kafka_unassigned_seconds {unassigned}\n\
-             # HELP gostocks_kafka_unconsumed_records Records beyond the group's committed offsets on the partitions this runner does not hold.\n# TYPE gostocks_kafka_unconsumed_records gauge\ngostocks_kafka_unconsumed_records {waiting}\n\
-             # HELP gostocks_kafka_stalled_partitions Partitions of the tick topic this runner does not hold whose records wait while nobody has consumed any for longer than the bound.\n# TYPE gostocks_kafka_stalled_partitions gauge\ngostocks_kafka_stalled_partitions {stalled}\n\
-             # HELP gostocks_kafka_rejoins_total Times this runner left and rejoined its consumer group because it held no partition while records waited that nobody consumed.\n# TYPE gostocks_kafka_rejoins_total counter\ngostocks_kafka_rejoins_total {rejoins}\n"
-        )
+        let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        gauges(
+            r,
+            "gostocks_kafka_consumer_lag",
+            "Records of each partition this runner holds that it has not read yet (the partition's end minus the next offset to read), as of the last look at the offsets (every 5 s).",
+            lag.into_iter()
+                .map(|(p, n)| (label("partition", p.to_string()), n as i64))
+                .collect(),
+        );
+        gauge(
+            r,
+            "gostocks_kafka_assigned_partitions",
+            "Partitions of the tick topic this runner consumes.",
+            self.assigned() as i64,
+        );
+        gauge_f64(
+            r,
+            "gostocks_kafka_unassigned_seconds",
+            "How long this runner has held no partition while records of the topic wait unconsumed (0 otherwise).",
+            self.unassigned_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        );
+        gauge(
+            r,
+            "gostocks_kafka_unconsumed_records",
+            "Records beyond the group's committed offsets on the partitions this runner does not hold.",
+            self.waiting.load(Ordering::Relaxed) as i64,
+        );
+        gauge(
+            r,
+            "gostocks_kafka_stalled_partitions",
+            "Partitions of the tick topic this runner does not hold whose records wait while nobody has consumed any for longer than the bound.",
+            self.stalled.load(Ordering::Relaxed) as i64,
+        );
+        counter(
+            r,
+            "gostocks_kafka_rejoins",
+            "Times this runner left and rejoined its consumer group because it held no partition while records waited that nobody consumed.",
+            self.rejoins(),
+        );
     }
 }

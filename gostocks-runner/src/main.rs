@@ -8,6 +8,7 @@ mod bench;
 mod bench_pipeline;
 mod check;
 mod cli;
+mod config;
 mod counters;
 mod dataflow;
 mod event_time;
@@ -17,6 +18,7 @@ mod ingest;
 mod intake;
 mod kafka_input;
 mod kafka_status;
+mod metrics;
 mod notify;
 mod read_model;
 mod recording;
@@ -30,16 +32,14 @@ mod state;
 mod telemetry;
 mod users;
 
-use clap::Parser;
-
 /// mimalloc keeps freed pages for reuse: the dataflow hands large message buffers back and
 /// forth, and the system allocator returned them to the kernel and faulted them in again.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let cli = cli::Cli::parse();
-    telemetry::init(cli.log.as_deref());
+    let cli = config::parse()?;
+    telemetry::init(cli.log.as_deref(), cli.log_format);
     match cli.command {
         cli::Command::Run(args) => run::run(*args),
         cli::Command::Simulate(args) => simulate::simulate(args),
@@ -51,5 +51,21 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Check(args) => check::check(args),
         cli::Command::BenchPipeline(args) => bench_pipeline::bench_pipeline(args),
         cli::Command::Ingest(args) => ingest::ingest(args),
+        cli::Command::Config(args) => match args.command {
+            cli::ConfigCommand::Show { command } => {
+                print!("{}", config::show(command)?);
+                Ok(())
+            }
+            cli::ConfigCommand::Check { file } => {
+                config::check_file(&file)?;
+                println!("{}: ok", file.display());
+                Ok(())
+            }
+        },
+        cli::Command::Completions { shell } => {
+            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "gostocks", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }

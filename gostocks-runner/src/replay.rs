@@ -32,19 +32,16 @@ async fn replay_async(args: ReplayArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", path.display()))?,
         );
     }
-    gostocks_connectors::kafka::ensure_topic(
-        &args.kafka.brokers,
-        &args.topic,
-        args.kafka.partitions,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "making sure topic {} exists on {} (is --brokers right?)",
-            args.topic, args.kafka.brokers
-        )
-    })?;
-    let config = KafkaConfig::new(&args.kafka.brokers, "gostocks-replay");
+    let config = KafkaConfig::new(&args.kafka.brokers, "gostocks-replay")
+        .with_options(args.kafka.kafka_options.resolve()?);
+    gostocks_connectors::kafka::ensure_topic_with(&config, &args.topic, args.kafka.partitions)
+        .await
+        .with_context(|| {
+            format!(
+                "making sure topic {} exists on {} (is --brokers right?)",
+                args.topic, args.kafka.brokers
+            )
+        })?;
     let producer = TickProducer::new(&config, args.kafka.tick_encoding)
         .context("connecting to Kafka (is --brokers right?)")?;
     let bar = ProgressBar::new_spinner();

@@ -38,7 +38,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let store = match &args.db.postgres {
-        Some(url) => runtime.block_on(Store::postgres(url, args.db.postgres_schema.as_deref()))?,
+        Some(url) => runtime.block_on(Store::postgres_with_ca(
+            url,
+            args.db.postgres_schema.as_deref(),
+            args.db.postgres_ca_file.as_deref(),
+        ))?,
         None => Store::memory(),
     };
     let (rules_tx, rules_rx) = std::sync::mpsc::channel();
@@ -56,21 +60,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let redis = match &args.redis {
         Some(url) => Some(
             runtime
-                .block_on(RedisSink::connect(url, &args.redis_prefix))
-                .context("connecting to Redis: is it running, and is --redis right?")?
+                .block_on(RedisSink::connect_with_ca(
+                    url,
+                    &args.redis_prefix,
+                    args.redis_ca_file.as_deref(),
+                ))
+                .context(
+                    "connecting to Redis: is it running, and is --redis right? (a server that only speaks TLS needs rediss://)",
+                )?
                 .with_ttl(args.redis_ttl),
         ),
         None => None,
     };
+    let kafka_options = args.kafka_options.resolve()?;
     let kafka_sink = match &args.kafka {
         Some(brokers) => Some({
+            let config = KafkaConfig::new(brokers, &args.group).with_options(kafka_options.clone());
             // Brokers need not create topics on first use: make sure the output topics exist.
             for topic in [&args.stats_topic, &args.alerts_topic] {
                 runtime
-                    .block_on(gostocks_connectors::kafka::ensure_topic(brokers, topic, 4))
+                    .block_on(gostocks_connectors::kafka::ensure_topic_with(
+                        &config, topic, 4,
+                    ))
                     .with_context(|| format!("creating the output topic {topic}"))?;
             }
-            TickProducer::new(&KafkaConfig::new(brokers, &args.group), args.tick_encoding)
+            TickProducer::new(&config, args.tick_encoding)
                 .context("creating the Kafka producer for the stats and alert topics")?
         }),
         None => None,
@@ -177,6 +191,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 resolution: config.resolution.ns(),
                 fetch_wait_ms: u32::try_from(args.fetch_wait.ns() / 1_000_000).unwrap_or(u32::MAX),
                 instance_id,
+                options: kafka_options,
             };
             let (stop, state) = (Arc::clone(&stop), Arc::clone(&state));
             std::thread::Builder::new()
@@ -234,7 +249,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(())
     })?;
     let (accepted, rejected) = state.counters.counts();
-    eprintln!("stopped: {accepted} ticks processed, {rejected} rejected");
+    tracing::info!(ticks = accepted, rejected, "stopped");
     Ok(())
 }
 

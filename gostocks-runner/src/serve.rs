@@ -15,6 +15,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower_service::Service;
 
+/// The most characters of a request's path the access log shows.
+const MAX_LOGGED_PATH: usize = 200;
+
 /// The bounds of one server's connections.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -90,7 +93,7 @@ pub async fn serve<S, B>(
                 }
             }
         };
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -105,21 +108,47 @@ pub async fn serve<S, B>(
         let _ = tcp.set_nodelay(true);
         let io = TokioIo::new(Idle::new(tcp, limits.idle_timeout));
         let svc = service.clone();
-        let hyper_svc = hyper::service::service_fn(move |req| {
+        // Every access-log line of the connection carries its peer and protocol. HTTP/2 runs
+        // each request on a task of its own, so the request's future is instrumented too.
+        let span = tracing::debug_span!("connection", %peer, protocol = ?protocol);
+        let request_span = span.clone();
+        let hyper_svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let mut svc = svc.clone();
-            async move { svc.call(req).await }
+            let fut = async move {
+                // The access log, at debug: the path without its query (which may hold keys),
+                // cut to a bounded excerpt.
+                let started = std::time::Instant::now();
+                let method = req.method().clone();
+                let path: String = req.uri().path().chars().take(MAX_LOGGED_PATH).collect();
+                let res = svc.call(req).await;
+                if let Ok(r) = &res {
+                    tracing::debug!(
+                        %method,
+                        path,
+                        status = r.status().as_u16(),
+                        grpc_status = r.headers().get("grpc-status").and_then(|v| v.to_str().ok()),
+                        micros = started.elapsed().as_micros() as u64,
+                        "request"
+                    );
+                }
+                res
+            };
+            tracing::Instrument::instrument(fut, request_span.clone())
         });
         let builder = Arc::clone(&builder);
         let conn = builder
             .serve_connection_with_upgrades(io, hyper_svc)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(error = %error, "connection ended with an error");
+                }
+                drop(permit);
+            },
+            span,
+        ));
     }
     drop(listener);
     if tokio::time::timeout(limits.drain, graceful.shutdown())

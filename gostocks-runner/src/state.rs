@@ -84,15 +84,14 @@ impl MarketState {
         self.progress.readiness()
     }
 
-    /// The Prometheus text exposition of the counters, the consumer's state and the sinks'.
+    /// The Prometheus text exposition of the counters, the consumer's state, the sinks' and
+    /// the notifications' (see [`crate::metrics`]).
     pub fn metrics(&self) -> String {
-        let symbols = self.read.symbols().len();
-        format!(
-            "{}{}{}{}",
-            self.counters.metrics(symbols),
-            self.kafka.metrics(),
-            self.progress.metrics(),
-            self.notify.render()
-        )
+        let mut r = prometheus_client::registry::Registry::default();
+        self.counters.register(&mut r, self.read.symbols().len());
+        self.kafka.register(&mut r);
+        self.progress.register_metrics(&mut r);
+        self.notify.register(&mut r);
+        crate::metrics::text(&r)
     }
 }

@@ -23,7 +23,12 @@ pub fn users(args: UsersArgs) -> anyhow::Result<()> {
         UsersCommand::Create { name, db } => {
             let url = url(&db)?;
             runtime()?.block_on(async {
-                let store = Store::postgres(url, db.postgres_schema.as_deref()).await?;
+                let store = Store::postgres_with_ca(
+                    url,
+                    db.postgres_schema.as_deref(),
+                    db.postgres_ca_file.as_deref(),
+                )
+                .await?;
                 let (id, key) = store.create_user(&name).await?;
                 eprintln!(
                     "created user `{name}` (id {id}); its API key follows, shown only this once:"
@@ -39,7 +44,12 @@ pub fn users(args: UsersArgs) -> anyhow::Result<()> {
 pub fn migrate(args: PostgresArgs) -> anyhow::Result<()> {
     let url = url(&args)?;
     runtime()?.block_on(async {
-        Store::postgres(url, args.postgres_schema.as_deref()).await?;
+        Store::postgres_with_ca(
+            url,
+            args.postgres_schema.as_deref(),
+            args.postgres_ca_file.as_deref(),
+        )
+        .await?;
         eprintln!("migrations are applied");
         Ok(())
     })

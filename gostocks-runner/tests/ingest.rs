@@ -342,6 +342,8 @@ struct BinanceRun {
     done: Finished,
     connections: usize,
     secs: f64,
+    /// `/metrics` just before the stop, with `--metrics-addr` among the flags.
+    metrics: Option<prometheus_parse::Scrape>,
 }
 
 /// Ingests `s` from a [`binance_server`] into a fresh topic and reads `expect` ticks back.
@@ -366,6 +368,14 @@ async fn ingest_binance(
     );
     let got = read_ticks(brokers, &topic, expect).await;
     let secs = started.elapsed().as_secs_f64();
+    let metrics = match extra.iter().position(|a| *a == "--metrics-addr") {
+        Some(i) => {
+            let addr = extra[i + 1].to_owned();
+            let scraped = tokio::task::spawn_blocking(move || common::scrape(&addr));
+            Some(scraped.await.expect("scrape"))
+        }
+        None => None,
+    };
     let done = ingest.stop().await;
     assert!(done.status.success(), "{}: {}", s.name, done.log);
     assert_eq!(
@@ -380,6 +390,7 @@ async fn ingest_binance(
         done,
         connections: server.seen.connections(),
         secs,
+        metrics,
     }
 }
 
@@ -450,12 +461,16 @@ async fn binance_trades_withheld_across_a_reconnect_are_reported_as_a_gap() {
     let resume = cut + 1500;
     let withheld = trade_frames(&s.frames[cut..resume]);
     assert!(withheld > 0);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let addr = port.to_string();
     let run = ingest_binance(
         &brokers,
         &s,
         (cut, resume, false),
         s.expected.len() - withheld,
-        &[],
+        &["--metrics-addr", &addr],
     )
     .await;
     assert_eq!(
@@ -464,6 +479,27 @@ async fn binance_trades_withheld_across_a_reconnect_are_reported_as_a_gap() {
         "{}",
         run.done.log
     );
+    // The same counters on /metrics, and the delay histogram holding every tick.
+    let m = run.metrics.expect("scraped");
+    let get = |name: &str| {
+        m.samples
+            .iter()
+            .find(|x| x.metric == name)
+            .map(|x| match &x.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => *v,
+                prometheus_parse::Value::Histogram(b) => b
+                    .iter()
+                    .find(|b| b.less_than.is_infinite())
+                    .map_or(0.0, |b| b.count),
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(get("gostocks_ingest_gap_ids_total"), Some(withheld as f64));
+    let ticks = get("gostocks_ingest_ticks_total").expect("ticks");
+    assert!(ticks > 0.0 && get("gostocks_ingest_frames_total") >= Some(ticks));
+    assert!(get("gostocks_ingest_reconnects_total") >= Some(1.0));
+    assert_eq!(get("gostocks_ingest_overflow_total"), Some(0.0));
+    assert_eq!(get("gostocks_ingest_delay_seconds"), Some(ticks));
     assert!(
         run.done.log.contains("gap in trade ids"),
         "{}",

@@ -786,7 +786,10 @@ async fn a_postgres_outage_delays_alert_events_and_loses_none() {
     proxy.down().await;
     produce(&brokers, &topic, &ticks[half..]).await;
     // The dataflow goes on without Postgres: every tick is taken in during the outage.
-    let all = format!("gostocks_ticks_total {}", ticks.len());
+    let all = format!(
+        "gostocks_ticks_total{{outcome=\"accepted\"}} {}",
+        ticks.len()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !metrics(&running.http).contains(&all) {
         assert!(
@@ -811,7 +814,7 @@ async fn wait_for_ticks(
     secs: u64,
     what: &str,
 ) -> Duration {
-    let want = format!("gostocks_ticks_total {n} ");
+    let want = format!("gostocks_ticks_total{{outcome=\"accepted\"}} {n} ");
     while !format!("{} ", metrics(http)).contains(&want) {
         assert!(
             restarted.elapsed() < Duration::from_secs(secs),
@@ -1128,7 +1131,9 @@ async fn a_stuck_runner_rejoins(
 
     let (mut longest, mut not_ready) = (0.0f64, None);
     let deadline = Duration::from_secs(bound + session + 5 + 45);
-    while metric(&running.http, "gostocks_ticks_total") != Some(ticks.len() as f64) {
+    while metric(&running.http, "gostocks_ticks_total{outcome=\"accepted\"}")
+        != Some(ticks.len() as f64)
+    {
         assert!(
             restarted.elapsed() < deadline,
             "not every tick taken in {deadline:?} after the restart: {}",

@@ -26,6 +26,7 @@ use std::str::FromStr;
 
 /// A recorded-tick file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// Detect from the file name and first line.
     Auto,

@@ -89,6 +89,12 @@ impl Commits {
         held
     }
 
+    /// The offset of the next record of `partition` to hand on (the last handed on plus one),
+    /// if this process read any of it.
+    pub fn position(&self, partition: i32) -> Option<i64> {
+        self.processed.get(&partition).map(|done| done + 1)
+    }
+
     /// The partitions held, sorted.
     pub fn held(&self) -> Vec<i32> {
         let mut held: Vec<i32> = self.parts.keys().copied().collect();

@@ -5,9 +5,11 @@ use rdkafka::ClientConfig;
 
 /// How ticks are encoded on a topic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TickEncoding {
     /// `gostocks.v1.Tick` protobuf (the default).
     #[default]
+    #[cfg_attr(feature = "clap", value(alias = "proto"))]
     Protobuf,
     /// The canonical JSON tick form.
     Json,
@@ -41,6 +43,42 @@ pub struct KafkaConfig {
     /// The consumer's static group membership id (`group.instance.id`, KIP-345), if any; see
     /// [`KafkaConfig::session_timeout`] for what it changes.
     pub instance_id: Option<String>,
+    /// librdkafka settings given by the operator (security, timeouts), set on every client
+    /// after gostocks' own, so that they win.
+    pub options: KafkaOptions,
+}
+
+/// librdkafka settings `key = value`, in the order given (a later one wins). Their `Debug`
+/// shows the values of secret keys (see [`is_secret_key`]) as `***`, so that a config printed
+/// or logged never holds a password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaOptions(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret_key(k) { "***" } else { v.as_str() };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+/// Whether the librdkafka setting `key` holds a secret (a password, a private key, an OAuth
+/// client secret): never printed.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "ssl.key.pem",
+        "private",
+        "sasl.jaas",
+        "token",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
 }
 
 /// The default [`KafkaConfig::fetch_wait_ms`]: low enough for real-time outputs, high enough
@@ -66,7 +104,29 @@ impl KafkaConfig {
             fetch_wait_ms: DEFAULT_FETCH_WAIT_MS,
             linger_ms: 5,
             instance_id: None,
+            options: KafkaOptions::default(),
         }
+    }
+
+    /// The same config with the operator's librdkafka `options` (set last on every client).
+    pub fn with_options(mut self, options: KafkaOptions) -> KafkaConfig {
+        self.options = options;
+        self
+    }
+
+    /// Sets the operator's options on `c`, after gostocks' own.
+    fn apply_options(&self, c: &mut ClientConfig) {
+        for (k, v) in &self.options.0 {
+            c.set(k, v);
+        }
+    }
+
+    /// The settings of an admin client (creating topics).
+    pub(crate) fn admin(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        self.apply_options(&mut c);
+        c
     }
 
     /// The same config with the consumer a static group member named `id` (`None`: dynamic).
@@ -107,6 +167,7 @@ impl KafkaConfig {
             .set("linger.ms", self.linger_ms.to_string())
             // Bounded wait so a dead broker surfaces as an error instead of an endless retry.
             .set("message.timeout.ms", "30000");
+        self.apply_options(&mut c);
         c
     }
 
@@ -142,6 +203,7 @@ impl KafkaConfig {
         if let Ok(debug) = std::env::var("GOSTOCKS_KAFKA_DEBUG") {
             c.set("debug", debug);
         }
+        self.apply_options(&mut c);
         c
     }
 }

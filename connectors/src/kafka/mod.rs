@@ -21,8 +21,8 @@ mod watchdog;
 pub use buffer::{TickBuffer, deliver};
 pub use commits::{Commits, Handed, Start};
 pub use config::{
-    DEFAULT_FETCH_WAIT_MS, DYNAMIC_SESSION_TIMEOUT, KafkaConfig, STATIC_SESSION_TIMEOUT,
-    TickEncoding,
+    DEFAULT_FETCH_WAIT_MS, DYNAMIC_SESSION_TIMEOUT, KafkaConfig, KafkaOptions,
+    STATIC_SESSION_TIMEOUT, TickEncoding, is_secret_key,
 };
 pub use membership::InstanceId;
 pub use ownership::Ownership;
@@ -32,7 +32,6 @@ pub use source::{
 };
 pub use watchdog::Verdict;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
@@ -48,14 +47,20 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Creates `topic` with `partitions` partitions unless it exists (replication 1: a local or test
 /// broker; production topics are provisioned by their operators).
 pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), Error> {
+    ensure_topic_with(&KafkaConfig::new(brokers, ""), topic, partitions).await
+}
+
+/// [`ensure_topic`] with the brokers and [`KafkaConfig::options`] (security settings) of `config`.
+pub async fn ensure_topic_with(
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), Error> {
     let err = |source| Error::Kafka {
         context: format!("creating topic {topic}"),
         source,
     };
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(err)?;
+    let admin: AdminClient<DefaultClientContext> = config.admin().create().map_err(err)?;
     let results = admin
         .create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],

@@ -20,7 +20,7 @@ use super::config::{KafkaConfig, TickEncoding};
 use super::lock;
 use super::rebalance::{Rebalance, Shared};
 use super::sampler::Sampler;
-use super::watchdog::{Verdict, Watchdog};
+use super::watchdog::{PartitionOffsets, Verdict, Watchdog};
 use crate::error::Error;
 use crate::limits::{MAX_RECORD_BYTES, decode_record};
 
@@ -186,6 +186,8 @@ pub struct KafkaSource {
     last_check: Instant,
     /// Partitions of others nobody consumed, at the last look.
     stalled: usize,
+    /// The last look at the topic's offsets.
+    offsets: Vec<PartitionOffsets>,
 }
 
 impl KafkaSource {
@@ -213,6 +215,7 @@ impl KafkaSource {
             sampler,
             last_check: Instant::now(),
             stalled: 0,
+            offsets: Vec::new(),
         };
         source.join()?;
         Ok(source)
@@ -372,6 +375,7 @@ impl KafkaSource {
         }
         let offsets = self.sampler.take()?;
         let v = self.watchdog.observe(Instant::now(), &offsets, &mine);
+        self.offsets = offsets;
         let (topic, group) = (&self.topic, &self.config.group);
         if v.rejoin {
             tracing::warn!(
@@ -395,6 +399,24 @@ impl KafkaSource {
         }
         self.stalled = v.stalled;
         Some(v)
+    }
+
+    /// The consumer lag of each partition held, sorted by partition: records between the next
+    /// one to hand on and the partition's end, as of the last look at the topic's offsets
+    /// (every few seconds; [`Event::Watched`] follows each look). 0 once the partition is
+    /// drained.
+    pub fn lag(&self) -> Vec<(i32, u64)> {
+        let shared = lock(&self.shared);
+        shared
+            .commits
+            .held()
+            .into_iter()
+            .filter_map(|p| {
+                let o = self.offsets.iter().find(|o| o.partition == p)?;
+                let next = shared.commits.position(p).unwrap_or(o.low).max(o.low);
+                Some((p, u64::try_from(o.high - next).unwrap_or(0)))
+            })
+            .collect()
     }
 
     /// Every output of a grid time below `upto` is durably written: commits, per partition,

@@ -3,8 +3,11 @@
 
 pub mod alerts;
 pub mod notify;
+pub mod tls;
 
-use tokio_postgres::{Client, NoTls};
+use std::path::Path;
+
+use tokio_postgres::Client;
 
 use crate::error::Error;
 
@@ -29,14 +32,28 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 
 /// Connects to `url` (e.g. `postgres://postgres@127.0.0.1:5432/test`) and drives the connection
 /// on the current tokio runtime. With `schema`, every statement runs in that schema (created if
-/// missing), which is how tests isolate themselves.
+/// missing), which is how tests isolate themselves. TLS as the URL's `sslmode` says (see
+/// [`tls`]), trusting the Mozilla roots.
 pub async fn connect(url: &str, schema: Option<&str>) -> Result<Client, Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|source| Error::Postgres {
-            context: "connecting".into(),
-            source,
-        })?;
+    connect_with_ca(url, schema, None).await
+}
+
+/// [`connect`], trusting the CA certificates of `ca_file` (PEM) for `sslmode=verify-ca`,
+/// `verify-full` or `require`.
+pub async fn connect_with_ca(
+    url: &str,
+    schema: Option<&str>,
+    ca_file: Option<&Path>,
+) -> Result<Client, Error> {
+    let (url, verify) = tls::sslmode(url, ca_file.is_some());
+    let connector = tls::connector(verify, ca_file)?;
+    let (client, connection) =
+        tokio_postgres::connect(&url, connector)
+            .await
+            .map_err(|source| Error::Postgres {
+                context: "connecting".into(),
+                source,
+            })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "postgres connection closed");

@@ -94,13 +94,40 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
-    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`); keys are written under `prefix`.
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`, or `rediss://host:6380` for TLS,
+    /// trusting the system's and the Mozilla roots); keys are written under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisSink, Error> {
+        RedisSink::connect_with_ca(url, prefix, None).await
+    }
+
+    /// [`RedisSink::connect`]; a `rediss://` server's certificate must be signed by a CA of
+    /// `ca_file` (PEM), if given.
+    pub async fn connect_with_ca(
+        url: &str,
+        prefix: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<RedisSink, Error> {
         let err = |context: &str| {
             let context = context.to_owned();
             move |source| Error::Redis { context, source }
         };
-        let client = redis::Client::open(url).map_err(err("parsing the redis url"))?;
+        // rediss:// uses rustls with the process's crypto provider: ring, as everywhere here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = match ca_file {
+            None => redis::Client::open(url).map_err(err("parsing the redis url"))?,
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|source| Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(url, certs)
+                    .map_err(err("parsing the redis url and the CA file"))?
+            }
+        };
         let conn = ConnectionManager::new(client)
             .await
             .map_err(err("connecting"))?;

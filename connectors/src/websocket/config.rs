@@ -8,6 +8,7 @@ use crate::limits::MAX_RECORD_BYTES;
 
 /// A market data provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ProviderKind {
     /// Finnhub (`wss://ws.finnhub.io`, token in `FINNHUB_TOKEN`).
     Finnhub,

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
 /// Live counters of an ingest session.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
@@ -35,6 +37,18 @@ pub struct IngestMetrics {
     pub first_frame_ns: AtomicU64,
     /// Local receive time of the latest frame, ns since the epoch.
     pub last_frame_ns: AtomicU64,
+    /// Receive-minus-exchange delays, in seconds.
+    pub delay_seconds: DelayHistogram,
+}
+
+/// The histogram of exchange-to-ingest delays, in seconds: 1 ms doubling up to about 65 s.
+#[derive(Clone, Debug)]
+pub struct DelayHistogram(pub Histogram);
+
+impl Default for DelayHistogram {
+    fn default() -> DelayHistogram {
+        DelayHistogram(Histogram::new(exponential_buckets(0.001, 2.0, 17)))
+    }
 }
 
 /// A copy of the counters at one moment.
@@ -81,6 +95,7 @@ impl IngestMetrics {
     /// Records one tick's exchange-to-ingest delay (negative delays, from clock skew, count as 0).
     pub fn delay(&self, ns: i64) {
         let ns = u64::try_from(ns).unwrap_or(0);
+        self.delay_seconds.0.observe(ns as f64 / 1e9);
         // Saturating: a replay of an old recording has delays of years, and a wrapped sum would
         // report nonsense rather than "huge".
         let _ = self

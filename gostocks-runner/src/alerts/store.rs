@@ -47,6 +47,7 @@ struct MemDelivery {
 pub struct Pg {
     url: String,
     schema: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
 }
 
@@ -56,7 +57,9 @@ impl Pg {
         if let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(c));
         }
-        let c = Arc::new(postgres::connect(&self.url, self.schema.as_deref()).await?);
+        let c =
+            postgres::connect_with_ca(&self.url, self.schema.as_deref(), self.ca_file.as_deref());
+        let c = Arc::new(c.await?);
         *guard = Some(Arc::clone(&c));
         Ok(c)
     }
@@ -68,9 +71,15 @@ impl Store {
         Store::Memory(Mutex::default())
     }
 
-    /// Connects to Postgres at `url` (in `schema`, if given) and applies the migrations.
-    pub async fn postgres(url: &str, schema: Option<&str>) -> anyhow::Result<Store> {
-        let mut client = postgres::connect(url, schema)
+    /// Connects to Postgres at `url` (in `schema`, if given; TLS as its `sslmode` says,
+    /// trusting the CA certificates of `ca_file`, see [`postgres::tls`]) and applies the
+    /// migrations.
+    pub async fn postgres_with_ca(
+        url: &str,
+        schema: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Store> {
+        let mut client = postgres::connect_with_ca(url, schema, ca_file)
             .await
             .context("connecting to Postgres: is it running, and is --postgres right?")?;
         let ran = postgres::migrate(&mut client).await?;
@@ -80,6 +89,7 @@ impl Store {
         Ok(Store::Postgres(Pg {
             url: url.to_owned(),
             schema: schema.map(str::to_owned),
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
             client: tokio::sync::Mutex::new(Some(Arc::new(client))),
         }))
     }

@@ -370,7 +370,7 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
             Ok(warp::reply::with_header(
                 api.state.metrics(),
                 "content-type",
-                "text/plain; version=0.0.4",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
             .into_response())
         }

@@ -47,68 +47,57 @@ pub struct Config {
     pub allow_private: bool,
 }
 
-/// Attempt latency histogram bounds, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
 /// The worker's counters, in `/metrics`.
-#[derive(Default)]
 pub struct Metrics {
     delivered: AtomicU64,
     failed: AtomicU64,
     retried: AtomicU64,
     depth: AtomicI64,
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
+    attempt: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            depth: AtomicI64::new(0),
+            attempt: crate::metrics::latency_histogram(),
+        }
+    }
 }
 
 impl Metrics {
     fn observe(&self, took: Duration) {
-        let s = took.as_secs_f64();
-        for (b, bound) in self.buckets.iter().zip(BUCKETS) {
-            if s <= bound {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.attempt.observe(took.as_secs_f64());
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP gostocks_notify_deliveries_total Delivery attempts by outcome: delivered, failed (for good), retry (transient failure).\n# TYPE gostocks_notify_deliveries_total counter\n",
+    /// Registers the deliveries by outcome, the outbox depth and the attempt durations.
+    pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        use crate::metrics::label;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::metrics::counters(
+            r,
+            "gostocks_notify_deliveries",
+            "Delivery attempts by outcome: delivered, failed (for good), retry (transient failure).",
+            vec![
+                (label("outcome", "delivered"), get(&self.delivered)),
+                (label("outcome", "failed"), get(&self.failed)),
+                (label("outcome", "retry"), get(&self.retried)),
+            ],
         );
-        for (outcome, n) in [
-            ("delivered", &self.delivered),
-            ("failed", &self.failed),
-            ("retry", &self.retried),
-        ] {
-            out.push_str(&format!(
-                "gostocks_notify_deliveries_total{{outcome=\"{outcome}\"}} {}\n",
-                n.load(Ordering::Relaxed)
-            ));
-        }
-        out.push_str(&format!(
-            "# HELP gostocks_notify_outbox_depth Deliveries pending in the outbox.\n# TYPE gostocks_notify_outbox_depth gauge\ngostocks_notify_outbox_depth {}\n",
-            self.depth.load(Ordering::Relaxed)
-        ));
-        out.push_str("# HELP gostocks_notify_attempt_seconds How long delivery attempts took.\n# TYPE gostocks_notify_attempt_seconds histogram\n");
-        for (b, bound) in self.buckets.iter().zip(BUCKETS) {
-            out.push_str(&format!(
-                "gostocks_notify_attempt_seconds_bucket{{le=\"{bound}\"}} {}\n",
-                b.load(Ordering::Relaxed)
-            ));
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        out.push_str(&format!(
-            "gostocks_notify_attempt_seconds_bucket{{le=\"+Inf\"}} {count}\ngostocks_notify_attempt_seconds_sum {}\ngostocks_notify_attempt_seconds_count {count}\n",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        ));
-        out
+        crate::metrics::gauge(
+            r,
+            "gostocks_notify_outbox_depth",
+            "Deliveries pending in the outbox.",
+            self.depth.load(Ordering::Relaxed),
+        );
+        r.register(
+            "gostocks_notify_attempt_seconds",
+            "How long delivery attempts took.",
+            self.attempt.clone(),
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc::Receiver;
 
 use super::{Output, Sink, SinkError};
@@ -86,12 +87,33 @@ pub struct SinkHealth {
     depth: AtomicUsize,
     retries: AtomicU64,
     written: AtomicU64,
+    /// Tick-to-sink latency: the wall clock when an output is written minus its event time.
+    latency: Histogram,
+}
+
+/// A sink's queue and counters at one moment, for `/metrics`.
+#[derive(Clone, Debug)]
+pub struct SinkSnapshot {
+    /// The sink's name.
+    pub name: String,
+    /// 0 ok, 1 degraded (retrying), 2 failed (stopped).
+    pub state: u64,
+    /// Outputs waiting in its queue.
+    pub depth: usize,
+    /// The bound of its queue.
+    pub capacity: usize,
+    /// Writes retried after a transient failure.
+    pub retries: u64,
+    /// Outputs written (marks included).
+    pub written: u64,
 }
 
 impl SinkHealth {
-    /// A healthy sink `name` queueing and failing as `policy` says.
-    pub fn new(name: &str, policy: &Policy) -> SinkHealth {
+    /// A healthy sink `name` queueing and failing as `policy` says, its tick-to-sink latency
+    /// observed in `latency`.
+    pub fn new(name: &str, policy: &Policy, latency: Histogram) -> SinkHealth {
         SinkHealth {
+            latency,
             name: name.to_owned(),
             capacity: policy.capacity,
             unready_after: policy.unready_after,
@@ -140,44 +162,37 @@ impl SinkHealth {
         }
     }
 
-    /// The Prometheus lines of this sink (without HELP and TYPE, which the caller writes once).
-    pub fn metrics(&self) -> [String; 5] {
-        let state = match self.health() {
-            Health::Ok => 0,
-            Health::Degraded { .. } => 1,
-            Health::Failed(_) => 2,
-        };
-        let n = &self.name;
-        [
-            format!("gostocks_sink_state{{sink=\"{n}\"}} {state}\n"),
-            format!(
-                "gostocks_sink_queue_depth{{sink=\"{n}\"}} {}\n",
-                self.depth.load(Ordering::Relaxed)
-            ),
-            format!(
-                "gostocks_sink_queue_capacity{{sink=\"{n}\"}} {}\n",
-                self.capacity
-            ),
-            format!(
-                "gostocks_sink_retries_total{{sink=\"{n}\"}} {}\n",
-                self.retries.load(Ordering::Relaxed)
-            ),
-            format!(
-                "gostocks_sink_outputs_total{{sink=\"{n}\"}} {}\n",
-                self.written.load(Ordering::Relaxed)
-            ),
-        ]
+    /// The sink's queue and counters now.
+    pub fn snapshot(&self) -> SinkSnapshot {
+        SinkSnapshot {
+            name: self.name.clone(),
+            state: match self.health() {
+                Health::Ok => 0,
+                Health::Degraded { .. } => 1,
+                Health::Failed(_) => 2,
+            },
+            depth: self.depth.load(Ordering::Relaxed),
+            capacity: self.capacity,
+            retries: self.retries.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Observes the tick-to-sink latency of every output of `batch` that carries the event time
+    /// of a tick (prices, stats rows, alert events; a bar's event time is its start).
+    fn observe(&self, batch: &[Output]) {
+        for o in batch {
+            let event_ns = match o {
+                Output::Price(_, p) => p.time_ns,
+                Output::Stats(row) => row.time_ns,
+                Output::Event(e) => e.time_ns,
+                Output::Bar(_) | Output::Mark(_) => continue,
+            };
+            self.latency
+                .observe(crate::metrics::seconds_since(event_ns));
+        }
     }
 }
-
-/// The HELP and TYPE lines of [`SinkHealth::metrics`], in the same order.
-pub const METRICS_HEADERS: [&str; 5] = [
-    "# HELP gostocks_sink_state How each sink stands: 0 ok, 1 degraded (retrying), 2 failed (stopped).\n# TYPE gostocks_sink_state gauge\n",
-    "# HELP gostocks_sink_queue_depth Outputs waiting in each sink's queue.\n# TYPE gostocks_sink_queue_depth gauge\n",
-    "# HELP gostocks_sink_queue_capacity The bound of each sink's queue.\n# TYPE gostocks_sink_queue_capacity gauge\n",
-    "# HELP gostocks_sink_retries_total Writes each sink retried after a transient failure.\n# TYPE gostocks_sink_retries_total counter\n",
-    "# HELP gostocks_sink_outputs_total Outputs each sink has written (marks included).\n# TYPE gostocks_sink_outputs_total counter\n",
-];
 
 /// Runs `sink` until its queue closes: takes up to `policy.capacity` queued outputs at a time,
 /// writes and flushes them (retrying transient failures with [`Policy::backoff`], the sink
@@ -206,6 +221,7 @@ pub async fn drive(
         health
             .written
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        health.observe(&batch);
         // Written and flushed: every output before the batch's last mark is durable here.
         if let Some(m) = batch
             .iter()

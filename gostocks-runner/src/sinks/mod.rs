@@ -176,7 +176,8 @@ impl Sinks {
     /// Registers a sink: it gets a confirmation cell (so [`Progress::durable`] waits for it),
     /// a health entry (`/readyz`, `/metrics`) and a queue of `policy.capacity` outputs.
     pub fn add(&mut self, sink: impl Sink) {
-        let health = Arc::new(SinkHealth::new(sink.name(), &self.policy));
+        let latency = self.progress.latency_of(sink.name());
+        let health = Arc::new(SinkHealth::new(sink.name(), &self.policy, latency));
         let confirmed = self.progress.register(Arc::clone(&health));
         let (tx, rx) = tokio::sync::mpsc::channel(self.policy.capacity);
         self.queues.push(Queue {

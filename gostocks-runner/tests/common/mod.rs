@@ -76,6 +76,55 @@ pub fn start(extra: &[&str]) -> Running {
     }
 }
 
+/// Reads a `gostocks run` banner from `stdout` up to its last line: the REST address. The rest
+/// of the output is drained on a thread.
+pub fn rest_address(stdout: std::process::ChildStdout) -> String {
+    addresses(stdout).0
+}
+
+/// Reads a `gostocks run` banner from `stdout` up to its last line: the REST and gRPC
+/// addresses. The rest of the output is drained on a thread.
+pub fn addresses(stdout: std::process::ChildStdout) -> (String, String) {
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut http, mut grpc) = (String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.expect("utf-8");
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("REST"), Some(url)) => http = url.trim_start_matches("http://").to_owned(),
+            (Some("gRPC"), Some(addr)) => grpc = addr.to_owned(),
+            _ => {}
+        }
+        if line.starts_with("press Ctrl-C") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(!http.is_empty(), "gostocks printed its REST address");
+    (http, grpc)
+}
+
+/// A plain HTTP/1.1 GET of `path`: the body as text.
+pub fn get_text(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("the server accepts connections");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response read");
+    raw.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// `/metrics` of `addr`, parsed by a Prometheus text parser.
+pub fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    let body = get_text(addr, "/metrics");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+}
+
 /// A plain HTTP/1.1 GET: status and body.
 pub fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
     request(addr, "GET", path, None, "")

@@ -60,7 +60,7 @@ fn fired(
     run_batch_core(vec![trades], rules, &config(), workers, Outputs::Collect)
         .events
         .into_iter()
-        .map(|e| (e.alert_id, e.seq))
+        .map(|e| (e.alert_id.to_string(), e.seq))
         .collect()
 }
 
@@ -327,7 +327,7 @@ fn dataflow_agrees_with_the_plain_loop_on_random_streams() {
             let mut got: Vec<(String, u64, u64)> = got
                 .events
                 .iter()
-                .map(|e: &AlertEvent| (e.alert_id.clone(), e.time_ns, e.seq))
+                .map(|e: &AlertEvent| (e.alert_id.to_string(), e.time_ns, e.seq))
                 .collect();
             // The output is in (time, symbol, seq, id) order; the reference in (time, seq, id).
             got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
@@ -588,7 +588,7 @@ fn trigger_frequencies_and_the_storm_guard_agree_with_the_plain_loop() {
             let mut got: Vec<(String, u64, u64, EventKind)> = got
                 .events
                 .iter()
-                .map(|e| (e.alert_id.clone(), e.time_ns, e.seq, e.kind))
+                .map(|e| (e.alert_id.to_string(), e.time_ns, e.seq, e.kind))
                 .collect();
             got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
             let what = format!("seed {seed}, {workers} workers, lateness {lateness}");
@@ -596,6 +596,62 @@ fn trigger_frequencies_and_the_storm_guard_agree_with_the_plain_loop() {
                 assert_eq!(g, w, "{what}");
             }
             assert_eq!(got.len(), want.len(), "{what}: number of events");
+        }
+    }
+}
+
+/// `rearm` alerts with no hysteresis and no cooldown (the storm-prone default) are judged by a
+/// sweep after their first firing, not by the armed and disarmed indexes: the same events as
+/// the plain loop, for every condition, with and without a guard, rules coming and going.
+#[test]
+fn rearm_without_hysteresis_or_cooldown_agrees_with_the_plain_loop() {
+    for seed in 0..3u64 {
+        let trades = random_trades(seed + 50, 3_000);
+        let span = (trades[0].time_ns, trades[trades.len() - 1].time_ns);
+        let mut rules = random_rules(seed + 300, 1_000, span);
+        let mut rng = StdRng::seed_from_u64(seed);
+        for (r, _, _) in &mut rules {
+            r.mode = Mode::Rearm;
+            r.hysteresis = Fixed::ZERO;
+            r.cooldown_ns = 0;
+            r.storm = rng
+                .random_bool(0.3)
+                .then(|| StormGuard::new(rng.random_range(2..20), rng.random_range(SEC..8 * SEC)));
+            r.validate().expect("a valid rule");
+        }
+        let mut cfg = config();
+        let want = reference::alert_events_with_kind(&trades, &rules, &cfg);
+        let refires = want.len() - {
+            let mut ids: Vec<&String> = want.iter().map(|(id, ..)| id).collect();
+            ids.sort();
+            ids.dedup();
+            ids.len()
+        };
+        assert!(refires > 1_000, "seed {seed}: alerts fire again: {refires}");
+        for (workers, lateness) in [(1, 0), (2, 2 * SEC)] {
+            cfg.lateness = lateness;
+            let input = if lateness == 0 {
+                trades.clone()
+            } else {
+                shuffled(&trades, lateness, seed)
+            };
+            let got = run_batch_core(
+                vec![input],
+                changes(&rules),
+                &cfg,
+                workers,
+                Outputs::Collect,
+            );
+            let mut got: Vec<(String, u64, u64, EventKind)> = got
+                .events
+                .iter()
+                .map(|e| (e.alert_id.to_string(), e.time_ns, e.seq, e.kind))
+                .collect();
+            got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+            assert_eq!(
+                got, want,
+                "seed {seed}, {workers} workers, lateness {lateness}"
+            );
         }
     }
 }

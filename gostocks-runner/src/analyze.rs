@@ -54,6 +54,43 @@ enum Rows {
     Events(Vec<AlertEvent>),
 }
 
+/// Emptied row vectors on their way back from the writer to the workers: a worker hands a full
+/// vector over and keeps an emptied one in its place, so that buffers (and the pages under
+/// them) are reused instead of allocated afresh for every grid time (fresh pages, zeroed by the
+/// kernel, were a tenth of an event storm's time).
+struct Spare<T>(Mutex<Vec<Vec<T>>>);
+
+impl<T> Spare<T> {
+    /// At most this many emptied vectors wait.
+    const KEPT: usize = 16;
+
+    fn new() -> Spare<T> {
+        Spare(Mutex::new(Vec::new()))
+    }
+
+    /// Swaps `rows` for an emptied vector; returns the full one.
+    fn exchange(&self, rows: &mut Vec<T>) -> Vec<T> {
+        let empty = lock(&self.0).pop().unwrap_or_default();
+        std::mem::replace(rows, empty)
+    }
+
+    /// Keeps `rows`, emptied, for a worker.
+    fn keep(&self, mut rows: Vec<T>) {
+        rows.clear();
+        let mut spare = lock(&self.0);
+        if spare.len() < Self::KEPT {
+            spare.push(rows);
+        }
+    }
+}
+
+/// The vectors of every kind of row going back to the workers.
+struct Spares {
+    stats: Spare<StatsRow>,
+    bars: Spare<BarRow>,
+    events: Spare<AlertEvent>,
+}
+
 /// The writer thread: formats rows as JSON lines, in the order they come.
 fn write_rows(
     rows: std::sync::mpsc::Receiver<Rows>,
@@ -62,6 +99,7 @@ fn write_rows(
     events_out: Option<&Writer>,
     window_labels: &[String],
     bar_labels: &[String],
+    spares: &Spares,
 ) {
     let mut line = String::with_capacity(1 << 16);
     for batch in rows {
@@ -93,6 +131,11 @@ fn write_rows(
             && let Err(e) = lock(w).write_all(line.as_bytes())
         {
             tracing::error!(error = %e, "writing outputs");
+        }
+        match batch {
+            Rows::Stats(rows) => spares.stats.keep(rows),
+            Rows::Bars(rows) => spares.bars.keep(rows),
+            Rows::Events(rows) => spares.events.keep(rows),
         }
     }
 }
@@ -220,6 +263,8 @@ struct Shared {
     rules: Vec<AlertRule>,
     /// To the writer thread; taken away at the end, so that the writer drains and ends.
     rows: Mutex<Option<std::sync::mpsc::SyncSender<Rows>>>,
+    /// The writer's emptied vectors, back to the workers.
+    spares: Arc<Spares>,
     with_bars: bool,
     with_events: bool,
 }
@@ -248,13 +293,19 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     // than filling memory; but roomy (a message is one grid time's rows), so that the worker does
     // not stop for the writer at every burst (64 cost 10% of the run on the bench workload).
     let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<Rows>(1024);
-    let writer = spawn_writer(rows_rx, &files, &config)?;
+    let spares = Arc::new(Spares {
+        stats: Spare::new(),
+        bars: Spare::new(),
+        events: Spare::new(),
+    });
+    let writer = spawn_writer(rows_rx, &files, &config, Arc::clone(&spares))?;
     let shared = Arc::new(Shared {
         counters: Arc::default(),
         set_aside: Arc::default(),
         inputs: inputs.into_iter().map(|f| Mutex::new(Some(f))).collect(),
         rules,
         rows: Mutex::new(Some(rows_tx)),
+        spares,
         with_bars: files.bars.is_some(),
         with_events: files.events.is_some(),
         config,
@@ -306,6 +357,7 @@ fn spawn_writer(
     rows: std::sync::mpsc::Receiver<Rows>,
     files: &Files,
     config: &AnalyticsConfig,
+    spares: Arc<Spares>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let (stats_out, bars_out, events_out) = (
         Arc::clone(&files.stats),
@@ -324,6 +376,7 @@ fn spawn_writer(
                 events_out.as_ref(),
                 &window_labels,
                 &bar_labels,
+                &spares,
             )
         })
         .context("starting the output writer")
@@ -341,6 +394,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
         let (stats_count, bars_count) = (Arc::clone(counters), Arc::clone(counters));
         let rows = lock(&shared.rows).clone();
         let (stats_tx, bars_tx, events_tx) = (rows.clone(), rows.clone(), rows);
+        let (stats_spares, bars_spares, events_spares) = (
+            Arc::clone(&shared.spares),
+            Arc::clone(&shared.spares),
+            Arc::clone(&shared.spares),
+        );
         let events_count = Arc::clone(counters);
         let (with_bars, with_events) = (shared.with_bars, shared.with_events);
         let probe = out.in_order(
@@ -349,7 +407,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
                     .stats_rows
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 if let Some(tx) = &stats_tx {
-                    let _ = tx.send(Rows::Stats(std::mem::take(rows)));
+                    let _ = tx.send(Rows::Stats(stats_spares.stats.exchange(rows)));
                 }
             },
             move |rows| {
@@ -357,7 +415,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
                     .bar_rows
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 if let Some(tx) = bars_tx.as_ref().filter(|_| with_bars) {
-                    let _ = tx.send(Rows::Bars(std::mem::take(rows)));
+                    let _ = tx.send(Rows::Bars(bars_spares.bars.exchange(rows)));
                 }
             },
             move |rows| {
@@ -365,7 +423,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
                     .events
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 if let Some(tx) = events_tx.as_ref().filter(|_| with_events) {
-                    let _ = tx.send(Rows::Events(std::mem::take(rows)));
+                    let _ = tx.send(Rows::Events(events_spares.events.exchange(rows)));
                 }
             },
         );

@@ -255,7 +255,7 @@ fn alerts_on_real_tapes_match_the_reference_at_one_and_two_workers() {
             let mut got: Vec<(String, u64, u64)> = got
                 .events
                 .into_iter()
-                .map(|e| (e.alert_id, e.time_ns, e.seq))
+                .map(|e| (e.alert_id.to_string(), e.time_ns, e.seq))
                 .collect();
             got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
             assert!(

@@ -297,7 +297,7 @@ pub async fn insert_event(
              SELECT e.id, ac.channel_id FROM e JOIN alert_channels ac ON ac.alert_id = $1 WHERE $8 = 'fired' RETURNING 1) \
              SELECT id, (SELECT count(*) FROM d) FROM e",
             &[
-                &e.alert_id,
+                &&*e.alert_id,
                 &owner,
                 &e.symbol.as_str(),
                 &(e.time_ns as i64),

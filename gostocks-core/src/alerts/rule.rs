@@ -517,7 +517,7 @@ impl AlertEvent {
     /// An event of `kind` for alert `alert_id` on the tick `(symbol, time_ns, seq, price)`,
     /// whose condition's value was `value`.
     pub fn new(
-        alert_id: impl Into<String>,
+        alert_id: impl Into<std::sync::Arc<str>>,
         symbol: Symbol,
         time_ns: u64,
         seq: u64,

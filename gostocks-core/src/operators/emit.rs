@@ -33,7 +33,7 @@ pub trait EmitOrdered<D> {
         F: FnMut(u64, &mut Vec<D>) + 'static;
 }
 
-impl<D: Ord + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
+impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
     fn emit_ordered<T, F>(self, time_of: T, mut sink: F)
     where
         T: Fn(&D) -> u64 + 'static,
@@ -66,17 +66,20 @@ impl<D: Ord + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
                 });
                 let is_final = |time| !frontier.less_equal(&time);
                 pending.release(is_final, |time, runs| {
-                    for run in runs.iter_mut() {
+                    if let [run] = &mut runs[..] {
                         if !run.is_sorted() {
                             run.sort_unstable();
                         }
-                    }
-                    // Each worker sends a time's records in order, mostly as one run: merge
-                    // the runs rather than sort them all again.
-                    if let [run] = &mut runs[..] {
                         sink(time, run);
                     } else {
-                        merge(runs, &mut merged);
+                        // A time's records come in several runs (one per message): moved
+                        // into one vector in arrival order, then a stable sort, which finds
+                        // the sorted runs and merges them (a record-at-a-time merge across
+                        // many runs cost more than the alerts it ordered).
+                        for run in runs.iter_mut() {
+                            merged.append(run);
+                        }
+                        merged.sort();
                         sink(time, &mut merged);
                         merged.clear();
                     }
@@ -87,37 +90,5 @@ impl<D: Ord + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64, D> {
                 });
             },
         );
-    }
-}
-
-/// Moves the records of the sorted `runs` to `out` in order, leaving the runs empty; of equal
-/// records, the earlier run's first.
-fn merge<D: Ord>(runs: &mut [Vec<D>], out: &mut Vec<D>) {
-    out.reserve(runs.iter().map(Vec::len).sum());
-    let mut heads: Vec<_> = runs.iter_mut().map(|r| r.drain(..).peekable()).collect();
-    loop {
-        let mut best: Option<usize> = None;
-        for i in 0..heads.len() {
-            let Some(x) = heads[i].peek() else { continue };
-            if best.is_none_or(|b| heads[b].peek().is_some_and(|y| x < y)) {
-                best = Some(i);
-            }
-        }
-        let Some(i) = best else { break };
-        out.extend(heads[i].next());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merge;
-
-    #[test]
-    fn merge_interleaves_sorted_runs() {
-        let mut out = Vec::new();
-        let mut runs = [vec![1, 4, 4, 9], vec![], vec![2, 4, 10], vec![0]];
-        merge(&mut runs, &mut out);
-        assert!(runs.iter().all(Vec::is_empty));
-        assert_eq!(out, [0, 1, 2, 4, 4, 4, 9, 10]);
     }
 }

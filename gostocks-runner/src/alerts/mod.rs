@@ -182,7 +182,7 @@ impl AlertHub {
             .owners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&event.alert_id)
+            .get(&*event.alert_id)
             .copied()
         else {
             return Ok(());
@@ -210,7 +210,7 @@ impl AlertHub {
             self.owners
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&event.alert_id);
+                .remove(&*event.alert_id);
         }
         if let Some(id) = id {
             self.wake.notify_one();

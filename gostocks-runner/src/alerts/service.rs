@@ -278,7 +278,7 @@ fn check_channel_id(field: &str, id: &str) -> Result<(), Status> {
 pub fn proto_event(e: &StoredEvent) -> v1::AlertEvent {
     v1::AlertEvent {
         id: e.id,
-        alert_id: e.event.alert_id.clone(),
+        alert_id: e.event.alert_id.to_string(),
         symbol: e.event.symbol.to_string(),
         time_ns: e.event.time_ns as i64,
         seq: e.event.seq,

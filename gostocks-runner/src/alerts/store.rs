@@ -271,7 +271,7 @@ impl Store {
         match self {
             Store::Memory(m) => {
                 let mut m = Store::mem(m);
-                if !m.seen.insert((e.alert_id.clone(), e.time_ns, e.seq)) {
+                if !m.seen.insert((e.alert_id.to_string(), e.time_ns, e.seq)) {
                     return Ok(None);
                 }
                 let id = m.events.len() as i64 + 1;
@@ -283,7 +283,7 @@ impl Store {
                 // Only a firing is pushed, as in Postgres.
                 let channels = m
                     .alerts
-                    .get(&e.alert_id)
+                    .get(&*e.alert_id)
                     .filter(|_| e.kind == EventKind::Fired)
                     .map(|a| a.channels.clone())
                     .unwrap_or_default();
@@ -404,7 +404,7 @@ impl Store {
                     else {
                         continue;
                     };
-                    let Some(alert) = m.alerts.get(&event.event.alert_id) else {
+                    let Some(alert) = m.alerts.get(&*event.event.alert_id) else {
                         continue;
                     };
                     d.state.attempts += 1;

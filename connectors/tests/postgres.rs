@@ -167,5 +167,5 @@ async fn replayed_ticks_never_record_an_event_twice() {
         .await
         .expect("read");
     assert_eq!(stored.len(), fired);
-    assert_eq!(stored[0].event.alert_id, "replayed");
+    assert_eq!(&*stored[0].event.alert_id, "replayed");
 }

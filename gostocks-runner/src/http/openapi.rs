@@ -458,8 +458,8 @@ fn readyz() {}
     responses((status = 200, description = "Now", body = Status), (status = 400, description = "A query parameter", body = Error)))]
 fn status() {}
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus text exposition",
-    responses((status = 200, description = "The metrics", content_type = "text/plain", body = String), (status = 400, description = "A query parameter", body = Error)))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String), (status = 400, description = "A query parameter", body = Error)))]
 fn metrics() {}
 
 #[utoipa::path(post, path = "/alerts", tag = "alerts", summary = "Create an alert",

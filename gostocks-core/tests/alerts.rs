@@ -630,28 +630,36 @@ fn rearm_without_hysteresis_or_cooldown_agrees_with_the_plain_loop() {
         assert!(refires > 1_000, "seed {seed}: alerts fire again: {refires}");
         for (workers, lateness) in [(1, 0), (2, 2 * SEC)] {
             cfg.lateness = lateness;
-            let input = if lateness == 0 {
-                trades.clone()
-            } else {
-                shuffled(&trades, lateness, seed)
-            };
-            let got = run_batch_core(
-                vec![input],
-                changes(&rules),
-                &cfg,
-                workers,
-                Outputs::Collect,
-            );
-            let mut got: Vec<(String, u64, u64, EventKind)> = got
-                .events
-                .iter()
-                .map(|e| (e.alert_id.to_string(), e.time_ns, e.seq, e.kind))
-                .collect();
-            got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+            let got = matched(&trades, &rules, &cfg, workers, seed);
             assert_eq!(
                 got, want,
                 "seed {seed}, {workers} workers, lateness {lateness}"
             );
         }
     }
+}
+
+/// The events of `rules` over `trades` (shuffled within `cfg`'s lateness) on `workers`
+/// workers, as `(alert id, time, seq, kind)` in the reference's order.
+fn matched(
+    trades: &[Trade],
+    rules: &[(AlertRule, u64, u64)],
+    cfg: &AnalyticsConfig,
+    workers: usize,
+    seed: u64,
+) -> Vec<(String, u64, u64, EventKind)> {
+    let input = if cfg.lateness == 0 {
+        trades.to_vec()
+    } else {
+        shuffled(trades, cfg.lateness, seed)
+    };
+    let got = run_batch_core(vec![input], changes(rules), cfg, workers, Outputs::Collect);
+    assert!(got.late.is_empty());
+    let mut got: Vec<(String, u64, u64, EventKind)> = got
+        .events
+        .iter()
+        .map(|e| (e.alert_id.to_string(), e.time_ns, e.seq, e.kind))
+        .collect();
+    got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+    got
 }

@@ -136,6 +136,35 @@ fn emit(slot: &mut Slot, mut event: AlertEvent, events: &mut Vec<AlertEvent>) ->
     paused
 }
 
+/// The firing of the alert in `slot` on `trade`, the condition's value being `value`.
+fn fired(slot: &Slot, trade: &Trade, value: f64) -> AlertEvent {
+    AlertEvent {
+        alert_id: std::sync::Arc::clone(&slot.id),
+        symbol: trade.symbol,
+        time_ns: trade.time_ns,
+        seq: trade.seq,
+        price: trade.price,
+        value,
+        kind: EventKind::Fired,
+    }
+}
+
+/// Puts the entries of `index` in the range of `found` into `scratch`, and returns the
+/// condition's value; `None` when the range holds nothing (or there is no range).
+fn gather(
+    index: &Index,
+    found: Option<(Range, f64)>,
+    scratch: &mut Vec<(i64, u32)>,
+) -> Option<f64> {
+    let (range, value) = found?;
+    if !may_hold(index, &range) {
+        return None;
+    }
+    scratch.clear();
+    scratch.extend(index.range(range));
+    Some(value)
+}
+
 /// The end of the bar of size `bar` (aligned to the epoch) that holds `t`.
 fn bar_end(t: u64, bar: u64) -> u64 {
     (t / bar).saturating_add(1).saturating_mul(bar)
@@ -544,29 +573,16 @@ impl SymbolBook {
             if self.swept[f].is_empty() {
                 continue;
             }
-            let Some((range, value)) = self.sweep_range(f, trade, prev) else {
+            let found = self.sweep_range(f, trade, prev);
+            let Some(value) = gather(&self.swept[f], found, &mut self.scratch) else {
                 continue;
             };
-            if !may_hold(&self.swept[f], &range) {
-                continue;
-            }
-            self.scratch.clear();
-            self.scratch.extend(self.swept[f].range(range));
             for i in 0..self.scratch.len() {
                 let (level, slot) = self.scratch[i];
                 let Some(s) = self.slots[slot as usize].as_mut() else {
                     continue;
                 };
-                let event = AlertEvent {
-                    alert_id: std::sync::Arc::clone(&s.id),
-                    symbol: trade.symbol,
-                    time_ns: t,
-                    seq: trade.seq,
-                    price: trade.price,
-                    value,
-                    kind: EventKind::Fired,
-                };
-                if emit(s, event, events) {
+                if emit(s, fired(s, trade, value), events) {
                     s.state = State::Paused;
                     self.swept[f].remove(&(level, slot));
                 }
@@ -576,30 +592,17 @@ impl SymbolBook {
             if self.armed[f].is_empty() {
                 continue;
             }
-            let Some((range, value)) = self.fire_range(f, trade, prev) else {
+            let found = self.fire_range(f, trade, prev);
+            let Some(value) = gather(&self.armed[f], found, &mut self.scratch) else {
                 continue;
             };
-            if !may_hold(&self.armed[f], &range) {
-                continue;
-            }
-            self.scratch.clear();
-            self.scratch.extend(self.armed[f].range(range));
             for i in 0..self.scratch.len() {
                 let (level, slot) = self.scratch[i];
                 self.armed[f].remove(&(level, slot));
                 let Some(s) = self.slots[slot as usize].as_mut() else {
                     continue;
                 };
-                let event = AlertEvent {
-                    alert_id: std::sync::Arc::clone(&s.id),
-                    symbol: trade.symbol,
-                    time_ns: t,
-                    seq: trade.seq,
-                    price: trade.price,
-                    value,
-                    kind: EventKind::Fired,
-                };
-                if emit(s, event, events) {
+                if emit(s, fired(s, trade, value), events) {
                     // Out of every index: it stays in `ids` only to be removed.
                     s.state = State::Paused;
                     continue;

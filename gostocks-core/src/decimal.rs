@@ -266,16 +266,25 @@ impl fmt::Display for Fixed {
 }
 
 impl Serialize for Fixed {
-    /// Serialized as a decimal string so that no JSON reader turns it into a binary float.
+    /// Serialized as a decimal string so that no JSON reader turns it into a binary float; in
+    /// a binary format (timely's wire between the processes of a cluster), as its units.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_i64(self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Fixed {
     /// Accepts a decimal string or a JSON number. A number is read through its shortest
-    /// round-trip text, which is its literal text for up to 15 significant digits.
+    /// round-trip text, which is its literal text for up to 15 significant digits. A binary
+    /// format carries the units.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return i64::deserialize(deserializer).map(Fixed);
+        }
         struct V;
         impl serde::de::Visitor<'_> for V {
             type Value = Fixed;

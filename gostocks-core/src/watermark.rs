@@ -71,6 +71,28 @@ impl Watermark {
         }
     }
 
+    /// A watermark that has already seen ticks up to `max_seen` (`None`: none), as a reader of
+    /// a file's later part picks up where the earlier parts left off: the same ticks are late,
+    /// and for the same reason, as if it had read them all.
+    ///
+    /// ```
+    /// use gostocks_core::watermark::Watermark;
+    /// let mut w = Watermark::resumed(0, 1_000, Some(10_500));
+    /// assert!(w.admit(10_000).is_err());
+    /// assert_eq!(w.max_seen(), Some(10_500));
+    /// ```
+    pub fn resumed(lateness: u64, resolution: u64, max_seen: Option<u64>) -> Watermark {
+        Watermark {
+            max_seen,
+            ..Watermark::new(lateness, resolution)
+        }
+    }
+
+    /// The greatest event time admitted so far.
+    pub fn max_seen(&self) -> Option<u64> {
+        self.max_seen
+    }
+
     /// Admits a tick at `t`: its grid time, or why it is late.
     pub fn admit(&mut self, t: u64) -> Result<u64, Late> {
         if let Some(max) = self.max_seen {

@@ -1,22 +1,26 @@
 //! `gostocks analyze`: the analytics dataflow over recorded files, outputs as JSON lines.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use gostocks_connectors::file::{Record, Rejected, TickFile};
+use gostocks_connectors::file::{Opener, Part, Record, Rejected, TickFile, split};
 use gostocks_connectors::limits::MAX_RAW_BYTES;
 use gostocks_core::Trade;
 use gostocks_core::alerts::{AlertEvent, AlertRule, AlertSpec};
-use gostocks_core::batch::Watermarks;
 use gostocks_core::pipeline::{Inputs, build};
 use gostocks_core::stats::{AnalyticsConfig, BarRow, StatsRow};
-use gostocks_core::watermark::Late;
+use gostocks_core::watermark::{Late, Watermark};
 use indicatif::{ProgressBar, ProgressStyle};
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Exchange, Input as _, Inspect};
+use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::cli::AnalyzeArgs;
 
@@ -141,16 +145,36 @@ fn write_rows(
 }
 
 /// One late or rejected record, kept to be written in input order at the end.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct SetAside {
+    /// Rejected (for `--errors-out`) rather than late (for `--late-out`).
+    rejected: bool,
     input: usize,
+    /// The part of the input, and the record's 1-based position in it.
+    part: usize,
     position: u64,
     line: String,
 }
 
-/// What a reader thread hands over: valid trades with their record positions (1-based), in
-/// file order.
+impl SetAside {
+    /// The order of the file it goes to. The rejected records of later inputs come first (as
+    /// they always have), each input's in record order.
+    fn key(&self) -> (bool, usize, usize, u64) {
+        let input = if self.rejected {
+            usize::MAX - self.input
+        } else {
+            self.input
+        };
+        (self.rejected, input, self.part, self.position)
+    }
+}
+
+/// What a reader thread hands over: valid trades of a part with their record positions in it
+/// (1-based), in file order; `last` on the part's last chunk.
 struct Chunk {
+    part: usize,
     trades: Vec<(u64, Trade)>,
+    last: bool,
 }
 
 /// Trades per chunk, and chunks a reader may be ahead of the dataflow (enough that the worker
@@ -164,24 +188,84 @@ const CHUNKS_AHEAD: usize = 16;
 /// one message per step, also faster than whole chunks (0.90 s against 1.15 s).
 const STEP: usize = 1_024;
 
-/// Reads, parses and validates `file` on a thread of its own. Rejected records are counted and
-/// set aside here; valid trades go out in chunks. The channel closes at the end of the file.
+/// The size of the parts an input is cut into when several workers read it: a few per worker,
+/// so that every worker's reader is busy from the start, and small enough that a part held in
+/// memory while its greatest time is published (see [`spawn_reader`]) stays small.
+fn part_bytes(len: u64, peers: usize) -> u64 {
+    (len / (peers as u64 * 8)).clamp(1 << 20, 8 << 20)
+}
+
+/// The worker that reads part `part` of input `input`: parts go round the workers, each input
+/// starting at a different one (so that files that are one part each spread out as well).
+fn owner(input: usize, part: usize, peers: usize) -> usize {
+    (input + part) % peers
+}
+
+/// What a worker's reader threads have found out for the other workers: the greatest event
+/// time of a part, `(input, part, max)`, as soon as the part is parsed.
+#[derive(Default)]
+struct Outbox {
+    maxima: Mutex<Vec<(usize, usize, Option<u64>)>>,
+}
+
+/// Totals of one worker and its readers, gathered on worker 0 for the summary.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    ticks: u64,
+    rejected: u64,
+    late: u64,
+    skipped: u64,
+}
+
+/// What every worker sends worker 0 at its end.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+enum Report {
+    SetAside(SetAside),
+    Tally(Tally),
+}
+
+/// Reads, parses and validates the parts `parts` of an input on a thread of its own. Rejected
+/// records are counted and set aside here; valid trades go out in chunks, each part's ending
+/// with `last`. A part that a later part waits for (every part but the input's last) is parsed
+/// whole first, and its greatest event time published on `outbox` (and the worker woken)
+/// before any of it is sent: the other workers need it to read on, whatever this worker is
+/// doing. The channel closes after the last part.
 fn spawn_reader(
-    id: usize,
-    mut file: TickFile,
-    counters: Arc<Counters>,
-    set_aside: Arc<Mutex<Vec<SetAside>>>,
+    input: usize,
+    source: &Input,
+    parts: Vec<usize>,
+    reader: Reader,
 ) -> std::sync::mpsc::Receiver<Chunk> {
     let (tx, rx) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
+    let (opener, path, all) = (
+        source.opener.clone(),
+        source.path.clone(),
+        source.parts.clone(),
+    );
+    let read_bytes = Arc::clone(&source.read);
     let read = move || {
-        let mut position = 0u64;
-        let mut rejected = Vec::new();
-        loop {
+        let last_part = all.len() - 1;
+        for p in parts {
+            let mut file = match opener.open_part(&path, &all[p], Arc::clone(&read_bytes)) {
+                Ok(file) => file,
+                Err(e) => {
+                    // Its trades are missing: the run fails at its end, saying why.
+                    reader.fail(format!("--input {}: {e}", path.display()));
+                    reader.publish(input, p, None);
+                    let _ = tx.send(Chunk {
+                        part: p,
+                        trades: Vec::new(),
+                        last: true,
+                    });
+                    continue;
+                }
+            };
+            let whole = p != last_part;
             let mut trades = Vec::with_capacity(CHUNK);
-            while trades.len() < CHUNK {
-                let Some(record) = file.next_record() else {
-                    break;
-                };
+            let mut max: Option<u64> = None;
+            let mut position = 0u64;
+            let mut sent_all = true;
+            while let Some(record) = file.next_record() {
                 position += 1;
                 // A tick that decoded but is invalid is refused by the file, which knows its
                 // line and text.
@@ -190,37 +274,110 @@ fn spawn_reader(
                     Record::Tick(tick) => tick.validate().map_err(|why| file.refuse(why)),
                 });
                 match trade {
-                    Ok(trade) => trades.push((position, trade)),
-                    Err(rejected_record) => {
-                        counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        rejected.push(SetAside {
-                            input: usize::MAX - id,
-                            position,
-                            line: error_line(id, &rejected_record),
-                        });
+                    Ok(trade) => {
+                        max = max.max(Some(trade.time_ns));
+                        trades.push((position, trade));
+                        if !whole && trades.len() == CHUNK {
+                            let full = std::mem::replace(&mut trades, Vec::with_capacity(CHUNK));
+                            if tx
+                                .send(Chunk {
+                                    part: p,
+                                    trades: full,
+                                    last: false,
+                                })
+                                .is_err()
+                            {
+                                sent_all = false;
+                                break;
+                            }
+                        }
                     }
+                    Err(rejected_record) => reader.reject(input, p, position, &rejected_record),
                 }
             }
-            let end = trades.len() < CHUNK;
-            if (!trades.is_empty() && tx.send(Chunk { trades }).is_err()) || end {
-                break;
+            reader.skipped(file.counts().skipped);
+            if !sent_all {
+                return;
+            }
+            if whole {
+                reader.publish(input, p, max);
+            }
+            let mut pieces = trades.chunks(CHUNK).peekable();
+            if pieces.peek().is_none() {
+                if tx
+                    .send(Chunk {
+                        part: p,
+                        trades: Vec::new(),
+                        last: true,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            while let Some(piece) = pieces.next() {
+                let last = pieces.peek().is_none();
+                if tx
+                    .send(Chunk {
+                        part: p,
+                        trades: piece.to_vec(),
+                        last,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
             }
         }
-        counters
-            .skipped
-            .fetch_add(file.counts().skipped, Ordering::Relaxed);
-        set_aside
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(&mut rejected);
     };
     if let Err(error) = std::thread::Builder::new()
-        .name(format!("gostocks-reader-{id}"))
+        .name(format!("gostocks-reader-{input}"))
         .spawn(read)
     {
         tracing::error!(%error, "starting a reader thread");
     }
     rx
+}
+
+/// A reader thread's ties to its worker.
+#[derive(Clone)]
+struct Reader {
+    counters: Arc<Counters>,
+    tally: Arc<Mutex<Tally>>,
+    set_aside: Arc<Mutex<Vec<SetAside>>>,
+    outbox: Arc<Outbox>,
+    failure: Arc<Mutex<Option<String>>>,
+    /// The worker's thread, woken when there is something in the outbox.
+    worker: std::thread::Thread,
+}
+
+impl Reader {
+    fn reject(&self, input: usize, part: usize, position: u64, rejected: &Rejected) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        lock(&self.tally).rejected += 1;
+        lock(&self.set_aside).push(SetAside {
+            rejected: true,
+            input,
+            part,
+            position,
+            line: error_line(input, rejected),
+        });
+    }
+
+    fn skipped(&self, n: u64) {
+        self.counters.skipped.fetch_add(n, Ordering::Relaxed);
+        lock(&self.tally).skipped += n;
+    }
+
+    fn publish(&self, input: usize, part: usize, max: Option<u64>) {
+        lock(&self.outbox.maxima).push((input, part, max));
+        self.worker.unpark();
+    }
+
+    fn fail(&self, why: String) {
+        lock(&self.failure).get_or_insert(why);
+    }
 }
 
 /// The output files of a run (`None`: not asked for).
@@ -253,15 +410,28 @@ impl Files {
     }
 }
 
+/// One `--input`, opened (its format detected, its header read) and cut into parts.
+struct Input {
+    path: std::path::PathBuf,
+    opener: Opener,
+    parts: Vec<Part>,
+    /// Bytes read by this process's readers of it.
+    read: Arc<AtomicU64>,
+}
+
 /// What every worker shares.
 struct Shared {
     config: AnalyticsConfig,
     counters: Arc<Counters>,
+    /// This process's late and rejected records; on process 0, at the end, everyone's.
     set_aside: Arc<Mutex<Vec<SetAside>>>,
-    /// The inputs, each taken by the worker that reads it.
-    inputs: Vec<Mutex<Option<TickFile>>>,
+    /// Worker 0's totals of every worker (the cluster's).
+    tallies: Mutex<Tally>,
+    failure: Arc<Mutex<Option<String>>>,
+    inputs: Vec<Input>,
     rules: Vec<AlertRule>,
-    /// To the writer thread; taken away at the end, so that the writer drains and ends.
+    /// To the writer thread (process 0); taken away at the end, so that the writer drains and
+    /// ends.
     rows: Mutex<Option<std::sync::mpsc::SyncSender<Rows>>>,
     /// The writer's emptied vectors, back to the workers.
     spares: Arc<Spares>,
@@ -278,15 +448,32 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         .with_ema_span(args.ema_span)
         .with_lateness(args.lateness.as_ref().map_or(0, |l| l.ns()));
     config.validate()?;
-    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    let timely_config = crate::cluster::timely_config(args.workers, &args.cluster)?;
+    let peers = args.workers * args.cluster.processes;
+    // Process 0 writes every output; the others compute their share and write nothing.
+    let writes = args.cluster.process == 0;
     // Every input is opened first, so a missing file or an unknown format fails before any work.
-    let inputs = open_inputs(&args)?;
-    let files = Files::create(&args)?;
+    let inputs = open_inputs(&args, peers)?;
+    let files = writes.then(|| Files::create(&args)).transpose()?;
     let rules = match &args.alerts {
         Some(path) => load_alerts(path, &config)?,
         None => Vec::new(),
     };
-    let read: Vec<Arc<AtomicU64>> = inputs.iter().map(TickFile::bytes_read).collect();
+    let read: Vec<Arc<AtomicU64>> = inputs.iter().map(|i| Arc::clone(&i.read)).collect();
+    // This process's share of the bytes, for its progress bar.
+    let first_worker = args.cluster.process * args.workers;
+    let total: u64 = inputs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, input)| {
+            input.parts.iter().enumerate().filter_map(move |(p, part)| {
+                let w = owner(i, p, peers);
+                (first_worker..first_worker + args.workers)
+                    .contains(&w)
+                    .then_some(part.end - part.start)
+            })
+        })
+        .sum();
     let started = Instant::now();
     // Formatting and writing the stats and bars runs on a thread of its own, so the worker does
     // not also format every output line. Bounded: a slow disk holds the dataflow back rather
@@ -298,31 +485,28 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         bars: Spare::new(),
         events: Spare::new(),
     });
-    let writer = spawn_writer(rows_rx, &files, &config, Arc::clone(&spares))?;
+    let writer = files
+        .as_ref()
+        .map(|files| spawn_writer(rows_rx, files, &config, Arc::clone(&spares)))
+        .transpose()?;
     let shared = Arc::new(Shared {
         counters: Arc::default(),
         set_aside: Arc::default(),
-        inputs: inputs.into_iter().map(|f| Mutex::new(Some(f))).collect(),
+        tallies: Mutex::default(),
+        failure: Arc::default(),
+        inputs,
         rules,
-        rows: Mutex::new(Some(rows_tx)),
+        rows: Mutex::new(writes.then_some(rows_tx)),
         spares,
-        with_bars: files.bars.is_some(),
-        with_events: files.events.is_some(),
+        with_bars: files.as_ref().is_some_and(|f| f.bars.is_some()),
+        with_events: files.as_ref().is_some_and(|f| f.events.is_some()),
         config,
     });
     let guards = {
         let shared = Arc::clone(&shared);
-        timely::execute(
-            gostocks_core::batch::timely_config(args.workers),
-            move |worker| run_worker(worker, &shared),
-        )
-        .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?
+        timely::execute(timely_config, move |worker| run_worker(worker, &shared))
+            .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?
     };
-    let total: u64 = args
-        .input
-        .iter()
-        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-        .sum();
     show_progress(&shared.counters, &read, total, args.workers, started);
     for result in guards.join() {
         result.map_err(|e| anyhow::anyhow!("a timely worker failed: {e}"))?;
@@ -330,24 +514,58 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     // The workers are gone, and with them every sender but the shared one: drop it, and the
     // writer drains and ends.
     drop(lock(&shared.rows).take());
-    writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the output writer panicked"))?;
+    if let Some(writer) = writer {
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the output writer panicked"))?;
+    }
+    if let Some(why) = lock(&shared.failure).take() {
+        anyhow::bail!("{why}");
+    }
+    let Some(files) = files else {
+        eprintln!(
+            "process {} of {}: done in {:.2}s; process 0 wrote the outputs",
+            args.cluster.process,
+            args.cluster.processes,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    };
     write_set_aside(&shared.set_aside, &files)?;
     files.flush()?;
-    summary(&shared.counters, started, args.errors_out.is_none());
+    // The cluster's totals, as worker 0 gathered them.
+    let tally = *lock(&shared.tallies);
+    let c = &shared.counters;
+    c.ticks.store(tally.ticks, Ordering::Relaxed);
+    c.rejected.store(tally.rejected, Ordering::Relaxed);
+    c.late.store(tally.late, Ordering::Relaxed);
+    c.skipped.store(tally.skipped, Ordering::Relaxed);
+    summary(c, started, args.errors_out.is_none());
     Ok(())
 }
 
-/// Opens every `--input`.
-fn open_inputs(args: &AnalyzeArgs) -> anyhow::Result<Vec<TickFile>> {
+/// Opens every `--input` and cuts each into parts for `peers` workers (one part for one
+/// worker, or for a gzip file).
+fn open_inputs(args: &AnalyzeArgs, peers: usize) -> anyhow::Result<Vec<Input>> {
     args.input
         .iter()
         .map(|path| {
+            let context = || format!("--input {}", path.display());
             let file = TickFile::open_core(path, args.format, args.max_record_bytes)
-                .with_context(|| format!("--input {}", path.display()))?;
-            tracing::info!(path = %path.display(), format = %file.format(), "reading");
-            Ok(file)
+                .with_context(context)?;
+            let len = std::fs::metadata(path).with_context(context)?.len();
+            let parts = if peers > 1 {
+                split(path, args.max_record_bytes, part_bytes(len, peers)).with_context(context)?
+            } else {
+                vec![Part::whole(len)]
+            };
+            tracing::info!(path = %path.display(), format = %file.format(), parts = parts.len(), "reading");
+            Ok(Input {
+                path: path.clone(),
+                opener: file.opener(),
+                parts,
+                read: Arc::default(),
+            })
         })
         .collect()
 }
@@ -382,8 +600,104 @@ fn spawn_writer(
         .context("starting the output writer")
 }
 
-/// One timely worker: builds the pipeline, hands its outputs on in order, and reads inputs
-/// `index`, `index + peers`, ..., each parsed ahead on a reader thread of its own.
+/// The greatest event times of the parts of every input, as the workers publish them: part
+/// `p` of an input can be read once every part before it is known.
+struct Carries {
+    /// Per input, per part: `Some(max)` once known.
+    maxima: Vec<Vec<Option<Option<u64>>>>,
+    /// Per input: `prefix[k]` is the greatest time of parts `0..k`, for every `k` up to the
+    /// first part not known yet.
+    prefix: Vec<Vec<Option<u64>>>,
+}
+
+impl Carries {
+    fn new(inputs: &[Input]) -> Carries {
+        Carries {
+            maxima: inputs.iter().map(|i| vec![None; i.parts.len()]).collect(),
+            prefix: inputs.iter().map(|_| vec![None]).collect(),
+        }
+    }
+
+    fn learn(&mut self, (input, part, max): (usize, usize, Option<u64>)) {
+        let (maxima, prefix) = (&mut self.maxima[input], &mut self.prefix[input]);
+        maxima[part] = Some(max);
+        while let Some(Some(next)) = maxima.get(prefix.len() - 1) {
+            let before = prefix[prefix.len() - 1];
+            prefix.push(before.max(*next));
+        }
+    }
+
+    /// The greatest time of parts `0..part`, once all of them are known.
+    fn before(&self, input: usize, part: usize) -> Option<Option<u64>> {
+        self.prefix[input].get(part).copied()
+    }
+
+    /// The greatest time of the longest run of known parts from the start, up to `part`.
+    fn known_before(&self, input: usize, part: usize) -> Option<u64> {
+        let prefix = &self.prefix[input];
+        prefix[part.min(prefix.len() - 1)]
+    }
+}
+
+/// A worker's reading of one input: the parts it owns, the one being read and its watermark.
+struct Feed {
+    input: usize,
+    rx: std::sync::mpsc::Receiver<Chunk>,
+    /// The parts this worker reads, ascending, and how many of them it has finished.
+    mine: Vec<usize>,
+    next: usize,
+    /// The watermark of the part being read: it starts from the greatest time of every part
+    /// before, so that a tick is late exactly when it would be in one reading of the file.
+    current: Option<Watermark>,
+}
+
+impl Feed {
+    fn done(&self) -> bool {
+        self.next == self.mine.len()
+    }
+
+    /// The least grid time a tick this feed has still to send can have.
+    fn input_time(&self, carries: &Carries, lateness: u64, resolution: u64) -> u64 {
+        match &self.current {
+            Some(w) => w.input_time(),
+            None => {
+                let seen = carries.known_before(self.input, self.mine[self.next]);
+                Watermark::resumed(lateness, resolution, seen).input_time()
+            }
+        }
+    }
+
+    /// Whether the next chunk can be read: the part is under way, or every part before it is
+    /// known.
+    fn ready(&self, carries: &Carries) -> bool {
+        self.current.is_some() || carries.before(self.input, self.mine[self.next]).is_some()
+    }
+}
+
+/// The side dataflow of a worker's reading: the parts' greatest times go to every worker, and
+/// at the end the late and rejected records and the totals go to worker 0.
+struct Side {
+    maxima: InputHandleVec<u64, (usize, usize, Option<u64>)>,
+    reports: InputHandleVec<u64, Report>,
+    carries: Rc<RefCell<Carries>>,
+    outbox: Arc<Outbox>,
+}
+
+impl Side {
+    /// Sends what this worker's readers have published to every worker.
+    fn pump(&mut self) {
+        let maxima = std::mem::take(&mut *lock(&self.outbox.maxima));
+        if !maxima.is_empty() {
+            for m in maxima {
+                self.maxima.send(m);
+            }
+            self.maxima.flush();
+        }
+    }
+}
+
+/// One timely worker: builds the pipeline, hands its outputs on in order, and reads the parts of
+/// the inputs it owns, each input's on a reader thread of its own.
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
     let (index, peers) = (worker.index(), worker.peers());
     let counters = &shared.counters;
@@ -429,6 +743,26 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
         );
         (pipeline, probe)
     });
+    let carries = Rc::new(RefCell::new(Carries::new(&shared.inputs)));
+    let gathered: Rc<RefCell<Vec<Report>>> = Rc::default();
+    let mut side = {
+        let (learn, gather) = (Rc::clone(&carries), Rc::clone(&gathered));
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (maxima, published) = scope.new_input::<Vec<(usize, usize, Option<u64>)>>();
+            published
+                .broadcast()
+                .inspect(move |m| learn.borrow_mut().learn(*m));
+            let (reports, sent) = scope.new_input::<Vec<Report>>();
+            sent.exchange(|_| 0)
+                .inspect(move |r| gather.borrow_mut().push(r.clone()));
+            Side {
+                maxima,
+                reports,
+                carries: Rc::clone(&carries),
+                outbox: Arc::default(),
+            }
+        })
+    };
     // The rules apply from the start; they enter at worker 0.
     let Inputs {
         mut trades,
@@ -440,33 +774,102 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
         }
     }
     drop(rules);
-    let readers: Vec<(usize, std::sync::mpsc::Receiver<Chunk>)> = (index..shared.inputs.len())
-        .step_by(peers)
-        .filter_map(|i| {
-            let file = shared.inputs[i].lock().ok().and_then(|mut f| f.take())?;
-            let set_aside = Arc::clone(&shared.set_aside);
-            Some((i, spawn_reader(i, file, Arc::clone(counters), set_aside)))
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let set_aside: Arc<Mutex<Vec<SetAside>>> = Arc::default();
+    let reader = Reader {
+        counters: Arc::clone(counters),
+        tally: Arc::clone(&tally),
+        set_aside: Arc::clone(&set_aside),
+        outbox: Arc::clone(&side.outbox),
+        failure: Arc::clone(&shared.failure),
+        worker: std::thread::current(),
+    };
+    let mut feeds: Vec<Feed> = shared
+        .inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| {
+            let mine: Vec<usize> = (0..input.parts.len())
+                .filter(|&p| owner(i, p, peers) == index)
+                .collect();
+            (!mine.is_empty()).then(|| Feed {
+                input: i,
+                rx: spawn_reader(i, input, mine.clone(), reader.clone()),
+                mine,
+                next: 0,
+                current: None,
+            })
         })
         .collect();
     let config = &shared.config;
-    let mut watermarks = Watermarks::new(readers.len(), config.lateness, config.resolution.ns());
+    let (lateness, resolution) = (config.lateness, config.resolution.ns());
     let mut aside = Vec::new();
     let mut admitted: Vec<Trade> = Vec::with_capacity(STEP);
-    while let Some(i) = watermarks.laggard() {
-        let (id, rx) = &readers[i];
-        // A reader that is gone has sent everything it had.
-        let Ok(chunk) = rx.recv() else {
-            watermarks.finish(i);
+    let mut local = Tally::default();
+    loop {
+        side.pump();
+        let live: Vec<usize> = (0..feeds.len()).filter(|&f| !feeds[f].done()).collect();
+        if live.is_empty() {
+            break;
+        }
+        // The laggard first, to keep inputs in step; if it waits for other workers' parts,
+        // any input that can go on.
+        let chosen = {
+            let carries = side.carries.borrow();
+            let mut by_time = live.clone();
+            by_time.sort_by_key(|&f| feeds[f].input_time(&carries, lateness, resolution));
+            by_time.into_iter().find(|&f| feeds[f].ready(&carries))
+        };
+        let Some(f) = chosen else {
+            // Every input waits for a part of another worker: take part in the dataflow (and
+            // in the side dataflow, which brings the parts' times) until one arrives.
+            advance(
+                &mut trades,
+                &feeds,
+                &side.carries.borrow(),
+                lateness,
+                resolution,
+            );
+            worker.step_or_park(Some(Duration::from_millis(5)));
             continue;
         };
+        let feed = &mut feeds[f];
+        if feed.current.is_none() {
+            let before = side
+                .carries
+                .borrow()
+                .before(feed.input, feed.mine[feed.next]);
+            feed.current = Some(Watermark::resumed(lateness, resolution, before.flatten()));
+        }
+        let chunk = loop {
+            match feed.rx.recv_timeout(Duration::from_millis(1)) {
+                Ok(chunk) => break Some(chunk),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    side.pump();
+                    worker.step();
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+            }
+        };
+        let Some(chunk) = chunk else {
+            // The reader is gone (it failed to start): nothing more comes from it.
+            feed.next = feed.mine.len();
+            continue;
+        };
+        debug_assert_eq!(chunk.part, feed.mine[feed.next]);
+        let input = feed.input;
         for part in chunk.trades.chunks(STEP) {
+            let watermark = feeds[f].current.as_mut().expect("a part under way");
             for &(position, trade) in part {
-                match watermarks.admit(i, trade.time_ns) {
+                match watermark.admit(trade.time_ns) {
                     Ok(_) => admitted.push(trade),
                     Err(late) => {
                         counters.late.fetch_add(1, Ordering::Relaxed);
+                        local.late += 1;
                         aside.push(SetAside {
-                            input: *id,
+                            rejected: false,
+                            input,
+                            part: chunk.part,
                             position,
                             line: late_line(&trade, &late),
                         });
@@ -476,16 +879,111 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
             counters
                 .ticks
                 .fetch_add(admitted.len() as u64, Ordering::Relaxed);
+            local.ticks += admitted.len() as u64;
             // One message per step. A sent container comes back holding anything.
             trades.send_batch(&mut admitted);
             admitted.clear();
-            watermarks.release(&mut trades, &probe, worker);
+            release(
+                &mut trades,
+                &probe,
+                &mut side,
+                &feeds,
+                worker,
+                lateness,
+                resolution,
+            );
+        }
+        if chunk.last {
+            let feed = &mut feeds[f];
+            feed.current = None;
+            feed.next += 1;
+            release(
+                &mut trades,
+                &probe,
+                &mut side,
+                &feeds,
+                worker,
+                lateness,
+                resolution,
+            );
         }
     }
     drop(trades);
+    // Worker 0 gathers every worker's late and rejected records and totals.
+    {
+        let mut tally = *lock(&tally);
+        tally.ticks += local.ticks;
+        tally.late += local.late;
+        let reports = std::mem::take(&mut *lock(&set_aside))
+            .into_iter()
+            .chain(aside)
+            .map(Report::SetAside)
+            .chain(std::iter::once(Report::Tally(tally)));
+        for report in reports {
+            side.reports.send(report);
+        }
+    }
+    let Side {
+        maxima, reports, ..
+    } = side;
+    drop((maxima, reports));
     while worker.step_or_park(None) {}
-    lock(&shared.set_aside).append(&mut aside);
+    for report in gathered.borrow_mut().drain(..) {
+        match report {
+            Report::SetAside(a) => lock(&shared.set_aside).push(a),
+            Report::Tally(t) => {
+                let mut all = lock(&shared.tallies);
+                all.ticks += t.ticks;
+                all.rejected += t.rejected;
+                all.late += t.late;
+                all.skipped += t.skipped;
+            }
+        }
+    }
     counters.workers_done.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Advances the worker's input to the least time any of its feeds can still send.
+fn advance(
+    trades: &mut InputHandleVec<u64, Trade>,
+    feeds: &[Feed],
+    carries: &Carries,
+    lateness: u64,
+    resolution: u64,
+) {
+    let least = feeds
+        .iter()
+        .filter(|f| !f.done())
+        .map(|f| f.input_time(carries, lateness, resolution))
+        .min();
+    // With every feed done, the input is dropped by the caller.
+    if let Some(t) = least.filter(|t| t > trades.time()) {
+        trades.advance_to(t);
+    }
+}
+
+/// After a step was sent: advances the input, then steps the worker until the dataflow has
+/// caught up with where the input was before, so that about one step is in flight and memory
+/// stays bounded. Meanwhile, what this worker's readers publish goes out: another worker may
+/// be waiting for it to move its own input on.
+fn release(
+    trades: &mut InputHandleVec<u64, Trade>,
+    probe: &ProbeHandle<u64>,
+    side: &mut Side,
+    feeds: &[Feed],
+    worker: &mut timely::worker::Worker,
+    lateness: u64,
+    resolution: u64,
+) {
+    let before = *trades.time();
+    advance(trades, feeds, &side.carries.borrow(), lateness, resolution);
+    while probe.less_than(&before) {
+        side.pump();
+        // Parks while other workers hold the frontier back; their messages (or this worker's
+        // readers) wake it.
+        worker.step_or_park(Some(Duration::from_millis(5)));
+        advance(trades, feeds, &side.carries.borrow(), lateness, resolution);
+    }
 }
 
 /// Shows a progress bar on a terminal until every worker is done.
@@ -518,9 +1016,9 @@ fn show_progress(
 /// Writes the late and rejected records, each to its file, in input order.
 fn write_set_aside(set_aside: &Mutex<Vec<SetAside>>, files: &Files) -> anyhow::Result<()> {
     let mut aside = std::mem::take(&mut *lock(set_aside));
-    aside.sort_by_key(|a| (a.input, a.position));
+    aside.sort_by_key(SetAside::key);
     for a in &aside {
-        let target = if a.input > usize::MAX / 2 {
+        let target = if a.rejected {
             &files.errors
         } else {
             &files.late

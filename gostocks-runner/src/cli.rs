@@ -456,6 +456,24 @@ pub enum BenchPhase {
     Alerts,
 }
 
+/// A timely cluster: `--processes` processes, each started with its own `--process` and the
+/// same `--hostfile` (timely's `-n`, `-p` and `-h`), each running `--workers` threads.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ClusterArgs {
+    /// Processes in the cluster (1: no cluster).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub processes: usize,
+
+    /// This process's index in the cluster, 0 to N-1.
+    #[arg(long, default_value_t = 0, value_name = "I")]
+    pub process: usize,
+
+    /// The cluster's addresses, `host:port` per line, process 0 first (at least N lines; blank
+    /// lines and `#` comments are passed over). Default: 127.0.0.1:2101, 127.0.0.1:2102, ...
+    #[arg(long, value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
+}
+
 /// Flags of `gostocks analyze`.
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -495,11 +513,16 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub lateness: Option<Span>,
 
-    /// Timely worker threads.
+    /// Timely worker threads (per process, in a cluster).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
 
-    /// Where to write the stats changelog (JSON lines).
+    /// Running as one process of a cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Where to write the stats changelog (JSON lines). In a cluster, process 0 writes every
+    /// output file; the others write none.
     #[arg(long)]
     pub stats_out: PathBuf,
 

@@ -8,6 +8,7 @@ mod bench;
 mod bench_pipeline;
 mod check;
 mod cli;
+mod cluster;
 mod config;
 mod counters;
 mod dataflow;

@@ -17,9 +17,11 @@
 //! ```
 
 pub(crate) mod eastern;
+mod parts;
 mod source;
 
-pub use source::{FileCounts, Record, Rejected, TickFile};
+pub use parts::{Part, split};
+pub use source::{FileCounts, Opener, Record, Rejected, TickFile};
 
 use std::fmt;
 use std::str::FromStr;

@@ -57,6 +57,7 @@ pub struct FileCounts {
     pub skipped: u64,
 }
 
+#[derive(Clone)]
 enum Decoder {
     Jsonl,
     Csv {
@@ -93,6 +94,9 @@ pub struct TickFile {
     bytes: Arc<AtomicU64>,
     /// Records of the current line not yet yielded (a WebSocket frame may hold several trades).
     pending: VecDeque<Result<Tick, Rejection>>,
+    /// Lines of the file before the part being read (0 for a whole file): line numbers are
+    /// the file's, not the part's.
+    line_base: u64,
 }
 
 /// Counts the bytes taken from the file itself (compressed bytes for gzip), for progress bars.
@@ -138,14 +142,26 @@ impl TickFile {
         format: Format,
         max_record_bytes: usize,
     ) -> Result<TickFile, Error> {
-        let path = path.as_ref();
-        let shown = path.display().to_string();
         let bytes = Arc::new(AtomicU64::new(0));
+        TickFile::open_until(path.as_ref(), format, max_record_bytes, u64::MAX, bytes)
+    }
+
+    /// [`TickFile::open_core`] of the first `end` bytes of `path`.
+    fn open_until(
+        path: &Path,
+        format: Format,
+        max_record_bytes: usize,
+        end: u64,
+        bytes: Arc<AtomicU64>,
+    ) -> Result<TickFile, Error> {
+        let shown = path.display().to_string();
         let counted = Counting {
-            inner: File::open(path).map_err(|source| Error::Io {
-                path: shown.clone(),
-                source,
-            })?,
+            inner: File::open(path)
+                .map_err(|source| Error::Io {
+                    path: shown.clone(),
+                    source,
+                })?
+                .take(end),
             bytes: Arc::clone(&bytes),
         };
         let name = path
@@ -156,6 +172,78 @@ impl TickFile {
         TickFile::start(file, &name, shown, format, max_record_bytes, bytes)
     }
 
+    /// What opens the parts of the file this one reads (see [`split`](super::split)): its
+    /// format and header, shareable with the threads that read the parts.
+    pub fn opener(&self) -> Opener {
+        Opener {
+            format: self.format,
+            decoder: self.decoder.clone(),
+            max_record_bytes: self.max_record_bytes,
+        }
+    }
+}
+
+/// Opens parts of one file, from [`TickFile::opener`].
+#[derive(Clone)]
+pub struct Opener {
+    format: Format,
+    decoder: Decoder,
+    max_record_bytes: usize,
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener")
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+impl Opener {
+    /// Opens a part of the file (from [`split`](super::split) of the same path): its records,
+    /// numbered as in the whole file (lines, and LOBSTER's rows). The first part also reads
+    /// the header; any other is decoded as the file's format and header say. `bytes` counts
+    /// what the part reads (one counter can serve every part, for a progress bar).
+    pub fn open_part(
+        &self,
+        path: impl AsRef<Path>,
+        part: &super::Part,
+        bytes: Arc<AtomicU64>,
+    ) -> Result<TickFile, Error> {
+        let path = path.as_ref();
+        if part.start == 0 {
+            return TickFile::open_until(path, self.format, self.max_record_bytes, part.end, bytes);
+        }
+        let shown = path.display().to_string();
+        let io = |source| Error::Io {
+            path: shown.clone(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(part.start)).map_err(io)?;
+        let counted = Counting {
+            inner: file.take(part.end.saturating_sub(part.start)),
+            bytes: Arc::clone(&bytes),
+        };
+        Ok(TickFile {
+            reader: Box::new(BufReader::with_capacity(1 << 20, counted)),
+            format: self.format,
+            decoder: self.decoder.clone(),
+            buf: Vec::with_capacity(512),
+            line_bytes: 0,
+            max_record_bytes: self.max_record_bytes,
+            counts: FileCounts::default(),
+            last_line: 0,
+            row: part.first_row,
+            path: shown,
+            bytes,
+            pending: VecDeque::new(),
+            line_base: part.first_line - 1,
+        })
+    }
+}
+
+impl TickFile {
     /// Reads ticks from any reader (a pipe, a socket, bytes in memory), as [`TickFile::open`]
     /// reads a file: `name` stands for the file name (format detection and LOBSTER's symbol
     /// and date look at it), gzip is recognised, lines are at most `max_record_bytes`.
@@ -229,6 +317,7 @@ impl TickFile {
             path: shown.clone(),
             bytes,
             pending: VecDeque::new(),
+            line_base: 0,
         };
         tick_file.decoder = match format {
             Format::Jsonl | Format::Auto => Decoder::Jsonl,
@@ -367,7 +456,7 @@ impl Iterator for TickFile {
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(record) = self.pending.pop_front() {
-            return Some(self.count(record, self.counts.lines));
+            return Some(self.count(record, self.line_base + self.counts.lines));
         }
         loop {
             let line_no = match self.read_line()? {
@@ -417,7 +506,7 @@ impl TickFile {
             return None;
         }
         self.counts.lines += 1;
-        let line_no = self.counts.lines;
+        let line_no = self.line_base + self.counts.lines;
         if self.buf.last() == Some(&b'\n') || self.buf.len() < limit {
             self.line_bytes = trim_newline(&self.buf).len() as u64;
             if self.line_bytes <= max as u64 {
@@ -475,7 +564,10 @@ impl TickFile {
         self.buf.truncate(MAX_RAW_BYTES);
         self.line_bytes = self.buf.len() as u64;
         self.reader = Box::new(std::io::empty());
-        self.rejection(self.counts.lines, Rejection::Decode(e.to_string()))
+        self.rejection(
+            self.line_base + self.counts.lines,
+            Rejection::Decode(e.to_string()),
+        )
     }
 
     /// The rejection of a record of line `line` (the line in `buf`), bounded.
@@ -832,6 +924,50 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    /// Every record, numbered, of `path` read whole and read part by part, for several part
+    /// sizes: the same, line numbers, LOBSTER rows and rejections included.
+    fn parts_read_as_the_whole(path: &std::path::Path, max: usize) {
+        let show = |r: Result<Record, Rejected>| format!("{r:?}");
+        let whole = TickFile::open_core(path, Format::Auto, max).unwrap();
+        let template = TickFile::open_core(path, Format::Auto, max).unwrap();
+        let expected: Vec<String> = std::iter::from_fn({
+            let mut f = whole;
+            move || f.next_record()
+        })
+        .map(show)
+        .collect();
+        for part_bytes in [1, 7, 30, 64, 1 << 20] {
+            let parts = crate::file::split(path, max, part_bytes).unwrap();
+            let mut got = Vec::new();
+            for part in &parts {
+                let mut f = template
+                    .opener()
+                    .open_part(path, part, Arc::default())
+                    .unwrap();
+                while let Some(r) = f.next_record() {
+                    got.push(show(r));
+                }
+            }
+            assert_eq!(got, expected, "parts of {part_bytes} bytes: {parts:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_read_in_parts_gives_the_records_of_the_whole_with_their_numbers() {
+        let csv = write(
+            "parts.csv",
+            b"\xEF\xBB\xBFsymbol,time_ns,seq,price,size\r\nAAPL,1,0,585.33,100\r\n\r\nAAPL,2,1,oops,1\nAAPL,3,2,585.34,7\n   \nMSFT,4,3,1.5,2",
+        );
+        parts_read_as_the_whole(&csv, MAX_RECORD_BYTES);
+        let lobster = write(
+            "AAPL_2012-06-21_34200000_57600000_message_1.csv",
+            b"34200.01,4,1,100,5853300,-1\n\n34200.02,1,2,100,5853400,1\n34200.03,5,0,9,5853300,1\n34200.04,4,1,100,5853300,-1,xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n34200.05,4,3,1,5853300,-1\n",
+        );
+        parts_read_as_the_whole(&lobster, MAX_RECORD_BYTES);
+        // The fourth row is over-long here: rejected, and not numbered as a row.
+        parts_read_as_the_whole(&lobster, 40);
+    }
 
     fn write(name: &str, bytes: &[u8]) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("gostocks-file-{}-{name}", std::process::id()));

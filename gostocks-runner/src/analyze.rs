@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -498,8 +498,10 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         rules,
         rows: Mutex::new(writes.then_some(rows_tx)),
         spares,
-        with_bars: files.as_ref().is_some_and(|f| f.bars.is_some()),
-        with_events: files.as_ref().is_some_and(|f| f.events.is_some()),
+        // From the flags, not the files: every process of a cluster must build the same
+        // dataflow (only process 0 has files).
+        with_bars: args.bars_out.is_some(),
+        with_events: args.events_out.is_some(),
         config,
     });
     let guards = {
@@ -507,8 +509,20 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         timely::execute(timely_config, move |worker| run_worker(worker, &shared))
             .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?
     };
-    show_progress(&shared.counters, &read, total, args.workers, started);
-    for result in guards.join() {
+    // The progress bar runs until the workers are done, or one of them has failed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = {
+        let (counters, stop, workers) = (
+            Arc::clone(&shared.counters),
+            Arc::clone(&stop),
+            args.workers,
+        );
+        std::thread::spawn(move || show_progress(&counters, &read, total, workers, started, &stop))
+    };
+    let results = guards.join();
+    stop.store(true, Ordering::Relaxed);
+    let _ = progress.join();
+    for result in results {
         result.map_err(|e| anyhow::anyhow!("a timely worker failed: {e}"))?;
     }
     // The workers are gone, and with them every sender but the shared one: drop it, and the
@@ -993,6 +1007,7 @@ fn show_progress(
     total: u64,
     workers: usize,
     started: Instant,
+    stop: &AtomicBool,
 ) {
     let bar = ProgressBar::new(total.max(1));
     bar.set_style(
@@ -1002,7 +1017,7 @@ fn show_progress(
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    while counters.workers_done.load(Ordering::Relaxed) < workers {
+    while counters.workers_done.load(Ordering::Relaxed) < workers && !stop.load(Ordering::Relaxed) {
         let bytes: u64 = read.iter().map(|b| b.load(Ordering::Relaxed)).sum();
         let ticks = counters.ticks.load(Ordering::Relaxed);
         let rate = ticks as f64 / started.elapsed().as_secs_f64().max(1e-9);

@@ -190,6 +190,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             Measure::Analyze(n),
         ),
         (
+            "(b) analyze from CSV, a cluster of 2 processes x 1 worker",
+            1,
+            &csv,
+            Measure::AnalyzeCluster(n, 2),
+        ),
+        (
             "(b) analyze, the workload twice over, 2 workers",
             2,
             &twice,
@@ -283,6 +289,7 @@ fn measure_once(
     {
         let mut cmd = Command::new(me);
         cmd.args(["--log", "warn"]);
+        let mut others = Vec::new();
         match what {
             // The dataflow alone: the child loads the ticks, then times only the dataflow.
             Measure::Phase(phase) => {
@@ -325,6 +332,35 @@ fn measure_once(
                     .arg("--events-out")
                     .arg(out_dir.join("events.jsonl"));
             }
+            // A cluster: the other processes start first, in the background; process 0 is
+            // the one measured.
+            Measure::AnalyzeCluster(_, processes) => {
+                let hostfile = out_dir.join("hosts");
+                std::fs::write(&hostfile, free_ports(processes)?.join("\n"))?;
+                let process = |cmd: &mut Command, i: usize| {
+                    cmd.arg("analyze")
+                        .arg("--workers")
+                        .arg(workers.to_string())
+                        .args(["--processes", &processes.to_string()])
+                        .args(["--process", &i.to_string()])
+                        .arg("--hostfile")
+                        .arg(&hostfile)
+                        .arg("--input")
+                        .arg(input)
+                        .arg("--stats-out")
+                        .arg(out_dir.join("stats.jsonl"))
+                        .arg("--bars-out")
+                        .arg(out_dir.join("bars.jsonl"));
+                };
+                for i in 1..processes {
+                    let mut other = Command::new(me);
+                    other.args(["--log", "warn"]);
+                    process(&mut other, i);
+                    other.stdout(Stdio::null()).stderr(Stdio::null());
+                    others.push(other.spawn().context("starting a cluster process")?);
+                }
+                process(&mut cmd, 0);
+            }
             // End to end: parsing, the dataflow and writing every output.
             Measure::Analyze(_) => {
                 cmd.arg("analyze")
@@ -340,8 +376,11 @@ fn measure_once(
         }
         let started = Instant::now();
         let (stdout, rss) = measure(cmd)?;
+        for mut other in others {
+            anyhow::ensure!(other.wait()?.success(), "a cluster process failed");
+        }
         let (ticks, secs) = match what {
-            Measure::Analyze(t) | Measure::AnalyzeAlerts(t, _) => {
+            Measure::Analyze(t) | Measure::AnalyzeAlerts(t, _) | Measure::AnalyzeCluster(t, _) => {
                 (t, started.elapsed().as_secs_f64())
             }
             Measure::Phase(phase) => {
@@ -383,6 +422,17 @@ fn write_csv(path: &Path, trades: &[Trade]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `n` ports of 127.0.0.1 free a moment ago, as `host:port`.
+fn free_ports(n: usize) -> anyhow::Result<Vec<String>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.to_string()))
+        .collect()
+}
+
 /// Runs a command, sampling its peak RSS; returns its stdout and the peak in kB.
 fn measure(mut cmd: Command) -> anyhow::Result<(String, u64)> {
     let mut child = cmd
@@ -421,6 +471,9 @@ enum Measure<'a> {
     Analyze(u64),
     /// The same with `--alerts` (this file, or none) and every event written.
     AnalyzeAlerts(u64, Option<&'a Path>),
+    /// `analyze` end to end as a cluster of this many processes on 127.0.0.1 (each of the
+    /// row's workers), timed from outside until process 0, which writes the outputs, is done.
+    AnalyzeCluster(u64, usize),
 }
 
 /// The `--alerts` files of the (d) rows, next to the workload.

@@ -192,8 +192,11 @@ const STEP: usize = 1_024;
 /// so that every worker's reader is busy from the start, and small enough that a part held in
 /// memory while its greatest time is published (see [`spawn_reader`]) stays small.
 fn part_bytes(len: u64, peers: usize) -> u64 {
-    (len / (peers as u64 * 8)).clamp(1 << 20, 8 << 20)
+    (len / (peers as u64 * 8)).clamp(1 << 20, PART_BYTES_MAX)
 }
+
+/// The largest part (see [`part_bytes`]).
+const PART_BYTES_MAX: u64 = 1 << 20;
 
 /// The worker that reads part `part` of input `input`: parts go round the workers, each input
 /// starting at a different one (so that files that are one part each spread out as well).
@@ -302,31 +305,28 @@ fn spawn_reader(
             if whole {
                 reader.publish(input, p, max);
             }
-            let mut pieces = trades.chunks(CHUNK).peekable();
-            if pieces.peek().is_none() {
+            // The part's trades, a chunk at a time (moved, not copied); the last one, empty
+            // or not, says so.
+            loop {
+                let rest = if trades.len() > CHUNK {
+                    trades.split_off(CHUNK)
+                } else {
+                    Vec::new()
+                };
+                let last = rest.is_empty();
+                let chunk = std::mem::replace(&mut trades, rest);
                 if tx
                     .send(Chunk {
                         part: p,
-                        trades: Vec::new(),
-                        last: true,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-                continue;
-            }
-            while let Some(piece) = pieces.next() {
-                let last = pieces.peek().is_none();
-                if tx
-                    .send(Chunk {
-                        part: p,
-                        trades: piece.to_vec(),
+                        trades: chunk,
                         last,
                     })
                     .is_err()
                 {
                     return;
+                }
+                if last {
+                    break;
                 }
             }
         }

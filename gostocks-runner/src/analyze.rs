@@ -437,6 +437,8 @@ struct Shared {
     spares: Arc<Spares>,
     with_bars: bool,
     with_events: bool,
+    /// Processes in the cluster.
+    processes: usize,
 }
 
 /// Runs `gostocks analyze`.
@@ -502,6 +504,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         // dataflow (only process 0 has files).
         with_bars: args.bars_out.is_some(),
         with_events: args.events_out.is_some(),
+        processes: args.cluster.processes,
         config,
     });
     let guards = {
@@ -519,11 +522,27 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         );
         std::thread::spawn(move || show_progress(&counters, &read, total, workers, started, &stop))
     };
-    let results = guards.join();
+    // In a cluster, a process that dies takes the others down: timely's network threads
+    // panic on the lost connection, and joining them panics in turn. Caught here, it is an
+    // error that says what to do.
+    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guards.join()));
     stop.store(true, Ordering::Relaxed);
     let _ = progress.join();
-    for result in results {
-        result.map_err(|e| anyhow::anyhow!("a timely worker failed: {e}"))?;
+    let lost = || {
+        anyhow::anyhow!(
+            "process {} of {}: the cluster lost a process (a connection closed); timely does not re-form a cluster, so start every process again",
+            args.cluster.process,
+            args.cluster.processes
+        )
+    };
+    for result in results.map_err(|_| lost())? {
+        result.map_err(|e| {
+            if args.cluster.processes > 1 {
+                lost()
+            } else {
+                anyhow::anyhow!("a timely worker failed: {e}")
+            }
+        })?;
     }
     // The workers are gone, and with them every sender but the shared one: drop it, and the
     // writer drains and ends.
@@ -820,6 +839,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
     let mut aside = Vec::new();
     let mut admitted: Vec<Trade> = Vec::with_capacity(STEP);
     let mut local = Tally::default();
+    let mut pace = Pace::new(shared.processes);
     loop {
         side.pump();
         let live: Vec<usize> = (0..feeds.len()).filter(|&f| !feeds[f].done()).collect();
@@ -903,6 +923,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
                 &mut side,
                 &feeds,
                 worker,
+                &mut pace,
                 lateness,
                 resolution,
             );
@@ -917,6 +938,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) {
                 &mut side,
                 &feeds,
                 worker,
+                &mut pace,
                 lateness,
                 resolution,
             );
@@ -976,21 +998,53 @@ fn advance(
     }
 }
 
+/// How far a worker's input may run ahead of its dataflow: the input times of the last steps
+/// sent, and how many of them may be in flight.
+struct Pace {
+    sent: std::collections::VecDeque<u64>,
+    lag: usize,
+}
+
+impl Pace {
+    /// One step in flight in one process (steps of [`STEP`] trades stay in the core's cache,
+    /// and more in flight measured no faster); in a cluster, [`CLUSTER_LAG`] (each step's
+    /// progress crosses the network and back, which one step in flight would wait for every
+    /// time).
+    fn new(processes: usize) -> Pace {
+        let lag = if processes > 1 { CLUSTER_LAG } else { 1 };
+        Pace {
+            sent: std::collections::VecDeque::with_capacity(lag),
+            lag,
+        }
+    }
+}
+
+/// Steps a worker of a cluster may have in flight.
+const CLUSTER_LAG: usize = 16;
+
 /// After a step was sent: advances the input, then steps the worker until the dataflow has
-/// caught up with where the input was before, so that about one step is in flight and memory
-/// stays bounded. Meanwhile, what this worker's readers publish goes out: another worker may
-/// be waiting for it to move its own input on.
+/// caught up with where the input was [`Pace::lag`] steps ago, so that memory stays bounded.
+/// Meanwhile, what this worker's readers publish goes out: another worker may be waiting for
+/// it to move its own input on.
+#[allow(clippy::too_many_arguments)]
 fn release(
     trades: &mut InputHandleVec<u64, Trade>,
     probe: &ProbeHandle<u64>,
     side: &mut Side,
     feeds: &[Feed],
     worker: &mut timely::worker::Worker,
+    pace: &mut Pace,
     lateness: u64,
     resolution: u64,
 ) {
-    let before = *trades.time();
+    pace.sent.push_back(*trades.time());
     advance(trades, feeds, &side.carries.borrow(), lateness, resolution);
+    if pace.sent.len() < pace.lag {
+        return;
+    }
+    let Some(before) = pace.sent.pop_front() else {
+        return;
+    };
     while probe.less_than(&before) {
         side.pump();
         // Parks while other workers hold the frontier back; their messages (or this worker's

@@ -218,3 +218,103 @@ fn a_cluster_process_that_is_misconfigured_says_what_to_fix() {
         "{stderr}"
     );
 }
+
+/// A synthetic tape long enough to be killed in the middle of: 600,000 trades of 50 symbols, a
+/// millisecond apart.
+fn long_tape() -> PathBuf {
+    let path = tmp("long.csv");
+    let mut text = String::from("symbol,time_ns,seq,price,size\n");
+    for i in 0..600_000u64 {
+        let t = 1_700_000_000_000_000_000 + i * 1_000_000;
+        let price = 100 + (i * 7919 % 1000);
+        text.push_str(&format!("S{},{t},{i},{price}.25,{}\n", i % 50, 1 + i % 9));
+    }
+    std::fs::write(&path, text).expect("written");
+    path
+}
+
+#[test]
+fn a_process_killed_takes_the_cluster_down_with_an_error_and_a_restart_completes() {
+    let input = long_tape();
+    let hostfile = tmp("kill.hosts");
+    let hosts: Vec<String> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&hostfile, hosts.join("\n")).expect("hostfile");
+    let out = tmp("kill");
+    std::fs::create_dir_all(&out).expect("dir");
+    let process = |i: usize, stats: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_gostocks"))
+            .env("RUST_BACKTRACE", "0")
+            .args([
+                "--log",
+                "warn",
+                "analyze",
+                "--workers",
+                "1",
+                "--processes",
+                "2",
+            ])
+            .args(["--process", &i.to_string(), "--hostfile"])
+            .arg(&hostfile)
+            .arg("--input")
+            .arg(&input)
+            .arg("--stats-out")
+            .arg(stats)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("gostocks starts")
+    };
+    let stats = out.join("stats.jsonl");
+    let mut first = process(0, &stats);
+    let mut second = process(1, &out.join("unused.jsonl"));
+    // Once process 0 has written some of its output, process 1 dies.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::metadata(&stats).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process 0 wrote nothing"
+        );
+        assert!(
+            first.try_wait().expect("waits").is_none(),
+            "process 0 ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    second.kill().expect("kill -9 of process 1");
+    let _ = second.wait();
+    let output = first.wait_with_output().expect("process 0 ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "process 0 fails: {stderr}");
+    assert!(
+        stderr.contains("the cluster lost a process")
+            && stderr.contains("start every process again"),
+        "process 0 says what happened and what to do: {stderr}"
+    );
+    // Started again, the cluster writes what one process writes.
+    let again = process(0, &stats);
+    let other = process(1, &out.join("unused.jsonl"));
+    checked(other.wait_with_output().expect("waits"), "process 1, again");
+    checked(again.wait_with_output().expect("waits"), "process 0, again");
+    let alone = out.join("alone.jsonl");
+    checked(
+        Command::new(env!("CARGO_BIN_EXE_gostocks"))
+            .args(["--log", "warn", "analyze", "--input"])
+            .arg(&input)
+            .arg("--stats-out")
+            .arg(&alone)
+            .output()
+            .expect("runs"),
+        "one process",
+    );
+    assert!(
+        std::fs::read(&stats).expect("stats") == std::fs::read(&alone).expect("stats"),
+        "the restarted cluster's stats equal one process's"
+    );
+}

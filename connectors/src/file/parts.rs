@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::error::Error;
 
 /// A part of a file: the lines that start in `start..end`, with the number of the first one.
-/// Read it with [`TickFile::open_part`](super::TickFile::open_part).
+/// Read it with [`Opener::open_part`](super::Opener::open_part).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Part {

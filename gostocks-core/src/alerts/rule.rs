@@ -560,7 +560,6 @@ impl AlertEvent {
     /// Appends [`AlertEvent::to_json`]'s line to `out`, without allocating (the event path of
     /// `analyze` writes millions of them).
     pub fn write_json(&self, out: &mut String) {
-        use std::fmt::Write;
         out.push_str(r#"{"alert_id":"#);
         // Ids are almost always plain; anything a JSON string must escape goes through serde.
         if self
@@ -580,10 +579,11 @@ impl AlertEvent {
         out.push_str(itoa::Buffer::new().format(self.time_ns));
         out.push_str(r#","seq":"#);
         out.push_str(itoa::Buffer::new().format(self.seq));
-        // Writing to a String cannot fail.
-        let _ = write!(out, r#","price":{},"value":"#, self.price);
+        out.push_str(r#","price":"#);
+        self.price.push_to(out);
+        out.push_str(r#","value":"#);
         if self.value.is_finite() {
-            let _ = write!(out, "{}", self.value);
+            crate::stats::push_f64(out, self.value);
         } else {
             out.push_str("null");
         }

@@ -3,7 +3,41 @@
 use timely::dataflow::StreamVec;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::stash::Stash;
+use super::stash::{Reuse, Stash};
+
+/// One time's records, in arrival order.
+struct Arrived<D> {
+    records: Vec<D>,
+    /// Whether each record came at or after the one before.
+    sorted: bool,
+}
+
+impl<D> Default for Arrived<D> {
+    fn default() -> Self {
+        Arrived {
+            records: Vec::new(),
+            sorted: true,
+        }
+    }
+}
+
+impl<D: Ord> Arrived<D> {
+    #[inline]
+    fn push(&mut self, record: D) {
+        if self.sorted && self.records.last().is_some_and(|last| *last > record) {
+            self.sorted = false;
+        }
+        self.records.push(record);
+    }
+}
+
+impl<D> Reuse for Arrived<D> {
+    #[inline]
+    fn clear(&mut self) {
+        self.records.clear();
+        self.sorted = true;
+    }
+}
 
 /// Ordered, single-writer output.
 pub trait EmitOrdered<D> {
@@ -39,59 +73,39 @@ impl<D: Ord + Clone + timely::ExchangeData> EmitOrdered<D> for StreamVec<'_, u64
         T: Fn(&D) -> u64 + 'static,
         F: FnMut(u64, &mut Vec<D>) + 'static,
     {
-        // Per time, the runs that came for it (each as its sender ordered it), and emptied
-        // buffers for the next runs. A sink holds no capability.
-        let mut pending: Stash<Vec<Vec<D>>> = Stash::new(0);
-        let mut spare: Vec<Vec<D>> = Vec::new();
-        let mut merged: Vec<D> = Vec::new();
+        // Per time, its records in arrival order, and whether that order is already the
+        // sorted one. A sink holds no capability.
+        let mut pending: Stash<Arrived<D>> = Stash::new(0);
         self.sink(
             super::route::whole_pact(|_: &D| 0),
             "EmitOrdered",
             move |(input, frontier)| {
                 input.for_each_stamp(|_cap, data| {
                     for container in data {
-                        // Records come in runs of equal time: each is moved, not cloned, into
-                        // a run of its time (a clone of an event costs an allocation).
+                        // Records come in runs of equal time: each is moved, not cloned, to
+                        // its time's records (a clone of an event costs an allocation).
                         let mut records = container.drain(..).peekable();
                         while let Some(first) = records.next() {
                             let time = time_of(&first);
-                            let mut run = spare.pop().unwrap_or_default();
-                            run.push(first);
+                            let arrived = pending.entry(time);
+                            arrived.push(first);
                             while let Some(r) = records.next_if(|r| time_of(r) == time) {
-                                run.push(r);
+                                arrived.push(r);
                             }
-                            pending.entry(time).push(run);
                         }
                     }
                 });
                 let is_final = |time| !frontier.less_equal(&time);
-                pending.release(is_final, |time, runs| {
-                    if let [run] = &mut runs[..] {
-                        if !run.is_sorted() {
-                            run.sort_unstable();
-                        }
-                        sink(time, run);
-                    } else {
-                        // A time's records come in several runs (one per message): moved
-                        // into one vector in arrival order, then a stable sort, which finds
-                        // the sorted runs and merges them (a record-at-a-time merge across
-                        // many runs cost more than the alerts it ordered). Runs that follow
-                        // one another in order (one worker's, cut into messages) are already
-                        // the answer: the check is a comparison per record, where the sort
-                        // also allocates half the records again.
-                        for run in runs.iter_mut() {
-                            merged.append(run);
-                        }
-                        if !merged.is_sorted() {
-                            merged.sort();
-                        }
-                        sink(time, &mut merged);
-                        merged.clear();
+                pending.release(is_final, |time, arrived| {
+                    // Out of order (several workers, or one worker's records of a time in
+                    // several runs): a stable sort finds the sorted runs and merges them (a
+                    // record-at-a-time merge across many runs cost more than the alerts it
+                    // ordered). In order, as one worker's output mostly is, nothing moves:
+                    // the check was one comparison per record as it came.
+                    if !arrived.sorted {
+                        arrived.records.sort();
                     }
-                    for mut run in runs.drain(..) {
-                        run.clear();
-                        spare.push(run);
-                    }
+                    sink(time, &mut arrived.records);
                 });
             },
         );

@@ -73,8 +73,8 @@ fn sweeps(rule: &AlertRule) -> bool {
 
 struct Slot {
     rule: AlertRule,
-    /// The rule's id, shared by its events.
-    id: std::sync::Arc<str>,
+    /// The rule's id, copied into its events (inline up to 23 bytes).
+    id: smol_str::SmolStr,
     state: State,
     family: usize,
     /// The book's tick count when the rule came in: it sees the ticks from that index on.
@@ -139,7 +139,7 @@ fn emit(slot: &mut Slot, mut event: AlertEvent, events: &mut Vec<AlertEvent>) ->
 /// The firing of the alert in `slot` on `trade`, the condition's value being `value`.
 fn fired(slot: &Slot, trade: &Trade, value: f64) -> AlertEvent {
     AlertEvent {
-        alert_id: std::sync::Arc::clone(&slot.id),
+        alert_id: slot.id.clone(),
         symbol: trade.symbol,
         time_ns: trade.time_ns,
         seq: trade.seq,
@@ -377,7 +377,7 @@ impl SymbolBook {
                     continue;
                 };
                 let event = AlertEvent {
-                    alert_id: std::sync::Arc::clone(&s.id),
+                    alert_id: s.id.clone(),
                     symbol: close.symbol,
                     time_ns: end,
                     seq: close.seq,

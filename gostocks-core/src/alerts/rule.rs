@@ -496,8 +496,9 @@ impl PauseReason {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AlertEvent {
-    /// The alert that fired (shared with its rule: an event costs no allocation).
-    pub alert_id: std::sync::Arc<str>,
+    /// The alert that fired: inline up to 23 bytes, else shared with its rule (an event
+    /// costs no allocation, and an inline id no count shared between threads).
+    pub alert_id: smol_str::SmolStr,
     /// Its symbol.
     pub symbol: Symbol,
     /// The firing tick's event time (for a bar close: the bar's end).
@@ -517,7 +518,7 @@ impl AlertEvent {
     /// An event of `kind` for alert `alert_id` on the tick `(symbol, time_ns, seq, price)`,
     /// whose condition's value was `value`.
     pub fn new(
-        alert_id: impl Into<std::sync::Arc<str>>,
+        alert_id: impl Into<smol_str::SmolStr>,
         symbol: Symbol,
         time_ns: u64,
         seq: u64,

@@ -165,6 +165,48 @@ fn gather(
     Some(value)
 }
 
+/// A family's swept alerts, sorted by `(level, slot)`. They change only when an alert joins
+/// (its first firing) or leaves, and are searched on every tick of a storm: two binary
+/// searches and a contiguous run cost less than a tree's edges, range search and leaf walk.
+#[derive(Clone, Default)]
+struct Swept(Vec<(i64, u32)>);
+
+impl Swept {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn insert(&mut self, entry: (i64, u32)) {
+        if let Err(at) = self.0.binary_search(&entry) {
+            self.0.insert(at, entry);
+        }
+    }
+
+    fn remove(&mut self, entry: &(i64, u32)) -> bool {
+        let found = self.0.binary_search(entry);
+        if let Ok(at) = found {
+            self.0.remove(at);
+        }
+        found.is_ok()
+    }
+
+    /// The entries in `range`.
+    fn range(&self, range: &Range) -> &[(i64, u32)] {
+        let v = &self.0;
+        let start = match range.0 {
+            Bound::Included(s) => v.partition_point(|e| *e < s),
+            Bound::Excluded(s) => v.partition_point(|e| *e <= s),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.1 {
+            Bound::Included(e) => v.partition_point(|x| *x <= e),
+            Bound::Excluded(e) => v.partition_point(|x| *x < e),
+            Bound::Unbounded => v.len(),
+        };
+        &v[start..end.max(start)]
+    }
+}
+
 /// The end of the bar of size `bar` (aligned to the epoch) that holds `t`.
 fn bar_end(t: u64, bar: u64) -> u64 {
     (t / bar).saturating_add(1).saturating_mul(bar)
@@ -235,7 +277,7 @@ pub struct SymbolBook {
     armed: Vec<Index>,
     disarmed: Vec<Index>,
     /// Per family, the alerts in [`State::Swept`], by level.
-    swept: Vec<Index>,
+    swept: Vec<Swept>,
     scratch: Vec<(i64, u32)>,
     /// Per window: its volatility after the current tick, worked out once per tick for both
     /// the resets and the firings (only where volatility alerts are waiting).
@@ -335,7 +377,7 @@ impl SymbolBook {
             cooling: BTreeSet::new(),
             armed: vec![Index::new(); families],
             disarmed: vec![Index::new(); families],
-            swept: vec![Index::new(); families],
+            swept: vec![Swept::default(); families],
             scratch: Vec::new(),
             volatility: Vec::new(),
             ticks: 0,
@@ -573,10 +615,15 @@ impl SymbolBook {
             if self.swept[f].is_empty() {
                 continue;
             }
-            let found = self.sweep_range(f, trade, prev);
-            let Some(value) = gather(&self.swept[f], found, &mut self.scratch) else {
+            let Some((range, value)) = self.sweep_range(f, trade, prev) else {
                 continue;
             };
+            let crossed = self.swept[f].range(&range);
+            if crossed.is_empty() {
+                continue;
+            }
+            self.scratch.clear();
+            self.scratch.extend_from_slice(crossed);
             for i in 0..self.scratch.len() {
                 let (level, slot) = self.scratch[i];
                 let Some(s) = self.slots[slot as usize].as_mut() else {

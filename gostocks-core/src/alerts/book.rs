@@ -9,30 +9,64 @@ use crate::decimal::{Fixed, SCALE};
 use crate::indicators::TickWindow;
 use crate::tick::Trade;
 
-/// An index of alerts by a level: `(level in 10⁻⁸ units, slot)`.
-type Index = BTreeSet<(i64, u32)>;
-
 /// A range of an [`Index`].
 type Range = (Bound<(i64, u32)>, Bound<(i64, u32)>);
 
-/// Whether `set` can hold anything in `range`, judged from its least and greatest elements: on
-/// most ticks nothing fires or resets, and following the tree's two edges costs less than the
-/// search for a range's bounds.
-fn may_hold(set: &BTreeSet<(i64, u32)>, range: &Range) -> bool {
-    let (Some(least), Some(greatest)) = (set.first(), set.last()) else {
-        return false;
-    };
-    let starts_in_time = match range.0 {
-        Bound::Included(start) => start <= *greatest,
-        Bound::Excluded(start) => start < *greatest,
-        Bound::Unbounded => true,
-    };
-    let ends_in_time = match range.1 {
-        Bound::Included(end) => end >= *least,
-        Bound::Excluded(end) => end > *least,
-        Bound::Unbounded => true,
-    };
-    starts_in_time && ends_in_time
+/// An index of alerts by a level: `(level in 10⁻⁸ units, slot)`, with its least and greatest
+/// entries at hand. On most ticks nothing fires or resets, and comparing the tick's range with
+/// the two bounds settles that without walking the tree's edges, let alone searching it.
+#[derive(Clone, Default)]
+struct Index {
+    set: BTreeSet<(i64, u32)>,
+    /// The least and the greatest entry, when there is one.
+    bounds: Option<((i64, u32), (i64, u32))>,
+}
+
+impl Index {
+    fn is_empty(&self) -> bool {
+        self.bounds.is_none()
+    }
+
+    fn insert(&mut self, entry: (i64, u32)) -> bool {
+        let new = self.set.insert(entry);
+        if new {
+            self.bounds = Some(match self.bounds {
+                None => (entry, entry),
+                Some((least, greatest)) => (least.min(entry), greatest.max(entry)),
+            });
+        }
+        new
+    }
+
+    fn remove(&mut self, entry: &(i64, u32)) -> bool {
+        let had = self.set.remove(entry);
+        if had && self.bounds.is_some_and(|(l, g)| *entry == l || *entry == g) {
+            self.bounds = self.set.first().copied().zip(self.set.last().copied());
+        }
+        had
+    }
+
+    fn range(&self, range: Range) -> std::collections::btree_set::Range<'_, (i64, u32)> {
+        self.set.range(range)
+    }
+
+    /// Whether the index can hold anything in `range`, judged from its bounds.
+    fn may_hold(&self, range: &Range) -> bool {
+        let Some((least, greatest)) = self.bounds else {
+            return false;
+        };
+        let starts_in_time = match range.0 {
+            Bound::Included(start) => start <= greatest,
+            Bound::Excluded(start) => start < greatest,
+            Bound::Unbounded => true,
+        };
+        let ends_in_time = match range.1 {
+            Bound::Included(end) => end >= least,
+            Bound::Excluded(end) => end > least,
+            Bound::Unbounded => true,
+        };
+        starts_in_time && ends_in_time
+    }
 }
 
 /// Where an alert is in its life.
@@ -157,7 +191,7 @@ fn gather(
     scratch: &mut Vec<(i64, u32)>,
 ) -> Option<f64> {
     let (range, value) = found?;
-    if !may_hold(index, &range) {
+    if !index.may_hold(&range) {
         return None;
     }
     scratch.clear();
@@ -375,8 +409,8 @@ impl SymbolBook {
             ids: HashMap::default(),
             pending: BTreeSet::new(),
             cooling: BTreeSet::new(),
-            armed: vec![Index::new(); families],
-            disarmed: vec![Index::new(); families],
+            armed: vec![Index::default(); families],
+            disarmed: vec![Index::default(); families],
             swept: vec![Swept::default(); families],
             scratch: Vec::new(),
             volatility: Vec::new(),
@@ -585,7 +619,7 @@ impl SymbolBook {
             let Some(range) = self.reset_range(f, trade.price) else {
                 continue;
             };
-            if !may_hold(&self.disarmed[f], &range) {
+            if !self.disarmed[f].may_hold(&range) {
                 continue;
             }
             self.scratch.clear();

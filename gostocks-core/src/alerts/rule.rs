@@ -537,10 +537,6 @@ impl AlertEvent {
         }
     }
 
-    fn key(&self) -> (u64, Symbol, u64, &str) {
-        (self.time_ns, self.symbol, self.seq, &self.alert_id)
-    }
-
     /// The JSON line of `analyze --events-out`. A firing has the fields it always had, in
     /// their order; a pause has two more at the end, `"kind":"paused","reason":"storm"`.
     ///
@@ -614,10 +610,14 @@ impl PartialOrd for AlertEvent {
 impl Ord for AlertEvent {
     /// Tick order, then alert id; the value breaks no real tie but keeps `Ord` total.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key()
-            .cmp(&other.key())
-            .then(self.price.cmp(&other.price))
-            .then(self.value.total_cmp(&other.value))
-            .then(self.kind.cmp(&other.kind))
+        // Field by field, as far as needed (a tuple of the fields would copy them first).
+        self.time_ns
+            .cmp(&other.time_ns)
+            .then_with(|| self.symbol.cmp(&other.symbol))
+            .then_with(|| self.seq.cmp(&other.seq))
+            .then_with(|| self.alert_id.as_str().cmp(other.alert_id.as_str()))
+            .then_with(|| self.price.cmp(&other.price))
+            .then_with(|| self.value.total_cmp(&other.value))
+            .then_with(|| self.kind.cmp(&other.kind))
     }
 }

@@ -172,8 +172,13 @@ fn emit(slot: &mut Slot, mut event: AlertEvent, events: &mut Vec<AlertEvent>) ->
 
 /// The firing of the alert in `slot` on `trade`, the condition's value being `value`.
 fn fired(slot: &Slot, trade: &Trade, value: f64) -> AlertEvent {
+    fired_as(&slot.id, trade, value)
+}
+
+/// The firing of alert `id` on `trade`, the condition's value being `value`.
+fn fired_as(id: &smol_str::SmolStr, trade: &Trade, value: f64) -> AlertEvent {
     AlertEvent {
-        alert_id: slot.id.clone(),
+        alert_id: id.clone(),
         symbol: trade.symbol,
         time_ns: trade.time_ns,
         seq: trade.seq,
@@ -199,45 +204,55 @@ fn gather(
     Some(value)
 }
 
+/// One swept alert: its place in the order, and what an unguarded one's event needs (its id),
+/// so that a storm's firings read one contiguous vector instead of each alert's slot.
+#[derive(Clone)]
+struct SweptAlert {
+    key: (i64, u32),
+    id: smol_str::SmolStr,
+    /// Whether it has a storm guard (its firings go through its slot's ring).
+    guarded: bool,
+}
+
 /// A family's swept alerts, sorted by `(level, slot)`. They change only when an alert joins
 /// (its first firing) or leaves, and are searched on every tick of a storm: two binary
 /// searches and a contiguous run cost less than a tree's edges, range search and leaf walk.
 #[derive(Clone, Default)]
-struct Swept(Vec<(i64, u32)>);
+struct Swept(Vec<SweptAlert>);
 
 impl Swept {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    fn insert(&mut self, entry: (i64, u32)) {
-        if let Err(at) = self.0.binary_search(&entry) {
-            self.0.insert(at, entry);
+    fn insert(&mut self, alert: SweptAlert) {
+        if let Err(at) = self.0.binary_search_by_key(&alert.key, |a| a.key) {
+            self.0.insert(at, alert);
         }
     }
 
-    fn remove(&mut self, entry: &(i64, u32)) -> bool {
-        let found = self.0.binary_search(entry);
+    fn remove(&mut self, key: &(i64, u32)) -> bool {
+        let found = self.0.binary_search_by_key(key, |a| a.key);
         if let Ok(at) = found {
             self.0.remove(at);
         }
         found.is_ok()
     }
 
-    /// The entries in `range`.
-    fn range(&self, range: &Range) -> &[(i64, u32)] {
+    /// The positions of the alerts in `range`.
+    fn range(&self, range: &Range) -> std::ops::Range<usize> {
         let v = &self.0;
         let start = match range.0 {
-            Bound::Included(s) => v.partition_point(|e| *e < s),
-            Bound::Excluded(s) => v.partition_point(|e| *e <= s),
+            Bound::Included(s) => v.partition_point(|a| a.key < s),
+            Bound::Excluded(s) => v.partition_point(|a| a.key <= s),
             Bound::Unbounded => 0,
         };
         let end = match range.1 {
-            Bound::Included(e) => v.partition_point(|x| *x <= e),
-            Bound::Excluded(e) => v.partition_point(|x| *x < e),
+            Bound::Included(e) => v.partition_point(|a| a.key <= e),
+            Bound::Excluded(e) => v.partition_point(|a| a.key < e),
             Bound::Unbounded => v.len(),
         };
-        &v[start..end.max(start)]
+        start..end.max(start)
     }
 }
 
@@ -577,8 +592,9 @@ impl SymbolBook {
         if !self.groups.is_empty() {
             self.close_bars(t.saturating_add(1), events);
         }
+        let ret = prev.map(|p| crate::indicators::quantize_log_return(trade.price, p));
         for w in &mut self.windows {
-            w.push(t, trade.price, prev);
+            w.push_with_return(t, trade.price, ret);
         }
         if self.ids.is_empty() {
             self.remember_sma_signs(trade.price);
@@ -656,17 +672,28 @@ impl SymbolBook {
             if crossed.is_empty() {
                 continue;
             }
-            self.scratch.clear();
-            self.scratch.extend_from_slice(crossed);
-            for i in 0..self.scratch.len() {
-                let (level, slot) = self.scratch[i];
-                let Some(s) = self.slots[slot as usize].as_mut() else {
+            let (swept, slots) = (&self.swept[f], &mut self.slots);
+            let mut paused = false;
+            for alert in &swept.0[crossed] {
+                if !alert.guarded {
+                    events.push(fired_as(&alert.id, trade, value));
+                    continue;
+                }
+                let Some(s) = slots[alert.key.1 as usize].as_mut() else {
                     continue;
                 };
                 if emit(s, fired(s, trade, value), events) {
                     s.state = State::Paused;
-                    self.swept[f].remove(&(level, slot));
+                    paused = true;
                 }
+            }
+            if paused {
+                // Out of the index: it stays in `ids` only to be removed.
+                self.swept[f].0.retain(|a| {
+                    !slots[a.key.1 as usize]
+                        .as_ref()
+                        .is_some_and(|s| s.state == State::Paused)
+                });
             }
         }
         for f in 0..self.armed.len() {
@@ -698,7 +725,11 @@ impl SymbolBook {
                     }
                     Mode::Rearm if sweeps(&s.rule) => {
                         s.state = State::Swept;
-                        self.swept[f].insert((level, slot));
+                        self.swept[f].insert(SweptAlert {
+                            key: (level, slot),
+                            id: s.id.clone(),
+                            guarded: s.rule.storm.is_some(),
+                        });
                         continue;
                     }
                     Mode::Rearm => {

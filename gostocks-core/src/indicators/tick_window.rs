@@ -46,7 +46,14 @@ impl TickWindow {
     /// Adds the next tick of the symbol (in `(t, seq)` order) with its predecessor's price, and
     /// drops the ticks at or before `t - W`.
     pub fn push(&mut self, time_ns: u64, price: Fixed, prev: Option<Fixed>) {
-        let ret = prev.map(|p| quantize_log_return(price, p));
+        self.push_with_return(time_ns, price, prev.map(|p| quantize_log_return(price, p)));
+    }
+
+    /// [`TickWindow::push`] with the tick's quantized log return already computed
+    /// ([`quantize_log_return`] of its price and its predecessor's): windows of several spans
+    /// over one symbol's ticks take the same return, and a logarithm per window and tick cost
+    /// more than the rest of the push.
+    pub fn push_with_return(&mut self, time_ns: u64, price: Fixed, ret: Option<i64>) {
         let horizon = time_ns.saturating_sub(self.span);
         while let Some(&(t, p, r)) = self.ticks.front() {
             if t > horizon || time_ns < self.span {

@@ -136,6 +136,11 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                                 book.close_bars(s.trade.time_ns.saturating_add(1), &mut closed);
                             }
                             book.on_tick(&s.trade, s.prev.map(|p| p.price), &mut events);
+                            // A storm's events go out as they come, while they are still in
+                            // the cache, rather than all of a message's at its end.
+                            if events.len() >= EVENTS_AT_ONCE {
+                                output.session(&*cap).give_iterator(events.drain(..));
+                            }
                             let after = book.next_close();
                             if before != after {
                                 resync(&mut closing, symbol, before, after);
@@ -204,6 +209,9 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
         )
     }
 }
+
+/// How many events `match_alerts` gathers before it hands them on.
+const EVENTS_AT_ONCE: usize = 1024;
 
 /// Closes every bar that ends before `before` (all of their trades, and every rule change up to
 /// their end, are in): their events go to `closed`.

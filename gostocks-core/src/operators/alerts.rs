@@ -76,12 +76,16 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
         let route = Exchange::new(|(rule, _, _): &(AlertRule, u64, isize)| {
             super::route::symbol_route(&rule.symbol)
         });
+        let scope = self.scope();
         self.binary_frontier(
             rules.inner,
             Pipeline,
             route,
             "MatchAlerts",
-            move |_cap, _info| {
+            move |_cap, info| {
+                // To yield after a burst of events, so that the operators downstream take
+                // them while they are still in the cache, and come back for the rest.
+                let activator = scope.activator_for(info.address);
                 let mut books: HashMap<Symbol, SymbolBook> = HashMap::default();
                 let mut trades: VecDeque<(Capability<u64>, Vec<Sequenced>, usize)> =
                     VecDeque::new();
@@ -110,8 +114,13 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                     changes.sort_unstable_by(|a, b| (a.0, a.1, &a.2.id).cmp(&(b.0, b.1, &b.2.id)));
                     let rules_frontier = frontier2.frontier();
                     let mut applied = 0;
+                    let mut given = 0;
                     'messages: while let Some((cap, records, next)) = trades.front_mut() {
                         while *next < records.len() {
+                            if given >= EVENTS_PER_ACTIVATION {
+                                activator.activate();
+                                break 'messages;
+                            }
                             let s = &records[*next];
                             // Every rule change at or before this grid time must be in.
                             if rules_frontier.less_equal(&s.time) {
@@ -139,6 +148,7 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                             // A storm's events go out as they come, while they are still in
                             // the cache, rather than all of a message's at its end.
                             if events.len() >= EVENTS_AT_ONCE {
+                                given += events.len();
                                 output.session(&*cap).give_iterator(events.drain(..));
                             }
                             let after = book.next_close();
@@ -212,6 +222,11 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
 
 /// How many events `match_alerts` gathers before it hands them on.
 const EVENTS_AT_ONCE: usize = 1024;
+
+/// How many events `match_alerts` hands on before it yields to the operators downstream: what
+/// waits between them is bounded, and stays in the cache (a storm's events of one activation,
+/// all kept until it ended, were megabytes; 16,384 events are about 1.4 MB).
+const EVENTS_PER_ACTIVATION: usize = 16_384;
 
 /// Closes every bar that ends before `before` (all of their trades, and every rule change up to
 /// their end, are in): their events go to `closed`.

@@ -328,9 +328,10 @@ pub struct SymbolBook {
     /// Per family, the alerts in [`State::Swept`], by level.
     swept: Vec<Swept>,
     scratch: Vec<(i64, u32)>,
-    /// Per window: its volatility after the current tick, worked out once per tick for both
-    /// the resets and the firings (only where volatility alerts are waiting).
-    volatility: Vec<Option<f64>>,
+    /// Per window: its volatility after the current tick and that value's float boundary,
+    /// worked out once per tick for both the resets and the firings (only where volatility
+    /// alerts are waiting).
+    volatility: Vec<Option<(f64, i64)>>,
     /// Ticks seen so far.
     ticks: u64,
     /// The `once_per_bar_close` alerts, by bar size.
@@ -622,8 +623,12 @@ impl SymbolBook {
         for (wi, w) in self.windows.iter().enumerate() {
             let f = VOL + wi * PER_WINDOW;
             let waiting = !self.armed[f].is_empty() || !self.disarmed[f].is_empty();
-            self.volatility
-                .push(if waiting { w.volatility() } else { None });
+            // With its float boundary: the armed and the disarmed alerts both need it.
+            self.volatility.push(if waiting {
+                w.volatility().map(|v| (v, float_boundary(v)))
+            } else {
+                None
+            });
         }
 
         // Resets first: an alert that resets on this tick cannot also fire on it (the reset
@@ -773,7 +778,7 @@ impl SymbolBook {
                 match (f - VOL) % PER_WINDOW {
                     // volatility <= threshold - hysteresis; no volatility is below every level
                     0 => match self.volatility[(f - VOL) / PER_WINDOW] {
-                        Some(v) => from(float_boundary(v)),
+                        Some((_, boundary)) => from(boundary),
                         None => (Bound::Unbounded, Bound::Unbounded),
                     },
                     // price - sma <= -hysteresis, i.e. hysteresis <= floor((Σp - n·price) / n)
@@ -829,8 +834,8 @@ impl SymbolBook {
                 let w = &self.windows[wi];
                 match (f - VOL) % PER_WINDOW {
                     0 => {
-                        let v = self.volatility[wi]?;
-                        (below(float_boundary(v)), v)
+                        let (v, boundary) = self.volatility[wi]?;
+                        (below(boundary), v)
                     }
                     kind => {
                         let (d, _) = w.diff_from_sma(trade.price)?;

@@ -146,44 +146,70 @@ async fn abandoned_watches_hold_no_memory() {
     // into is not the watches'. A leak grows on every round, so a growth counts only when
     // the round after it grows as well (the replay and the allocator step now and then).
     rest(&mut http, 20_000);
-    let mut before = rss_kb(pid);
-    let mut grown = Vec::new();
+    let mut rounds = Rounds::new("REST long polls", rss_kb(pid));
     for _ in 0..2 {
         rest(&mut http, 20_000);
-        let after = rss_kb(pid);
-        eprintln!("REST long polls: RSS {before} kB -> {after} kB over 20,000");
-        grown.push((before, after));
-        if after < before + 8_192 {
-            grown.clear();
+        if !rounds.grew(rss_kb(pid)) {
             break;
         }
-        before = after;
     }
-    assert!(
-        grown.is_empty(),
-        "RSS grew by 8 MB or more on each of two rounds of 20,000 REST watches: {grown:?}"
-    );
+    rounds.assert_flat();
 
     let mut client = AlertServiceClient::new(channel(&run.grpc).await);
     watch_and_leave(&mut client, &key, 20_000).await;
-    let mut before = rss_kb(pid);
-    let mut grown = Vec::new();
+    let mut rounds = Rounds::new("gRPC watches", rss_kb(pid));
     for _ in 0..2 {
         watch_and_leave(&mut client, &key, 20_000).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = rss_kb(pid);
-        eprintln!("gRPC watches: RSS {before} kB -> {after} kB over 20,000");
-        grown.push((before, after));
-        if after < before + 8_192 {
-            grown.clear();
+        if !rounds.grew(rss_kb(pid)) {
             break;
         }
-        before = after;
     }
-    assert!(
-        grown.is_empty(),
-        "RSS grew by 8 MB or more on each of two rounds of 20,000 gRPC watches: {grown:?}"
-    );
+    rounds.assert_flat();
+}
+
+/// RSS over rounds of 20,000 watches: a leak grows on every round, so a growth of 8 MB or more
+/// counts only when the round after it grows as much.
+struct Rounds {
+    what: &'static str,
+    before: u64,
+    /// `(before, after)` of the rounds that grew, since the last one that did not.
+    grown: Vec<(u64, u64)>,
+}
+
+impl Rounds {
+    fn new(what: &'static str, before: u64) -> Rounds {
+        Rounds {
+            what,
+            before,
+            grown: Vec::new(),
+        }
+    }
+
+    /// Records a round that ended at `after` kB; whether it grew by 8 MB or more.
+    fn grew(&mut self, after: u64) -> bool {
+        eprintln!(
+            "{}: RSS {} kB -> {after} kB over 20,000",
+            self.what, self.before
+        );
+        let grew = after >= self.before + 8_192;
+        if grew {
+            self.grown.push((self.before, after));
+        } else {
+            self.grown.clear();
+        }
+        self.before = after;
+        grew
+    }
+
+    fn assert_flat(&self) {
+        assert!(
+            self.grown.len() < 2,
+            "RSS grew by 8 MB or more on each of two rounds of 20,000 {}: {:?}",
+            self.what,
+            self.grown
+        );
+    }
 }
 
 /// Opens `n` watches one after another, each dropped as soon as it is open.

@@ -461,16 +461,21 @@ pub enum BenchPhase {
 #[derive(Clone, Debug, Default, Args)]
 pub struct ClusterArgs {
     /// Processes in the cluster (1: no cluster).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        env = "GOSTOCKS_PROCESSES"
+    )]
     pub processes: usize,
 
     /// This process's index in the cluster, 0 to N-1.
-    #[arg(long, default_value_t = 0, value_name = "I")]
+    #[arg(long, default_value_t = 0, value_name = "I", env = "GOSTOCKS_PROCESS")]
     pub process: usize,
 
     /// The cluster's addresses, `host:port` per line, process 0 first (at least N lines; blank
     /// lines and `#` comments are passed over). Default: 127.0.0.1:2101, 127.0.0.1:2102, ...
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "GOSTOCKS_HOSTFILE")]
     pub hostfile: Option<PathBuf>,
 }
 
@@ -639,6 +644,12 @@ pub struct RunArgs {
     /// With --kafka: librdkafka settings of its clients.
     #[command(flatten)]
     pub kafka_options: KafkaOptionArgs,
+
+    /// With --kafka: running as one process of a timely cluster. Process `I` of `N` reads the
+    /// partitions `p` with `p % N == I`; ticks are exchanged by symbol across the cluster, and
+    /// each process's sinks write the symbols its workers own.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 
     /// A source (Kafka partition) silent for this long stops holding event time back.
     #[arg(long, default_value = "5s", env = "GOSTOCKS_IDLE")]

@@ -39,6 +39,23 @@ pub fn timely_config(workers: usize, cluster: &ClusterArgs) -> anyhow::Result<ti
     })
 }
 
+/// A timely cluster does not re-form without a process it lost: when a process dies, timely's
+/// network threads in the others panic ("timely communication error"), and their workers would
+/// wait forever. After this, any panic in this process is reported and ends the process with
+/// status 70, so that its supervisor restarts it and, with the others, the cluster. Nothing is
+/// lost: what is committed to Kafka has been written by every process's sinks.
+pub fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(
+            panic = %info,
+            "exiting: a thread panicked; if it was a timely communication error, the cluster lost a process (a connection closed), and timely does not re-form a cluster, so start every process again"
+        );
+        std::process::exit(70);
+    }));
+}
+
 /// The `--processes` addresses: the hostfile's first lines, or 127.0.0.1 from port 2101 on.
 fn addresses(cluster: &ClusterArgs) -> anyhow::Result<Vec<String>> {
     let Some(path) = &cluster.hostfile else {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gostocks_core::alerts::AlertRule;
-use gostocks_core::operators::Point;
+use gostocks_core::operators::{Point, symbol_route};
 use gostocks_core::pipeline::{Inputs, build};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::watermark::grid_ceil;
@@ -37,11 +37,44 @@ pub struct Outlets {
     pub marks: tokio::sync::watch::Sender<u64>,
 }
 
-/// Runs the dataflow on `workers` threads until the intake closes. Each worker reads the
-/// sources [`Intake`](crate::intake::Intake) routes to it; trades are routed to workers by symbol inside the dataflow.
-/// Worker 0 also takes the rule changes (`(rule, +1 | -1)`) and sets the progress marks.
+/// Where this process's workers are: `workers` threads in process `process` of `processes`
+/// (1: no cluster), each worker `process * workers + local` in the dataflow.
+#[derive(Clone, Copy, Debug)]
+pub struct Place {
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// This process, `0..processes`.
+    pub process: usize,
+    /// The processes of the timely cluster.
+    pub processes: usize,
+}
+
+#[cfg(test)]
+impl Place {
+    /// One process of `workers` threads.
+    pub fn alone(workers: usize) -> Place {
+        Place {
+            workers,
+            process: 0,
+            processes: 1,
+        }
+    }
+}
+
+/// Runs the dataflow on this process's threads (a timely cluster if `place` says so, with
+/// `timely` its configuration) until the intake closes. Each worker reads the sources
+/// [`Intake`](crate::intake::Intake) routes to it; trades are routed to workers by symbol
+/// inside the dataflow, across the cluster. The first worker of each process takes that
+/// process's rule changes (`(rule, +1 | -1)`) and sets its progress marks.
+///
+/// In a cluster the workers also gossip, over a dataflow of their own: each worker's view of
+/// event time (so that a worker in one process without sources follows the sources of
+/// another), how far each process's sinks have written (see [`MarketState::durable`]), and the
+/// last prices, sent to the worker that owns their symbol, whose process writes them.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
-    workers: usize,
+    timely: timely::Config,
+    place: Place,
     config: AnalyticsConfig,
     idle: Duration,
     taps: Taps,
@@ -51,78 +84,85 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let rules = Arc::new(Mutex::new(Some(rules)));
     let taps = Arc::new(taps);
-    let proposals = Arc::new(Proposals::new(workers.max(1)));
+    let proposals = Arc::new(Proposals::new((place.workers * place.processes).max(1)));
     let outlets = Arc::new(outlets);
-    let guards = timely::execute(
-        gostocks_core::batch::timely_config(workers),
-        move |worker| {
-            let index = worker.index();
-            let (pipeline, probe) = worker.dataflow::<u64, _, _>(|scope| {
-                let (pipeline, out) = build(scope, &config, true);
-                let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
-                let (o1, o2, o3) = (outlets.clone(), outlets.clone(), outlets.clone());
-                let probe = out.as_computed(
-                    move |rows| {
-                        s1.counters
-                            .stats_rows
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        rows.iter().for_each(|r| send_on(&o1, Output::Stats(*r)));
-                    },
-                    move |rows| {
-                        s2.counters
-                            .bar_rows
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        rows.iter().for_each(|r| send_on(&o2, Output::Bar(*r)));
-                    },
-                    move |rows| {
-                        s3.counters
-                            .alert_events
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        rows.iter()
-                            .for_each(|e| send_on(&o3, Output::Event(e.clone())));
-                    },
-                );
-                (pipeline, probe)
-            });
-            taps.wakers.register(index);
-            let Some(rx) = taps
-                .receivers
-                .get(index)
-                .and_then(|r| r.lock().ok().and_then(|mut r| r.take()))
-            else {
-                return;
-            };
-            // Rule changes enter at worker 0; the others close their rules input.
-            let rules_rx = (index == 0)
-                .then(|| rules.lock().ok().and_then(|mut r| r.take()))
-                .flatten();
-            let Inputs { trades, rules } = pipeline;
-            let mut w = Worker {
-                index,
-                trades,
-                rules: rules_rx.map(|rx| (rx, rules)),
-                probe,
-                sources: Sources::new(config.lateness, config.resolution.ns(), idle),
-                proposals: Arc::clone(&proposals),
-                taps: Arc::clone(&taps),
-                state: Arc::clone(&state),
-                outlets: Arc::clone(&outlets),
-                resolution: config.resolution.ns(),
-                newest: HashMap::new(),
-                marked: 0,
-                last_report: Instant::now(),
-            };
-            while w.take_in(&rx) {
-                w.advance_event_time();
-                w.catch_up(worker);
-                // Nothing to do: sleep until a batch, a message from another worker, or the next
-                // look at idle sources.
-                worker.step_or_park(Some(Duration::from_millis(20)));
-                w.mark();
-            }
-            w.finish(worker);
-        },
-    )
+    if place.processes > 1 {
+        state.peers.join(place.processes);
+    }
+    let guards = timely::execute(timely, move |worker| {
+        let index = worker.index();
+        let local = index % place.workers.max(1);
+        let (pipeline, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (pipeline, out) = build(scope, &config, true);
+            let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+            let (o1, o2, o3) = (outlets.clone(), outlets.clone(), outlets.clone());
+            let probe = out.as_computed(
+                move |rows| {
+                    s1.counters
+                        .stats_rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    rows.iter().for_each(|r| send_on(&o1, Output::Stats(*r)));
+                },
+                move |rows| {
+                    s2.counters
+                        .bar_rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    rows.iter().for_each(|r| send_on(&o2, Output::Bar(*r)));
+                },
+                move |rows| {
+                    s3.counters
+                        .alert_events
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    rows.iter()
+                        .for_each(|e| send_on(&o3, Output::Event(e.clone())));
+                },
+            );
+            (pipeline, probe)
+        });
+        let gossip =
+            (place.processes > 1).then(|| gossip(worker, place, &proposals, &state, &outlets));
+        taps.wakers.register(local);
+        let Some(rx) = taps
+            .receivers
+            .get(local)
+            .and_then(|r| r.lock().ok().and_then(|mut r| r.take()))
+        else {
+            return;
+        };
+        // Rule changes enter at each process's first worker; the others close their
+        // rules input.
+        let rules_rx = (local == 0)
+            .then(|| rules.lock().ok().and_then(|mut r| r.take()))
+            .flatten();
+        let Inputs { trades, rules } = pipeline;
+        let mut w = Worker {
+            index,
+            local,
+            gossip,
+            said: (NONE, NONE, NONE),
+            trades,
+            rules: rules_rx.map(|rx| (rx, rules)),
+            probe,
+            sources: Sources::new(config.lateness, config.resolution.ns(), idle),
+            proposals: Arc::clone(&proposals),
+            taps: Arc::clone(&taps),
+            state: Arc::clone(&state),
+            outlets: Arc::clone(&outlets),
+            resolution: config.resolution.ns(),
+            newest: HashMap::new(),
+            marked: 0,
+            last_report: Instant::now(),
+        };
+        while w.take_in(&rx) {
+            w.advance_event_time();
+            w.catch_up(worker);
+            // Nothing to do: sleep until a batch, a message from another worker, or the next
+            // look at idle sources.
+            worker.step_or_park(Some(Duration::from_millis(20)));
+            w.mark();
+        }
+        w.finish(worker);
+    })
     .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))?;
     drop(guards);
     Ok(())
@@ -137,9 +177,91 @@ fn send_on(outlets: &Outlets, output: Output) {
 /// The pipeline's input of rule changes.
 type RulesInput = InputHandleVec<u64, gostocks_core::pipeline::RuleChange>;
 
+/// What a worker says to every worker of the cluster: its event time proposal (active,
+/// closed; [`NONE`] for none) and, from a process's first worker, how far the process's sinks
+/// have written ([`NONE`]: not said).
+type Gossip = (u32, u64, u64, u64);
+
+/// An absent value in [`Gossip`].
+const NONE: u64 = u64::MAX;
+
+/// The inputs of a cluster worker's gossip dataflow.
+struct GossipInputs {
+    said: InputHandleVec<u64, Gossip>,
+    prices: InputHandleVec<u64, (Symbol, Point)>,
+}
+
+/// Ships what an input of the gossip dataflow holds at once.
+trait Ship {
+    fn ship(&mut self);
+}
+
+impl<D: Clone + 'static> Ship for InputHandleVec<u64, D> {
+    /// Its time means nothing: it moves on by one, because only closing a time makes timely
+    /// push what the input's exchange holds to the other workers and wake them.
+    fn ship(&mut self) {
+        let next = self.time() + 1;
+        self.advance_to(next);
+    }
+}
+
+/// Builds the gossip dataflow (see [`run`]): every worker hears every [`Gossip`], and the last
+/// prices go to their symbol's worker, which sends them to its process's sinks. Its times mean
+/// nothing (see [`Ship`]); no frontier of it is waited for.
+fn gossip(
+    worker: &mut timely::worker::Worker,
+    place: Place,
+    proposals: &Arc<Proposals>,
+    state: &Arc<MarketState>,
+    outlets: &Arc<Outlets>,
+) -> GossipInputs {
+    use timely::dataflow::operators::vec::Broadcast;
+    use timely::dataflow::operators::{Exchange, Input, Inspect};
+    let (proposals, state, outlets) = (
+        Arc::clone(proposals),
+        Arc::clone(state),
+        Arc::clone(outlets),
+    );
+    worker.dataflow::<u64, _, _>(move |scope| {
+        let (said, heard) = scope.new_input::<Vec<Gossip>>();
+        heard
+            .broadcast()
+            .inspect(move |&(from, active, closed, durable): &Gossip| {
+                let process = from as usize / place.workers.max(1);
+                // This process's own workers publish directly.
+                if process != place.process {
+                    let some = |v: u64| (v != NONE).then_some(v);
+                    proposals.publish(from as usize, some(active), some(closed));
+                }
+                if durable != NONE {
+                    state.peers.said(process, durable);
+                }
+            });
+        let (prices, stream) = scope.new_input::<Vec<(Symbol, Point)>>();
+        stream
+            .exchange(|(symbol, _): &(Symbol, Point)| symbol_route(symbol))
+            .inspect(move |&(symbol, p): &(Symbol, Point)| {
+                let price = LastPrice {
+                    price: p.price,
+                    time_ns: p.time_ns,
+                    seq: p.seq,
+                };
+                send_on(&outlets, Output::Price(symbol, price));
+            });
+        GossipInputs { said, prices }
+    })
+}
+
 /// One timely worker of [`run`]: its inputs, its sources' event time, and what it reports.
 struct Worker {
+    /// Its index in the dataflow (across the cluster).
     index: usize,
+    /// Its index in this process.
+    local: usize,
+    /// In a cluster: its gossip inputs.
+    gossip: Option<GossipInputs>,
+    /// The last [`Gossip`] it said (active, closed, durable).
+    said: (u64, u64, u64),
     trades: InputHandleVec<u64, Trade>,
     /// Worker 0's rule changes and the input they enter by.
     rules: Option<(Receiver<(AlertRule, isize)>, RulesInput)>,
@@ -171,7 +293,7 @@ impl Worker {
         for _ in 0..64 {
             match rx.try_recv() {
                 Ok(batch) => {
-                    self.taps.unread[self.index].fetch_sub(1, Ordering::SeqCst);
+                    self.taps.unread[self.local].fetch_sub(1, Ordering::SeqCst);
                     self.admit(batch);
                 }
                 Err(TryRecvError::Empty) => break,
@@ -235,13 +357,24 @@ impl Worker {
             self.state.read.publish(tick);
         }
         self.trades.flush();
-        for (symbol, p) in self.newest.drain() {
-            let price = LastPrice {
-                price: p.price,
-                time_ns: p.time_ns,
-                seq: p.seq,
-            };
-            send_on(&self.outlets, Output::Price(symbol, price));
+        match &mut self.gossip {
+            // To the worker of the symbol, whose process writes its outputs.
+            Some(gossip) => {
+                for (symbol, p) in self.newest.drain() {
+                    gossip.prices.send((symbol, p));
+                }
+                gossip.prices.ship();
+            }
+            None => {
+                for (symbol, p) in self.newest.drain() {
+                    let price = LastPrice {
+                        price: p.price,
+                        time_ns: p.time_ns,
+                        seq: p.seq,
+                    };
+                    send_on(&self.outlets, Output::Price(symbol, price));
+                }
+            }
         }
     }
 
@@ -250,15 +383,16 @@ impl Worker {
     fn advance_event_time(&mut self) {
         let now = Instant::now();
         let own = self.sources.active_time(now);
-        if self
-            .proposals
-            .publish(self.index, own, self.sources.closed_time())
-        {
+        let closed = self.sources.closed_time();
+        if self.proposals.publish(self.index, own, closed) {
             // A worker parked without active sources of its own must follow promptly.
-            self.taps.wakers.wake_all_but(self.index);
+            self.taps.wakers.wake_all_but(self.local);
         }
-        // With batches still unread it waits: one may announce a source of its own.
-        let unread = self.taps.unread[self.index].load(Ordering::SeqCst) > 0;
+        self.say(own, closed);
+        // With batches still unread it waits: one may announce a source of its own. So it does
+        // before its process's sources are first announced.
+        let unread = self.taps.unread[self.local].load(Ordering::SeqCst) > 0
+            || !self.taps.ready.load(Ordering::SeqCst);
         let target = own.or_else(|| (!unread).then(|| self.proposals.global()).flatten());
         if let Some(t) = target.filter(|t| t > self.trades.time()) {
             self.trades.advance_to(t);
@@ -303,9 +437,29 @@ impl Worker {
         }
     }
 
-    /// Worker 0 sets the progress mark to where the probe is (see [`Outlets`]).
+    /// In a cluster, tells every worker what changed of its event time, and (a process's first
+    /// worker) how far its process's sinks have written.
+    fn say(&mut self, active: Option<u64>, closed: Option<u64>) {
+        let Some(gossip) = &mut self.gossip else {
+            return;
+        };
+        let durable = if self.local == 0 {
+            self.state.progress.durable()
+        } else {
+            NONE
+        };
+        let now = (active.unwrap_or(NONE), closed.unwrap_or(NONE), durable);
+        if now != self.said {
+            self.said = now;
+            gossip.said.send((self.index as u32, now.0, now.1, now.2));
+            gossip.said.ship();
+        }
+    }
+
+    /// Each process's first worker sets its progress mark to where the probe is (see
+    /// [`Outlets`]).
     fn mark(&mut self) {
-        if self.index != 0 {
+        if self.local != 0 {
             return;
         }
         let done = self.probe.with_frontier(|f| f.iter().min().copied());
@@ -317,20 +471,23 @@ impl Worker {
 
     /// This worker's sources are closed: it no longer holds event time back; the dataflow
     /// finishes what it holds, and worker 0 marks everything done.
-    fn finish(self, worker: &mut timely::worker::Worker) {
+    fn finish(mut self, worker: &mut timely::worker::Worker) {
         self.proposals.publish(self.index, None, None);
-        self.taps.wakers.wake_all_but(self.index);
+        self.taps.wakers.wake_all_but(self.local);
+        self.say(None, None);
         let Worker {
-            index,
+            local,
             trades,
             rules,
             outlets,
+            gossip,
             ..
         } = self;
         drop(trades);
         drop(rules);
+        drop(gossip);
         while worker.step_or_park(Some(Duration::from_millis(20))) {}
-        if index == 0 {
+        if local == 0 {
             outlets.marks.send_replace(u64::MAX);
         }
     }
@@ -362,6 +519,7 @@ mod tests {
         let config = AnalyticsConfig::default();
         let state = Arc::new(MarketState::new(16, &config));
         let (intake, taps) = Intake::new(2, 4);
+        intake.announced();
         let (_rules_tx, rules_rx) = std::sync::mpsc::channel();
         // Roomy enough for every output of the test: nothing drains it until the end.
         let (outputs, mut outputs_rx) = tokio::sync::mpsc::channel(1 << 16);
@@ -373,7 +531,8 @@ mod tests {
             let state = Arc::clone(&state);
             std::thread::spawn(move || {
                 run(
-                    2,
+                    gostocks_core::batch::timely_config(2),
+                    Place::alone(2),
                     config,
                     Duration::from_secs(3600),
                     taps,

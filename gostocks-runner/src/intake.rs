@@ -3,7 +3,7 @@
 //! `source % workers`; [`Intake::send`] hands it a [`SourceTicks`], and the worker takes it from
 //! its end of [`Taps`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +40,7 @@ pub struct Intake {
     senders: Vec<SyncSender<SourceTicks>>,
     wakers: Arc<Wakers>,
     unread: Arc<Vec<AtomicUsize>>,
+    ready: Arc<AtomicBool>,
 }
 
 /// The worker threads, to wake one when a batch is waiting for it.
@@ -80,6 +81,8 @@ pub struct Taps {
     /// have a source announced there that it does not know yet, so it does not follow the
     /// others' event time until it has read them.
     pub(crate) unread: Arc<Vec<AtomicUsize>>,
+    /// Set once the sources have been announced (see [`Intake::announced`]).
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
 impl Intake {
@@ -95,19 +98,31 @@ impl Intake {
             .unzip();
         let unread: Arc<Vec<AtomicUsize>> =
             Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
+        let ready = Arc::new(AtomicBool::new(false));
         let taps = Taps {
             receivers,
             wakers: Arc::clone(&wakers),
             unread: Arc::clone(&unread),
+            ready: Arc::clone(&ready),
         };
         (
             Intake {
                 senders,
                 wakers,
                 unread,
+                ready,
             },
             taps,
         )
+    }
+
+    /// Every source this process starts with has been announced (the replayed file at once; a
+    /// Kafka consumer's first assignment). Until then a worker without sources of its own does
+    /// not follow the others' event time: in a cluster, another process may be far ahead, and
+    /// the partitions of this one, replayed from their beginning, would find their ticks late.
+    pub fn announced(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+        self.wakers.wake_all_but(usize::MAX);
     }
 
     /// Hands `ticks` to the worker that reads its source; `false` once the dataflow is gone.

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gostocks_connectors::kafka::{
-    DLQ_TOPIC, Event, InstanceId, KafkaConfig, KafkaOptions, KafkaSource, Record, TickEncoding,
-    TickProducer,
+    DLQ_TOPIC, Event, InstanceId, KafkaConfig, KafkaOptions, KafkaSource, Record, Share,
+    TickEncoding, TickProducer,
 };
 use gostocks_core::{Symbol, Tick};
 
@@ -36,6 +36,8 @@ pub struct KafkaInput {
     pub instance_id: Option<InstanceId>,
     /// The operator's librdkafka settings (security).
     pub options: KafkaOptions,
+    /// In a timely cluster: this process's fixed share of the partitions (see [`Share`]).
+    pub share: Option<Share>,
 }
 
 /// How often the records whose outputs are durable are committed.
@@ -72,11 +74,20 @@ pub fn run(
             .with_options(input.options);
         let dlq = TickProducer::new(&base, input.encoding)
             .context("creating the dead-letter producer")?;
-        state.ownership.activate();
         state.kafka.activate();
-        let config = base.with_instance_id(input.instance_id.as_ref().map(|id| id.to_string()));
-        let mut source = KafkaSource::new(config, &input.topic, input.encoding, input.resolution)
-            .context("starting the kafka source")?;
+        let (topic, encoding, resolution) = (&input.topic, input.encoding, input.resolution);
+        let mut source = match input.share {
+            // In a cluster, a symbol's outputs are computed, and written, by the process its
+            // worker is in, whoever read its partition: nothing is suppressed. Outputs written
+            // before a restart are written again, and refused as duplicates (see the README).
+            Some(share) => KafkaSource::sharing(base, topic, encoding, resolution, share),
+            None => {
+                state.ownership.activate();
+                let id = input.instance_id.as_ref().map(|id| id.to_string());
+                KafkaSource::new(base.with_instance_id(id), topic, encoding, resolution)
+            }
+        }
+        .context("starting the kafka source")?;
         let ended = drive(&mut source, &dlq, &tx, &state, &stop).await;
         source.commit(state.durable());
         for p in source.leave().await {
@@ -115,13 +126,15 @@ async fn drive(
                     state.ownership.own(a.partition);
                 }
                 state.kafka.set_assigned(partitions.len());
-                partitions.iter().all(|a| {
+                let sent = partitions.iter().all(|a| {
                     tx.send(SourceTicks {
                         source: a.partition as u32,
                         ticks: Vec::new(),
                         retired: false,
                     })
-                })
+                });
+                tx.announced();
+                sent
             }
             // Their outputs are another member's now.
             Event::Revoked { partitions } => {

@@ -20,6 +20,21 @@ use gostocks_connectors::redis::RedisSink;
 /// Runs until Ctrl-C or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    let timely = crate::cluster::timely_config(args.workers, &args.cluster)?;
+    let place = crate::dataflow::Place {
+        workers: args.workers,
+        process: args.cluster.process,
+        processes: args.cluster.processes,
+    };
+    let clustered = place.processes > 1;
+    anyhow::ensure!(
+        !clustered || args.kafka.is_some(),
+        "a cluster (--processes {}) reads its ticks from Kafka: pass --kafka (each process reads its share of the partitions)",
+        place.processes
+    );
+    if clustered {
+        crate::cluster::exit_on_panic();
+    }
     let ticks = if args.kafka.is_some() {
         Vec::new()
     } else {
@@ -48,9 +63,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let (rules_tx, rules_rx) = std::sync::mpsc::channel();
     let hub = Arc::new(
         AlertHub::new(store, config.windows.clone(), config.bars.clone(), rules_tx)
-            .with_allow_private(args.notify_allow_private),
+            .with_allow_private(args.notify_allow_private)
+            .in_cluster(clustered),
     );
     let loaded = runtime.block_on(hub.load_active())?;
+    if place.process > 0 {
+        // In a cluster, the stored alerts enter the dataflow once, at process 0; this
+        // process's hub knows them (for their events), and its rule changes enter here.
+        while rules_rx.try_recv().is_ok() {}
+    }
     let memory_note = if args.db.postgres.is_none() {
         let (_, key) = runtime.block_on(hub.store.create_user("demo"))?;
         Some(key)
@@ -160,6 +181,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Claimed before anything is consumed, and held until the input ends.
     let instance_id = match (&args.kafka, args.instance_id.as_deref()) {
+        // A cluster's processes are not group members: each assigns its share itself.
+        _ if clustered => None,
         (None, _) | (Some(_), Some("")) => None,
         (Some(_), Some(id)) => Some(InstanceId::given(id)),
         (Some(_), None) => {
@@ -171,14 +194,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let (tx, taps) = crate::intake::Intake::new(args.workers, 4096);
     let dataflow = {
         let state = Arc::clone(&state);
-        let workers = args.workers;
         let config = args.analytics_config()?;
         let idle = Duration::from_nanos(args.idle.ns());
         let outlets = crate::dataflow::Outlets { outputs, marks };
         std::thread::Builder::new()
             .name("dataflow".into())
             .spawn(move || {
-                crate::dataflow::run(workers, config, idle, taps, rules_rx, outlets, state)
+                crate::dataflow::run(timely, place, config, idle, taps, rules_rx, outlets, state)
             })?
     };
     let replay = match &args.kafka {
@@ -192,6 +214,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 fetch_wait_ms: u32::try_from(args.fetch_wait.ns() / 1_000_000).unwrap_or(u32::MAX),
                 instance_id,
                 options: kafka_options,
+                share: clustered.then_some(gostocks_connectors::kafka::Share {
+                    of: place.processes,
+                    index: place.process,
+                }),
             };
             let (stop, state) = (Arc::clone(&stop), Arc::clone(&state));
             std::thread::Builder::new()
@@ -205,6 +231,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => {
             let stop = Arc::clone(&stop);
             let (speed, looping) = (args.speed, !args.no_loop);
+            tx.announced();
             std::thread::Builder::new()
                 .name("replay".into())
                 .spawn(move || replay(&ticks, speed, looping, &tx, &stop))?

@@ -28,6 +28,8 @@ pub struct MarketState {
     pub kafka: KafkaStatus,
     /// The notification worker's counters.
     pub notify: crate::notify::worker::Metrics,
+    /// In a timely cluster: how far each other process's sinks have written.
+    pub peers: PeerProgress,
     bar_ns: Vec<u64>,
     resolution: u64,
 }
@@ -43,14 +45,17 @@ impl MarketState {
             ownership: Ownership::default(),
             kafka: KafkaStatus::default(),
             notify: Default::default(),
+            peers: PeerProgress::default(),
             bar_ns: config.bars.iter().map(|b| b.ns()).collect(),
             resolution: config.resolution.ns(),
         }
     }
 
-    /// Every output of a grid time below this is written by every sink.
+    /// Every output of a grid time below this is written by every sink (in a cluster: by
+    /// every sink of every process, since a record read here may have its outputs written by
+    /// another process).
     pub fn durable(&self) -> u64 {
-        self.progress.durable()
+        self.progress.durable().min(self.peers.durable())
     }
 
     /// Whether the shared sinks must not be handed `output`: it was written before a restart,
@@ -93,5 +98,40 @@ impl MarketState {
         self.progress.register_metrics(&mut r);
         self.notify.register(&mut r);
         crate::metrics::text(&r)
+    }
+}
+
+/// In a timely cluster, the durable mark of each process's sinks, as they last said (see
+/// [`MarketState::durable`]). Empty outside a cluster.
+#[derive(Debug, Default)]
+pub struct PeerProgress {
+    marks: std::sync::OnceLock<Vec<std::sync::atomic::AtomicU64>>,
+}
+
+impl PeerProgress {
+    /// A cluster of `processes` processes, none of whose sinks has written anything yet.
+    pub fn join(&self, processes: usize) {
+        let _ = self.marks.set(
+            (0..processes)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        );
+    }
+
+    /// Process `process` says its sinks have written every output below `durable`.
+    pub fn said(&self, process: usize, durable: u64) {
+        if let Some(cell) = self.marks.get().and_then(|m| m.get(process)) {
+            cell.fetch_max(durable, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The least of what the processes said (`u64::MAX` outside a cluster).
+    pub fn durable(&self) -> u64 {
+        self.marks.get().map_or(u64::MAX, |m| {
+            m.iter()
+                .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+                .min()
+                .unwrap_or(u64::MAX)
+        })
     }
 }

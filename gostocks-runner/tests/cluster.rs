@@ -58,16 +58,7 @@ fn run(inputs: &[PathBuf], alerts: &Path, name: &str, processes: usize, workers:
         return summary(&stderr);
     }
     let hostfile = tmp(&format!("{name}.hosts"));
-    let ports: Vec<u16> = (0..processes)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-        })
-        .collect();
-    let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    std::fs::write(&hostfile, hosts.join("\n")).expect("hostfile");
+    common::hostfile(&hostfile, processes);
     let children: Vec<_> = (0..processes)
         .map(|i| {
             Command::new(env!("CARGO_BIN_EXE_gostocks"))
@@ -237,15 +228,7 @@ fn long_tape() -> PathBuf {
 fn a_process_killed_takes_the_cluster_down_with_an_error_and_a_restart_completes() {
     let input = long_tape();
     let hostfile = tmp("kill.hosts");
-    let hosts: Vec<String> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .to_string()
-        })
-        .collect();
-    std::fs::write(&hostfile, hosts.join("\n")).expect("hostfile");
+    common::hostfile(&hostfile, 2);
     let out = tmp("kill");
     std::fs::create_dir_all(&out).expect("dir");
     let process = |i: usize, stats: &Path| {

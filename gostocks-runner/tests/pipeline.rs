@@ -1190,3 +1190,123 @@ async fn a_dynamic_member_formed_into_its_group_with_nothing_rejoins_it() {
     // the group around the newcomer with an empty assignment, and never rebalances by itself.
     a_stuck_runner_rejoins("emptyassign", "", "", Duration::from_secs(3), 6).await;
 }
+
+/// `run --kafka` as a timely cluster of 2 processes × 1 worker: each reads its share of the
+/// 4 partitions, ticks are exchanged by symbol, and each process's sinks write the symbols its
+/// worker owns. One process is killed with `kill -9` mid-stream: the other exits on its own
+/// (status 70), as timely does not re-form a cluster. Both are started again, as a supervisor
+/// does, and in the end Redis and the `stats` topic (deduplicated) equal `analyze`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_process_cluster_equals_analyze_through_a_kill_9_and_a_restart() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let redis_url = redis_url();
+    let Names {
+        topic,
+        stats_topic,
+        prefix,
+        group,
+    } = Names::new("cluster");
+    // 2 partitions, both holding some of the 5 symbols: an empty one would hold event time back
+    // for --idle, and then every partition, idle by then, would close the grid second the
+    // first half ends in.
+    ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    let hostfile = std::env::temp_dir().join(format!("{topic}.hosts"));
+    common::hostfile(&hostfile, 2);
+    let hostfile = hostfile.display().to_string();
+    let args = |process: &'static str| {
+        vec![
+            "--kafka".to_owned(),
+            brokers.clone(),
+            "--topic".into(),
+            topic.clone(),
+            "--group".into(),
+            group.clone(),
+            // 2 × 2 workers: both processes own some of the recording's 5 symbols.
+            "--workers".into(),
+            "2".into(),
+            "--processes".into(),
+            "2".into(),
+            "--process".into(),
+            process.into(),
+            "--hostfile".into(),
+            hostfile.clone(),
+            // Longer than the pauses between the parts (see the kill -9 test above).
+            "--idle".into(),
+            "20s".into(),
+            "--stats-topic".into(),
+            stats_topic.clone(),
+            "--redis".into(),
+            redis_url.clone(),
+            "--redis-prefix".into(),
+            prefix.clone(),
+        ]
+    };
+    let (zero, one) = (args("0"), args("1"));
+    let (path, ticks) = common::recording();
+    let half = ticks.len() / 2;
+    produce(&brokers, &topic, &ticks[..half]).await;
+    let first = common::start(&strs(&zero));
+    let second = common::start(&strs(&one));
+    let redis = RedisSink::connect(&redis_url, &prefix)
+        .await
+        .expect("redis");
+    wait_for_hash(&redis, "stats:AAPL:60s", "outputs from the cluster").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Process 1 dies; process 0 finds its connection gone and exits, with a reason.
+    signal(&second, "KILL");
+    let mut first = first;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = first.child.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process 0 still runs 30 s after process 1 died"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(70), "process 0 exits with status 70");
+    drop(second);
+
+    // The supervisor starts both again; the rest of the ticks come.
+    let first = common::start(&strs(&zero));
+    let second = common::start(&strs(&one));
+    produce(&brokers, &topic, &ticks[half..]).await;
+    let want = expect_redis_equals_analyze(&redis, &first.http, path, &ticks, &topic, 90).await;
+    // Each process wrote the symbols its workers own, and only those: its read model has
+    // their prices.
+    let owned = |http: &str| -> BTreeSet<String> {
+        let (status, body) = common::get(http, "/symbols");
+        assert_eq!(status, 200);
+        body["symbols"]
+            .as_array()
+            .expect("symbols")
+            .iter()
+            .map(|s| s.as_str().expect("symbol").to_owned())
+            .collect()
+    };
+    let (mine, theirs) = (owned(&first.http), owned(&second.http));
+    let all: BTreeSet<String> = ticks.iter().map(|t| t.symbol.clone()).collect();
+    assert!(
+        !mine.is_empty() && !theirs.is_empty() && mine.is_disjoint(&theirs),
+        "each process owns some symbols: {mine:?} and {theirs:?}"
+    );
+    assert_eq!(&mine | &theirs, all);
+    let got = stats_topic_lines(
+        &brokers,
+        &stats_topic,
+        &format!("{topic}_reader"),
+        want.len(),
+    )
+    .await;
+    let missing: Vec<_> = want.difference(&got).take(3).collect();
+    let extra: Vec<_> = got.difference(&want).take(3).collect();
+    assert!(
+        got == want,
+        "stats topic: missing {missing:?}, extra {extra:?}"
+    );
+}

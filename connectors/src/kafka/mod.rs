@@ -28,7 +28,8 @@ pub use membership::InstanceId;
 pub use ownership::Ownership;
 pub use sink::TickProducer;
 pub use source::{
-    Assignment, Event, KafkaSource, REJOIN_MARGIN, Record, Rejected, TickConsumer, decode_tick,
+    Assignment, Event, KafkaSource, REJOIN_MARGIN, Record, Rejected, Share, TickConsumer,
+    decode_tick,
 };
 pub use watchdog::Verdict;
 

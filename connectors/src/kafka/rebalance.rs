@@ -56,52 +56,69 @@ impl ConsumerContext for Rebalance {
             }
             return;
         }
-        let mut found = HashMap::new();
-        if let Ok(c) = base.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
-            for e in c.elements() {
-                if let Offset::Offset(o) = e.offset() {
-                    found.insert(e.partition(), o);
-                }
-            }
-        }
-        tracing::info!(partitions = tpl.count(), committed = ?found, "partitions assigned");
-        let mut elems: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        elems.sort();
-        let mut partitions = Vec::with_capacity(elems.len());
-        {
-            let mut shared = lock(&self.shared);
-            for (topic, p) in elems {
-                let committed = found.get(&p).copied();
-                let start = shared.commits.assign(p, committed);
-                let replay_until = shared.commits.replay_until(p).unwrap_or(0);
-                if start == Start::Beginning && replay_until > 0 {
-                    tracing::info!(
-                        partition = p,
-                        committed = replay_until,
-                        "replaying the partition from its beginning to rebuild state"
-                    );
-                }
-                let offset = match start {
-                    Start::Beginning => Offset::Beginning,
-                    Start::At(o) => Offset::Offset(o),
-                };
-                if let Err(error) = tpl.set_partition_offset(&topic, p, offset) {
-                    tracing::warn!(%error, partition = p, "setting the start offset");
-                }
-                partitions.push(Assignment {
-                    partition: p,
-                    committed,
-                    replay_until,
-                });
-            }
-            shared.events.push_back(Event::Assigned { partitions });
-        }
+        let found = committed_offsets(base, tpl);
+        start(&self.shared, tpl, &found);
         if let Err(error) = base.assign(tpl) {
             tracing::warn!(%error, "assigning partitions");
         }
     }
+}
+
+/// The group's committed offsets of `tpl`'s partitions (none if they cannot be read in time).
+pub(crate) fn committed_offsets<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    tpl: &TopicPartitionList,
+) -> HashMap<i32, i64> {
+    let mut found = HashMap::new();
+    if let Ok(c) = consumer.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
+        for e in c.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                found.insert(e.partition(), o);
+            }
+        }
+    }
+    found
+}
+
+/// Notes the partitions of `tpl` as assigned, with `found` their committed offsets, sets where
+/// each starts (see [`Rebalance`]) and queues the [`Event::Assigned`] that says them.
+pub(crate) fn start(
+    shared: &Mutex<Shared>,
+    tpl: &mut TopicPartitionList,
+    found: &HashMap<i32, i64>,
+) {
+    tracing::info!(partitions = tpl.count(), committed = ?found, "partitions assigned");
+    let mut elems: Vec<(String, i32)> = tpl
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    elems.sort();
+    let mut partitions = Vec::with_capacity(elems.len());
+    let mut shared = lock(shared);
+    for (topic, p) in elems {
+        let committed = found.get(&p).copied();
+        let start = shared.commits.assign(p, committed);
+        let replay_until = shared.commits.replay_until(p).unwrap_or(0);
+        if start == Start::Beginning && replay_until > 0 {
+            tracing::info!(
+                partition = p,
+                committed = replay_until,
+                "replaying the partition from its beginning to rebuild state"
+            );
+        }
+        let offset = match start {
+            Start::Beginning => Offset::Beginning,
+            Start::At(o) => Offset::Offset(o),
+        };
+        if let Err(error) = tpl.set_partition_offset(&topic, p, offset) {
+            tracing::warn!(%error, partition = p, "setting the start offset");
+        }
+        partitions.push(Assignment {
+            partition: p,
+            committed,
+            replay_until,
+        });
+    }
+    shared.events.push_back(Event::Assigned { partitions });
 }

@@ -18,7 +18,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::commits::Handed;
 use super::config::{KafkaConfig, TickEncoding};
 use super::lock;
-use super::rebalance::{Rebalance, Shared};
+use super::rebalance::{Rebalance, Shared, committed_offsets, start};
 use super::sampler::Sampler;
 use super::watchdog::{PartitionOffsets, Verdict, Watchdog};
 use crate::error::Error;
@@ -85,6 +85,27 @@ const LEAVE_WAIT: Duration = Duration::from_millis(500);
 /// How long past its session timeout a consumer that left, stuck, waits before it joins again:
 /// tansu 0.6 holds a JoinGroup or SyncGroup 3 s at a time.
 const LEAVE_SETTLE: Duration = Duration::from_secs(5);
+
+/// A fixed share of a topic's partitions, for the processes of a timely cluster: process
+/// `index` of `of` reads the partitions `p` with `p % of == index`, assigned by itself rather
+/// than by the group. The cluster runs one dataflow, so a partition must never move from one
+/// process to another while it runs: a rebalance would hand the new owner records the dataflow
+/// has already taken in (counted twice), or older than its event time (late). The group still
+/// keeps the committed offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// The processes of the cluster.
+    pub of: usize,
+    /// This process, `0..of`.
+    pub index: usize,
+}
+
+impl Share {
+    /// Whether `partition` is this process's.
+    pub fn holds(&self, partition: i32) -> bool {
+        usize::try_from(partition).is_ok_and(|p| p % self.of.max(1) == self.index)
+    }
+}
 
 /// A partition given to the source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +209,8 @@ pub struct KafkaSource {
     stalled: usize,
     /// The last look at the topic's offsets.
     offsets: Vec<PartitionOffsets>,
+    /// A fixed share of the partitions instead of the group's assignment.
+    share: Option<Share>,
 }
 
 impl KafkaSource {
@@ -198,6 +221,29 @@ impl KafkaSource {
         topic: &str,
         encoding: TickEncoding,
         resolution: u64,
+    ) -> Result<KafkaSource, Error> {
+        KafkaSource::open(config, topic, encoding, resolution, None)
+    }
+
+    /// Reads `share` of `topic`'s partitions (those the topic has now), assigned by itself:
+    /// they never move, and it never rejoins. Otherwise as [`KafkaSource::new`]: partitions
+    /// replayed from their beginning, commits to `config`'s group.
+    pub fn sharing(
+        config: KafkaConfig,
+        topic: &str,
+        encoding: TickEncoding,
+        resolution: u64,
+        share: Share,
+    ) -> Result<KafkaSource, Error> {
+        KafkaSource::open(config, topic, encoding, resolution, Some(share))
+    }
+
+    fn open(
+        config: KafkaConfig,
+        topic: &str,
+        encoding: TickEncoding,
+        resolution: u64,
+        share: Option<Share>,
     ) -> Result<KafkaSource, Error> {
         let sampler = Sampler::spawn(&config, topic).map_err(|source| Error::Thread {
             name: "kafka-offsets".into(),
@@ -216,6 +262,7 @@ impl KafkaSource {
             last_check: Instant::now(),
             stalled: 0,
             offsets: Vec::new(),
+            share,
         };
         source.join()?;
         Ok(source)
@@ -236,9 +283,11 @@ impl KafkaSource {
                 shared: Arc::clone(&self.shared),
             })
             .map_err(kafka("creating the consumer".into()))?;
-        consumer
-            .subscribe(&[&self.topic])
-            .map_err(kafka("joining the consumer group".into()))?;
+        if self.share.is_none() {
+            consumer
+                .subscribe(&[&self.topic])
+                .map_err(kafka("joining the consumer group".into()))?;
+        }
         let consumer = self.consumer.insert(consumer);
         let metadata = consumer
             .fetch_metadata(Some(&self.topic), Duration::from_secs(30))
@@ -251,6 +300,22 @@ impl KafkaSource {
             .iter()
             .map(|t| t.partitions().len())
             .sum::<usize>();
+        if let Some(share) = self.share {
+            let mut tpl = TopicPartitionList::new();
+            for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                if share.holds(p.id()) {
+                    tpl.add_partition(&self.topic, p.id());
+                }
+            }
+            let found = committed_offsets(consumer, &tpl);
+            start(&self.shared, &mut tpl, &found);
+            consumer
+                .assign(&tpl)
+                .map_err(kafka("assigning the cluster's share of partitions".into()))?;
+            tracing::info!(topic = %self.topic, group = %self.config.group, partitions, share = ?share, held = tpl.count(), "consuming a fixed share of the partitions from kafka");
+            self.last_check = Instant::now();
+            return Ok(());
+        }
         let instance = self
             .config
             .instance_id
@@ -374,7 +439,14 @@ impl KafkaSource {
             }
         }
         let offsets = self.sampler.take()?;
-        let v = self.watchdog.observe(Instant::now(), &offsets, &mine);
+        let mut v = self.watchdog.observe(Instant::now(), &offsets, &mine);
+        // A fixed share is never rejoined for: partitions of the others are theirs.
+        if self.share.is_some() {
+            v.rejoin = false;
+            v.stuck = false;
+            v.stalled = 0;
+            v.unassigned = Duration::ZERO;
+        }
         self.offsets = offsets;
         let (topic, group) = (&self.topic, &self.config.group);
         if v.rejoin {
@@ -447,7 +519,11 @@ impl KafkaSource {
             // its partitions would wait out its session (on tansu, forever) instead of moving
             // on. librdkafka leaves once the revocation has run, which needs polls; a close
             // before that would not leave at all.
-            consumer.unsubscribe();
+            if self.share.is_some() {
+                let _ = consumer.unassign();
+            } else {
+                consumer.unsubscribe();
+            }
             let mut stream = consumer.stream();
             let _ =
                 tokio::time::timeout(LEAVE_WAIT, async { while stream.next().await.is_some() {} })

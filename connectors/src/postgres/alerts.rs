@@ -221,6 +221,18 @@ pub async fn active_alerts(client: &Client) -> Result<Vec<StoredAlert>, Error> {
     Ok(rows.iter().map(alert).collect())
 }
 
+/// The active alert `id`, whoever owns it.
+pub async fn active_alert(client: &Client, id: &str) -> Result<Option<StoredAlert>, Error> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND state = 'active'"),
+            &[&id],
+        )
+        .await
+        .map_err(pg("reading an alert"))?;
+    Ok(row.as_ref().map(alert))
+}
+
 /// Ends an active alert's activity: `triggered` (a once-alert that fired) or `paused` with
 /// `reason` (e.g. `storm`). An alert no longer active is left as it is.
 pub async fn settle(

@@ -63,6 +63,9 @@ pub struct AlertHub {
     pub wake: tokio::sync::Notify,
     /// Whether channels may point at loopback, private or link-local addresses.
     pub allow_private: bool,
+    /// One process of a timely cluster: other processes' hubs insert rules too (see
+    /// [`AlertHub::in_cluster`]).
+    clustered: bool,
 }
 
 impl AlertHub {
@@ -84,7 +87,17 @@ impl AlertHub {
             deliveries: broadcast::channel(1024).0,
             wake: tokio::sync::Notify::new(),
             allow_private: false,
+            clustered: false,
         }
+    }
+
+    /// One process of a timely cluster sharing its store (Postgres) with the others: an alert
+    /// may have been inserted into the dataflow by another process's hub. So a retraction this
+    /// hub did not insert is sent as given (the stored alert's rule is the one inserted), and an
+    /// event of an alert this hub does not know is recorded if the store has the alert active.
+    pub fn in_cluster(mut self, clustered: bool) -> AlertHub {
+        self.clustered = clustered;
+        self
     }
 
     /// Allows (or not) channels to private destinations.
@@ -138,8 +151,14 @@ impl AlertHub {
             let _ = rules.send((rule, 1));
         } else {
             owners.remove(&rule.id);
-            if let Some(inserted) = live.remove(&rule.id) {
-                let _ = rules.send((inserted, -1));
+            match live.remove(&rule.id) {
+                Some(inserted) => {
+                    let _ = rules.send((inserted, -1));
+                }
+                None if self.clustered => {
+                    let _ = rules.send((rule, -1));
+                }
+                None => {}
             }
         }
     }
@@ -178,13 +197,25 @@ impl AlertHub {
     /// and already triggered, or paused) is dropped. `Err` (the store failed) is worth
     /// retrying: every step is idempotent.
     pub async fn record(&self, event: &AlertEvent) -> anyhow::Result<()> {
-        let Some((owner, mode)) = self
+        let known = self
             .owners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&*event.alert_id)
-            .copied()
-        else {
+            .copied();
+        let known = match known {
+            // Created through another process of the cluster.
+            None if self.clustered => self.store.active_alert(&event.alert_id).await?.map(|a| {
+                let owner = (a.owner, a.mode);
+                self.owners
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(a.id, owner);
+                owner
+            }),
+            known => known,
+        };
+        let Some((owner, mode)) = known else {
             return Ok(());
         };
         let id = self.store.insert_event(owner, event).await?;

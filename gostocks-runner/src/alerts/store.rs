@@ -210,6 +210,18 @@ impl Store {
         }
     }
 
+    /// The active alert `id`, whoever owns it.
+    pub async fn active_alert(&self, id: &str) -> anyhow::Result<Option<StoredAlert>> {
+        match self {
+            Store::Memory(m) => Ok(Store::mem(m)
+                .alerts
+                .get(id)
+                .filter(|a| a.state == "active")
+                .cloned()),
+            Store::Postgres(pg) => Ok(pg::active_alert(&*pg.client().await?, id).await?),
+        }
+    }
+
     /// Ends an active alert's activity: `triggered` (a once-alert that fired) or `paused` with
     /// `reason`. An alert no longer active is left as it is.
     pub async fn settle(&self, id: &str, state: &str, reason: Option<&str>) -> anyhow::Result<()> {

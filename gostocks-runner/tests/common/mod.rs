@@ -207,6 +207,19 @@ pub fn brokers() -> Option<String> {
     Some(brokers)
 }
 
+/// Writes a timely hostfile for `processes` processes on free ports of 127.0.0.1 to `path`.
+pub fn hostfile(path: &std::path::Path, processes: usize) {
+    // All bound at once, so that no two are the same; freed when written.
+    let listeners: Vec<_> = (0..processes)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    let hosts: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("address").to_string())
+        .collect();
+    std::fs::write(path, hosts.join("\n")).expect("hostfile");
+}
+
 /// A topic name no other run uses.
 pub fn unique_topic(kind: &str) -> String {
     let nanos = std::time::SystemTime::now()

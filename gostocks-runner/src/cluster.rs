@@ -4,6 +4,23 @@ use anyhow::Context;
 
 use crate::cli::ClusterArgs;
 
+/// The largest hostfile read: a line per process leaves room for thousands.
+const MAX_HOSTFILE_BYTES: u64 = 64 << 10;
+
+/// The UTF-8 text of `path`, refused if it is over `max` bytes.
+fn read_capped(path: &std::path::Path, max: u64) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
+    anyhow::ensure!(
+        text.len() as u64 <= max,
+        "it is over {max} bytes: a hostfile holds one host:port per line"
+    );
+    Ok(text)
+}
+
 /// The first port of the default addresses (timely's own default).
 const DEFAULT_PORT: u16 = 2101;
 
@@ -63,7 +80,7 @@ fn addresses(cluster: &ClusterArgs) -> anyhow::Result<Vec<String>> {
             .map(|i| format!("127.0.0.1:{}", usize::from(DEFAULT_PORT) + i))
             .collect());
     };
-    let text = std::fs::read_to_string(path)
+    let text = read_capped(path, MAX_HOSTFILE_BYTES)
         .with_context(|| format!("reading --hostfile {}", path.display()))?;
     let hosts: Vec<String> = text
         .lines()
@@ -137,6 +154,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--hostfile needs --processes"), "{err}");
+        let big = dir.join("big");
+        std::fs::write(&big, "node-a:2101\n".repeat(10_000)).unwrap();
+        let err = format!(
+            "{:#}",
+            addresses(&ClusterArgs {
+                processes: 2,
+                process: 0,
+                hostfile: Some(big),
+            })
+            .unwrap_err()
+        );
+        assert!(err.contains("over 65536 bytes"), "{err}");
         assert_eq!(
             addresses(&ClusterArgs {
                 processes: 2,

@@ -662,6 +662,24 @@ async fn expect_events_equal_analyze(
     }
 }
 
+/// Waits up to 30 s for an alert event in `schema`; `what` names the wait on failure.
+async fn wait_for_events(pg: &str, schema: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pg, schema) = (pg.to_owned(), schema.to_owned());
+        let n = tokio::task::spawn_blocking(move || {
+            psql(&pg, &schema, "SELECT count(*)::text FROM alert_events")
+        })
+        .await
+        .expect("query");
+        if n.trim() != "0" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn psql(url: &str, schema: &str, sql: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -769,20 +787,7 @@ async fn a_postgres_outage_delays_alert_events_and_loses_none() {
     let half = ticks.len() / 2;
     produce(&brokers, &topic, &ticks[..half]).await;
     // Let the first events reach Postgres, then take it away while the second half flows.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (pg, schema) = (pg.clone(), schema.clone());
-        let n = tokio::task::spawn_blocking(move || {
-            psql(&pg, &schema, "SELECT count(*)::text FROM alert_events")
-        })
-        .await
-        .expect("query");
-        if n.trim() != "0" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "events before the outage");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_events(&pg, &schema, "events before the outage").await;
     proxy.down().await;
     produce(&brokers, &topic, &ticks[half..]).await;
     // The dataflow goes on without Postgres: every tick is taken in during the outage.
@@ -1191,16 +1196,19 @@ async fn a_dynamic_member_formed_into_its_group_with_nothing_rejoins_it() {
     a_stuck_runner_rejoins("emptyassign", "", "", Duration::from_secs(3), 6).await;
 }
 
-/// `run --kafka` as a timely cluster of 2 processes × 1 worker: each reads its share of the
-/// 4 partitions, ticks are exchanged by symbol, and each process's sinks write the symbols its
-/// worker owns. One process is killed with `kill -9` mid-stream: the other exits on its own
-/// (status 70), as timely does not re-form a cluster. Both are started again, as a supervisor
-/// does, and in the end Redis and the `stats` topic (deduplicated) equal `analyze`.
+/// `run --kafka` as a timely cluster of 2 processes × 2 workers: each reads its share of the
+/// 2 partitions (one each; the other worker of each process follows the cluster's event time),
+/// ticks are exchanged by symbol, and each process's sinks write the symbols its workers own.
+/// One process is killed with `kill -9` mid-stream: the other exits on its own (status 70), as
+/// timely does not re-form a cluster. Both are started again, as a supervisor does, and in the
+/// end Redis, the `stats` topic (deduplicated) and the alert events in Postgres equal
+/// `analyze`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_process_cluster_equals_analyze_through_a_kill_9_and_a_restart() {
     let Some(brokers) = common::brokers() else {
         return;
     };
+    let Some(pg) = common::postgres() else { return };
     let redis_url = redis_url();
     let Names {
         topic,
@@ -1212,6 +1220,8 @@ async fn a_two_process_cluster_equals_analyze_through_a_kill_9_and_a_restart() {
     // for --idle, and then every partition, idle by then, would close the grid second the
     // first half ends in.
     ensure_topic(&brokers, &topic, 2).await.expect("topic");
+    let schema = topic.clone();
+    let key = common::create_user(&pg, &schema, "cluster");
     let hostfile = std::env::temp_dir().join(format!("{topic}.hosts"));
     common::hostfile(&hostfile, 2);
     let hostfile = hostfile.display().to_string();
@@ -1241,18 +1251,28 @@ async fn a_two_process_cluster_equals_analyze_through_a_kill_9_and_a_restart() {
             redis_url.clone(),
             "--redis-prefix".into(),
             prefix.clone(),
+            "--postgres".into(),
+            pg.clone(),
+            "--postgres-schema".into(),
+            schema.clone(),
         ]
     };
     let (zero, one) = (args("0"), args("1"));
     let (path, ticks) = common::recording();
     let half = ticks.len() / 2;
-    produce(&brokers, &topic, &ticks[..half]).await;
     let first = common::start(&strs(&zero));
     let second = common::start(&strs(&one));
+    // Created through process 0: the rules are matched on their symbols' workers, and the
+    // events recorded by the process that owns them, whichever created them.
+    let ids = create_alerts(&first.http, &key);
+    produce(&brokers, &topic, &ticks[..half]).await;
     let redis = RedisSink::connect(&redis_url, &prefix)
         .await
         .expect("redis");
     wait_for_hash(&redis, "stats:AAPL:60s", "outputs from the cluster").await;
+    // Events of the first half are recorded before the crash, by process 1, which owns the
+    // alerts' symbols but did not create the alerts.
+    wait_for_events(&pg, &schema, "alert events recorded before the crash").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Process 1 dies; process 0 finds its connection gone and exits, with a reason.
@@ -1309,4 +1329,6 @@ async fn a_two_process_cluster_equals_analyze_through_a_kill_9_and_a_restart() {
         got == want,
         "stats topic: missing {missing:?}, extra {extra:?}"
     );
+    // The alert events in Postgres are those of a run without the crash.
+    expect_events_equal_analyze(&pg, &schema, path, ids, &topic).await;
 }

@@ -139,8 +139,9 @@ struct At {
     t: u64,
     price: Fixed,
     prev: Option<Fixed>,
-    /// Per window: (n, Σp) up to and including the tick, and the volatility.
-    windows: Vec<(i128, i128, Option<f64>)>,
+    /// Per window: (n, Σp) up to and including the tick, the volatility, and the price of the
+    /// window's earliest tick.
+    windows: Vec<(i128, i128, Option<f64>, Fixed)>,
     /// Per window: the same at the previous tick (for sma crosses), with that tick's price.
     prev_windows: Option<(Fixed, Vec<(i128, i128)>)>,
 }
@@ -187,7 +188,7 @@ fn timeline(trades: &[Trade], symbol: Symbol, windows: &[u64]) -> Vec<(Trade, At
                     .filter(|&&j| j > 0)
                     .map(|&j| (mine[j].price.to_f64() / mine[j - 1].price.to_f64()).ln())
                     .collect();
-                (n, sum, volatility_of(&rets))
+                (n, sum, volatility_of(&rets), mine[*start].price)
             })
             .collect::<Vec<_>>();
         let prev_windows = out
@@ -219,7 +220,7 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
         Condition::CrossesBelow => yes(at.prev.is_some_and(|q| q >= thr) && p < thr, price),
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
             let w = usize::from(r.window.unwrap());
-            let (n, sum, _) = at.windows[w];
+            let (n, sum, _, _) = at.windows[w];
             let (pp, pw) = at.prev_windows.as_ref()?;
             let (pn, psum) = pw[w];
             let now = n * i128::from(p.units()) - sum;
@@ -235,7 +236,25 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
             let v = at.windows[usize::from(r.window.unwrap())].2?;
             yes(v > thr.to_f64(), v)
         }
+        Condition::ChangePctAbove | Condition::ChangePctBelow => {
+            let first = at.windows[usize::from(r.window.unwrap())].3;
+            let (rise, x) = change(first, p, thr);
+            let pct = (p.units() - first.units()) as f64 * 100.0 / first.units() as f64;
+            if r.condition == Condition::ChangePctAbove {
+                yes(rise > x, pct)
+            } else {
+                yes(-rise > x, pct)
+            }
+        }
     }
+}
+
+/// A move from `first` to `price` against a threshold of `thr` percent, both scaled to compare
+/// in integers: `(price - first) × 100 × 10⁸` and `thr × 10⁸ × first` (prices in 10⁻⁸ units),
+/// so that `rise > x` says the price rose by more than `thr` %.
+fn change(first: Fixed, price: Fixed, thr: Fixed) -> (i128, i128) {
+    let (p0, p) = (i128::from(first.units()), i128::from(price.units()));
+    ((p - p0) * 100 * 100_000_000, i128::from(thr.units()) * p0)
 }
 
 /// Whether the condition is false by at least the hysteresis.
@@ -249,12 +268,22 @@ fn reset(r: &AlertRule, at: &At) -> bool {
             p >= Fixed::from_units(thr.units() + h.units())
         }
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
-            let (n, sum, _) = at.windows[usize::from(r.window.unwrap())];
+            let (n, sum, _, _) = at.windows[usize::from(r.window.unwrap())];
             let d = n * i128::from(p.units()) - sum; // (price - sma) * n
             if r.condition == Condition::SmaCrossAbove {
                 d <= -(i128::from(h.units()) * n)
             } else {
                 d >= i128::from(h.units()) * n
+            }
+        }
+        Condition::ChangePctAbove | Condition::ChangePctBelow => {
+            let first = at.windows[usize::from(r.window.unwrap())].3;
+            let lowered = Fixed::from_units(thr.units() - h.units());
+            let (rise, x) = change(first, p, lowered);
+            if r.condition == Condition::ChangePctAbove {
+                rise <= x
+            } else {
+                -rise <= x
             }
         }
         Condition::VolatilityAbove => match at.windows[usize::from(r.window.unwrap())].2 {

@@ -208,6 +208,54 @@ fn sma_and_volatility_read_the_window_up_to_the_tick() {
     assert_eq!(got, ids(&[("sma_up", 2), ("vol", 2)]));
 }
 
+#[test]
+fn change_pct_compares_the_move_from_the_windows_first_price_exactly() {
+    let windowed = |id: &str, c: Condition, thr: &str, w: u8| {
+        let mut r = rule(id, c, thr).with_mode(Mode::Rearm);
+        r.window = Some(w);
+        r
+    };
+    // Over 3 s the window's first tick moves on: at tick 6 (t = 3 s) the first is tick 1.
+    let got = fired(
+        ticks(&["100", "101", "100.5", "99", "98.01", "99", "97.02"]),
+        at0(vec![
+            // +1 % exactly at tick 1 is not above 1 %; 0.99 % is.
+            windowed("up_1", Condition::ChangePctAbove, "1", 0),
+            windowed("up_0.99", Condition::ChangePctAbove, "0.99", 0),
+            // Tick 4: 98.01 from 100 is -1.99 %, not below -1.99 %; tick 6: 97.02 from 101 (3 s
+            // window) is -3.940594...%, from 100 (10 s window) -2.98 %.
+            windowed("down_1.99", Condition::ChangePctBelow, "1.99", 0),
+            windowed("down_1.98", Condition::ChangePctBelow, "1.98", 0),
+            windowed("down_3.9", Condition::ChangePctBelow, "3.9", 0),
+            windowed("down_3.9_long", Condition::ChangePctBelow, "3.9", 1),
+        ]),
+        1,
+    );
+    // down_1.98 fires at tick 4, resets at tick 5 (-1 % is not below -1.98 %), fires again at
+    // tick 6.
+    assert_eq!(
+        got,
+        ids(&[
+            ("up_0.99", 1),
+            ("down_1.98", 4),
+            ("down_1.98", 6),
+            ("down_1.99", 6),
+            ("down_3.9", 6),
+        ])
+    );
+    // 3 to 3.1 is +3.333...%: above 3.33333333 %, not above 3.33333334 % (eight decimals, the
+    // threshold's precision, decide).
+    let got = fired(
+        ticks(&["3", "3.1"]),
+        at0(vec![
+            windowed("under", Condition::ChangePctAbove, "3.33333333", 0),
+            windowed("over", Condition::ChangePctAbove, "3.33333334", 0),
+        ]),
+        1,
+    );
+    assert_eq!(got, ids(&[("under", 1)]));
+}
+
 fn random_trades(seed: u64, n: usize) -> Vec<Trade> {
     let mut rng = StdRng::seed_from_u64(seed);
     let symbols = [sym("AAA"), sym("BBB"), sym("CCC")];
@@ -244,6 +292,12 @@ fn random_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u
             let condition = Condition::ALL[rng.random_range(0..Condition::ALL.len())];
             let threshold = if condition == Condition::VolatilityAbove {
                 Fixed::from_mantissa(rng.random_range(1..3000), 6).unwrap()
+            } else if matches!(
+                condition,
+                Condition::ChangePctAbove | Condition::ChangePctBelow
+            ) {
+                // 0.01 % to 1.5 %: the random walk moves prices by about that over a window.
+                Fixed::from_mantissa(rng.random_range(1..150), 2).unwrap()
             } else {
                 Fixed::from_mantissa((centre[s] + rng.random_range(-30..=30)).max(1), 1).unwrap()
             };

@@ -46,6 +46,11 @@ fn rules(trades: &[Trade]) -> Vec<(AlertRule, u64, isize)> {
             let t = trades[(i * 7 + j) * 97];
             let threshold = if condition == Condition::VolatilityAbove {
                 Fixed::from_units(50_000)
+            } else if matches!(
+                condition,
+                Condition::ChangePctAbove | Condition::ChangePctBelow
+            ) {
+                Fixed::from_units(5_000_000) // 0.05 %
             } else {
                 t.price
             };

@@ -300,6 +300,15 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
         );
         assert_eq!(status, 400);
         assert!(body["message"].as_str().unwrap().starts_with("window"), "{body}");
+        let (status, body) = common::request(
+            &http,
+            "POST",
+            "/alerts",
+            Some(&alice_key),
+            r#"{"symbol":"MSFT","condition":"change_pct_below","threshold":"0.5"}"#,
+        );
+        assert_eq!(status, 400, "a change over a window needs the window");
+        assert!(body["message"].as_str().unwrap().starts_with("window"), "{body}");
         let (status, _) = common::request(&http, "POST", "/alerts", Some(&alice_key), "{not json");
         assert_eq!(status, 400);
         let huge = format!(r#"{{"symbol":"{}"}}"#, "A".repeat(20_000));

@@ -206,6 +206,11 @@ fn rules_for(ticks: &[Trade], n: usize, seed: u64) -> Vec<(AlertRule, u64, u64)>
             let condition = Condition::ALL[rng.random_range(0..Condition::ALL.len())];
             let threshold = if condition == Condition::VolatilityAbove {
                 Fixed::from_units(rng.random_range(1_000..200_000)) // 0.00001 .. 0.002
+            } else if matches!(
+                condition,
+                Condition::ChangePctAbove | Condition::ChangePctBelow
+            ) {
+                Fixed::from_units(rng.random_range(100_000..50_000_000)) // 0.001 .. 0.5 %
             } else {
                 Fixed::from_units(prices[rng.random_range(0..prices.len())])
             };

@@ -102,7 +102,10 @@ fn sweeps(rule: &AlertRule) -> bool {
     rule.mode == Mode::Rearm
         && rule.hysteresis.units() == 0
         && rule.cooldown_ns == 0
-        && rule.condition != Condition::VolatilityAbove
+        && !matches!(
+            rule.condition,
+            Condition::VolatilityAbove | Condition::ChangePctAbove | Condition::ChangePctBelow
+        )
 }
 
 struct Slot {
@@ -141,6 +144,8 @@ struct CloseTick {
     prev_sign: Vec<Option<Ordering>>,
     /// Per window: the volatility after the tick.
     volatility: Vec<Option<f64>>,
+    /// Per window: the price of its earliest tick, after the tick.
+    first: Vec<Option<Fixed>>,
 }
 
 /// Pushes `event` of the alert in `slot` through its storm guard: either the event, or, when
@@ -287,7 +292,32 @@ fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
             let v = at.volatility.get(w).copied().flatten()?;
             yes(v > thr.to_f64(), v)
         }
+        Condition::ChangePctAbove | Condition::ChangePctBelow => {
+            let first = at.first.get(w).copied().flatten()?;
+            let up = rule.condition == Condition::ChangePctAbove;
+            let (boundary, value) = change_boundary(first, p, up)?;
+            // threshold < the move, as a level below the boundary.
+            yes(thr.units() < boundary, value)
+        }
     }
+}
+
+/// For a change over a window from `first` to `price`: the least level `m` (10⁻⁸ units of a
+/// percent) with `m / 10⁸ >= the move`, the move being the rise (`up`) or the fall in percent,
+/// `(price - first) / first × 100` or its negation; and the change in percent as a float (the
+/// event's value). Exact: `m = ceil(a / b)` with `a = ±(price - first) × 100 × 10⁸` and
+/// `b = first` in units, so a threshold `x` is below the move exactly when `x < m`. `None`
+/// for a first price that is not positive.
+fn change_boundary(first: Fixed, price: Fixed, up: bool) -> Option<(i64, f64)> {
+    let b = i128::from(first.units());
+    if b <= 0 {
+        return None;
+    }
+    let diff = i128::from(price.units()) - b;
+    let a = if up { diff } else { -diff } * 100 * i128::from(SCALE);
+    let ceil = -(-a).div_euclid(b);
+    let boundary = ceil.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    Some((boundary, diff as f64 * 100.0 / b as f64))
 }
 
 /// The alerts of one symbol and what they need to see of its ticks: the matching engine.
@@ -344,10 +374,12 @@ const PRICE_ABOVE: usize = 0;
 const PRICE_BELOW: usize = 1;
 const CROSSES_ABOVE: usize = 2;
 const CROSSES_BELOW: usize = 3;
-const PER_WINDOW: usize = 3;
+const PER_WINDOW: usize = 5;
 const VOL: usize = 4;
 const SMA_ABOVE: usize = 5;
 const SMA_BELOW: usize = 6;
+const CHANGE_ABOVE: usize = 7;
+const CHANGE_BELOW: usize = 8;
 
 fn family(rule: &AlertRule) -> usize {
     let w = usize::from(rule.window.unwrap_or(0)) * PER_WINDOW;
@@ -359,6 +391,8 @@ fn family(rule: &AlertRule) -> usize {
         Condition::VolatilityAbove => VOL + w,
         Condition::SmaCrossAbove => SMA_ABOVE + w,
         Condition::SmaCrossBelow => SMA_BELOW + w,
+        Condition::ChangePctAbove => CHANGE_ABOVE + w,
+        Condition::ChangePctBelow => CHANGE_BELOW + w,
     }
 }
 
@@ -374,9 +408,11 @@ fn fire_level(rule: &AlertRule) -> i64 {
 fn reset_level(rule: &AlertRule) -> i64 {
     let (t, h) = (rule.threshold.units(), rule.hysteresis.units());
     match rule.condition {
-        Condition::PriceAbove | Condition::CrossesAbove | Condition::VolatilityAbove => {
-            t.saturating_sub(h)
-        }
+        Condition::PriceAbove
+        | Condition::CrossesAbove
+        | Condition::VolatilityAbove
+        | Condition::ChangePctAbove
+        | Condition::ChangePctBelow => t.saturating_sub(h),
         Condition::PriceBelow | Condition::CrossesBelow => t.saturating_add(h),
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => h,
     }
@@ -494,7 +530,9 @@ impl SymbolBook {
         at.prev_sign.clone_from(&self.prev_sma_sign);
         at.sma.clear();
         at.volatility.clear();
+        at.first.clear();
         for w in &self.windows {
+            at.first.push(w.first_price());
             at.sma.push(
                 w.diff_from_sma(trade.price)
                     .and_then(|(d, _)| Some((d.cmp(&0), w.sma()?))),
@@ -789,6 +827,11 @@ impl SymbolBook {
                             Bound::Included((floor_div(-d, n), u32::MAX)),
                         )
                     }
+                    // the move <= threshold - hysteresis: levels from the move's boundary on
+                    kind @ (3 | 4) => {
+                        let (boundary, _) = change_boundary(w.first_price()?, price, kind == 3)?;
+                        from(boundary)
+                    }
                     // price - sma >= hysteresis
                     _ => {
                         let (d, n) = w.diff_from_sma(price)?;
@@ -836,6 +879,12 @@ impl SymbolBook {
                     0 => {
                         let (v, boundary) = self.volatility[wi]?;
                         (below(boundary), v)
+                    }
+                    // threshold < the move
+                    kind @ (3 | 4) => {
+                        let first = w.first_price()?;
+                        let (boundary, value) = change_boundary(first, trade.price, kind == 3)?;
+                        (below(boundary), value)
                     }
                     kind => {
                         let (d, _) = w.diff_from_sma(trade.price)?;

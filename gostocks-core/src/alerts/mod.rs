@@ -8,7 +8,10 @@
 //! least the hysteresis (`price_above`, `crosses_above`: `price <= threshold - hysteresis`;
 //! `price_below`, `crosses_below`: `price >= threshold + hysteresis`; `sma_cross_above`:
 //! `price <= sma - hysteresis`; `sma_cross_below`: `price >= sma + hysteresis`;
-//! `volatility_above`: `volatility <= threshold - hysteresis`, or no volatility) and until the
+//! `volatility_above`: `volatility <= threshold - hysteresis`, or no volatility;
+//! `change_pct_above`: `change <= threshold - hysteresis`; `change_pct_below`:
+//! `change >= -(threshold - hysteresis)`, `change` the move in percent from the window's first
+//! price, compared exactly) and until the
 //! cooldown has passed since the firing (`t >= fired + cooldown`); then it may fire again.
 //!
 //! The other trigger frequencies ([`Mode`]) cut event time into bars of the rule's `bar_ns`

@@ -24,11 +24,17 @@ pub enum Condition {
     SmaCrossBelow,
     /// the window's volatility > threshold.
     VolatilityAbove,
+    /// The price has risen by more than threshold % over the window: `(price - first) / first
+    /// × 100 > threshold`, `first` the price of the window's earliest tick.
+    ChangePctAbove,
+    /// The price has fallen by more than threshold % over the window: `(price - first) / first
+    /// × 100 < -threshold`.
+    ChangePctBelow,
 }
 
 impl Condition {
     /// Every condition, in declaration order.
-    pub const ALL: [Condition; 7] = [
+    pub const ALL: [Condition; 9] = [
         Condition::PriceAbove,
         Condition::PriceBelow,
         Condition::CrossesAbove,
@@ -36,6 +42,8 @@ impl Condition {
         Condition::SmaCrossAbove,
         Condition::SmaCrossBelow,
         Condition::VolatilityAbove,
+        Condition::ChangePctAbove,
+        Condition::ChangePctBelow,
     ];
 
     /// The name used in JSON, SQL and the REST API.
@@ -48,6 +56,8 @@ impl Condition {
             Condition::SmaCrossAbove => "sma_cross_above",
             Condition::SmaCrossBelow => "sma_cross_below",
             Condition::VolatilityAbove => "volatility_above",
+            Condition::ChangePctAbove => "change_pct_above",
+            Condition::ChangePctBelow => "change_pct_below",
         }
     }
 
@@ -55,7 +65,11 @@ impl Condition {
     pub fn needs_window(self) -> bool {
         matches!(
             self,
-            Condition::SmaCrossAbove | Condition::SmaCrossBelow | Condition::VolatilityAbove
+            Condition::SmaCrossAbove
+                | Condition::SmaCrossBelow
+                | Condition::VolatilityAbove
+                | Condition::ChangePctAbove
+                | Condition::ChangePctBelow
         )
     }
 }
@@ -382,7 +396,7 @@ impl AlertRule {
 pub enum RuleError {
     /// An unknown condition name (a short excerpt of it).
     #[error(
-        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below or volatility_above"
+        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above or change_pct_below"
     )]
     Condition(String),
     /// An unknown mode name (a short excerpt of it).

@@ -81,6 +81,11 @@ impl TickWindow {
         self.ticks.len() as i64
     }
 
+    /// The price of the window's earliest tick, `None` when empty.
+    pub fn first_price(&self) -> Option<Fixed> {
+        self.ticks.front().map(|&(_, p, _)| Fixed::from_units(p))
+    }
+
     /// Mean price, `None` when empty.
     pub fn sma(&self) -> Option<f64> {
         let n = self.count();

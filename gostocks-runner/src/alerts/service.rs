@@ -168,6 +168,8 @@ fn condition_of(c: i32) -> Option<Condition> {
         v1::AlertCondition::SmaCrossAbove => Condition::SmaCrossAbove,
         v1::AlertCondition::SmaCrossBelow => Condition::SmaCrossBelow,
         v1::AlertCondition::VolatilityAbove => Condition::VolatilityAbove,
+        v1::AlertCondition::ChangePctAbove => Condition::ChangePctAbove,
+        v1::AlertCondition::ChangePctBelow => Condition::ChangePctBelow,
         v1::AlertCondition::Unspecified => return None,
     })
 }
@@ -181,6 +183,8 @@ fn proto_condition(c: Condition) -> v1::AlertCondition {
         Condition::SmaCrossAbove => v1::AlertCondition::SmaCrossAbove,
         Condition::SmaCrossBelow => v1::AlertCondition::SmaCrossBelow,
         Condition::VolatilityAbove => v1::AlertCondition::VolatilityAbove,
+        Condition::ChangePctAbove => v1::AlertCondition::ChangePctAbove,
+        Condition::ChangePctBelow => v1::AlertCondition::ChangePctBelow,
     }
 }
 
@@ -316,7 +320,7 @@ impl AlertService for Alerts {
             .map_err(|e| Status::invalid_argument(format!("symbol: {e}")))?;
         let condition = condition_of(r.condition).ok_or_else(|| {
             Status::invalid_argument(
-                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE",
+                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE, CHANGE_PCT_ABOVE, CHANGE_PCT_BELOW",
             )
         })?;
         let threshold = decimal("threshold", r.threshold.as_ref())?

@@ -167,6 +167,8 @@ enum Condition {
     SmaCrossAbove,
     SmaCrossBelow,
     VolatilityAbove,
+    ChangePctAbove,
+    ChangePctBelow,
 }
 
 /// How often an alert may fire.

@@ -516,7 +516,8 @@ impl AlertFiles {
         }
         // Price, cross and sma-cross conditions.
         let conditions: Vec<Condition> = BENCH_CONDITIONS
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|c| *c != Condition::VolatilityAbove)
             .collect();
         let base = match keep {
@@ -637,17 +638,10 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
 
 /// `n` rules spread over the symbols in proportion to their trades, each condition and mode,
 /// thresholds drawn from the prices the symbol trades at (so they fire and rearm).
-/// The conditions the bench's alerts draw from: the same workload from one release to the
-/// next, so that its figures compare (the change conditions came later).
-const BENCH_CONDITIONS: [Condition; 7] = [
-    Condition::PriceAbove,
-    Condition::PriceBelow,
-    Condition::CrossesAbove,
-    Condition::CrossesBelow,
-    Condition::SmaCrossAbove,
-    Condition::SmaCrossBelow,
-    Condition::VolatilityAbove,
-];
+/// The conditions the bench's alerts draw from: the first seven of [`Condition::ALL`] (price
+/// levels, crosses, sma crosses, volatility), the same workload from one release to the next so
+/// that its figures compare; the change conditions came later.
+const BENCH_CONDITIONS: &[Condition] = Condition::ALL.split_at(7).0;
 
 fn bench_rules(trades: &[Trade], n: usize) -> Vec<(AlertRule, u64, isize)> {
     use rand::{Rng, SeedableRng};

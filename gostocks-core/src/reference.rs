@@ -139,9 +139,9 @@ struct At {
     t: u64,
     price: Fixed,
     prev: Option<Fixed>,
-    /// Per window: (n, Σp) up to and including the tick, the volatility, and the price of the
-    /// window's earliest tick.
-    windows: Vec<(i128, i128, Option<f64>, Fixed)>,
+    /// Per window: (n, Σp) up to and including the tick, the volatility, the price of the
+    /// window's earliest tick, and Σ size.
+    windows: Vec<(i128, i128, Option<f64>, Fixed, i128)>,
     /// Per window: the same at the previous tick (for sma crosses), with that tick's price.
     prev_windows: Option<(Fixed, Vec<(i128, i128)>)>,
 }
@@ -188,7 +188,11 @@ fn timeline(trades: &[Trade], symbol: Symbol, windows: &[u64]) -> Vec<(Trade, At
                     .filter(|&&j| j > 0)
                     .map(|&j| (mine[j].price.to_f64() / mine[j - 1].price.to_f64()).ln())
                     .collect();
-                (n, sum, volatility_of(&rets), mine[*start].price)
+                let volume: i128 = inside
+                    .iter()
+                    .map(|&j| i128::from(mine[j].size.units()))
+                    .sum();
+                (n, sum, volatility_of(&rets), mine[*start].price, volume)
             })
             .collect::<Vec<_>>();
         let prev_windows = out
@@ -220,7 +224,7 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
         Condition::CrossesBelow => yes(at.prev.is_some_and(|q| q >= thr) && p < thr, price),
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
             let w = usize::from(r.window.unwrap());
-            let (n, sum, _, _) = at.windows[w];
+            let (n, sum, _, _, _) = at.windows[w];
             let (pp, pw) = at.prev_windows.as_ref()?;
             let (pn, psum) = pw[w];
             let now = n * i128::from(p.units()) - sum;
@@ -246,6 +250,10 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
                 yes(-rise > x, pct)
             }
         }
+        Condition::VolumeAbove => {
+            let volume = at.windows[usize::from(r.window.unwrap())].4;
+            yes(volume > i128::from(thr.units()), volume as f64 / 1e8)
+        }
     }
 }
 
@@ -268,7 +276,7 @@ fn reset(r: &AlertRule, at: &At) -> bool {
             p >= Fixed::from_units(thr.units() + h.units())
         }
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
-            let (n, sum, _, _) = at.windows[usize::from(r.window.unwrap())];
+            let (n, sum, _, _, _) = at.windows[usize::from(r.window.unwrap())];
             let d = n * i128::from(p.units()) - sum; // (price - sma) * n
             if r.condition == Condition::SmaCrossAbove {
                 d <= -(i128::from(h.units()) * n)
@@ -285,6 +293,10 @@ fn reset(r: &AlertRule, at: &At) -> bool {
             } else {
                 -rise <= x
             }
+        }
+        Condition::VolumeAbove => {
+            let volume = at.windows[usize::from(r.window.unwrap())].4;
+            volume <= i128::from(thr.units()) - i128::from(h.units())
         }
         Condition::VolatilityAbove => match at.windows[usize::from(r.window.unwrap())].2 {
             None => true,

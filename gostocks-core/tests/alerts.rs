@@ -256,6 +256,28 @@ fn change_pct_compares_the_move_from_the_windows_first_price_exactly() {
     assert_eq!(got, ids(&[("under", 1)]));
 }
 
+#[test]
+fn volume_above_compares_the_windows_sum_of_sizes_exactly() {
+    let windowed = |id: &str, thr: &str| {
+        let mut r = rule(id, Condition::VolumeAbove, thr).with_mode(Mode::Rearm);
+        r.window = Some(0);
+        r
+    };
+    // Sizes are 1, ticks 0.5 s apart: a 3 s window holds at most 6 ticks (t - 3 s is out).
+    let got = fired(
+        ticks(&["10", "10", "10", "10", "10", "10", "10", "10"]),
+        at0(vec![
+            windowed("v5", "5"),
+            windowed("v6", "6"),
+            windowed("v4.99", "4.99999999"),
+        ]),
+        1,
+    );
+    // 5 ticks (tick 4) are above 4.99999999 but not above 5; 6 (tick 5) are above 5, never
+    // above 6. Once above, the volume stays at 6: no reset, no second firing.
+    assert_eq!(got, ids(&[("v4.99", 4), ("v5", 5)]));
+}
+
 fn random_trades(seed: u64, n: usize) -> Vec<Trade> {
     let mut rng = StdRng::seed_from_u64(seed);
     let symbols = [sym("AAA"), sym("BBB"), sym("CCC")];
@@ -298,6 +320,9 @@ fn random_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u
             ) {
                 // 0.01 % to 1.5 %: the random walk moves prices by about that over a window.
                 Fixed::from_mantissa(rng.random_range(1..150), 2).unwrap()
+            } else if condition == Condition::VolumeAbove {
+                // Every size is 1: a window's volume is its tick count.
+                Fixed::from_mantissa(rng.random_range(5..150), 1).unwrap()
             } else {
                 Fixed::from_mantissa((centre[s] + rng.random_range(-30..=30)).max(1), 1).unwrap()
             };

@@ -51,6 +51,8 @@ fn rules(trades: &[Trade]) -> Vec<(AlertRule, u64, isize)> {
                 Condition::ChangePctAbove | Condition::ChangePctBelow
             ) {
                 Fixed::from_units(5_000_000) // 0.05 %
+            } else if condition == Condition::VolumeAbove {
+                Fixed::from_units(100 * 100_000_000)
             } else {
                 t.price
             };

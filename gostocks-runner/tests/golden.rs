@@ -211,6 +211,9 @@ fn rules_for(ticks: &[Trade], n: usize, seed: u64) -> Vec<(AlertRule, u64, u64)>
                 Condition::ChangePctAbove | Condition::ChangePctBelow
             ) {
                 Fixed::from_units(rng.random_range(100_000..50_000_000)) // 0.001 .. 0.5 %
+            } else if condition == Condition::VolumeAbove {
+                // 10⁻² to 10⁶ of the tape's size unit: both shares and fractions of a coin.
+                Fixed::from_units(10i64.pow(rng.random_range(6..=14)))
             } else {
                 Fixed::from_units(prices[rng.random_range(0..prices.len())])
             };

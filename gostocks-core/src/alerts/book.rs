@@ -104,7 +104,10 @@ fn sweeps(rule: &AlertRule) -> bool {
         && rule.cooldown_ns == 0
         && !matches!(
             rule.condition,
-            Condition::VolatilityAbove | Condition::ChangePctAbove | Condition::ChangePctBelow
+            Condition::VolatilityAbove
+                | Condition::ChangePctAbove
+                | Condition::ChangePctBelow
+                | Condition::VolumeAbove
         )
 }
 
@@ -146,6 +149,8 @@ struct CloseTick {
     volatility: Vec<Option<f64>>,
     /// Per window: the price of its earliest tick, after the tick.
     first: Vec<Option<Fixed>>,
+    /// Per window: its volume after the tick, in 10⁻⁸ units.
+    volume: Vec<i128>,
 }
 
 /// Pushes `event` of the alert in `slot` through its storm guard: either the event, or, when
@@ -299,6 +304,33 @@ fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
             // threshold < the move, as a level below the boundary.
             yes(thr.units() < boundary, value)
         }
+        Condition::VolumeAbove => {
+            let v = at.volume.get(w).copied()?;
+            yes(i128::from(thr.units()) < v, volume_value(v))
+        }
+    }
+}
+
+/// A window's volume (10⁻⁸ units) as the event's value.
+fn volume_value(v: i128) -> f64 {
+    v as f64 / SCALE as f64
+}
+
+/// The levels below `v` (an exact sum that may be beyond a level's range).
+fn below_wide(v: i128) -> Range {
+    match i64::try_from(v) {
+        Ok(v) => below(v),
+        Err(_) if v > 0 => (Bound::Unbounded, Bound::Unbounded),
+        Err(_) => (Bound::Unbounded, Bound::Excluded((i64::MIN, 0))),
+    }
+}
+
+/// The levels from `v` on (an exact sum that may be beyond a level's range).
+fn from_wide(v: i128) -> Range {
+    match i64::try_from(v) {
+        Ok(v) => from(v),
+        Err(_) if v > 0 => (Bound::Excluded((i64::MAX, u32::MAX)), Bound::Unbounded),
+        Err(_) => (Bound::Unbounded, Bound::Unbounded),
     }
 }
 
@@ -374,12 +406,13 @@ const PRICE_ABOVE: usize = 0;
 const PRICE_BELOW: usize = 1;
 const CROSSES_ABOVE: usize = 2;
 const CROSSES_BELOW: usize = 3;
-const PER_WINDOW: usize = 5;
+const PER_WINDOW: usize = 6;
 const VOL: usize = 4;
 const SMA_ABOVE: usize = 5;
 const SMA_BELOW: usize = 6;
 const CHANGE_ABOVE: usize = 7;
 const CHANGE_BELOW: usize = 8;
+const VOLUME: usize = 9;
 
 fn family(rule: &AlertRule) -> usize {
     let w = usize::from(rule.window.unwrap_or(0)) * PER_WINDOW;
@@ -393,6 +426,7 @@ fn family(rule: &AlertRule) -> usize {
         Condition::SmaCrossBelow => SMA_BELOW + w,
         Condition::ChangePctAbove => CHANGE_ABOVE + w,
         Condition::ChangePctBelow => CHANGE_BELOW + w,
+        Condition::VolumeAbove => VOLUME + w,
     }
 }
 
@@ -412,7 +446,8 @@ fn reset_level(rule: &AlertRule) -> i64 {
         | Condition::CrossesAbove
         | Condition::VolatilityAbove
         | Condition::ChangePctAbove
-        | Condition::ChangePctBelow => t.saturating_sub(h),
+        | Condition::ChangePctBelow
+        | Condition::VolumeAbove => t.saturating_sub(h),
         Condition::PriceBelow | Condition::CrossesBelow => t.saturating_add(h),
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => h,
     }
@@ -531,8 +566,10 @@ impl SymbolBook {
         at.sma.clear();
         at.volatility.clear();
         at.first.clear();
+        at.volume.clear();
         for w in &self.windows {
             at.first.push(w.first_price());
+            at.volume.push(w.volume());
             at.sma.push(
                 w.diff_from_sma(trade.price)
                     .and_then(|(d, _)| Some((d.cmp(&0), w.sma()?))),
@@ -633,7 +670,7 @@ impl SymbolBook {
         }
         let ret = prev.map(|p| crate::indicators::quantize_log_return(trade.price, p));
         for w in &mut self.windows {
-            w.push_with_return(t, trade.price, ret);
+            w.push_with_return(t, trade.price, trade.size, ret);
         }
         if self.ids.is_empty() {
             self.remember_sma_signs(trade.price);
@@ -832,6 +869,8 @@ impl SymbolBook {
                         let (boundary, _) = change_boundary(w.first_price()?, price, kind == 3)?;
                         from(boundary)
                     }
+                    // volume <= threshold - hysteresis
+                    5 => from_wide(w.volume()),
                     // price - sma >= hysteresis
                     _ => {
                         let (d, n) = w.diff_from_sma(price)?;
@@ -886,6 +925,8 @@ impl SymbolBook {
                         let (boundary, value) = change_boundary(first, trade.price, kind == 3)?;
                         (below(boundary), value)
                     }
+                    // threshold < volume
+                    5 => (below_wide(w.volume()), volume_value(w.volume())),
                     kind => {
                         let (d, _) = w.diff_from_sma(trade.price)?;
                         let before = self.prev_sma_sign[wi]?;

@@ -30,11 +30,13 @@ pub enum Condition {
     /// The price has fallen by more than threshold % over the window: `(price - first) / first
     /// × 100 < -threshold`.
     ChangePctBelow,
+    /// The window's volume (the sum of its ticks' sizes) > threshold.
+    VolumeAbove,
 }
 
 impl Condition {
     /// Every condition, in declaration order.
-    pub const ALL: [Condition; 9] = [
+    pub const ALL: [Condition; 10] = [
         Condition::PriceAbove,
         Condition::PriceBelow,
         Condition::CrossesAbove,
@@ -44,6 +46,7 @@ impl Condition {
         Condition::VolatilityAbove,
         Condition::ChangePctAbove,
         Condition::ChangePctBelow,
+        Condition::VolumeAbove,
     ];
 
     /// The name used in JSON, SQL and the REST API.
@@ -58,6 +61,7 @@ impl Condition {
             Condition::VolatilityAbove => "volatility_above",
             Condition::ChangePctAbove => "change_pct_above",
             Condition::ChangePctBelow => "change_pct_below",
+            Condition::VolumeAbove => "volume_above",
         }
     }
 
@@ -70,6 +74,7 @@ impl Condition {
                 | Condition::VolatilityAbove
                 | Condition::ChangePctAbove
                 | Condition::ChangePctBelow
+                | Condition::VolumeAbove
         )
     }
 }
@@ -396,7 +401,7 @@ impl AlertRule {
 pub enum RuleError {
     /// An unknown condition name (a short excerpt of it).
     #[error(
-        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above or change_pct_below"
+        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above, change_pct_below or volume_above"
     )]
     Condition(String),
     /// An unknown mode name (a short excerpt of it).

@@ -12,19 +12,22 @@ use crate::decimal::{Fixed, SCALE};
 /// use gostocks_core::Fixed;
 /// let p = |s: &str| s.parse::<Fixed>().unwrap();
 /// let mut w = TickWindow::new(10);
-/// w.push(1, p("10"), None);
-/// w.push(5, p("12"), Some(p("10")));
+/// w.push(1, p("10"), p("3"), None);
+/// w.push(5, p("12"), p("1.5"), Some(p("10")));
 /// assert_eq!(w.sma(), Some(11.0));
 /// // At t = 11 the tick of t = 1 has left (t' <= t - W), the one of t = 5 has not.
-/// w.push(11, p("14"), Some(p("12")));
+/// w.push(11, p("14"), p("2"), Some(p("12")));
 /// assert_eq!((w.count(), w.sma()), (2, Some(13.0)));
+/// assert_eq!(w.volume(), i128::from(p("3.5").units()));
 /// assert!(w.volatility().is_some());
 /// ```
 #[derive(Clone, Debug)]
 pub struct TickWindow {
     span: u64,
-    ticks: VecDeque<(u64, i64, Option<i64>)>,
+    /// Each tick's time, price and size (10⁻⁸ units) and log return.
+    ticks: VecDeque<(u64, i64, i64, Option<i64>)>,
     sum_p: i128,
+    sum_q: i128,
     n_ret: i64,
     sum_r: i128,
     sum_r2: i128,
@@ -37,38 +40,43 @@ impl TickWindow {
             span,
             ticks: VecDeque::new(),
             sum_p: 0,
+            sum_q: 0,
             n_ret: 0,
             sum_r: 0,
             sum_r2: 0,
         }
     }
 
-    /// Adds the next tick of the symbol (in `(t, seq)` order) with its predecessor's price, and
-    /// drops the ticks at or before `t - W`.
-    pub fn push(&mut self, time_ns: u64, price: Fixed, prev: Option<Fixed>) {
-        self.push_with_return(time_ns, price, prev.map(|p| quantize_log_return(price, p)));
+    /// Adds the next tick of the symbol (in `(t, seq)` order: its price and size) with its
+    /// predecessor's price, and drops the ticks at or before `t - W`.
+    pub fn push(&mut self, time_ns: u64, price: Fixed, size: Fixed, prev: Option<Fixed>) {
+        let ret = prev.map(|p| quantize_log_return(price, p));
+        self.push_with_return(time_ns, price, size, ret);
     }
 
     /// [`TickWindow::push`] with the tick's quantized log return already computed
     /// ([`quantize_log_return`] of its price and its predecessor's): windows of several spans
     /// over one symbol's ticks take the same return, and a logarithm per window and tick cost
     /// more than the rest of the push.
-    pub fn push_with_return(&mut self, time_ns: u64, price: Fixed, ret: Option<i64>) {
+    pub fn push_with_return(&mut self, time_ns: u64, price: Fixed, size: Fixed, ret: Option<i64>) {
         let horizon = time_ns.saturating_sub(self.span);
-        while let Some(&(t, p, r)) = self.ticks.front() {
+        while let Some(&(t, p, q, r)) = self.ticks.front() {
             if t > horizon || time_ns < self.span {
                 break;
             }
             self.ticks.pop_front();
             self.sum_p -= i128::from(p);
+            self.sum_q -= i128::from(q);
             if let Some(r) = r {
                 self.n_ret -= 1;
                 self.sum_r -= i128::from(r);
                 self.sum_r2 -= i128::from(r) * i128::from(r);
             }
         }
-        self.ticks.push_back((time_ns, price.units(), ret));
+        self.ticks
+            .push_back((time_ns, price.units(), size.units(), ret));
         self.sum_p += i128::from(price.units());
+        self.sum_q += i128::from(size.units());
         if let Some(r) = ret {
             self.n_ret += 1;
             self.sum_r += i128::from(r);
@@ -83,7 +91,13 @@ impl TickWindow {
 
     /// The price of the window's earliest tick, `None` when empty.
     pub fn first_price(&self) -> Option<Fixed> {
-        self.ticks.front().map(|&(_, p, _)| Fixed::from_units(p))
+        self.ticks.front().map(|&(_, p, _, _)| Fixed::from_units(p))
+    }
+
+    /// The window's volume, Σ size, exactly, in 10⁻⁸ units (it may exceed what a [`Fixed`]
+    /// holds).
+    pub fn volume(&self) -> i128 {
+        self.sum_q
     }
 
     /// Mean price, `None` when empty.

@@ -169,6 +169,7 @@ enum Condition {
     VolatilityAbove,
     ChangePctAbove,
     ChangePctBelow,
+    VolumeAbove,
 }
 
 /// How often an alert may fire.

@@ -389,6 +389,9 @@ pub struct SymbolBook {
     disarmed: Vec<Index>,
     /// Per family, the alerts in [`State::Swept`], by level.
     swept: Vec<Swept>,
+    /// The families any alert was ever inserted into, ascending: a tick looks at their indexes
+    /// only (most books use a few of the families every condition and window make).
+    used: Vec<usize>,
     scratch: Vec<(i64, u32)>,
     /// Per window: its volatility after the current tick and that value's float boundary,
     /// worked out once per tick for both the resets and the firings (only where volatility
@@ -406,27 +409,62 @@ const PRICE_ABOVE: usize = 0;
 const PRICE_BELOW: usize = 1;
 const CROSSES_ABOVE: usize = 2;
 const CROSSES_BELOW: usize = 3;
-const PER_WINDOW: usize = 6;
+/// The first windowed family.
 const VOL: usize = 4;
-const SMA_ABOVE: usize = 5;
-const SMA_BELOW: usize = 6;
-const CHANGE_ABOVE: usize = 7;
-const CHANGE_BELOW: usize = 8;
-const VOLUME: usize = 9;
+/// The windowed conditions, each a family per window: volatility, the sma crosses, the
+/// changes and the volume.
+const WINDOWED: usize = 6;
+/// The windowed families of the first block: volatility and the sma crosses. Their indexes
+/// come first, the block of the later conditions after them, so that a book without those
+/// touches no more memory than before they came.
+const FIRST_BLOCK: usize = 3;
 
-fn family(rule: &AlertRule) -> usize {
-    let w = usize::from(rule.window.unwrap_or(0)) * PER_WINDOW;
+/// A windowed condition's kind (`0..WINDOWED`): the volatility, the sma cross above and below,
+/// the change above and below, the volume.
+fn kind_of(condition: Condition) -> Option<usize> {
+    Some(match condition {
+        Condition::VolatilityAbove => 0,
+        Condition::SmaCrossAbove => 1,
+        Condition::SmaCrossBelow => 2,
+        Condition::ChangePctAbove => 3,
+        Condition::ChangePctBelow => 4,
+        Condition::VolumeAbove => 5,
+        _ => return None,
+    })
+}
+
+/// The family of the windowed `kind` for window `wi`, in a book of `windows` windows.
+fn windowed_family(wi: usize, kind: usize, windows: usize) -> usize {
+    if kind < FIRST_BLOCK {
+        VOL + FIRST_BLOCK * wi + kind
+    } else {
+        VOL + FIRST_BLOCK * windows + (WINDOWED - FIRST_BLOCK) * wi + (kind - FIRST_BLOCK)
+    }
+}
+
+/// The window and kind of the windowed family `f` (see [`windowed_family`]).
+fn window_kind(f: usize, windows: usize) -> (usize, usize) {
+    let g = f - VOL;
+    if g < FIRST_BLOCK * windows {
+        (g / FIRST_BLOCK, g % FIRST_BLOCK)
+    } else {
+        let h = g - FIRST_BLOCK * windows;
+        let later = WINDOWED - FIRST_BLOCK;
+        (h / later, FIRST_BLOCK + h % later)
+    }
+}
+
+fn family(rule: &AlertRule, windows: usize) -> usize {
     match rule.condition {
         Condition::PriceAbove => PRICE_ABOVE,
         Condition::PriceBelow => PRICE_BELOW,
         Condition::CrossesAbove => CROSSES_ABOVE,
         Condition::CrossesBelow => CROSSES_BELOW,
-        Condition::VolatilityAbove => VOL + w,
-        Condition::SmaCrossAbove => SMA_ABOVE + w,
-        Condition::SmaCrossBelow => SMA_BELOW + w,
-        Condition::ChangePctAbove => CHANGE_ABOVE + w,
-        Condition::ChangePctBelow => CHANGE_BELOW + w,
-        Condition::VolumeAbove => VOLUME + w,
+        c => windowed_family(
+            usize::from(rule.window.unwrap_or(0)),
+            kind_of(c).unwrap_or(0),
+            windows,
+        ),
     }
 }
 
@@ -487,7 +525,7 @@ fn floor_div(a: i128, b: i128) -> i64 {
 impl SymbolBook {
     /// A book for the windows `windows` (ns), indexed as the rules' `window` fields are.
     pub fn new(windows: &[u64]) -> SymbolBook {
-        let families = VOL + PER_WINDOW * windows.len().max(1);
+        let families = VOL + WINDOWED * windows.len().max(1);
         SymbolBook {
             windows: windows.iter().map(|&w| TickWindow::new(w)).collect(),
             prev_sma_sign: vec![None; windows.len()],
@@ -499,6 +537,7 @@ impl SymbolBook {
             armed: vec![Index::default(); families],
             disarmed: vec![Index::default(); families],
             swept: vec![Swept::default(); families],
+            used: Vec::new(),
             scratch: Vec::new(),
             volatility: Vec::new(),
             ticks: 0,
@@ -605,6 +644,10 @@ impl SymbolBook {
             (self.slots.len() - 1) as u32
         });
         self.ids.insert(rule.id.clone(), slot);
+        let f = family(&rule, self.windows.len());
+        if let Err(at) = self.used.binary_search(&f) {
+            self.used.insert(at, f);
+        }
         let state = if rule.mode == Mode::OncePerBarClose {
             let bar_ns = rule.bar_ns.unwrap_or(0).max(1);
             match self.groups.iter_mut().find(|g| g.bar_ns == bar_ns) {
@@ -621,7 +664,7 @@ impl SymbolBook {
             State::Pending
         };
         self.slots[slot as usize] = Some(Slot {
-            family: family(&rule),
+            family: f,
             id: rule.id.as_str().into(),
             rule,
             state,
@@ -696,7 +739,7 @@ impl SymbolBook {
         // Once armed, the volatility alerts only move between armed and disarmed on this tick.
         self.volatility.clear();
         for (wi, w) in self.windows.iter().enumerate() {
-            let f = VOL + wi * PER_WINDOW;
+            let f = windowed_family(wi, 0, self.windows.len());
             let waiting = !self.armed[f].is_empty() || !self.disarmed[f].is_empty();
             // With its float boundary: the armed and the disarmed alerts both need it.
             self.volatility.push(if waiting {
@@ -708,7 +751,8 @@ impl SymbolBook {
 
         // Resets first: an alert that resets on this tick cannot also fire on it (the reset
         // needs the condition false), so the order only saves re-examining fresh firings.
-        for f in 0..self.disarmed.len() {
+        for u in 0..self.used.len() {
+            let f = self.used[u];
             if self.disarmed[f].is_empty() {
                 continue;
             }
@@ -741,7 +785,8 @@ impl SymbolBook {
 
         let first = events.len();
         // Swept alerts first: an alert that joins them on this tick (below) has fired on it.
-        for f in 0..self.swept.len() {
+        for u in 0..self.used.len() {
+            let f = self.used[u];
             if self.swept[f].is_empty() {
                 continue;
             }
@@ -776,7 +821,8 @@ impl SymbolBook {
                 });
             }
         }
-        for f in 0..self.armed.len() {
+        for u in 0..self.used.len() {
+            let f = self.used[u];
             if self.armed[f].is_empty() {
                 continue;
             }
@@ -849,10 +895,11 @@ impl SymbolBook {
             // price >= threshold + hysteresis
             PRICE_BELOW | CROSSES_BELOW => (Bound::Unbounded, Bound::Included((p, u32::MAX))),
             _ => {
-                let w = &self.windows[(f - VOL) / PER_WINDOW];
-                match (f - VOL) % PER_WINDOW {
+                let (wi, kind) = window_kind(f, self.windows.len());
+                let w = &self.windows[wi];
+                match kind {
                     // volatility <= threshold - hysteresis; no volatility is below every level
-                    0 => match self.volatility[(f - VOL) / PER_WINDOW] {
+                    0 => match self.volatility[wi] {
                         Some((_, boundary)) => from(boundary),
                         None => (Bound::Unbounded, Bound::Unbounded),
                     },
@@ -912,9 +959,9 @@ impl SymbolBook {
                 price,
             ),
             _ => {
-                let wi = (f - VOL) / PER_WINDOW;
+                let (wi, kind) = window_kind(f, self.windows.len());
                 let w = &self.windows[wi];
-                match (f - VOL) % PER_WINDOW {
+                match kind {
                     0 => {
                         let (v, boundary) = self.volatility[wi]?;
                         (below(boundary), v)

@@ -4,6 +4,10 @@ use super::agg::sample_stddev;
 use super::{RETURN_SCALE, quantize_log_return};
 use crate::decimal::{Fixed, SCALE};
 
+/// A tick without a log return, in [`TickWindow`]'s ring (a quantized log return is within
+/// about ±5·10¹³).
+const NO_RETURN: i64 = i64::MIN;
+
 /// The ticks of one symbol within `W` of the latest one, ending at (and including) that tick:
 /// what an alert sees "at the tick's time". Sums are exact integers, as in [`super::Agg`].
 ///
@@ -24,8 +28,9 @@ use crate::decimal::{Fixed, SCALE};
 #[derive(Clone, Debug)]
 pub struct TickWindow {
     span: u64,
-    /// Each tick's time, price and size (10⁻⁸ units) and log return.
-    ticks: VecDeque<(u64, i64, i64, Option<i64>)>,
+    /// Each tick's time, price and size (10⁻⁸ units) and log return ([`NO_RETURN`] for none:
+    /// 32 bytes a tick, where an `Option` would take 40).
+    ticks: VecDeque<(u64, i64, i64, i64)>,
     sum_p: i128,
     sum_q: i128,
     n_ret: i64,
@@ -67,14 +72,19 @@ impl TickWindow {
             self.ticks.pop_front();
             self.sum_p -= i128::from(p);
             self.sum_q -= i128::from(q);
-            if let Some(r) = r {
+            if r != NO_RETURN {
                 self.n_ret -= 1;
                 self.sum_r -= i128::from(r);
                 self.sum_r2 -= i128::from(r) * i128::from(r);
             }
         }
-        self.ticks
-            .push_back((time_ns, price.units(), size.units(), ret));
+        let ret = ret.filter(|&r| r != NO_RETURN);
+        self.ticks.push_back((
+            time_ns,
+            price.units(),
+            size.units(),
+            ret.unwrap_or(NO_RETURN),
+        ));
         self.sum_p += i128::from(price.units());
         self.sum_q += i128::from(size.units());
         if let Some(r) = ret {

@@ -135,15 +135,19 @@ pub fn bars(trades: &[Trade], config: &AnalyticsConfig) -> Vec<BarRow> {
 // ---- alerts: a plain loop over ticks and rules ----
 
 /// What a rule's state machine needs at one tick.
+/// A window's (n, Σp, Σ size, Σ price × size) at a tick.
+type PrevSums = (i128, i128, i128, i128);
+
 struct At {
     t: u64,
     price: Fixed,
     prev: Option<Fixed>,
     /// Per window: (n, Σp) up to and including the tick, the volatility, the price of the
-    /// window's earliest tick, and Σ size.
-    windows: Vec<(i128, i128, Option<f64>, Fixed, i128)>,
-    /// Per window: the same at the previous tick (for sma crosses), with that tick's price.
-    prev_windows: Option<(Fixed, Vec<(i128, i128)>)>,
+    /// window's earliest tick, Σ size and Σ price × size.
+    windows: Vec<(i128, i128, Option<f64>, Fixed, i128, i128)>,
+    /// Per window: (n, Σp, Σ size, Σ price × size) at the previous tick (for the crosses), with
+    /// that tick's price.
+    prev_windows: Option<(Fixed, Vec<PrevSums>)>,
 }
 
 fn volatility_of(returns: &[f64]) -> Option<f64> {
@@ -192,12 +196,19 @@ fn timeline(trades: &[Trade], symbol: Symbol, windows: &[u64]) -> Vec<(Trade, At
                     .iter()
                     .map(|&j| i128::from(mine[j].size.units()))
                     .sum();
-                (n, sum, volatility_of(&rets), mine[*start].price, volume)
+                let pq: i128 = inside
+                    .iter()
+                    .map(|&j| i128::from(mine[j].price.units()) * i128::from(mine[j].size.units()))
+                    .sum();
+                (n, sum, volatility_of(&rets), mine[*start].price, volume, pq)
             })
             .collect::<Vec<_>>();
-        let prev_windows = out
-            .last()
-            .map(|(p, at)| (p.price, at.windows.iter().map(|w| (w.0, w.1)).collect()));
+        let prev_windows = out.last().map(|(p, at)| {
+            (
+                p.price,
+                at.windows.iter().map(|w| (w.0, w.1, w.4, w.5)).collect(),
+            )
+        });
         out.push((
             mine[i],
             At {
@@ -224,9 +235,9 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
         Condition::CrossesBelow => yes(at.prev.is_some_and(|q| q >= thr) && p < thr, price),
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
             let w = usize::from(r.window.unwrap());
-            let (n, sum, _, _, _) = at.windows[w];
+            let (n, sum, _, _, _, _) = at.windows[w];
             let (pp, pw) = at.prev_windows.as_ref()?;
-            let (pn, psum) = pw[w];
+            let (pn, psum, _, _) = pw[w];
             let now = n * i128::from(p.units()) - sum;
             let before = pn * i128::from(pp.units()) - psum;
             let sma = sum as f64 / n as f64 / 1e8;
@@ -254,6 +265,24 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
             let volume = at.windows[usize::from(r.window.unwrap())].4;
             yes(volume > i128::from(thr.units()), volume as f64 / 1e8)
         }
+        Condition::VwapCrossAbove | Condition::VwapCrossBelow => {
+            let w = usize::from(r.window.unwrap());
+            let (_, _, _, _, q, pq) = at.windows[w];
+            let (pp, pw) = at.prev_windows.as_ref()?;
+            let (_, _, pq_before, pqsum_before) = pw[w];
+            if q == 0 || pq_before == 0 {
+                return None;
+            }
+            // (price - vwap) · Σq, now and at the tick before
+            let now = i128::from(p.units()) * q - pq;
+            let before = i128::from(pp.units()) * pq_before - pqsum_before;
+            let vwap = pq as f64 / q as f64 / 1e8;
+            if r.condition == Condition::VwapCrossAbove {
+                yes(before <= 0 && now > 0, vwap)
+            } else {
+                yes(before >= 0 && now < 0, vwap)
+            }
+        }
     }
 }
 
@@ -276,7 +305,7 @@ fn reset(r: &AlertRule, at: &At) -> bool {
             p >= Fixed::from_units(thr.units() + h.units())
         }
         Condition::SmaCrossAbove | Condition::SmaCrossBelow => {
-            let (n, sum, _, _, _) = at.windows[usize::from(r.window.unwrap())];
+            let (n, sum, _, _, _, _) = at.windows[usize::from(r.window.unwrap())];
             let d = n * i128::from(p.units()) - sum; // (price - sma) * n
             if r.condition == Condition::SmaCrossAbove {
                 d <= -(i128::from(h.units()) * n)
@@ -297,6 +326,18 @@ fn reset(r: &AlertRule, at: &At) -> bool {
         Condition::VolumeAbove => {
             let volume = at.windows[usize::from(r.window.unwrap())].4;
             volume <= i128::from(thr.units()) - i128::from(h.units())
+        }
+        Condition::VwapCrossAbove | Condition::VwapCrossBelow => {
+            let (_, _, _, _, q, pq) = at.windows[usize::from(r.window.unwrap())];
+            if q == 0 {
+                return false;
+            }
+            let d = i128::from(p.units()) * q - pq; // (price - vwap) · Σq
+            if r.condition == Condition::VwapCrossAbove {
+                d <= -(i128::from(h.units()) * q)
+            } else {
+                d >= i128::from(h.units()) * q
+            }
         }
         Condition::VolatilityAbove => match at.windows[usize::from(r.window.unwrap())].2 {
             None => true,

@@ -278,6 +278,33 @@ fn volume_above_compares_the_windows_sum_of_sizes_exactly() {
     assert_eq!(got, ids(&[("v4.99", 4), ("v5", 5)]));
 }
 
+#[test]
+fn vwap_crosses_weigh_prices_by_size_exactly() {
+    let windowed = |id: &str, c: Condition| {
+        let mut r = rule(id, c, "1").with_mode(Mode::Rearm);
+        r.window = Some(0);
+        r
+    };
+    let trades: Vec<Trade> = [("10", "1"), ("12", "3"), ("11", "4")]
+        .iter()
+        .enumerate()
+        .map(|(i, (p, q))| Trade::new(sym("X"), BASE + i as u64 * SEC / 2, i as u64, fx(p), fx(q)))
+        .collect();
+    let got = fired(
+        trades,
+        at0(vec![
+            windowed("vwap_up", Condition::VwapCrossAbove),
+            windowed("vwap_down", Condition::VwapCrossBelow),
+            windowed("sma_down", Condition::SmaCrossBelow),
+        ]),
+        1,
+    );
+    // Tick 0 is at its vwap (10). Tick 1: 12 is above the vwap (10·1 + 12·3) / 4 = 11.5, a
+    // cross. Tick 2: 11 is below the vwap 90 / 8 = 11.25, a cross down; it equals the sma (11),
+    // so the sma cross does not fire.
+    assert_eq!(got, ids(&[("vwap_up", 1), ("vwap_down", 2)]));
+}
+
 fn random_trades(seed: u64, n: usize) -> Vec<Trade> {
     let mut rng = StdRng::seed_from_u64(seed);
     let symbols = [sym("AAA"), sym("BBB"), sym("CCC")];
@@ -298,7 +325,8 @@ fn random_trades(seed: u64, n: usize) -> Vec<Trade> {
                 t,
                 seq as u64,
                 Fixed::from_mantissa(prices[s], 1).unwrap(),
-                fx("1"),
+                // 0.1 to 4.9: the vwap weighs the prices, and differs from the sma.
+                Fixed::from_mantissa(rng.random_range(1..50), 1).unwrap(),
             )
         })
         .collect()
@@ -321,8 +349,8 @@ fn random_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u
                 // 0.01 % to 1.5 %: the random walk moves prices by about that over a window.
                 Fixed::from_mantissa(rng.random_range(1..150), 2).unwrap()
             } else if condition == Condition::VolumeAbove {
-                // Every size is 1: a window's volume is its tick count.
-                Fixed::from_mantissa(rng.random_range(5..150), 1).unwrap()
+                // Sizes are 2.5 on average: a window's volume is about 2.5 times its ticks.
+                Fixed::from_mantissa(rng.random_range(5..400), 1).unwrap()
             } else {
                 Fixed::from_mantissa((centre[s] + rng.random_range(-30..=30)).max(1), 1).unwrap()
             };

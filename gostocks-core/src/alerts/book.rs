@@ -145,6 +145,10 @@ struct CloseTick {
     sma: Vec<Option<(Ordering, f64)>>,
     /// Per window: the sign of `price - sma` at the tick before.
     prev_sign: Vec<Option<Ordering>>,
+    /// Per window: the sign of `price - vwap` and the vwap, after the tick.
+    vwap: Vec<Option<(Ordering, f64)>>,
+    /// Per window: the sign of `price - vwap` at the tick before.
+    prev_vwap_sign: Vec<Option<Ordering>>,
     /// Per window: the volatility after the tick.
     volatility: Vec<Option<f64>>,
     /// Per window: the price of its earliest tick, after the tick.
@@ -293,6 +297,15 @@ fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
             let before = at.prev_sign.get(w).copied().flatten()?;
             yes(before.is_ge() && now.is_lt(), sma)
         }
+        Condition::VwapCrossAbove | Condition::VwapCrossBelow => {
+            let (now, vwap) = at.vwap.get(w).copied().flatten()?;
+            let before = at.prev_vwap_sign.get(w).copied().flatten()?;
+            if rule.condition == Condition::VwapCrossAbove {
+                yes(before.is_le() && now.is_gt(), vwap)
+            } else {
+                yes(before.is_ge() && now.is_lt(), vwap)
+            }
+        }
         Condition::VolatilityAbove => {
             let v = at.volatility.get(w).copied().flatten()?;
             yes(v > thr.to_f64(), v)
@@ -308,6 +321,16 @@ fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
             let v = at.volume.get(w).copied()?;
             yes(i128::from(thr.units()) < v, volume_value(v))
         }
+    }
+}
+
+/// `price - mean` exactly for a windowed kind that compares with a mean: the vwap for the vwap
+/// crosses (kinds 6 and 7), the sma otherwise.
+fn mean_diff(w: &TickWindow, kind: usize, price: Fixed) -> Option<(i128, i128)> {
+    if kind >= 6 {
+        w.diff_from_vwap(price)
+    } else {
+        w.diff_from_sma(price)
     }
 }
 
@@ -380,6 +403,12 @@ pub struct SymbolBook {
     windows: Vec<TickWindow>,
     /// Per window: the sign of `price - sma` at the previous tick.
     prev_sma_sign: Vec<Option<std::cmp::Ordering>>,
+    /// Per window: the sign of `price - vwap` at the previous tick, kept once a vwap alert came
+    /// (see [`SymbolBook::insert`]).
+    prev_vwap_sign: Vec<Option<std::cmp::Ordering>>,
+    vwap_used: bool,
+    /// The previous tick's price.
+    last_price: Option<Fixed>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     ids: HashMap<String, u32>,
@@ -412,8 +441,8 @@ const CROSSES_BELOW: usize = 3;
 /// The first windowed family.
 const VOL: usize = 4;
 /// The windowed conditions, each a family per window: volatility, the sma crosses, the
-/// changes and the volume.
-const WINDOWED: usize = 6;
+/// changes, the volume and the vwap crosses.
+const WINDOWED: usize = 8;
 /// The windowed families of the first block: volatility and the sma crosses. Their indexes
 /// come first, the block of the later conditions after them, so that a book without those
 /// touches no more memory than before they came.
@@ -429,6 +458,8 @@ fn kind_of(condition: Condition) -> Option<usize> {
         Condition::ChangePctAbove => 3,
         Condition::ChangePctBelow => 4,
         Condition::VolumeAbove => 5,
+        Condition::VwapCrossAbove => 6,
+        Condition::VwapCrossBelow => 7,
         _ => return None,
     })
 }
@@ -471,7 +502,10 @@ fn family(rule: &AlertRule, windows: usize) -> usize {
 /// The level an armed alert is indexed by: where it fires.
 fn fire_level(rule: &AlertRule) -> i64 {
     match rule.condition {
-        Condition::SmaCrossAbove | Condition::SmaCrossBelow => 0,
+        Condition::SmaCrossAbove
+        | Condition::SmaCrossBelow
+        | Condition::VwapCrossAbove
+        | Condition::VwapCrossBelow => 0,
         _ => rule.threshold.units(),
     }
 }
@@ -487,7 +521,10 @@ fn reset_level(rule: &AlertRule) -> i64 {
         | Condition::ChangePctBelow
         | Condition::VolumeAbove => t.saturating_sub(h),
         Condition::PriceBelow | Condition::CrossesBelow => t.saturating_add(h),
-        Condition::SmaCrossAbove | Condition::SmaCrossBelow => h,
+        Condition::SmaCrossAbove
+        | Condition::SmaCrossBelow
+        | Condition::VwapCrossAbove
+        | Condition::VwapCrossBelow => h,
     }
 }
 
@@ -529,6 +566,9 @@ impl SymbolBook {
         SymbolBook {
             windows: windows.iter().map(|&w| TickWindow::new(w)).collect(),
             prev_sma_sign: vec![None; windows.len()],
+            prev_vwap_sign: vec![None; windows.len()],
+            vwap_used: false,
+            last_price: None,
             slots: Vec::new(),
             free: Vec::new(),
             ids: HashMap::default(),
@@ -602,6 +642,8 @@ impl SymbolBook {
         at.trade = Some(*trade);
         at.prev = prev;
         at.prev_sign.clone_from(&self.prev_sma_sign);
+        at.prev_vwap_sign.clone_from(&self.prev_vwap_sign);
+        at.vwap.clear();
         at.sma.clear();
         at.volatility.clear();
         at.first.clear();
@@ -614,6 +656,10 @@ impl SymbolBook {
                     .and_then(|(d, _)| Some((d.cmp(&0), w.sma()?))),
             );
             at.volatility.push(w.volatility());
+            at.vwap.push(
+                w.diff_from_vwap(trade.price)
+                    .and_then(|(d, _)| Some((d.cmp(&0), w.vwap()?))),
+            );
         }
         for g in &mut self.groups {
             g.end = Some(bar_end(trade.time_ns, g.bar_ns));
@@ -645,6 +691,20 @@ impl SymbolBook {
         });
         self.ids.insert(rule.id.clone(), slot);
         let f = family(&rule, self.windows.len());
+        if matches!(
+            rule.condition,
+            Condition::VwapCrossAbove | Condition::VwapCrossBelow
+        ) && !self.vwap_used
+        {
+            // From now on every tick keeps its vwap sign; the windows hold the previous
+            // tick's state, so its sign is known too, as for the sma.
+            self.vwap_used = true;
+            if let Some(p) = self.last_price {
+                for (w, sign) in self.windows.iter().zip(&mut self.prev_vwap_sign) {
+                    *sign = w.diff_from_vwap(p).map(|(d, _)| d.cmp(&0));
+                }
+            }
+        }
         if let Err(at) = self.used.binary_search(&f) {
             self.used.insert(at, f);
         }
@@ -881,8 +941,14 @@ impl SymbolBook {
     }
 
     fn remember_sma_signs(&mut self, price: Fixed) {
+        self.last_price = Some(price);
         for (w, sign) in self.windows.iter().zip(&mut self.prev_sma_sign) {
             *sign = w.diff_from_sma(price).map(|(d, _)| d.cmp(&0));
+        }
+        if self.vwap_used {
+            for (w, sign) in self.windows.iter().zip(&mut self.prev_vwap_sign) {
+                *sign = w.diff_from_vwap(price).map(|(d, _)| d.cmp(&0));
+            }
         }
     }
 
@@ -903,9 +969,10 @@ impl SymbolBook {
                         Some((_, boundary)) => from(boundary),
                         None => (Bound::Unbounded, Bound::Unbounded),
                     },
-                    // price - sma <= -hysteresis, i.e. hysteresis <= floor((Σp - n·price) / n)
-                    1 => {
-                        let (d, n) = w.diff_from_sma(price)?;
+                    // price - sma <= -hysteresis, i.e. hysteresis <= floor((Σp - n·price) / n);
+                    // the same with the vwap, (Σpq - price·Σq) / Σq
+                    kind @ (1 | 6) => {
+                        let (d, n) = mean_diff(w, kind, price)?;
                         (
                             Bound::Unbounded,
                             Bound::Included((floor_div(-d, n), u32::MAX)),
@@ -918,9 +985,9 @@ impl SymbolBook {
                     }
                     // volume <= threshold - hysteresis
                     5 => from_wide(w.volume()),
-                    // price - sma >= hysteresis
-                    _ => {
-                        let (d, n) = w.diff_from_sma(price)?;
+                    // price - sma (or vwap) >= hysteresis
+                    kind => {
+                        let (d, n) = mean_diff(w, kind, price)?;
                         (
                             Bound::Unbounded,
                             Bound::Included((floor_div(d, n), u32::MAX)),
@@ -975,9 +1042,14 @@ impl SymbolBook {
                     // threshold < volume
                     5 => (below_wide(w.volume()), volume_value(w.volume())),
                     kind => {
-                        let (d, _) = w.diff_from_sma(trade.price)?;
-                        let before = self.prev_sma_sign[wi]?;
-                        let crossed = if kind == 1 {
+                        let (d, _) = mean_diff(w, kind, trade.price)?;
+                        let vwap = kind >= 6;
+                        let before = if vwap {
+                            self.prev_vwap_sign[wi]?
+                        } else {
+                            self.prev_sma_sign[wi]?
+                        };
+                        let crossed = if kind == 1 || kind == 6 {
                             before.is_le() && d > 0
                         } else {
                             before.is_ge() && d < 0
@@ -985,7 +1057,8 @@ impl SymbolBook {
                         if !crossed {
                             return None;
                         }
-                        ((Bound::Unbounded, Bound::Unbounded), w.sma()?)
+                        let value = if vwap { w.vwap()? } else { w.sma()? };
+                        ((Bound::Unbounded, Bound::Unbounded), value)
                     }
                 }
             }

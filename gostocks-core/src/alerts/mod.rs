@@ -11,7 +11,8 @@
 //! `volatility_above`: `volatility <= threshold - hysteresis`, or no volatility;
 //! `change_pct_above`: `change <= threshold - hysteresis`; `change_pct_below`:
 //! `change >= -(threshold - hysteresis)`, `change` the move in percent from the window's first
-//! price, compared exactly; `volume_above`: `volume <= threshold - hysteresis`) and until the
+//! price, compared exactly; `volume_above`: `volume <= threshold - hysteresis`; `vwap_cross_above`, `vwap_cross_below`: as
+//! the sma crosses with the window's vwap) and until the
 //! cooldown has passed since the firing (`t >= fired + cooldown`); then it may fire again.
 //!
 //! The other trigger frequencies ([`Mode`]) cut event time into bars of the rule's `bar_ns`

@@ -32,11 +32,15 @@ pub enum Condition {
     ChangePctBelow,
     /// The window's volume (the sum of its ticks' sizes) > threshold.
     VolumeAbove,
+    /// previous price <= the window's vwap at the previous tick, and price > the vwap now.
+    VwapCrossAbove,
+    /// previous price >= the window's vwap at the previous tick, and price < the vwap now.
+    VwapCrossBelow,
 }
 
 impl Condition {
     /// Every condition, in declaration order.
-    pub const ALL: [Condition; 10] = [
+    pub const ALL: [Condition; 12] = [
         Condition::PriceAbove,
         Condition::PriceBelow,
         Condition::CrossesAbove,
@@ -47,6 +51,8 @@ impl Condition {
         Condition::ChangePctAbove,
         Condition::ChangePctBelow,
         Condition::VolumeAbove,
+        Condition::VwapCrossAbove,
+        Condition::VwapCrossBelow,
     ];
 
     /// The name used in JSON, SQL and the REST API.
@@ -62,6 +68,8 @@ impl Condition {
             Condition::ChangePctAbove => "change_pct_above",
             Condition::ChangePctBelow => "change_pct_below",
             Condition::VolumeAbove => "volume_above",
+            Condition::VwapCrossAbove => "vwap_cross_above",
+            Condition::VwapCrossBelow => "vwap_cross_below",
         }
     }
 
@@ -75,6 +83,8 @@ impl Condition {
                 | Condition::ChangePctAbove
                 | Condition::ChangePctBelow
                 | Condition::VolumeAbove
+                | Condition::VwapCrossAbove
+                | Condition::VwapCrossBelow
         )
     }
 }
@@ -401,7 +411,7 @@ impl AlertRule {
 pub enum RuleError {
     /// An unknown condition name (a short excerpt of it).
     #[error(
-        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above, change_pct_below or volume_above"
+        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above, change_pct_below, volume_above, vwap_cross_above or vwap_cross_below"
     )]
     Condition(String),
     /// An unknown mode name (a short excerpt of it).

@@ -33,6 +33,11 @@ pub struct TickWindow {
     ticks: VecDeque<(u64, i64, i64, i64)>,
     sum_p: i128,
     sum_q: i128,
+    /// Σ price × size (10⁻¹⁶ units), wrapping: exact modulo 2¹²⁸, so exact whenever the true
+    /// sum fits, which [`TickWindow::sum_pq_bound`] tells.
+    sum_pq: i128,
+    /// Σ |price × size| as a float: a bound on `sum_pq`'s magnitude.
+    sum_pq_bound: f64,
     n_ret: i64,
     sum_r: i128,
     sum_r2: i128,
@@ -46,6 +51,8 @@ impl TickWindow {
             ticks: VecDeque::new(),
             sum_p: 0,
             sum_q: 0,
+            sum_pq: 0,
+            sum_pq_bound: 0.0,
             n_ret: 0,
             sum_r: 0,
             sum_r2: 0,
@@ -72,6 +79,9 @@ impl TickWindow {
             self.ticks.pop_front();
             self.sum_p -= i128::from(p);
             self.sum_q -= i128::from(q);
+            let pq = i128::from(p) * i128::from(q);
+            self.sum_pq = self.sum_pq.wrapping_sub(pq);
+            self.sum_pq_bound -= (pq as f64).abs();
             if r != NO_RETURN {
                 self.n_ret -= 1;
                 self.sum_r -= i128::from(r);
@@ -87,6 +97,9 @@ impl TickWindow {
         ));
         self.sum_p += i128::from(price.units());
         self.sum_q += i128::from(size.units());
+        let pq = i128::from(price.units()) * i128::from(size.units());
+        self.sum_pq = self.sum_pq.wrapping_add(pq);
+        self.sum_pq_bound += (pq as f64).abs();
         if let Some(r) = ret {
             self.n_ret += 1;
             self.sum_r += i128::from(r);
@@ -108,6 +121,27 @@ impl TickWindow {
     /// holds).
     pub fn volume(&self) -> i128 {
         self.sum_q
+    }
+
+    /// Σ price × size exactly (10⁻¹⁶ units), and Σ size (10⁻⁸ units), while the window has a
+    /// volume and the sum is safely within 128 bits (far beyond any market's: `None` beyond).
+    fn vwap_sums(&self) -> Option<(i128, i128)> {
+        // The float bound drifts by rounding as ticks come and go; the margin covers it.
+        (self.sum_q > 0 && self.sum_pq_bound.max(0.0) < 1e37).then_some((self.sum_pq, self.sum_q))
+    }
+
+    /// Volume-weighted mean price, `None` without volume.
+    pub fn vwap(&self) -> Option<f64> {
+        let (pq, q) = self.vwap_sums()?;
+        Some(pq as f64 / q as f64 / SCALE as f64)
+    }
+
+    /// `price - vwap` exactly, as the fraction `(price·Σq − Σpq, Σq)` in 10⁻⁸ units; `None`
+    /// without volume, or where the product would not fit in 128 bits.
+    pub fn diff_from_vwap(&self, price: Fixed) -> Option<(i128, i128)> {
+        let (pq, q) = self.vwap_sums()?;
+        let num = i128::from(price.units()).checked_mul(q)?.checked_sub(pq)?;
+        Some((num, q))
     }
 
     /// Mean price, `None` when empty.

@@ -171,6 +171,8 @@ fn condition_of(c: i32) -> Option<Condition> {
         v1::AlertCondition::ChangePctAbove => Condition::ChangePctAbove,
         v1::AlertCondition::ChangePctBelow => Condition::ChangePctBelow,
         v1::AlertCondition::VolumeAbove => Condition::VolumeAbove,
+        v1::AlertCondition::VwapCrossAbove => Condition::VwapCrossAbove,
+        v1::AlertCondition::VwapCrossBelow => Condition::VwapCrossBelow,
         v1::AlertCondition::Unspecified => return None,
     })
 }
@@ -187,6 +189,8 @@ fn proto_condition(c: Condition) -> v1::AlertCondition {
         Condition::ChangePctAbove => v1::AlertCondition::ChangePctAbove,
         Condition::ChangePctBelow => v1::AlertCondition::ChangePctBelow,
         Condition::VolumeAbove => v1::AlertCondition::VolumeAbove,
+        Condition::VwapCrossAbove => v1::AlertCondition::VwapCrossAbove,
+        Condition::VwapCrossBelow => v1::AlertCondition::VwapCrossBelow,
     }
 }
 
@@ -322,7 +326,7 @@ impl AlertService for Alerts {
             .map_err(|e| Status::invalid_argument(format!("symbol: {e}")))?;
         let condition = condition_of(r.condition).ok_or_else(|| {
             Status::invalid_argument(
-                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE, CHANGE_PCT_ABOVE, CHANGE_PCT_BELOW, VOLUME_ABOVE",
+                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE, CHANGE_PCT_ABOVE, CHANGE_PCT_BELOW, VOLUME_ABOVE, VWAP_CROSS_ABOVE, VWAP_CROSS_BELOW",
             )
         })?;
         let threshold = decimal("threshold", r.threshold.as_ref())?

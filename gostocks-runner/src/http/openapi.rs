@@ -170,6 +170,8 @@ enum Condition {
     ChangePctAbove,
     ChangePctBelow,
     VolumeAbove,
+    VwapCrossAbove,
+    VwapCrossBelow,
 }
 
 /// How often an alert may fire.

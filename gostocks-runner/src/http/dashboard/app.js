@@ -285,7 +285,7 @@ function alertBody() {
 function syncForm() {
   const cond = $('a-condition').value;
   const mode = $('a-mode').value;
-  $('a-window-label').hidden = !(cond.startsWith('sma_') || cond.startsWith('change_pct_') || cond === 'volatility_above' || cond === 'volume_above');
+  $('a-window-label').hidden = !(cond.startsWith('sma_') || cond.startsWith('vwap_') || cond.startsWith('change_pct_') || cond === 'volatility_above' || cond === 'volume_above');
   $('a-bar-label').hidden = !mode.startsWith('once_per_bar');
   $('a-hysteresis-label').hidden = mode !== 'rearm';
   $('a-cooldown-label').hidden = !(mode === 'rearm' || mode === 'once_per_interval');

@@ -324,14 +324,69 @@ fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
     }
 }
 
-/// `price - mean` exactly for a windowed kind that compares with a mean: the vwap for the vwap
-/// crosses (kinds 6 and 7), the sma otherwise.
-fn mean_diff(w: &TickWindow, kind: usize, price: Fixed) -> Option<(i128, i128)> {
-    if kind >= 6 {
-        w.diff_from_vwap(price)
+/// [`SymbolBook::reset_range`] for the later windowed kinds (changes, volume, vwap crosses):
+/// apart, so that the common path stays small enough to inline.
+#[inline(never)]
+fn later_reset_range(w: &TickWindow, kind: usize, price: Fixed) -> Option<Range> {
+    Some(match kind {
+        // the move <= threshold - hysteresis: levels from the move's boundary on
+        3 | 4 => from(change_boundary(w.first_price()?, price, kind == 3)?.0),
+        // volume <= threshold - hysteresis
+        5 => from_wide(w.volume()),
+        // price - vwap <= -hysteresis, i.e. hysteresis <= floor((Σpq - price·Σq) / Σq)
+        6 => {
+            let (d, q) = w.diff_from_vwap(price)?;
+            (
+                Bound::Unbounded,
+                Bound::Included((floor_div(-d, q), u32::MAX)),
+            )
+        }
+        // price - vwap >= hysteresis
+        _ => {
+            let (d, q) = w.diff_from_vwap(price)?;
+            (
+                Bound::Unbounded,
+                Bound::Included((floor_div(d, q), u32::MAX)),
+            )
+        }
+    })
+}
+
+/// [`SymbolBook::fire_range`] for the later windowed kinds, `before` the window's vwap sign at
+/// the tick before (see [`later_reset_range`]).
+#[inline(never)]
+fn later_fire_range(
+    w: &TickWindow,
+    kind: usize,
+    price: Fixed,
+    before: Option<Ordering>,
+) -> Option<(Range, f64)> {
+    Some(match kind {
+        // threshold < the move
+        3 | 4 => {
+            let (boundary, value) = change_boundary(w.first_price()?, price, kind == 3)?;
+            (below(boundary), value)
+        }
+        // threshold < volume
+        5 => (below_wide(w.volume()), volume_value(w.volume())),
+        // a cross of the vwap
+        _ => {
+            let (d, _) = w.diff_from_vwap(price)?;
+            crossed(kind == 6, before?, d)?;
+            ((Bound::Unbounded, Bound::Unbounded), w.vwap()?)
+        }
+    })
+}
+
+/// `Some` if `price - mean`, `d` now and of sign `before` at the tick before, crossed the
+/// mean upwards (`up`: `before <= 0 < d`) or downwards (`before >= 0 > d`).
+fn crossed(up: bool, before: Ordering, d: i128) -> Option<()> {
+    let yes = if up {
+        before.is_le() && d > 0
     } else {
-        w.diff_from_sma(price)
-    }
+        before.is_ge() && d < 0
+    };
+    yes.then_some(())
 }
 
 /// A window's volume (10⁻⁸ units) as the event's value.
@@ -418,9 +473,9 @@ pub struct SymbolBook {
     disarmed: Vec<Index>,
     /// Per family, the alerts in [`State::Swept`], by level.
     swept: Vec<Swept>,
-    /// The families any alert was ever inserted into, ascending: a tick looks at their indexes
-    /// only (most books use a few of the families every condition and window make).
-    used: Vec<usize>,
+    /// Past the greatest family any alert was ever inserted into: a tick looks at the indexes
+    /// below it only (the later conditions' families come last, see [`windowed_family`]).
+    used_end: usize,
     scratch: Vec<(i64, u32)>,
     /// Per window: its volatility after the current tick and that value's float boundary,
     /// worked out once per tick for both the resets and the firings (only where volatility
@@ -564,7 +619,10 @@ impl SymbolBook {
     pub fn new(windows: &[u64]) -> SymbolBook {
         let families = VOL + WINDOWED * windows.len().max(1);
         SymbolBook {
-            windows: windows.iter().map(|&w| TickWindow::new(w)).collect(),
+            windows: windows
+                .iter()
+                .map(|&w| TickWindow::without_vwap(w))
+                .collect(),
             prev_sma_sign: vec![None; windows.len()],
             prev_vwap_sign: vec![None; windows.len()],
             vwap_used: false,
@@ -577,7 +635,7 @@ impl SymbolBook {
             armed: vec![Index::default(); families],
             disarmed: vec![Index::default(); families],
             swept: vec![Swept::default(); families],
-            used: Vec::new(),
+            used_end: 0,
             scratch: Vec::new(),
             volatility: Vec::new(),
             ticks: 0,
@@ -691,6 +749,7 @@ impl SymbolBook {
         });
         self.ids.insert(rule.id.clone(), slot);
         let f = family(&rule, self.windows.len());
+        self.used_end = self.used_end.max(f + 1);
         if matches!(
             rule.condition,
             Condition::VwapCrossAbove | Condition::VwapCrossBelow
@@ -699,14 +758,14 @@ impl SymbolBook {
             // From now on every tick keeps its vwap sign; the windows hold the previous
             // tick's state, so its sign is known too, as for the sma.
             self.vwap_used = true;
+            for w in &mut self.windows {
+                w.track_vwap();
+            }
             if let Some(p) = self.last_price {
                 for (w, sign) in self.windows.iter().zip(&mut self.prev_vwap_sign) {
                     *sign = w.diff_from_vwap(p).map(|(d, _)| d.cmp(&0));
                 }
             }
-        }
-        if let Err(at) = self.used.binary_search(&f) {
-            self.used.insert(at, f);
         }
         let state = if rule.mode == Mode::OncePerBarClose {
             let bar_ns = rule.bar_ns.unwrap_or(0).max(1);
@@ -811,8 +870,7 @@ impl SymbolBook {
 
         // Resets first: an alert that resets on this tick cannot also fire on it (the reset
         // needs the condition false), so the order only saves re-examining fresh firings.
-        for u in 0..self.used.len() {
-            let f = self.used[u];
+        for f in 0..self.used_end {
             if self.disarmed[f].is_empty() {
                 continue;
             }
@@ -845,8 +903,7 @@ impl SymbolBook {
 
         let first = events.len();
         // Swept alerts first: an alert that joins them on this tick (below) has fired on it.
-        for u in 0..self.used.len() {
-            let f = self.used[u];
+        for f in 0..self.used_end {
             if self.swept[f].is_empty() {
                 continue;
             }
@@ -881,8 +938,7 @@ impl SymbolBook {
                 });
             }
         }
-        for u in 0..self.used.len() {
-            let f = self.used[u];
+        for f in 0..self.used_end {
             if self.armed[f].is_empty() {
                 continue;
             }
@@ -969,30 +1025,23 @@ impl SymbolBook {
                         Some((_, boundary)) => from(boundary),
                         None => (Bound::Unbounded, Bound::Unbounded),
                     },
-                    // price - sma <= -hysteresis, i.e. hysteresis <= floor((Σp - n·price) / n);
-                    // the same with the vwap, (Σpq - price·Σq) / Σq
-                    kind @ (1 | 6) => {
-                        let (d, n) = mean_diff(w, kind, price)?;
+                    // price - sma <= -hysteresis, i.e. hysteresis <= floor((Σp - n·price) / n)
+                    1 => {
+                        let (d, n) = w.diff_from_sma(price)?;
                         (
                             Bound::Unbounded,
                             Bound::Included((floor_div(-d, n), u32::MAX)),
                         )
                     }
-                    // the move <= threshold - hysteresis: levels from the move's boundary on
-                    kind @ (3 | 4) => {
-                        let (boundary, _) = change_boundary(w.first_price()?, price, kind == 3)?;
-                        from(boundary)
-                    }
-                    // volume <= threshold - hysteresis
-                    5 => from_wide(w.volume()),
-                    // price - sma (or vwap) >= hysteresis
-                    kind => {
-                        let (d, n) = mean_diff(w, kind, price)?;
+                    // price - sma >= hysteresis
+                    2 => {
+                        let (d, n) = w.diff_from_sma(price)?;
                         (
                             Bound::Unbounded,
                             Bound::Included((floor_div(d, n), u32::MAX)),
                         )
                     }
+                    kind => later_reset_range(w, kind, price)?,
                 }
             }
         })
@@ -1033,33 +1082,12 @@ impl SymbolBook {
                         let (v, boundary) = self.volatility[wi]?;
                         (below(boundary), v)
                     }
-                    // threshold < the move
-                    kind @ (3 | 4) => {
-                        let first = w.first_price()?;
-                        let (boundary, value) = change_boundary(first, trade.price, kind == 3)?;
-                        (below(boundary), value)
+                    kind @ (1 | 2) => {
+                        let (d, _) = w.diff_from_sma(trade.price)?;
+                        crossed(kind == 1, self.prev_sma_sign[wi]?, d)?;
+                        ((Bound::Unbounded, Bound::Unbounded), w.sma()?)
                     }
-                    // threshold < volume
-                    5 => (below_wide(w.volume()), volume_value(w.volume())),
-                    kind => {
-                        let (d, _) = mean_diff(w, kind, trade.price)?;
-                        let vwap = kind >= 6;
-                        let before = if vwap {
-                            self.prev_vwap_sign[wi]?
-                        } else {
-                            self.prev_sma_sign[wi]?
-                        };
-                        let crossed = if kind == 1 || kind == 6 {
-                            before.is_le() && d > 0
-                        } else {
-                            before.is_ge() && d < 0
-                        };
-                        if !crossed {
-                            return None;
-                        }
-                        let value = if vwap { w.vwap()? } else { w.sma()? };
-                        ((Bound::Unbounded, Bound::Unbounded), value)
-                    }
+                    kind => later_fire_range(w, kind, trade.price, self.prev_vwap_sign[wi])?,
                 }
             }
         })

@@ -38,6 +38,8 @@ pub struct TickWindow {
     sum_pq: i128,
     /// Σ |price × size| as a float: a bound on `sum_pq`'s magnitude.
     sum_pq_bound: f64,
+    /// Whether the price × size sums are kept (see [`TickWindow::without_vwap`]).
+    weighted: bool,
     n_ret: i64,
     sum_r: i128,
     sum_r2: i128,
@@ -47,6 +49,16 @@ impl TickWindow {
     /// An empty window of `span` ns.
     pub fn new(span: u64) -> TickWindow {
         TickWindow {
+            weighted: true,
+            ..TickWindow::without_vwap(span)
+        }
+    }
+
+    /// An empty window of `span` ns that does not keep the vwap's sums until
+    /// [`TickWindow::track_vwap`]: a 128-bit product per tick saved where no one asks.
+    pub fn without_vwap(span: u64) -> TickWindow {
+        TickWindow {
+            weighted: false,
             span,
             ticks: VecDeque::new(),
             sum_p: 0,
@@ -79,9 +91,11 @@ impl TickWindow {
             self.ticks.pop_front();
             self.sum_p -= i128::from(p);
             self.sum_q -= i128::from(q);
-            let pq = i128::from(p) * i128::from(q);
-            self.sum_pq = self.sum_pq.wrapping_sub(pq);
-            self.sum_pq_bound -= (pq as f64).abs();
+            if self.weighted {
+                let pq = i128::from(p) * i128::from(q);
+                self.sum_pq = self.sum_pq.wrapping_sub(pq);
+                self.sum_pq_bound -= (pq as f64).abs();
+            }
             if r != NO_RETURN {
                 self.n_ret -= 1;
                 self.sum_r -= i128::from(r);
@@ -97,9 +111,11 @@ impl TickWindow {
         ));
         self.sum_p += i128::from(price.units());
         self.sum_q += i128::from(size.units());
-        let pq = i128::from(price.units()) * i128::from(size.units());
-        self.sum_pq = self.sum_pq.wrapping_add(pq);
-        self.sum_pq_bound += (pq as f64).abs();
+        if self.weighted {
+            let pq = i128::from(price.units()) * i128::from(size.units());
+            self.sum_pq = self.sum_pq.wrapping_add(pq);
+            self.sum_pq_bound += (pq as f64).abs();
+        }
         if let Some(r) = ret {
             self.n_ret += 1;
             self.sum_r += i128::from(r);
@@ -125,7 +141,23 @@ impl TickWindow {
 
     /// Σ price × size exactly (10⁻¹⁶ units), and Σ size (10⁻⁸ units), while the window has a
     /// volume and the sum is safely within 128 bits (far beyond any market's: `None` beyond).
+    /// Keeps the vwap's sums from now on, computed over the ticks the window holds.
+    pub fn track_vwap(&mut self) {
+        if self.weighted {
+            return;
+        }
+        self.weighted = true;
+        for &(_, p, q, _) in &self.ticks {
+            let pq = i128::from(p) * i128::from(q);
+            self.sum_pq = self.sum_pq.wrapping_add(pq);
+            self.sum_pq_bound += (pq as f64).abs();
+        }
+    }
+
     fn vwap_sums(&self) -> Option<(i128, i128)> {
+        if !self.weighted {
+            return None;
+        }
         // The float bound drifts by rounding as ticks come and go; the margin covers it.
         (self.sum_q > 0 && self.sum_pq_bound.max(0.0) < 1e37).then_some((self.sum_pq, self.sum_q))
     }

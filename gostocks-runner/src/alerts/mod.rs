@@ -254,3 +254,80 @@ impl AlertHub {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gostocks_core::alerts::Condition;
+
+    fn stored(id: &str, owner: i64) -> StoredAlert {
+        StoredAlert {
+            id: id.into(),
+            owner,
+            symbol: "AAPL".into(),
+            condition: Condition::PriceAbove,
+            threshold: "100".parse().expect("threshold"),
+            mode: Mode::Rearm,
+            hysteresis: gostocks_core::Fixed::ZERO,
+            cooldown_ns: 0,
+            window_ns: None,
+            created_ns: 0,
+            state: "active".into(),
+            channels: Vec::new(),
+            bar_ns: None,
+            storm: None,
+            paused_reason: None,
+        }
+    }
+
+    fn hub(clustered: bool) -> (AlertHub, std::sync::mpsc::Receiver<RuleChange>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let hub = AlertHub::new(Store::memory(), Vec::new(), Vec::new(), tx).in_cluster(clustered);
+        (hub, rx)
+    }
+
+    /// In a cluster, an alert created through one process may be deleted through another,
+    /// whose hub never inserted its rule: the retraction still reaches the dataflow. Alone, a
+    /// hub retracts only what it inserted (a paused alert after a restart is not there).
+    #[test]
+    fn a_cluster_hub_retracts_a_rule_another_process_inserted() {
+        for clustered in [true, false] {
+            let (hub, rx) = hub(clustered);
+            let rule = hub.rule_of(&stored("al_1", 7)).expect("a rule");
+            hub.change(7, rule.clone(), -1);
+            let sent: Vec<RuleChange> = rx.try_iter().collect();
+            let want = if clustered { vec![(rule, -1)] } else { vec![] };
+            assert_eq!(sent, want, "clustered: {clustered}");
+        }
+    }
+
+    /// In a cluster, an event may be computed on the process of its symbol's worker, whose hub
+    /// did not create the alert: it finds the alert in the shared store and records the event.
+    #[tokio::test]
+    async fn a_cluster_hub_records_events_of_alerts_it_did_not_create() {
+        for clustered in [true, false] {
+            let (hub, _rx) = hub(clustered);
+            let (owner, _) = hub.store.create_user("u").await.expect("user");
+            hub.store
+                .insert_alert(&stored("al_2", owner))
+                .await
+                .expect("alert");
+            let event = AlertEvent::new(
+                "al_2",
+                gostocks_core::Symbol::new("AAPL").expect("symbol"),
+                1_000,
+                0,
+                "101".parse().expect("price"),
+                101.0,
+                EventKind::Fired,
+            );
+            hub.record(&event).await.expect("recorded");
+            let events = hub.store.events_after(owner, 0, 10).await.expect("events");
+            assert_eq!(
+                events.len(),
+                usize::from(clustered),
+                "clustered: {clustered}"
+            );
+        }
+    }
+}

@@ -106,6 +106,23 @@ async fn stats_topic_lines(
     got
 }
 
+/// Reads the distinct lines of `stats_topic` (see [`stats_topic_lines`]) and asserts they are
+/// exactly `want`, naming a few missing and extra lines if not.
+async fn expect_stats_topic(
+    brokers: &str,
+    stats_topic: &str,
+    topic: &str,
+    want: &BTreeSet<String>,
+) {
+    let got = stats_topic_lines(brokers, stats_topic, &format!("{topic}_reader"), want.len()).await;
+    let missing: Vec<_> = want.difference(&got).take(3).collect();
+    let extra: Vec<_> = got.difference(want).take(3).collect();
+    assert!(
+        &got == want,
+        "stats topic: missing {missing:?}, extra {extra:?}"
+    );
+}
+
 /// Waits until Redis holds, for every symbol and window, the latest stats line `gostocks
 /// analyze` computes from `path` (up to the last grid time the pipeline can finalise), and the
 /// last price; returns those stats lines.
@@ -1042,19 +1059,7 @@ async fn a_second_runner_joining_the_group_mid_stream_keeps_outputs_complete_and
     drop(first);
 
     // The union of what both wrote to the stats topic is exactly analyze's changelog.
-    let got = stats_topic_lines(
-        &brokers,
-        &stats_topic,
-        &format!("{topic}_reader"),
-        want.len(),
-    )
-    .await;
-    let missing: Vec<_> = want.difference(&got).take(3).collect();
-    let extra: Vec<_> = got.difference(&want).take(3).collect();
-    assert!(
-        got == want,
-        "stats topic: missing {missing:?}, extra {extra:?}"
-    );
+    expect_stats_topic(&brokers, &stats_topic, &topic, &want).await;
 }
 
 /// Borrowed flags.
@@ -1316,19 +1321,7 @@ async fn a_two_process_cluster_equals_analyze_through_a_kill_9_and_a_restart() {
         "each process owns some symbols: {mine:?} and {theirs:?}"
     );
     assert_eq!(&mine | &theirs, all);
-    let got = stats_topic_lines(
-        &brokers,
-        &stats_topic,
-        &format!("{topic}_reader"),
-        want.len(),
-    )
-    .await;
-    let missing: Vec<_> = want.difference(&got).take(3).collect();
-    let extra: Vec<_> = got.difference(&want).take(3).collect();
-    assert!(
-        got == want,
-        "stats topic: missing {missing:?}, extra {extra:?}"
-    );
+    expect_stats_topic(&brokers, &stats_topic, &topic, &want).await;
     // The alert events in Postgres are those of a run without the crash.
     expect_events_equal_analyze(&pg, &schema, path, ids, &topic).await;
 }

@@ -4,6 +4,7 @@
 //! [`crate::config`]: default < file < environment < flag.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -405,6 +406,26 @@ pub struct IngestArgs {
     /// overflow, the delay histogram); none when omitted.
     #[arg(long, env = "GOSTOCKS_METRICS_ADDR", value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Binance: the REST endpoint that fills gaps in trade ids (default: the spot API's
+    /// historicalTrades, or the futures API's for an fstream URL). Needs the API key in
+    /// BINANCE_API_KEY; without it gaps are reported with their id ranges, not filled.
+    #[arg(long, env = "GOSTOCKS_BACKFILL_URL", value_name = "URL")]
+    pub backfill_url: Option<String>,
+
+    /// Binance: request weight the backfill may spend per minute (a historicalTrades request
+    /// weighs 25; Binance allows 6,000 per minute and IP, shared with everything else).
+    #[arg(long, default_value_t = NonZeroU32::new(1200).unwrap_or(NonZeroU32::MIN), env = "GOSTOCKS_BACKFILL_WEIGHT")]
+    pub backfill_weight: NonZeroU32,
+
+    /// Binance: how long filling one gap may take; what is still missing then is reported
+    /// unfilled. Live trades of every symbol wait behind a gap being filled.
+    #[arg(long, default_value = "60s", env = "GOSTOCKS_BACKFILL_DEADLINE")]
+    pub backfill_deadline: humantime::Duration,
+
+    /// Binance: do not fill gaps (they are still counted and reported).
+    #[arg(long, env = "GOSTOCKS_NO_BACKFILL")]
+    pub no_backfill: bool,
 }
 
 /// Flags of `gostocks bench`.
@@ -454,6 +475,8 @@ pub enum BenchPhase {
     Ordered,
     /// The same, with `--alerts` rules matched.
     Alerts,
+    /// The same, with the rules drawn from every condition.
+    AlertsEvery,
 }
 
 /// A timely cluster: `--processes` processes, each started with its own `--process` and the

@@ -19,7 +19,9 @@ use gostocks_connectors::websocket::{
 };
 use tracing::{error, info, warn};
 
+use crate::backfill::{self, BackfillConfig, BackfillMetrics, Backfiller};
 use crate::cli::IngestArgs;
+use gostocks_core::symbol::excerpt;
 
 /// The Finnhub API token.
 const FINNHUB_TOKEN: &str = "FINNHUB_TOKEN";
@@ -105,8 +107,26 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     };
     let metrics = Arc::new(IngestMetrics::default());
     let buffer = Arc::new(TickBuffer::new(args.buffer));
+    let filled = Arc::new(BackfillMetrics::default());
+    // Binance's contiguous trade ids tell a gap; the backfill stage takes the client's ticks
+    // through a second bounded queue of the same size and fills gaps before passing them on.
+    let backfill = match args.provider {
+        ProviderKind::Binance => Some((
+            Backfiller::new(backfill_config(&args)?, Arc::clone(&filled))?,
+            Arc::new(TickBuffer::new(args.buffer)),
+        )),
+        _ => None,
+    };
     let metrics_server = match args.metrics_addr {
-        Some(addr) => Some(serve_metrics(addr, Arc::clone(&metrics), Arc::clone(&buffer)).await?),
+        Some(addr) => Some(
+            serve_metrics(
+                addr,
+                Arc::clone(&metrics),
+                Arc::clone(&buffer),
+                Arc::clone(&filled),
+            )
+            .await?,
+        ),
         None => None,
     };
     let kafka = KafkaConfig::new(&args.kafka.brokers, "gostocks-ingest")
@@ -158,9 +178,20 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         }
     });
 
+    let (incoming, stage) = match backfill {
+        Some((backfiller, incoming)) => {
+            let stage = tokio::spawn({
+                let (incoming, buffer) = (Arc::clone(&incoming), Arc::clone(&buffer));
+                async move { backfiller.run(&incoming, &buffer).await }
+            });
+            (incoming, Some(stage))
+        }
+        None => (Arc::clone(&buffer), None),
+    };
+
     info!(provider = %args.provider, symbols = ?args.symbols, topic = %args.topic, "ingesting");
     let push = |tick| {
-        buffer.push(tick);
+        incoming.push(tick);
     };
     let result = client::run(
         provider.as_mut(),
@@ -176,19 +207,32 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         },
     )
     .await;
-    buffer.close();
+    incoming.close();
     let drain_timeout: Duration = args.drain_timeout.into();
-    let drained = tokio::time::timeout(drain_timeout, delivery).await;
+    let drained = tokio::time::timeout(drain_timeout, async {
+        // The stage closes the delivery buffer once it has passed everything on.
+        if let Some(stage) = stage {
+            let _ = stage.await;
+        }
+        delivery.await
+    })
+    .await;
     reporter.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }
     let m = snapshot(&metrics, &buffer);
+    let held = buffer.len()
+        + if Arc::ptr_eq(&incoming, &buffer) {
+            0
+        } else {
+            incoming.len()
+        };
     // Rates over the streaming span, so that waiting for a connection or for Ctrl-C does not
     // dilute them.
     let secs = m.streaming_secs().max(1e-9);
     eprintln!(
-        "ingest summary: frames={} ticks={} delivered={} ignored={} parse_errors={} invalid={} duplicates={} gap_ids={} reconnects={} provider_errors={} overflow={} undelivered={} mean_delay_ms={:.1} max_delay_ms={:.1} streaming_s={:.3} ticks_per_s={:.0} frames_per_s={:.0}",
+        "ingest summary: frames={} ticks={} delivered={} ignored={} parse_errors={} invalid={} duplicates={} gap_ids={} backfilled={} unfilled={} unfilled_ranges={} reconnects={} provider_errors={} overflow={} undelivered={} mean_delay_ms={:.1} max_delay_ms={:.1} streaming_s={:.3} ticks_per_s={:.0} frames_per_s={:.0}",
         m.frames,
         m.ticks,
         m.delivered,
@@ -197,10 +241,18 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         m.invalid,
         m.duplicates,
         m.gap_ids,
+        filled.filled.load(Ordering::Relaxed),
+        filled.unfilled.load(Ordering::Relaxed),
+        filled.ranges(),
         m.reconnects,
         m.provider_errors,
-        m.overflow,
-        buffer.len(),
+        m.overflow
+            + if Arc::ptr_eq(&incoming, &buffer) {
+                0
+            } else {
+                incoming.overflow()
+            },
+        held,
         m.mean_delay_ms(),
         m.delay_ns_max as f64 / 1e6,
         m.streaming_secs(),
@@ -213,11 +265,29 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         Ok(Ok(Err(e))) => Err(e).context("delivering ticks to Kafka"),
         Ok(Err(e)) => Err(e).context("the delivery task failed"),
         Err(_) => anyhow::bail!(
-            "Kafka at {} did not take the {} buffered ticks within {drain_timeout:?}",
+            "Kafka at {} did not take the {held} buffered ticks within {drain_timeout:?}",
             args.kafka.brokers,
-            buffer.len()
         ),
     }
+}
+
+/// The backfill's settings from the flags and the environment.
+fn backfill_config(args: &IngestArgs) -> anyhow::Result<BackfillConfig> {
+    let url = args
+        .backfill_url
+        .as_deref()
+        .unwrap_or_else(|| BackfillConfig::default_url(args.url.as_deref()));
+    let url = reqwest::Url::parse(url)
+        .with_context(|| format!("--backfill-url {}: not a URL", excerpt(url)))?;
+    let key = std::env::var(backfill::API_KEY)
+        .ok()
+        .filter(|k| !k.is_empty() && !args.no_backfill);
+    Ok(BackfillConfig {
+        url,
+        key,
+        weight_per_minute: args.backfill_weight,
+        deadline: args.backfill_deadline.into(),
+    })
 }
 
 /// Makes sure the topic exists, then delivers the buffer's ticks until it is closed and empty.
@@ -255,6 +325,7 @@ async fn serve_metrics(
     addr: std::net::SocketAddr,
     metrics: Arc<IngestMetrics>,
     buffer: Arc<TickBuffer>,
+    filled: Arc<BackfillMetrics>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use warp::Filter;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -266,7 +337,7 @@ async fn serve_metrics(
         .and(warp::get())
         .map(move || {
             warp::reply::with_header(
-                render(&metrics, &buffer),
+                render(&metrics, &buffer, &filled),
                 "content-type",
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
@@ -287,7 +358,7 @@ async fn serve_metrics(
 }
 
 /// The Prometheus text exposition of the ingest counters.
-fn render(metrics: &IngestMetrics, buffer: &TickBuffer) -> String {
+fn render(metrics: &IngestMetrics, buffer: &TickBuffer, filled: &BackfillMetrics) -> String {
     use crate::metrics::{counter, gauge};
     let m = snapshot(metrics, buffer);
     let mut r = prometheus_client::registry::Registry::default();
@@ -312,6 +383,21 @@ fn render(metrics: &IngestMetrics, buffer: &TickBuffer) -> String {
             "gostocks_ingest_gap_ids",
             "Trade ids missing from the stream (gaps).",
             m.gap_ids,
+        ),
+        (
+            "gostocks_ingest_backfilled_ids",
+            "Missing trade ids fetched over the REST API and delivered in order.",
+            filled.filled.load(Ordering::Relaxed),
+        ),
+        (
+            "gostocks_ingest_unfilled_ids",
+            "Missing trade ids that could not be fetched (no API key, an error, the deadline).",
+            filled.unfilled.load(Ordering::Relaxed),
+        ),
+        (
+            "gostocks_ingest_backfill_requests",
+            "Requests made to the REST API to fill gaps.",
+            filled.requests.load(Ordering::Relaxed),
         ),
         (
             "gostocks_ingest_overflow",

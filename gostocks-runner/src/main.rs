@@ -4,6 +4,7 @@
 
 mod alerts;
 mod analyze;
+mod backfill;
 mod bench;
 mod bench_pipeline;
 mod check;

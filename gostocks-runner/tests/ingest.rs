@@ -90,6 +90,7 @@ impl Ingest {
         .env_remove("FINNHUB_TOKEN")
         .env_remove("APCA_API_KEY_ID")
         .env_remove("APCA_API_SECRET_KEY")
+        .env_remove("BINANCE_API_KEY")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1166,4 +1167,261 @@ async fn wss_without_a_crypto_provider_panicked() {
     let done = ingest.stop().await;
     assert!(!done.log.contains("panicked"), "{}", done.log);
     assert!(done.log.contains("cannot connect"), "{}", done.log);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binance: gaps filled over the REST API.
+
+const BINANCE_KEY: &str = "test-binance-key-9c1e";
+
+/// How the local REST server misbehaves before it answers.
+#[derive(Clone, Copy)]
+struct RestTrouble {
+    /// Requests answered 429 with `Retry-After: 1` first.
+    rate_limited: usize,
+    /// Then requests answered 503.
+    unavailable: usize,
+}
+
+/// A local Binance REST server: `GET /api/v3/historicalTrades?symbol=&fromId=&limit=` answers
+/// from the session's trade CSV as Binance does (up to `limit` trades from `fromId`, at most
+/// 1000; the API key in `X-MBX-APIKEY` required). Returns its endpoint and its request count.
+async fn binance_rest(
+    csv: &Path,
+    trouble: RestTrouble,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use warp::Filter;
+    let text = std::fs::read_to_string(csv).expect("trade csv");
+    // local_recv_ts,event_time_ms,trade_time_ms,symbol,trade_id,price,qty,is_buyer_maker
+    let trades: Arc<Vec<(String, u64, serde_json::Value)>> = Arc::new(
+        text.lines()
+            .skip(1)
+            .map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                let id: u64 = f[4].parse().expect("trade id");
+                let json = serde_json::json!({
+                    "id": id,
+                    "price": f[5],
+                    "qty": f[6],
+                    "quoteQty": "0",
+                    "time": f[2].parse::<u64>().expect("trade time"),
+                    "isBuyerMaker": f[7] == "true",
+                    "isBestMatch": true,
+                });
+                (f[3].to_owned(), id, json)
+            })
+            .collect(),
+    );
+    let requests = Arc::new(AtomicUsize::new(0));
+    let route = warp::path!("api" / "v3" / "historicalTrades")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("x-mbx-apikey"))
+        .and(warp::query::<std::collections::HashMap<String, String>>())
+        .map({
+            let requests = Arc::clone(&requests);
+            move |key: Option<String>, q: std::collections::HashMap<String, String>| {
+                let n = requests.fetch_add(1, Ordering::SeqCst);
+                let reply = |status: u16, body: serde_json::Value| {
+                    warp::http::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .header("retry-after", "1")
+                        .body(body.to_string())
+                        .expect("response")
+                };
+                if key.as_deref() != Some(BINANCE_KEY) {
+                    return reply(401, serde_json::json!({"code": -2014, "msg": "API-key format invalid."}));
+                }
+                if n < trouble.rate_limited {
+                    return reply(429, serde_json::json!({"code": -1003, "msg": "Too many requests."}));
+                }
+                if n < trouble.rate_limited + trouble.unavailable {
+                    return reply(503, serde_json::json!({"code": -1008, "msg": "Server is currently overloaded."}));
+                }
+                let symbol = q.get("symbol").cloned().unwrap_or_default();
+                let from: u64 = q.get("fromId").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(500);
+                if limit > 1000 {
+                    return reply(400, serde_json::json!({"code": -1100, "msg": "limit over 1000"}));
+                }
+                let page: Vec<&serde_json::Value> = trades
+                    .iter()
+                    .filter(|(s, id, _)| *s == symbol && *id >= from)
+                    .take(limit)
+                    .map(|(_, _, j)| j)
+                    .collect();
+                reply(200, serde_json::json!(page))
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (format!("http://{addr}/api/v3/historicalTrades"), requests)
+}
+
+/// A session's frames with the second connection resuming `withheld` trades after the cut:
+/// `(cut, resume)`.
+fn withholding(s: &Session, withheld: usize) -> (usize, usize) {
+    let cut = s.frames.len() / 3;
+    let mut resume = cut;
+    while trade_frames(&s.frames[cut..resume]) < withheld {
+        resume += 1;
+    }
+    (cut, resume)
+}
+
+/// Analyzes `input` into `out/<name>.stats` and `.bars`, and returns both.
+fn analyze_to(out: &Path, input: &Path, name: &str) -> (String, String) {
+    let (stats, bars) = (
+        out.join(format!("{name}.stats")),
+        out.join(format!("{name}.bars")),
+    );
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["--log", "warn", "analyze", "--input"])
+        .arg(input)
+        .arg("--stats-out")
+        .arg(&stats)
+        .arg("--bars-out")
+        .arg(&bars)
+        .stdout(Stdio::null())
+        .status()
+        .expect("analyze runs");
+    assert!(status.success(), "analyze {name}");
+    (
+        std::fs::read_to_string(stats).expect("stats"),
+        std::fs::read_to_string(bars).expect("bars"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binance_gap_is_backfilled_over_rest_so_kafka_holds_every_trade_id_once_in_order() {
+    let (Some(brokers), Some(dir)) = (common::brokers(), common::data_dir()) else {
+        return;
+    };
+    let s = session(&dir, 1);
+    let (cut, resume) = withholding(&s, 2000);
+    let (url, requests) = binance_rest(
+        &s.csv,
+        RestTrouble {
+            rate_limited: 0,
+            unavailable: 0,
+        },
+    )
+    .await;
+    let server = binance_server(Arc::clone(&s.frames), cut, resume, false).await;
+    let topic = topic(&brokers, "ingest_backfill").await;
+    let ingest = Ingest::start(
+        "binance",
+        s.symbol,
+        &server.url,
+        &topic,
+        &brokers,
+        &["--backfill-url", &url],
+        &[("BINANCE_API_KEY", BINANCE_KEY)],
+    );
+    let got = read_ticks(&brokers, &topic, s.expected.len()).await;
+    let done = ingest.stop().await;
+    assert!(done.status.success(), "{}", done.log);
+    // One symbol, one partition: Kafka's order is the order delivered. Every id once, in order,
+    // and each tick exactly the trade CSV's (price, size, time, side, id).
+    let ids: Vec<u64> = got.iter().map(|t| t.trade_id.expect("id")).collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap and no duplicate in Kafka\n{}",
+        done.log
+    );
+    assert_eq!(got, s.expected, "{}", done.log);
+    assert_eq!(done.count("gap_ids"), 2000, "{}", done.log);
+    assert_eq!(done.count("backfilled"), 2000, "{}", done.log);
+    assert_eq!(done.count("unfilled"), 0, "{}", done.log);
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "two pages of 1000"
+    );
+    let line = done
+        .log
+        .lines()
+        .find(|l| l.contains("gap in trade ids filled"))
+        .expect("the fill is logged");
+    eprintln!("backfill of a 2,000-trade gap from the local REST server: {line}");
+
+    // analyze of the ingested topic is byte-identical to analyze of the CSV.
+    let out = std::env::temp_dir().join(format!("gostocks-backfill-{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("temp dir");
+    let ingested = out.join("ingested.jsonl");
+    let lines: Vec<String> = got
+        .iter()
+        .map(|t| serde_json::to_string(t).expect("json"))
+        .collect();
+    std::fs::write(&ingested, lines.join("\n") + "\n").expect("write");
+    same_lines(
+        &analyze_to(&out, &ingested, "kafka"),
+        &analyze_to(&out, &s.csv, "csv"),
+        "the backfilled topic vs the trade CSV",
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binance_gap_without_a_key_is_reported_by_range_and_rate_limits_are_waited_out() {
+    let (Some(brokers), Some(dir)) = (common::brokers(), common::data_dir()) else {
+        return;
+    };
+    let s = session(&dir, 0);
+    let (cut, resume) = withholding(&s, 300);
+    let first_missing = s.expected[trade_frames(&s.frames[..cut])]
+        .trade_id
+        .expect("id");
+    let trouble = RestTrouble {
+        rate_limited: 1,
+        unavailable: 2,
+    };
+    // Without BINANCE_API_KEY: reported with its range, the rest delivered.
+    let (url, requests) = binance_rest(&s.csv, trouble).await;
+    let run = ingest_binance(
+        &brokers,
+        &s,
+        (cut, resume, false),
+        s.expected.len() - 300,
+        &["--backfill-url", &url],
+    )
+    .await;
+    let log = &run.done.log;
+    assert_eq!(run.done.count("unfilled"), 300, "{log}");
+    assert_eq!(run.done.count("backfilled"), 0, "{log}");
+    assert!(
+        log.contains(&format!(
+            "unfilled_ranges=BTCUSDT:{first_missing}-{}",
+            first_missing + 299
+        )),
+        "{log}"
+    );
+    assert!(log.contains("set BINANCE_API_KEY"), "{log}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // With the key, through a 429 (Retry-After: 1) and two 503s: filled.
+    let (url, requests) = binance_rest(&s.csv, trouble).await;
+    let server = binance_server(Arc::clone(&s.frames), cut, resume, false).await;
+    let topic = topic(&brokers, "ingest_backfill").await;
+    let ingest = Ingest::start(
+        "binance",
+        s.symbol,
+        &server.url,
+        &topic,
+        &brokers,
+        &["--backfill-url", &url],
+        &[("BINANCE_API_KEY", BINANCE_KEY)],
+    );
+    let got = read_ticks(&brokers, &topic, s.expected.len()).await;
+    let done = ingest.stop().await;
+    assert_eq!(got, s.expected, "{}", done.log);
+    assert_eq!(done.count("backfilled"), 300, "{}", done.log);
+    assert_eq!(done.count("unfilled"), 0, "{}", done.log);
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert!(done.log.contains("rate limited"), "{}", done.log);
+    assert!(!done.log.contains(BINANCE_KEY), "the key is never logged");
 }

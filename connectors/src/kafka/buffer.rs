@@ -92,6 +92,22 @@ impl TickBuffer {
         self.lock().pop_front()
     }
 
+    /// The next tick, waiting for one; `None` once the buffer is closed and empty. For a stage
+    /// that takes ticks from this buffer (one consumer: the delivery task is not another).
+    pub async fn next(&self) -> Option<Tick> {
+        loop {
+            if let Some(tick) = self.pop() {
+                return Some(tick);
+            }
+            if self.closed.load(Ordering::Relaxed) {
+                // A push may have come just before the close.
+                return self.pop();
+            }
+            // `notify_one` keeps a permit when nobody waits, so no push is missed.
+            self.ready.notified().await;
+        }
+    }
+
     /// Ticks waiting.
     pub fn len(&self) -> usize {
         self.lock().len()

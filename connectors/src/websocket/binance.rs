@@ -104,42 +104,94 @@ fn trade(data: &Value) -> Option<Result<Tick, Rejection>> {
     if data.get("e").and_then(Value::as_str) != Some("trade") {
         return None;
     }
-    let decode = || -> Result<Tick, Rejection> {
+    let fields = TradeFields {
+        symbol: "s",
+        id: "t",
+        price: "p",
+        qty: "q",
+        time: "T",
+        buyer_maker: "m",
+    };
+    Some(fields.tick(data, None, "trade frame"))
+}
+
+/// Where a Binance trade's fields are in one of its JSON forms.
+struct TradeFields {
+    symbol: &'static str,
+    id: &'static str,
+    price: &'static str,
+    qty: &'static str,
+    time: &'static str,
+    buyer_maker: &'static str,
+}
+
+impl TradeFields {
+    /// The tick of the trade `data` (of `symbol` when the form does not carry it), as the
+    /// WebSocket stream and the REST API give it alike: the same trade is the same tick.
+    fn tick(&self, data: &Value, symbol: Option<&str>, what: &str) -> Result<Tick, Rejection> {
         let text = |k: &str| {
             data.get(k)
                 .and_then(Value::as_str)
-                .ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")))
+                .ok_or_else(|| Rejection::Decode(format!("{what} lacks `{k}`")))
         };
         let num = |k: &str| {
             data.get(k)
                 .and_then(Value::as_u64)
-                .ok_or_else(|| Rejection::Decode(format!("trade frame lacks `{k}`")))
+                .ok_or_else(|| Rejection::Decode(format!("{what} lacks `{k}`")))
         };
         // Binance sends prices and quantities as strings: their text is the exact value.
         let dec = |k: &str| {
             Fixed::parse_bytes(text(k)?.as_bytes())
                 .map_err(|e| Rejection::Decode(format!("{k}: {e}")))
         };
-        let trade_id = num("t")?;
-        let time_ms = num("T")?;
+        let trade_id = num(self.id)?;
+        let time_ms = num(self.time)?;
+        let symbol = match symbol {
+            Some(s) => s,
+            None => text(self.symbol)?,
+        };
+        let time = self.time;
         Ok(Tick::new(
-            text("s")?.to_owned(),
-            dec("p")?,
-            dec("q")?,
+            symbol.to_owned(),
+            dec(self.price)?,
+            dec(self.qty)?,
             i64::try_from(time_ms)
-                .map_err(|_| Rejection::Decode(format!("T: {time_ms} ms is out of range")))
-                .and_then(|ms| scale_time(ms, 1_000_000, "T", "ms"))?,
+                .map_err(|_| Rejection::Decode(format!("{time}: {time_ms} ms is out of range")))
+                .and_then(|ms| scale_time(ms, 1_000_000, time, "ms"))?,
             trade_id,
         )
         .with_source(SOURCE)
         .with_side(
-            data.get("m")
+            data.get(self.buyer_maker)
                 .and_then(Value::as_bool)
                 .map(|m| if m { Side::Sell } else { Side::Buy }),
         )
         .with_trade_id(Some(trade_id)))
+    }
+}
+
+/// One trade of Binance's REST trade lists (`GET /api/v3/historicalTrades`, and the futures'
+/// `/fapi/v1/historicalTrades`): `{"id","price","qty","time","isBuyerMaker",...}` of `symbol`,
+/// as the tick its `@trade` frame gives (same seq, trade id, time, price, size and side).
+///
+/// ```
+/// use gostocks_connectors::websocket::binance_rest_trade;
+/// let v = serde_json::json!({"id": 3071245454u64, "price": "28165.47000000", "qty": "0.00056000",
+///     "quoteQty": "15.77266320", "time": 1680652799999u64, "isBuyerMaker": false, "isBestMatch": true});
+/// let t = binance_rest_trade("BTCUSDT", &v).unwrap();
+/// assert_eq!((t.seq, t.trade_id, t.time_ns), (3071245454, Some(3071245454), 1_680_652_799_999_000_000));
+/// assert_eq!((t.price.to_string(), t.size.to_string()), ("28165.47".into(), "0.00056".into()));
+/// ```
+pub fn binance_rest_trade(symbol: &str, data: &Value) -> Result<Tick, Rejection> {
+    let fields = TradeFields {
+        symbol: "",
+        id: "id",
+        price: "price",
+        qty: "qty",
+        time: "time",
+        buyer_maker: "isBuyerMaker",
     };
-    Some(decode())
+    fields.tick(data, Some(symbol), "REST trade")
 }
 
 #[cfg(test)]

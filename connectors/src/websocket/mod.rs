@@ -31,7 +31,7 @@ mod metrics;
 mod record;
 
 pub use alpaca::Alpaca;
-pub use binance::Binance;
+pub use binance::{Binance, binance_rest_trade};
 pub use config::{ClientConfig, ProviderKind, redact_url};
 pub use dedup::{Dedup, Verdict};
 pub use finnhub::Finnhub;

@@ -129,6 +129,7 @@ async fn replayed_ticks_never_record_an_event_twice() {
             bar_ns: None,
             storm: None,
             paused_reason: None,
+            upper: None,
         },
     )
     .await

@@ -283,6 +283,20 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
                 yes(before >= 0 && now < 0, vwap)
             }
         }
+        Condition::EntersChannel
+        | Condition::ExitsChannel
+        | Condition::Inside
+        | Condition::Outside => {
+            let upper = r.upper.unwrap();
+            let inside = |q: Fixed| thr <= q && q <= upper;
+            let c = match r.condition {
+                Condition::Inside => inside(p),
+                Condition::Outside => !inside(p),
+                Condition::EntersChannel => at.prev.is_some_and(|q| !inside(q)) && inside(p),
+                _ => at.prev.is_some_and(inside) && !inside(p),
+            };
+            yes(c, price)
+        }
     }
 }
 
@@ -338,6 +352,18 @@ fn reset(r: &AlertRule, at: &At) -> bool {
             } else {
                 d >= i128::from(h.units()) * q
             }
+        }
+        // Outside the channel by the hysteresis.
+        Condition::Inside | Condition::EntersChannel => {
+            let upper = r.upper.unwrap();
+            p < Fixed::from_units(thr.units() - h.units())
+                || p > Fixed::from_units(upper.units() + h.units())
+        }
+        // Inside the channel by the hysteresis from both edges.
+        Condition::Outside | Condition::ExitsChannel => {
+            let upper = r.upper.unwrap();
+            Fixed::from_units(thr.units() + h.units()) <= p
+                && p <= Fixed::from_units(upper.units() - h.units())
         }
         Condition::VolatilityAbove => match at.windows[usize::from(r.window.unwrap())].2 {
             None => true,

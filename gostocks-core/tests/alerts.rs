@@ -95,6 +95,58 @@ fn crosses_need_the_previous_tick_on_the_other_side_or_at_the_level() {
     assert_eq!(got, ids(&[("up", 2), ("down", 4)]));
 }
 
+fn channel(id: &str, condition: Condition, lower: &str, upper: &str) -> AlertRule {
+    rule(id, condition, lower).with_upper(Some(fx(upper)))
+}
+
+#[test]
+fn channels_are_closed_ranges_entered_and_left_exactly_at_their_edges() {
+    let rules = at0(vec![
+        channel("in", Condition::Inside, "10", "12"),
+        channel("out", Condition::Outside, "10", "12"),
+        channel("enter", Condition::EntersChannel, "10", "12"),
+        channel("exit", Condition::ExitsChannel, "10", "12"),
+    ]);
+    // 0: 9.99999999 is outside (below 10), but the first tick enters nothing (no previous);
+    // 1: 10 is inside (the lower edge belongs to the channel): entered;
+    // 2: 12 still inside (the upper edge too); 3: 12.00000001 leaves it.
+    let got = fired(
+        ticks(&["9.99999999", "10", "12", "12.00000001"]),
+        rules.clone(),
+        1,
+    );
+    assert_eq!(
+        got,
+        ids(&[("out", 0), ("enter", 1), ("in", 1), ("exit", 3)])
+    );
+    // Jumping over the channel neither enters nor leaves it.
+    let got = fired(ticks(&["9", "13", "9"]), rules, 1);
+    assert_eq!(got, ids(&[("out", 0)]));
+}
+
+#[test]
+fn a_rearming_channel_alert_waits_for_the_hysteresis_beyond_or_within_its_edges() {
+    let rearm = |id, c| {
+        channel(id, c, "10", "20")
+            .with_mode(Mode::Rearm)
+            .with_hysteresis(fx("1"))
+    };
+    let rules = at0(vec![
+        rearm("in", Condition::Inside),
+        rearm("out", Condition::Outside),
+    ]);
+    // in: fires at 15 (0); 9.5 is outside but not by 1; 9 is not either (< 10 - 1 is needed);
+    //     8.99999999 is (5), so 15 fires again (6).
+    // out: fires at 9.5 (1); 9 and 10.5 are not inside by 1; 11 is (the edge: 10 + 1 <=
+    //     price), so 8.99999999 fires again (5).
+    let got = fired(
+        ticks(&["15", "9.5", "9", "10.5", "11", "8.99999999", "15"]),
+        rules,
+        1,
+    );
+    assert_eq!(got, ids(&[("in", 0), ("out", 1), ("out", 5), ("in", 6)]));
+}
+
 #[test]
 fn equal_timestamps_are_ordered_by_seq() {
     let mut trades = ticks(&["9", "11", "9"]);
@@ -360,6 +412,11 @@ fn random_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u
                 Mode::Once
             };
             let hysteresis = Fixed::from_mantissa(rng.random_range(0..4), 1).unwrap();
+            // A channel at least twice the hysteresis wide, from 0.1 to 4 above that.
+            let upper = condition.needs_upper().then(|| {
+                let width = 2 * hysteresis.units() + rng.random_range(1..40) * 10_000_000;
+                Fixed::from_units(threshold.units() + width)
+            });
             // Some rules exist from the start, others come, go or are created mid-stream.
             let grid = |x: u64| grid_ceil(x, SEC);
             let (from, until, created) = match rng.random_range(0..4) {
@@ -380,7 +437,9 @@ fn random_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u
                 .with_cooldown_ns([0, SEC / 2, 3 * SEC][rng.random_range(0..3)])
                 .with_window(condition.needs_window().then(|| rng.random_range(0..2)))
                 .with_created_ns(created)
+                .with_upper(upper)
                 .with_storm(None);
+            assert_eq!(rule.validate(), Ok(()), "{rule:?}");
             (rule, from, until)
         })
         .collect()

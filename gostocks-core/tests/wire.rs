@@ -69,6 +69,11 @@ fn rules(trades: &[Trade]) -> Vec<(AlertRule, u64, isize)> {
                     0
                 })
                 .with_window(condition.needs_window().then_some(0))
+                .with_upper(
+                    condition
+                        .needs_upper()
+                        .then(|| Fixed::from_units(threshold.units() + 50_000_000)),
+                )
                 .with_bar_ns(
                     matches!(mode, Mode::OncePerBar | Mode::OncePerBarClose).then_some(60 * SEC),
                 );

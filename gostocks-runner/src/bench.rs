@@ -133,6 +133,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let out_dir = std::env::temp_dir().join(format!("gostocks-bench-out-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir)?;
     let alerts_label = format!("(c) in memory, {} alerts, 1 worker", args.alerts);
+    let every_label = format!(
+        "(c) in memory, {} alerts of all {} conditions, 1 worker",
+        args.alerts,
+        Condition::ALL.len()
+    );
     let once_label = format!("(d) analyze, {} once alerts, 1 worker", args.alerts);
     let guarded_label = format!(
         "(d) analyze, {} alerts half rearm, storm guard on, 1 worker",
@@ -176,6 +181,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             1,
             &csv,
             Measure::Phase(BenchPhase::Alerts),
+        ),
+        (
+            every_label.as_str(),
+            1,
+            &csv,
+            Measure::Phase(BenchPhase::AlertsEvery),
         ),
         (
             "(b) analyze from CSV, 1 worker",
@@ -402,7 +413,7 @@ fn measure_once(
                 let [ticks, secs, stats, bars, _events] = words[..] else {
                     anyhow::bail!("unexpected phase output: {stdout:?}");
                 };
-                if !matches!(phase, BenchPhase::Alerts) {
+                if !matches!(phase, BenchPhase::Alerts | BenchPhase::AlertsEvery) {
                     let these = (stats.to_string(), bars.to_string());
                     let first = rows.get_or_insert_with(|| these.clone());
                     anyhow::ensure!(
@@ -599,13 +610,14 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
     let csv = args.csv.clone().context("--csv is required with --phase")?;
     let config = AnalyticsConfig::default();
     match phase {
-        BenchPhase::Memory | BenchPhase::Ordered | BenchPhase::Alerts => {
+        BenchPhase::Memory | BenchPhase::Ordered | BenchPhase::Alerts | BenchPhase::AlertsEvery => {
             let trades: Vec<Trade> = TickFile::open(&csv, Format::Csv)?
                 .filter_map(Result::ok)
                 .filter_map(|t| t.validate().ok())
                 .collect();
             let rules = match phase {
-                BenchPhase::Alerts => bench_rules(&trades, args.alerts),
+                BenchPhase::Alerts => bench_rules(&trades, args.alerts, BENCH_CONDITIONS),
+                BenchPhase::AlertsEvery => bench_rules(&trades, args.alerts, &Condition::ALL),
                 BenchPhase::Memory | BenchPhase::Ordered => Vec::new(),
             };
             // Each worker reads the symbols it owns, in time order. Sized exactly: the ticks
@@ -624,7 +636,7 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
             let started = Instant::now();
             let outputs = match phase {
                 BenchPhase::Ordered => Outputs::Order,
-                BenchPhase::Memory | BenchPhase::Alerts => Outputs::Count,
+                BenchPhase::Memory | BenchPhase::Alerts | BenchPhase::AlertsEvery => Outputs::Count,
             };
             let out = run_batch_core(inputs, rules, &config, args.workers, outputs);
             let secs = started.elapsed().as_secs_f64();
@@ -636,25 +648,41 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `n` rules spread over the symbols in proportion to their trades, each condition and mode,
-/// thresholds drawn from the prices the symbol trades at (so they fire and rearm).
+/// `n` rules spread over the symbols in proportion to their trades, of `conditions` and each
+/// mode, levels drawn from the prices the symbol trades at (so they fire and rearm): a price
+/// level at a traded price, a channel 0.1 % either side of it, a change of 0.01 % to 0.5 %, a
+/// volume of 1 to 100 times a traded size.
 /// The conditions the bench's alerts draw from: the first seven of [`Condition::ALL`] (price
 /// levels, crosses, sma crosses, volatility), the same workload from one release to the next so
 /// that its figures compare; the change conditions came later.
 const BENCH_CONDITIONS: &[Condition] = Condition::ALL.split_at(7).0;
 
-fn bench_rules(trades: &[Trade], n: usize) -> Vec<(AlertRule, u64, isize)> {
+fn bench_rules(
+    trades: &[Trade],
+    n: usize,
+    conditions: &[Condition],
+) -> Vec<(AlertRule, u64, isize)> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     (0..n)
         .map(|i| {
             let t = trades[rng.random_range(0..trades.len())];
-            let condition = BENCH_CONDITIONS[rng.random_range(0..BENCH_CONDITIONS.len())];
-            let threshold = if condition == Condition::VolatilityAbove {
-                Fixed::from_units(rng.random_range(1_000..100_000))
-            } else {
-                t.price
+            let condition = conditions[rng.random_range(0..conditions.len())];
+            let band = t.price.units() / 1000;
+            let threshold = match condition {
+                Condition::VolatilityAbove => Fixed::from_units(rng.random_range(1_000..100_000)),
+                Condition::ChangePctAbove | Condition::ChangePctBelow => {
+                    Fixed::from_units(rng.random_range(1_000_000..50_000_000))
+                }
+                Condition::VolumeAbove => {
+                    Fixed::from_units(t.size.units().saturating_mul(rng.random_range(1..100)))
+                }
+                c if c.needs_upper() => Fixed::from_units(t.price.units() - band),
+                _ => t.price,
             };
+            let upper = condition
+                .needs_upper()
+                .then(|| Fixed::from_units(t.price.units() + band));
             let rule = AlertRule::new(format!("b{i:06}"), t.symbol, condition, threshold)
                 .with_mode(if rng.random_bool(0.5) {
                     Mode::Rearm
@@ -664,6 +692,7 @@ fn bench_rules(trades: &[Trade], n: usize) -> Vec<(AlertRule, u64, isize)> {
                 .with_hysteresis(Fixed::from_units(t.price.units() / 1000))
                 .with_cooldown_ns(1_000_000_000)
                 .with_window(condition.needs_window().then(|| rng.random_range(0..2)))
+                .with_upper(upper)
                 .with_storm(None);
             (rule, 0, 1)
         })

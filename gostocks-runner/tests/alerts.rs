@@ -130,6 +130,34 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
             },
             "condition",
         ),
+        (
+            v1::CreateAlertRequest {
+                condition: v1::AlertCondition::Inside as i32,
+                ..price_above("AAPL", 5)
+            },
+            "upper",
+        ),
+        (
+            v1::CreateAlertRequest {
+                upper: Some(v1::Decimal {
+                    mantissa: 9,
+                    scale: 0,
+                }),
+                ..price_above("AAPL", 5)
+            },
+            "upper",
+        ),
+        (
+            v1::CreateAlertRequest {
+                condition: v1::AlertCondition::ExitsChannel as i32,
+                upper: Some(v1::Decimal {
+                    mantissa: 5,
+                    scale: 0,
+                }),
+                ..price_above("AAPL", 5)
+            },
+            "upper",
+        ),
     ] {
         let e = c.create_alert(authed(req, &alice)).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{field}: {}", e.message());
@@ -362,24 +390,62 @@ async fn alerts_through_grpc_and_rest_with_postgres() {
 fn the_in_memory_default_serves_alerts_too() {
     let run = common::start(&["--speed", "20x"]);
     let key = run.demo_key.clone().expect("a demo key is printed");
-    let (status, body) = common::request(
-        &run.http,
-        "POST",
-        "/alerts",
-        Some(&key),
+    let mut ids = Vec::new();
+    for body in [
         r#"{"symbol":"AAPL","condition":"price_above","threshold":1}"#,
-    );
-    assert_eq!(status, 201, "{body}");
-    let id = body["id"].as_str().unwrap().to_owned();
+        // A channel around every price: inside on the next tick.
+        r#"{"symbol":"AAPL","condition":"inside","threshold":"1","upper":"1000000.00000001"}"#,
+    ] {
+        let (status, body) = common::request(&run.http, "POST", "/alerts", Some(&key), body);
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+        if body["condition"] == "inside" {
+            assert_eq!(body["upper"], "1000000.00000001", "exact, as a string");
+        } else {
+            assert!(body["upper"].is_null(), "{body}");
+        }
+    }
+    for (body, field) in [
+        (
+            r#"{"symbol":"AAPL","condition":"outside","threshold":1}"#,
+            "upper",
+        ),
+        (
+            r#"{"symbol":"AAPL","condition":"enters_channel","threshold":5,"upper":4}"#,
+            "upper",
+        ),
+        (
+            r#"{"symbol":"AAPL","condition":"outside","threshold":1,"upper":3,"mode":"rearm","hysteresis":"1.00000001"}"#,
+            "hysteresis",
+        ),
+    ] {
+        let (status, answer) = common::request(&run.http, "POST", "/alerts", Some(&key), body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().starts_with(field),
+            "{answer}"
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, body) = common::request(&run.http, "GET", "/alerts/events?after=0", Some(&key), "");
-        let events = body["events"].as_array().unwrap().clone();
-        if let Some(e) = events.first() {
-            assert_eq!(e["alert_id"].as_str(), Some(id.as_str()));
+        let mut fired: Vec<String> = body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["alert_id"].as_str().unwrap().to_owned())
+            .collect();
+        fired.sort();
+        if fired.len() == 2 {
+            let mut want = ids.clone();
+            want.sort();
+            assert_eq!(fired, want, "each once");
             break;
         }
-        assert!(Instant::now() < deadline, "the alert fired within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "both alerts fired within 30 s: {body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

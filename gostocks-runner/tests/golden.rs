@@ -218,13 +218,22 @@ fn rules_for(ticks: &[Trade], n: usize, seed: u64) -> Vec<(AlertRule, u64, u64)>
                 Fixed::from_units(prices[rng.random_range(0..prices.len())])
             };
             let spread = (prices[prices.len() - 1] - prices[0]).max(1);
-            let rule = AlertRule::new(format!("g{i:05}"), symbol, condition, threshold)
+            let hysteresis = rng.random_range(0..spread / 20 + 1);
+            let mut rule = AlertRule::new(format!("g{i:05}"), symbol, condition, threshold);
+            if condition.needs_upper() {
+                // A channel from the threshold up to another of the tape's prices, at least
+                // twice the hysteresis wide.
+                let other = prices[rng.random_range(0..prices.len())];
+                let upper = other.max(threshold.units() + 2 * hysteresis + 1);
+                rule = rule.with_upper(Some(Fixed::from_units(upper)));
+            }
+            let rule = rule
                 .with_mode(if rng.random_bool(0.5) {
                     Mode::Rearm
                 } else {
                     Mode::Once
                 })
-                .with_hysteresis(Fixed::from_units(rng.random_range(0..spread / 20 + 1)))
+                .with_hysteresis(Fixed::from_units(hysteresis))
                 .with_cooldown_ns([0, 1_000_000_000, 60_000_000_000][rng.random_range(0..3)])
                 .with_window(condition.needs_window().then(|| rng.random_range(0..2)))
                 .with_storm(None);

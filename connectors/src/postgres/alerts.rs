@@ -39,6 +39,8 @@ pub struct StoredAlert {
     pub storm: Option<StormGuard>,
     /// Why a `paused` alert is paused (e.g. `storm`).
     pub paused_reason: Option<String>,
+    /// The channel conditions' upper edge.
+    pub upper: Option<Fixed>,
 }
 
 /// An alert event, as stored: its id orders a user's events.
@@ -65,7 +67,7 @@ fn fixed(text: &str) -> Fixed {
 
 const ALERT_COLUMNS: &str = "id, owner_id, symbol, condition, threshold::text, mode, hysteresis::text, cooldown_ns, window_ns, created_ns, state, \
      ARRAY(SELECT channel_id FROM alert_channels ac WHERE ac.alert_id = alerts.id ORDER BY channel_id), \
-     bar_ns, storm_max_events, storm_within_ns, paused_reason";
+     bar_ns, storm_max_events, storm_within_ns, paused_reason, upper::text";
 
 fn alert(row: &Row) -> StoredAlert {
     StoredAlert {
@@ -92,6 +94,7 @@ fn alert(row: &Row) -> StoredAlert {
             _ => None,
         },
         paused_reason: row.get(15),
+        upper: row.get::<_, Option<String>>(16).map(|u| fixed(&u)),
     }
 }
 
@@ -145,8 +148,8 @@ pub async fn insert_alert(client: &Client, a: &StoredAlert) -> Result<(), Error>
     client
         .execute(
             "WITH a AS (INSERT INTO alerts (id, owner_id, symbol, condition, threshold, mode, hysteresis, cooldown_ns, window_ns, created_ns, state, \
-             bar_ns, storm_max_events, storm_within_ns, paused_reason) \
-             VALUES ($1, $2, $3, $4, CAST($5::text AS numeric), $6, CAST($7::text AS numeric), $8, $9, $10, $11, $13, $14, $15, $16) RETURNING id) \
+             bar_ns, storm_max_events, storm_within_ns, paused_reason, upper) \
+             VALUES ($1, $2, $3, $4, CAST($5::text AS numeric), $6, CAST($7::text AS numeric), $8, $9, $10, $11, $13, $14, $15, $16, CAST($17::text AS numeric)) RETURNING id) \
              INSERT INTO alert_channels (alert_id, channel_id) SELECT a.id, c FROM a, unnest($12::text[]) AS c",
             &[
                 &a.id,
@@ -165,6 +168,7 @@ pub async fn insert_alert(client: &Client, a: &StoredAlert) -> Result<(), Error>
                 &a.storm.map(|g| g.max_events as i32),
                 &a.storm.map(|g| g.within_ns as i64),
                 &a.paused_reason,
+                &a.upper.map(|u| u.to_string()),
             ],
         )
         .await

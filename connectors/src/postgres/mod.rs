@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_alert_storms",
         include_str!("../../migrations/0003_alert_storms.sql"),
     ),
+    (
+        4,
+        "0004_alert_channels",
+        include_str!("../../migrations/0004_alert_channels.sql"),
+    ),
 ];
 
 /// Connects to `url` (e.g. `postgres://postgres@127.0.0.1:5432/test`) and drives the connection

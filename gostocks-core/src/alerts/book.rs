@@ -109,6 +109,7 @@ fn sweeps(rule: &AlertRule) -> bool {
                 | Condition::ChangePctBelow
                 | Condition::VolumeAbove
         )
+        && !rule.condition.needs_upper()
 }
 
 struct Slot {
@@ -321,6 +322,43 @@ fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
             let v = at.volume.get(w).copied()?;
             yes(i128::from(thr.units()) < v, volume_value(v))
         }
+        Condition::EntersChannel
+        | Condition::ExitsChannel
+        | Condition::Inside
+        | Condition::Outside => yes(channel_holds(rule, p, at.prev), price),
+    }
+}
+
+/// Whether `price` is in `rule`'s channel `[threshold, upper]`.
+fn in_channel(rule: &AlertRule, price: Fixed) -> bool {
+    rule.threshold <= price && rule.upper.is_some_and(|u| price <= u)
+}
+
+/// Whether a channel condition holds at a tick of `price` after one of `prev`.
+fn channel_holds(rule: &AlertRule, price: Fixed, prev: Option<Fixed>) -> bool {
+    let now = in_channel(rule, price);
+    match rule.condition {
+        Condition::Inside => now,
+        Condition::Outside => !now,
+        Condition::EntersChannel => now && prev.is_some_and(|q| !in_channel(rule, q)),
+        Condition::ExitsChannel => !now && prev.is_some_and(|q| in_channel(rule, q)),
+        _ => false,
+    }
+}
+
+/// Whether a channel condition is false by the hysteresis at `price`: outside the channel by
+/// it for `inside` and `enters_channel`, inside by it from both edges for `outside` and
+/// `exits_channel`. In 128 bits: the edges moved by the hysteresis may leave `i64`.
+fn channel_reset(rule: &AlertRule, price: Fixed) -> bool {
+    let (p, lo, h) = (
+        i128::from(price.units()),
+        i128::from(rule.threshold.units()),
+        i128::from(rule.hysteresis.units()),
+    );
+    let hi = i128::from(rule.upper.unwrap_or(rule.threshold).units());
+    match rule.condition {
+        Condition::Inside | Condition::EntersChannel => p < lo - h || p > hi + h,
+        _ => lo + h <= p && p <= hi - h,
     }
 }
 
@@ -481,6 +519,8 @@ pub struct SymbolBook {
     /// worked out once per tick for both the resets and the firings (only where volatility
     /// alerts are waiting).
     volatility: Vec<Option<(f64, i64)>>,
+    /// The channel alerts that are armed or disarmed, judged one by one on each tick.
+    channels: Vec<u32>,
     /// Ticks seen so far.
     ticks: u64,
     /// The `once_per_bar_close` alerts, by bar size.
@@ -540,8 +580,15 @@ fn window_kind(f: usize, windows: usize) -> (usize, usize) {
     }
 }
 
+/// The family of the channel conditions: no level index, see [`SymbolBook::judge_channels`].
+const CHANNEL: usize = usize::MAX;
+
 fn family(rule: &AlertRule, windows: usize) -> usize {
     match rule.condition {
+        Condition::EntersChannel
+        | Condition::ExitsChannel
+        | Condition::Inside
+        | Condition::Outside => CHANNEL,
         Condition::PriceAbove => PRICE_ABOVE,
         Condition::PriceBelow => PRICE_BELOW,
         Condition::CrossesAbove => CROSSES_ABOVE,
@@ -576,6 +623,11 @@ fn reset_level(rule: &AlertRule) -> i64 {
         | Condition::ChangePctBelow
         | Condition::VolumeAbove => t.saturating_sub(h),
         Condition::PriceBelow | Condition::CrossesBelow => t.saturating_add(h),
+        // Never indexed by level.
+        Condition::EntersChannel
+        | Condition::ExitsChannel
+        | Condition::Inside
+        | Condition::Outside => 0,
         Condition::SmaCrossAbove
         | Condition::SmaCrossBelow
         | Condition::VwapCrossAbove
@@ -638,6 +690,7 @@ impl SymbolBook {
             used_end: 0,
             scratch: Vec::new(),
             volatility: Vec::new(),
+            channels: Vec::new(),
             ticks: 0,
             groups: Vec::new(),
             last: CloseTick::default(),
@@ -749,7 +802,9 @@ impl SymbolBook {
         });
         self.ids.insert(rule.id.clone(), slot);
         let f = family(&rule, self.windows.len());
-        self.used_end = self.used_end.max(f + 1);
+        if f != CHANNEL {
+            self.used_end = self.used_end.max(f + 1);
+        }
         if matches!(
             rule.condition,
             Condition::VwapCrossAbove | Condition::VwapCrossBelow
@@ -805,6 +860,10 @@ impl SymbolBook {
         }
         match s.state {
             State::Pending => self.pending.remove(&(s.rule.created_ns, slot)),
+            State::Armed | State::Disarmed { .. } if s.family == CHANNEL => {
+                self.channels.retain(|&x| x != slot);
+                true
+            }
             State::Armed => self.armed[s.family].remove(&(fire_level(&s.rule), slot)),
             State::Disarmed { .. } => self.disarmed[s.family].remove(&(reset_level(&s.rule), slot)),
             State::Cooling { ready } => self.cooling.remove(&(ready, slot)),
@@ -817,7 +876,11 @@ impl SymbolBook {
     fn arm(&mut self, slot: u32) {
         if let Some(s) = self.slots[slot as usize].as_mut() {
             s.state = State::Armed;
-            self.armed[s.family].insert((fire_level(&s.rule), slot));
+            if s.family == CHANNEL {
+                self.channels.push(slot);
+            } else {
+                self.armed[s.family].insert((fire_level(&s.rule), slot));
+            }
         }
     }
 
@@ -988,12 +1051,85 @@ impl SymbolBook {
                 self.cooling.insert((ready, slot));
             }
         }
+        if !self.channels.is_empty() {
+            self.judge_channels(trade, prev, events);
+        }
         events[first..].sort_unstable_by(|a, b| a.alert_id.cmp(&b.alert_id));
         if !self.groups.is_empty() {
             self.remember_close(trade, prev);
         }
         self.remember_sma_signs(trade.price);
         self.ticks += 1;
+    }
+
+    /// The channel alerts on this tick, one by one: a disarmed one resets when its condition is
+    /// false by the hysteresis (and cannot fire on that tick: its condition is false), an armed
+    /// one fires when its condition holds. Two edges per alert, and a condition that is the
+    /// conjunction of both, do not fit the one-level indexes of the other conditions; a tick
+    /// costs time in proportion to its symbol's channel alerts (none without them).
+    #[inline(never)]
+    fn judge_channels(&mut self, trade: &Trade, prev: Option<Fixed>, events: &mut Vec<AlertEvent>) {
+        let t = trade.time_ns;
+        let price = trade.price.to_f64();
+        let mut i = 0;
+        while i < self.channels.len() {
+            let slot = self.channels[i];
+            let Some(s) = self.slots[slot as usize].as_mut() else {
+                self.channels.swap_remove(i);
+                continue;
+            };
+            match s.state {
+                State::Disarmed { fired } => {
+                    if channel_reset(&s.rule, trade.price) {
+                        let ready = fired.saturating_add(s.rule.cooldown_ns);
+                        if ready <= t {
+                            s.state = State::Armed;
+                        } else {
+                            s.state = State::Cooling { ready };
+                            self.cooling.insert((ready, slot));
+                            self.channels.swap_remove(i);
+                            continue;
+                        }
+                    }
+                    i += 1;
+                    continue;
+                }
+                State::Armed => {}
+                _ => {
+                    self.channels.swap_remove(i);
+                    continue;
+                }
+            }
+            if !channel_holds(&s.rule, trade.price, prev) {
+                i += 1;
+                continue;
+            }
+            if emit(s, fired(s, trade, price), events) {
+                s.state = State::Paused;
+                self.channels.swap_remove(i);
+                continue;
+            }
+            let ready = match s.rule.mode {
+                Mode::Rearm => {
+                    s.state = State::Disarmed { fired: t };
+                    i += 1;
+                    continue;
+                }
+                Mode::OncePerBar => bar_end(t, s.rule.bar_ns.unwrap_or(0).max(1)),
+                Mode::OncePerInterval => t.saturating_add(s.rule.cooldown_ns),
+                Mode::Once | Mode::OncePerBarClose => {
+                    if let Some(done) = self.slots[slot as usize].take() {
+                        self.ids.remove(&done.rule.id);
+                    }
+                    self.free.push(slot);
+                    self.channels.swap_remove(i);
+                    continue;
+                }
+            };
+            s.state = State::Cooling { ready };
+            self.cooling.insert((ready, slot));
+            self.channels.swap_remove(i);
+        }
     }
 
     fn remember_sma_signs(&mut self, price: Fixed) {

@@ -36,11 +36,21 @@ pub enum Condition {
     VwapCrossAbove,
     /// previous price >= the window's vwap at the previous tick, and price < the vwap now.
     VwapCrossBelow,
+    /// The price came into the channel `[threshold, upper]`: the previous price was outside it
+    /// (below `threshold` or above `upper`) and the price is inside it.
+    EntersChannel,
+    /// The price left the channel `[threshold, upper]`: the previous price was inside it and the
+    /// price is outside it.
+    ExitsChannel,
+    /// threshold <= price <= upper.
+    Inside,
+    /// price < threshold or price > upper.
+    Outside,
 }
 
 impl Condition {
     /// Every condition, in declaration order.
-    pub const ALL: [Condition; 12] = [
+    pub const ALL: [Condition; 16] = [
         Condition::PriceAbove,
         Condition::PriceBelow,
         Condition::CrossesAbove,
@@ -53,6 +63,10 @@ impl Condition {
         Condition::VolumeAbove,
         Condition::VwapCrossAbove,
         Condition::VwapCrossBelow,
+        Condition::EntersChannel,
+        Condition::ExitsChannel,
+        Condition::Inside,
+        Condition::Outside,
     ];
 
     /// The name used in JSON, SQL and the REST API.
@@ -70,7 +84,22 @@ impl Condition {
             Condition::VolumeAbove => "volume_above",
             Condition::VwapCrossAbove => "vwap_cross_above",
             Condition::VwapCrossBelow => "vwap_cross_below",
+            Condition::EntersChannel => "enters_channel",
+            Condition::ExitsChannel => "exits_channel",
+            Condition::Inside => "inside",
+            Condition::Outside => "outside",
         }
+    }
+
+    /// Whether the condition reads a channel `[threshold, upper]` (and so needs `upper`).
+    pub fn needs_upper(self) -> bool {
+        matches!(
+            self,
+            Condition::EntersChannel
+                | Condition::ExitsChannel
+                | Condition::Inside
+                | Condition::Outside
+        )
     }
 
     /// Whether the condition reads a window's stats (and so needs `window`).
@@ -259,6 +288,10 @@ pub struct AlertRule {
     /// The storm guard; `None` turns it off.
     #[serde(default)]
     pub storm: Option<StormGuard>,
+    /// For the channel conditions: the channel's upper edge (`threshold` is its lower edge);
+    /// `None` for the others.
+    #[serde(default)]
+    pub upper: Option<Fixed>,
 }
 
 impl AlertRule {
@@ -282,7 +315,14 @@ impl AlertRule {
             created_ns: 0,
             bar_ns: None,
             storm: Some(StormGuard::DEFAULT),
+            upper: None,
         }
+    }
+
+    /// This rule with its channel's upper edge set (the channel conditions).
+    pub fn with_upper(mut self, upper: Option<Fixed>) -> AlertRule {
+        self.upper = upper;
+        self
     }
 
     /// This rule with its threshold set.
@@ -344,6 +384,22 @@ impl AlertRule {
         match (self.condition.needs_window(), self.window.is_some()) {
             (true, false) => return Err(RuleError::WindowMissing(self.condition)),
             (false, true) => return Err(RuleError::WindowUnused(self.condition)),
+            _ => {}
+        }
+        match (self.condition.needs_upper(), self.upper) {
+            (true, None) => return Err(RuleError::UpperMissing(self.condition)),
+            (false, Some(_)) => return Err(RuleError::UpperUnused(self.condition)),
+            (true, Some(upper)) if upper <= self.threshold => {
+                return Err(RuleError::UpperNotAbove(upper, self.threshold));
+            }
+            (true, Some(upper))
+                if matches!(self.condition, Condition::Outside | Condition::ExitsChannel)
+                    && i128::from(self.hysteresis.units()) * 2
+                        > i128::from(upper.units()) - i128::from(self.threshold.units()) =>
+            {
+                // It rearms once the price is inside by the hysteresis from both edges.
+                return Err(RuleError::HysteresisOverChannel(self.hysteresis));
+            }
             _ => {}
         }
         match (self.mode.needs_bar(), self.bar_ns) {
@@ -411,7 +467,7 @@ impl AlertRule {
 pub enum RuleError {
     /// An unknown condition name (a short excerpt of it).
     #[error(
-        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above, change_pct_below, volume_above, vwap_cross_above or vwap_cross_below"
+        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above, change_pct_below, volume_above, vwap_cross_above, vwap_cross_below, enters_channel, exits_channel, inside or outside"
     )]
     Condition(String),
     /// An unknown mode name (a short excerpt of it).
@@ -463,6 +519,24 @@ pub enum RuleError {
     /// A storm guard that is not acceptable (why).
     #[error("storm: {0}")]
     Storm(String),
+    /// A channel condition without its upper edge.
+    #[error(
+        "upper: {0} reads the channel [threshold, upper]; give upper, a decimal above threshold"
+    )]
+    UpperMissing(Condition),
+    /// An upper edge on a condition without a channel.
+    #[error(
+        "upper: {0} has no channel (enters_channel, exits_channel, inside and outside do); leave upper out"
+    )]
+    UpperUnused(Condition),
+    /// An upper edge at or below the threshold.
+    #[error("upper: {0} is not above threshold {1}; the channel is [threshold, upper]")]
+    UpperNotAbove(Fixed, Fixed),
+    /// A hysteresis that an `outside` or `exits_channel` alert could never rearm by.
+    #[error(
+        "hysteresis: {0} is over half the channel's width; such an alert rearms when the price is inside by the hysteresis from both edges, so give at most half of upper - threshold"
+    )]
+    HysteresisOverChannel(Fixed),
 }
 
 /// `ns` in the largest unit that writes it whole, as [`Span`](crate::Span) reads it: `180s` is

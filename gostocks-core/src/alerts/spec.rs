@@ -7,7 +7,7 @@ use crate::span::Span;
 use crate::symbol::{Symbol, excerpt};
 
 /// An alert as users write it (`analyze --alerts` files, `POST /alerts` bodies):
-/// `{"id","symbol","condition","threshold","mode","hysteresis","cooldown","window","bar","storm"}`.
+/// `{"id","symbol","condition","threshold","upper","mode","hysteresis","cooldown","window","bar","storm"}`.
 /// Decimals are read from their JSON text (number or string), never through a binary float.
 ///
 /// Trigger frequency (`mode`): `once` (default), `rearm` (with `hysteresis` and `cooldown`),
@@ -82,6 +82,9 @@ pub struct AlertSpec {
     /// The storm guard: left out, the default; `"off"`; or `{"max_events", "within"}`.
     #[serde(default)]
     pub storm: Option<StormSpec>,
+    /// The channel conditions' upper edge, an exact decimal above `threshold` (the lower edge).
+    #[serde(default, deserialize_with = "exact_opt")]
+    pub upper: Option<Fixed>,
 }
 
 /// The storm guard as users write it.
@@ -208,6 +211,7 @@ impl AlertSpec {
             window: None,
             bar: None,
             storm: None,
+            upper: None,
         }
     }
 
@@ -281,6 +285,7 @@ impl AlertSpec {
             created_ns,
             bar_ns,
             storm,
+            upper: self.upper,
         };
         rule.validate()?;
         Ok(rule)

@@ -135,7 +135,8 @@ impl AlertHub {
             .with_window(window)
             .with_created_ns(a.created_ns)
             .with_bar_ns(a.bar_ns)
-            .with_storm(a.storm),
+            .with_storm(a.storm)
+            .with_upper(a.upper),
         )
     }
 
@@ -277,6 +278,7 @@ mod tests {
             bar_ns: None,
             storm: None,
             paused_reason: None,
+            upper: None,
         }
     }
 

@@ -173,6 +173,10 @@ fn condition_of(c: i32) -> Option<Condition> {
         v1::AlertCondition::VolumeAbove => Condition::VolumeAbove,
         v1::AlertCondition::VwapCrossAbove => Condition::VwapCrossAbove,
         v1::AlertCondition::VwapCrossBelow => Condition::VwapCrossBelow,
+        v1::AlertCondition::EntersChannel => Condition::EntersChannel,
+        v1::AlertCondition::ExitsChannel => Condition::ExitsChannel,
+        v1::AlertCondition::Inside => Condition::Inside,
+        v1::AlertCondition::Outside => Condition::Outside,
         v1::AlertCondition::Unspecified => return None,
     })
 }
@@ -191,6 +195,10 @@ fn proto_condition(c: Condition) -> v1::AlertCondition {
         Condition::VolumeAbove => v1::AlertCondition::VolumeAbove,
         Condition::VwapCrossAbove => v1::AlertCondition::VwapCrossAbove,
         Condition::VwapCrossBelow => v1::AlertCondition::VwapCrossBelow,
+        Condition::EntersChannel => v1::AlertCondition::EntersChannel,
+        Condition::ExitsChannel => v1::AlertCondition::ExitsChannel,
+        Condition::Inside => v1::AlertCondition::Inside,
+        Condition::Outside => v1::AlertCondition::Outside,
     }
 }
 
@@ -221,6 +229,7 @@ pub fn proto_alert(a: &StoredAlert, windows: &[Span], bars: &[Span]) -> v1::Aler
         }),
         paused_reason: a.paused_reason.clone().unwrap_or_default(),
         warning: String::new(),
+        upper: a.upper.map(Into::into),
     }
 }
 
@@ -326,7 +335,7 @@ impl AlertService for Alerts {
             .map_err(|e| Status::invalid_argument(format!("symbol: {e}")))?;
         let condition = condition_of(r.condition).ok_or_else(|| {
             Status::invalid_argument(
-                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE, CHANGE_PCT_ABOVE, CHANGE_PCT_BELOW, VOLUME_ABOVE, VWAP_CROSS_ABOVE, VWAP_CROSS_BELOW",
+                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE, CHANGE_PCT_ABOVE, CHANGE_PCT_BELOW, VOLUME_ABOVE, VWAP_CROSS_ABOVE, VWAP_CROSS_BELOW, ENTERS_CHANNEL, EXITS_CHANNEL, INSIDE, OUTSIDE",
             )
         })?;
         let threshold = decimal("threshold", r.threshold.as_ref())?
@@ -393,6 +402,7 @@ impl AlertService for Alerts {
         spec.window = (!r.window.is_empty()).then(|| r.window.clone());
         spec.bar = (!r.bar.is_empty()).then(|| r.bar.clone());
         spec.storm = storm;
+        spec.upper = decimal("upper", r.upper.as_ref())?;
         let id = format!("al_{:016x}", rand::rng().random::<u64>());
         // The alert applies from the next tick: after every event time seen so far.
         let created_ns = self.market.counters.latest_ns() + 1;
@@ -415,6 +425,7 @@ impl AlertService for Alerts {
             bar_ns: rule.bar_ns,
             storm: rule.storm,
             paused_reason: None,
+            upper: rule.upper,
         };
         let warning = rule.storm_warning();
         self.hub

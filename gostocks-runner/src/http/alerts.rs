@@ -179,6 +179,7 @@ fn alert_json(a: &v1::Alert) -> Value {
         "symbol": a.symbol,
         "condition": name(a.condition),
         "threshold": decimal(a.threshold.as_ref()),
+        "upper": decimal(a.upper.as_ref()),
         "mode": v1::AlertMode::try_from(a.mode)
             .map(|m| m.as_str_name().trim_start_matches("ALERT_MODE_").to_lowercase())
             .unwrap_or_default(),
@@ -275,7 +276,7 @@ async fn create_spec(
     let spec: AlertSpec = serde_json::from_slice(body).map_err(|e| {
         let why = e.to_string();
         bad(format!(
-            "the body must be a JSON object {{\"symbol\",\"condition\",\"threshold\"[,\"mode\",\"hysteresis\",\"cooldown\",\"window\",\"bar\",\"storm\",\"channels\"]}}: {}",
+            "the body must be a JSON object {{\"symbol\",\"condition\",\"threshold\"[,\"upper\",\"mode\",\"hysteresis\",\"cooldown\",\"window\",\"bar\",\"storm\",\"channels\"]}}: {}",
             excerpt(&why).trim_matches('`')
         ))
     })?;
@@ -350,6 +351,7 @@ async fn create_spec(
         bar: spec.bar.unwrap_or_default(),
         storm,
         storm_off,
+        upper: spec.upper.map(Into::into),
     };
     let call = request(msg, &req)?;
     drop(req);

@@ -172,6 +172,10 @@ enum Condition {
     VolumeAbove,
     VwapCrossAbove,
     VwapCrossBelow,
+    EntersChannel,
+    ExitsChannel,
+    Inside,
+    Outside,
 }
 
 /// How often an alert may fire.
@@ -241,8 +245,11 @@ struct NewAlert {
     /// The symbol rule: 1 to 23 bytes, no whitespace; folded to upper case.
     symbol: String,
     condition: Condition,
-    /// Positive.
+    /// Positive. For the channel conditions, the channel's lower edge.
     threshold: DecimalIn,
+    /// For `enters_channel`, `exits_channel`, `inside` and `outside` (required there, refused
+    /// elsewhere): the channel's upper edge, above `threshold`.
+    upper: Option<DecimalIn>,
     /// Default `once`.
     mode: Option<Mode>,
     /// `rearm` only; not negative.
@@ -261,7 +268,7 @@ struct NewAlert {
 /// An alert.
 #[derive(ToSchema)]
 #[schema(example = json!({"id": "al_0123456789abcdef", "symbol": "AAPL", "condition": "crosses_above",
-    "threshold": "190.5", "mode": "rearm", "hysteresis": "0.2", "cooldown_ns": 10000000000_i64,
+    "threshold": "190.5", "upper": null, "mode": "rearm", "hysteresis": "0.2", "cooldown_ns": 10000000000_i64,
     "window": null, "created_ns": 1717421400810000001_i64, "channels": [], "state": "active",
     "bar": null, "storm": {"max_events": 15, "within_ns": 180000000000_i64}, "paused_reason": null}))]
 struct Alert {
@@ -269,6 +276,8 @@ struct Alert {
     symbol: String,
     condition: Condition,
     threshold: Decimal,
+    /// The channel conditions' upper edge; null for the others.
+    upper: Option<Decimal>,
     mode: Mode,
     hysteresis: Option<Decimal>,
     cooldown_ns: i64,

@@ -286,6 +286,7 @@ pub fn price_above(symbol: &str, threshold: i64) -> gostocks_proto::v1::CreateAl
         bar: String::new(),
         storm: None,
         storm_off: false,
+        upper: None,
     }
 }
 

@@ -231,7 +231,9 @@ function report(e) {
 }
 
 function ruleText(a) {
-  let t = `${a.symbol} ${a.condition.replaceAll('_', ' ')} ${a.threshold}`;
+  let t = a.upper
+    ? `${a.symbol} ${a.condition.replaceAll('_', ' ')} [${a.threshold}, ${a.upper}]`
+    : `${a.symbol} ${a.condition.replaceAll('_', ' ')} ${a.threshold}`;
   if (a.window) t += ` (${a.window})`;
   return t;
 }
@@ -272,6 +274,7 @@ function alertBody() {
   const v = (id) => $(id).value.trim();
   const body = { symbol: v('a-symbol'), condition: v('a-condition'), threshold: v('a-threshold'), mode: v('a-mode') };
   if (!$('a-window-label').hidden) body.window = v('a-window');
+  if (!$('a-upper-label').hidden) body.upper = v('a-upper');
   if (!$('a-bar-label').hidden) body.bar = v('a-bar');
   if (!$('a-hysteresis-label').hidden && v('a-hysteresis')) body.hysteresis = v('a-hysteresis');
   if (!$('a-cooldown-label').hidden && v('a-cooldown')) body.cooldown = v('a-cooldown');
@@ -286,6 +289,10 @@ function syncForm() {
   const cond = $('a-condition').value;
   const mode = $('a-mode').value;
   $('a-window-label').hidden = !(cond.startsWith('sma_') || cond.startsWith('vwap_') || cond.startsWith('change_pct_') || cond === 'volatility_above' || cond === 'volume_above');
+  const channel = ['enters_channel', 'exits_channel', 'inside', 'outside'].includes(cond);
+  $('a-upper-label').hidden = !channel;
+  $('a-upper').required = channel;
+  $('a-threshold-name').textContent = channel ? 'Lower' : 'Threshold';
   $('a-bar-label').hidden = !mode.startsWith('once_per_bar');
   $('a-hysteresis-label').hidden = mode !== 'rearm';
   $('a-cooldown-label').hidden = !(mode === 'rearm' || mode === 'once_per_interval');

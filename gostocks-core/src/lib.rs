@@ -99,6 +99,7 @@ pub mod indicators;
 pub mod operators;
 pub mod pipeline;
 #[cfg(feature = "testing")]
+pub mod quotes;
 pub mod reference;
 pub mod span;
 pub mod stats;

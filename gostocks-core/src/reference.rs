@@ -493,3 +493,117 @@ pub fn alert_events_with_kind(
     events.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
     events
 }
+
+/// The quote statistics the contract of [`crate::quotes`] defines, in `(time, symbol, window)`
+/// order: for every grid time, every quote's interval clipped to the window and summed.
+pub fn quote_stats(
+    quotes: &[crate::quotes::Quote],
+    config: &AnalyticsConfig,
+) -> Vec<crate::quotes::QuoteStatsRow> {
+    use crate::quotes::{QuoteStatsRow, QuoteSums};
+    let res = config.resolution.ns();
+    let mut rows = Vec::new();
+    for (_, book) in quotes_by_symbol(quotes) {
+        for (w, span) in config.windows.iter().enumerate() {
+            let len = span.ns();
+            let first = grid_ceil(book[0].time_ns, res);
+            let last = grid_ceil(book[book.len() - 1].time_ns, res) + len;
+            for g in (first..=last).step_by(res as usize) {
+                let from = g.saturating_sub(len);
+                let mut sums = QuoteSums::default();
+                for (i, q) in book.iter().enumerate() {
+                    if (g < len || q.time_ns > from) && q.time_ns <= g {
+                        sums.quotes += 1;
+                    }
+                    // In force from its time to the next quote's.
+                    let end = book.get(i + 1).map_or(u64::MAX, |n| n.time_ns);
+                    let (a, b) = (q.time_ns.max(from), end.min(g));
+                    let (Some(spread), Some(mid2)) = (q.spread_units(), q.mid2_units()) else {
+                        continue;
+                    };
+                    if b <= a {
+                        continue;
+                    }
+                    let dt = b - a;
+                    sums.two_sided_ns += dt;
+                    sums.spread_ns += i128::from(spread) * i128::from(dt);
+                    sums.mid2_ns += u128::from(mid2) * u128::from(dt);
+                    if spread < 0 {
+                        sums.crossed_ns += dt;
+                    }
+                    if spread == 0 {
+                        sums.locked_ns += dt;
+                    }
+                }
+                if sums.quotes == 0 {
+                    continue;
+                }
+                let last = *book.iter().rev().find(|q| q.time_ns <= g).expect("quote");
+                rows.push(QuoteStatsRow {
+                    time_ns: g,
+                    symbol: last.symbol,
+                    window: w as u8,
+                    sums,
+                    last,
+                });
+            }
+        }
+    }
+    rows.sort_by_key(|r| (r.time_ns, r.symbol, r.window));
+    rows
+}
+
+/// The mid bars of [`crate::quotes`], in `(symbol, bar, start)` order.
+pub fn mid_bars(
+    quotes: &[crate::quotes::Quote],
+    config: &AnalyticsConfig,
+) -> Vec<crate::quotes::MidBarRow> {
+    use crate::quotes::MidBarRow;
+    let mut rows = Vec::new();
+    for (symbol, book) in quotes_by_symbol(quotes) {
+        let mids: Vec<(u64, u64)> = book
+            .iter()
+            .filter_map(|q| q.mid2_units().map(|m| (q.time_ns, m)))
+            .collect();
+        for (b, span) in config.bars.iter().enumerate() {
+            let mut starts: Vec<u64> = mids
+                .iter()
+                .map(|(t, _)| t / span.ns() * span.ns())
+                .collect();
+            starts.dedup();
+            for start in starts {
+                let bar: Vec<u64> = mids
+                    .iter()
+                    .filter(|(t, _)| t / span.ns() * span.ns() == start)
+                    .map(|&(_, m)| m)
+                    .collect();
+                rows.push(MidBarRow {
+                    symbol,
+                    bar: b as u8,
+                    start_ns: start,
+                    open2: bar[0],
+                    high2: *bar.iter().max().expect("a mid"),
+                    low2: *bar.iter().min().expect("a mid"),
+                    close2: bar[bar.len() - 1],
+                    quotes: bar.len() as u64,
+                });
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The quotes of each symbol in `(t, seq)` order.
+fn quotes_by_symbol(
+    quotes: &[crate::quotes::Quote],
+) -> BTreeMap<Symbol, Vec<crate::quotes::Quote>> {
+    let mut map: BTreeMap<Symbol, Vec<crate::quotes::Quote>> = BTreeMap::new();
+    for q in quotes {
+        map.entry(q.symbol).or_default().push(*q);
+    }
+    for v in map.values_mut() {
+        v.sort_by_key(|q| (q.time_ns, q.seq, *q));
+    }
+    map
+}

@@ -308,7 +308,7 @@ pub(crate) fn push_f64(out: &mut String, x: f64) {
     }
 }
 
-fn opt_f64(out: &mut String, v: Option<f64>) {
+pub(crate) fn opt_f64(out: &mut String, v: Option<f64>) {
     match v {
         Some(x) if x.is_finite() => push_f64(out, x),
         _ => out.push_str("null"),
@@ -328,7 +328,7 @@ pub enum JsonDecimals {
     Strings,
 }
 
-fn push_fixed(out: &mut String, v: Fixed, form: JsonDecimals) {
+pub(crate) fn push_fixed(out: &mut String, v: Fixed, form: JsonDecimals) {
     match form {
         JsonDecimals::Numbers => v.push_to(out),
         JsonDecimals::Strings => {
@@ -339,7 +339,7 @@ fn push_fixed(out: &mut String, v: Fixed, form: JsonDecimals) {
     }
 }
 
-fn opt_fixed(out: &mut String, v: Option<Fixed>, form: JsonDecimals) {
+pub(crate) fn opt_fixed(out: &mut String, v: Option<Fixed>, form: JsonDecimals) {
     match v {
         Some(x) => push_fixed(out, x, form),
         None => out.push_str("null"),
@@ -363,7 +363,7 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 /// Opens a row: `{"symbol":…,"<label field>":…,"<time field>":…` (fields follow, then `}`).
-fn open_row(out: &mut String, symbol: &Symbol, label: (&str, &str), time: (&str, u64)) {
+pub(crate) fn open_row(out: &mut String, symbol: &Symbol, label: (&str, &str), time: (&str, u64)) {
     out.push_str(r#"{"symbol":"#);
     push_json_str(out, symbol.as_str());
     out.push_str(",\"");
@@ -376,7 +376,7 @@ fn open_row(out: &mut String, symbol: &Symbol, label: (&str, &str), time: (&str,
     push_int(out, time.1);
 }
 
-fn push_int(out: &mut String, v: impl itoa::Integer) {
+pub(crate) fn push_int(out: &mut String, v: impl itoa::Integer) {
     out.push_str(itoa::Buffer::new().format(v));
 }
 

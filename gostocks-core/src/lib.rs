@@ -98,8 +98,8 @@ pub mod decimal;
 pub mod indicators;
 pub mod operators;
 pub mod pipeline;
-#[cfg(feature = "testing")]
 pub mod quotes;
+#[cfg(feature = "testing")]
 pub mod reference;
 pub mod span;
 pub mod stats;

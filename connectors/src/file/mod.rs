@@ -18,9 +18,11 @@
 
 pub(crate) mod eastern;
 mod parts;
+mod quotes;
 mod source;
 
 pub use parts::{Part, split};
+pub use quotes::{QuoteCounts, QuoteFile, QuoteRejected};
 pub use source::{FileCounts, Opener, Record, Rejected, TickFile};
 
 use std::fmt;

@@ -623,7 +623,7 @@ impl TickFile {
     }
 }
 
-fn trim_newline(b: &[u8]) -> &[u8] {
+pub(super) fn trim_newline(b: &[u8]) -> &[u8] {
     let b = b.strip_suffix(b"\n").unwrap_or(b);
     b.strip_suffix(b"\r").unwrap_or(b)
 }
@@ -691,7 +691,7 @@ fn lobster_name_parts(name: &str) -> Option<(&str, i64, u32, u32)> {
 
 /// `AAPL_2012-06-21_...` → ("AAPL", local midnight of that date in ns since the epoch); the
 /// error says what is wrong with the name.
-fn lobster_name(name: &str) -> Result<(String, i64), String> {
+pub(super) fn lobster_name(name: &str) -> Result<(String, i64), String> {
     let (symbol, y, m, d) = lobster_name_parts(name).ok_or_else(|| {
         "a LOBSTER file name must start SYMBOL_YYYY-MM-DD_ (e.g. AAPL_2012-06-21_34200000_57600000_message_1.csv)".to_owned()
     })?;
@@ -710,13 +710,16 @@ fn lobster_name(name: &str) -> Result<(String, i64), String> {
     Ok((symbol.to_owned(), eastern_midnight_ns(y, m, d)))
 }
 
-fn field<'a>(fields: &Fields<'a>, i: usize, name: &str) -> Result<&'a [u8], Rejection> {
+pub(super) fn field<'a>(fields: &Fields<'a>, i: usize, name: &str) -> Result<&'a [u8], Rejection> {
     fields
         .get(i)
         .ok_or_else(|| Rejection::Decode(format!("missing column `{name}`")))
 }
 
-fn int<T: std::str::FromStr + TryFrom<i128>>(b: &[u8], name: &str) -> Result<T, Rejection> {
+pub(super) fn int<T: std::str::FromStr + TryFrom<i128>>(
+    b: &[u8],
+    name: &str,
+) -> Result<T, Rejection> {
     // Plain digits (the common case) without UTF-8 checks; anything else through `parse`.
     let digits = b.strip_prefix(b"-").unwrap_or(b);
     // Up to 19 digits fit a u64 (cheaper to fold than an i128).
@@ -743,7 +746,7 @@ fn int<T: std::str::FromStr + TryFrom<i128>>(b: &[u8], name: &str) -> Result<T, 
         })
 }
 
-fn dec(b: &[u8], name: &str) -> Result<Fixed, Rejection> {
+pub(super) fn dec(b: &[u8], name: &str) -> Result<Fixed, Rejection> {
     Fixed::parse_bytes(b).map_err(|e| Rejection::Decode(format!("{name}: {e}")))
 }
 
@@ -754,7 +757,7 @@ fn symbol(b: &[u8]) -> Result<String, Rejection> {
 }
 
 /// The fields of a CSV line, the first 16 held inline: no allocation for the formats we read.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     inline: [&'a [u8]; 16],
     more: Vec<&'a [u8]>,
     len: usize,
@@ -776,7 +779,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn split_csv(line: &[u8]) -> Fields<'_> {
+pub(super) fn split_csv(line: &[u8]) -> Fields<'_> {
     let mut f = Fields {
         inline: [&[][..]; 16],
         more: Vec::new(),
@@ -833,7 +836,7 @@ fn decode_csv(line: &[u8], cols: &[usize; 5], width: usize) -> Result<Tick, Reje
 
 /// LOBSTER's `time`, seconds after midnight with up to 9 decimals, exactly, in ns; refused
 /// unless `0 <= time <` [`LOBSTER_MAX_SECONDS`].
-fn seconds_to_ns(b: &[u8]) -> Result<i64, Rejection> {
+pub(super) fn seconds_to_ns(b: &[u8]) -> Result<i64, Rejection> {
     let shown = || excerpt(&String::from_utf8_lossy(b));
     let bad = || Rejection::Decode(format!("bad LOBSTER time {}", shown()));
     // `-0.5` would otherwise read as an integer part of 0 and half a second.

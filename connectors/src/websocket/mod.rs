@@ -39,6 +39,7 @@ pub use metrics::{IngestMetrics, MetricsSnapshot};
 pub use record::Recorder;
 
 pub(crate) use alpaca::decode_frame as decode_alpaca_frame;
+pub(crate) use alpaca::rfc3339_ns;
 pub(crate) use binance::decode_frame as decode_binance_frame;
 pub(crate) use finnhub::decode_frame as decode_finnhub_frame;
 

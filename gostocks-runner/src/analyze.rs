@@ -457,6 +457,24 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     // Every input is opened first, so a missing file or an unknown format fails before any work.
     let inputs = open_inputs(&args, peers)?;
     let files = writes.then(|| Files::create(&args)).transpose()?;
+    // The quotes of the inputs run on a thread of their own (process 0 only).
+    let quotes = match (&args.quotes_out, writes) {
+        (Some(stats), true) => {
+            let quote_files = crate::quotes::open(&args.input, args.max_record_bytes)?;
+            let outputs = crate::quotes::QuoteOutputs {
+                stats: stats.clone(),
+                mid_bars: args.mid_bars_out.clone(),
+            };
+            let config = config.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("gostocks-quotes".into())
+                    .spawn(move || crate::quotes::run(quote_files, &config, &outputs))
+                    .context("starting the quotes thread")?,
+            )
+        }
+        _ => None,
+    };
     let rules = match &args.alerts {
         Some(path) => load_alerts(path, &config)?,
         None => Vec::new(),
@@ -565,6 +583,25 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     write_set_aside(&shared.set_aside, &files)?;
+    let quotes = quotes
+        .map(|q| {
+            q.join()
+                .map_err(|_| anyhow::anyhow!("the quotes thread panicked"))?
+        })
+        .transpose()?;
+    if let Some(report) = &quotes {
+        for (lines, target) in [
+            (&report.rejected, &files.errors),
+            (&report.late, &files.late),
+        ] {
+            if let Some(w) = target {
+                let mut w = lock(w);
+                for line in lines {
+                    writeln!(w, "{line}")?;
+                }
+            }
+        }
+    }
     files.flush()?;
     // The cluster's totals, as worker 0 gathered them.
     let tally = *lock(&shared.tallies);
@@ -574,6 +611,9 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     c.late.store(tally.late, Ordering::Relaxed);
     c.skipped.store(tally.skipped, Ordering::Relaxed);
     summary(c, started, args.errors_out.is_none());
+    if let Some(report) = quotes {
+        eprintln!("{}", report.line());
+    }
     Ok(())
 }
 

@@ -574,6 +574,17 @@ pub struct AnalyzeArgs {
     /// Where to write the alert events (JSON lines: alert_id, symbol, time_ns, seq, price, value).
     #[arg(long, requires = "alerts")]
     pub events_out: Option<PathBuf>,
+
+    /// Where to write the quote statistics (JSON lines: time-weighted spread, mid, crossed and
+    /// locked shares per symbol, window and grid time) of the inputs that carry quotes: LOBSTER
+    /// message files with their order book file beside them, raw Binance sessions (bookTicker
+    /// frames) and raw Alpaca sessions (q messages). Other inputs add no quotes.
+    #[arg(long)]
+    pub quotes_out: Option<PathBuf>,
+
+    /// Where to write tumbling bars of mid prices (JSON lines), beside --quotes-out.
+    #[arg(long, requires = "quotes_out")]
+    pub mid_bars_out: Option<PathBuf>,
 }
 
 /// Flags of `gostocks run`.

@@ -284,3 +284,108 @@ fn alerts_on_real_tapes_match_the_reference_at_one_and_two_workers() {
         }
     }
 }
+
+fn quotes(path: &Path) -> Vec<gostocks_core::quotes::Quote> {
+    gostocks_connectors::file::QuoteFile::open(path, 1 << 20)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .expect("the file carries quotes")
+        .map(|r| r.expect("the recorded quotes decode"))
+        .collect()
+}
+
+/// `analyze --quotes-out` on a LOBSTER order book, a futures and a spot Binance session at
+/// once, line for line against the plain reference over the same quotes; and a hand-checked
+/// value of the LOBSTER book.
+#[test]
+fn quote_stats_on_real_books_match_the_reference() {
+    let Some(dir) = common::data_dir() else {
+        return;
+    };
+    let inputs = [
+        "lobster/truncated/AAPL_2012-06-21_34200000_57600000_message_10.first999rows.csv",
+        "crypto/raw_hftbacktest/usdm_btcusdt_20240808.gz",
+        "crypto/raw_hftbacktest/spot_ethusdt_20240808.gz",
+    ]
+    .map(|p| dir.join(p));
+    let all: Vec<_> = inputs.iter().flat_map(|p| quotes(p)).collect();
+    // Every LOBSTER row that changes the top is a quote: of the first 999 rows, those.
+    let aapl = quotes(&inputs[0]);
+    assert!(aapl.len() > 300 && aapl.len() < 999, "{}", aapl.len());
+    assert!(all.len() > 80_000, "{}", all.len());
+    let cfg = AnalyticsConfig::default();
+    let want = reference::quote_stats(&all, &cfg);
+    let want_bars = reference::mid_bars(&all, &cfg);
+
+    let tmp = std::env::temp_dir().join(format!("gostocks-golden-quotes-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let (stats, quotes_out, bars_out) = (
+        tmp.join("stats.jsonl"),
+        tmp.join("quotes.jsonl"),
+        tmp.join("mid.jsonl"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["--log", "warn", "analyze", "--input"])
+        .args(&inputs)
+        .arg("--stats-out")
+        .arg(&stats)
+        .arg("--quotes-out")
+        .arg(&quotes_out)
+        .arg("--mid-bars-out")
+        .arg(&bars_out)
+        .output()
+        .expect("gostocks runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "analyzed {} quotes from 3 inputs (0 rejected, 0 late)",
+            all.len()
+        )),
+        "{stderr}"
+    );
+    let labels = ["60s", "300s"];
+    let mut expected = String::new();
+    for row in &want {
+        row.write_json(&mut expected, labels[usize::from(row.window)]);
+        expected.push('\n');
+    }
+    let got = std::fs::read_to_string(&quotes_out).expect("quotes written");
+    assert_eq!(got.lines().count(), want.len());
+    assert!(got == expected, "the quote stats equal the reference's");
+    let mut bars: Vec<_> = want_bars.clone();
+    bars.sort_by_key(|b| {
+        let size = cfg.bars[usize::from(b.bar)].ns();
+        (b.start_ns + size, b.symbol, b.bar)
+    });
+    let mut expected_bars = String::new();
+    for bar in &bars {
+        bar.write_json(&mut expected_bars, ["1s", "1m"][usize::from(bar.bar)]);
+        expected_bars.push('\n');
+    }
+    assert!(
+        std::fs::read_to_string(&bars_out).expect("mid bars written") == expected_bars,
+        "the mid bars equal the reference's"
+    );
+
+    // By hand (a Python loop over the two files in decimals): at 09:30:01, 38 quotes since the
+    // first at 09:30:00.004241176, two-sided for 0.995758824 s, mean spread 0.289773688031109...
+    let first = got.lines().next().expect("a row");
+    let v: serde_json::Value = serde_json::from_str(first).expect("JSON");
+    assert_eq!(
+        (
+            &v["symbol"],
+            &v["time_ns"],
+            &v["quotes"],
+            &v["two_sided_ns"]
+        ),
+        (
+            &"AAPL".into(),
+            &(OPEN_NS + 1_000_000_000).into(),
+            &38.into(),
+            &995_758_824u64.into()
+        )
+    );
+    assert!((v["mean_spread"].as_f64().unwrap() - 0.289_773_688_031_109).abs() < 1e-15);
+    assert_eq!(aapl.len(), 485);
+    let _ = std::fs::remove_dir_all(&tmp);
+}

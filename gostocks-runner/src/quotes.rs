@@ -153,7 +153,6 @@ pub fn run(
         write(engine.advance(), &mut report)?;
     }
     write(engine.finish(), &mut report)?;
-    drop(write);
     stats_out.flush().context("writing --quotes-out")?;
     if let Some(out) = bars_out.as_mut() {
         out.flush().context("writing --mid-bars-out")?;

@@ -295,6 +295,12 @@ pub struct ReplayArgs {
     #[arg(long, default_value = TICKS_TOPIC, env = "GOSTOCKS_TOPIC")]
     pub topic: String,
 
+    /// Also produce the inputs' quotes (LOBSTER order books beside their message files, Binance
+    /// bookTicker frames, Alpaca q messages) to this topic, keyed by symbol, in the same
+    /// encoding, merged with the ticks in event-time order (e.g. `quotes`).
+    #[arg(long, env = "GOSTOCKS_QUOTES_TOPIC")]
+    pub quotes_topic: Option<String>,
+
     /// Pace: `1x` is the recorded pace, `10x` ten times faster, `max` as fast as the broker takes.
     #[arg(long, default_value = "max")]
     pub speed: Speed,

@@ -1,7 +1,8 @@
 //! Conversions between wire messages and core types.
 
 use gostocks_core::decimal::SCALE_DIGITS;
-use gostocks_core::{DecimalError, Fixed, Side, Tick};
+use gostocks_core::quotes::Quote;
+use gostocks_core::{DecimalError, Fixed, Side, Symbol, Tick};
 
 use crate::v1;
 
@@ -21,6 +22,10 @@ pub enum ConversionError {
         #[source]
         source: DecimalError,
     },
+    /// The message converts but is not a valid record (a bad symbol, a negative size, a time
+    /// before 1970); the text names the field.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<Fixed> for v1::Decimal {
@@ -85,5 +90,42 @@ impl TryFrom<v1::Tick> for Tick {
         })
         .with_trade_id(t.trade_id)
         .with_conditions(t.conditions))
+    }
+}
+
+/// A quote as its wire message, with the `source` it came from.
+pub fn quote_to_wire(q: &Quote, source: &str) -> v1::Quote {
+    v1::Quote {
+        symbol: q.symbol.as_str().to_owned(),
+        bid: Some(q.bid.into()),
+        bid_size: Some(q.bid_size.into()),
+        ask: Some(q.ask.into()),
+        ask_size: Some(q.ask_size.into()),
+        // Event times are below 2^63 ns (2262): `Quote::new` from any reader keeps them there.
+        time_ns: i64::try_from(q.time_ns).unwrap_or(i64::MAX),
+        seq: q.seq,
+        source: source.to_owned(),
+    }
+}
+
+impl TryFrom<v1::Quote> for Quote {
+    type Error = ConversionError;
+    /// Validated as [`Quote::new`] validates: the error names the field.
+    fn try_from(q: v1::Quote) -> Result<Quote, ConversionError> {
+        let symbol =
+            Symbol::new(&q.symbol).map_err(|e| ConversionError::Invalid(format!("symbol: {e}")))?;
+        let time_ns = u64::try_from(q.time_ns).map_err(|_| {
+            ConversionError::Invalid(format!("time_ns: must be >= 0, got {}", q.time_ns))
+        })?;
+        Quote::new(
+            symbol,
+            time_ns,
+            q.seq,
+            decimal("bid", q.bid.as_ref())?,
+            decimal("bid_size", q.bid_size.as_ref())?,
+            decimal("ask", q.ask.as_ref())?,
+            decimal("ask_size", q.ask_size.as_ref())?,
+        )
+        .map_err(|e| ConversionError::Invalid(e.to_string()))
     }
 }

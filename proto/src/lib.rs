@@ -19,7 +19,7 @@
 
 mod convert;
 
-pub use convert::ConversionError;
+pub use convert::{ConversionError, quote_to_wire};
 
 /// Generated messages and services of package `gostocks.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -12,6 +12,7 @@ mod commits;
 mod config;
 mod membership;
 mod ownership;
+mod quotes;
 mod rebalance;
 mod sampler;
 mod sink;
@@ -26,6 +27,7 @@ pub use config::{
 };
 pub use membership::InstanceId;
 pub use ownership::Ownership;
+pub use quotes::{QUOTES_TOPIC, decode_quote, encode_quote};
 pub use sink::TickProducer;
 pub use source::{
     Assignment, Event, KafkaSource, REJOIN_MARGIN, Record, Rejected, Share, TickConsumer,

@@ -302,12 +302,7 @@ impl Backfiller {
             .await
             .map_err(|e| Attempt::Later(format!("request failed: {}", e.without_url()), None))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::notify::worker::retry_after(resp.headers());
         let mut body = Vec::new();
         while let Some(chunk) = resp
             .chunk()

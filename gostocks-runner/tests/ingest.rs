@@ -542,27 +542,7 @@ async fn an_ingested_binance_session_analyzes_like_its_trade_csv_and_its_recordi
         .collect();
     std::fs::write(&ingested, lines.join("\n") + "\n").expect("write");
 
-    let analyze = |input: &Path, name: &str| -> (String, String) {
-        let (stats, bars) = (
-            out.join(format!("{name}.stats")),
-            out.join(format!("{name}.bars")),
-        );
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
-            .args(["--log", "warn", "analyze", "--input"])
-            .arg(input)
-            .arg("--stats-out")
-            .arg(&stats)
-            .arg("--bars-out")
-            .arg(&bars)
-            .stdout(Stdio::null())
-            .status()
-            .expect("analyze runs");
-        assert!(status.success(), "analyze {name}");
-        (
-            std::fs::read_to_string(stats).expect("stats"),
-            std::fs::read_to_string(bars).expect("bars"),
-        )
-    };
+    let analyze = |input: &Path, name: &str| analyze_to(&out, input, name);
     let from_csv = analyze(&s.csv, "csv");
     assert!(from_csv.0.lines().count() > 100, "a real amount of stats");
     same_lines(

@@ -374,12 +374,7 @@ async fn attempt(
         Err(e) => return network(e),
     };
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+    let retry_after = retry_after(resp.headers()).map(|d| d.min(MAX_RETRY_AFTER));
     let mut text = Vec::new();
     loop {
         match resp.chunk().await {
@@ -436,4 +431,13 @@ fn network(e: reqwest::Error) -> Outcome {
         error: why,
         retry_after: None,
     }
+}
+
+/// The `Retry-After` of an answer, in whole seconds (the HTTP-date form is not read).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }

@@ -13,7 +13,7 @@ use gostocks_core::quotes::{MidBarRow, Quote, QuoteEngine, QuoteStatsRow};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::watermark::Late;
 
-/// Quotes read from one input before the next input's turn, and between two advances.
+/// Quotes read from one input before the next choice of input, and between two advances.
 const TURN: usize = 8192;
 
 /// What `--quotes-out` did.
@@ -130,24 +130,30 @@ pub fn run(
         }
         Ok(())
     };
-    while open.iter().any(|&o| o) {
-        for (k, (input, file)) in files.iter_mut().enumerate() {
-            if !open[k] {
-                continue;
-            }
-            for _ in 0..TURN {
-                match file.next() {
-                    None => {
-                        open[k] = false;
-                        engine.close(k);
-                        break;
-                    }
-                    Some(Ok(quote)) => match engine.push(k, quote) {
+    // The input whose reading is furthest behind in event time goes next, so that the engine's
+    // frontier keeps up and the quotes held back stay about TURN per input (plus the lateness),
+    // however far apart the inputs' times are.
+    let mut reached: Vec<u64> = vec![0; files.len()];
+    while let Some(k) = (0..files.len())
+        .filter(|&k| open[k])
+        .min_by_key(|&k| reached[k])
+    {
+        let (input, file) = &mut files[k];
+        for _ in 0..TURN {
+            match file.next() {
+                None => {
+                    open[k] = false;
+                    engine.close(k);
+                    break;
+                }
+                Some(Ok(quote)) => {
+                    reached[k] = reached[k].max(quote.time_ns);
+                    match engine.push(k, quote) {
                         Ok(()) => report.quotes += 1,
                         Err(late) => report.late.push(late_line(&quote, &late)),
-                    },
-                    Some(Err(rejected)) => report.rejected.push(error_line(*input, &rejected)),
+                    }
                 }
+                Some(Err(rejected)) => report.rejected.push(error_line(*input, &rejected)),
             }
         }
         write(engine.advance(), &mut report)?;

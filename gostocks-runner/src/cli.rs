@@ -360,6 +360,11 @@ pub struct IngestArgs {
     #[arg(long, default_value = TICKS_TOPIC, env = "GOSTOCKS_TOPIC")]
     pub topic: String,
 
+    /// Also produce the quotes (Binance `@bookTicker`, subscribed beside the trades) to this
+    /// topic, keyed by symbol, in the tick encoding (e.g. `quotes`). Binance only.
+    #[arg(long, env = "GOSTOCKS_QUOTES_TOPIC")]
+    pub quotes_topic: Option<String>,
+
     /// Also write every frame received, `<local receive ns> <frame>` per line, to replay later
     /// (`gostocks replay` / `analyze` with --format finnhub-raw|alpaca-raw|binance-raw).
     #[arg(long, value_name = "FILE")]

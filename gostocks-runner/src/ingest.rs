@@ -64,6 +64,9 @@ fn provider(args: &IngestArgs) -> anyhow::Result<Box<dyn Provider>> {
             secret(ALPACA_KEY, "Alpaca API key id")?,
             secret(ALPACA_SECRET, "Alpaca API secret key")?,
         )),
+        ProviderKind::Binance if args.quotes_topic.is_some() => {
+            Box::new(Binance::with_quotes(&args.symbols, url))
+        }
         ProviderKind::Binance => Box::new(Binance::new(&args.symbols, url)),
     })
 }
@@ -90,6 +93,11 @@ async fn shutdown_signal() {
 }
 
 async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
+    if args.quotes_topic.is_some() && !matches!(args.provider, ProviderKind::Binance) {
+        anyhow::bail!(
+            "--quotes-topic takes Binance's bookTicker quotes: use it with --provider binance"
+        );
+    }
     let mut provider = provider(&args)?;
     let recorder = args
         .record
@@ -133,6 +141,7 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         .with_options(args.kafka.kafka_options.resolve()?);
     let producer = TickProducer::new(&kafka, args.kafka.tick_encoding)
         .context("creating the Kafka producer (is --brokers right?)")?;
+    let quote_kafka = kafka.clone();
 
     // Set when delivery fails for good (Kafka refuses the topic or the ticks): ingesting on
     // would only fill the buffer, so the client is stopped too.
@@ -189,16 +198,46 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         None => (Arc::clone(&buffer), None),
     };
 
+    // Quotes go through a bounded queue of their own to their topic; when Kafka falls behind
+    // and it is full, the newest are dropped and counted (the socket cannot be held back).
+    let quote_stats = Arc::new(QuoteCounts::default());
+    let (quote_tx, quote_task) = match &args.quotes_topic {
+        Some(topic) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(args.buffer.max(1));
+            let producer = TickProducer::new(&quote_kafka, args.kafka.tick_encoding)
+                .context("creating the Kafka producer for quotes")?;
+            let task = tokio::spawn(deliver_quotes(
+                rx,
+                producer,
+                quote_kafka,
+                topic.clone(),
+                args.kafka.partitions,
+                args.kafka.tick_encoding,
+                Arc::clone(&quote_stats),
+            ));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+
     info!(provider = %args.provider, symbols = ?args.symbols, topic = %args.topic, "ingesting");
     let push = |tick| {
         incoming.push(tick);
     };
-    let result = client::run(
+    let push_quote = |quote| {
+        if let Some(tx) = &quote_tx
+            && tx.try_send(quote).is_err()
+        {
+            quote_stats.overflow.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let result = client::run_with_quotes(
         provider.as_mut(),
         &config,
         &metrics,
         recorder,
         push,
+        push_quote,
         async {
             tokio::select! {
                 _ = shutdown_signal() => {}
@@ -208,11 +247,16 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     )
     .await;
     incoming.close();
+    // The quote queue's last sender: the task delivers what is left and ends.
+    drop(quote_tx);
     let drain_timeout: Duration = args.drain_timeout.into();
     let drained = tokio::time::timeout(drain_timeout, async {
         // The stage closes the delivery buffer once it has passed everything on.
         if let Some(stage) = stage {
             let _ = stage.await;
+        }
+        if let Some(task) = quote_task {
+            let _ = task.await;
         }
         delivery.await
     })
@@ -231,6 +275,15 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
     // Rates over the streaming span, so that waiting for a connection or for Ctrl-C does not
     // dilute them.
     let secs = m.streaming_secs().max(1e-9);
+    if args.quotes_topic.is_some() {
+        eprintln!(
+            "ingest quotes: quotes={} quotes_delivered={} quote_overflow={} quote_errors={}",
+            metrics.quotes.load(Ordering::Relaxed),
+            quote_stats.delivered.load(Ordering::Relaxed),
+            quote_stats.overflow.load(Ordering::Relaxed),
+            quote_stats.failed.load(Ordering::Relaxed),
+        );
+    }
     eprintln!(
         "ingest summary: frames={} ticks={} delivered={} ignored={} parse_errors={} invalid={} duplicates={} gap_ids={} backfilled={} unfilled={} unfilled_ranges={} reconnects={} provider_errors={} overflow={} undelivered={} mean_delay_ms={:.1} max_delay_ms={:.1} streaming_s={:.3} ticks_per_s={:.0} frames_per_s={:.0}",
         m.frames,
@@ -439,4 +492,61 @@ fn render(metrics: &IngestMetrics, buffer: &TickBuffer, filled: &BackfillMetrics
 fn snapshot(metrics: &IngestMetrics, buffer: &TickBuffer) -> MetricsSnapshot {
     metrics.overflow.store(buffer.overflow(), Ordering::Relaxed);
     metrics.snapshot()
+}
+
+/// What became of the quotes (`--quotes-topic`).
+#[derive(Default)]
+struct QuoteCounts {
+    delivered: std::sync::atomic::AtomicU64,
+    /// Dropped because the queue was full.
+    overflow: std::sync::atomic::AtomicU64,
+    /// Refused by Kafka after the producer's own retries.
+    failed: std::sync::atomic::AtomicU64,
+}
+
+/// Delivers the quotes of `rx` to `topic` until the queue closes and is empty. Up to 1,000
+/// are in flight at once; the producer retries each until its delivery timeout.
+async fn deliver_quotes(
+    mut rx: tokio::sync::mpsc::Receiver<gostocks_core::quotes::Quote>,
+    producer: TickProducer,
+    kafka: KafkaConfig,
+    topic: String,
+    partitions: i32,
+    encoding: gostocks_connectors::kafka::TickEncoding,
+    counts: Arc<QuoteCounts>,
+) {
+    use futures::StreamExt;
+    // Created up front where the broker allows it; the producer's first send creates it
+    // otherwise.
+    if let Err(e) =
+        tokio::time::timeout(TOPIC_TIMEOUT, ensure_topic_with(&kafka, &topic, partitions)).await
+    {
+        warn!(topic = %topic, error = %e, "could not make sure the quotes topic exists");
+    }
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let settle = |r: Result<(i32, i64), gostocks_connectors::Error>| match r {
+        Ok(_) => {
+            counts.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            error!(topic = %topic, error = %e, "a quote was not delivered");
+        }
+    };
+    while let Some(quote) = rx.recv().await {
+        let payload = gostocks_connectors::kafka::encode_quote(&quote, "binance", encoding);
+        in_flight.push(producer.send_record(
+            &topic,
+            quote.symbol.as_str().as_bytes().to_vec(),
+            payload,
+        ));
+        if in_flight.len() >= 1_000
+            && let Some(r) = in_flight.next().await
+        {
+            settle(r);
+        }
+    }
+    while let Some(r) = in_flight.next().await {
+        settle(r);
+    }
 }

@@ -1405,3 +1405,95 @@ async fn a_binance_gap_without_a_key_is_reported_by_range_and_rate_limits_are_wa
     assert!(done.log.contains("rate limited"), "{}", done.log);
     assert!(!done.log.contains(BINANCE_KEY), "the key is never logged");
 }
+
+/// With `--quotes-topic`, the bookTicker frames of a real futures session become quotes on
+/// their own topic, each once and in order, equal to the session file's (futures frames carry
+/// their time), while every trade still arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn binance_book_tickers_go_to_the_quotes_topic_each_once_beside_every_trade() {
+    let (Some(brokers), Some(dir)) = (common::brokers(), common::data_dir()) else {
+        return;
+    };
+    let s = session(&dir, 5);
+    let want: Vec<gostocks_core::quotes::Quote> = gostocks_connectors::file::QuoteFile::open(
+        dir.join("crypto/raw_hftbacktest").join(s.name),
+        1 << 20,
+    )
+    .expect("opens")
+    .expect("a session with quotes")
+    .map(|q| q.expect("the recorded quotes decode"))
+    .collect();
+    assert!(want.len() > 5_000, "{}", want.len());
+    let quotes = topic(&brokers, "ingest_quotes").await;
+    let all = s.frames.len();
+    let run = ingest_binance(
+        &brokers,
+        &s,
+        (all, all, false),
+        s.expected.len(),
+        &["--quotes-topic", &quotes],
+    )
+    .await;
+    assert_eq!(sorted(run.got), sorted(s.expected.clone()), "every trade");
+    assert_eq!(run.done.count("overflow"), 0);
+    let line = run
+        .done
+        .log
+        .lines()
+        .find(|l| l.starts_with("ingest quotes:"))
+        .unwrap_or_else(|| panic!("no quotes line in:\n{}", run.done.log));
+    assert_eq!(
+        line,
+        format!(
+            "ingest quotes: quotes={n} quotes_delivered={n} quote_overflow=0 quote_errors=0",
+            n = want.len()
+        )
+    );
+
+    let consumer = TickConsumer::subscribe(
+        &KafkaConfig::new(&brokers, format!("{quotes}_reader")),
+        &[&quotes],
+    )
+    .expect("consumer");
+    let mut stream = consumer.consumer.stream();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("quotes keep coming")
+            .expect("stream open")
+            .expect("no kafka error");
+        let quote = gostocks_connectors::kafka::decode_quote(
+            msg.payload().expect("payload"),
+            TickEncoding::Protobuf,
+        )
+        .expect("a protobuf quote");
+        assert_eq!(
+            msg.key(),
+            Some(quote.symbol.as_str().as_bytes()),
+            "keyed by symbol"
+        );
+        got.push(quote);
+    }
+    // One symbol: one partition, in the order received.
+    assert!(got == want, "the session's quotes, each once, in order");
+    // Nothing more.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), stream.next())
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn quotes_topic_needs_binance() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["ingest", "--provider", "finnhub", "--symbols", "AAPL"])
+        .args(["--quotes-topic", "quotes"])
+        .env("FINNHUB_TOKEN", "x")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--provider binance"), "{stderr}");
+}

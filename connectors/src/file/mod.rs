@@ -18,7 +18,7 @@
 
 pub(crate) mod eastern;
 mod parts;
-mod quotes;
+pub(crate) mod quotes;
 mod source;
 
 pub use parts::{Part, split};

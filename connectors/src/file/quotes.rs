@@ -434,10 +434,21 @@ fn decode_binance_line(line: &[u8]) -> Vec<Result<Quote, Rejection>> {
             "expected `<local ts> <frame>`".into(),
         ))];
     };
-    let frame = &line[space + 1..];
+    binance_book_ticker(&line[space + 1..], || local_time_ns(&line[..space]))
+        .into_iter()
+        .collect()
+}
+
+/// The quote of a Binance `@bookTicker` frame (combined or bare), `None` for any other frame.
+/// Its event time is the frame's transaction time `T` (futures), or else `receive_ns()` (spot
+/// frames carry no time).
+pub(crate) fn binance_book_ticker(
+    frame: &[u8],
+    receive_ns: impl FnOnce() -> Result<u64, Rejection>,
+) -> Option<Result<Quote, Rejection>> {
     // Most frames are trades or depth: look at the stream name before parsing.
     if frame.starts_with(br#"{"stream":""#) && !memchr_book_ticker(frame) {
-        return Vec::new();
+        return None;
     }
     let decoded = (|| -> Result<Option<Quote>, Rejection> {
         let combined: Combined = serde_json::from_slice(frame)
@@ -459,7 +470,7 @@ fn decode_binance_line(line: &[u8]) -> Vec<Result<Quote, Rejection>> {
             Symbol::new(need(t.s, "s")?).map_err(|e| Rejection::Symbol(excerpt(&e.to_string())))?;
         let time_ns = match t.time {
             Some(ms) => scale_time(ms, 1_000_000, "T", "ms")? as u64,
-            None => local_time_ns(&line[..space])?,
+            None => receive_ns()?,
         };
         let seq =
             t.u.ok_or_else(|| Rejection::Decode("bookTicker: missing `u`".into()))?;
@@ -474,11 +485,7 @@ fn decode_binance_line(line: &[u8]) -> Vec<Result<Quote, Rejection>> {
         )
         .map(Some)
     })();
-    match decoded {
-        Ok(Some(q)) => vec![Ok(q)],
-        Ok(None) => Vec::new(),
-        Err(e) => vec![Err(e)],
-    }
+    decoded.transpose()
 }
 
 /// Whether a combined frame's stream name ends in `@bookTicker`.

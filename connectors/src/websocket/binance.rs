@@ -15,6 +15,7 @@ const SOURCE: &str = "binance";
 #[derive(Clone, Debug)]
 pub struct Binance {
     url: String,
+    quotes: bool,
 }
 
 impl Binance {
@@ -24,13 +25,39 @@ impl Binance {
     /// Trades of `symbols` (any case) from `base` (default [`Self::DEFAULT_URL`]), to which
     /// `/stream?streams=...` is appended.
     pub fn new(symbols: &[String], base: Option<&str>) -> Binance {
+        Binance::streams(symbols, base, &["trade"])
+    }
+
+    /// Trades and quotes: the `@bookTicker` streams too, whose frames become
+    /// [`Output::quotes`]. A futures frame's time is its transaction time `T`; a spot frame
+    /// carries none, so its time is when it was decoded (its receive time).
+    ///
+    /// ```
+    /// use gostocks_connectors::websocket::{Binance, Output, Provider};
+    /// let mut b = Binance::with_quotes(&["BTCUSDT".into()], Some("ws://127.0.0.1:1"));
+    /// assert_eq!(b.connect_url(), "ws://127.0.0.1:1/stream?streams=btcusdt@trade/btcusdt@bookTicker");
+    /// let mut out = Output::default();
+    /// b.on_frame(r#"{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":7,"s":"BTCUSDT","b":"61800.20","B":"2.507","a":"61800.30","A":"2.510","T":1723161256313,"E":1723161256313}}"#, &mut out).unwrap();
+    /// let q = out.quotes[0].as_ref().unwrap();
+    /// assert_eq!((q.time_ns, q.seq, q.ask.to_string()), (1_723_161_256_313_000_000, 7, "61800.3".into()));
+    /// ```
+    pub fn with_quotes(symbols: &[String], base: Option<&str>) -> Binance {
+        Binance::streams(symbols, base, &["trade", "bookTicker"])
+    }
+
+    fn streams(symbols: &[String], base: Option<&str>, kinds: &[&str]) -> Binance {
         let base = base.unwrap_or(Self::DEFAULT_URL).trim_end_matches('/');
         let streams: Vec<String> = symbols
             .iter()
-            .map(|s| format!("{}@trade", s.to_ascii_lowercase()))
+            .flat_map(|s| {
+                kinds
+                    .iter()
+                    .map(move |k| format!("{}@{k}", s.to_ascii_lowercase()))
+            })
             .collect();
         Binance {
             url: format!("{base}/stream?streams={}", streams.join("/")),
+            quotes: kinds.contains(&"bookTicker"),
         }
     }
 }
@@ -47,6 +74,18 @@ impl Provider for Binance {
     fn on_connect(&mut self, _out: &mut Output) {}
 
     fn on_frame(&mut self, frame: &str, out: &mut Output) -> Result<(), ProviderError> {
+        if self.quotes {
+            let receive_ns = || {
+                u64::try_from(super::client::now_ns())
+                    .map_err(|_| Rejection::Decode("the local clock is before 1970".into()))
+            };
+            if let Some(quote) =
+                crate::file::quotes::binance_book_ticker(frame.as_bytes(), receive_ns)
+            {
+                out.quotes.push(quote);
+                return Ok(());
+            }
+        }
         decode_frame(frame.as_bytes(), out);
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
 use gostocks_core::Tick;
+use gostocks_core::quotes::Quote;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, error, info, warn};
@@ -43,8 +44,21 @@ pub async fn run(
     provider: &mut dyn Provider,
     config: &ClientConfig,
     metrics: &IngestMetrics,
+    recorder: Option<Recorder>,
+    sink: impl FnMut(Tick),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    run_with_quotes(provider, config, metrics, recorder, sink, |_| {}, shutdown).await
+}
+
+/// [`run`], handing the provider's quotes (see [`Output::quotes`]) to `quote_sink`.
+pub async fn run_with_quotes(
+    provider: &mut dyn Provider,
+    config: &ClientConfig,
+    metrics: &IngestMetrics,
     mut recorder: Option<Recorder>,
     mut sink: impl FnMut(Tick),
+    mut quote_sink: impl FnMut(Quote),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     // wss:// needs a process-wide rustls crypto provider; installing one that is already
@@ -89,6 +103,7 @@ pub async fn run(
                     recorder: &mut recorder,
                     dedup: &mut dedup,
                     sink: &mut sink,
+                    quote_sink: &mut quote_sink,
                     streamed: false,
                 };
                 let end = session.stream(ws, &mut shutdown).await?;
@@ -134,18 +149,19 @@ pub async fn run(
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-struct Session<'a, S> {
+struct Session<'a, S, Q> {
     provider: &'a mut dyn Provider,
     config: &'a ClientConfig,
     metrics: &'a IngestMetrics,
     recorder: &'a mut Option<Recorder>,
     dedup: &'a mut Dedup,
     sink: &'a mut S,
+    quote_sink: &'a mut Q,
     /// Whether a trade arrived on this connection (a healthy one: backoff starts over).
     streamed: bool,
 }
 
-impl<S: FnMut(Tick)> Session<'_, S> {
+impl<S: FnMut(Tick), Q: FnMut(Quote)> Session<'_, S, Q> {
     async fn stream(
         &mut self,
         mut ws: Socket,
@@ -298,6 +314,20 @@ impl<S: FnMut(Tick)> Session<'_, S> {
             IngestMetrics::bump(&self.metrics.ticks);
             self.metrics.delay(recv_ns - tick.time_ns);
             (self.sink)(tick);
+        }
+        for quote in out.quotes.drain(..) {
+            match quote {
+                Ok(quote) => {
+                    self.streamed = true;
+                    IngestMetrics::bump(&self.metrics.quotes);
+                    (self.quote_sink)(quote);
+                }
+                Err(reason) => {
+                    let reason = bound_reason(reason);
+                    IngestMetrics::bump(&self.metrics.parse_errors);
+                    warn!(provider = name, reason = %reason, frame = %truncate(text, 200), "quote did not decode");
+                }
+            }
         }
         verdict
     }

@@ -11,6 +11,8 @@ pub struct IngestMetrics {
     pub frames: AtomicU64,
     /// Ticks handed on for delivery.
     pub ticks: AtomicU64,
+    /// Quotes decoded (with quotes asked for).
+    pub quotes: AtomicU64,
     /// Messages passed over (other streams, quotes, pings, acknowledgements).
     pub ignored: AtomicU64,
     /// Frames or trades that did not decode.

@@ -56,6 +56,9 @@ pub struct Output {
     pub replies: Vec<String>,
     /// Control messages worth logging: greetings, authentication, subscriptions, errors.
     pub notices: Vec<Notice>,
+    /// Quotes in frame order, from a provider asked for them (Binance `with_quotes`); a quote
+    /// that does not decode is its rejection.
+    pub quotes: Vec<Result<gostocks_core::quotes::Quote, Rejection>>,
 }
 
 /// A control message from a provider.

@@ -360,8 +360,9 @@ pub struct IngestArgs {
     #[arg(long, default_value = TICKS_TOPIC, env = "GOSTOCKS_TOPIC")]
     pub topic: String,
 
-    /// Also produce the quotes (Binance `@bookTicker`, subscribed beside the trades) to this
-    /// topic, keyed by symbol, in the tick encoding (e.g. `quotes`). Binance only.
+    /// Also produce the quotes (Binance `@bookTicker`, Alpaca `quotes`, subscribed beside the
+    /// trades) to this topic, keyed by symbol, in the tick encoding (e.g. `quotes`). Not with
+    /// Finnhub, whose WebSocket sends trades only.
     #[arg(long, env = "GOSTOCKS_QUOTES_TOPIC")]
     pub quotes_topic: Option<String>,
 

@@ -58,12 +58,19 @@ fn provider(args: &IngestArgs) -> anyhow::Result<Box<dyn Provider>> {
             url,
             secret(FINNHUB_TOKEN, "Finnhub API token (finnhub.io, free tier)")?,
         )),
-        ProviderKind::Alpaca => Box::new(Alpaca::new(
-            &args.symbols,
-            url,
-            secret(ALPACA_KEY, "Alpaca API key id")?,
-            secret(ALPACA_SECRET, "Alpaca API secret key")?,
-        )),
+        ProviderKind::Alpaca => {
+            let alpaca = Alpaca::new(
+                &args.symbols,
+                url,
+                secret(ALPACA_KEY, "Alpaca API key id")?,
+                secret(ALPACA_SECRET, "Alpaca API secret key")?,
+            );
+            Box::new(if args.quotes_topic.is_some() {
+                alpaca.with_quotes()
+            } else {
+                alpaca
+            })
+        }
         ProviderKind::Binance if args.quotes_topic.is_some() => {
             Box::new(Binance::with_quotes(&args.symbols, url))
         }
@@ -93,9 +100,9 @@ async fn shutdown_signal() {
 }
 
 async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
-    if args.quotes_topic.is_some() && !matches!(args.provider, ProviderKind::Binance) {
+    if args.quotes_topic.is_some() && matches!(args.provider, ProviderKind::Finnhub) {
         anyhow::bail!(
-            "--quotes-topic takes Binance's bookTicker quotes: use it with --provider binance"
+            "--quotes-topic takes Binance's bookTicker or Alpaca's quote stream; Finnhub's WebSocket sends trades only: use --provider binance or alpaca"
         );
     }
     let mut provider = provider(&args)?;
@@ -206,13 +213,17 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
             let (tx, rx) = tokio::sync::mpsc::channel(args.buffer.max(1));
             let producer = TickProducer::new(&quote_kafka, args.kafka.tick_encoding)
                 .context("creating the Kafka producer for quotes")?;
+            let target = QuoteTarget {
+                topic: topic.clone(),
+                partitions: args.kafka.partitions,
+                encoding: args.kafka.tick_encoding,
+                source: provider.name(),
+            };
             let task = tokio::spawn(deliver_quotes(
                 rx,
                 producer,
                 quote_kafka,
-                topic.clone(),
-                args.kafka.partitions,
-                args.kafka.tick_encoding,
+                target,
                 Arc::clone(&quote_stats),
             ));
             (Some(tx), Some(task))
@@ -494,6 +505,16 @@ fn snapshot(metrics: &IngestMetrics, buffer: &TickBuffer) -> MetricsSnapshot {
     metrics.snapshot()
 }
 
+/// Where the quotes go and how.
+struct QuoteTarget {
+    topic: String,
+    /// Of the topic, when it has to be created.
+    partitions: i32,
+    encoding: gostocks_connectors::kafka::TickEncoding,
+    /// The `source` each quote carries: the provider's name.
+    source: &'static str,
+}
+
 /// What became of the quotes (`--quotes-topic`).
 #[derive(Default)]
 struct QuoteCounts {
@@ -510,11 +531,15 @@ async fn deliver_quotes(
     mut rx: tokio::sync::mpsc::Receiver<gostocks_core::quotes::Quote>,
     producer: TickProducer,
     kafka: KafkaConfig,
-    topic: String,
-    partitions: i32,
-    encoding: gostocks_connectors::kafka::TickEncoding,
+    target: QuoteTarget,
     counts: Arc<QuoteCounts>,
 ) {
+    let QuoteTarget {
+        topic,
+        partitions,
+        encoding,
+        source,
+    } = target;
     use futures::StreamExt;
     // Created up front where the broker allows it; the producer's first send creates it
     // otherwise.
@@ -534,7 +559,7 @@ async fn deliver_quotes(
         }
     };
     while let Some(quote) = rx.recv().await {
-        let payload = gostocks_connectors::kafka::encode_quote(&quote, "binance", encoding);
+        let payload = gostocks_connectors::kafka::encode_quote(&quote, source, encoding);
         in_flight.push(producer.send_record(
             &topic,
             quote.symbol.as_str().as_bytes().to_vec(),

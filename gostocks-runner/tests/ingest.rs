@@ -1497,3 +1497,135 @@ fn quotes_topic_needs_binance() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--provider binance"), "{stderr}");
 }
+
+/// Alpaca quotes with `--quotes-topic`: subscribed beside the trades, valid ones on their own
+/// topic each once across a dropped connection, bad ones counted as parse errors naming the
+/// field, and the recording replays to the same quotes, `seq` included.
+#[tokio::test(flavor = "multi_thread")]
+async fn alpaca_quotes_go_to_the_quotes_topic_and_the_recording_replays_to_them() {
+    let Some(brokers) = common::brokers() else {
+        return;
+    };
+    let (mut frames, expected) = alpaca_script();
+    // The script's quotes lack sizes and times: rejections. Valid ones join every fifth frame.
+    let bad: usize = frames
+        .iter()
+        .map(|f| f.matches(r#"{"T":"q","S":"AAPL","bp""#).count())
+        .sum();
+    let mut want = Vec::new();
+    for (k, f) in frames.iter_mut().enumerate().filter(|(k, _)| k % 5 == 0) {
+        let (bid, ask) = (
+            format!("400.{:02}", k % 50),
+            format!("400.{:02}", k % 50 + 2),
+        );
+        let q = format!(
+            r#"{{"T":"q","S":"MSFT","bx":"V","bp":{bid},"bs":3,"ax":"Q","ap":{ask},"as":2,"t":"2024-06-03T13:31:{:02}.{:09}Z","c":["R"],"z":"C"}}"#,
+            k / 10,
+            k * 1_000_003
+        );
+        f.insert_str(f.len() - 1, &format!(",{q}"));
+        want.push((
+            bid,
+            ask,
+            1_717_421_460_000_000_000 + (k / 10) as u64 * 1_000_000_000 + (k * 1_000_003) as u64,
+        ));
+    }
+    let frames = Arc::new(frames);
+    let all = frames.len();
+    let server = alpaca_server(
+        Arc::clone(&frames),
+        AlpacaMode::Drop {
+            cut: all,
+            resume: all,
+        },
+    )
+    .await;
+    let (ticks, quotes) = (
+        topic(&brokers, "ingest_alpaca_ticks").await,
+        common::unique_topic("ingest_alpaca_quotes"),
+    );
+    let record =
+        std::env::temp_dir().join(format!("gostocks-alpaca-quotes-{}.raw", std::process::id()));
+    let extra = [
+        "--record",
+        record.to_str().expect("utf-8"),
+        "--quotes-topic",
+        &quotes,
+    ];
+    let ingest = Ingest::start(
+        "alpaca",
+        "AAPL,MSFT",
+        &server.url,
+        &ticks,
+        &brokers,
+        &extra,
+        &ALPACA_ENV,
+    );
+    let got_ticks = read_ticks(&brokers, &ticks, expected.len()).await;
+    let done = ingest.stop().await;
+    assert!(done.status.success(), "{}", done.log);
+    assert_eq!(sorted(got_ticks), sorted(expected), "every trade");
+    assert_eq!(done.count("parse_errors"), bad as u64, "{}", done.log);
+    assert!(
+        done.log.contains(&format!(
+            "ingest quotes: quotes={n} quotes_delivered={n} quote_overflow=0",
+            n = want.len()
+        )),
+        "{}",
+        done.log
+    );
+    let subscribe = server
+        .seen
+        .received()
+        .into_iter()
+        .map(|(_, f)| serde_json::from_str::<serde_json::Value>(&f).expect("json"))
+        .find(|v| v["action"] == "subscribe")
+        .expect("a subscribe");
+    assert_eq!(subscribe["quotes"], serde_json::json!(["AAPL", "MSFT"]));
+
+    let consumer = TickConsumer::subscribe(
+        &KafkaConfig::new(&brokers, format!("{quotes}_reader")),
+        &[&quotes],
+    )
+    .expect("consumer");
+    let mut stream = consumer.consumer.stream();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("quotes keep coming")
+            .expect("stream open")
+            .expect("no kafka error");
+        got.push(
+            gostocks_connectors::kafka::decode_quote(
+                msg.payload().expect("payload"),
+                TickEncoding::Protobuf,
+            )
+            .expect("a protobuf quote"),
+        );
+    }
+    let seen: Vec<(String, String, u64)> = got
+        .iter()
+        .map(|q| (q.bid.to_string(), q.ask.to_string(), q.time_ns))
+        .collect();
+    let want: Vec<(String, String, u64)> = want
+        .into_iter()
+        .map(|(b, a, t)| {
+            let norm = |s: String| {
+                s.parse::<gostocks_core::Fixed>()
+                    .expect("decimal")
+                    .to_string()
+            };
+            (norm(b), norm(a), t)
+        })
+        .collect();
+    assert_eq!(seen, want, "exact prices and ns times, in order");
+    // The recording's quotes, read as analyze reads them: the same, seq included.
+    let replayed: Vec<_> = gostocks_connectors::file::QuoteFile::open(&record, 1 << 20)
+        .expect("recording")
+        .expect("an Alpaca session")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(replayed, got);
+    let _ = std::fs::remove_file(record);
+}

@@ -520,21 +520,25 @@ fn decode_alpaca_line(line: &[u8], line_no: u64) -> Vec<Result<Quote, Rejection>
             "expected `<local ts> <frame>`".into(),
         ))];
     };
-    let frame = line[space + 1..].trim_ascii_start();
+    alpaca_quotes(&line[space + 1..], line_no).unwrap_or_else(|e| vec![Err(e)])
+}
+
+/// The quotes of the `"q"` messages of an Alpaca frame (an array of messages, or one), each
+/// valid or its rejection; `seq` = `frame_no` × 1024 + the message's place in the frame. `Err`
+/// when the frame is not Alpaca messages at all.
+pub(crate) fn alpaca_quotes(
+    frame: &[u8],
+    frame_no: u64,
+) -> Result<Vec<Result<Quote, Rejection>>, Rejection> {
+    let frame = frame.trim_ascii_start();
     let messages: Result<Vec<AlpacaQuote>, _> = if frame.starts_with(b"[") {
         serde_json::from_slice(frame)
     } else {
         serde_json::from_slice(frame).map(|one| vec![one])
     };
-    let messages = match messages {
-        Ok(m) => m,
-        Err(e) => {
-            return vec![Err(Rejection::Decode(format!(
-                "frame is not an Alpaca message: {e}"
-            )))];
-        }
-    };
-    messages
+    let messages =
+        messages.map_err(|e| Rejection::Decode(format!("frame is not an Alpaca message: {e}")))?;
+    Ok(messages
         .into_iter()
         .enumerate()
         .filter(|(_, m)| m.kind == Some("q"))
@@ -559,14 +563,14 @@ fn decode_alpaca_line(line: &[u8], line_no: u64) -> Vec<Result<Quote, Rejection>
             Quote::new(
                 symbol,
                 time_ns,
-                line_no.saturating_mul(1024).saturating_add(i as u64),
+                frame_no.saturating_mul(1024).saturating_add(i as u64),
                 number(m.bp, "bp")?,
                 number(m.bs, "bs")?,
                 number(m.ap, "ap")?,
                 number(m.ask_size, "as")?,
             )
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

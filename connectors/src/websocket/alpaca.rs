@@ -36,6 +36,10 @@ pub struct Alpaca {
     key: String,
     secret: String,
     state: State,
+    /// Quotes asked for ([`Alpaca::with_quotes`]).
+    quotes: bool,
+    /// Text frames seen, for the quotes' `seq`.
+    frames: u64,
 }
 
 impl std::fmt::Debug for Alpaca {
@@ -66,7 +70,18 @@ impl Alpaca {
             key: key.into(),
             secret: secret.into(),
             state: State::Connecting,
+            quotes: false,
+            frames: 0,
         }
+    }
+
+    /// Quotes too: `subscribe` asks for `quotes` beside `trades`, and `{"T":"q"}` messages
+    /// become [`Output::quotes`]. A quote's `seq` is the number of the text frame it came in
+    /// (counted from 1 over the whole run, as the lines of a `--record` file are) × 1024 plus
+    /// its place in the frame, so a recording replays to the same quotes.
+    pub fn with_quotes(mut self) -> Alpaca {
+        self.quotes = true;
+        self
     }
 
     fn error(&self, code: i64, message: String) -> Result<(), ProviderError> {
@@ -127,7 +142,15 @@ impl Provider for Alpaca {
 
     fn on_frame(&mut self, frame: &str, out: &mut Output) -> Result<(), ProviderError> {
         let first_notice = out.notices.len();
+        self.frames += 1;
         decode_frame(frame.as_bytes(), out);
+        if self.quotes {
+            // A frame that is not JSON is already decode_frame's rejection.
+            if let Ok(quotes) = crate::file::quotes::alpaca_quotes(frame.as_bytes(), self.frames) {
+                out.ignored = out.ignored.saturating_sub(quotes.len() as u64);
+                out.quotes.extend(quotes);
+            }
+        }
         let notices: Vec<Notice> = out.notices[first_notice..].to_vec();
         for notice in notices {
             match notice {
@@ -140,8 +163,12 @@ impl Provider for Alpaca {
                 }
                 Notice::Authenticated => {
                     out.replies.push(
-                        serde_json::json!({"action": "subscribe", "trades": self.symbols})
-                            .to_string(),
+                        if self.quotes {
+                            serde_json::json!({"action": "subscribe", "trades": self.symbols, "quotes": self.symbols})
+                        } else {
+                            serde_json::json!({"action": "subscribe", "trades": self.symbols})
+                        }
+                        .to_string(),
                     );
                     self.state = State::Streaming;
                 }

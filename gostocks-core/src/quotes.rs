@@ -576,6 +576,8 @@ pub struct QuoteEngine {
     config: AnalyticsConfig,
     inputs: Vec<Option<Watermark>>,
     books: BTreeMap<Symbol, Book>,
+    /// Every grid time below this is written: a quote there is late, whatever its input says.
+    final_below: u64,
 }
 
 impl QuoteEngine {
@@ -587,6 +589,7 @@ impl QuoteEngine {
             inputs: vec![Some(wm); inputs.max(1)],
             config,
             books: BTreeMap::new(),
+            final_below: 0,
         }
     }
 
@@ -596,15 +599,29 @@ impl QuoteEngine {
         match self.inputs.get_mut(input) {
             Some(Some(wm)) => {
                 wm.admit(quote.time_ns)?;
+                self.push_admitted(quote)
             }
-            _ => {
-                return Err(Late {
-                    time_ns: quote.time_ns,
-                    max_seen_ns: u64::MAX,
-                    behind_ns: u64::MAX - quote.time_ns,
-                    lateness_ns: self.config.lateness,
-                });
-            }
+            _ => Err(Late {
+                time_ns: quote.time_ns,
+                max_seen_ns: u64::MAX,
+                behind_ns: u64::MAX - quote.time_ns,
+                lateness_ns: self.config.lateness,
+            }),
+        }
+    }
+
+    /// Takes a quote admitted by the caller's own event-time rule (a live source's watermark,
+    /// with [`advance_to`](Self::advance_to)), unless its grid time is already written: then it
+    /// is late.
+    pub fn push_admitted(&mut self, quote: Quote) -> Result<(), Late> {
+        let res = self.config.resolution.ns();
+        if grid_ceil(quote.time_ns, res) < self.final_below {
+            return Err(Late {
+                time_ns: quote.time_ns,
+                max_seen_ns: self.final_below,
+                behind_ns: self.final_below - quote.time_ns,
+                lateness_ns: self.config.lateness,
+            });
         }
         self.books
             .entry(quote.symbol)
@@ -634,7 +651,14 @@ impl QuoteEngine {
     /// The rows and bars that have become final, rows in `(time, symbol, window)` order and
     /// bars in `(symbol, bar, start)` order.
     pub fn advance(&mut self) -> (Vec<QuoteStatsRow>, Vec<MidBarRow>) {
-        let limit = self.frontier();
+        self.advance_to(self.frontier())
+    }
+
+    /// The rows and bars below `limit` (or below an earlier, greater limit: time only moves
+    /// on), as [`advance`](Self::advance) gives them below the inputs' frontier.
+    pub fn advance_to(&mut self, limit: u64) -> (Vec<QuoteStatsRow>, Vec<MidBarRow>) {
+        let limit = limit.max(self.final_below);
+        self.final_below = limit;
         let (mut rows, mut bars) = (Vec::new(), Vec::new());
         for book in self.books.values_mut() {
             book.finalize(limit, &self.config, &mut rows, &mut bars);

@@ -224,6 +224,18 @@ fn a_quote_beyond_the_lateness_is_late() {
         .push(0, quote("X", BASE + 4 * SEC - 1, 0, "1", "2"))
         .unwrap_err();
     assert_eq!(late.behind_ns, SEC + 1);
+    // Once a grid time is written, a quote there is late, whoever admitted it.
+    let _ = engine.advance_to(BASE + 10 * SEC);
+    assert!(
+        engine
+            .push_admitted(quote("X", BASE + 9 * SEC, 0, "1", "2"))
+            .is_err()
+    );
+    assert!(
+        engine
+            .push_admitted(quote("X", BASE + 10 * SEC, 0, "1", "2"))
+            .is_ok()
+    );
     // A closed input takes nothing more.
     engine.close(0);
     assert!(

@@ -674,6 +674,13 @@ pub struct RunArgs {
     #[arg(long, default_value = "gostocks", env = "GOSTOCKS_GROUP")]
     pub group: String,
 
+    /// With --kafka and --redis: also read quotes from this topic (as `replay` and `ingest`
+    /// write them with --quotes-topic) and keep their statistics in Redis, `quote:<SYMBOL>:
+    /// <window>` and `midbar:<SYMBOL>:<size>`. Every start rebuilds them from the topic's
+    /// beginning.
+    #[arg(long, env = "GOSTOCKS_QUOTES_TOPIC")]
+    pub quotes_topic: Option<String>,
+
     /// With --kafka: this runner's static membership id in the consumer group (Kafka's
     /// `group.instance.id`). A runner restarted under the id it had, after a crash, takes its
     /// partitions back at once. Default: `<hostname>-<n>`, n the lowest number that no other

@@ -22,6 +22,7 @@ mod kafka_input;
 mod kafka_status;
 mod metrics;
 mod notify;
+mod quote_feed;
 mod quotes;
 mod read_model;
 mod recording;

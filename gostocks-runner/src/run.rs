@@ -167,6 +167,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         allow_private: args.notify_allow_private,
     };
     let shutdown = crate::shutdown::Shutdown::default();
+    if let Some(topic) = &args.quotes_topic {
+        let (Some(brokers), Some(redis)) = (&args.kafka, &redis) else {
+            anyhow::bail!(
+                "--quotes-topic reads quotes from Kafka into Redis: pass --kafka and --redis too"
+            );
+        };
+        // A group of its own, never committed: every start rebuilds from the topic's beginning.
+        let group = format!(
+            "{}-quotes-{}-{}",
+            args.group,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let feed = crate::quote_feed::QuoteFeed {
+            kafka: KafkaConfig::new(brokers, group).with_options(kafka_options.clone()),
+            topic: topic.clone(),
+            encoding: args.tick_encoding,
+            max_record_bytes: gostocks_connectors::limits::MAX_RECORD_BYTES,
+            config: config.clone(),
+            idle: Duration::from_nanos(args.idle.ns()),
+            redis: redis.clone(),
+        };
+        let shutdown = shutdown.clone();
+        runtime.spawn(async move {
+            if let Err(error) = feed.run(async move { shutdown.wait().await }).await {
+                tracing::error!(error = format!("{error:#}"), "the quote feed stopped");
+            }
+        });
+    }
     runtime.spawn({
         let (hub, state, shutdown) = (Arc::clone(&hub), Arc::clone(&state), shutdown.clone());
         async move {

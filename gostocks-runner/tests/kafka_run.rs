@@ -131,3 +131,139 @@ async fn kafka_ticks_become_live_prices_and_bad_records_go_to_the_dlq() {
     let reason = found.expect("an error header");
     assert!(reason.contains("protobuf"), "{reason}");
 }
+
+/// `run --kafka --quotes-topic`: a LOBSTER book's quotes, replayed into Kafka, reach Redis as
+/// the quote statistics and mid bars `analyze --quotes-out` computes from the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
+    let (Some(brokers), Some(dir)) = (common::brokers(), common::data_dir()) else {
+        return;
+    };
+    let redis_url =
+        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let Ok(redis) = gostocks_connectors::redis::RedisSink::connect(&redis_url, "").await else {
+        assert!(
+            std::env::var_os("GOSTOCKS_REQUIRE_SERVICES").is_none(),
+            "redis is required"
+        );
+        return;
+    };
+    let book =
+        dir.join("lobster/truncated/AAPL_2012-06-21_34200000_57600000_message_10.first999rows.csv");
+    let (ticks, quotes) = (
+        common::unique_topic("run-q-ticks"),
+        common::unique_topic("run-q"),
+    );
+    ensure_topic(&brokers, &ticks, 2).await.expect("topic");
+    ensure_topic(&brokers, &quotes, 2).await.expect("topic");
+    // What analyze computes from the file.
+    let tmp = std::env::temp_dir().join(format!("gostocks-run-quotes-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["--log", "warn", "analyze", "--input"])
+        .arg(&book)
+        .arg("--stats-out")
+        .arg(tmp.join("stats.jsonl"))
+        .arg("--quotes-out")
+        .arg(tmp.join("quotes.jsonl"))
+        .arg("--mid-bars-out")
+        .arg(tmp.join("mid.jsonl"))
+        .status()
+        .expect("analyze runs");
+    assert!(status.success());
+    // Live, event time stops at the last quote's grid time once the partitions go quiet (no
+    // later quote moves it on): the row there, and the last bar, which ended before it.
+    let end = gostocks_connectors::file::QuoteFile::open(&book, 1 << 20)
+        .expect("book")
+        .expect("quotes")
+        .map(|q| q.expect("decodes").time_ns)
+        .max()
+        .expect("a quote");
+    let end = gostocks_core::watermark::grid_ceil(end, 1_000_000_000);
+    let last = |file: &str, key: &str, label: &str, time: &str| -> serde_json::Value {
+        std::fs::read_to_string(tmp.join(file))
+            .expect("written")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .filter(|v| v[key] == label && v[time].as_u64().is_some_and(|t| t <= end))
+            .last()
+            .expect("a row")
+    };
+    let (row, bar) = (
+        last("quotes.jsonl", "window", "60s", "time_ns"),
+        last("mid.jsonl", "bar", "1s", "start_ns"),
+    );
+    assert_eq!(row["time_ns"].as_u64(), Some(end));
+
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["--log", "warn", "replay"])
+        .arg(&book)
+        .args([
+            "--topic",
+            &ticks,
+            "--quotes-topic",
+            &quotes,
+            "--brokers",
+            &brokers,
+        ])
+        .status()
+        .expect("replay runs");
+    assert!(status.success());
+    let prefix = format!("{quotes}:");
+    let _running = common::start(&[
+        "--kafka",
+        &brokers,
+        "--topic",
+        &ticks,
+        "--group",
+        &format!("{ticks}_group"),
+        "--quotes-topic",
+        &quotes,
+        "--redis",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+        "--idle",
+        "1s",
+    ]);
+    // Once the partitions go quiet, every quote is final: Redis holds analyze's last rows.
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (key, want, time) in [
+        (format!("{prefix}quote:AAPL:60s"), &row, "time_ns"),
+        (format!("{prefix}midbar:AAPL:1s"), &bar, "start_ns"),
+    ] {
+        loop {
+            let got = redis
+                .read_hash(&key)
+                .await
+                .expect("redis")
+                .unwrap_or_default();
+            let got: std::collections::HashMap<String, String> = got.into_iter().collect();
+            if got.get("time_ns").map(String::as_str) == Some(text(&want[time]).as_str()) {
+                for (field, value) in want.as_object().expect("object") {
+                    if field == "time_ns" {
+                        continue;
+                    }
+                    // Decimals as written; doubles as the same double.
+                    let (g, w) = (got.get(field).cloned().unwrap_or_default(), text(value));
+                    match (g.parse::<f64>(), w.parse::<f64>()) {
+                        (Ok(a), Ok(b)) => assert_eq!(a, b, "{key} {field}: {g} vs {w}"),
+                        _ => assert_eq!(g, w, "{key} {field}"),
+                    }
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} did not reach {want}: {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}

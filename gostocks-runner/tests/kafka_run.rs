@@ -185,8 +185,7 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
             .expect("written")
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
-            .filter(|v| v[key] == label && v[time].as_u64().is_some_and(|t| t <= end))
-            .last()
+            .rfind(|v| v[key] == label && v[time].as_u64().is_some_and(|t| t <= end))
             .expect("a row")
     };
     let (row, bar) = (

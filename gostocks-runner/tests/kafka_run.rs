@@ -209,7 +209,7 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
         .expect("replay runs");
     assert!(status.success());
     let prefix = format!("{quotes}:");
-    let _running = common::start(&[
+    let running = common::start(&[
         "--kafka",
         &brokers,
         "--topic",
@@ -264,5 +264,25 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // And over REST, typed as the row: decimals as strings, counts as integers.
+    let (status, body) = common::get(&running.http, "/quotes/AAPL?window=60s");
+    assert_eq!(status, 200, "{body}");
+    for (field, value) in row.as_object().expect("object") {
+        let got = &body[field];
+        match field.as_str() {
+            "time_ns" | "quotes" | "two_sided_ns" => {
+                assert_eq!(got.as_u64(), value.as_u64(), "{field}")
+            }
+            "mean_spread" | "mean_spread_bps" | "mean_mid" | "crossed_share" | "locked_share" => {
+                assert_eq!(got.as_f64(), value.as_f64(), "{field}")
+            }
+            "bid" | "bid_size" | "ask" | "ask_size" | "mid" | "spread" if !value.is_null() => {
+                assert_eq!(got.as_str(), Some(text(value).as_str()), "{field}")
+            }
+            _ => assert_eq!(got, value, "{field}"),
+        }
+    }
+    assert_eq!(common::get(&running.http, "/quotes/AAPL?window=7s").0, 400);
+    assert_eq!(common::get(&running.http, "/quotes/NOPE").0, 404);
     let _ = std::fs::remove_dir_all(&tmp);
 }

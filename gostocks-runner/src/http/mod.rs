@@ -397,6 +397,11 @@ async fn route(api: &Api, mut req: Req) -> Result<warp::reply::Response, ApiErro
             req.query.only(&["bar", "limit"])?;
             get_bars(api, &symbol_of(symbol)?, &req.query)
         }
+        ["quotes", symbol] => {
+            req.read_only()?;
+            req.query.only(&["window"])?;
+            get_quotes(api, &symbol_of(symbol)?, &req.query).await
+        }
         [""] | ["docs"] | ["assets", _] => {
             req.read_only()?;
             req.query.only(&[])?;
@@ -568,6 +573,52 @@ fn get_bars(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response,
     }
     body.push(']');
     Ok(json_body(body))
+}
+
+/// The latest quote statistics row of a window, from the hash the quote feed keeps in Redis
+/// (`run --kafka --quotes-topic --redis`): decimals as strings, counts as integers, means as
+/// numbers, absent values as null.
+async fn get_quotes(api: &Api, symbol: &str, q: &Query) -> Result<warp::reply::Response, ApiError> {
+    let windows = &api.state.read.windows;
+    let window = &windows[usize::from(pick("window", q.get("window"), windows)?)];
+    let not_found = || {
+        ApiError::not_found(format!(
+            "no quote statistics for symbol `{symbol}`: quotes come from `run --kafka --quotes-topic` with --redis"
+        ))
+    };
+    let Some(redis) = &api.redis else {
+        return Err(not_found());
+    };
+    let key = format!("{}{symbol}:{window}", crate::quote_feed::QUOTE_PREFIX);
+    let fields = match redis.read_hash(&key).await {
+        Ok(found) => found.ok_or_else(not_found)?,
+        Err(error) => {
+            tracing::warn!(error = %error, "reading quote statistics from redis");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the speed layer (Redis) is unavailable; retry shortly",
+            ));
+        }
+    };
+    let mut body = serde_json::Map::new();
+    for (field, text) in fields {
+        let value = match field.as_str() {
+            _ if text.is_empty() => serde_json::Value::Null,
+            "time_ns" | "quotes" | "two_sided_ns" => text
+                .parse::<u64>()
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
+            "mean_spread" | "mean_spread_bps" | "mean_mid" | "crossed_share" | "locked_share" => {
+                text.parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number)
+            }
+            _ => serde_json::Value::String(text),
+        };
+        body.insert(field, value);
+    }
+    Ok(json_body(serde_json::Value::Object(body).to_string()))
 }
 
 async fn get_price(api: &Api, symbol: &str) -> Result<warp::reply::Response, ApiError> {

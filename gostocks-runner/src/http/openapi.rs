@@ -84,6 +84,45 @@ struct Bar {
     ema: Option<f64>,
 }
 
+/// The latest quote statistics row of a window (see the README's quotes contract): the book in
+/// force at `time_ns` and its time-weighted means over `[time_ns - W, time_ns]`.
+#[derive(ToSchema)]
+#[schema(example = json!({"symbol": "AAPL", "window": "60s", "time_ns": 1340285450000000000_i64,
+    "quotes": 485, "bid": "585.35", "bid_size": "18", "ask": "585.71", "ask_size": "100",
+    "mid": "585.53", "spread": "0.36", "mean_spread": 0.231, "mean_spread_bps": 3.945,
+    "mean_mid": 585.5, "two_sided_ns": 50000000000_i64, "crossed_share": 0, "locked_share": 0}))]
+struct QuoteStats {
+    symbol: String,
+    /// The window's label, e.g. `60s`.
+    window: String,
+    /// The grid time of the row, ns since 1970.
+    time_ns: i64,
+    /// Quotes in `(time_ns - W, time_ns]`.
+    quotes: i64,
+    /// Best bid in force (null: no bid).
+    bid: Option<Decimal>,
+    bid_size: Decimal,
+    /// Best ask in force (null: no ask).
+    ask: Option<Decimal>,
+    ask_size: Decimal,
+    /// `(bid + ask) / 2`, exact (may have a ninth decimal).
+    mid: Option<Decimal>,
+    /// `ask - bid` (negative when crossed).
+    spread: Option<Decimal>,
+    /// Time-weighted mean spread.
+    mean_spread: Option<f64>,
+    /// `10⁴ × ∫ spread dt / ∫ mid dt`.
+    mean_spread_bps: Option<f64>,
+    /// Time-weighted mean mid.
+    mean_mid: Option<f64>,
+    /// ns in the window with both sides.
+    two_sided_ns: i64,
+    /// Share of `two_sided_ns` with bid > ask.
+    crossed_share: Option<f64>,
+    /// Share of `two_sided_ns` with bid = ask.
+    locked_share: Option<f64>,
+}
+
 /// The symbols with a last price.
 #[derive(ToSchema)]
 #[schema(example = json!({"symbols": ["AAPL", "AMZN", "GOOG", "MSFT", "TSLA"]}))]
@@ -433,6 +472,21 @@ fn stats() {}
     ))]
 fn bars() {}
 
+#[utoipa::path(get, path = "/quotes/{symbol}", tag = "market",
+    summary = "The latest quote statistics row of a window",
+    description = "From Redis, where `run --kafka --quotes-topic ... --redis ...` keeps the statistics of the quotes topic; a runner without them answers 404.",
+    params(
+        ("symbol" = String, Path, description = "The symbol", example = "AAPL"),
+        ("window" = Option<String>, Query, description = "A window this run computes (default: the first)", example = "60s"),
+    ),
+    responses(
+        (status = 200, description = "The latest row", body = QuoteStats),
+        (status = 400, description = "Bad symbol or a window not computed", body = Error),
+        (status = 404, description = "No quote statistics for the symbol", body = Error),
+        (status = 503, description = "Redis is down", body = Error),
+    ))]
+fn quotes() {}
+
 #[utoipa::path(get, path = "/symbols", tag = "market", summary = "The symbols with a last price",
     responses((status = 200, description = "Sorted", body = Symbols), (status = 400, description = "A query parameter", body = Error)))]
 fn symbols() {}
@@ -640,7 +694,7 @@ impl Modify for Bearer {
         description = "Real-time market monitoring: prices, window stats, bars and price alerts. Decimals are JSON strings holding the exact decimal. Errors are `{code, message}`. Every request is bounded: path and query 2 KiB (414), body 16 KiB (413), Authorization 256 bytes (401); unknown or repeated query parameters are 400. HEAD works wherever GET does.",
         license(name = "MIT OR Apache-2.0"),
     ),
-    paths(price, stats, bars, symbols, stream, healthz, readyz, status, metrics,
+    paths(price, stats, bars, quotes, symbols, stream, healthz, readyz, status, metrics,
         create_alert, list_alerts, delete_alert, resume_alert, events, deliveries,
         stream_token, alert_stream, create_channel, list_channels, delete_channel),
     modifiers(&Bearer),
@@ -671,6 +725,7 @@ mod tests {
             "/price/{symbol}",
             "/stats/{symbol}",
             "/bars/{symbol}",
+            "/quotes/{symbol}",
             "/symbols",
             "/stream",
             "/healthz",
@@ -689,6 +744,6 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 18);
+        assert_eq!(paths.len(), 19);
     }
 }

@@ -467,7 +467,7 @@ async fn serve(
         Arc::clone(&state),
         shutdown.clone(),
     ));
-    let api = crate::http::Api::new(Arc::clone(&state), Some(Arc::clone(&alerts)), redis)
+    let api = crate::http::Api::new(Arc::clone(&state), Some(Arc::clone(&alerts)), redis.clone())
         .with_shutdown(shutdown.clone())
         .with_push(push)
         .with_cors(args.cors_origin.clone());
@@ -483,7 +483,7 @@ async fn serve(
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(
-            crate::grpc::Market::server(Arc::clone(&state), shutdown.clone())
+            crate::grpc::Market::server(Arc::clone(&state), shutdown.clone(), redis)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(

@@ -284,5 +284,61 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
     }
     assert_eq!(common::get(&running.http, "/quotes/AAPL?window=7s").0, 400);
     assert_eq!(common::get(&running.http, "/quotes/NOPE").0, 404);
+    // And over gRPC, decimals exact on the wire.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.grpc))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("gRPC accepts connections");
+    let mut market = gostocks_proto::v1::market_service_client::MarketServiceClient::new(channel);
+    let ask = |s: &str| gostocks_proto::v1::GetStatsRequest {
+        symbol: s.into(),
+        window: "60s".into(),
+    };
+    let got = market
+        .get_quote_stats(ask("aapl"))
+        .await
+        .expect("the quote statistics")
+        .into_inner();
+    let dec = |d: Option<gostocks_proto::v1::Decimal>| {
+        let d = d.expect("a decimal");
+        let s = d.mantissa.abs().to_string();
+        let s = format!("{s:0>width$}", width = d.scale as usize + 1);
+        let (i, f) = s.split_at(s.len() - d.scale as usize);
+        let sign = if d.mantissa < 0 { "-" } else { "" };
+        format!("{sign}{i}{}{f}", if f.is_empty() { "" } else { "." })
+    };
+    assert_eq!(got.time_ns as u64, row["time_ns"].as_u64().unwrap());
+    assert_eq!(got.quotes as u64, row["quotes"].as_u64().unwrap());
+    assert_eq!(
+        got.two_sided_ns as u64,
+        row["two_sided_ns"].as_u64().unwrap()
+    );
+    for (field, value) in [
+        ("bid", got.bid),
+        ("ask", got.ask),
+        ("mid", got.mid),
+        ("spread", got.spread),
+    ] {
+        assert_eq!(dec(value), text(&row[field]), "{field}");
+    }
+    assert_eq!(got.mean_spread, row["mean_spread"].as_f64());
+    assert_eq!(got.mean_spread_bps, row["mean_spread_bps"].as_f64());
+    let code = |r: Result<tonic::Response<_>, tonic::Status>| r.err().map(|s| s.code());
+    assert_eq!(
+        code(
+            market
+                .get_quote_stats(gostocks_proto::v1::GetStatsRequest {
+                    symbol: "AAPL".into(),
+                    window: "7s".into()
+                })
+                .await
+        ),
+        Some(tonic::Code::InvalidArgument)
+    );
+    assert_eq!(
+        code(market.get_quote_stats(ask("NOPE")).await),
+        Some(tonic::Code::NotFound)
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -16,6 +16,8 @@ use crate::state::MarketState;
 pub struct Market {
     state: Arc<MarketState>,
     shutdown: crate::shutdown::Shutdown,
+    /// Where the quote statistics are (`run --kafka --quotes-topic --redis`).
+    redis: Option<gostocks_connectors::redis::RedisSink>,
 }
 
 impl Market {
@@ -24,9 +26,39 @@ impl Market {
     pub fn server(
         state: Arc<MarketState>,
         shutdown: crate::shutdown::Shutdown,
+        redis: Option<gostocks_connectors::redis::RedisSink>,
     ) -> MarketServiceServer<Market> {
-        MarketServiceServer::new(Market { state, shutdown })
+        MarketServiceServer::new(Market {
+            state,
+            shutdown,
+            redis,
+        })
     }
+
+    /// The index of `window` (empty: the first), or INVALID_ARGUMENT naming the computed ones.
+    fn window(&self, window: &str) -> Result<usize, Status> {
+        let windows = &self.state.read.windows;
+        if window.is_empty() {
+            return Ok(0);
+        }
+        windows.iter().position(|w| w == window).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "window: {} is not computed; use one of {}",
+                gostocks_core::symbol::excerpt(window),
+                windows.join(", ")
+            ))
+        })
+    }
+}
+
+/// A decimal's exact text (`585.805`, `-0.01`) as the wire's mantissa and scale.
+fn wire_decimal(text: &str) -> Option<v1::Decimal> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = format!("{int}{frac}");
+    Some(v1::Decimal {
+        mantissa: digits.parse().ok()?,
+        scale: u32::try_from(frac.len()).ok()?,
+    })
 }
 
 /// The most symbols one StreamTicks request may name.
@@ -43,6 +75,54 @@ type TickStream = Pin<Box<dyn Stream<Item = Result<v1::Tick, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl MarketService for Market {
+    async fn get_quote_stats(
+        &self,
+        req: Request<v1::GetStatsRequest>,
+    ) -> Result<Response<v1::QuoteStats>, Status> {
+        let req = req.into_inner();
+        let symbol = symbol_of(&req.symbol)?;
+        let window = self.state.read.windows[self.window(&req.window)?].clone();
+        let not_found = || {
+            Status::not_found(format!(
+                "no quote statistics for symbol `{symbol}`: quotes come from `run --kafka --quotes-topic` with --redis"
+            ))
+        };
+        let redis = self.redis.as_ref().ok_or_else(not_found)?;
+        let key = format!("{}{symbol}:{window}", crate::quote_feed::QUOTE_PREFIX);
+        let fields: std::collections::HashMap<String, String> = redis
+            .read_hash(&key)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "reading quote statistics from redis");
+                Status::unavailable("the speed layer (Redis) is unavailable; retry shortly")
+            })?
+            .ok_or_else(not_found)?
+            .into_iter()
+            .collect();
+        let text = |f: &str| fields.get(f).map(String::as_str).filter(|t| !t.is_empty());
+        let decimal = |f: &str| text(f).and_then(wire_decimal);
+        let int = |f: &str| text(f).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+        let double = |f: &str| text(f).and_then(|t| t.parse::<f64>().ok());
+        Ok(Response::new(v1::QuoteStats {
+            symbol: symbol.clone(),
+            window,
+            time_ns: int("time_ns"),
+            quotes: int("quotes"),
+            bid: decimal("bid"),
+            bid_size: decimal("bid_size"),
+            ask: decimal("ask"),
+            ask_size: decimal("ask_size"),
+            mid: decimal("mid"),
+            spread: decimal("spread"),
+            mean_spread: double("mean_spread"),
+            mean_spread_bps: double("mean_spread_bps"),
+            mean_mid: double("mean_mid"),
+            two_sided_ns: int("two_sided_ns"),
+            crossed_share: double("crossed_share"),
+            locked_share: double("locked_share"),
+        }))
+    }
+
     async fn get_price(
         &self,
         req: Request<v1::GetPriceRequest>,
@@ -66,20 +146,7 @@ impl MarketService for Market {
         let req = req.into_inner();
         let symbol = symbol_of(&req.symbol)?;
         let windows = &self.state.read.windows;
-        let window = if req.window.is_empty() {
-            0
-        } else {
-            windows
-                .iter()
-                .position(|w| *w == req.window)
-                .ok_or_else(|| {
-                    Status::invalid_argument(format!(
-                        "window: {} is not computed; use one of {}",
-                        gostocks_core::symbol::excerpt(&req.window),
-                        windows.join(", ")
-                    ))
-                })?
-        };
+        let window = self.window(&req.window)?;
         let row = self
             .state
             .read

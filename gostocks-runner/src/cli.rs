@@ -681,6 +681,15 @@ pub struct RunArgs {
     #[arg(long, env = "GOSTOCKS_QUOTES_TOPIC")]
     pub quotes_topic: Option<String>,
 
+    /// With --quotes-topic: the topic of the quote statistics changelog (JSON lines keyed by
+    /// symbol, as `analyze --quotes-out` writes them).
+    #[arg(
+        long,
+        default_value = "quotes.stats",
+        env = "GOSTOCKS_QUOTE_STATS_TOPIC"
+    )]
+    pub quote_stats_topic: String,
+
     /// With --kafka: this runner's static membership id in the consumer group (Kafka's
     /// `group.instance.id`). A runner restarted under the id it had, after a crash, takes its
     /// partitions back at once. Default: `<hostname>-<n>`, n the lowest number that no other

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use gostocks_connectors::kafka::{KafkaConfig, TickConsumer, TickEncoding, decode_quote};
+use gostocks_connectors::kafka::{
+    KafkaConfig, TickConsumer, TickEncoding, TickProducer, decode_quote,
+};
 use gostocks_connectors::limits::check_record_len;
 use gostocks_connectors::redis::{HashUpdate, RedisSink};
 use gostocks_core::quotes::{MidBarRow, QuoteEngine, QuoteStatsRow};
@@ -45,6 +47,8 @@ pub struct QuoteFeed {
     pub idle: Duration,
     /// Where the rows go.
     pub redis: RedisSink,
+    /// And the changelog: a producer and its topic.
+    pub changelog: (TickProducer, String),
 }
 
 impl QuoteFeed {
@@ -81,6 +85,7 @@ impl QuoteFeed {
                     if rows.is_empty() && mid_bars.is_empty() {
                         continue;
                     }
+                    self.publish(&rows, &windows).await;
                     let updates = updates(&rows, &mid_bars, &windows, &bars);
                     match self.redis.write_hashes(&updates).await {
                         Ok(n) => written += n,
@@ -124,6 +129,26 @@ impl QuoteFeed {
         }
         info!(quotes, late, rejected, written, "quote feed stopped");
         Ok(())
+    }
+
+    /// Sends the rows to the changelog topic, each a JSON line keyed by its symbol, and waits
+    /// for the broker (the producer retries on its own; a row it gives up on is logged).
+    async fn publish(&self, rows: &[QuoteStatsRow], windows: &[String]) {
+        let (producer, topic) = &self.changelog;
+        let sends = rows.iter().map(|r| {
+            let mut line = String::new();
+            r.write_json(&mut line, &windows[usize::from(r.window)]);
+            producer.send_record(
+                topic,
+                r.symbol.as_str().as_bytes().to_vec(),
+                line.into_bytes(),
+            )
+        });
+        for result in futures::future::join_all(sends).await {
+            if let Err(e) = result {
+                warn!(topic = %topic, error = %e, "a quote statistics row was not delivered");
+            }
+        }
     }
 }
 

@@ -182,8 +182,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         );
+        let kafka = KafkaConfig::new(brokers, group).with_options(kafka_options.clone());
+        runtime
+            .block_on(gostocks_connectors::kafka::ensure_topic_with(
+                &kafka,
+                &args.quote_stats_topic,
+                4,
+            ))
+            .with_context(|| format!("creating the output topic {}", args.quote_stats_topic))?;
+        let producer = TickProducer::new(&kafka, args.tick_encoding)
+            .context("creating the Kafka producer for the quote statistics")?;
         let feed = crate::quote_feed::QuoteFeed {
-            kafka: KafkaConfig::new(brokers, group).with_options(kafka_options.clone()),
+            changelog: (producer, args.quote_stats_topic.clone()),
+            kafka,
             topic: topic.clone(),
             encoding: args.tick_encoding,
             max_record_bytes: gostocks_connectors::limits::MAX_RECORD_BYTES,

@@ -209,6 +209,7 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
         .expect("replay runs");
     assert!(status.success());
     let prefix = format!("{quotes}:");
+    let changelog = format!("{quotes}.stats");
     let running = common::start(&[
         "--kafka",
         &brokers,
@@ -218,6 +219,8 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
         &format!("{ticks}_group"),
         "--quotes-topic",
         &quotes,
+        "--quote-stats-topic",
+        &changelog,
         "--redis",
         &redis_url,
         "--redis-prefix",
@@ -340,5 +343,40 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
         code(market.get_quote_stats(ask("NOPE")).await),
         Some(tonic::Code::NotFound)
     );
+    // The changelog topic: analyze's lines up to the last quote's grid time, each once.
+    let mut want: Vec<String> = std::fs::read_to_string(tmp.join("quotes.jsonl"))
+        .expect("written")
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["time_ns"].as_u64().is_some_and(|t| t <= end)
+        })
+        .map(str::to_owned)
+        .collect();
+    let consumer = TickConsumer::subscribe(
+        &KafkaConfig::new(&brokers, format!("{changelog}_reader")),
+        &[&changelog],
+    )
+    .expect("consumer");
+    let mut stream = consumer.consumer.stream();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("rows keep coming")
+            .expect("stream open")
+            .expect("no kafka error");
+        assert_eq!(msg.key(), Some(&b"AAPL"[..]));
+        got.push(String::from_utf8(msg.payload().expect("payload").to_vec()).expect("utf-8"));
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), stream.next())
+            .await
+            .is_err(),
+        "no more rows"
+    );
+    got.sort();
+    want.sort();
+    assert!(got == want, "the changelog is analyze's rows");
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -1450,39 +1450,24 @@ async fn binance_book_tickers_go_to_the_quotes_topic_each_once_beside_every_trad
         )
     );
 
-    let consumer = TickConsumer::subscribe(
-        &KafkaConfig::new(&brokers, format!("{quotes}_reader")),
-        &[&quotes],
-    )
-    .expect("consumer");
-    let mut stream = consumer.consumer.stream();
-    let mut got = Vec::new();
-    while got.len() < want.len() {
-        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
+    let got: Vec<gostocks_core::quotes::Quote> =
+        common::read_records(&brokers, &quotes, want.len())
             .await
-            .expect("quotes keep coming")
-            .expect("stream open")
-            .expect("no kafka error");
-        let quote = gostocks_connectors::kafka::decode_quote(
-            msg.payload().expect("payload"),
-            TickEncoding::Protobuf,
-        )
-        .expect("a protobuf quote");
-        assert_eq!(
-            msg.key(),
-            Some(quote.symbol.as_str().as_bytes()),
-            "keyed by symbol"
-        );
-        got.push(quote);
-    }
-    // One symbol: one partition, in the order received.
+            .into_iter()
+            .map(|(key, payload)| {
+                let quote =
+                    gostocks_connectors::kafka::decode_quote(&payload, TickEncoding::Protobuf)
+                        .expect("a protobuf quote");
+                assert_eq!(
+                    key.as_deref(),
+                    Some(quote.symbol.as_str().as_bytes()),
+                    "keyed by symbol"
+                );
+                quote
+            })
+            .collect();
+    // One symbol: one partition, in the order received; nothing more (read_records checks).
     assert!(got == want, "the session's quotes, each once, in order");
-    // Nothing more.
-    assert!(
-        tokio::time::timeout(Duration::from_secs(2), stream.next())
-            .await
-            .is_err()
-    );
 }
 
 #[test]
@@ -1583,27 +1568,15 @@ async fn alpaca_quotes_go_to_the_quotes_topic_and_the_recording_replays_to_them(
         .expect("a subscribe");
     assert_eq!(subscribe["quotes"], serde_json::json!(["AAPL", "MSFT"]));
 
-    let consumer = TickConsumer::subscribe(
-        &KafkaConfig::new(&brokers, format!("{quotes}_reader")),
-        &[&quotes],
-    )
-    .expect("consumer");
-    let mut stream = consumer.consumer.stream();
-    let mut got = Vec::new();
-    while got.len() < want.len() {
-        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
+    let got: Vec<gostocks_core::quotes::Quote> =
+        common::read_records(&brokers, &quotes, want.len())
             .await
-            .expect("quotes keep coming")
-            .expect("stream open")
-            .expect("no kafka error");
-        got.push(
-            gostocks_connectors::kafka::decode_quote(
-                msg.payload().expect("payload"),
-                TickEncoding::Protobuf,
-            )
-            .expect("a protobuf quote"),
-        );
-    }
+            .into_iter()
+            .map(|(_, payload)| {
+                gostocks_connectors::kafka::decode_quote(&payload, TickEncoding::Protobuf)
+                    .expect("a protobuf quote")
+            })
+            .collect();
     let seen: Vec<(String, String, u64)> = got
         .iter()
         .map(|q| (q.bid.to_string(), q.ask.to_string(), q.time_ns))

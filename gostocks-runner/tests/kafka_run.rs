@@ -353,28 +353,14 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
         })
         .map(str::to_owned)
         .collect();
-    let consumer = TickConsumer::subscribe(
-        &KafkaConfig::new(&brokers, format!("{changelog}_reader")),
-        &[&changelog],
-    )
-    .expect("consumer");
-    let mut stream = consumer.consumer.stream();
-    let mut got = Vec::new();
-    while got.len() < want.len() {
-        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
-            .await
-            .expect("rows keep coming")
-            .expect("stream open")
-            .expect("no kafka error");
-        assert_eq!(msg.key(), Some(&b"AAPL"[..]));
-        got.push(String::from_utf8(msg.payload().expect("payload").to_vec()).expect("utf-8"));
-    }
-    assert!(
-        tokio::time::timeout(Duration::from_secs(2), stream.next())
-            .await
-            .is_err(),
-        "no more rows"
-    );
+    let mut got: Vec<String> = common::read_records(&brokers, &changelog, want.len())
+        .await
+        .into_iter()
+        .map(|(key, payload)| {
+            assert_eq!(key.as_deref(), Some(&b"AAPL"[..]));
+            String::from_utf8(payload).expect("utf-8")
+        })
+        .collect();
     got.sort();
     want.sort();
     assert!(got == want, "the changelog is analyze's rows");

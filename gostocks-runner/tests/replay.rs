@@ -115,26 +115,14 @@ async fn replay_delivers_the_quotes_of_books_and_sessions() {
         "{stderr}"
     );
 
-    let consumer = TickConsumer::subscribe(
-        &KafkaConfig::new(&brokers, format!("{quotes}_reader")),
-        &[&quotes],
-    )
-    .expect("consumer");
-    let mut stream = consumer.consumer.stream();
     let mut got = Vec::new();
-    while got.len() < want.len() {
-        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
-            .await
-            .expect("records keep coming")
-            .expect("stream open")
-            .expect("no kafka error");
-        let payload = msg.payload().expect("payload");
-        let text = std::str::from_utf8(payload).expect("JSON text");
+    for (key, payload) in common::read_records(&brokers, &quotes, want.len()).await {
+        let text = std::str::from_utf8(&payload).expect("JSON text");
         assert!(text.contains(r#""source":""#), "{text}");
-        let quote = gostocks_connectors::kafka::decode_quote(payload, TickEncoding::Json)
+        let quote = gostocks_connectors::kafka::decode_quote(&payload, TickEncoding::Json)
             .expect("a canonical JSON quote");
         assert_eq!(
-            msg.key(),
+            key.as_deref(),
             Some(quote.symbol.as_str().as_bytes()),
             "keyed by symbol"
         );

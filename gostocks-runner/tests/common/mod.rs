@@ -343,3 +343,35 @@ pub fn tool_dir(
     println!("SKIP: {why}");
     None
 }
+
+/// Reads the first `n` records of `topic` (from its beginning, in a group of its own) as
+/// (key, payload), then checks that no other comes within 2 s.
+pub async fn read_records(brokers: &str, topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    use futures::StreamExt;
+    use rdkafka::Message;
+    let consumer = gostocks_connectors::kafka::TickConsumer::subscribe(
+        &gostocks_connectors::kafka::KafkaConfig::new(brokers, format!("{topic}_reader")),
+        &[topic],
+    )
+    .expect("consumer");
+    let mut stream = consumer.consumer.stream();
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{topic}: {} of {n} records, then none for 60 s", got.len()))
+            .expect("stream open")
+            .expect("no kafka error");
+        got.push((
+            msg.key().map(<[u8]>::to_vec),
+            msg.payload().unwrap_or_default().to_vec(),
+        ));
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), stream.next())
+            .await
+            .is_err(),
+        "{topic}: more than {n} records"
+    );
+    got
+}

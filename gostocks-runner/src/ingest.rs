@@ -132,6 +132,7 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
         )),
         _ => None,
     };
+    let quote_stats = Arc::new(QuoteCounts::default());
     let metrics_server = match args.metrics_addr {
         Some(addr) => Some(
             serve_metrics(
@@ -139,6 +140,7 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
                 Arc::clone(&metrics),
                 Arc::clone(&buffer),
                 Arc::clone(&filled),
+                Arc::clone(&quote_stats),
             )
             .await?,
         ),
@@ -207,7 +209,6 @@ async fn ingest_async(args: IngestArgs) -> anyhow::Result<()> {
 
     // Quotes go through a bounded queue of their own to their topic; when Kafka falls behind
     // and it is full, the newest are dropped and counted (the socket cannot be held back).
-    let quote_stats = Arc::new(QuoteCounts::default());
     let (quote_tx, quote_task) = match &args.quotes_topic {
         Some(topic) => {
             let (tx, rx) = tokio::sync::mpsc::channel(args.buffer.max(1));
@@ -390,6 +391,7 @@ async fn serve_metrics(
     metrics: Arc<IngestMetrics>,
     buffer: Arc<TickBuffer>,
     filled: Arc<BackfillMetrics>,
+    quotes: Arc<QuoteCounts>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use warp::Filter;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -401,7 +403,7 @@ async fn serve_metrics(
         .and(warp::get())
         .map(move || {
             warp::reply::with_header(
-                render(&metrics, &buffer, &filled),
+                render(&metrics, &buffer, &filled, &quotes),
                 "content-type",
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
@@ -422,7 +424,12 @@ async fn serve_metrics(
 }
 
 /// The Prometheus text exposition of the ingest counters.
-fn render(metrics: &IngestMetrics, buffer: &TickBuffer, filled: &BackfillMetrics) -> String {
+fn render(
+    metrics: &IngestMetrics,
+    buffer: &TickBuffer,
+    filled: &BackfillMetrics,
+    quotes: &QuoteCounts,
+) -> String {
     use crate::metrics::{counter, gauge};
     let m = snapshot(metrics, buffer);
     let mut r = prometheus_client::registry::Registry::default();
@@ -467,6 +474,21 @@ fn render(metrics: &IngestMetrics, buffer: &TickBuffer, filled: &BackfillMetrics
             "gostocks_ingest_overflow",
             "Ticks dropped because the buffer in front of Kafka was full.",
             m.overflow,
+        ),
+        (
+            "gostocks_ingest_quotes",
+            "Quotes decoded (with --quotes-topic).",
+            metrics.quotes.load(Ordering::Relaxed),
+        ),
+        (
+            "gostocks_ingest_quotes_delivered",
+            "Quotes acknowledged by Kafka.",
+            quotes.delivered.load(Ordering::Relaxed),
+        ),
+        (
+            "gostocks_ingest_quote_overflow",
+            "Quotes dropped because their queue in front of Kafka was full.",
+            quotes.overflow.load(Ordering::Relaxed),
         ),
         (
             "gostocks_ingest_parse_errors",

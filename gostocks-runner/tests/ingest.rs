@@ -1426,14 +1426,29 @@ async fn binance_book_tickers_go_to_the_quotes_topic_each_once_beside_every_trad
     assert!(want.len() > 5_000, "{}", want.len());
     let quotes = topic(&brokers, "ingest_quotes").await;
     let all = s.frames.len();
+    let addr = format!("127.0.0.1:{}", free_port());
     let run = ingest_binance(
         &brokers,
         &s,
         (all, all, false),
         s.expected.len(),
-        &["--quotes-topic", &quotes],
+        &["--quotes-topic", &quotes, "--metrics-addr", &addr],
     )
     .await;
+    // /metrics counts them (scraped once every trade had arrived).
+    let m = run.metrics.as_ref().expect("scraped");
+    let get = |name: &str| {
+        m.samples
+            .iter()
+            .find(|x| x.metric == name)
+            .map(|x| match &x.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => *v,
+                _ => f64::NAN,
+            })
+    };
+    assert!(get("gostocks_ingest_quotes_total").is_some_and(|n| n > 0.0));
+    assert_eq!(get("gostocks_ingest_quote_overflow_total"), Some(0.0));
+    assert!(get("gostocks_ingest_quotes_delivered_total").is_some());
     assert_eq!(sorted(run.got), sorted(s.expected.clone()), "every trade");
     assert_eq!(run.done.count("overflow"), 0);
     let line = run

@@ -208,6 +208,35 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
         .status()
         .expect("replay runs");
     assert!(status.success());
+    // Hostile records on the quotes topic: not protobuf, and a quote with a negative size.
+    // Each is refused naming why, and the statistics below are still analyze's.
+    let producer = TickProducer::new(
+        &KafkaConfig::new(&brokers, "unused"),
+        TickEncoding::Protobuf,
+    )
+    .expect("producer");
+    let negative = gostocks_proto::v1::Quote {
+        symbol: "AAPL".into(),
+        bid: Some(gostocks_proto::v1::Decimal {
+            mantissa: 1,
+            scale: 0,
+        }),
+        bid_size: Some(gostocks_proto::v1::Decimal {
+            mantissa: -5,
+            scale: 0,
+        }),
+        time_ns: 1,
+        ..Default::default()
+    };
+    for payload in [
+        b"\xff\xfenot a quote".to_vec(),
+        prost::Message::encode_to_vec(&negative),
+    ] {
+        producer
+            .send_record(&quotes, b"AAPL".to_vec(), payload)
+            .await
+            .expect("sent");
+    }
     let prefix = format!("{quotes}:");
     let changelog = format!("{quotes}.stats");
     let running = common::start(&[

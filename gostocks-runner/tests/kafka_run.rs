@@ -225,6 +225,14 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
             mantissa: -5,
             scale: 0,
         }),
+        ask: Some(gostocks_proto::v1::Decimal {
+            mantissa: 2,
+            scale: 0,
+        }),
+        ask_size: Some(gostocks_proto::v1::Decimal {
+            mantissa: 1,
+            scale: 0,
+        }),
         time_ns: 1,
         ..Default::default()
     };

@@ -126,6 +126,12 @@ impl TryFrom<v1::Quote> for Quote {
             decimal("ask", q.ask.as_ref())?,
             decimal("ask_size", q.ask_size.as_ref())?,
         )
-        .map_err(|e| ConversionError::Invalid(e.to_string()))
+        .map_err(|e| {
+            ConversionError::Invalid(match e {
+                // The field and why, without the rejection's own prefix.
+                gostocks_core::Rejection::Decode(why) => why,
+                other => other.to_string(),
+            })
+        })
     }
 }

@@ -41,6 +41,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{AlertEvent, AlertRule, SpreadBook};
 use crate::decimal::Fixed;
 use crate::stats::{
     AnalyticsConfig, JsonDecimals, open_row, opt_f64, opt_fixed, push_fixed, push_int,
@@ -497,6 +498,7 @@ impl Book {
         config: &AnalyticsConfig,
         rows: &mut Vec<QuoteStatsRow>,
         bars: &mut Vec<MidBarRow>,
+        mut judge: impl FnMut(&Quote),
     ) {
         let res = config.resolution.ns();
         if !self.pending.is_empty() {
@@ -507,6 +509,7 @@ impl Book {
                 .partition_point(|q| grid_ceil(q.time_ns, res) < limit);
             let later = self.pending.split_off(ready);
             for q in std::mem::replace(&mut self.pending, later) {
+                judge(&q);
                 self.release(q, config, bars);
             }
         }
@@ -564,6 +567,32 @@ impl Book {
     }
 }
 
+/// Applies the changes of `symbol`'s alerts at times `<= upto` (the bars that end before a
+/// change are closed without it).
+fn apply_due(
+    alerts: &mut BTreeMap<Symbol, SpreadBook>,
+    symbol: Symbol,
+    due: &mut VecDeque<(u64, isize, AlertRule)>,
+    upto: u64,
+    events: &mut Vec<AlertEvent>,
+) {
+    while due.front().is_some_and(|c| c.0 <= upto) {
+        let Some((at, diff, rule)) = due.pop_front() else {
+            break;
+        };
+        let book = alerts.entry(symbol).or_default();
+        book.close_bars(at, events);
+        if diff < 0 {
+            book.remove(&rule.id);
+        } else {
+            book.insert(rule);
+        }
+        if book.is_empty() {
+            alerts.remove(&symbol);
+        }
+    }
+}
+
 /// Quote statistics and mid bars, computed incrementally and independently of the arrival
 /// order within each input's lateness.
 ///
@@ -578,6 +607,12 @@ pub struct QuoteEngine {
     books: BTreeMap<Symbol, Book>,
     /// Every grid time below this is written: a quote there is late, whatever its input says.
     final_below: u64,
+    /// The alerts judged on quotes, per symbol.
+    alerts: BTreeMap<Symbol, SpreadBook>,
+    /// Rule changes not yet applied, `(time, diff, rule)`, sorted.
+    changes: Vec<(u64, isize, AlertRule)>,
+    /// Alert events not yet taken.
+    events: Vec<AlertEvent>,
 }
 
 impl QuoteEngine {
@@ -590,7 +625,49 @@ impl QuoteEngine {
             config,
             books: BTreeMap::new(),
             final_below: 0,
+            alerts: BTreeMap::new(),
+            changes: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// Inserts (`diff > 0`) or retracts (`diff < 0`) an alert rule judged on quotes
+    /// ([`Condition::on_quotes`](crate::alerts::Condition::on_quotes); others are ignored),
+    /// applying to the quotes of grid times `>= at` (or, when `at` is already final, to those
+    /// not yet final). At one time, retractions come before insertions: an update replaces
+    /// the rule. Its events come out of [`take_events`](Self::take_events) as the quotes they
+    /// fire on become final, with the same semantics as on trades (see [`crate::alerts`]):
+    /// the same events for any arrival order within the lateness.
+    pub fn change_rule(&mut self, rule: AlertRule, at: u64, diff: isize) {
+        if !rule.condition.on_quotes() || diff == 0 {
+            return;
+        }
+        let at = at.max(self.final_below);
+        let diff = diff.signum();
+        // An insertion and a retraction of the same rule at one time cancel out.
+        if let Some(i) = self
+            .changes
+            .iter()
+            .position(|c| c.0 == at && c.1 == -diff && c.2 == rule)
+        {
+            self.changes.remove(i);
+            return;
+        }
+        let key = |c: &(u64, isize, AlertRule)| (c.0, c.1, c.2.id.clone());
+        let change = (at, diff, rule);
+        let i = self.changes.partition_point(|c| key(c) <= key(&change));
+        self.changes.insert(i, change);
+    }
+
+    /// The alert events of the quotes made final so far, in `(time, symbol, seq, alert id)`
+    /// order per call of [`advance`](Self::advance) or [`advance_to`](Self::advance_to).
+    pub fn take_events(&mut self) -> Vec<AlertEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The grid time below which everything is final (and a quote is late).
+    pub fn final_below(&self) -> u64 {
+        self.final_below
     }
 
     /// Takes a quote from `input` (an index below the `inputs` of [`new`](Self::new)), or
@@ -659,12 +736,59 @@ impl QuoteEngine {
     pub fn advance_to(&mut self, limit: u64) -> (Vec<QuoteStatsRow>, Vec<MidBarRow>) {
         let limit = limit.max(self.final_below);
         self.final_below = limit;
+        let res = self.config.resolution.ns();
+        // The rule changes that are due, per symbol, in order.
+        let due = self.changes.partition_point(|c| c.0 < limit);
+        let mut due_by_symbol: BTreeMap<Symbol, VecDeque<(u64, isize, AlertRule)>> =
+            BTreeMap::new();
+        for change in self.changes.drain(..due) {
+            due_by_symbol
+                .entry(change.2.symbol)
+                .or_default()
+                .push_back(change);
+        }
         let (mut rows, mut bars) = (Vec::new(), Vec::new());
-        for book in self.books.values_mut() {
-            book.finalize(limit, &self.config, &mut rows, &mut bars);
+        let first_event = self.events.len();
+        for (symbol, book) in &mut self.books {
+            let mut due = due_by_symbol.remove(symbol).unwrap_or_default();
+            let alerts = &mut self.alerts;
+            let events = &mut self.events;
+            if due.is_empty() && !alerts.contains_key(symbol) {
+                book.finalize(limit, &self.config, &mut rows, &mut bars, |_| {});
+                continue;
+            }
+            book.finalize(limit, &self.config, &mut rows, &mut bars, |q| {
+                let g = grid_ceil(q.time_ns, res);
+                apply_due(alerts, *symbol, &mut due, g, events);
+                if let Some(spread) = alerts.get_mut(symbol) {
+                    spread.on_quote(q, events);
+                }
+            });
+            apply_due(alerts, *symbol, &mut due, u64::MAX, events);
+            if let Some(spread) = alerts.get_mut(symbol) {
+                spread.close_bars(limit, events);
+            }
+        }
+        // Symbols with rules and no quote yet.
+        for (symbol, mut due) in due_by_symbol {
+            apply_due(
+                &mut self.alerts,
+                symbol,
+                &mut due,
+                u64::MAX,
+                &mut self.events,
+            );
         }
         rows.sort_unstable_by_key(|r| (r.time_ns, r.symbol, r.window));
         bars.sort_unstable();
+        self.events[first_event..].sort_unstable_by(|a, b| {
+            (a.time_ns, a.symbol, a.seq, &a.alert_id).cmp(&(
+                b.time_ns,
+                b.symbol,
+                b.seq,
+                &b.alert_id,
+            ))
+        });
         (rows, bars)
     }
 

@@ -139,7 +139,6 @@ pub fn bars(trades: &[Trade], config: &AnalyticsConfig) -> Vec<BarRow> {
 type PrevSums = (i128, i128, i128, i128);
 
 struct At {
-    t: u64,
     price: Fixed,
     prev: Option<Fixed>,
     /// Per window: (n, Σp) up to and including the tick, the volatility, the price of the
@@ -212,7 +211,6 @@ fn timeline(trades: &[Trade], symbol: Symbol, windows: &[u64]) -> Vec<(Trade, At
         out.push((
             mine[i],
             At {
-                t,
                 price: mine[i].price,
                 prev: i.checked_sub(1).map(|j| mine[j].price),
                 windows: ws,
@@ -297,6 +295,8 @@ fn holds(r: &AlertRule, at: &At) -> Option<f64> {
             };
             yes(c, price)
         }
+        // Judged on quotes (see `spread_alert_events`).
+        Condition::SpreadAbove => None,
     }
 }
 
@@ -369,6 +369,8 @@ fn reset(r: &AlertRule, at: &At) -> bool {
             None => true,
             Some(v) => v <= Fixed::from_units(thr.units() - h.units()).to_f64(),
         },
+        // Judged on quotes (see `spread_alert_events`).
+        Condition::SpreadAbove => false,
     }
 }
 
@@ -406,88 +408,143 @@ pub fn alert_events_with_kind(
     let symbols: std::collections::BTreeSet<Symbol> = trades.iter().map(|t| t.symbol).collect();
     for s in symbols {
         let line = timeline(trades, s, &windows);
+        let points: Vec<(u64, u64)> = line.iter().map(|(t, _)| (t.time_ns, t.seq)).collect();
         for (r, from, until) in rules.iter().filter(|(r, ..)| r.symbol == s) {
-            let sees = |trade: &Trade| {
-                let g = grid_ceil(trade.time_ns, res);
-                g >= *from && g < *until && trade.time_ns >= r.created_ns
-            };
-            // Every event the mode alone gives, (time, seq), in time order.
-            let mut fired: Vec<(u64, u64)> = Vec::new();
-            if r.mode == Mode::OncePerBarClose {
-                let b = r.bar_ns.expect("a bar mode has a bar");
-                let mut i = 0;
-                while i < line.len() {
-                    let k = line[i].0.time_ns / b;
-                    let mut j = i;
-                    while j < line.len() && line[j].0.time_ns / b == k {
-                        j += 1;
-                    }
-                    let (close, at) = &line[j - 1];
-                    let end = (k + 1) * b;
-                    if sees(close) && end < *until && holds(r, at).is_some() {
-                        fired.push((end, close.seq));
-                    }
-                    i = j;
-                }
-            } else {
-                #[derive(PartialEq)]
-                enum St {
-                    Armed,
-                    Disarmed(u64),
-                    Cooling(u64),
-                    Done,
-                }
-                let mut st = St::Armed;
-                for (trade, at) in &line {
-                    if !sees(trade) {
-                        continue;
-                    }
-                    if let St::Cooling(ready) = st
-                        && at.t >= ready
-                    {
-                        st = St::Armed;
-                    }
-                    if let St::Disarmed(fired) = st
-                        && reset(r, at)
-                    {
-                        let ready = fired + r.cooldown_ns;
-                        st = if at.t >= ready {
-                            St::Armed
-                        } else {
-                            St::Cooling(ready)
-                        };
-                    }
-                    if st == St::Armed && holds(r, at).is_some() {
-                        fired.push((trade.time_ns, trade.seq));
-                        st = match r.mode {
-                            Mode::Once => St::Done,
-                            Mode::Rearm => St::Disarmed(at.t),
-                            Mode::OncePerBar => {
-                                let b = r.bar_ns.expect("a bar mode has a bar");
-                                St::Cooling((at.t / b + 1) * b)
-                            }
-                            Mode::OncePerInterval => St::Cooling(at.t + r.cooldown_ns),
-                            Mode::OncePerBarClose => unreachable!("judged per bar above"),
-                        };
-                    }
-                }
+            let holds = |i: usize| holds(r, &line[i].1).is_some();
+            let reset = |i: usize| reset(r, &line[i].1);
+            rule_events(r, (*from, *until), res, &points, holds, reset, &mut events);
+        }
+    }
+    events.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+    events
+}
+
+/// One rule's events over its symbol's timeline `points` (`(t, seq)` in that order), its
+/// condition holding at point `i` when `holds(i)` and false by the hysteresis when `reset(i)`:
+/// the modes first, then the storm guard (see [`alert_events_with_kind`]).
+fn rule_events(
+    r: &AlertRule,
+    (from, until): (u64, u64),
+    res: u64,
+    points: &[(u64, u64)],
+    holds: impl Fn(usize) -> bool,
+    reset: impl Fn(usize) -> bool,
+    events: &mut Vec<(String, u64, u64, EventKind)>,
+) {
+    let sees = |(t, _): (u64, u64)| {
+        let g = grid_ceil(t, res);
+        g >= from && g < until && t >= r.created_ns
+    };
+    // Every event the mode alone gives, (time, seq), in time order.
+    let mut fired: Vec<(u64, u64)> = Vec::new();
+    if r.mode == Mode::OncePerBarClose {
+        let b = r.bar_ns.expect("a bar mode has a bar");
+        let mut i = 0;
+        while i < points.len() {
+            let k = points[i].0 / b;
+            let mut j = i;
+            while j < points.len() && points[j].0 / b == k {
+                j += 1;
             }
-            // The storm guard: counts what was emitted, from scratch at every event.
-            let mut emitted: Vec<u64> = Vec::new();
-            for (t, seq) in fired {
-                if let Some(g) = r.storm {
-                    let recent = emitted.iter().filter(|&&x| x + g.within_ns > t).count();
-                    if recent >= g.max_events as usize {
-                        let paused = EventKind::Paused {
-                            reason: PauseReason::Storm,
-                        };
-                        events.push((r.id.clone(), t, seq, paused));
-                        break;
-                    }
-                }
-                emitted.push(t);
-                events.push((r.id.clone(), t, seq, EventKind::Fired));
+            let close = points[j - 1];
+            let end = (k + 1) * b;
+            if sees(close) && end < until && holds(j - 1) {
+                fired.push((end, close.1));
             }
+            i = j;
+        }
+    } else {
+        #[derive(PartialEq)]
+        enum St {
+            Armed,
+            Disarmed(u64),
+            Cooling(u64),
+            Done,
+        }
+        let mut st = St::Armed;
+        for (i, &(t, seq)) in points.iter().enumerate() {
+            if !sees((t, seq)) {
+                continue;
+            }
+            if let St::Cooling(ready) = st
+                && t >= ready
+            {
+                st = St::Armed;
+            }
+            if let St::Disarmed(fired) = st
+                && reset(i)
+            {
+                let ready = fired + r.cooldown_ns;
+                st = if t >= ready {
+                    St::Armed
+                } else {
+                    St::Cooling(ready)
+                };
+            }
+            if st == St::Armed && holds(i) {
+                fired.push((t, seq));
+                st = match r.mode {
+                    Mode::Once => St::Done,
+                    Mode::Rearm => St::Disarmed(t),
+                    Mode::OncePerBar => {
+                        let b = r.bar_ns.expect("a bar mode has a bar");
+                        St::Cooling((t / b + 1) * b)
+                    }
+                    Mode::OncePerInterval => St::Cooling(t + r.cooldown_ns),
+                    Mode::OncePerBarClose => unreachable!("judged per bar above"),
+                };
+            }
+        }
+    }
+    // The storm guard: counts what was emitted, from scratch at every event.
+    let mut emitted: Vec<u64> = Vec::new();
+    for (t, seq) in fired {
+        if let Some(g) = r.storm {
+            let recent = emitted.iter().filter(|&&x| x + g.within_ns > t).count();
+            if recent >= g.max_events as usize {
+                let paused = EventKind::Paused {
+                    reason: PauseReason::Storm,
+                };
+                events.push((r.id.clone(), t, seq, paused));
+                break;
+            }
+        }
+        emitted.push(t);
+        events.push((r.id.clone(), t, seq, EventKind::Fired));
+    }
+}
+
+/// The events of the alerts judged on quotes (`spread_above`), from scratch: each rule's state
+/// machine over its symbol's quotes in `(t, seq)` order, the spread in bps compared as a
+/// fraction: `spread_bps > x` exactly when `(ask - bid) × 2 × 10⁴ > x × (ask + bid)`. Rules
+/// and the result are as in [`alert_events_with_kind`].
+pub fn spread_alert_events(
+    quotes: &[crate::quotes::Quote],
+    rules: &[(AlertRule, u64, u64)],
+    cfg: &AnalyticsConfig,
+) -> Vec<(String, u64, u64, EventKind)> {
+    let res = cfg.resolution.ns();
+    let mut events = Vec::new();
+    for (symbol, line) in quotes_by_symbol(quotes) {
+        let points: Vec<(u64, u64)> = line.iter().map(|q| (q.time_ns, q.seq)).collect();
+        // (ask - bid) × 2 × 10⁴ against x × (ask + bid), in 10⁻⁸ units, for a two-sided quote.
+        let above = |i: usize, x: i128| -> Option<bool> {
+            let q = &line[i];
+            if q.bid_size.units() <= 0 || q.ask_size.units() <= 0 {
+                return None;
+            }
+            let (bid, ask) = (i128::from(q.bid.units()), i128::from(q.ask.units()));
+            Some((ask - bid) * 20_000 * 100_000_000 > x * (ask + bid))
+        };
+        for (r, from, until) in rules.iter().filter(|(r, ..)| r.symbol == symbol) {
+            if r.condition != Condition::SpreadAbove {
+                continue;
+            }
+            let thr = i128::from(r.threshold.units());
+            let lowered = thr - i128::from(r.hysteresis.units());
+            let holds = |i: usize| above(i, thr) == Some(true);
+            let reset = |i: usize| above(i, lowered) == Some(false);
+            rule_events(r, (*from, *until), res, &points, holds, reset, &mut events);
         }
     }
     events.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));

@@ -2,6 +2,7 @@
 //! reference on seeded random books (ties, one-sided, crossed and locked books), fed out of
 //! order within the lateness from several inputs and advanced at random points.
 
+use gostocks_core::alerts::{AlertRule, Condition, EventKind, Mode, StormGuard};
 use gostocks_core::quotes::{MidBarRow, Quote, QuoteEngine, QuoteStatsRow};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::{Fixed, Span, Symbol, reference};
@@ -242,5 +243,228 @@ fn a_quote_beyond_the_lateness_is_late() {
         engine
             .push(0, quote("X", BASE + 9 * SEC, 0, "1", "2"))
             .is_err()
+    );
+}
+
+// ---- spread_above: alerts judged on quotes ----
+
+fn spread_rule(id: &str, sym: &str, bps: &str) -> AlertRule {
+    AlertRule::new(
+        id,
+        Symbol::new(sym).unwrap(),
+        Condition::SpreadAbove,
+        fx(bps),
+    )
+}
+
+/// Feeds `quotes` (input, quote) to an engine holding `rules` (`(rule, from, until)`, issued
+/// before the first quote), advancing at random points; returns the events as the reference
+/// lists them.
+fn spread_events(
+    quotes: &[(usize, Quote)],
+    inputs: usize,
+    rules: &[(AlertRule, u64, u64)],
+    config: &AnalyticsConfig,
+    rng: &mut StdRng,
+) -> Vec<(String, u64, u64, EventKind)> {
+    let mut engine = QuoteEngine::new(config.clone(), inputs);
+    for (rule, from, until) in rules {
+        engine.change_rule(rule.clone(), *from, 1);
+        if *until < u64::MAX {
+            engine.change_rule(rule.clone(), *until, -1);
+        }
+    }
+    let mut events = Vec::new();
+    for (input, q) in quotes {
+        engine.push(*input, *q).expect("within the lateness");
+        if rng.random_bool(0.1) {
+            let _ = engine.advance();
+            events.extend(engine.take_events());
+        }
+    }
+    let _ = engine.advance_to(u64::MAX);
+    events.extend(engine.take_events());
+    let mut out: Vec<_> = events
+        .into_iter()
+        .map(|e| (e.alert_id.to_string(), e.time_ns, e.seq, e.kind))
+        .collect();
+    out.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+    out
+}
+
+/// Equal event lists, or a panic that shows what only one side has.
+fn assert_same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {
+    if got != want {
+        let only_got: Vec<_> = got.iter().filter(|e| !want.contains(e)).collect();
+        let only_want: Vec<_> = want.iter().filter(|e| !got.contains(e)).collect();
+        panic!("{what}: only the engine has {only_got:?}; only the reference has {only_want:?}");
+    }
+}
+
+#[test]
+fn spread_above_by_hand() {
+    // 10 / 10.01: 10⁴ × 0.01 / 10.005 = 9.995 bps; 10 / 10.02: 19.98 bps; one-sided; 10 / 10.002
+    // is exactly 2 bps (2 × 10⁴ × 0.002 / 20.002 < 2: just below, so it resets a rule at 2).
+    let qs = [
+        quote("X", BASE + 1, 1, "10", "10.01"),
+        quote("X", BASE + 2, 2, "10", "10.02"),
+        quote("X", BASE + 3, 3, "10", "0"),
+        quote("X", BASE + 4, 4, "10", "10.03"),
+        quote("X", BASE + 5, 5, "10", "10.002"),
+        quote("X", BASE + 6, 6, "10", "10.02"),
+    ];
+    let rearm = |id: &str, bps: &str, h: &str| {
+        spread_rule(id, "X", bps)
+            .with_mode(Mode::Rearm)
+            .with_hysteresis(fx(h))
+            .with_storm(None)
+    };
+    let rules = [
+        (spread_rule("once", "X", "15"), 0, u64::MAX),
+        // Rearms only once the spread is at or below 10 - 8 = 2 bps: at 5.
+        (rearm("h8", "10", "8"), 0, u64::MAX),
+        (rearm("h0", "10", "0"), 0, u64::MAX),
+    ];
+    let cfg = config(0);
+    let mut engine = QuoteEngine::new(cfg.clone(), 1);
+    for (r, from, _) in &rules {
+        engine.change_rule(r.clone(), *from, 1);
+    }
+    for q in qs {
+        engine.push(0, q).unwrap();
+    }
+    let _ = engine.advance_to(u64::MAX);
+    let events = engine.take_events();
+    let got: Vec<(&str, u64)> = events
+        .iter()
+        .map(|e| (e.alert_id.as_str(), e.seq))
+        .collect();
+    // h0 resets at 9.995 bps (1) only before firing; fires at 2, resets at 5, fires at 6. The
+    // one-sided quote 3 neither fires nor resets; 4 (29.97 bps) fires nothing disarmed.
+    assert_eq!(
+        got,
+        [("h0", 2), ("h8", 2), ("once", 2), ("h0", 6), ("h8", 6)]
+    );
+    let e = &events[0];
+    assert_eq!(e.price, fx("10.01"));
+    assert!(
+        (e.value - 19.980_019_980_019_98).abs() < 1e-9,
+        "{}",
+        e.value
+    );
+    let want = reference::spread_alert_events(&qs, &rules, &cfg);
+    let want: Vec<(&str, u64)> = want.iter().map(|e| (e.0.as_str(), e.2)).collect();
+    assert_eq!(got, want);
+
+    // 99.99 / 100.01 is exactly 2 bps: above 1.99999999, not above 2.
+    let exact = [quote("Y", BASE + 1, 1, "99.99", "100.01")];
+    let rules = [
+        (spread_rule("at", "Y", "2"), 0, u64::MAX),
+        (spread_rule("under", "Y", "1.99999999"), 0, u64::MAX),
+    ];
+    let mut engine = QuoteEngine::new(cfg.clone(), 1);
+    for (r, from, _) in &rules {
+        engine.change_rule(r.clone(), *from, 1);
+    }
+    engine.push(0, exact[0]).unwrap();
+    let _ = engine.advance_to(u64::MAX);
+    let ids: Vec<String> = engine
+        .take_events()
+        .iter()
+        .map(|e| e.alert_id.to_string())
+        .collect();
+    assert_eq!(ids, ["under"]);
+    let want = reference::spread_alert_events(&exact, &rules, &cfg);
+    assert_eq!(want.len(), 1);
+    assert_eq!(want[0].0, "under");
+}
+
+#[test]
+fn spread_alerts_equal_the_reference_in_any_order_within_the_lateness() {
+    let (mut fired, mut paused) = (0, 0);
+    for seed in 0..40u64 {
+        let mut rng = StdRng::seed_from_u64(1000 + seed);
+        let lateness = [0, SEC / 3, 2 * SEC][seed as usize % 3];
+        let cfg = config(lateness);
+        let quotes = random_quotes(&mut rng, 400);
+        let (start, end) = (quotes[0].time_ns, quotes[quotes.len() - 1].time_ns);
+        let grid = |t: u64| t.div_ceil(SEC) * SEC;
+        let mut rules = Vec::new();
+        for i in 0..24 {
+            let sym = ["A", "B", "C"][i % 3];
+            // The books' spreads are -2 to 9 cents on 100: about -2 to 9 bps.
+            let bps = Fixed::from_units(rng.random_range(50_000_000..800_000_000));
+            let mode = Mode::ALL[rng.random_range(0..Mode::ALL.len())];
+            let mut rule = spread_rule(&format!("r{i}"), sym, "1")
+                .with_threshold(bps)
+                .with_mode(mode)
+                .with_created_ns(if rng.random_bool(0.3) {
+                    rng.random_range(start..=end)
+                } else {
+                    0
+                })
+                .with_storm(if rng.random_bool(0.5) {
+                    None
+                } else {
+                    Some(StormGuard::new(rng.random_range(1..4), 5 * SEC))
+                });
+            if matches!(mode, Mode::Once | Mode::Rearm) {
+                rule = rule.with_hysteresis(Fixed::from_units(rng.random_range(0..300_000_000)));
+            }
+            if matches!(mode, Mode::Rearm | Mode::OncePerInterval) {
+                rule = rule.with_cooldown_ns(
+                    rng.random_range(0..3) * SEC / 2 + u64::from(mode == Mode::OncePerInterval),
+                );
+            }
+            if mode.needs_bar() {
+                rule = rule.with_bar_ns(Some([SEC, 5 * SEC][rng.random_range(0..2)]));
+            }
+            rule.validate().expect("a valid rule");
+            let from = if rng.random_bool(0.3) {
+                grid(rng.random_range(start..=end))
+            } else {
+                0
+            };
+            let until = if rng.random_bool(0.3) {
+                grid(rng.random_range(start..=end)).max(from)
+            } else {
+                u64::MAX
+            };
+            rules.push((rule.clone(), from, until));
+            // Sometimes updated (retracted and inserted at one time) with a new threshold.
+            if until < u64::MAX && rng.random_bool(0.5) {
+                let later = rule
+                    .with_threshold(Fixed::from_units(rng.random_range(50_000_000..800_000_000)));
+                rules.push((later, until, u64::MAX));
+            }
+        }
+        let want = reference::spread_alert_events(&quotes, &rules, &cfg);
+        fired += want.iter().filter(|e| e.3 == EventKind::Fired).count();
+        paused += want.iter().filter(|e| e.3 != EventKind::Fired).count();
+        let ordered: Vec<(usize, Quote)> = quotes.iter().map(|q| (0, *q)).collect();
+        let got = spread_events(&ordered, 1, &rules, &cfg, &mut rng);
+        assert_same(&got, &want, &format!("seed {seed}, in order"));
+        let mut parts: Vec<Vec<Quote>> = vec![Vec::new(); 3];
+        for q in &quotes {
+            parts[rng.random_range(0..3)].push(*q);
+        }
+        let mut feeds: Vec<std::collections::VecDeque<Quote>> = parts
+            .iter()
+            .map(|p| jitter(&mut rng, p, lateness).into())
+            .collect();
+        let mut mixed = Vec::new();
+        while feeds.iter().any(|f| !f.is_empty()) {
+            let i = rng.random_range(0..3);
+            if let Some(q) = feeds[i].pop_front() {
+                mixed.push((i, q));
+            }
+        }
+        let got = spread_events(&mixed, 3, &rules, &cfg, &mut rng);
+        assert_same(&got, &want, &format!("seed {seed}, out of order"));
+    }
+    // The cases are not vacuous: many firings, and storm guards that paused.
+    assert!(
+        fired > 1000 && paused > 20,
+        "fired {fired}, paused {paused}"
     );
 }

@@ -161,24 +161,34 @@ struct CloseTick {
 /// Pushes `event` of the alert in `slot` through its storm guard: either the event, or, when
 /// it would be the `(max_events + 1)`-th at times in `(τ - within, τ]`, the pause in its place.
 /// Returns whether the alert is now paused.
-fn emit(slot: &mut Slot, mut event: AlertEvent, events: &mut Vec<AlertEvent>) -> bool {
+fn emit(slot: &mut Slot, event: AlertEvent, events: &mut Vec<AlertEvent>) -> bool {
+    guarded(slot.rule.storm, &mut slot.recent, event, events)
+}
+
+/// [`emit`] for any alert: `recent` holds the times of its latest events (at most the guard's
+/// `max_events`).
+pub(super) fn guarded(
+    storm: Option<super::StormGuard>,
+    recent: &mut VecDeque<u64>,
+    mut event: AlertEvent,
+    events: &mut Vec<AlertEvent>,
+) -> bool {
     let mut paused = false;
-    if let Some(guard) = slot.rule.storm {
+    if let Some(guard) = storm {
         let tau = event.time_ns;
-        while slot
-            .recent
+        while recent
             .front()
             .is_some_and(|&x| x.saturating_add(guard.within_ns) <= tau)
         {
-            slot.recent.pop_front();
+            recent.pop_front();
         }
-        if slot.recent.len() >= guard.max_events as usize {
+        if recent.len() >= guard.max_events as usize {
             event.kind = EventKind::Paused {
                 reason: PauseReason::Storm,
             };
             paused = true;
         } else {
-            slot.recent.push_back(tau);
+            recent.push_back(tau);
         }
     }
     events.push(event);
@@ -326,6 +336,8 @@ fn holds_at(rule: &AlertRule, at: &CloseTick) -> Option<f64> {
         | Condition::ExitsChannel
         | Condition::Inside
         | Condition::Outside => yes(channel_holds(rule, p, at.prev), price),
+        // Judged on quotes, never in a trade book (see `SymbolBook::insert`).
+        Condition::SpreadAbove => None,
     }
 }
 
@@ -627,7 +639,8 @@ fn reset_level(rule: &AlertRule) -> i64 {
         Condition::EntersChannel
         | Condition::ExitsChannel
         | Condition::Inside
-        | Condition::Outside => 0,
+        | Condition::Outside
+        | Condition::SpreadAbove => 0,
         Condition::SmaCrossAbove
         | Condition::SmaCrossBelow
         | Condition::VwapCrossAbove
@@ -788,11 +801,14 @@ impl SymbolBook {
     }
 
     /// Adds a rule (replacing one with the same id); it starts armed from its creation time.
+    /// A rule judged on quotes ([`Condition::on_quotes`]) is left to the quote engine's
+    /// [`SpreadBook`](super::SpreadBook): a trade never fires it.
     pub fn insert(&mut self, rule: AlertRule) {
         self.remove(&rule.id);
-        if rule
-            .window
-            .is_some_and(|w| usize::from(w) >= self.windows.len())
+        if rule.condition.on_quotes()
+            || rule
+                .window
+                .is_some_and(|w| usize::from(w) >= self.windows.len())
         {
             return;
         }

@@ -41,9 +41,11 @@
 mod book;
 mod rule;
 mod spec;
+mod spread;
 
 pub use book::SymbolBook;
 pub use rule::{
     AlertEvent, AlertRule, Condition, EventKind, Mode, PauseReason, RuleError, StormGuard,
 };
 pub use spec::{AlertSpec, MAX_COOLDOWN_NS, StormSpec, window_index};
+pub use spread::{SpreadBook, quote_price, spread_bps, spread_cmp};

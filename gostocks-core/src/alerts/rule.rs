@@ -46,11 +46,16 @@ pub enum Condition {
     Inside,
     /// price < threshold or price > upper.
     Outside,
+    /// The quoted spread, in basis points of the mid, is above threshold: `10⁴ × (ask - bid) /
+    /// ((ask + bid) / 2) > threshold`, compared exactly. Judged quote by quote on a two-sided
+    /// book (see [`crate::quotes`]), never on trades; a one-sided quote neither fires nor
+    /// resets.
+    SpreadAbove,
 }
 
 impl Condition {
     /// Every condition, in declaration order.
-    pub const ALL: [Condition; 16] = [
+    pub const ALL: [Condition; 17] = [
         Condition::PriceAbove,
         Condition::PriceBelow,
         Condition::CrossesAbove,
@@ -67,7 +72,12 @@ impl Condition {
         Condition::ExitsChannel,
         Condition::Inside,
         Condition::Outside,
+        Condition::SpreadAbove,
     ];
+
+    /// The conditions judged on trades: all but [`Condition::SpreadAbove`], which is judged on
+    /// quotes.
+    pub const ON_TRADES: &[Condition] = Condition::ALL.split_at(16).0;
 
     /// The name used in JSON, SQL and the REST API.
     pub fn as_str(self) -> &'static str {
@@ -88,7 +98,13 @@ impl Condition {
             Condition::ExitsChannel => "exits_channel",
             Condition::Inside => "inside",
             Condition::Outside => "outside",
+            Condition::SpreadAbove => "spread_above",
         }
+    }
+
+    /// Whether the condition is judged on quotes (top of book) rather than on trades.
+    pub fn on_quotes(self) -> bool {
+        self == Condition::SpreadAbove
     }
 
     /// Whether the condition reads a channel `[threshold, upper]` (and so needs `upper`).
@@ -467,7 +483,7 @@ impl AlertRule {
 pub enum RuleError {
     /// An unknown condition name (a short excerpt of it).
     #[error(
-        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above, change_pct_below, volume_above, vwap_cross_above, vwap_cross_below, enters_channel, exits_channel, inside or outside"
+        "condition: {0} is not a condition; use price_above, price_below, crosses_above, crosses_below, sma_cross_above, sma_cross_below, volatility_above, change_pct_above, change_pct_below, volume_above, vwap_cross_above, vwap_cross_below, enters_channel, exits_channel, inside, outside or spread_above"
     )]
     Condition(String),
     /// An unknown mode name (a short excerpt of it).

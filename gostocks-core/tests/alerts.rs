@@ -391,7 +391,7 @@ fn random_rules(seed: u64, n: usize, span: (u64, u64)) -> Vec<(AlertRule, u64, u
     (0..n)
         .map(|i| {
             let s = rng.random_range(0..symbols.len());
-            let condition = Condition::ALL[rng.random_range(0..Condition::ALL.len())];
+            let condition = Condition::ON_TRADES[rng.random_range(0..Condition::ON_TRADES.len())];
             let threshold = if condition == Condition::VolatilityAbove {
                 Fixed::from_mantissa(rng.random_range(1..3000), 6).unwrap()
             } else if matches!(

@@ -457,13 +457,33 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     // Every input is opened first, so a missing file or an unknown format fails before any work.
     let inputs = open_inputs(&args, peers)?;
     let files = writes.then(|| Files::create(&args)).transpose()?;
+    let rules = match &args.alerts {
+        Some(path) => load_alerts(path, &config)?,
+        None => Vec::new(),
+    };
+    // The alerts judged on quotes, and where their events wait to be merged into the rest.
+    let quote_rules: Vec<AlertRule> = rules
+        .iter()
+        .filter(|r| r.condition.on_quotes())
+        .cloned()
+        .collect();
+    let quote_events = match (&args.events_out, quote_rules.is_empty()) {
+        (Some(events), false) => Some(events.with_extension("quotes.tmp")),
+        _ => None,
+    };
     // The quotes of the inputs run on a thread of their own (process 0 only).
-    let quotes = match (&args.quotes_out, writes) {
-        (Some(stats), true) => {
+    let quotes = match (args.quotes_out.is_some() || quote_events.is_some(), writes) {
+        (true, true) => {
             let quote_files = crate::quotes::open(&args.input, args.max_record_bytes)?;
+            if quote_files.is_empty() && quote_events.is_some() {
+                eprintln!(
+                    "warning: --alerts has spread_above alerts, but no input carries quotes (a LOBSTER order book beside its message file, Binance bookTicker or Alpaca \"q\" frames): they cannot fire"
+                );
+            }
             let outputs = crate::quotes::QuoteOutputs {
-                stats: stats.clone(),
+                stats: args.quotes_out.clone(),
                 mid_bars: args.mid_bars_out.clone(),
+                alerts: quote_events.clone().map(|path| (quote_rules, path)),
             };
             let config = config.clone();
             Some(
@@ -474,10 +494,6 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             )
         }
         _ => None,
-    };
-    let rules = match &args.alerts {
-        Some(path) => load_alerts(path, &config)?,
-        None => Vec::new(),
     };
     let read: Vec<Arc<AtomicU64>> = inputs.iter().map(|i| Arc::clone(&i.read)).collect();
     // This process's share of the bytes, for its progress bar.
@@ -603,6 +619,9 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         }
     }
     files.flush()?;
+    if let (Some(from_quotes), Some(events)) = (&quote_events, &args.events_out) {
+        merge_events(events, from_quotes)?;
+    }
     // The cluster's totals, as worker 0 gathered them.
     let tally = *lock(&shared.tallies);
     let c = &shared.counters;
@@ -1162,6 +1181,61 @@ fn summary(c: &Counters, started: Instant, no_errors_out: bool) {
         c.bar_rows.load(Ordering::Relaxed),
         c.events.load(Ordering::Relaxed),
     );
+}
+
+/// Merges the spread alert events of `from_quotes` into `events` (both in `(time, symbol,
+/// seq, alert id)` order), then removes `from_quotes`. Streams both: memory stays a line each.
+fn merge_events(events: &Path, from_quotes: &Path) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    type Key = (u64, String, u64, String);
+    fn key(line: &str) -> anyhow::Result<Key> {
+        #[derive(serde::Deserialize)]
+        struct Event {
+            time_ns: u64,
+            symbol: String,
+            seq: u64,
+            alert_id: String,
+        }
+        let e: Event = serde_json::from_str(line).context("reading back an alert event")?;
+        Ok((e.time_ns, e.symbol, e.seq, e.alert_id))
+    }
+    let open = |p: &Path| -> anyhow::Result<_> {
+        let file = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(std::io::BufReader::new(file).lines())
+    };
+    let merged = events.with_extension("merging.tmp");
+    {
+        let file = std::fs::File::create(&merged)
+            .with_context(|| format!("creating {}", merged.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let (mut a, mut b) = (open(events)?, open(from_quotes)?);
+        let next = |it: &mut std::io::Lines<_>| -> anyhow::Result<Option<(Key, String)>> {
+            match it.next().transpose()? {
+                Some(line) => Ok(Some((key(&line)?, line))),
+                None => Ok(None),
+            }
+        };
+        let (mut x, mut y) = (next(&mut a)?, next(&mut b)?);
+        loop {
+            let take_x = match (&x, &y) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((kx, _)), Some((ky, _))) => kx <= ky,
+            };
+            let (slot, it) = if take_x { (&mut x, &mut a) } else { (&mut y, &mut b) };
+            if let Some((_, line)) = slot.take() {
+                writeln!(out, "{line}")?;
+            }
+            *slot = next(it)?;
+        }
+        out.flush()?;
+    }
+    std::fs::rename(&merged, events)
+        .with_context(|| format!("writing {}", events.display()))?;
+    std::fs::remove_file(from_quotes)
+        .with_context(|| format!("removing {}", from_quotes.display()))?;
+    Ok(())
 }
 
 /// Reads an `--alerts` file: a JSON array of alert specs, each applying from the start.

@@ -134,9 +134,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let alerts_label = format!("(c) in memory, {} alerts, 1 worker", args.alerts);
     let every_label = format!(
-        "(c) in memory, {} alerts of all {} conditions, 1 worker",
+        "(c) in memory, {} alerts of all {} trade conditions, 1 worker",
         args.alerts,
-        Condition::ALL.len()
+        Condition::ON_TRADES.len()
     );
     let once_label = format!("(d) analyze, {} once alerts, 1 worker", args.alerts);
     let guarded_label = format!(
@@ -617,7 +617,7 @@ fn run_phase(phase: BenchPhase, args: &BenchArgs) -> anyhow::Result<()> {
                 .collect();
             let rules = match phase {
                 BenchPhase::Alerts => bench_rules(&trades, args.alerts, BENCH_CONDITIONS),
-                BenchPhase::AlertsEvery => bench_rules(&trades, args.alerts, &Condition::ALL),
+                BenchPhase::AlertsEvery => bench_rules(&trades, args.alerts, Condition::ON_TRADES),
                 BenchPhase::Memory | BenchPhase::Ordered => Vec::new(),
             };
             // Each worker reads the symbols it owns, in time order. Sized exactly: the ticks

@@ -6,6 +6,9 @@
 //! rebuilds them; Redis's `time_ns` guard keeps a rebuilt hash from going back in time. Event
 //! time is the partitions' watermarks, as for ticks ([`Sources`]): a partition silent for
 //! `--idle` stops holding time back, and once all are silent everything seen is final.
+//!
+//! The alerts judged on quotes (`spread_above`) are matched here too: the alert hub sends
+//! their rule changes to the feed, and their events go to the sinks as the dataflow's do.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +24,9 @@ use gostocks_core::stats::{AnalyticsConfig, JsonDecimals};
 use rdkafka::Message;
 use tracing::{debug, info, warn};
 
+use crate::alerts::RuleChange;
 use crate::event_time::Sources;
+use crate::sinks::Output;
 
 /// Key prefix of the quote statistics hashes: `quote:<SYMBOL>:<window>`.
 pub const QUOTE_PREFIX: &str = "quote:";
@@ -49,6 +54,11 @@ pub struct QuoteFeed {
     pub redis: RedisSink,
     /// And the changelog: a producer and its topic.
     pub changelog: (TickProducer, String),
+    /// The alert rules judged on quotes (`spread_above`), as the alert hub changes them.
+    /// (In a mutex, so that the feed is `Sync` across its awaits; only the feed locks it.)
+    pub rules: std::sync::Mutex<std::sync::mpsc::Receiver<RuleChange>>,
+    /// Where their events go: the sinks' queue, as the dataflow's events.
+    pub events: tokio::sync::mpsc::Sender<Output>,
 }
 
 impl QuoteFeed {
@@ -68,6 +78,7 @@ impl QuoteFeed {
             .collect();
         let bars: Vec<String> = self.config.bars.iter().map(ToString::to_string).collect();
         let (mut quotes, mut late, mut rejected, mut written) = (0u64, 0u64, 0u64, 0usize);
+        let mut fired = 0u64;
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -81,7 +92,23 @@ impl QuoteFeed {
                         .active_time(now)
                         .or_else(|| sources.closed_time())
                         .unwrap_or(0);
+                    // Rule changes apply to the quotes not yet final.
+                    let changes: Vec<RuleChange> = self
+                        .rules
+                        .lock()
+                        .map(|rx| rx.try_iter().collect())
+                        .unwrap_or_default();
+                    for (rule, diff) in changes {
+                        engine.change_rule(rule, engine.final_below(), diff);
+                    }
                     let (rows, mid_bars) = engine.advance_to(frontier);
+                    for event in engine.take_events() {
+                        fired += 1;
+                        // Bounded: a slow store holds the feed back. Err: the sinks stopped.
+                        if self.events.send(Output::Event(event)).await.is_err() {
+                            break;
+                        }
+                    }
                     if rows.is_empty() && mid_bars.is_empty() {
                         continue;
                     }
@@ -92,7 +119,7 @@ impl QuoteFeed {
                         // Redis is the speed layer: the next rows overwrite these.
                         Err(e) => warn!(error = %e, rows = updates.len(), "quote statistics not written to Redis"),
                     }
-                    debug!(quotes, late, rejected, written, "quote feed");
+                    debug!(quotes, late, rejected, written, fired, "quote feed");
                 }
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
@@ -127,7 +154,7 @@ impl QuoteFeed {
                 }
             }
         }
-        info!(quotes, late, rejected, written, "quote feed stopped");
+        info!(quotes, late, rejected, written, fired, "quote feed stopped");
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use gostocks_connectors::file::{QuoteFile, QuoteRejected};
 use gostocks_connectors::limits::MAX_RAW_BYTES;
+use gostocks_core::alerts::{AlertEvent, AlertRule};
 use gostocks_core::quotes::{MidBarRow, Quote, QuoteEngine, QuoteStatsRow};
 use gostocks_core::stats::AnalyticsConfig;
 use gostocks_core::watermark::Late;
@@ -30,6 +31,8 @@ pub struct QuoteReport {
     pub rows: u64,
     /// Mid bars written.
     pub bars: u64,
+    /// Alert events written.
+    pub events: u64,
     /// Seconds from the first read to the last write.
     pub seconds: f64,
 }
@@ -38,7 +41,7 @@ impl QuoteReport {
     /// The summary line.
     pub fn line(&self) -> String {
         format!(
-            "analyzed {} quotes from {} inputs ({} rejected, {} late) in {:.2}s: {:.0} quotes/s; wrote {} quote stats rows, {} mid bars",
+            "analyzed {} quotes from {} inputs ({} rejected, {} late) in {:.2}s: {:.0} quotes/s; wrote {} quote stats rows, {} mid bars, {} spread alert events",
             self.quotes,
             self.inputs,
             self.rejected.len(),
@@ -46,7 +49,8 @@ impl QuoteReport {
             self.seconds,
             self.quotes as f64 / self.seconds.max(1e-9),
             self.rows,
-            self.bars
+            self.bars,
+            self.events
         )
     }
 }
@@ -54,9 +58,12 @@ impl QuoteReport {
 /// Where the quote outputs go.
 pub struct QuoteOutputs {
     /// Quote statistics, JSON lines.
-    pub stats: PathBuf,
+    pub stats: Option<PathBuf>,
     /// Mid bars, JSON lines.
     pub mid_bars: Option<PathBuf>,
+    /// The alerts judged on quotes (`spread_above`), applying from the start, and where their
+    /// events go (JSON lines in `(time, symbol, seq, alert id)` order).
+    pub alerts: Option<(Vec<AlertRule>, PathBuf)>,
 }
 
 /// Opens the quotes of `inputs` (those that have none are passed over); fails on a file that
@@ -89,12 +96,19 @@ pub fn run(
     outputs: &QuoteOutputs,
 ) -> anyhow::Result<QuoteReport> {
     let started = Instant::now();
-    let mut stats_out = create(&outputs.stats)?;
+    let mut stats_out = outputs.stats.as_deref().map(create).transpose()?;
     let mut bars_out = outputs.mid_bars.as_deref().map(create).transpose()?;
+    let mut events_out = match &outputs.alerts {
+        Some((_, path)) => Some(create(path)?),
+        None => None,
+    };
     let window_labels: Vec<String> = config.windows.iter().map(ToString::to_string).collect();
     let bar_labels: Vec<String> = config.bars.iter().map(ToString::to_string).collect();
     let bar_ns: Vec<u64> = config.bars.iter().map(|b| b.ns()).collect();
     let mut engine = QuoteEngine::new(config.clone(), files.len());
+    for rule in outputs.alerts.iter().flat_map(|(rules, _)| rules) {
+        engine.change_rule(rule.clone(), 0, 1);
+    }
     let mut report = QuoteReport {
         inputs: files.len(),
         quotes: 0,
@@ -102,21 +116,34 @@ pub fn run(
         late: Vec::new(),
         rows: 0,
         bars: 0,
+        events: 0,
         seconds: 0.0,
     };
     let mut open: Vec<bool> = vec![true; files.len()];
     let mut line = String::new();
     let mut write = |engine_out: (Vec<QuoteStatsRow>, Vec<MidBarRow>),
+                     events: Vec<AlertEvent>,
                      report: &mut QuoteReport|
      -> anyhow::Result<()> {
         let (rows, mut bars) = engine_out;
-        for row in &rows {
-            line.clear();
-            row.write_json(&mut line, &window_labels[usize::from(row.window)]);
-            line.push('\n');
-            stats_out.write_all(line.as_bytes())?;
+        if let Some(out) = stats_out.as_mut() {
+            for row in &rows {
+                line.clear();
+                row.write_json(&mut line, &window_labels[usize::from(row.window)]);
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
+            }
+            report.rows += rows.len() as u64;
         }
-        report.rows += rows.len() as u64;
+        if let Some(out) = events_out.as_mut() {
+            for event in &events {
+                line.clear();
+                event.write_json(&mut line);
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
+            }
+            report.events += events.len() as u64;
+        }
         if let Some(out) = bars_out.as_mut() {
             // In order of end time, as the trade bars.
             bars.sort_by_key(|b| (b.start_ns + bar_ns[usize::from(b.bar)], b.symbol, b.bar));
@@ -156,10 +183,17 @@ pub fn run(
                 Some(Err(rejected)) => report.rejected.push(error_line(*input, &rejected)),
             }
         }
-        write(engine.advance(), &mut report)?;
+        let out = engine.advance();
+        write(out, engine.take_events(), &mut report)?;
     }
-    write(engine.finish(), &mut report)?;
-    stats_out.flush().context("writing --quotes-out")?;
+    let out = engine.advance_to(u64::MAX);
+    write(out, engine.take_events(), &mut report)?;
+    if let Some(out) = stats_out.as_mut() {
+        out.flush().context("writing --quotes-out")?;
+    }
+    if let Some(out) = events_out.as_mut() {
+        out.flush().context("writing the spread alert events")?;
+    }
     if let Some(out) = bars_out.as_mut() {
         out.flush().context("writing --mid-bars-out")?;
     }

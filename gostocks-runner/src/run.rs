@@ -61,11 +61,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Store::memory(),
     };
     let (rules_tx, rules_rx) = std::sync::mpsc::channel();
-    let hub = Arc::new(
-        AlertHub::new(store, config.windows.clone(), config.bars.clone(), rules_tx)
-            .with_allow_private(args.notify_allow_private)
-            .in_cluster(clustered),
-    );
+    // The rules judged on quotes go to the quote feed, when there is one.
+    let (quote_rules_tx, quote_rules_rx) = std::sync::mpsc::channel();
+    let mut hub = AlertHub::new(store, config.windows.clone(), config.bars.clone(), rules_tx)
+        .with_allow_private(args.notify_allow_private)
+        .in_cluster(clustered);
+    if args.quotes_topic.is_some() {
+        hub = hub.with_quote_rules(quote_rules_tx);
+    }
+    let hub = Arc::new(hub);
     let loaded = runtime.block_on(hub.load_active())?;
     if place.process > 0 {
         // In a cluster, the stored alerts enter the dataflow once, at process 0; this
@@ -201,6 +205,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             config: config.clone(),
             idle: Duration::from_nanos(args.idle.ns()),
             redis: redis.clone(),
+            rules: std::sync::Mutex::new(quote_rules_rx),
+            events: outputs.clone(),
         };
         let shutdown = shutdown.clone();
         runtime.spawn(async move {

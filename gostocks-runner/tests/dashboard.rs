@@ -7,41 +7,17 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
-
-fn node_modules() -> Option<PathBuf> {
-    let chromium = std::env::var_os("CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    common::tool_dir(
-        "GOSTOCKS_NODE_MODULES",
-        "node/node_modules",
-        |dir| dir.join("playwright-core").is_dir() && chromium.exists(),
-        &format!("playwright-core, and chromium at {},", chromium.display()),
-    )
-}
 
 #[test]
 fn the_dashboard_shows_live_prices_bars_and_alert_events_in_chromium() {
-    let Some(modules) = node_modules() else {
+    let Some(modules) = common::node_modules() else {
         return;
     };
     let running = common::start(&["--speed", "5x"]);
     let key = running.demo_key.clone().expect("the demo key");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.mjs");
-    let status = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://{}/", running.http))
-        .arg(&key)
-        .arg(&out)
-        .env("NODE_PATH", &modules)
-        .current_dir(modules.parent().expect("the npm folder"))
-        .status()
-        .expect("node runs");
-    assert!(
-        status.success(),
-        "the browser test failed (its output is above)"
-    );
+    let (base, dir) = (format!("http://{}/", running.http), out.display().to_string());
+    common::browser_script(&modules, "dashboard.mjs", &[&base, &key, &dir]);
     let shot = out.join("dashboard.png");
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(

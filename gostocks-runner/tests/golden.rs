@@ -203,7 +203,7 @@ fn rules_for(ticks: &[Trade], n: usize, seed: u64) -> Vec<(AlertRule, u64, u64)>
     let symbol = ticks[0].symbol;
     (0..n)
         .map(|i| {
-            let condition = Condition::ALL[rng.random_range(0..Condition::ALL.len())];
+            let condition = Condition::ON_TRADES[rng.random_range(0..Condition::ON_TRADES.len())];
             let threshold = if condition == Condition::VolatilityAbove {
                 Fixed::from_units(rng.random_range(1_000..200_000)) // 0.00001 .. 0.002
             } else if matches!(

@@ -403,3 +403,208 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
     assert!(got == want, "the changelog is analyze's rows");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `spread_above` through the pipeline: alerts created over REST before a LOBSTER book's quotes
+/// reach Kafka fire, through the quote feed, exactly the events `analyze --alerts` writes from
+/// the file (and a runner without quotes refuses them, naming the fix).
+#[tokio::test(flavor = "multi_thread")]
+async fn spread_alerts_through_kafka_equal_analyze() {
+    let (Some(brokers), Some(dir)) = (common::brokers(), common::data_dir()) else {
+        return;
+    };
+    let redis_url =
+        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    if gostocks_connectors::redis::RedisSink::connect(&redis_url, "")
+        .await
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("GOSTOCKS_REQUIRE_SERVICES").is_none(),
+            "redis is required"
+        );
+        return;
+    }
+    let book =
+        dir.join("lobster/truncated/AAPL_2012-06-21_34200000_57600000_message_10.first999rows.csv");
+    // AAPL near 580: a cent is 0.17 bps. A rearming alert above 2 bps that rearms at 1.5, and
+    // one that fires at most once a second above 1 bps.
+    let specs = [
+        (
+            "wide",
+            r#"{"symbol":"AAPL","condition":"spread_above","threshold":"2","mode":"rearm","hysteresis":"0.5","storm":"off"}"#,
+        ),
+        (
+            "bar",
+            r#"{"symbol":"AAPL","condition":"spread_above","threshold":"1","mode":"once_per_bar","bar":"1s","storm":"off"}"#,
+        ),
+    ];
+    let tmp = std::env::temp_dir().join(format!("gostocks-run-spread-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let alerts: Vec<serde_json::Value> = specs
+        .iter()
+        .map(|(id, spec)| {
+            let mut v: serde_json::Value = serde_json::from_str(spec).expect("json");
+            v["id"] = (*id).into();
+            v
+        })
+        .collect();
+    std::fs::write(
+        tmp.join("alerts.json"),
+        serde_json::Value::from(alerts).to_string(),
+    )
+    .expect("written");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["--log", "warn", "analyze", "--input"])
+        .arg(&book)
+        .arg("--stats-out")
+        .arg(tmp.join("stats.jsonl"))
+        .arg("--alerts")
+        .arg(tmp.join("alerts.json"))
+        .arg("--events-out")
+        .arg(tmp.join("events.jsonl"))
+        .status()
+        .expect("analyze runs");
+    assert!(status.success());
+    let want: Vec<serde_json::Value> = std::fs::read_to_string(tmp.join("events.jsonl"))
+        .expect("written")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    for (id, _) in &specs {
+        let n = want.iter().filter(|e| e["alert_id"] == *id).count();
+        assert!(n >= 3, "analyze fires `{id}` ({n} events)");
+    }
+
+    // A runner without quotes refuses the condition, naming the fix.
+    {
+        let plain = common::start(&["--speed", "max"]);
+        let key = plain.demo_key.clone().expect("the demo key");
+        let (status, body) =
+            common::request(&plain.http, "POST", "/alerts", Some(&key), specs[0].1);
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--quotes-topic")),
+            "{body}"
+        );
+    }
+
+    let (ticks, quotes) = (
+        common::unique_topic("run-s-ticks"),
+        common::unique_topic("run-s"),
+    );
+    ensure_topic(&brokers, &ticks, 2).await.expect("topic");
+    ensure_topic(&brokers, &quotes, 2).await.expect("topic");
+    let prefix = format!("{quotes}:");
+    let changelog = format!("{quotes}.stats");
+    let running = common::start(&[
+        "--kafka",
+        &brokers,
+        "--topic",
+        &ticks,
+        "--group",
+        &format!("{ticks}_group"),
+        "--quotes-topic",
+        &quotes,
+        "--quote-stats-topic",
+        &changelog,
+        "--redis",
+        &redis_url,
+        "--redis-prefix",
+        &prefix,
+        "--idle",
+        "1s",
+    ]);
+    let key = running.demo_key.clone().expect("the demo key");
+    // Created before any tick: they apply from the start of the book.
+    let mut ids = std::collections::HashMap::new();
+    for (name, spec) in &specs {
+        let (status, body) = common::request(&running.http, "POST", "/alerts", Some(&key), spec);
+        assert_eq!(status, 201, "{body}");
+        ids.insert(body["id"].as_str().expect("an id").to_owned(), *name);
+    }
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["--log", "warn", "replay"])
+        .arg(&book)
+        .args([
+            "--topic",
+            &ticks,
+            "--quotes-topic",
+            &quotes,
+            "--brokers",
+            &brokers,
+        ])
+        .status()
+        .expect("replay runs");
+    assert!(status.success());
+    // Live, event time stops at the last quote's grid time once the partitions go quiet.
+    let end = gostocks_connectors::file::QuoteFile::open(&book, 1 << 20)
+        .expect("book")
+        .expect("quotes")
+        .map(|q| q.expect("decodes").time_ns)
+        .max()
+        .expect("a quote");
+    let end = gostocks_core::watermark::grid_ceil(end, 1_000_000_000);
+    let want: Vec<(String, u64, u64, String, f64)> = want
+        .iter()
+        .filter(|e| e["time_ns"].as_u64().is_some_and(|t| t < end))
+        .map(|e| {
+            (
+                e["alert_id"].as_str().unwrap().to_owned(),
+                e["time_ns"].as_u64().unwrap(),
+                e["seq"].as_u64().unwrap(),
+                e["price"].to_string(),
+                e["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut got: Vec<(String, u64, u64, String, f64)> = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, body) = common::request(
+            &running.http,
+            "GET",
+            &format!("/alerts/events?after={after}&wait_ms=500"),
+            Some(&key),
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        for e in body["events"].as_array().expect("events") {
+            after = after.max(e["id"].as_i64().expect("an id"));
+            let t = e["time_ns"].as_u64().unwrap();
+            if t >= end {
+                continue;
+            }
+            got.push((
+                ids[e["alert_id"].as_str().unwrap()].to_owned(),
+                t,
+                e["seq"].as_u64().unwrap(),
+                // Exact decimals travel as strings over REST, as numbers in the file.
+                e["price"].as_str().expect("a decimal string").to_owned(),
+                e["value"].as_f64().unwrap(),
+            ));
+        }
+        if got.len() >= want.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} events arrived",
+            got.len(),
+            want.len()
+        );
+    }
+    got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+    let mut want = want;
+    want.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+    assert_eq!(got, want, "the events through Kafka are analyze's");
+    // The dashboard shows the quotes and lists the spread alerts, in a real browser.
+    if let Some(modules) = common::node_modules() {
+        let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-quotes");
+        let (base, out) = (format!("http://{}/", running.http), out.display().to_string());
+        common::browser_script(&modules, "quotes.mjs", &[&base, &key, "AAPL", &out]);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}

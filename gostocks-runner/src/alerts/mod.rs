@@ -51,6 +51,8 @@ pub struct AlertHub {
     /// The analytics bars (the bar modes name them by length).
     pub bars: Vec<Span>,
     rules: Mutex<Sender<RuleChange>>,
+    /// Where the rules judged on quotes go (the quote feed), when the runner reads quotes.
+    quote_rules: Mutex<Option<Sender<RuleChange>>>,
     /// Owner and mode of every rule whose events are recorded, by alert id.
     owners: Mutex<HashMap<String, (i64, Mode)>>,
     /// Every rule in the dataflow, by alert id, as inserted: a retraction must match it
@@ -81,6 +83,7 @@ impl AlertHub {
             windows,
             bars,
             rules: Mutex::new(rules),
+            quote_rules: Mutex::new(None),
             owners: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             events: broadcast::channel(4096).0,
@@ -98,6 +101,21 @@ impl AlertHub {
     pub fn in_cluster(mut self, clustered: bool) -> AlertHub {
         self.clustered = clustered;
         self
+    }
+
+    /// Sends the rules judged on quotes (`spread_above`) to `rules`, the quote feed's channel,
+    /// rather than to the trade dataflow.
+    pub fn with_quote_rules(self, rules: Sender<RuleChange>) -> AlertHub {
+        *self.quote_rules.lock().unwrap_or_else(|e| e.into_inner()) = Some(rules);
+        self
+    }
+
+    /// Whether rules judged on quotes have somewhere to go.
+    pub fn reads_quotes(&self) -> bool {
+        self.quote_rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Allows (or not) channels to private destinations.
@@ -145,7 +163,18 @@ impl AlertHub {
     pub fn change(&self, owner: i64, rule: AlertRule, diff: isize) {
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let trade_rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let quote_rules = self.quote_rules.lock().unwrap_or_else(|e| e.into_inner());
+        // A rule judged on quotes goes to the quote feed; with none, it cannot fire (the
+        // service refuses to create one), and a stored one waits for a runner that reads quotes.
+        let rules = if rule.condition.on_quotes() {
+            match quote_rules.as_ref() {
+                Some(q) => q,
+                None => return,
+            }
+        } else {
+            &*trade_rules
+        };
         if diff > 0 {
             owners.insert(rule.id.clone(), (owner, rule.mode));
             live.insert(rule.id.clone(), rule.clone());

@@ -177,6 +177,7 @@ fn condition_of(c: i32) -> Option<Condition> {
         v1::AlertCondition::ExitsChannel => Condition::ExitsChannel,
         v1::AlertCondition::Inside => Condition::Inside,
         v1::AlertCondition::Outside => Condition::Outside,
+        v1::AlertCondition::SpreadAbove => Condition::SpreadAbove,
         v1::AlertCondition::Unspecified => return None,
     })
 }
@@ -199,6 +200,7 @@ fn proto_condition(c: Condition) -> v1::AlertCondition {
         Condition::ExitsChannel => v1::AlertCondition::ExitsChannel,
         Condition::Inside => v1::AlertCondition::Inside,
         Condition::Outside => v1::AlertCondition::Outside,
+        Condition::SpreadAbove => v1::AlertCondition::SpreadAbove,
     }
 }
 
@@ -335,7 +337,7 @@ impl AlertService for Alerts {
             .map_err(|e| Status::invalid_argument(format!("symbol: {e}")))?;
         let condition = condition_of(r.condition).ok_or_else(|| {
             Status::invalid_argument(
-                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE, CHANGE_PCT_ABOVE, CHANGE_PCT_BELOW, VOLUME_ABOVE, VWAP_CROSS_ABOVE, VWAP_CROSS_BELOW, ENTERS_CHANNEL, EXITS_CHANNEL, INSIDE, OUTSIDE",
+                "condition: required; one of PRICE_ABOVE, PRICE_BELOW, CROSSES_ABOVE, CROSSES_BELOW, SMA_CROSS_ABOVE, SMA_CROSS_BELOW, VOLATILITY_ABOVE, CHANGE_PCT_ABOVE, CHANGE_PCT_BELOW, VOLUME_ABOVE, VWAP_CROSS_ABOVE, VWAP_CROSS_BELOW, ENTERS_CHANNEL, EXITS_CHANNEL, INSIDE, OUTSIDE, SPREAD_ABOVE",
             )
         })?;
         let threshold = decimal("threshold", r.threshold.as_ref())?
@@ -409,6 +411,12 @@ impl AlertService for Alerts {
         let rule = spec
             .to_rule_core(&id, created_ns, &self.hub.windows, &self.hub.bars)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if rule.condition.on_quotes() && !self.hub.reads_quotes() {
+            return Err(Status::invalid_argument(format!(
+                "condition: {} is judged on quotes, and this runner reads none; start it with --kafka --quotes-topic TOPIC",
+                rule.condition
+            )));
+        }
         let stored = StoredAlert {
             id: id.clone(),
             owner,

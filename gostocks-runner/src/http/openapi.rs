@@ -215,6 +215,7 @@ enum Condition {
     ExitsChannel,
     Inside,
     Outside,
+    SpreadAbove,
 }
 
 /// How often an alert may fire.

@@ -314,6 +314,37 @@ pub fn create_user(url: &str, schema: &str, name: &str) -> String {
 
 /// A folder of test tools the test command installs (`env`, else `~/.cache/gostocks/<default>`),
 /// if `ready` finds them there; a failure under the test command, a skip (saying why) otherwise.
+/// playwright-core's `node_modules` and chromium, for the browser tests.
+#[allow(dead_code)]
+pub fn node_modules() -> Option<std::path::PathBuf> {
+    let chromium = std::env::var_os("CHROMIUM").map_or_else(
+        || std::path::PathBuf::from("/usr/bin/chromium"),
+        std::path::PathBuf::from,
+    );
+    tool_dir(
+        "GOSTOCKS_NODE_MODULES",
+        "node/node_modules",
+        |dir| dir.join("playwright-core").is_dir() && chromium.exists(),
+        &format!("playwright-core, and chromium at {},", chromium.display()),
+    )
+}
+
+/// Runs a browser script of `tests/browser` with `args`, failing the test if it fails.
+#[allow(dead_code)]
+pub fn browser_script(modules: &std::path::Path, script: &str, args: &[&str]) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let status = Command::new("node")
+        .arg(&path)
+        .args(args)
+        .env("NODE_PATH", modules)
+        .current_dir(modules.parent().expect("the npm folder"))
+        .status()
+        .expect("node runs");
+    assert!(status.success(), "{script} failed (its output is above)");
+}
+
 pub fn tool_dir(
     env: &str,
     default: &str,

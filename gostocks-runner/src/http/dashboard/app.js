@@ -102,6 +102,34 @@ function onStats(r) {
   cells[7].textContent = r.volatility === null ? '–' : Number(r.volatility).toExponential(3);
 }
 
+// ---- quotes ------------------------------------------------------------------------------
+// The selected symbol's quote statistics, one row per window, from GET /quotes (Redis, kept by
+// `run --kafka --quotes-topic`). Polled: a row changes once per grid interval at most.
+const share = (v) => (v === null || v === undefined ? '–' : `${(Number(v) * 100).toFixed(2)}%`);
+async function loadQuotes() {
+  const symbol = state.selected;
+  if (!symbol) return;
+  $('quotes-symbol').textContent = symbol;
+  const rows = [];
+  let missing = null;
+  for (const w of state.windows) {
+    try {
+      const q = await api(`/quotes/${encodeURIComponent(symbol)}?window=${encodeURIComponent(w)}`);
+      rows.push(el('tr', { 'data-window': w, 'data-time': String(q.time_ns) }, el('th', { scope: 'row' }, w),
+        el('td', { class: 'num bid' }, q.bid ?? '–'), el('td', { class: 'num ask' }, q.ask ?? '–'),
+        el('td', { class: 'num spread' }, q.spread ?? '–'), el('td', { class: 'num mean-spread' }, fmt(q.mean_spread, 6)),
+        el('td', { class: 'num bps' }, fmt(q.mean_spread_bps, 3)), el('td', { class: 'num crossed' }, share(q.crossed_share)),
+        el('td', { class: 'num locked' }, share(q.locked_share)), el('td', { class: 'num count' }, String(q.quotes))));
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      missing = e.message;
+    }
+  }
+  if (state.selected !== symbol) return;
+  $('quotes').tBodies[0].replaceChildren(...rows);
+  $('quotes-state').textContent = rows.length ? '' : missing || '';
+}
+
 // ---- chart -------------------------------------------------------------------------------
 let chart = null;
 let series = null;
@@ -166,6 +194,7 @@ function select(symbol) {
   $('chart-select').value = symbol;
   for (const r of $('symbols').tBodies[0].rows) r.setAttribute('aria-current', String(r.dataset.symbol === symbol));
   loadChart().catch(report);
+  loadQuotes().catch(report);
 }
 
 function barChoices() {
@@ -233,7 +262,7 @@ function report(e) {
 function ruleText(a) {
   let t = a.upper
     ? `${a.symbol} ${a.condition.replaceAll('_', ' ')} [${a.threshold}, ${a.upper}]`
-    : `${a.symbol} ${a.condition.replaceAll('_', ' ')} ${a.threshold}`;
+    : `${a.symbol} ${a.condition.replaceAll('_', ' ')} ${a.threshold}${a.condition === 'spread_above' ? ' bps' : ''}`;
   if (a.window) t += ` (${a.window})`;
   return t;
 }
@@ -292,7 +321,7 @@ function syncForm() {
   const channel = ['enters_channel', 'exits_channel', 'inside', 'outside'].includes(cond);
   $('a-upper-label').hidden = !channel;
   $('a-upper').required = channel;
-  $('a-threshold-name').textContent = channel ? 'Lower' : 'Threshold';
+  $('a-threshold-name').textContent = channel ? 'Lower' : cond === 'spread_above' ? 'Spread (bps)' : 'Threshold';
   $('a-bar-label').hidden = !mode.startsWith('once_per_bar');
   $('a-hysteresis-label').hidden = mode !== 'rearm';
   $('a-cooldown-label').hidden = !(mode === 'rearm' || mode === 'once_per_interval');
@@ -378,6 +407,7 @@ async function start() {
   await loadSnapshot();
   pollStatus();
   setInterval(pollStatus, 2000);
+  setInterval(() => loadQuotes().catch(report), 2000);
   $('chart-select').addEventListener('change', (e) => select(e.target.value));
   $('key-form').addEventListener('submit', useKey);
   $('alert-form').addEventListener('submit', createAlert);

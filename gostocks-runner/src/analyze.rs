@@ -1223,7 +1223,11 @@ fn merge_events(events: &Path, from_quotes: &Path) -> anyhow::Result<()> {
                 (None, Some(_)) => false,
                 (Some((kx, _)), Some((ky, _))) => kx <= ky,
             };
-            let (slot, it) = if take_x { (&mut x, &mut a) } else { (&mut y, &mut b) };
+            let (slot, it) = if take_x {
+                (&mut x, &mut a)
+            } else {
+                (&mut y, &mut b)
+            };
             if let Some((_, line)) = slot.take() {
                 writeln!(out, "{line}")?;
             }
@@ -1231,8 +1235,7 @@ fn merge_events(events: &Path, from_quotes: &Path) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
-    std::fs::rename(&merged, events)
-        .with_context(|| format!("writing {}", events.display()))?;
+    std::fs::rename(&merged, events).with_context(|| format!("writing {}", events.display()))?;
     std::fs::remove_file(from_quotes)
         .with_context(|| format!("removing {}", from_quotes.display()))?;
     Ok(())

@@ -59,11 +59,18 @@ pub struct QuoteFeed {
     pub rules: std::sync::Mutex<std::sync::mpsc::Receiver<RuleChange>>,
     /// Where their events go: the sinks' queue, as the dataflow's events.
     pub events: tokio::sync::mpsc::Sender<Output>,
+    /// The runner's state: the feed lists there the symbols it has statistics for.
+    pub state: std::sync::Arc<crate::state::MarketState>,
 }
 
 impl QuoteFeed {
     /// Runs until `shutdown` resolves.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        *self
+            .state
+            .quote_symbols
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Default::default());
         let consumer = TickConsumer::subscribe(&self.kafka, &[&self.topic])
             .with_context(|| format!("subscribing to the quotes topic {}", self.topic))?;
         let mut stream = consumer.consumer.stream();
@@ -111,6 +118,15 @@ impl QuoteFeed {
                     }
                     if rows.is_empty() && mid_bars.is_empty() {
                         continue;
+                    }
+                    if let Some(set) = self
+                        .state
+                        .quote_symbols
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_mut()
+                    {
+                        set.extend(rows.iter().map(|r| r.symbol));
                     }
                     self.publish(&rows, &windows).await;
                     let updates = updates(&rows, &mid_bars, &windows, &bars);

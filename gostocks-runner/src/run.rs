@@ -207,6 +207,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             redis: redis.clone(),
             rules: std::sync::Mutex::new(quote_rules_rx),
             events: outputs.clone(),
+            state: Arc::clone(&state),
         };
         let shutdown = shutdown.clone();
         runtime.spawn(async move {

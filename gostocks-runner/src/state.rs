@@ -30,6 +30,9 @@ pub struct MarketState {
     pub notify: crate::notify::worker::Metrics,
     /// In a timely cluster: how far each other process's sinks have written.
     pub peers: PeerProgress,
+    /// With a quote feed (`--quotes-topic`): the symbols it has written quote statistics for;
+    /// `None` without one.
+    pub quote_symbols: std::sync::Mutex<Option<std::collections::BTreeSet<gostocks_core::Symbol>>>,
     bar_ns: Vec<u64>,
     resolution: u64,
 }
@@ -46,6 +49,7 @@ impl MarketState {
             kafka: KafkaStatus::default(),
             notify: Default::default(),
             peers: PeerProgress::default(),
+            quote_symbols: std::sync::Mutex::new(None),
             bar_ns: config.bars.iter().map(|b| b.ns()).collect(),
             resolution: config.resolution.ns(),
         }

@@ -16,7 +16,10 @@ fn the_dashboard_shows_live_prices_bars_and_alert_events_in_chromium() {
     let running = common::start(&["--speed", "5x"]);
     let key = running.demo_key.clone().expect("the demo key");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    let (base, dir) = (format!("http://{}/", running.http), out.display().to_string());
+    let (base, dir) = (
+        format!("http://{}/", running.http),
+        out.display().to_string(),
+    );
     common::browser_script(&modules, "dashboard.mjs", &[&base, &key, &dir]);
     let shot = out.join("dashboard.png");
     let png = std::fs::read(&shot).expect("the screenshot");

@@ -293,6 +293,16 @@ fn quotes(path: &Path) -> Vec<gostocks_core::quotes::Quote> {
         .collect()
 }
 
+/// A LOBSTER order book, a futures and a spot Binance session: three sources of quotes.
+fn books(dir: &Path) -> [PathBuf; 3] {
+    [
+        "lobster/truncated/AAPL_2012-06-21_34200000_57600000_message_10.first999rows.csv",
+        "crypto/raw_hftbacktest/usdm_btcusdt_20240808.gz",
+        "crypto/raw_hftbacktest/spot_ethusdt_20240808.gz",
+    ]
+    .map(|p| dir.join(p))
+}
+
 /// `analyze --quotes-out` on a LOBSTER order book, a futures and a spot Binance session at
 /// once, line for line against the plain reference over the same quotes; and a hand-checked
 /// value of the LOBSTER book.
@@ -301,12 +311,7 @@ fn quote_stats_on_real_books_match_the_reference() {
     let Some(dir) = common::data_dir() else {
         return;
     };
-    let inputs = [
-        "lobster/truncated/AAPL_2012-06-21_34200000_57600000_message_10.first999rows.csv",
-        "crypto/raw_hftbacktest/usdm_btcusdt_20240808.gz",
-        "crypto/raw_hftbacktest/spot_ethusdt_20240808.gz",
-    ]
-    .map(|p| dir.join(p));
+    let inputs = books(&dir);
     let all: Vec<_> = inputs.iter().flat_map(|p| quotes(p)).collect();
     // Every LOBSTER row that changes the top is a quote: of the first 999 rows, those.
     let aapl = quotes(&inputs[0]);
@@ -387,5 +392,133 @@ fn quote_stats_on_real_books_match_the_reference() {
     );
     assert!((v["mean_spread"].as_f64().unwrap() - 0.289_773_688_031_109).abs() < 1e-15);
     assert_eq!(aapl.len(), 485);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// `analyze --alerts` with `spread_above` alerts of every mode on a LOBSTER order book and a
+/// futures and a spot Binance session at once: the events equal the plain reference's over
+/// the same quotes, merged in order with a trade alert's event in one `--events-out`.
+#[test]
+fn spread_alerts_on_real_books_match_the_reference() {
+    let Some(dir) = common::data_dir() else {
+        return;
+    };
+    let inputs = books(&dir);
+    let all: Vec<_> = inputs.iter().flat_map(|p| quotes(p)).collect();
+    let cfg = AnalyticsConfig::default();
+    // Per symbol, thresholds at the quartiles of its quotes' spreads (in bps), so that every
+    // rule fires, rearms and pauses on real books.
+    let mut specs = Vec::new();
+    let mut symbols: Vec<_> = all.iter().map(|q| q.symbol).collect();
+    symbols.sort();
+    symbols.dedup();
+    for symbol in symbols {
+        let mut bps: Vec<f64> = all
+            .iter()
+            .filter(|q| q.symbol == symbol)
+            .filter_map(gostocks_core::alerts::spread_bps)
+            .collect();
+        bps.sort_by(f64::total_cmp);
+        // Never 0 (a threshold is positive): a locked book's spread is.
+        let at = |q: f64| format!("{:.6}", bps[(bps.len() as f64 * q) as usize].max(1e-6));
+        let s = symbol.as_str();
+        for (i, extra) in [
+            format!(r#""threshold":"{}","mode":"rearm","hysteresis":"{}","storm":"off""#, at(0.75), at(0.1)),
+            format!(r#""threshold":"{}","mode":"rearm","cooldown":"1s""#, at(0.5)),
+            format!(r#""threshold":"{}","mode":"once_per_bar","bar":"1s","storm":"off""#, at(0.5)),
+            format!(r#""threshold":"{}","mode":"once_per_bar_close","bar":"1m","storm":"off""#, at(0.25)),
+            format!(r#""threshold":"{}","mode":"once_per_interval","cooldown":"1s","storm":{{"max_events":20,"within":"1m"}}"#, at(0.25)),
+            format!(r#""threshold":"{}""#, at(0.9)),
+        ]
+        .iter()
+        .enumerate()
+        {
+            specs.push(format!(
+                r#"{{"id":"{s}-{i}","symbol":"{s}","condition":"spread_above",{extra}}}"#
+            ));
+        }
+    }
+    specs
+        .push(r#"{"id":"trade","symbol":"AAPL","condition":"price_above","threshold":"1"}"#.into());
+    let tmp = std::env::temp_dir().join(format!("gostocks-golden-spread-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let alerts = tmp.join("alerts.json");
+    std::fs::write(&alerts, format!("[{}]", specs.join(","))).expect("written");
+    let rules: Vec<(AlertRule, u64, u64)> = specs
+        .iter()
+        .map(|s| {
+            let spec: gostocks_core::alerts::AlertSpec = serde_json::from_str(s).expect("spec");
+            let id = spec.id.clone().expect("an id");
+            let rule = spec
+                .to_rule_core(&id, 0, &cfg.windows, &cfg.bars)
+                .expect("a valid rule");
+            (rule, 0, u64::MAX)
+        })
+        .collect();
+    let events = tmp.join("events.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["--log", "warn", "analyze", "--input"])
+        .args(&inputs)
+        .arg("--stats-out")
+        .arg(tmp.join("stats.jsonl"))
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg("--events-out")
+        .arg(&events)
+        .output()
+        .expect("gostocks runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .expect("events written")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    // One file, in (time, symbol, seq, alert id) order, the trade alert's event among them.
+    let key = |v: &serde_json::Value| {
+        (
+            v["time_ns"].as_u64().unwrap(),
+            v["symbol"].as_str().unwrap().to_owned(),
+            v["seq"].as_u64().unwrap(),
+            v["alert_id"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert!(
+        lines.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+        "in order"
+    );
+    assert_eq!(lines.iter().filter(|v| v["alert_id"] == "trade").count(), 1);
+    let mut got: Vec<(String, u64, u64, bool)> = lines
+        .iter()
+        .filter(|v| v["alert_id"] != "trade")
+        .map(|v| {
+            (
+                v["alert_id"].as_str().unwrap().to_owned(),
+                v["time_ns"].as_u64().unwrap(),
+                v["seq"].as_u64().unwrap(),
+                v.get("kind").is_some_and(|k| k == "paused"),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, u64, u64, bool)> =
+        reference::spread_alert_events(&all, &rules, &cfg)
+            .into_iter()
+            .map(|(id, t, seq, kind)| (id, t, seq, kind != gostocks_core::alerts::EventKind::Fired))
+            .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the spread alert events equal the reference's");
+    // Every rule fired; the guarded one paused.
+    for spec in &specs {
+        let id = serde_json::from_str::<serde_json::Value>(spec).unwrap()["id"].clone();
+        assert!(lines.iter().any(|v| v["alert_id"] == id), "{id} fired");
+    }
+    assert!(want.iter().any(|e| e.3), "a storm guard paused");
+    println!(
+        "{} spread alert events over {} quotes",
+        want.len(),
+        all.len()
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -426,16 +426,16 @@ async fn spread_alerts_through_kafka_equal_analyze() {
     }
     let book =
         dir.join("lobster/truncated/AAPL_2012-06-21_34200000_57600000_message_10.first999rows.csv");
-    // AAPL near 580: a cent is 0.17 bps. A rearming alert above 2 bps that rearms at 1.5, and
-    // one that fires at most once a second above 1 bps.
+    // AAPL near 580: a cent is 0.17 bps, the book's median spread 3.8 bps. A rearming alert
+    // above 5 bps that rearms at 4, and one that fires at most once a second above 3 bps.
     let specs = [
         (
             "wide",
-            r#"{"symbol":"AAPL","condition":"spread_above","threshold":"2","mode":"rearm","hysteresis":"0.5","storm":"off"}"#,
+            r#"{"symbol":"AAPL","condition":"spread_above","threshold":"5","mode":"rearm","hysteresis":"1","storm":"off"}"#,
         ),
         (
             "bar",
-            r#"{"symbol":"AAPL","condition":"spread_above","threshold":"1","mode":"once_per_bar","bar":"1s","storm":"off"}"#,
+            r#"{"symbol":"AAPL","condition":"spread_above","threshold":"3","mode":"once_per_bar","bar":"1s","storm":"off"}"#,
         ),
     ];
     let tmp = std::env::temp_dir().join(format!("gostocks-run-spread-{}", std::process::id()));
@@ -603,7 +603,10 @@ async fn spread_alerts_through_kafka_equal_analyze() {
     // The dashboard shows the quotes and lists the spread alerts, in a real browser.
     if let Some(modules) = common::node_modules() {
         let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-quotes");
-        let (base, out) = (format!("http://{}/", running.http), out.display().to_string());
+        let (base, out) = (
+            format!("http://{}/", running.http),
+            out.display().to_string(),
+        );
         common::browser_script(&modules, "quotes.mjs", &[&base, &key, "AAPL", &out]);
     }
     let _ = std::fs::remove_dir_all(&tmp);

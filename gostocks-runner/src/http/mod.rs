@@ -493,6 +493,12 @@ fn status(api: &Api) -> warp::reply::Response {
         "streams_dropped": dropped,
         "windows": s.read.windows,
         "bars": s.read.bar_sizes,
+        "quote_symbols": s
+            .quote_symbols
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|set| set.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
     });
     json_body(body.to_string())
 }

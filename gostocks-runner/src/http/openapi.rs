@@ -170,7 +170,7 @@ struct SinkStatus {
     "stats_rows": 2400, "bar_rows": 600, "alert_events": 3, "symbols": 5, "ready": true,
     "reason": null, "sinks": [{"name": "read_model", "state": "ok", "error": null,
     "queue_depth": 0, "queue_capacity": 65536}], "streams": 1, "streams_dropped": 0,
-    "windows": ["60s", "300s"], "bars": ["1s", "1m"]}))]
+    "windows": ["60s", "300s"], "bars": ["1s", "1m"], "quote_symbols": null}))]
 struct Status {
     /// Ticks accepted.
     ticks: i64,
@@ -193,6 +193,9 @@ struct Status {
     windows: Vec<String>,
     /// The bar sizes this run computes.
     bars: Vec<String>,
+    /// With `--quotes-topic`: the symbols with quote statistics (`GET /quotes`), sorted; null
+    /// without quotes.
+    quote_symbols: Option<Vec<String>>,
 }
 
 /// A condition (see the README's table).

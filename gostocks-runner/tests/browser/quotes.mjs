@@ -58,7 +58,7 @@ try {
   await page.selectOption('#a-condition', 'spread_above');
   const label = await page.locator('#a-threshold-name').textContent();
   if (label !== 'Spread (bps)') throw new Error(`the threshold is labelled ${label}`);
-  await page.waitForFunction(() => [...document.querySelectorAll('#alerts tbody tr')].some((r) => r.textContent.includes('spread above 2 bps')),
+  await page.waitForFunction(() => [...document.querySelectorAll('#alerts tbody tr')].some((r) => r.textContent.includes('spread above 5 bps')),
     null, { timeout: 10000 });
   step('the form offers spread_above in bps; the spread alerts are listed');
   await page.screenshot({ path: path.join(out, 'quotes.png'), fullPage: true });

@@ -41,6 +41,7 @@ const state = {
   chartBars: 0,
   ticks: null,
   alertLast: null,
+  quoteSymbols: null, // the symbols with quote statistics, or null without a quote feed
 };
 
 // ---- symbols and prices ------------------------------------------------------------------
@@ -110,6 +111,15 @@ async function loadQuotes() {
   const symbol = state.selected;
   if (!symbol) return;
   $('quotes-symbol').textContent = symbol;
+  // Only what GET /status lists: a symbol without quotes would answer 404.
+  const none = state.quoteSymbols === null
+    ? 'No quotes: they come from `gostocks run --kafka … --quotes-topic quotes --redis …`.'
+    : state.quoteSymbols.has(symbol) ? null : `No quotes of ${symbol} yet.`;
+  if (none) {
+    $('quotes').tBodies[0].replaceChildren();
+    $('quotes-state').textContent = none;
+    return;
+  }
   const rows = [];
   let missing = null;
   for (const w of state.windows) {
@@ -239,6 +249,7 @@ async function pollStatus() {
       $('h-rate').textContent = fmt(rate, 1);
     }
     state.ticks = { n: s.ticks, at: now };
+    state.quoteSymbols = s.quote_symbols ? new Set(s.quote_symbols) : null;
     $('h-ticks').textContent = s.ticks.toLocaleString();
     $('h-late').textContent = s.late.toLocaleString();
     $('h-rejected').textContent = s.rejected.toLocaleString();
@@ -398,6 +409,7 @@ async function start() {
   state.windows = s.windows;
   state.bars = s.bars;
   state.bar = s.bars[0];
+  state.quoteSymbols = s.quote_symbols ? new Set(s.quote_symbols) : null;
   $('a-window').replaceChildren(...s.windows.map((w) => el('option', {}, w)));
   $('a-bar').replaceChildren(...s.bars.map((b) => el('option', {}, b)));
   barChoices();

@@ -171,6 +171,27 @@ fn jitter(rng: &mut StdRng, quotes: &[Quote], lateness: u64) -> Vec<Quote> {
     keyed.into_iter().map(|(_, q)| q).collect()
 }
 
+/// The quotes split at random among three inputs, each out of order within `lateness`,
+/// interleaved: `(input, quote)`.
+fn three_inputs(rng: &mut StdRng, quotes: &[Quote], lateness: u64) -> Vec<(usize, Quote)> {
+    let mut parts: Vec<Vec<Quote>> = vec![Vec::new(); 3];
+    for q in quotes {
+        parts[rng.random_range(0..3)].push(*q);
+    }
+    let mut feeds: Vec<std::collections::VecDeque<Quote>> = parts
+        .iter()
+        .map(|p| jitter(rng, p, lateness).into())
+        .collect();
+    let mut mixed = Vec::new();
+    while feeds.iter().any(|f| !f.is_empty()) {
+        let i = rng.random_range(0..3);
+        if let Some(q) = feeds[i].pop_front() {
+            mixed.push((i, q));
+        }
+    }
+    mixed
+}
+
 #[test]
 fn the_engine_equals_the_reference_in_any_order_within_the_lateness() {
     for seed in 0..40u64 {
@@ -188,21 +209,7 @@ fn the_engine_equals_the_reference_in_any_order_within_the_lateness() {
             (want.clone(), want_bars.clone())
         );
         // Three inputs, each out of order within the lateness, interleaved.
-        let mut parts: Vec<Vec<Quote>> = vec![Vec::new(); 3];
-        for q in &quotes {
-            parts[rng.random_range(0..3)].push(*q);
-        }
-        let mut feeds: Vec<std::collections::VecDeque<Quote>> = parts
-            .iter()
-            .map(|p| jitter(&mut rng, p, lateness).into())
-            .collect();
-        let mut mixed = Vec::new();
-        while feeds.iter().any(|f| !f.is_empty()) {
-            let i = rng.random_range(0..3);
-            if let Some(q) = feeds[i].pop_front() {
-                mixed.push((i, q));
-            }
-        }
+        let mixed = three_inputs(&mut rng, &quotes, lateness);
         let got = run(&mixed, 3, &cfg, &mut rng);
         assert_eq!(got.0.len(), want.len(), "seed {seed}");
         assert_eq!(got, (want, want_bars), "seed {seed}");
@@ -444,21 +451,7 @@ fn spread_alerts_equal_the_reference_in_any_order_within_the_lateness() {
         let ordered: Vec<(usize, Quote)> = quotes.iter().map(|q| (0, *q)).collect();
         let got = spread_events(&ordered, 1, &rules, &cfg, &mut rng);
         assert_same(&got, &want, &format!("seed {seed}, in order"));
-        let mut parts: Vec<Vec<Quote>> = vec![Vec::new(); 3];
-        for q in &quotes {
-            parts[rng.random_range(0..3)].push(*q);
-        }
-        let mut feeds: Vec<std::collections::VecDeque<Quote>> = parts
-            .iter()
-            .map(|p| jitter(&mut rng, p, lateness).into())
-            .collect();
-        let mut mixed = Vec::new();
-        while feeds.iter().any(|f| !f.is_empty()) {
-            let i = rng.random_range(0..3);
-            if let Some(q) = feeds[i].pop_front() {
-                mixed.push((i, q));
-            }
-        }
+        let mixed = three_inputs(&mut rng, &quotes, lateness);
         let got = spread_events(&mixed, 3, &rules, &cfg, &mut rng);
         assert_same(&got, &want, &format!("seed {seed}, out of order"));
     }

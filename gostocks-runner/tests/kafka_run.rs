@@ -132,6 +132,77 @@ async fn kafka_ticks_become_live_prices_and_bad_records_go_to_the_dlq() {
     assert!(reason.contains("protobuf"), "{reason}");
 }
 
+/// Redis's URL (`GOSTOCKS_REDIS_URL`, else the local one) and a client, if it is up (a
+/// failure under the test command).
+async fn redis() -> Option<(String, gostocks_connectors::redis::RedisSink)> {
+    let url =
+        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    match gostocks_connectors::redis::RedisSink::connect(&url, "").await {
+        Ok(redis) => Some((url, redis)),
+        Err(_) => {
+            assert!(
+                std::env::var_os("GOSTOCKS_REQUIRE_SERVICES").is_none(),
+                "redis is required"
+            );
+            None
+        }
+    }
+}
+
+/// `gostocks replay` of a LOBSTER message file: its trades to `ticks`, its book's quotes to
+/// `quotes`.
+fn replay(book: &std::path::Path, ticks: &str, quotes: &str, brokers: &str) {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
+        .args(["--log", "warn", "replay"])
+        .arg(book)
+        .args([
+            "--topic",
+            ticks,
+            "--quotes-topic",
+            quotes,
+            "--brokers",
+            brokers,
+        ])
+        .status()
+        .expect("replay runs");
+    assert!(status.success());
+}
+
+/// `run --kafka` with a quote feed on `quotes`, its Redis keys under `<quotes>:` and its
+/// changelog on `<quotes>.stats`.
+fn start_with_quotes(brokers: &str, ticks: &str, quotes: &str, redis: &str) -> common::Running {
+    common::start(&[
+        "--kafka",
+        brokers,
+        "--topic",
+        ticks,
+        "--group",
+        &format!("{ticks}_group"),
+        "--quotes-topic",
+        quotes,
+        "--quote-stats-topic",
+        &format!("{quotes}.stats"),
+        "--redis",
+        redis,
+        "--redis-prefix",
+        &format!("{quotes}:"),
+        "--idle",
+        "1s",
+    ])
+}
+
+/// The grid time of a book's last quote: live, event time stops there once the partitions go
+/// quiet (no later quote moves it on).
+fn last_grid_time(book: &std::path::Path) -> u64 {
+    let end = gostocks_connectors::file::QuoteFile::open(book, 1 << 20)
+        .expect("book")
+        .expect("quotes")
+        .map(|q| q.expect("decodes").time_ns)
+        .max()
+        .expect("a quote");
+    gostocks_core::watermark::grid_ceil(end, 1_000_000_000)
+}
+
 /// `run --kafka --quotes-topic`: a LOBSTER book's quotes, replayed into Kafka, reach Redis as
 /// the quote statistics and mid bars `analyze --quotes-out` computes from the file.
 #[tokio::test(flavor = "multi_thread")]
@@ -139,13 +210,7 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
     let (Some(brokers), Some(dir)) = (common::brokers(), common::data_dir()) else {
         return;
     };
-    let redis_url =
-        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let Ok(redis) = gostocks_connectors::redis::RedisSink::connect(&redis_url, "").await else {
-        assert!(
-            std::env::var_os("GOSTOCKS_REQUIRE_SERVICES").is_none(),
-            "redis is required"
-        );
+    let Some((redis_url, redis)) = redis().await else {
         return;
     };
     let book =
@@ -173,13 +238,7 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
     assert!(status.success());
     // Live, event time stops at the last quote's grid time once the partitions go quiet (no
     // later quote moves it on): the row there, and the last bar, which ended before it.
-    let end = gostocks_connectors::file::QuoteFile::open(&book, 1 << 20)
-        .expect("book")
-        .expect("quotes")
-        .map(|q| q.expect("decodes").time_ns)
-        .max()
-        .expect("a quote");
-    let end = gostocks_core::watermark::grid_ceil(end, 1_000_000_000);
+    let end = last_grid_time(&book);
     let last = |file: &str, key: &str, label: &str, time: &str| -> serde_json::Value {
         std::fs::read_to_string(tmp.join(file))
             .expect("written")
@@ -194,20 +253,7 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
     );
     assert_eq!(row["time_ns"].as_u64(), Some(end));
 
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args(["--log", "warn", "replay"])
-        .arg(&book)
-        .args([
-            "--topic",
-            &ticks,
-            "--quotes-topic",
-            &quotes,
-            "--brokers",
-            &brokers,
-        ])
-        .status()
-        .expect("replay runs");
-    assert!(status.success());
+    replay(&book, &ticks, &quotes, &brokers);
     // Hostile records on the quotes topic: not protobuf, and a quote with a negative size.
     // Each is refused naming why, and the statistics below are still analyze's.
     let producer = TickProducer::new(
@@ -245,26 +291,8 @@ async fn quotes_from_kafka_reach_redis_as_analyze_computes_them() {
             .await
             .expect("sent");
     }
-    let prefix = format!("{quotes}:");
-    let changelog = format!("{quotes}.stats");
-    let running = common::start(&[
-        "--kafka",
-        &brokers,
-        "--topic",
-        &ticks,
-        "--group",
-        &format!("{ticks}_group"),
-        "--quotes-topic",
-        &quotes,
-        "--quote-stats-topic",
-        &changelog,
-        "--redis",
-        &redis_url,
-        "--redis-prefix",
-        &prefix,
-        "--idle",
-        "1s",
-    ]);
+    let (prefix, changelog) = (format!("{quotes}:"), format!("{quotes}.stats"));
+    let running = start_with_quotes(&brokers, &ticks, &quotes, &redis_url);
     // Once the partitions go quiet, every quote is final: Redis holds analyze's last rows.
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::Null => String::new(),
@@ -412,18 +440,9 @@ async fn spread_alerts_through_kafka_equal_analyze() {
     let (Some(brokers), Some(dir)) = (common::brokers(), common::data_dir()) else {
         return;
     };
-    let redis_url =
-        std::env::var("GOSTOCKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    if gostocks_connectors::redis::RedisSink::connect(&redis_url, "")
-        .await
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("GOSTOCKS_REQUIRE_SERVICES").is_none(),
-            "redis is required"
-        );
+    let Some((redis_url, _)) = redis().await else {
         return;
-    }
+    };
     let book =
         dir.join("lobster/truncated/AAPL_2012-06-21_34200000_57600000_message_10.first999rows.csv");
     // AAPL near 580: a cent is 0.17 bps, the book's median spread 3.8 bps. A rearming alert
@@ -496,26 +515,7 @@ async fn spread_alerts_through_kafka_equal_analyze() {
     );
     ensure_topic(&brokers, &ticks, 2).await.expect("topic");
     ensure_topic(&brokers, &quotes, 2).await.expect("topic");
-    let prefix = format!("{quotes}:");
-    let changelog = format!("{quotes}.stats");
-    let running = common::start(&[
-        "--kafka",
-        &brokers,
-        "--topic",
-        &ticks,
-        "--group",
-        &format!("{ticks}_group"),
-        "--quotes-topic",
-        &quotes,
-        "--quote-stats-topic",
-        &changelog,
-        "--redis",
-        &redis_url,
-        "--redis-prefix",
-        &prefix,
-        "--idle",
-        "1s",
-    ]);
+    let running = start_with_quotes(&brokers, &ticks, &quotes, &redis_url);
     let key = running.demo_key.clone().expect("the demo key");
     // Created before any tick: they apply from the start of the book.
     let mut ids = std::collections::HashMap::new();
@@ -524,28 +524,9 @@ async fn spread_alerts_through_kafka_equal_analyze() {
         assert_eq!(status, 201, "{body}");
         ids.insert(body["id"].as_str().expect("an id").to_owned(), *name);
     }
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gostocks"))
-        .args(["--log", "warn", "replay"])
-        .arg(&book)
-        .args([
-            "--topic",
-            &ticks,
-            "--quotes-topic",
-            &quotes,
-            "--brokers",
-            &brokers,
-        ])
-        .status()
-        .expect("replay runs");
-    assert!(status.success());
+    replay(&book, &ticks, &quotes, &brokers);
     // Live, event time stops at the last quote's grid time once the partitions go quiet.
-    let end = gostocks_connectors::file::QuoteFile::open(&book, 1 << 20)
-        .expect("book")
-        .expect("quotes")
-        .map(|q| q.expect("decodes").time_ns)
-        .max()
-        .expect("a quote");
-    let end = gostocks_core::watermark::grid_ceil(end, 1_000_000_000);
+    let end = last_grid_time(&book);
     let want: Vec<(String, u64, u64, String, f64)> = want
         .iter()
         .filter(|e| e["time_ns"].as_u64().is_some_and(|t| t < end))

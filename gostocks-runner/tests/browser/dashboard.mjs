@@ -2,39 +2,12 @@
 // would: waits for a price to change, for the chart to draw bars, creates an alert through the
 // form that the next tick triggers, sees its event arrive, and saves screenshots.
 // Usage: node dashboard.mjs <base url> <api key> <output dir>   (NODE_PATH: playwright-core)
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import fs from 'node:fs';
-import os from 'node:os';
-
-const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
+import { step, withPage } from './chromium.mjs';
 
 const [base, key, out] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-fs.mkdirSync(out, { recursive: true });
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'gostocks-chromium-'));
-const step = (s) => console.log(`step: ${s}`);
 
-// A fresh profile (--user-data-dir) each run.
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath,
-  headless: true,
-  viewport: { width: 1280, height: 1000 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const errors = [];
-let failed = false;
-try {
-  const page = await browser.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
-  page.on('requestfailed', (r) => {
-    // Streams are cut when the page closes; anything else failing is an error.
-    if (!r.url().includes('/stream')) errors.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
-  });
-
+await withPage(out, async (page) => {
   await page.goto(base, { waitUntil: 'load' });
   step('page loaded');
   const row = page.locator('#symbols tbody tr[data-symbol="MSFT"] .price');
@@ -142,15 +115,4 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('#docs section').length >= 20, null, { timeout: 10000 });
   await page.screenshot({ path: path.join(out, 'docs.png') });
   step(`/docs lists ${await page.locator('#docs section').count()} operations`);
-} catch (e) {
-  failed = true;
-  console.error(`FAILED: ${e.message}`);
-} finally {
-  await browser.close();
-  fs.rmSync(profile, { recursive: true, force: true });
-}
-if (errors.length) {
-  console.error(`console errors:\n${errors.join('\n')}`);
-  failed = true;
-}
-process.exit(failed ? 1 : 0);
+});

@@ -2,33 +2,12 @@
 // symbol's quote statistics per window equal GET /quotes, the alert form offers spread_above,
 // and the spread alerts are listed with their events.
 // Usage: node quotes.mjs <base url> <api key> <symbol> <output dir>   (NODE_PATH: playwright-core)
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import fs from 'node:fs';
-import os from 'node:os';
-
-const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
+import { step, withPage } from './chromium.mjs';
 
 const [base, key, symbol, out] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-fs.mkdirSync(out, { recursive: true });
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'gostocks-chromium-'));
-const step = (s) => console.log(`step: ${s}`);
 
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath,
-  headless: true,
-  viewport: { width: 1280, height: 1000 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const errors = [];
-let failed = false;
-try {
-  const page = await browser.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+await withPage(out, async (page) => {
   await page.goto(base, { waitUntil: 'load' });
   await page.locator(`#symbols tbody tr[data-symbol="${symbol}"]`).waitFor({ timeout: 30000 });
   await page.click(`#symbols tr[data-symbol="${symbol}"] button`);
@@ -62,15 +41,4 @@ try {
     null, { timeout: 10000 });
   step('the form offers spread_above in bps; the spread alerts are listed');
   await page.screenshot({ path: path.join(out, 'quotes.png'), fullPage: true });
-} catch (e) {
-  failed = true;
-  console.error(`FAILED: ${e.message}`);
-} finally {
-  await browser.close();
-  fs.rmSync(profile, { recursive: true, force: true });
-}
-if (errors.length) {
-  console.error(`console errors:\n${errors.join('\n')}`);
-  failed = true;
-}
-process.exit(failed ? 1 : 0);
+});

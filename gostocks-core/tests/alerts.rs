@@ -243,6 +243,31 @@ fn deleting_and_updating_mid_stream_take_effect_from_the_next_tick() {
 }
 
 #[test]
+fn an_alert_created_and_deleted_at_one_time_is_never_there() {
+    // seq 4 is at BASE + 2 s, the grid time of the changes.
+    let trades = ticks(&["11", "9", "12", "13", "14"]);
+    let gone = rule("gone", Condition::PriceAbove, "10");
+    let stays = rule("stays", Condition::PriceAbove, "10");
+    let t = BASE + 2 * SEC;
+    let rules = vec![
+        // Inserted and retracted at one time: never there (retraction-first would insert it).
+        (gone.clone(), t, 1),
+        (gone, t, -1),
+        // Retracted and inserted unchanged at one time: left as it is, spent (a fresh
+        // insertion would fire again at seq 4).
+        (stays.clone(), 0, 1),
+        (stays.clone(), t, -1),
+        (stays, t, 1),
+    ];
+    for workers in [1, 2] {
+        assert_eq!(
+            fired(trades.clone(), rules.clone(), workers),
+            ids(&[("stays", 0)])
+        );
+    }
+}
+
+#[test]
 fn sma_and_volatility_read_the_window_up_to_the_tick() {
     let mut up = rule("sma_up", Condition::SmaCrossAbove, "1");
     up.window = Some(0);

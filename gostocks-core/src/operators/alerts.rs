@@ -105,11 +105,16 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                             trades.push_back((cap.delayed(&least, 0), records, 0));
                         }
                     });
+                    let mut arrived = false;
                     input2.for_each_stamp(|_cap, data| {
                         for container in data {
+                            arrived |= !container.is_empty();
                             changes.extend(container.drain(..).map(|(r, t, d)| (t, d, r)));
                         }
                     });
+                    if arrived {
+                        consolidate(&mut changes);
+                    }
                     // Retractions before insertions at one time: an update replaces the rule.
                     changes.sort_unstable_by(|a, b| (a.0, a.1, &a.2.id).cmp(&(b.0, b.1, &b.2.id)));
                     let rules_frontier = frontier2.frontier();
@@ -218,6 +223,32 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
             },
         )
     }
+}
+
+/// Cancels an insertion and a retraction of the same rule at the same time, as the collection
+/// they change does (an alert created and deleted before its first grid time is never in it);
+/// the retraction-first order below would otherwise leave it inserted.
+fn consolidate(changes: &mut Vec<(u64, isize, AlertRule)>) {
+    changes.sort_unstable_by(|a, b| (a.0, &a.2, a.1).cmp(&(b.0, &b.2, b.1)));
+    let mut out: Vec<(u64, isize, AlertRule)> = Vec::with_capacity(changes.len());
+    for change in changes.drain(..) {
+        match out.last_mut() {
+            Some(last) if last.0 == change.0 && last.2 == change.2 => {
+                last.1 += change.1;
+                if last.1 == 0 {
+                    out.pop();
+                }
+            }
+            _ => out.push(change),
+        }
+    }
+    // What is left of a rule at a time is one change per unit of its sum.
+    for (t, d, rule) in std::mem::take(&mut out) {
+        for _ in 0..d.unsigned_abs() {
+            out.push((t, d.signum(), rule.clone()));
+        }
+    }
+    *changes = out;
 }
 
 /// How many events `match_alerts` gathers before it hands them on.

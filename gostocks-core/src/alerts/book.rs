@@ -527,10 +527,11 @@ pub struct SymbolBook {
     /// below it only (the later conditions' families come last, see [`windowed_family`]).
     used_end: usize,
     scratch: Vec<(i64, u32)>,
-    /// Per window: its volatility after the current tick and that value's float boundary,
-    /// worked out once per tick for both the resets and the firings (only where volatility
-    /// alerts are waiting).
-    volatility: Vec<Option<(f64, i64)>>,
+    /// Per window: its volatility after the current tick, worked out once per tick for both
+    /// the resets and the firings (only where volatility alerts are waiting). Its float
+    /// boundary (see [`float_boundary`]) is worked out only when an index's bounds show it
+    /// can hold something: most ticks fire and reset nothing.
+    volatility: Vec<Option<f64>>,
     /// The channel alerts that are armed or disarmed, judged one by one on each tick.
     channels: Vec<u32>,
     /// Ticks seen so far.
@@ -672,6 +673,20 @@ fn from(level: i64) -> Range {
 
 fn between(lo: i64, hi_excluded: i64) -> Option<Range> {
     (lo < hi_excluded).then_some((Bound::Included((lo, 0)), Bound::Excluded((hi_excluded, 0))))
+}
+
+/// The levels up to `floor(a / n)` (`n > 0`), or `None` when `index` holds none of them: its
+/// least level `L` is over the quotient exactly when `a < L·n`, which needs no division (most
+/// ticks reset nothing).
+fn up_to_floor_div(index: &Index, a: i128, n: i128) -> Option<Range> {
+    let (least, _) = index.bounds?;
+    if a < i128::from(least.0) * n {
+        return None;
+    }
+    Some((
+        Bound::Unbounded,
+        Bound::Included((floor_div(a, n), u32::MAX)),
+    ))
 }
 
 fn floor_div(a: i128, b: i128) -> i64 {
@@ -939,12 +954,8 @@ impl SymbolBook {
         for (wi, w) in self.windows.iter().enumerate() {
             let f = windowed_family(wi, 0, self.windows.len());
             let waiting = !self.armed[f].is_empty() || !self.disarmed[f].is_empty();
-            // With its float boundary: the armed and the disarmed alerts both need it.
-            self.volatility.push(if waiting {
-                w.volatility().map(|v| (v, float_boundary(v)))
-            } else {
-                None
-            });
+            self.volatility
+                .push(if waiting { w.volatility() } else { None });
         }
 
         // Resets first: an alert that resets on this tick cannot also fire on it (the reset
@@ -1174,24 +1185,25 @@ impl SymbolBook {
                 match kind {
                     // volatility <= threshold - hysteresis; no volatility is below every level
                     0 => match self.volatility[wi] {
-                        Some((_, boundary)) => from(boundary),
+                        // The levels at or over v: none when the greatest is under it.
+                        Some(v) => {
+                            let (_, greatest) = self.disarmed[f].bounds?;
+                            if (greatest.0 as f64 / SCALE as f64) < v {
+                                return None;
+                            }
+                            from(float_boundary(v))
+                        }
                         None => (Bound::Unbounded, Bound::Unbounded),
                     },
                     // price - sma <= -hysteresis, i.e. hysteresis <= floor((Σp - n·price) / n)
                     1 => {
                         let (d, n) = w.diff_from_sma(price)?;
-                        (
-                            Bound::Unbounded,
-                            Bound::Included((floor_div(-d, n), u32::MAX)),
-                        )
+                        up_to_floor_div(&self.disarmed[f], -d, n)?
                     }
                     // price - sma >= hysteresis
                     2 => {
                         let (d, n) = w.diff_from_sma(price)?;
-                        (
-                            Bound::Unbounded,
-                            Bound::Included((floor_div(d, n), u32::MAX)),
-                        )
+                        up_to_floor_div(&self.disarmed[f], d, n)?
                     }
                     kind => later_reset_range(w, kind, price)?,
                 }
@@ -1231,8 +1243,13 @@ impl SymbolBook {
                 let w = &self.windows[wi];
                 match kind {
                     0 => {
-                        let (v, boundary) = self.volatility[wi]?;
-                        (below(boundary), v)
+                        // The levels under v: none when the least is not.
+                        let v = self.volatility[wi]?;
+                        let (least, _) = self.armed[f].bounds?;
+                        if (least.0 as f64 / SCALE as f64) >= v {
+                            return None;
+                        }
+                        (below(float_boundary(v)), v)
                     }
                     kind @ (1 | 2) => {
                         let (d, _) = w.diff_from_sma(trade.price)?;

@@ -135,9 +135,17 @@ pub(crate) fn sample_stddev(n: i64, sum: i128, sum2: i128) -> Option<f64> {
     if n < 2 {
         return None;
     }
-    let n256 = I256::from(n);
-    let numerator = n256 * I256::from(sum2) - I256::from(sum) * I256::from(sum);
-    let var = numerator.as_f64() / (n as f64 * (n - 1) as f64);
+    // In 128 bits when it fits (most windows): the same exact numerator, and `i128 as f64`
+    // rounds it as `I256::as_f64` does (to nearest, on its magnitude).
+    let numerator = i128::from(n)
+        .checked_mul(sum2)
+        .zip(sum.checked_mul(sum))
+        .and_then(|(a, b)| a.checked_sub(b))
+        .map_or_else(
+            || (I256::from(n) * I256::from(sum2) - I256::from(sum) * I256::from(sum)).as_f64(),
+            |x| x as f64,
+        );
+    let var = numerator / (n as f64 * (n - 1) as f64);
     Some(var.max(0.0).sqrt())
 }
 
@@ -215,6 +223,37 @@ impl differential_dataflow::difference::Multiply<isize> for Agg {
 
 #[cfg(test)]
 mod tests {
+    /// The 128-bit path of `sample_stddev` gives the 256-bit one's value, bit for bit, on both
+    /// sides of where it stops fitting.
+    #[test]
+    fn sample_stddev_in_128_bits_equals_256_bits() {
+        use rand::{Rng, SeedableRng};
+        let wide = |n: i64, sum: i128, sum2: i128| {
+            let num = ethnum::I256::from(n) * ethnum::I256::from(sum2)
+                - ethnum::I256::from(sum) * ethnum::I256::from(sum);
+            (num.as_f64() / (n as f64 * (n - 1) as f64)).max(0.0).sqrt()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut narrow = 0;
+        for i in 0..200_000 {
+            let n: i64 = rng.random_range(2..1 << (i % 40 + 2));
+            let bits = rng.random_range(1..=126u32);
+            let sum2: i128 = rng.random_range(0..=i128::MAX >> (127 - bits));
+            let root = (sum2 as f64).sqrt() * (n as f64).sqrt();
+            let sum = (rng.random_range(-1.0..1.0) * root) as i128;
+            let fits = i128::from(n).checked_mul(sum2).is_some() && sum.checked_mul(sum).is_some();
+            narrow += usize::from(fits);
+            let got = super::sample_stddev(n, sum, sum2).unwrap();
+            assert_eq!(
+                got.to_bits(),
+                wide(n, sum, sum2).to_bits(),
+                "{n} {sum} {sum2}"
+            );
+        }
+        // Both paths were taken.
+        assert!(narrow > 10_000 && narrow < 190_000, "{narrow}");
+    }
+
     #[test]
     fn round_half_away_matches_round() {
         let mut x: f64 = 0.0;

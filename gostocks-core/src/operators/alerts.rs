@@ -86,7 +86,7 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                 // To yield after a burst of events, so that the operators downstream take
                 // them while they are still in the cache, and come back for the rest.
                 let activator = scope.activator_for(info.address);
-                let mut books: HashMap<Symbol, SymbolBook> = HashMap::default();
+                let mut books = Books::default();
                 let mut trades: VecDeque<(Capability<u64>, Vec<Sequenced>, usize)> =
                     VecDeque::new();
                 let mut changes: Vec<(u64, isize, AlertRule)> = Vec::new();
@@ -99,8 +99,15 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                 let mut closed = Vec::new();
                 move |(input1, frontier1), (input2, frontier2), output| {
                     input1.for_each_stamp(|cap, data| {
-                        let records: Vec<Sequenced> =
-                            data.flat_map(|c| c.drain(..)).collect::<Vec<_>>();
+                        // The first container is kept as it is, not copied.
+                        let mut records: Vec<Sequenced> = Vec::new();
+                        for c in data {
+                            if records.is_empty() {
+                                records = std::mem::take(c);
+                            } else {
+                                records.append(c);
+                            }
+                        }
                         if let Some(least) = records.iter().map(|s| s.time).min() {
                             trades.push_back((cap.delayed(&least, 0), records, 0));
                         }
@@ -141,9 +148,7 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                             // Every trade of a grid time before this one is in.
                             close_before(&mut books, &mut closing, s.time, &mut closed);
                             let symbol = s.trade.symbol;
-                            let book = books
-                                .entry(symbol)
-                                .or_insert_with(|| SymbolBook::new(&windows));
+                            let book = books.entry(symbol, &windows);
                             let before = book.next_close();
                             if before.is_some() {
                                 // This trade's bar follows the bars that end at or before it.
@@ -251,6 +256,54 @@ fn consolidate(changes: &mut Vec<(u64, isize, AlertRule)>) {
     *changes = out;
 }
 
+/// The symbols' books, in a vector with a map from symbol to place, and the last symbol looked
+/// up at hand: a grid time's trades come grouped by symbol, so most trades find their book
+/// without hashing.
+#[derive(Default)]
+struct Books {
+    places: HashMap<Symbol, usize>,
+    list: Vec<SymbolBook>,
+    last: Option<(Symbol, usize)>,
+}
+
+impl Books {
+    fn place(&mut self, symbol: &Symbol) -> Option<usize> {
+        if let Some((s, i)) = self.last
+            && s == *symbol
+        {
+            return Some(i);
+        }
+        let i = *self.places.get(symbol)?;
+        self.last = Some((*symbol, i));
+        Some(i)
+    }
+
+    fn get(&mut self, symbol: &Symbol) -> Option<&SymbolBook> {
+        let i = self.place(symbol)?;
+        Some(&self.list[i])
+    }
+
+    fn get_mut(&mut self, symbol: &Symbol) -> Option<&mut SymbolBook> {
+        let i = self.place(symbol)?;
+        Some(&mut self.list[i])
+    }
+
+    /// `symbol`'s book, a new one when it has none yet.
+    fn entry(&mut self, symbol: Symbol, windows: &[u64]) -> &mut SymbolBook {
+        let i = match self.place(&symbol) {
+            Some(i) => i,
+            None => {
+                let i = self.list.len();
+                self.list.push(SymbolBook::new(windows));
+                self.places.insert(symbol, i);
+                self.last = Some((symbol, i));
+                i
+            }
+        };
+        &mut self.list[i]
+    }
+}
+
 /// How many events `match_alerts` gathers before it hands them on.
 const EVENTS_AT_ONCE: usize = 1024;
 
@@ -262,7 +315,7 @@ const EVENTS_PER_ACTIVATION: usize = 16_384;
 /// Closes every bar that ends before `before` (all of their trades, and every rule change up to
 /// their end, are in): their events go to `closed`.
 fn close_before(
-    books: &mut HashMap<Symbol, SymbolBook>,
+    books: &mut Books,
     closing: &mut BTreeSet<(u64, Symbol)>,
     before: u64,
     closed: &mut Vec<AlertEvent>,
@@ -298,24 +351,22 @@ fn resync(
 
 /// Applies a rule change, keeping `closing` in step with the book.
 fn change(
-    books: &mut HashMap<Symbol, SymbolBook>,
+    books: &mut Books,
     closing: &mut BTreeSet<(u64, Symbol)>,
     windows: &[u64],
     rule: &AlertRule,
     diff: isize,
 ) {
-    let before = books.get(&rule.symbol).and_then(SymbolBook::next_close);
+    let before = books.get(&rule.symbol).and_then(|b| b.next_close());
     apply(books, windows, rule, diff);
-    let after = books.get(&rule.symbol).and_then(SymbolBook::next_close);
+    let after = books.get(&rule.symbol).and_then(|b| b.next_close());
     if before != after {
         resync(closing, rule.symbol, before, after);
     }
 }
 
-fn apply(books: &mut HashMap<Symbol, SymbolBook>, windows: &[u64], rule: &AlertRule, diff: isize) {
-    let book = books
-        .entry(rule.symbol)
-        .or_insert_with(|| SymbolBook::new(windows));
+fn apply(books: &mut Books, windows: &[u64], rule: &AlertRule, diff: isize) {
+    let book = books.entry(rule.symbol, windows);
     if diff < 0 {
         book.remove(&rule.id);
     } else if diff > 0 {

@@ -23,10 +23,6 @@ struct Index {
 }
 
 impl Index {
-    fn is_empty(&self) -> bool {
-        self.bounds.is_none()
-    }
-
     fn insert(&mut self, entry: (i64, u32)) -> bool {
         let new = self.set.insert(entry);
         if new {
@@ -250,10 +246,12 @@ impl Swept {
         self.0.is_empty()
     }
 
-    fn insert(&mut self, alert: SweptAlert) {
-        if let Err(at) = self.0.binary_search_by_key(&alert.key, |a| a.key) {
+    fn insert(&mut self, alert: SweptAlert) -> bool {
+        let found = self.0.binary_search_by_key(&alert.key, |a| a.key);
+        if let Err(at) = found {
             self.0.insert(at, alert);
         }
+        found.is_err()
     }
 
     fn remove(&mut self, key: &(i64, u32)) -> bool {
@@ -523,15 +521,21 @@ pub struct SymbolBook {
     disarmed: Vec<Index>,
     /// Per family, the alerts in [`State::Swept`], by level.
     swept: Vec<Swept>,
+    /// How many alerts the swept indexes hold, all families together: most books have none,
+    /// and a tick then looks at none of them.
+    swept_len: usize,
     /// Past the greatest family any alert was ever inserted into: a tick looks at the indexes
     /// below it only (the later conditions' families come last, see [`windowed_family`]).
     used_end: usize,
     scratch: Vec<(i64, u32)>,
-    /// Per window: its volatility after the current tick, worked out once per tick for both
-    /// the resets and the firings (only where volatility alerts are waiting). Its float
-    /// boundary (see [`float_boundary`]) is worked out only when an index's bounds show it
-    /// can hold something: most ticks fire and reset nothing.
-    volatility: Vec<Option<f64>>,
+    /// Per window: its volatility after the current tick, as far as the volatility alerts
+    /// need it (see [`Vol`]). Its float boundary (see [`float_boundary`]) is worked out only
+    /// when an index's bounds show it can hold something: most ticks fire and reset nothing.
+    volatility: Vec<Vol>,
+    /// Per window: `price - sma` after the current tick, as [`TickWindow::diff_from_sma`]
+    /// gives it, worked out once for the resets, the firings and the signs kept for the next
+    /// tick.
+    sma_diff: Vec<Option<(i128, i128)>>,
     /// The channel alerts that are armed or disarmed, judged one by one on each tick.
     channels: Vec<u32>,
     /// Ticks seen so far.
@@ -590,6 +594,85 @@ fn window_kind(f: usize, windows: usize) -> (usize, usize) {
         let h = g - FIRST_BLOCK * windows;
         let later = WINDOWED - FIRST_BLOCK;
         (h / later, FIRST_BLOCK + h % later)
+    }
+}
+
+/// A window's volatility after the current tick, as the volatility alerts need it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Vol {
+    /// Fewer than two returns: no volatility (every disarmed alert resets, none fires).
+    Undefined,
+    /// No volatility alert waits: not worked out.
+    Settled,
+    /// There is a volatility, worked out only where an index's bounds cannot settle the
+    /// question without it (see [`TickWindow::volatility_against`]).
+    Lazy,
+}
+
+/// Whether the armed alerts of the price family `f` (`f < VOL`), whose levels run from `least`
+/// to `greatest`, may hold one that fires at price `p` after `prev`: what
+/// [`SymbolBook::fire_range`] and [`Index::may_hold`] decide, without building the range.
+#[inline]
+fn price_may_fire(f: usize, least: i64, greatest: i64, p: i64, prev: Option<i64>) -> bool {
+    match f {
+        PRICE_ABOVE => least < p,
+        PRICE_BELOW => greatest > p,
+        // prev <= level < p
+        CROSSES_ABOVE => prev.is_some_and(|q| q < p && q <= greatest && least < p),
+        // p < level <= prev
+        _ => prev.is_some_and(|q| p < q && p < greatest && least <= q),
+    }
+}
+
+/// Whether the disarmed alerts of the price family `f` (`f < VOL`), whose reset levels run
+/// from `least` to `greatest`, may hold one that resets at price `p` (see
+/// [`SymbolBook::reset_range`]).
+#[inline]
+fn price_may_reset(f: usize, least: i64, greatest: i64, p: i64) -> bool {
+    match f {
+        PRICE_ABOVE | CROSSES_ABOVE => greatest >= p,
+        _ => least <= p,
+    }
+}
+
+/// A set of families a tick may concern, found in one tight pass over the indexes' bounds
+/// and the windows' values of the tick, so that the work of building a range and searching an
+/// index is done for those only: with a hundred thousand alerts, most families of most books
+/// are not empty, and most ticks fire and reset nothing. The first 64 families are in the
+/// set or not; any beyond (a book of more than 7 windows) are always in it.
+#[derive(Clone, Copy)]
+struct Families(u64);
+
+impl Families {
+    /// The families whose entry in `per_family` satisfies `keep`.
+    fn of<T>(per_family: &[T], keep: impl Fn(&T) -> bool) -> Families {
+        let mut set = 0u64;
+        for (f, x) in per_family.iter().take(64).enumerate() {
+            set |= u64::from(keep(x)) << f;
+        }
+        Families(set)
+    }
+
+    /// Puts `f` in the set if `yes` (one past its reach is in it anyway).
+    #[inline]
+    fn mark(&mut self, f: usize, yes: bool) {
+        if f < 64 {
+            self.0 |= u64::from(yes) << f;
+        }
+    }
+
+    /// The families of the set below `end`, in order.
+    fn families(self, end: usize) -> impl Iterator<Item = usize> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let f = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                f
+            })
+        })
+        .filter(move |&f| f < end)
+        .chain(64..end)
     }
 }
 
@@ -715,9 +798,11 @@ impl SymbolBook {
             armed: vec![Index::default(); families],
             disarmed: vec![Index::default(); families],
             swept: vec![Swept::default(); families],
+            swept_len: 0,
             used_end: 0,
             scratch: Vec::new(),
             volatility: Vec::new(),
+            sma_diff: Vec::new(),
             channels: Vec::new(),
             ticks: 0,
             groups: Vec::new(),
@@ -898,7 +983,11 @@ impl SymbolBook {
             State::Armed => self.armed[s.family].remove(&(fire_level(&s.rule), slot)),
             State::Disarmed { .. } => self.disarmed[s.family].remove(&(reset_level(&s.rule), slot)),
             State::Cooling { ready } => self.cooling.remove(&(ready, slot)),
-            State::Swept => self.swept[s.family].remove(&(fire_level(&s.rule), slot)),
+            State::Swept => {
+                let removed = self.swept[s.family].remove(&(fire_level(&s.rule), slot));
+                self.swept_len -= usize::from(removed);
+                removed
+            }
             State::AtClose | State::Paused => false,
         };
         Some(s.rule)
@@ -919,12 +1008,25 @@ impl SymbolBook {
     /// the events it fires onto `events`, in alert-id order (after those of the bars it
     /// closes, see [`SymbolBook::close_bars`]).
     pub fn on_tick(&mut self, trade: &Trade, prev: Option<Fixed>, events: &mut Vec<AlertEvent>) {
+        let ret = prev.map(|p| crate::indicators::quantize_log_return(trade.price, p));
+        self.on_tick_with_return(trade, prev, ret, events);
+    }
+
+    /// [`SymbolBook::on_tick`] with the tick's quantized log return from `prev` already worked
+    /// out ([`crate::indicators::quantize_log_return`]), as the sequencer does for every trade:
+    /// a logarithm per trade saved.
+    pub fn on_tick_with_return(
+        &mut self,
+        trade: &Trade,
+        prev: Option<Fixed>,
+        ret: Option<i64>,
+        events: &mut Vec<AlertEvent>,
+    ) {
         let t = trade.time_ns;
         // A bar that ends at or before this tick is over: its close was the tick before.
         if !self.groups.is_empty() {
             self.close_bars(t.saturating_add(1), events);
         }
-        let ret = prev.map(|p| crate::indicators::quantize_log_return(trade.price, p));
         for w in &mut self.windows {
             w.push_with_return(t, trade.price, trade.size, ret);
         }
@@ -951,19 +1053,24 @@ impl SymbolBook {
 
         // Once armed, the volatility alerts only move between armed and disarmed on this tick.
         self.volatility.clear();
+        self.sma_diff.clear();
         for (wi, w) in self.windows.iter().enumerate() {
+            self.sma_diff.push(w.diff_from_sma(trade.price));
             let f = windowed_family(wi, 0, self.windows.len());
-            let waiting = !self.armed[f].is_empty() || !self.disarmed[f].is_empty();
-            self.volatility
-                .push(if waiting { w.volatility() } else { None });
+            let waiting = self.armed[f].bounds.is_some() || self.disarmed[f].bounds.is_some();
+            self.volatility.push(if !waiting {
+                Vol::Settled
+            } else if w.returns() < 2 {
+                Vol::Undefined
+            } else {
+                Vol::Lazy
+            });
         }
 
         // Resets first: an alert that resets on this tick cannot also fire on it (the reset
         // needs the condition false), so the order only saves re-examining fresh firings.
-        for f in 0..self.used_end {
-            if self.disarmed[f].is_empty() {
-                continue;
-            }
+        let resets = self.may_reset(trade.price);
+        for f in resets.families(self.used_end) {
             let Some(range) = self.reset_range(f, trade.price) else {
                 continue;
             };
@@ -993,10 +1100,12 @@ impl SymbolBook {
 
         let first = events.len();
         // Swept alerts first: an alert that joins them on this tick (below) has fired on it.
-        for f in 0..self.used_end {
-            if self.swept[f].is_empty() {
-                continue;
-            }
+        let swept = if self.swept_len == 0 {
+            Families(0)
+        } else {
+            Families::of(&self.swept[..self.used_end], |s| !s.is_empty())
+        };
+        for f in swept.families(self.used_end) {
             let Some((range, value)) = self.sweep_range(f, trade, prev) else {
                 continue;
             };
@@ -1021,17 +1130,17 @@ impl SymbolBook {
             }
             if paused {
                 // Out of the index: it stays in `ids` only to be removed.
+                let before = self.swept[f].0.len();
                 self.swept[f].0.retain(|a| {
                     !slots[a.key.1 as usize]
                         .as_ref()
                         .is_some_and(|s| s.state == State::Paused)
                 });
+                self.swept_len -= before - self.swept[f].0.len();
             }
         }
-        for f in 0..self.used_end {
-            if self.armed[f].is_empty() {
-                continue;
-            }
+        let fires = self.may_fire(trade.price, prev);
+        for f in fires.families(self.used_end) {
             let found = self.fire_range(f, trade, prev);
             let Some(value) = gather(&self.armed[f], found, &mut self.scratch) else {
                 continue;
@@ -1057,11 +1166,11 @@ impl SymbolBook {
                     }
                     Mode::Rearm if sweeps(&s.rule) => {
                         s.state = State::Swept;
-                        self.swept[f].insert(SweptAlert {
+                        self.swept_len += usize::from(self.swept[f].insert(SweptAlert {
                             key: (level, slot),
                             id: s.id.clone(),
                             guarded: s.rule.storm.is_some(),
-                        });
+                        }));
                         continue;
                     }
                     Mode::Rearm => {
@@ -1085,7 +1194,10 @@ impl SymbolBook {
         if !self.groups.is_empty() {
             self.remember_close(trade, prev);
         }
-        self.remember_sma_signs(trade.price);
+        for (sign, diff) in self.prev_sma_sign.iter_mut().zip(&self.sma_diff) {
+            *sign = diff.map(|(d, _)| d.cmp(&0));
+        }
+        self.remember_vwap_signs(trade.price);
         self.ticks += 1;
     }
 
@@ -1160,15 +1272,112 @@ impl SymbolBook {
     }
 
     fn remember_sma_signs(&mut self, price: Fixed) {
-        self.last_price = Some(price);
         for (w, sign) in self.windows.iter().zip(&mut self.prev_sma_sign) {
             *sign = w.diff_from_sma(price).map(|(d, _)| d.cmp(&0));
         }
+        self.remember_vwap_signs(price);
+    }
+
+    /// The vwap signs and the price of the tick, for the next one.
+    fn remember_vwap_signs(&mut self, price: Fixed) {
+        self.last_price = Some(price);
         if self.vwap_used {
             for (w, sign) in self.windows.iter().zip(&mut self.prev_vwap_sign) {
                 *sign = w.diff_from_vwap(price).map(|(d, _)| d.cmp(&0));
             }
         }
+    }
+
+    /// The families whose disarmed alerts may reset at `price` (a superset of those that do):
+    /// what [`SymbolBook::reset_range`] and [`Index::may_hold`] decide, from the indexes' bounds
+    /// and without building a range. Needs the tick's window values.
+    fn may_reset(&self, price: Fixed) -> Families {
+        let p = price.units();
+        let mut set = Families(0);
+        // Families from `used_end` on are empty; those past the set's reach are in it anyway.
+        let end = self.used_end.min(64);
+        let bounds = |f: usize| {
+            (f < end)
+                .then(|| self.disarmed[f].bounds.map(|(l, g)| (l.0, g.0)))
+                .flatten()
+        };
+        for f in PRICE_ABOVE..VOL {
+            if let Some((least, greatest)) = bounds(f) {
+                set.mark(f, price_may_reset(f, least, greatest, p));
+            }
+        }
+        let windows = self.windows.len();
+        for wi in 0..windows {
+            let f = windowed_family(wi, 0, windows);
+            // volatility <= level; no volatility is below every level
+            if let Some((_, greatest)) = bounds(f) {
+                let yes = match self.volatility[wi] {
+                    Vol::Undefined => true,
+                    Vol::Settled => false,
+                    Vol::Lazy => {
+                        let w = &self.windows[wi];
+                        w.volatility_against(greatest) != Some(Ordering::Greater)
+                    }
+                };
+                set.mark(f, yes);
+            }
+            // the least level at most floor(a / n), see `up_to_floor_div`
+            if let Some((d, n)) = self.sma_diff[wi] {
+                if let Some((least, _)) = bounds(f + 1) {
+                    set.mark(f + 1, -d >= i128::from(least) * n);
+                }
+                if let Some((least, _)) = bounds(f + 2) {
+                    set.mark(f + 2, d >= i128::from(least) * n);
+                }
+            }
+        }
+        // The later conditions' families as they are.
+        for f in windowed_family(0, FIRST_BLOCK, windows)..end {
+            set.mark(f, bounds(f).is_some());
+        }
+        set
+    }
+
+    /// The families whose armed alerts may fire on `price` after `prev` (a superset of those
+    /// that do), as [`SymbolBook::may_reset`] for [`SymbolBook::fire_range`].
+    fn may_fire(&self, price: Fixed, prev: Option<Fixed>) -> Families {
+        let p = price.units();
+        let q = prev.map(Fixed::units);
+        let mut set = Families(0);
+        let end = self.used_end.min(64);
+        let bounds = |f: usize| {
+            (f < end)
+                .then(|| self.armed[f].bounds.map(|(l, g)| (l.0, g.0)))
+                .flatten()
+        };
+        for f in PRICE_ABOVE..VOL {
+            if let Some((least, greatest)) = bounds(f) {
+                set.mark(f, price_may_fire(f, least, greatest, p, q));
+            }
+        }
+        let windows = self.windows.len();
+        for wi in 0..windows {
+            let f = windowed_family(wi, 0, windows);
+            // level < volatility
+            if let Some((least, _)) = bounds(f) {
+                let yes = self.volatility[wi] == Vol::Lazy
+                    && self.windows[wi].volatility_against(least) != Some(Ordering::Less);
+                set.mark(f, yes);
+            }
+            // a cross of the sma
+            if let Some(((d, _), before)) = self.sma_diff[wi].zip(self.prev_sma_sign[wi]) {
+                if bounds(f + 1).is_some() {
+                    set.mark(f + 1, crossed(true, before, d).is_some());
+                }
+                if bounds(f + 2).is_some() {
+                    set.mark(f + 2, crossed(false, before, d).is_some());
+                }
+            }
+        }
+        for f in windowed_family(0, FIRST_BLOCK, windows)..end {
+            set.mark(f, bounds(f).is_some());
+        }
+        set
     }
 
     /// The disarmed alerts of family `f` that this tick resets.
@@ -1186,23 +1395,25 @@ impl SymbolBook {
                     // volatility <= threshold - hysteresis; no volatility is below every level
                     0 => match self.volatility[wi] {
                         // The levels at or over v: none when the greatest is under it.
-                        Some(v) => {
+                        Vol::Lazy => {
+                            let v = w.volatility()?;
                             let (_, greatest) = self.disarmed[f].bounds?;
                             if (greatest.0 as f64 / SCALE as f64) < v {
                                 return None;
                             }
                             from(float_boundary(v))
                         }
-                        None => (Bound::Unbounded, Bound::Unbounded),
+                        Vol::Settled => return None,
+                        Vol::Undefined => (Bound::Unbounded, Bound::Unbounded),
                     },
                     // price - sma <= -hysteresis, i.e. hysteresis <= floor((Σp - n·price) / n)
                     1 => {
-                        let (d, n) = w.diff_from_sma(price)?;
+                        let (d, n) = self.sma_diff[wi]?;
                         up_to_floor_div(&self.disarmed[f], -d, n)?
                     }
                     // price - sma >= hysteresis
                     2 => {
-                        let (d, n) = w.diff_from_sma(price)?;
+                        let (d, n) = self.sma_diff[wi]?;
                         up_to_floor_div(&self.disarmed[f], d, n)?
                     }
                     kind => later_reset_range(w, kind, price)?,
@@ -1244,7 +1455,10 @@ impl SymbolBook {
                 match kind {
                     0 => {
                         // The levels under v: none when the least is not.
-                        let v = self.volatility[wi]?;
+                        if self.volatility[wi] != Vol::Lazy {
+                            return None;
+                        }
+                        let v = w.volatility()?;
                         let (least, _) = self.armed[f].bounds?;
                         if (least.0 as f64 / SCALE as f64) >= v {
                             return None;
@@ -1252,7 +1466,7 @@ impl SymbolBook {
                         (below(float_boundary(v)), v)
                     }
                     kind @ (1 | 2) => {
-                        let (d, _) = w.diff_from_sma(trade.price)?;
+                        let (d, _) = self.sma_diff[wi]?;
                         crossed(kind == 1, self.prev_sma_sign[wi]?, d)?;
                         ((Bound::Unbounded, Bound::Unbounded), w.sma()?)
                     }

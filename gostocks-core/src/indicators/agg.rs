@@ -136,17 +136,42 @@ pub(crate) fn sample_stddev(n: i64, sum: i128, sum2: i128) -> Option<f64> {
         return None;
     }
     // In 128 bits when it fits (most windows): the same exact numerator, and `i128 as f64`
-    // rounds it as `I256::as_f64` does (to nearest, on its magnitude).
-    let numerator = i128::from(n)
-        .checked_mul(sum2)
-        .zip(sum.checked_mul(sum))
-        .and_then(|(a, b)| a.checked_sub(b))
-        .map_or_else(
-            || (I256::from(n) * I256::from(sum2) - I256::from(sum) * I256::from(sum)).as_f64(),
-            |x| x as f64,
-        );
+    // rounds it as `I256::as_f64` does (to nearest, on its magnitude). Where the operands are
+    // small enough that nothing can overflow (a window of returns: `n < 2³¹`, `Σx² < 2⁹⁵`,
+    // `|Σx| < 2⁶³`), the products are plain multiplications rather than checked ones: an alert
+    // book works a volatility out on every tick.
+    let small = n < 1 << 31 && (0..1 << 95).contains(&sum2) && i64::try_from(sum).is_ok();
+    let numerator = if small {
+        Some(i128::from(n) * sum2 - sum * sum)
+    } else {
+        i128::from(n)
+            .checked_mul(sum2)
+            .zip(sum.checked_mul(sum))
+            .and_then(|(a, b)| a.checked_sub(b))
+    };
+    let numerator = numerator.map_or_else(
+        || (I256::from(n) * I256::from(sum2) - I256::from(sum) * I256::from(sum)).as_f64(),
+        i128_to_f64,
+    );
     let var = numerator / (n as f64 * (n - 1) as f64);
     Some(var.max(0.0).sqrt())
+}
+
+/// `x as f64`, rounded to nearest as it is, without the library routine a 128-bit conversion
+/// is on x86-64: beyond 64 bits, the top 64 bits with the rest folded into their lowest one
+/// (as a sticky bit: it decides the rounding exactly as the bits it stands for) convert in one
+/// instruction, and scaling by a power of two is exact.
+#[inline]
+pub(crate) fn i128_to_f64(x: i128) -> f64 {
+    if let Ok(small) = i64::try_from(x) {
+        return small as f64;
+    }
+    let magnitude = x.unsigned_abs();
+    let shift = 64 - magnitude.leading_zeros();
+    let sticky = u64::from(magnitude & ((1u128 << shift) - 1) != 0);
+    let top = (magnitude >> shift) as u64 | sticky;
+    let value = top as f64 * f64::from_bits((1023 + u64::from(shift)) << 52);
+    if x < 0 { -value } else { value }
 }
 
 impl std::ops::AddAssign for Agg {
@@ -223,6 +248,32 @@ impl differential_dataflow::difference::Multiply<isize> for Agg {
 
 #[cfg(test)]
 mod tests {
+    /// The fast 128-bit conversion rounds as `as f64` does, at every magnitude and on the
+    /// halfway cases.
+    #[test]
+    fn i128_to_f64_rounds_as_the_cast() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut cases = vec![0, 1, -1, i128::MAX, i128::MIN, i128::MIN + 1];
+        for bits in 1..127 {
+            let base = 1i128 << bits;
+            cases.extend([base, base - 1, base + 1, -base, -base + 1, -base - 1]);
+            // Halfway between two floats, and either side of it.
+            if bits > 54 {
+                let half = base + (1i128 << (bits - 53));
+                cases.extend([half, half - 1, half + 1, half + (1i128 << (bits - 52))]);
+            }
+        }
+        for _ in 0..200_000 {
+            let bits = rng.random_range(0..127u32);
+            let x: i128 = rng.random_range(0..=i128::MAX >> (126 - bits));
+            cases.push(if rng.random_bool(0.5) { x } else { -x });
+        }
+        for x in cases {
+            assert_eq!(super::i128_to_f64(x).to_bits(), (x as f64).to_bits(), "{x}");
+        }
+    }
+
     /// The 128-bit path of `sample_stddev` gives the 256-bit one's value, bit for bit, on both
     /// sides of where it stops fitting.
     #[test]

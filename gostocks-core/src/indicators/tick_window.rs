@@ -1,3 +1,4 @@
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 
 use super::agg::sample_stddev;
@@ -123,6 +124,11 @@ impl TickWindow {
         }
     }
 
+    /// Number of log returns in the window (ticks with a predecessor).
+    pub(crate) fn returns(&self) -> i64 {
+        self.n_ret
+    }
+
     /// Number of ticks in the window.
     pub fn count(&self) -> i64 {
         self.ticks.len() as i64
@@ -193,5 +199,95 @@ impl TickWindow {
     /// volatility), `None` when fewer than 2 returns.
     pub fn volatility(&self) -> Option<f64> {
         sample_stddev(self.n_ret, self.sum_r, self.sum_r2).map(|s| s / RETURN_SCALE)
+    }
+
+    /// The volatility against `level / 10⁸` without working it out, where that is cheap and
+    /// sure: `Some(Less)` or `Some(Greater)` when it is under or over the level by far more
+    /// than [`TickWindow::volatility`]'s floats can err (so that the float comparison decides
+    /// the same), `None` otherwise (too close, fewer than 2 returns, or sums or a level too
+    /// large for the two multiplications this takes). An alert book asks on every tick, and
+    /// most ticks are far from every level: a square root, a division and a 128-bit conversion
+    /// saved.
+    pub(crate) fn volatility_against(&self, level: i64) -> Option<Ordering> {
+        let n = self.n_ret;
+        if !(2..1 << 31).contains(&n) {
+            return None;
+        }
+        if level < 0 {
+            return Some(Ordering::Greater);
+        }
+        if level >= 429_000 || !(0..1 << 95).contains(&self.sum_r2) {
+            return None;
+        }
+        let sum = i64::try_from(self.sum_r).ok()?;
+        // The volatility is sqrt(num / (n (n - 1))) / 10¹² and the level level / 10⁸, so the
+        // volatility is under the level exactly when num < 10⁸ level² n (n - 1). Within the
+        // bounds checked, neither product can overflow.
+        let num = i128::from(n) * self.sum_r2 - i128::from(sum) * i128::from(sum);
+        let num = u128::try_from(num).ok()?;
+        let level = level as u64;
+        let bound = u128::from(100_000_000 * level * level) * u128::from((n * (n - 1)) as u64);
+        // A margin of 2⁻³⁸ of the squares, where the floats err by less than 2⁻⁴⁸.
+        let margin = (bound >> 38) + 1;
+        if num < bound.saturating_sub(margin) {
+            Some(Ordering::Less)
+        } else if num > bound + margin {
+            Some(Ordering::Greater)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Where the integer comparison answers, the float comparison of the volatility with the
+    /// level answers the same, at levels far from it and right next to it.
+    #[test]
+    fn volatility_against_agrees_with_the_floats() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut answered = 0;
+        for _ in 0..3_000 {
+            let mut w = TickWindow::without_vwap(u64::MAX);
+            let spread: i64 = rng.random_range(1..1_000_000_000);
+            for t in 0..rng.random_range(1..60u64) {
+                let r = rng.random_range(-spread..=spread);
+                w.push_with_return(t, Fixed::from_units(1), Fixed::from_units(1), Some(r));
+            }
+            let Some(v) = w.volatility() else {
+                assert_eq!(w.volatility_against(1), None);
+                continue;
+            };
+            let exact = (v * SCALE as f64) as i64;
+            for level in [
+                0,
+                1,
+                exact / 2,
+                exact - 1,
+                exact,
+                exact + 1,
+                exact * 2,
+                rng.random_range(0..500_000),
+                -5,
+            ] {
+                let float = (level as f64 / SCALE as f64)
+                    .partial_cmp(&v)
+                    .unwrap()
+                    .reverse();
+                match w.volatility_against(level) {
+                    Some(Ordering::Less) => assert_eq!(float, Ordering::Less, "{level} {v}"),
+                    Some(Ordering::Greater) => {
+                        assert_eq!(float, Ordering::Greater, "{level} {v}")
+                    }
+                    Some(Ordering::Equal) => unreachable!(),
+                    None => continue,
+                }
+                answered += 1;
+            }
+        }
+        assert!(answered > 10_000, "{answered}");
     }
 }

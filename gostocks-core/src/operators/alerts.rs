@@ -154,7 +154,12 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                                 // This trade's bar follows the bars that end at or before it.
                                 book.close_bars(s.trade.time_ns.saturating_add(1), &mut closed);
                             }
-                            book.on_tick(&s.trade, s.prev.map(|p| p.price), &mut events);
+                            book.on_tick_with_return(
+                                &s.trade,
+                                s.prev.map(|p| p.price),
+                                s.ret,
+                                &mut events,
+                            );
                             // A storm's events go out as they come, while they are still in
                             // the cache, rather than all of a message's at its end.
                             if events.len() >= EVENTS_AT_ONCE {

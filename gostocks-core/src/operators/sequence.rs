@@ -56,6 +56,10 @@ pub struct Sequenced {
     pub trade: Trade,
     /// Its predecessor, which may be arbitrarily older.
     pub prev: Option<Point>,
+    /// The quantized log return from the predecessor's price to this trade's
+    /// ([`quantize_log_return`]), worked out once where the trade is sequenced: the alert
+    /// books take it rather than another logarithm per trade.
+    pub ret: Option<i64>,
 }
 
 /// Orders trades per symbol once their timestamp is complete.
@@ -110,6 +114,7 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                             time,
                             trade: *trade,
                             prev,
+                            ret: prev.map(|p| quantize_log_return(trade.price, p.price)),
                         });
                     }
                     roster.finish();
@@ -309,6 +314,7 @@ impl Roster {
                     time,
                     trade: *trade,
                     prev: before,
+                    ret,
                 });
             }
         }

@@ -104,6 +104,7 @@ impl<'scope> Sequence<'scope> for StreamVec<'scope, u64, Trade> {
                 // Grid times the frontier has passed are complete: emit them in (time, symbol,
                 // t, seq) order, so each trade meets its true predecessor.
                 let is_final = |time| !frontier.less_equal(&time);
+                ready.reserve(grid.trades.finals(is_final).map(Vec::len).sum());
                 grid.trades.release(is_final, |time, trades| {
                     roster.file(trades);
                     roster.sort(trades);
@@ -485,6 +486,11 @@ where
             let frontier = &frontiers[0];
             input.for_each_stamp(|cap, data| grid.take_in(&cap, data));
             let is_final = |time| !frontier.less_equal(&time);
+            if keep_sequenced {
+                // Sized once: a sent container comes back empty, and growing it trade by trade
+                // would copy the sequenced trades over and over.
+                ready.reserve(grid.trades.finals(is_final).map(Vec::len).sum());
+            }
             grid.trades.release(is_final, |time, trades| {
                 // Folded as they came when every symbol's trades came in order (the cells'
                 // order within a grid time matters to no fold); the sequenced trades go out

@@ -7,6 +7,7 @@ use rustc_hash::FxHashMap as HashMap;
 use super::rule::{AlertEvent, AlertRule, Condition, EventKind, Mode, PauseReason};
 use crate::decimal::{Fixed, SCALE};
 use crate::indicators::TickWindow;
+use crate::indicators::VolatilitySquares;
 use crate::tick::Trade;
 
 /// A range of an [`Index`].
@@ -605,8 +606,9 @@ enum Vol {
     /// No volatility alert waits: not worked out.
     Settled,
     /// There is a volatility, worked out only where an index's bounds cannot settle the
-    /// question without it (see [`TickWindow::volatility_against`]).
-    Lazy,
+    /// question without it, from its squares when they are at hand (see
+    /// [`VolatilitySquares::against`]).
+    Lazy(Option<VolatilitySquares>),
 }
 
 /// Whether the armed alerts of the price family `f` (`f < VOL`), whose levels run from `least`
@@ -621,6 +623,19 @@ fn price_may_fire(f: usize, least: i64, greatest: i64, p: i64, prev: Option<i64>
         CROSSES_ABOVE => prev.is_some_and(|q| q < p && q <= greatest && least < p),
         // p < level <= prev
         _ => prev.is_some_and(|q| p < q && p < greatest && least <= q),
+    }
+}
+
+/// `a >= level · n` for `n > 0`, by the signs alone where they settle it (a reset level is
+/// mostly a hysteresis, at or over zero, and half the ticks are on the other side of the mean).
+#[inline]
+fn at_least(a: i128, level: i64, n: i128) -> bool {
+    if level >= 0 && a < 0 {
+        false
+    } else if level <= 0 && a >= 0 {
+        true
+    } else {
+        a >= i128::from(level) * n
     }
 }
 
@@ -1063,7 +1078,7 @@ impl SymbolBook {
             } else if w.returns() < 2 {
                 Vol::Undefined
             } else {
-                Vol::Lazy
+                Vol::Lazy(w.volatility_squares())
             });
         }
 
@@ -1314,9 +1329,8 @@ impl SymbolBook {
                 let yes = match self.volatility[wi] {
                     Vol::Undefined => true,
                     Vol::Settled => false,
-                    Vol::Lazy => {
-                        let w = &self.windows[wi];
-                        w.volatility_against(greatest) != Some(Ordering::Greater)
+                    Vol::Lazy(squares) => {
+                        squares.and_then(|q| q.against(greatest)) != Some(Ordering::Greater)
                     }
                 };
                 set.mark(f, yes);
@@ -1324,10 +1338,10 @@ impl SymbolBook {
             // the least level at most floor(a / n), see `up_to_floor_div`
             if let Some((d, n)) = self.sma_diff[wi] {
                 if let Some((least, _)) = bounds(f + 1) {
-                    set.mark(f + 1, -d >= i128::from(least) * n);
+                    set.mark(f + 1, at_least(-d, least, n));
                 }
                 if let Some((least, _)) = bounds(f + 2) {
-                    set.mark(f + 2, d >= i128::from(least) * n);
+                    set.mark(f + 2, at_least(d, least, n));
                 }
             }
         }
@@ -1360,8 +1374,12 @@ impl SymbolBook {
             let f = windowed_family(wi, 0, windows);
             // level < volatility
             if let Some((least, _)) = bounds(f) {
-                let yes = self.volatility[wi] == Vol::Lazy
-                    && self.windows[wi].volatility_against(least) != Some(Ordering::Less);
+                let yes = match self.volatility[wi] {
+                    Vol::Lazy(squares) => {
+                        squares.and_then(|q| q.against(least)) != Some(Ordering::Less)
+                    }
+                    Vol::Undefined | Vol::Settled => false,
+                };
                 set.mark(f, yes);
             }
             // a cross of the sma
@@ -1395,7 +1413,7 @@ impl SymbolBook {
                     // volatility <= threshold - hysteresis; no volatility is below every level
                     0 => match self.volatility[wi] {
                         // The levels at or over v: none when the greatest is under it.
-                        Vol::Lazy => {
+                        Vol::Lazy(_) => {
                             let v = w.volatility()?;
                             let (_, greatest) = self.disarmed[f].bounds?;
                             if (greatest.0 as f64 / SCALE as f64) < v {
@@ -1455,7 +1473,7 @@ impl SymbolBook {
                 match kind {
                     0 => {
                         // The levels under v: none when the least is not.
-                        if self.volatility[wi] != Vol::Lazy {
+                        if !matches!(self.volatility[wi], Vol::Lazy(_)) {
                             return None;
                         }
                         let v = w.volatility()?;

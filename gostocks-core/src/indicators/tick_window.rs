@@ -1,5 +1,4 @@
 use std::cmp::Ordering;
-use std::collections::VecDeque;
 
 use super::agg::sample_stddev;
 use super::{RETURN_SCALE, quantize_log_return};
@@ -8,6 +7,103 @@ use crate::decimal::{Fixed, SCALE};
 /// A tick without a log return, in [`TickWindow`]'s ring (a quantized log return is within
 /// about ±5·10¹³).
 const NO_RETURN: i64 = i64::MIN;
+
+/// A window's volatility as `sqrt(num / pairs) / 10¹²`, exact integers: what
+/// [`TickWindow::volatility`] rounds to a float.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct VolatilitySquares {
+    num: u128,
+    pairs: u64,
+}
+
+impl VolatilitySquares {
+    /// The volatility against `level / 10⁸`: `Some(Less)` or `Some(Greater)` when it is under
+    /// or over the level by far more than [`TickWindow::volatility`]'s floats can err (so that
+    /// the float comparison decides the same), `None` when too close to tell or for a level
+    /// too large for the one multiplication this takes. An alert book asks on every tick, and
+    /// most ticks are far from every level: a square root, a division and a 128-bit
+    /// conversion saved.
+    #[inline]
+    pub(crate) fn against(self, level: i64) -> Option<Ordering> {
+        if level < 0 {
+            return Some(Ordering::Greater);
+        }
+        if level >= 429_000 {
+            return None;
+        }
+        // Under the level exactly when num < 10⁸ level² pairs; the product fits in 126 bits.
+        let level = level as u64;
+        let bound = u128::from(100_000_000 * level * level) * u128::from(self.pairs);
+        // A margin of 2⁻³⁸ of the squares, where the floats err by less than 2⁻⁴⁸.
+        let margin = (bound >> 38) + 1;
+        if self.num < bound.saturating_sub(margin) {
+            Some(Ordering::Less)
+        } else if self.num > bound + margin {
+            Some(Ordering::Greater)
+        } else {
+            None
+        }
+    }
+}
+
+/// A tick in [`TickWindow`]'s ring: time, price, size and log return.
+type Entry = (u64, i64, i64, i64);
+
+/// A first-in first-out queue of ticks in a buffer of a power-of-two size, its positions
+/// wrapped by a mask: a window takes a tick and drops one on most ticks, and an alert book
+/// keeps two windows per symbol, where the general queue's bookkeeping cost more than the
+/// sums it serves.
+#[derive(Clone, Debug, Default)]
+struct Ring {
+    buf: Vec<Entry>,
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn front(&self) -> Option<&Entry> {
+        (self.len > 0).then(|| &self.buf[self.head])
+    }
+
+    #[inline]
+    fn pop_front(&mut self) {
+        if self.len > 0 {
+            self.head = (self.head + 1) & (self.buf.len() - 1);
+            self.len -= 1;
+        }
+    }
+
+    #[inline]
+    fn push_back(&mut self, entry: Entry) {
+        if self.len == self.buf.len() {
+            self.grow();
+        }
+        let at = (self.head + self.len) & (self.buf.len() - 1);
+        self.buf[at] = entry;
+        self.len += 1;
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let size = (self.buf.len() * 2).max(16);
+        let mut buf = Vec::with_capacity(size);
+        buf.extend(self.iter().copied());
+        buf.resize(size, (0, 0, 0, 0));
+        self.buf = buf;
+        self.head = 0;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        let mask = self.buf.len().wrapping_sub(1);
+        (0..self.len).map(move |i| &self.buf[(self.head + i) & mask])
+    }
+}
 
 /// The ticks of one symbol within `W` of the latest one, ending at (and including) that tick:
 /// what an alert sees "at the tick's time". Sums are exact integers, as in [`super::Agg`].
@@ -31,7 +127,7 @@ pub struct TickWindow {
     span: u64,
     /// Each tick's time, price and size (10⁻⁸ units) and log return ([`NO_RETURN`] for none:
     /// 32 bytes a tick, where an `Option` would take 40).
-    ticks: VecDeque<(u64, i64, i64, i64)>,
+    ticks: Ring,
     sum_p: i128,
     sum_q: i128,
     /// Σ price × size (10⁻¹⁶ units), wrapping: exact modulo 2¹²⁸, so exact whenever the true
@@ -61,7 +157,7 @@ impl TickWindow {
         TickWindow {
             weighted: false,
             span,
-            ticks: VecDeque::new(),
+            ticks: Ring::default(),
             sum_p: 0,
             sum_q: 0,
             sum_pq: 0,
@@ -83,6 +179,7 @@ impl TickWindow {
     /// ([`quantize_log_return`] of its price and its predecessor's): windows of several spans
     /// over one symbol's ticks take the same return, and a logarithm per window and tick cost
     /// more than the rest of the push.
+    #[inline(always)]
     pub fn push_with_return(&mut self, time_ns: u64, price: Fixed, size: Fixed, ret: Option<i64>) {
         let horizon = time_ns.saturating_sub(self.span);
         while let Some(&(t, p, q, r)) = self.ticks.front() {
@@ -153,7 +250,7 @@ impl TickWindow {
             return;
         }
         self.weighted = true;
-        for &(_, p, q, _) in &self.ticks {
+        for &(_, p, q, _) in self.ticks.iter() {
             let pq = i128::from(p) * i128::from(q);
             self.sum_pq = self.sum_pq.wrapping_add(pq);
             self.sum_pq_bound += (pq as f64).abs();
@@ -201,41 +298,22 @@ impl TickWindow {
         sample_stddev(self.n_ret, self.sum_r, self.sum_r2).map(|s| s / RETURN_SCALE)
     }
 
-    /// The volatility against `level / 10⁸` without working it out, where that is cheap and
-    /// sure: `Some(Less)` or `Some(Greater)` when it is under or over the level by far more
-    /// than [`TickWindow::volatility`]'s floats can err (so that the float comparison decides
-    /// the same), `None` otherwise (too close, fewer than 2 returns, or sums or a level too
-    /// large for the two multiplications this takes). An alert book asks on every tick, and
-    /// most ticks are far from every level: a square root, a division and a 128-bit conversion
-    /// saved.
-    pub(crate) fn volatility_against(&self, level: i64) -> Option<Ordering> {
+    /// What it takes to compare the volatility with levels without working it out, where that
+    /// is cheap and sure (see [`VolatilitySquares::against`]); `None` with fewer than 2 returns
+    /// or sums too large for it.
+    #[inline]
+    pub(crate) fn volatility_squares(&self) -> Option<VolatilitySquares> {
         let n = self.n_ret;
-        if !(2..1 << 31).contains(&n) {
-            return None;
-        }
-        if level < 0 {
-            return Some(Ordering::Greater);
-        }
-        if level >= 429_000 || !(0..1 << 95).contains(&self.sum_r2) {
+        if !(2..1 << 31).contains(&n) || !(0..1 << 95).contains(&self.sum_r2) {
             return None;
         }
         let sum = i64::try_from(self.sum_r).ok()?;
-        // The volatility is sqrt(num / (n (n - 1))) / 10¹² and the level level / 10⁸, so the
-        // volatility is under the level exactly when num < 10⁸ level² n (n - 1). Within the
-        // bounds checked, neither product can overflow.
+        // Within the bounds checked, neither product can overflow.
         let num = i128::from(n) * self.sum_r2 - i128::from(sum) * i128::from(sum);
-        let num = u128::try_from(num).ok()?;
-        let level = level as u64;
-        let bound = u128::from(100_000_000 * level * level) * u128::from((n * (n - 1)) as u64);
-        // A margin of 2⁻³⁸ of the squares, where the floats err by less than 2⁻⁴⁸.
-        let margin = (bound >> 38) + 1;
-        if num < bound.saturating_sub(margin) {
-            Some(Ordering::Less)
-        } else if num > bound + margin {
-            Some(Ordering::Greater)
-        } else {
-            None
-        }
+        Some(VolatilitySquares {
+            num: u128::try_from(num).ok()?,
+            pairs: (n * (n - 1)) as u64,
+        })
     }
 }
 
@@ -258,7 +336,7 @@ mod tests {
                 w.push_with_return(t, Fixed::from_units(1), Fixed::from_units(1), Some(r));
             }
             let Some(v) = w.volatility() else {
-                assert_eq!(w.volatility_against(1), None);
+                assert_eq!(w.volatility_squares(), None);
                 continue;
             };
             let exact = (v * SCALE as f64) as i64;
@@ -277,7 +355,7 @@ mod tests {
                     .partial_cmp(&v)
                     .unwrap()
                     .reverse();
-                match w.volatility_against(level) {
+                match w.volatility_squares().and_then(|q| q.against(level)) {
                     Some(Ordering::Less) => assert_eq!(float, Ordering::Less, "{level} {v}"),
                     Some(Ordering::Greater) => {
                         assert_eq!(float, Ordering::Greater, "{level} {v}")

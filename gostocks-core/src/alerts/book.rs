@@ -668,12 +668,13 @@ impl Families {
         Families(set)
     }
 
-    /// Puts `f` in the set if `yes` (one past its reach is in it anyway).
+    /// Every family: what a book of more than 64 families (more than 7 windows) takes.
+    const ALL: Families = Families(u64::MAX);
+
+    /// Puts `f` (below 64) in the set if `yes`.
     #[inline]
     fn mark(&mut self, f: usize, yes: bool) {
-        if f < 64 {
-            self.0 |= u64::from(yes) << f;
-        }
+        self.0 |= u64::from(yes) << f;
     }
 
     /// The families of the set below `end`, in order.
@@ -1307,15 +1308,12 @@ impl SymbolBook {
     /// what [`SymbolBook::reset_range`] and [`Index::may_hold`] decide, from the indexes' bounds
     /// and without building a range. Needs the tick's window values.
     fn may_reset(&self, price: Fixed) -> Families {
+        if self.disarmed.len() > 64 {
+            return Families::ALL;
+        }
         let p = price.units();
         let mut set = Families(0);
-        // Families from `used_end` on are empty; those past the set's reach are in it anyway.
-        let end = self.used_end.min(64);
-        let bounds = |f: usize| {
-            (f < end)
-                .then(|| self.disarmed[f].bounds.map(|(l, g)| (l.0, g.0)))
-                .flatten()
-        };
+        let bounds = |f: usize| self.disarmed[f].bounds.map(|(l, g)| (l.0, g.0));
         for f in PRICE_ABOVE..VOL {
             if let Some((least, greatest)) = bounds(f) {
                 set.mark(f, price_may_reset(f, least, greatest, p));
@@ -1345,8 +1343,8 @@ impl SymbolBook {
                 }
             }
         }
-        // The later conditions' families as they are.
-        for f in windowed_family(0, FIRST_BLOCK, windows)..end {
+        // The later conditions' families as they are (from `used_end` on, all are empty).
+        for f in windowed_family(0, FIRST_BLOCK, windows)..self.used_end {
             set.mark(f, bounds(f).is_some());
         }
         set
@@ -1355,15 +1353,13 @@ impl SymbolBook {
     /// The families whose armed alerts may fire on `price` after `prev` (a superset of those
     /// that do), as [`SymbolBook::may_reset`] for [`SymbolBook::fire_range`].
     fn may_fire(&self, price: Fixed, prev: Option<Fixed>) -> Families {
+        if self.armed.len() > 64 {
+            return Families::ALL;
+        }
         let p = price.units();
         let q = prev.map(Fixed::units);
         let mut set = Families(0);
-        let end = self.used_end.min(64);
-        let bounds = |f: usize| {
-            (f < end)
-                .then(|| self.armed[f].bounds.map(|(l, g)| (l.0, g.0)))
-                .flatten()
-        };
+        let bounds = |f: usize| self.armed[f].bounds.map(|(l, g)| (l.0, g.0));
         for f in PRICE_ABOVE..VOL {
             if let Some((least, greatest)) = bounds(f) {
                 set.mark(f, price_may_fire(f, least, greatest, p, q));
@@ -1392,7 +1388,7 @@ impl SymbolBook {
                 }
             }
         }
-        for f in windowed_family(0, FIRST_BLOCK, windows)..end {
+        for f in windowed_family(0, FIRST_BLOCK, windows)..self.used_end {
             set.mark(f, bounds(f).is_some());
         }
         set

@@ -1,4 +1,5 @@
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 
 use super::agg::sample_stddev;
 use super::{RETURN_SCALE, quantize_log_return};
@@ -49,62 +50,6 @@ impl VolatilitySquares {
 /// A tick in [`TickWindow`]'s ring: time, price, size and log return.
 type Entry = (u64, i64, i64, i64);
 
-/// A first-in first-out queue of ticks in a buffer of a power-of-two size, its positions
-/// wrapped by a mask: a window takes a tick and drops one on most ticks, and an alert book
-/// keeps two windows per symbol, where the general queue's bookkeeping cost more than the
-/// sums it serves.
-#[derive(Clone, Debug, Default)]
-struct Ring {
-    buf: Vec<Entry>,
-    head: usize,
-    len: usize,
-}
-
-impl Ring {
-    #[inline]
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    #[inline]
-    fn front(&self) -> Option<&Entry> {
-        (self.len > 0).then(|| &self.buf[self.head])
-    }
-
-    #[inline]
-    fn pop_front(&mut self) {
-        if self.len > 0 {
-            self.head = (self.head + 1) & (self.buf.len() - 1);
-            self.len -= 1;
-        }
-    }
-
-    #[inline]
-    fn push_back(&mut self, entry: Entry) {
-        if self.len == self.buf.len() {
-            self.grow();
-        }
-        let at = (self.head + self.len) & (self.buf.len() - 1);
-        self.buf[at] = entry;
-        self.len += 1;
-    }
-
-    #[cold]
-    fn grow(&mut self) {
-        let size = (self.buf.len() * 2).max(16);
-        let mut buf = Vec::with_capacity(size);
-        buf.extend(self.iter().copied());
-        buf.resize(size, (0, 0, 0, 0));
-        self.buf = buf;
-        self.head = 0;
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Entry> {
-        let mask = self.buf.len().wrapping_sub(1);
-        (0..self.len).map(move |i| &self.buf[(self.head + i) & mask])
-    }
-}
-
 /// The ticks of one symbol within `W` of the latest one, ending at (and including) that tick:
 /// what an alert sees "at the tick's time". Sums are exact integers, as in [`super::Agg`].
 ///
@@ -127,7 +72,7 @@ pub struct TickWindow {
     span: u64,
     /// Each tick's time, price and size (10⁻⁸ units) and log return ([`NO_RETURN`] for none:
     /// 32 bytes a tick, where an `Option` would take 40).
-    ticks: Ring,
+    ticks: VecDeque<Entry>,
     sum_p: i128,
     sum_q: i128,
     /// Σ price × size (10⁻¹⁶ units), wrapping: exact modulo 2¹²⁸, so exact whenever the true
@@ -157,7 +102,7 @@ impl TickWindow {
         TickWindow {
             weighted: false,
             span,
-            ticks: Ring::default(),
+            ticks: VecDeque::new(),
             sum_p: 0,
             sum_q: 0,
             sum_pq: 0,
@@ -250,7 +195,7 @@ impl TickWindow {
             return;
         }
         self.weighted = true;
-        for &(_, p, q, _) in self.ticks.iter() {
+        for &(_, p, q, _) in &self.ticks {
             let pq = i128::from(p) * i128::from(q);
             self.sum_pq = self.sum_pq.wrapping_add(pq);
             self.sum_pq_bound += (pq as f64).abs();

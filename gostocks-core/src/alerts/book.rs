@@ -678,17 +678,39 @@ impl Families {
     }
 
     /// The families of the set below `end`, in order.
-    fn families(self, end: usize) -> impl Iterator<Item = usize> {
-        let mut bits = self.0;
-        std::iter::from_fn(move || {
-            (bits != 0).then(|| {
-                let f = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                f
-            })
+    fn families(self, end: usize) -> FamilyIter {
+        FamilyIter {
+            bits: self.0,
+            next: 64,
+            end,
+        }
+    }
+}
+
+/// The families of a [`Families`] set below `end`: its bits, then every family from 64 on.
+struct FamilyIter {
+    bits: u64,
+    next: usize,
+    end: usize,
+}
+
+impl Iterator for FamilyIter {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.bits != 0 {
+            let f = self.bits.trailing_zeros() as usize;
+            self.bits &= self.bits - 1;
+            if f < self.end {
+                return Some(f);
+            }
+            self.bits = 0;
+        }
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
         })
-        .filter(move |&f| f < end)
-        .chain(64..end)
     }
 }
 
@@ -817,8 +839,8 @@ impl SymbolBook {
             swept_len: 0,
             used_end: 0,
             scratch: Vec::new(),
-            volatility: Vec::new(),
-            sma_diff: Vec::new(),
+            volatility: vec![Vol::Settled; windows.len()],
+            sma_diff: vec![None; windows.len()],
             channels: Vec::new(),
             ticks: 0,
             groups: Vec::new(),
@@ -1068,19 +1090,18 @@ impl SymbolBook {
         }
 
         // Once armed, the volatility alerts only move between armed and disarmed on this tick.
-        self.volatility.clear();
-        self.sma_diff.clear();
-        for (wi, w) in self.windows.iter().enumerate() {
-            self.sma_diff.push(w.diff_from_sma(trade.price));
+        let values = self.sma_diff.iter_mut().zip(&mut self.volatility);
+        for (wi, (w, (sma_diff, vol))) in self.windows.iter().zip(values).enumerate() {
+            *sma_diff = w.diff_from_sma(trade.price);
             let f = windowed_family(wi, 0, self.windows.len());
             let waiting = self.armed[f].bounds.is_some() || self.disarmed[f].bounds.is_some();
-            self.volatility.push(if !waiting {
+            *vol = if !waiting {
                 Vol::Settled
             } else if w.returns() < 2 {
                 Vol::Undefined
             } else {
                 Vol::Lazy(w.volatility_squares())
-            });
+            };
         }
 
         // Resets first: an alert that resets on this tick cannot also fire on it (the reset

@@ -14,55 +14,129 @@ use crate::tick::Trade;
 type Range = (Bound<(i64, u32)>, Bound<(i64, u32)>);
 
 /// An index of alerts by a level: `(level in 10⁻⁸ units, slot)`, with its least and greatest
-/// entries at hand. On most ticks nothing fires or resets, and comparing the tick's range with
-/// the two bounds settles that without walking the tree's edges, let alone searching it.
-#[derive(Clone, Default)]
+/// levels at hand. On most ticks nothing fires or resets, and comparing the tick's range with
+/// the two levels settles that without walking the tree's edges, let alone searching it.
+#[derive(Clone)]
 struct Index {
     set: BTreeSet<(i64, u32)>,
-    /// The least and the greatest entry, when there is one.
-    bounds: Option<((i64, u32), (i64, u32))>,
+    /// The least and the greatest level, while the index is not empty.
+    lo: i64,
+    hi: i64,
+}
+
+impl Default for Index {
+    fn default() -> Index {
+        Index {
+            set: BTreeSet::new(),
+            lo: i64::MAX,
+            hi: i64::MIN,
+        }
+    }
 }
 
 impl Index {
     fn insert(&mut self, entry: (i64, u32)) -> bool {
         let new = self.set.insert(entry);
         if new {
-            self.bounds = Some(match self.bounds {
-                None => (entry, entry),
-                Some((least, greatest)) => (least.min(entry), greatest.max(entry)),
-            });
+            self.lo = self.lo.min(entry.0);
+            self.hi = self.hi.max(entry.0);
         }
         new
     }
 
     fn remove(&mut self, entry: &(i64, u32)) -> bool {
         let had = self.set.remove(entry);
-        if had && self.bounds.is_some_and(|(l, g)| *entry == l || *entry == g) {
-            self.bounds = self.set.first().copied().zip(self.set.last().copied());
+        if had && (entry.0 == self.lo || entry.0 == self.hi) {
+            let first = self.set.first().map_or(i64::MAX, |e| e.0);
+            let last = self.set.last().map_or(i64::MIN, |e| e.0);
+            (self.lo, self.hi) = (first, last);
         }
         had
+    }
+
+    /// The least and the greatest level, `None` when empty.
+    fn bounds(&self) -> Option<(i64, i64)> {
+        (!self.set.is_empty()).then_some((self.lo, self.hi))
     }
 
     fn range(&self, range: Range) -> std::collections::btree_set::Range<'_, (i64, u32)> {
         self.set.range(range)
     }
 
-    /// Whether the index can hold anything in `range`, judged from its bounds.
+    /// Whether the index can hold anything in `range`, judged from its least and greatest
+    /// levels (a slot at either may be anything: where the range's end is at that level, the
+    /// answer is yes).
     fn may_hold(&self, range: &Range) -> bool {
-        let Some((least, greatest)) = self.bounds else {
+        if self.set.is_empty() {
             return false;
-        };
+        }
         let starts_in_time = match range.0 {
-            Bound::Included(start) => start <= greatest,
-            Bound::Excluded(start) => start < greatest,
+            Bound::Included((level, _)) => level <= self.hi,
+            Bound::Excluded((level, slot)) => {
+                level < self.hi || (level == self.hi && slot < u32::MAX)
+            }
             Bound::Unbounded => true,
         };
         let ends_in_time = match range.1 {
-            Bound::Included(end) => end >= least,
-            Bound::Excluded(end) => end > least,
+            Bound::Included((level, _)) => level >= self.lo,
+            Bound::Excluded((level, slot)) => level > self.lo || (level == self.lo && slot > 0),
             Bound::Unbounded => true,
         };
         starts_in_time && ends_in_time
+    }
+}
+
+/// One [`Index`] per family, and which of the first 64 are not empty: the set a tick starts
+/// from (see [`SymbolBook::scan`]), kept as entries come and go rather than found per tick.
+#[derive(Clone)]
+struct Indexes {
+    list: Vec<Index>,
+    /// Bit `f` set when family `f` (below 64) holds an alert.
+    held: u64,
+}
+
+impl Indexes {
+    fn new(families: usize) -> Indexes {
+        Indexes {
+            list: vec![Index::default(); families],
+            held: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn insert(&mut self, f: usize, entry: (i64, u32)) -> bool {
+        let new = self.list[f].insert(entry);
+        self.note(f);
+        new
+    }
+
+    fn remove(&mut self, f: usize, entry: &(i64, u32)) -> bool {
+        let had = self.list[f].remove(entry);
+        self.note(f);
+        had
+    }
+
+    /// Keeps `held`'s bit of family `f` in step with its index.
+    fn note(&mut self, f: usize) {
+        if f < 64 {
+            let bit = 1u64 << f;
+            if self.list[f].set.is_empty() {
+                self.held &= !bit;
+            } else {
+                self.held |= bit;
+            }
+        }
+    }
+}
+
+impl std::ops::Index<usize> for Indexes {
+    type Output = Index;
+
+    fn index(&self, f: usize) -> &Index {
+        &self.list[f]
     }
 }
 
@@ -518,8 +592,8 @@ pub struct SymbolBook {
     ids: HashMap<String, u32>,
     pending: BTreeSet<(u64, u32)>,
     cooling: BTreeSet<(u64, u32)>,
-    armed: Vec<Index>,
-    disarmed: Vec<Index>,
+    armed: Indexes,
+    disarmed: Indexes,
     /// Per family, the alerts in [`State::Swept`], by level.
     swept: Vec<Swept>,
     /// How many alerts the swept indexes hold, all families together: most books have none,
@@ -714,6 +788,9 @@ impl Iterator for FamilyIter {
     }
 }
 
+/// The price families' bits in a [`Families`] set.
+const PRICE_FAMILIES: u64 = (1 << VOL) - 1;
+
 /// The family of the channel conditions: no level index, see [`SymbolBook::judge_channels`].
 const CHANNEL: usize = usize::MAX;
 
@@ -800,8 +877,8 @@ fn between(lo: i64, hi_excluded: i64) -> Option<Range> {
 /// least level `L` is over the quotient exactly when `a < L·n`, which needs no division (most
 /// ticks reset nothing).
 fn up_to_floor_div(index: &Index, a: i128, n: i128) -> Option<Range> {
-    let (least, _) = index.bounds?;
-    if a < i128::from(least.0) * n {
+    let (least, _) = index.bounds()?;
+    if a < i128::from(least) * n {
         return None;
     }
     Some((
@@ -833,8 +910,8 @@ impl SymbolBook {
             ids: HashMap::default(),
             pending: BTreeSet::new(),
             cooling: BTreeSet::new(),
-            armed: vec![Index::default(); families],
-            disarmed: vec![Index::default(); families],
+            armed: Indexes::new(families),
+            disarmed: Indexes::new(families),
             swept: vec![Swept::default(); families],
             swept_len: 0,
             used_end: 0,
@@ -1018,8 +1095,10 @@ impl SymbolBook {
                 self.channels.retain(|&x| x != slot);
                 true
             }
-            State::Armed => self.armed[s.family].remove(&(fire_level(&s.rule), slot)),
-            State::Disarmed { .. } => self.disarmed[s.family].remove(&(reset_level(&s.rule), slot)),
+            State::Armed => self.armed.remove(s.family, &(fire_level(&s.rule), slot)),
+            State::Disarmed { .. } => self
+                .disarmed
+                .remove(s.family, &(reset_level(&s.rule), slot)),
             State::Cooling { ready } => self.cooling.remove(&(ready, slot)),
             State::Swept => {
                 let removed = self.swept[s.family].remove(&(fire_level(&s.rule), slot));
@@ -1037,7 +1116,7 @@ impl SymbolBook {
             if s.family == CHANNEL {
                 self.channels.push(slot);
             } else {
-                self.armed[s.family].insert((fire_level(&s.rule), slot));
+                self.armed.insert(s.family, (fire_level(&s.rule), slot));
             }
         }
     }
@@ -1089,24 +1168,10 @@ impl SymbolBook {
             self.arm(slot);
         }
 
-        // Once armed, the volatility alerts only move between armed and disarmed on this tick.
-        let values = self.sma_diff.iter_mut().zip(&mut self.volatility);
-        for (wi, (w, (sma_diff, vol))) in self.windows.iter().zip(values).enumerate() {
-            *sma_diff = w.diff_from_sma(trade.price);
-            let f = windowed_family(wi, 0, self.windows.len());
-            let waiting = self.armed[f].bounds.is_some() || self.disarmed[f].bounds.is_some();
-            *vol = if !waiting {
-                Vol::Settled
-            } else if w.returns() < 2 {
-                Vol::Undefined
-            } else {
-                Vol::Lazy(w.volatility_squares())
-            };
-        }
+        let (resets, fires) = self.scan(trade.price, prev);
 
         // Resets first: an alert that resets on this tick cannot also fire on it (the reset
         // needs the condition false), so the order only saves re-examining fresh firings.
-        let resets = self.may_reset(trade.price);
         for f in resets.families(self.used_end) {
             let Some(range) = self.reset_range(f, trade.price) else {
                 continue;
@@ -1118,7 +1183,7 @@ impl SymbolBook {
             self.scratch.extend(self.disarmed[f].range(range));
             for i in 0..self.scratch.len() {
                 let (level, slot) = self.scratch[i];
-                self.disarmed[f].remove(&(level, slot));
+                self.disarmed.remove(f, &(level, slot));
                 let Some(s) = self.slots[slot as usize].as_mut() else {
                     continue;
                 };
@@ -1176,7 +1241,6 @@ impl SymbolBook {
                 self.swept_len -= before - self.swept[f].0.len();
             }
         }
-        let fires = self.may_fire(trade.price, prev);
         for f in fires.families(self.used_end) {
             let found = self.fire_range(f, trade, prev);
             let Some(value) = gather(&self.armed[f], found, &mut self.scratch) else {
@@ -1184,7 +1248,7 @@ impl SymbolBook {
             };
             for i in 0..self.scratch.len() {
                 let (level, slot) = self.scratch[i];
-                self.armed[f].remove(&(level, slot));
+                self.armed.remove(f, &(level, slot));
                 let Some(s) = self.slots[slot as usize].as_mut() else {
                     continue;
                 };
@@ -1212,7 +1276,7 @@ impl SymbolBook {
                     }
                     Mode::Rearm => {
                         s.state = State::Disarmed { fired: t };
-                        self.disarmed[f].insert((reset_level(&s.rule), slot));
+                        self.disarmed.insert(f, (reset_level(&s.rule), slot));
                         continue;
                     }
                     Mode::OncePerBar => bar_end(t, s.rule.bar_ns.unwrap_or(0).max(1)),
@@ -1325,94 +1389,101 @@ impl SymbolBook {
         }
     }
 
-    /// The families whose disarmed alerts may reset at `price` (a superset of those that do):
-    /// what [`SymbolBook::reset_range`] and [`Index::may_hold`] decide, from the indexes' bounds
-    /// and without building a range. Needs the tick's window values.
-    fn may_reset(&self, price: Fixed) -> Families {
-        if self.disarmed.len() > 64 {
-            return Families::ALL;
-        }
-        let p = price.units();
-        let mut set = Families(0);
-        let bounds = |f: usize| self.disarmed[f].bounds.map(|(l, g)| (l.0, g.0));
-        for f in PRICE_ABOVE..VOL {
-            if let Some((least, greatest)) = bounds(f) {
-                set.mark(f, price_may_reset(f, least, greatest, p));
-            }
-        }
+    /// The tick's window values (see [`SymbolBook::sma_diff`] and [`SymbolBook::volatility`]),
+    /// and in the same pass the families whose disarmed alerts may reset at `price` and those
+    /// whose armed alerts may fire on it after `prev` (supersets of those that do): what
+    /// [`SymbolBook::reset_range`], [`SymbolBook::fire_range`] and [`Index::may_hold`]
+    /// decide, from the indexes' least and greatest levels, without building a range. Most
+    /// ticks fire and reset nothing, and this is all they cost beyond the windows.
+    ///
+    /// Taken before the resets: an alert they arm cannot fire on this tick (a reset needs the
+    /// condition false), so the firing set need not see it.
+    fn scan(&mut self, price: Fixed, prev: Option<Fixed>) -> (Families, Families) {
         let windows = self.windows.len();
-        for wi in 0..windows {
-            let f = windowed_family(wi, 0, windows);
-            // volatility <= level; no volatility is below every level
-            if let Some((_, greatest)) = bounds(f) {
-                let yes = match self.volatility[wi] {
-                    Vol::Undefined => true,
-                    Vol::Settled => false,
-                    Vol::Lazy(squares) => {
-                        squares.and_then(|q| q.against(greatest)) != Some(Ordering::Greater)
-                    }
-                };
-                set.mark(f, yes);
-            }
-            // the least level at most floor(a / n), see `up_to_floor_div`
-            if let Some((d, n)) = self.sma_diff[wi] {
-                if let Some((least, _)) = bounds(f + 1) {
-                    set.mark(f + 1, at_least(-d, least, n));
-                }
-                if let Some((least, _)) = bounds(f + 2) {
-                    set.mark(f + 2, at_least(d, least, n));
-                }
-            }
-        }
-        // The later conditions' families as they are (from `used_end` on, all are empty).
-        for f in windowed_family(0, FIRST_BLOCK, windows)..self.used_end {
-            set.mark(f, bounds(f).is_some());
-        }
-        set
-    }
-
-    /// The families whose armed alerts may fire on `price` after `prev` (a superset of those
-    /// that do), as [`SymbolBook::may_reset`] for [`SymbolBook::fire_range`].
-    fn may_fire(&self, price: Fixed, prev: Option<Fixed>) -> Families {
         if self.armed.len() > 64 {
-            return Families::ALL;
-        }
-        let p = price.units();
-        let q = prev.map(Fixed::units);
-        let mut set = Families(0);
-        let bounds = |f: usize| self.armed[f].bounds.map(|(l, g)| (l.0, g.0));
-        for f in PRICE_ABOVE..VOL {
-            if let Some((least, greatest)) = bounds(f) {
-                set.mark(f, price_may_fire(f, least, greatest, p, q));
-            }
-        }
-        let windows = self.windows.len();
-        for wi in 0..windows {
-            let f = windowed_family(wi, 0, windows);
-            // level < volatility
-            if let Some((least, _)) = bounds(f) {
-                let yes = match self.volatility[wi] {
-                    Vol::Lazy(squares) => {
-                        squares.and_then(|q| q.against(least)) != Some(Ordering::Less)
-                    }
-                    Vol::Undefined | Vol::Settled => false,
+            for (wi, w) in self.windows.iter().enumerate() {
+                self.sma_diff[wi] = w.diff_from_sma(price);
+                self.volatility[wi] = if w.returns() < 2 {
+                    Vol::Undefined
+                } else {
+                    Vol::Lazy(w.volatility_squares())
                 };
-                set.mark(f, yes);
             }
-            // a cross of the sma
-            if let Some(((d, _), before)) = self.sma_diff[wi].zip(self.prev_sma_sign[wi]) {
-                if bounds(f + 1).is_some() {
-                    set.mark(f + 1, crossed(true, before, d).is_some());
-                }
-                if bounds(f + 2).is_some() {
-                    set.mark(f + 2, crossed(false, before, d).is_some());
-                }
+            return (Families::ALL, Families::ALL);
+        }
+        let (armed, disarmed) = (self.armed.held, self.disarmed.held);
+        let p = price.units();
+        let (mut fire, mut reset) = (Families(0), Families(0));
+        if (armed | disarmed) & PRICE_FAMILIES != 0 {
+            let q = prev.map(Fixed::units);
+            for f in PRICE_ABOVE..VOL {
+                let (a, d) = (&self.armed[f], &self.disarmed[f]);
+                fire.mark(
+                    f,
+                    armed >> f & 1 == 1 && price_may_fire(f, a.lo, a.hi, p, q),
+                );
+                reset.mark(
+                    f,
+                    disarmed >> f & 1 == 1 && price_may_reset(f, d.lo, d.hi, p),
+                );
             }
         }
-        for f in windowed_family(0, FIRST_BLOCK, windows)..self.used_end {
-            set.mark(f, bounds(f).is_some());
+        for (wi, w) in self.windows.iter().enumerate() {
+            let f = windowed_family(wi, 0, windows);
+            // volatility: fires over the level, resets at or under it (none is under every one)
+            let vol = 1u64 << f;
+            self.volatility[wi] = if (armed | disarmed) & vol == 0 {
+                Vol::Settled
+            } else if w.returns() < 2 {
+                reset.mark(f, disarmed & vol != 0);
+                Vol::Undefined
+            } else {
+                let squares = w.volatility_squares();
+                let against = |level| squares.and_then(|q| q.against(level));
+                fire.mark(
+                    f,
+                    armed & vol != 0 && against(self.armed[f].lo) != Some(Ordering::Less),
+                );
+                reset.mark(
+                    f,
+                    disarmed & vol != 0 && against(self.disarmed[f].hi) != Some(Ordering::Greater),
+                );
+                Vol::Lazy(squares)
+            };
+            // the sma crosses: fire on a cross; reset when the least level is at most
+            // floor(±d / n), see `up_to_floor_div`
+            let diff = w.diff_from_sma(price);
+            self.sma_diff[wi] = diff;
+            if (armed | disarmed) >> (f + 1) & 0b11 == 0 {
+                continue;
+            }
+            let Some((d, n)) = diff else {
+                continue;
+            };
+            if let Some(before) = self.prev_sma_sign[wi] {
+                fire.mark(
+                    f + 1,
+                    armed >> (f + 1) & 1 == 1 && crossed(true, before, d).is_some(),
+                );
+                fire.mark(
+                    f + 2,
+                    armed >> (f + 2) & 1 == 1 && crossed(false, before, d).is_some(),
+                );
+            }
+            reset.mark(
+                f + 1,
+                disarmed >> (f + 1) & 1 == 1 && at_least(-d, self.disarmed[f + 1].lo, n),
+            );
+            reset.mark(
+                f + 2,
+                disarmed >> (f + 2) & 1 == 1 && at_least(d, self.disarmed[f + 2].lo, n),
+            );
         }
-        set
+        // The later conditions' families as they are.
+        let later = !0u64 << windowed_family(0, FIRST_BLOCK, windows).min(63);
+        fire.0 |= armed & later;
+        reset.0 |= disarmed & later;
+        (reset, fire)
     }
 
     /// The disarmed alerts of family `f` that this tick resets.
@@ -1432,8 +1503,8 @@ impl SymbolBook {
                         // The levels at or over v: none when the greatest is under it.
                         Vol::Lazy(_) => {
                             let v = w.volatility()?;
-                            let (_, greatest) = self.disarmed[f].bounds?;
-                            if (greatest.0 as f64 / SCALE as f64) < v {
+                            let (_, greatest) = self.disarmed[f].bounds()?;
+                            if (greatest as f64 / SCALE as f64) < v {
                                 return None;
                             }
                             from(float_boundary(v))
@@ -1494,8 +1565,8 @@ impl SymbolBook {
                             return None;
                         }
                         let v = w.volatility()?;
-                        let (least, _) = self.armed[f].bounds?;
-                        if (least.0 as f64 / SCALE as f64) >= v {
+                        let (least, _) = self.armed[f].bounds()?;
+                        if (least as f64 / SCALE as f64) >= v {
                             return None;
                         }
                         (below(float_boundary(v)), v)

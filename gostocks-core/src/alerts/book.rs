@@ -6,8 +6,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::rule::{AlertEvent, AlertRule, Condition, EventKind, Mode, PauseReason};
 use crate::decimal::{Fixed, SCALE};
-use crate::indicators::TickWindow;
-use crate::indicators::VolatilitySquares;
+use crate::indicators::{TickWindows, VolatilitySquares, WindowView};
 use crate::tick::Trade;
 
 /// A range of an [`Index`].
@@ -450,7 +449,7 @@ fn channel_reset(rule: &AlertRule, price: Fixed) -> bool {
 /// [`SymbolBook::reset_range`] for the later windowed kinds (changes, volume, vwap crosses):
 /// apart, so that the common path stays small enough to inline.
 #[inline(never)]
-fn later_reset_range(w: &TickWindow, kind: usize, price: Fixed) -> Option<Range> {
+fn later_reset_range(w: &WindowView<'_>, kind: usize, price: Fixed) -> Option<Range> {
     Some(match kind {
         // the move <= threshold - hysteresis: levels from the move's boundary on
         3 | 4 => from(change_boundary(w.first_price()?, price, kind == 3)?.0),
@@ -479,7 +478,7 @@ fn later_reset_range(w: &TickWindow, kind: usize, price: Fixed) -> Option<Range>
 /// the tick before (see [`later_reset_range`]).
 #[inline(never)]
 fn later_fire_range(
-    w: &TickWindow,
+    w: &WindowView<'_>,
     kind: usize,
     price: Fixed,
     before: Option<Ordering>,
@@ -578,7 +577,7 @@ fn change_boundary(first: Fixed, price: Fixed, up: bool) -> Option<(i64, f64)> {
 /// assert_eq!((events[0].time_ns, events[0].price.to_string()), (2, "10.01".into()));
 /// ```
 pub struct SymbolBook {
-    windows: Vec<TickWindow>,
+    windows: TickWindows,
     /// Per window: the sign of `price - sma` at the previous tick.
     prev_sma_sign: Vec<Option<std::cmp::Ordering>>,
     /// Per window: the sign of `price - vwap` at the previous tick, kept once a vwap alert came
@@ -607,7 +606,7 @@ pub struct SymbolBook {
     /// need it (see [`Vol`]). Its float boundary (see [`float_boundary`]) is worked out only
     /// when an index's bounds show it can hold something: most ticks fire and reset nothing.
     volatility: Vec<Vol>,
-    /// Per window: `price - sma` after the current tick, as [`TickWindow::diff_from_sma`]
+    /// Per window: `price - sma` after the current tick, as [`Sums::diff_from_sma`](crate::indicators::Sums::diff_from_sma)
     /// gives it, worked out once for the resets, the firings and the signs kept for the next
     /// tick.
     sma_diff: Vec<Option<(i128, i128)>>,
@@ -897,10 +896,7 @@ impl SymbolBook {
     pub fn new(windows: &[u64]) -> SymbolBook {
         let families = VOL + WINDOWED * windows.len().max(1);
         SymbolBook {
-            windows: windows
-                .iter()
-                .map(|&w| TickWindow::without_vwap(w))
-                .collect(),
+            windows: TickWindows::without_vwap(windows),
             prev_sma_sign: vec![None; windows.len()],
             prev_vwap_sign: vec![None; windows.len()],
             vwap_used: false,
@@ -987,7 +983,7 @@ impl SymbolBook {
         at.volatility.clear();
         at.first.clear();
         at.volume.clear();
-        for w in &self.windows {
+        for w in self.windows.iter() {
             at.first.push(w.first_price());
             at.volume.push(w.volume());
             at.sma.push(
@@ -1044,9 +1040,7 @@ impl SymbolBook {
             // From now on every tick keeps its vwap sign; the windows hold the previous
             // tick's state, so its sign is known too, as for the sma.
             self.vwap_used = true;
-            for w in &mut self.windows {
-                w.track_vwap();
-            }
+            self.windows.track_vwap();
             if let Some(p) = self.last_price {
                 for (w, sign) in self.windows.iter().zip(&mut self.prev_vwap_sign) {
                     *sign = w.diff_from_vwap(p).map(|(d, _)| d.cmp(&0));
@@ -1144,9 +1138,8 @@ impl SymbolBook {
         if !self.groups.is_empty() {
             self.close_bars(t.saturating_add(1), events);
         }
-        for w in &mut self.windows {
-            w.push_with_return(t, trade.price, trade.size, ret);
-        }
+        self.windows
+            .push_with_return(t, trade.price, trade.size, ret);
         if self.ids.is_empty() {
             self.remember_sma_signs(trade.price);
             self.ticks += 1;
@@ -1373,7 +1366,7 @@ impl SymbolBook {
     }
 
     fn remember_sma_signs(&mut self, price: Fixed) {
-        for (w, sign) in self.windows.iter().zip(&mut self.prev_sma_sign) {
+        for (w, sign) in self.windows.all_sums().zip(&mut self.prev_sma_sign) {
             *sign = w.diff_from_sma(price).map(|(d, _)| d.cmp(&0));
         }
         self.remember_vwap_signs(price);
@@ -1383,7 +1376,7 @@ impl SymbolBook {
     fn remember_vwap_signs(&mut self, price: Fixed) {
         self.last_price = Some(price);
         if self.vwap_used {
-            for (w, sign) in self.windows.iter().zip(&mut self.prev_vwap_sign) {
+            for (w, sign) in self.windows.all_sums().zip(&mut self.prev_vwap_sign) {
                 *sign = w.diff_from_vwap(price).map(|(d, _)| d.cmp(&0));
             }
         }
@@ -1401,7 +1394,7 @@ impl SymbolBook {
     fn scan(&mut self, price: Fixed, prev: Option<Fixed>) -> (Families, Families) {
         let windows = self.windows.len();
         if self.armed.len() > 64 {
-            for (wi, w) in self.windows.iter().enumerate() {
+            for (wi, w) in self.windows.all_sums().enumerate() {
                 self.sma_diff[wi] = w.diff_from_sma(price);
                 self.volatility[wi] = if w.returns() < 2 {
                     Vol::Undefined
@@ -1428,7 +1421,7 @@ impl SymbolBook {
                 );
             }
         }
-        for (wi, w) in self.windows.iter().enumerate() {
+        for (wi, w) in self.windows.all_sums().enumerate() {
             let f = windowed_family(wi, 0, windows);
             // volatility: fires over the level, resets at or under it (none is under every one)
             let vol = 1u64 << f;
@@ -1496,7 +1489,7 @@ impl SymbolBook {
             PRICE_BELOW | CROSSES_BELOW => (Bound::Unbounded, Bound::Included((p, u32::MAX))),
             _ => {
                 let (wi, kind) = window_kind(f, self.windows.len());
-                let w = &self.windows[wi];
+                let w = &self.windows.get(wi);
                 match kind {
                     // volatility <= threshold - hysteresis; no volatility is below every level
                     0 => match self.volatility[wi] {
@@ -1557,7 +1550,7 @@ impl SymbolBook {
             ),
             _ => {
                 let (wi, kind) = window_kind(f, self.windows.len());
-                let w = &self.windows[wi];
+                let w = &self.windows.get(wi);
                 match kind {
                     0 => {
                         // The levels under v: none when the least is not.

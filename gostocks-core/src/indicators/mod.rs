@@ -11,5 +11,5 @@ mod tick_window;
 
 pub use agg::{Agg, RETURN_SCALE, quantize_log_return};
 pub use ema::Ema;
-pub use tick_window::TickWindow;
-pub(crate) use tick_window::VolatilitySquares;
+pub use tick_window::{Sums, TickWindow};
+pub(crate) use tick_window::{TickWindows, VolatilitySquares, WindowView};

@@ -5,12 +5,12 @@ use super::agg::sample_stddev;
 use super::{RETURN_SCALE, quantize_log_return};
 use crate::decimal::{Fixed, SCALE};
 
-/// A tick without a log return, in [`TickWindow`]'s ring (a quantized log return is within
+/// A tick without a log return, in a window's ring (a quantized log return is within
 /// about ±5·10¹³).
 const NO_RETURN: i64 = i64::MIN;
 
 /// A window's volatility as `sqrt(num / pairs) / 10¹²`, exact integers: what
-/// [`TickWindow::volatility`] rounds to a float.
+/// [`Sums::volatility`] rounds to a float.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct VolatilitySquares {
     num: u128,
@@ -19,7 +19,7 @@ pub(crate) struct VolatilitySquares {
 
 impl VolatilitySquares {
     /// The volatility against `level / 10⁸`: `Some(Less)` or `Some(Greater)` when it is under
-    /// or over the level by far more than [`TickWindow::volatility`]'s floats can err (so that
+    /// or over the level by far more than [`Sums::volatility`]'s floats can err (so that
     /// the float comparison decides the same), `None` when too close to tell or for a level
     /// too large for the one multiplication this takes. An alert book asks on every tick, and
     /// most ticks are far from every level: a square root, a division and a 128-bit
@@ -47,36 +47,20 @@ impl VolatilitySquares {
     }
 }
 
-/// A tick in [`TickWindow`]'s ring: time, price, size and log return.
+/// A tick in a window's ring: time, price, size and log return ([`NO_RETURN`] for none: 32
+/// bytes a tick, where an `Option` would take 40).
 type Entry = (u64, i64, i64, i64);
 
-/// The ticks of one symbol within `W` of the latest one, ending at (and including) that tick:
-/// what an alert sees "at the tick's time". Sums are exact integers, as in [`super::Agg`].
-///
-/// ```
-/// use gostocks_core::indicators::TickWindow;
-/// use gostocks_core::Fixed;
-/// let p = |s: &str| s.parse::<Fixed>().unwrap();
-/// let mut w = TickWindow::new(10);
-/// w.push(1, p("10"), p("3"), None);
-/// w.push(5, p("12"), p("1.5"), Some(p("10")));
-/// assert_eq!(w.sma(), Some(11.0));
-/// // At t = 11 the tick of t = 1 has left (t' <= t - W), the one of t = 5 has not.
-/// w.push(11, p("14"), p("2"), Some(p("12")));
-/// assert_eq!((w.count(), w.sma()), (2, Some(13.0)));
-/// assert_eq!(w.volume(), i128::from(p("3.5").units()));
-/// assert!(w.volatility().is_some());
-/// ```
+/// The exact sums of the ticks a window holds, and what they give: the part of [`TickWindow`]
+/// that does not depend on where the ticks are kept (an alert book keeps several windows'
+/// ticks in one ring). Sums are exact integers, as in [`super::Agg`].
 #[derive(Clone, Debug)]
-pub struct TickWindow {
-    span: u64,
-    /// Each tick's time, price and size (10⁻⁸ units) and log return ([`NO_RETURN`] for none:
-    /// 32 bytes a tick, where an `Option` would take 40).
-    ticks: VecDeque<Entry>,
+pub struct Sums {
+    count: i64,
     sum_p: i128,
     sum_q: i128,
     /// Σ price × size (10⁻¹⁶ units), wrapping: exact modulo 2¹²⁸, so exact whenever the true
-    /// sum fits, which [`TickWindow::sum_pq_bound`] tells.
+    /// sum fits, which `sum_pq_bound` tells.
     sum_pq: i128,
     /// Σ |price × size| as a float: a bound on `sum_pq`'s magnitude.
     sum_pq_bound: f64,
@@ -87,82 +71,65 @@ pub struct TickWindow {
     sum_r2: i128,
 }
 
-impl TickWindow {
-    /// An empty window of `span` ns.
-    pub fn new(span: u64) -> TickWindow {
-        TickWindow {
-            weighted: true,
-            ..TickWindow::without_vwap(span)
-        }
-    }
-
-    /// An empty window of `span` ns that does not keep the vwap's sums until
-    /// [`TickWindow::track_vwap`]: a 128-bit product per tick saved where no one asks.
-    pub fn without_vwap(span: u64) -> TickWindow {
-        TickWindow {
-            weighted: false,
-            span,
-            ticks: VecDeque::new(),
+impl Sums {
+    fn new(weighted: bool) -> Sums {
+        Sums {
+            count: 0,
             sum_p: 0,
             sum_q: 0,
             sum_pq: 0,
             sum_pq_bound: 0.0,
+            weighted,
             n_ret: 0,
             sum_r: 0,
             sum_r2: 0,
         }
     }
 
-    /// Adds the next tick of the symbol (in `(t, seq)` order: its price and size) with its
-    /// predecessor's price, and drops the ticks at or before `t - W`.
-    pub fn push(&mut self, time_ns: u64, price: Fixed, size: Fixed, prev: Option<Fixed>) {
-        let ret = prev.map(|p| quantize_log_return(price, p));
-        self.push_with_return(time_ns, price, size, ret);
-    }
-
-    /// [`TickWindow::push`] with the tick's quantized log return already computed
-    /// ([`quantize_log_return`] of its price and its predecessor's): windows of several spans
-    /// over one symbol's ticks take the same return, and a logarithm per window and tick cost
-    /// more than the rest of the push.
     #[inline(always)]
-    pub fn push_with_return(&mut self, time_ns: u64, price: Fixed, size: Fixed, ret: Option<i64>) {
-        let horizon = time_ns.saturating_sub(self.span);
-        while let Some(&(t, p, q, r)) = self.ticks.front() {
-            if t > horizon || time_ns < self.span {
-                break;
-            }
-            self.ticks.pop_front();
-            self.sum_p -= i128::from(p);
-            self.sum_q -= i128::from(q);
-            if self.weighted {
-                let pq = i128::from(p) * i128::from(q);
-                self.sum_pq = self.sum_pq.wrapping_sub(pq);
-                self.sum_pq_bound -= (pq as f64).abs();
-            }
-            if r != NO_RETURN {
-                self.n_ret -= 1;
-                self.sum_r -= i128::from(r);
-                self.sum_r2 -= i128::from(r) * i128::from(r);
-            }
-        }
-        let ret = ret.filter(|&r| r != NO_RETURN);
-        self.ticks.push_back((
-            time_ns,
-            price.units(),
-            size.units(),
-            ret.unwrap_or(NO_RETURN),
-        ));
-        self.sum_p += i128::from(price.units());
-        self.sum_q += i128::from(size.units());
+    fn add(&mut self, (_, p, q, r): Entry) {
+        self.count += 1;
+        self.sum_p += i128::from(p);
+        self.sum_q += i128::from(q);
         if self.weighted {
-            let pq = i128::from(price.units()) * i128::from(size.units());
+            let pq = i128::from(p) * i128::from(q);
             self.sum_pq = self.sum_pq.wrapping_add(pq);
             self.sum_pq_bound += (pq as f64).abs();
         }
-        if let Some(r) = ret {
+        if r != NO_RETURN {
             self.n_ret += 1;
             self.sum_r += i128::from(r);
             self.sum_r2 += i128::from(r) * i128::from(r);
+        }
+    }
+
+    #[inline(always)]
+    fn sub(&mut self, (_, p, q, r): Entry) {
+        self.count -= 1;
+        self.sum_p -= i128::from(p);
+        self.sum_q -= i128::from(q);
+        if self.weighted {
+            let pq = i128::from(p) * i128::from(q);
+            self.sum_pq = self.sum_pq.wrapping_sub(pq);
+            self.sum_pq_bound -= (pq as f64).abs();
+        }
+        if r != NO_RETURN {
+            self.n_ret -= 1;
+            self.sum_r -= i128::from(r);
+            self.sum_r2 -= i128::from(r) * i128::from(r);
+        }
+    }
+
+    /// Keeps the vwap's sums from now on, computed over `ticks`, the ticks the window holds.
+    fn track_vwap<'a>(&mut self, ticks: impl Iterator<Item = &'a Entry>) {
+        if self.weighted {
+            return;
+        }
+        self.weighted = true;
+        for &(_, p, q, _) in ticks {
+            let pq = i128::from(p) * i128::from(q);
+            self.sum_pq = self.sum_pq.wrapping_add(pq);
+            self.sum_pq_bound += (pq as f64).abs();
         }
     }
 
@@ -173,12 +140,7 @@ impl TickWindow {
 
     /// Number of ticks in the window.
     pub fn count(&self) -> i64 {
-        self.ticks.len() as i64
-    }
-
-    /// The price of the window's earliest tick, `None` when empty.
-    pub fn first_price(&self) -> Option<Fixed> {
-        self.ticks.front().map(|&(_, p, _, _)| Fixed::from_units(p))
+        self.count
     }
 
     /// The window's volume, Σ size, exactly, in 10⁻⁸ units (it may exceed what a [`Fixed`]
@@ -189,19 +151,6 @@ impl TickWindow {
 
     /// Σ price × size exactly (10⁻¹⁶ units), and Σ size (10⁻⁸ units), while the window has a
     /// volume and the sum is safely within 128 bits (far beyond any market's: `None` beyond).
-    /// Keeps the vwap's sums from now on, computed over the ticks the window holds.
-    pub fn track_vwap(&mut self) {
-        if self.weighted {
-            return;
-        }
-        self.weighted = true;
-        for &(_, p, q, _) in &self.ticks {
-            let pq = i128::from(p) * i128::from(q);
-            self.sum_pq = self.sum_pq.wrapping_add(pq);
-            self.sum_pq_bound += (pq as f64).abs();
-        }
-    }
-
     fn vwap_sums(&self) -> Option<(i128, i128)> {
         if !self.weighted {
             return None;
@@ -210,7 +159,7 @@ impl TickWindow {
         (self.sum_q > 0 && self.sum_pq_bound.max(0.0) < 1e37).then_some((self.sum_pq, self.sum_q))
     }
 
-    /// Volume-weighted mean price, `None` without volume.
+    /// Volume-weighted mean price, `None` without volume (or without the vwap's sums kept).
     pub fn vwap(&self) -> Option<f64> {
         let (pq, q) = self.vwap_sums()?;
         Some(pq as f64 / q as f64 / SCALE as f64)
@@ -226,14 +175,14 @@ impl TickWindow {
 
     /// Mean price, `None` when empty.
     pub fn sma(&self) -> Option<f64> {
-        let n = self.count();
+        let n = self.count;
         (n > 0).then(|| self.sum_p as f64 / n as f64 / SCALE as f64)
     }
 
     /// `price - sma` exactly, as the fraction `(numerator, n)` in 10⁻⁸ units: `n·price − Σp`.
     /// `None` when empty.
     pub fn diff_from_sma(&self, price: Fixed) -> Option<(i128, i128)> {
-        let n = i128::from(self.count());
+        let n = i128::from(self.count);
         (n > 0).then(|| (n * i128::from(price.units()) - self.sum_p, n))
     }
 
@@ -259,6 +208,237 @@ impl TickWindow {
             num: u128::try_from(num).ok()?,
             pairs: (n * (n - 1)) as u64,
         })
+    }
+}
+
+/// The tick of `time_ns` with `price`, `size` and its quantized log return, as a ring keeps it.
+#[inline(always)]
+fn entry(time_ns: u64, price: Fixed, size: Fixed, ret: Option<i64>) -> Entry {
+    (
+        time_ns,
+        price.units(),
+        size.units(),
+        ret.unwrap_or(NO_RETURN),
+    )
+}
+
+/// The ticks of one symbol within `W` of the latest one, ending at (and including) that tick:
+/// what an alert sees "at the tick's time". Its [`Sums`] give the values.
+///
+/// ```
+/// use gostocks_core::indicators::TickWindow;
+/// use gostocks_core::Fixed;
+/// let p = |s: &str| s.parse::<Fixed>().unwrap();
+/// let mut w = TickWindow::new(10);
+/// w.push(1, p("10"), p("3"), None);
+/// w.push(5, p("12"), p("1.5"), Some(p("10")));
+/// assert_eq!(w.sma(), Some(11.0));
+/// // At t = 11 the tick of t = 1 has left (t' <= t - W), the one of t = 5 has not.
+/// w.push(11, p("14"), p("2"), Some(p("12")));
+/// assert_eq!((w.count(), w.sma()), (2, Some(13.0)));
+/// assert_eq!(w.volume(), i128::from(p("3.5").units()));
+/// assert!(w.volatility().is_some());
+/// ```
+#[derive(Clone, Debug)]
+pub struct TickWindow {
+    span: u64,
+    ticks: VecDeque<Entry>,
+    sums: Sums,
+}
+
+impl std::ops::Deref for TickWindow {
+    type Target = Sums;
+
+    fn deref(&self) -> &Sums {
+        &self.sums
+    }
+}
+
+impl TickWindow {
+    /// An empty window of `span` ns.
+    pub fn new(span: u64) -> TickWindow {
+        TickWindow {
+            span,
+            ticks: VecDeque::new(),
+            sums: Sums::new(true),
+        }
+    }
+
+    /// An empty window of `span` ns that does not keep the vwap's sums until
+    /// [`TickWindow::track_vwap`]: a 128-bit product per tick saved where no one asks.
+    pub fn without_vwap(span: u64) -> TickWindow {
+        TickWindow {
+            span,
+            ticks: VecDeque::new(),
+            sums: Sums::new(false),
+        }
+    }
+
+    /// Adds the next tick of the symbol (in `(t, seq)` order: its price and size) with its
+    /// predecessor's price, and drops the ticks at or before `t - W`.
+    pub fn push(&mut self, time_ns: u64, price: Fixed, size: Fixed, prev: Option<Fixed>) {
+        let ret = prev.map(|p| quantize_log_return(price, p));
+        self.push_with_return(time_ns, price, size, ret);
+    }
+
+    /// [`TickWindow::push`] with the tick's quantized log return already computed
+    /// ([`quantize_log_return`] of its price and its predecessor's): windows of several spans
+    /// over one symbol's ticks take the same return, and a logarithm per window and tick cost
+    /// more than the rest of the push.
+    #[inline(always)]
+    pub fn push_with_return(&mut self, time_ns: u64, price: Fixed, size: Fixed, ret: Option<i64>) {
+        if time_ns >= self.span {
+            let horizon = time_ns - self.span;
+            while let Some(&old) = self.ticks.front() {
+                if old.0 > horizon {
+                    break;
+                }
+                self.ticks.pop_front();
+                self.sums.sub(old);
+            }
+        }
+        let e = entry(time_ns, price, size, ret);
+        self.ticks.push_back(e);
+        self.sums.add(e);
+    }
+
+    /// The price of the window's earliest tick, `None` when empty.
+    pub fn first_price(&self) -> Option<Fixed> {
+        self.ticks.front().map(|&(_, p, _, _)| Fixed::from_units(p))
+    }
+
+    /// Keeps the vwap's sums from now on, computed over the ticks the window holds.
+    pub fn track_vwap(&mut self) {
+        self.sums.track_vwap(self.ticks.iter());
+    }
+}
+
+/// A window of [`TickWindows`]: its span, where its ticks start in the ring, and their sums.
+#[derive(Clone, Debug)]
+struct Part {
+    span: u64,
+    start: usize,
+    sums: Sums,
+}
+
+/// Several [`TickWindow`]s of different spans over one symbol's ticks, in one ring: each tick is
+/// stored once (an alert book keeps a window per configured span, and a second copy of every
+/// tick, pushed and popped, cost as much as the sums).
+#[derive(Clone, Debug)]
+pub(crate) struct TickWindows {
+    /// The ticks, the earliest first: from the least window start on, those of the longest window. A vector with
+    /// a moving head rather than a queue: a window reads its earliest tick on every push, and
+    /// an index into a vector is one instruction where a queue's wraps. What no window holds
+    /// is cut off once it is half of the vector (each tick is moved at most once on average).
+    ticks: Vec<Entry>,
+    parts: Vec<Part>,
+}
+
+/// One window of a [`TickWindows`]: its sums, and its earliest tick.
+pub(crate) struct WindowView<'a> {
+    sums: &'a Sums,
+    first: Option<&'a Entry>,
+}
+
+impl std::ops::Deref for WindowView<'_> {
+    type Target = Sums;
+
+    fn deref(&self) -> &Sums {
+        self.sums
+    }
+}
+
+impl WindowView<'_> {
+    /// The price of the window's earliest tick, `None` when empty.
+    pub(crate) fn first_price(&self) -> Option<Fixed> {
+        self.first.map(|&(_, p, _, _)| Fixed::from_units(p))
+    }
+}
+
+impl TickWindows {
+    /// Empty windows of `spans` ns, without the vwap's sums until
+    /// [`TickWindows::track_vwap`].
+    pub(crate) fn without_vwap(spans: &[u64]) -> TickWindows {
+        TickWindows {
+            ticks: Vec::new(),
+            parts: spans
+                .iter()
+                .map(|&span| Part {
+                    span,
+                    start: 0,
+                    sums: Sums::new(false),
+                })
+                .collect(),
+        }
+    }
+
+    /// How many windows.
+    pub(crate) fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Window `i`.
+    pub(crate) fn get(&self, i: usize) -> WindowView<'_> {
+        let part = &self.parts[i];
+        WindowView {
+            sums: &part.sums,
+            first: self.ticks.get(part.start),
+        }
+    }
+
+    /// Every window's sums, in order.
+    #[inline]
+    pub(crate) fn all_sums(&self) -> impl Iterator<Item = &Sums> {
+        self.parts.iter().map(|p| &p.sums)
+    }
+
+    /// Every window, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = WindowView<'_>> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// [`TickWindow::push_with_return`] for every window.
+    #[inline(always)]
+    pub(crate) fn push_with_return(
+        &mut self,
+        time_ns: u64,
+        price: Fixed,
+        size: Fixed,
+        ret: Option<i64>,
+    ) {
+        let ticks = &self.ticks;
+        let mut keep = ticks.len();
+        for part in &mut self.parts {
+            if time_ns >= part.span {
+                let horizon = time_ns - part.span;
+                while let Some(&old) = ticks.get(part.start) {
+                    if old.0 > horizon {
+                        break;
+                    }
+                    part.sums.sub(old);
+                    part.start += 1;
+                }
+            }
+            keep = keep.min(part.start);
+        }
+        if keep >= 1024 && keep * 2 >= self.ticks.len() {
+            self.ticks.drain(..keep);
+            for part in &mut self.parts {
+                part.start -= keep;
+            }
+        }
+        let e = entry(time_ns, price, size, ret);
+        self.ticks.push(e);
+        for part in &mut self.parts {
+            part.sums.add(e);
+        }
+    }
+
+    /// [`TickWindow::track_vwap`] for every window.
+    pub(crate) fn track_vwap(&mut self) {
+        for part in &mut self.parts {
+            part.sums.track_vwap(self.ticks[part.start..].iter());
+        }
     }
 }
 
@@ -312,5 +492,43 @@ mod tests {
             }
         }
         assert!(answered > 10_000, "{answered}");
+    }
+
+    /// Windows sharing one ring agree with windows of their own, tick by tick, past many
+    /// cuts of the ring, with the vwap's sums taken up midway.
+    #[test]
+    fn shared_windows_agree_with_their_own() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let spans = [7, 60, 1, 300];
+        let mut shared = TickWindows::without_vwap(&spans);
+        let mut own: Vec<TickWindow> = spans.iter().map(|&s| TickWindow::without_vwap(s)).collect();
+        let mut t = 0u64;
+        for i in 0..20_000 {
+            t += rng.random_range(0..3);
+            let price = Fixed::from_units(rng.random_range(1..1_000_000));
+            let size = Fixed::from_units(rng.random_range(1..1_000));
+            let ret = rng
+                .random_bool(0.9)
+                .then(|| rng.random_range(-1_000_000..1_000_000));
+            if i == 9_000 {
+                shared.track_vwap();
+                own.iter_mut().for_each(TickWindow::track_vwap);
+            }
+            shared.push_with_return(t, price, size, ret);
+            for (w, view) in own.iter_mut().zip(shared.iter()) {
+                w.push_with_return(t, price, size, ret);
+                assert_eq!(view.count(), w.count());
+                assert_eq!(view.first_price(), w.first_price());
+                assert_eq!(view.diff_from_sma(price), w.diff_from_sma(price));
+                assert_eq!(view.diff_from_vwap(price), w.diff_from_vwap(price));
+                assert_eq!(view.volatility_squares(), w.volatility_squares());
+                assert_eq!(view.volume(), w.volume());
+            }
+        }
+        assert!(
+            shared.ticks.len() < 4 * 1024,
+            "the ring is cut: {}",
+            shared.ticks.len()
+        );
     }
 }

@@ -1284,7 +1284,9 @@ impl SymbolBook {
         if !self.channels.is_empty() {
             self.judge_channels(trade, prev, events);
         }
-        events[first..].sort_unstable_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        if events.len() - first > 1 {
+            events[first..].sort_unstable_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        }
         if !self.groups.is_empty() {
             self.remember_close(trade, prev);
         }

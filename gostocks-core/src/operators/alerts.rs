@@ -318,8 +318,22 @@ const EVENTS_AT_ONCE: usize = 1024;
 const EVENTS_PER_ACTIVATION: usize = 16_384;
 
 /// Closes every bar that ends before `before` (all of their trades, and every rule change up to
-/// their end, are in): their events go to `closed`.
+/// their end, are in): their events go to `closed`. Called for every trade: the common case,
+/// no bar due, is settled inline.
+#[inline]
 fn close_before(
+    books: &mut Books,
+    closing: &mut BTreeSet<(u64, Symbol)>,
+    before: u64,
+    closed: &mut Vec<AlertEvent>,
+) {
+    if closing.first().is_some_and(|&(end, _)| end < before) {
+        close_due(books, closing, before, closed);
+    }
+}
+
+#[inline(never)]
+fn close_due(
     books: &mut Books,
     closing: &mut BTreeSet<(u64, Symbol)>,
     before: u64,

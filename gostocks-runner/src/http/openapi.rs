@@ -500,7 +500,8 @@ fn symbols() {}
     description = "Events `price`, `stats` and `bar` carry the JSON of `/price`, `/stats` and `/bars` with an SSE id (`<epoch>-<n>`). \
 A client that reconnects with `Last-Event-ID` gets every event after it (from a replay buffer of 16,384 events), or a `reset` event \
 (`{reason: too_far_behind | unknown_id, message}`) when it cannot, after which it should reload the state over REST. A client more \
-than 4,096 events behind the live feed gets a `dropped` event (`{reason: slow_client, message}`) and the stream ends. A comment is sent \
+than 4,096 of its events behind the live feed (it stopped reading, or reads too slowly) gets the events held for it, then a `dropped` event \
+(`{reason: slow_client, message}`), and the stream ends. A comment is sent \
 after 15 s without an event. At most 4,096 streams at once (503 beyond).",
     params(
         ("symbols" = Option<String>, Query, description = "Comma-separated, at most 100 (default: all)", example = "AAPL,MSFT"),

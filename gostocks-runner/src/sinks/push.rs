@@ -19,7 +19,8 @@ use super::{Output, Sink, SinkError, Takes};
 
 /// Frames kept for clients that resume with `Last-Event-ID`.
 pub const REPLAY: usize = 16_384;
-/// Frames a connected client may fall behind the live feed before it is dropped.
+/// Frames a connected client may fall behind the live feed before it is dropped: what its own
+/// queue holds (`http/stream.rs`), and what the live feed keeps for the task that fills it.
 pub const LIVE: usize = 4_096;
 /// Push streams open at once (each also holds one of `--max-connections`).
 pub const MAX_STREAMS: usize = 4_096;

@@ -12,6 +12,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::sequence::Sequenced;
+use super::symbol_ids::RecentSymbols;
 use crate::alerts::{AlertEvent, AlertRule, SymbolBook};
 use crate::span::Span;
 use crate::symbol::Symbol;
@@ -261,25 +262,24 @@ fn consolidate(changes: &mut Vec<(u64, isize, AlertRule)>) {
     *changes = out;
 }
 
-/// The symbols' books, in a vector with a map from symbol to place, and the last symbol looked
-/// up at hand: a grid time's trades come grouped by symbol, so most trades find their book
-/// without hashing.
+/// The symbols' books, in a vector with a map from symbol to place, and the places of the
+/// symbols seen last at hand (see [`RecentSymbols`]): most trades find their book without
+/// hashing.
 #[derive(Default)]
 struct Books {
     places: HashMap<Symbol, usize>,
     list: Vec<SymbolBook>,
-    last: Option<(Symbol, usize)>,
+    recent: RecentSymbols,
 }
 
 impl Books {
+    #[inline]
     fn place(&mut self, symbol: &Symbol) -> Option<usize> {
-        if let Some((s, i)) = self.last
-            && s == *symbol
-        {
-            return Some(i);
+        if let Some(i) = self.recent.get(symbol) {
+            return Some(i as usize);
         }
         let i = *self.places.get(symbol)?;
-        self.last = Some((*symbol, i));
+        self.recent.put(*symbol, i as u32);
         Some(i)
     }
 
@@ -301,7 +301,7 @@ impl Books {
                 let i = self.list.len();
                 self.list.push(SymbolBook::new(windows));
                 self.places.insert(symbol, i);
-                self.last = Some((symbol, i));
+                self.recent.put(symbol, i as u32);
                 i
             }
         };

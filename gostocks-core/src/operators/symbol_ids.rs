@@ -6,6 +6,44 @@ use crate::symbol::Symbol;
 
 /// Every symbol seen, numbered `0, 1, ...` as they come. Records come in runs of one symbol:
 /// the last symbol asked is remembered, and a run costs one lookup.
+/// The places of the symbols seen last, direct-mapped by [`Symbol::quick_hash`]: a trade's
+/// symbol found in a few instructions where a map's lookup hashes and probes. Trades of many
+/// symbols interleave (a grid time holds about one trade of each), so remembering only the last
+/// one seldom helps; 256 slots hold a market's busy symbols, and a miss costs the map lookup it
+/// saves otherwise.
+pub(crate) struct RecentSymbols {
+    slots: Box<[(Symbol, u32); 256]>,
+}
+
+impl Default for RecentSymbols {
+    fn default() -> RecentSymbols {
+        let empty = Symbol::new("-").expect("a valid symbol");
+        RecentSymbols {
+            slots: Box::new([(empty, u32::MAX); 256]),
+        }
+    }
+}
+
+impl RecentSymbols {
+    #[inline]
+    fn slot(symbol: &Symbol) -> usize {
+        (symbol.quick_hash() >> 56) as usize
+    }
+
+    /// The place remembered for `symbol`.
+    #[inline]
+    pub(crate) fn get(&self, symbol: &Symbol) -> Option<u32> {
+        let (s, place) = &self.slots[Self::slot(symbol)];
+        (*place != u32::MAX && s == symbol).then_some(*place)
+    }
+
+    /// Remembers `place` for `symbol` (in place of the symbol of the same slot).
+    #[inline]
+    pub(crate) fn put(&mut self, symbol: Symbol, place: u32) {
+        self.slots[Self::slot(&symbol)] = (symbol, place);
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct SymbolIds {
     ids: HashMap<Symbol, u32>,

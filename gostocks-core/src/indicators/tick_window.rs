@@ -87,20 +87,32 @@ impl Sums {
     }
 
     #[inline(always)]
-    fn add(&mut self, (_, p, q, r): Entry) {
+    fn add(&mut self, e: Entry) {
+        self.add_unweighted(e);
+        if self.weighted {
+            let (pq, bound) = weight(e);
+            self.add_weight(pq, bound);
+        }
+    }
+
+    /// [`Sums::add`] but for the price × size sums.
+    #[inline(always)]
+    fn add_unweighted(&mut self, (_, p, q, r): Entry) {
         self.count += 1;
         self.sum_p += i128::from(p);
         self.sum_q += i128::from(q);
-        if self.weighted {
-            let pq = i128::from(p) * i128::from(q);
-            self.sum_pq = self.sum_pq.wrapping_add(pq);
-            self.sum_pq_bound += (pq as f64).abs();
-        }
         if r != NO_RETURN {
             self.n_ret += 1;
             self.sum_r += i128::from(r);
             self.sum_r2 += i128::from(r) * i128::from(r);
         }
+    }
+
+    /// The price × size sums' part of [`Sums::add`], `weight(e)` given.
+    #[inline(always)]
+    fn add_weight(&mut self, pq: i128, bound: f64) {
+        self.sum_pq = self.sum_pq.wrapping_add(pq);
+        self.sum_pq_bound += bound;
     }
 
     #[inline(always)]
@@ -209,6 +221,13 @@ impl Sums {
             pairs: (n * (n - 1)) as u64,
         })
     }
+}
+
+/// A tick's price × size, and its magnitude as a float (what the vwap's sums add).
+#[inline(always)]
+fn weight((_, p, q, _): Entry) -> (i128, f64) {
+    let pq = i128::from(p) * i128::from(q);
+    (pq, (pq as f64).abs())
 }
 
 /// The tick of `time_ns` with `price`, `size` and its quantized log return, as a ring keeps it.
@@ -332,6 +351,8 @@ pub(crate) struct TickWindows {
     /// is cut off once it is half of the vector (each tick is moved at most once on average).
     ticks: Vec<Entry>,
     parts: Vec<Part>,
+    /// Whether the vwap's sums are kept (in every window, or in none).
+    weighted: bool,
 }
 
 /// One window of a [`TickWindows`]: its sums, and its earliest tick.
@@ -361,6 +382,7 @@ impl TickWindows {
     pub(crate) fn without_vwap(spans: &[u64]) -> TickWindows {
         TickWindows {
             ticks: Vec::new(),
+            weighted: false,
             parts: spans
                 .iter()
                 .map(|&span| Part {
@@ -430,12 +452,21 @@ impl TickWindows {
         let e = entry(time_ns, price, size, ret);
         self.ticks.push(e);
         for part in &mut self.parts {
-            part.sums.add(e);
+            part.sums.add_unweighted(e);
+        }
+        // Apart, and only where kept: in the loop the compiler works the product's float out
+        // (a library call for 128 bits) ahead of the test, for every tick.
+        if self.weighted {
+            let (pq, bound) = weight(e);
+            for part in &mut self.parts {
+                part.sums.add_weight(pq, bound);
+            }
         }
     }
 
     /// [`TickWindow::track_vwap`] for every window.
     pub(crate) fn track_vwap(&mut self) {
+        self.weighted = true;
         for part in &mut self.parts {
             part.sums.track_vwap(self.ticks[part.start..].iter());
         }

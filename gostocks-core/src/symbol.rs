@@ -46,7 +46,7 @@ impl Symbol {
 
     /// A quick mix of the symbol's three words, for a small cache's slot (not for a map's
     /// hash: it is not built to resist crafted keys).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn quick_hash(&self) -> u64 {
         let [a, b, c] = [0, 1, 2].map(|i| self.word(i, u64::from_ne_bytes));
         (a ^ b.rotate_left(21) ^ c.rotate_left(42)).wrapping_mul(0x9e37_79b9_7f4a_7c15)

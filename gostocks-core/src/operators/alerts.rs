@@ -149,7 +149,7 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                             // Every trade of a grid time before this one is in.
                             close_before(&mut books, &mut closing, s.time, &mut closed);
                             let symbol = s.trade.symbol;
-                            let book = books.entry(symbol, &windows);
+                            let book = books.entry(&symbol, &windows);
                             let before = book.next_close();
                             if before.is_some() {
                                 // This trade's bar follows the bars that end at or before it.
@@ -273,11 +273,17 @@ struct Books {
 }
 
 impl Books {
-    #[inline]
+    #[inline(always)]
     fn place(&mut self, symbol: &Symbol) -> Option<usize> {
-        if let Some(i) = self.recent.get(symbol) {
-            return Some(i as usize);
+        match self.recent.get(symbol) {
+            Some(i) => Some(i as usize),
+            None => self.look_up(symbol),
         }
+    }
+
+    /// [`Books::place`] past the recent symbols: the map, out of line.
+    #[inline(never)]
+    fn look_up(&mut self, symbol: &Symbol) -> Option<usize> {
         let i = *self.places.get(symbol)?;
         self.recent.put(*symbol, i as u32);
         Some(i)
@@ -294,18 +300,23 @@ impl Books {
     }
 
     /// `symbol`'s book, a new one when it has none yet.
-    fn entry(&mut self, symbol: Symbol, windows: &[u64]) -> &mut SymbolBook {
-        let i = match self.place(&symbol) {
+    #[inline(always)]
+    fn entry(&mut self, symbol: &Symbol, windows: &[u64]) -> &mut SymbolBook {
+        let i = match self.place(symbol) {
             Some(i) => i,
-            None => {
-                let i = self.list.len();
-                self.list.push(SymbolBook::new(windows));
-                self.places.insert(symbol, i);
-                self.recent.put(symbol, i as u32);
-                i
-            }
+            None => self.open(*symbol, windows),
         };
         &mut self.list[i]
+    }
+
+    /// A new book for `symbol`; its place.
+    #[inline(never)]
+    fn open(&mut self, symbol: Symbol, windows: &[u64]) -> usize {
+        let i = self.list.len();
+        self.list.push(SymbolBook::new(windows));
+        self.places.insert(symbol, i);
+        self.recent.put(symbol, i as u32);
+        i
     }
 }
 
@@ -385,7 +396,7 @@ fn change(
 }
 
 fn apply(books: &mut Books, windows: &[u64], rule: &AlertRule, diff: isize) {
-    let book = books.entry(rule.symbol, windows);
+    let book = books.entry(&rule.symbol, windows);
     if diff < 0 {
         book.remove(&rule.id);
     } else if diff > 0 {

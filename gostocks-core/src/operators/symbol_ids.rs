@@ -25,13 +25,13 @@ impl Default for RecentSymbols {
 }
 
 impl RecentSymbols {
-    #[inline]
+    #[inline(always)]
     fn slot(symbol: &Symbol) -> usize {
         (symbol.quick_hash() >> 56) as usize
     }
 
     /// The place remembered for `symbol`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, symbol: &Symbol) -> Option<u32> {
         let (s, place) = &self.slots[Self::slot(symbol)];
         (*place != u32::MAX && s == symbol).then_some(*place)

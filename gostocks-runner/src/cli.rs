@@ -181,8 +181,9 @@ pub struct BenchPipelineArgs {
     #[arg(long, default_value_t = 50_000)]
     pub rate: u64,
 
-    /// Seconds of the latency measurement.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of the latency measurement (after 2 s of warm-up); the bench prints the p99 of
+    /// each second.
+    #[arg(long, default_value_t = 30)]
     pub latency_secs: u64,
 
     /// The result grid of the latency measurement: stats are written once their grid time is

@@ -171,10 +171,28 @@ impl RedisSink {
     /// holds (guarded on `time_ns`, atomically), publishing each applied update on
     /// `updates:<SYMBOL>`; returns how many were applied.
     pub async fn write_hashes(&self, updates: &[HashUpdate]) -> Result<usize, Error> {
-        if updates.is_empty() {
+        self.write(&[], updates).await
+    }
+
+    /// [`RedisSink::write_prices`] and [`RedisSink::write_hashes`] in one pipelined round trip;
+    /// returns how many updates were applied. The hashes go first: a stats row, written once
+    /// per grid time, does not wait behind the prices of every symbol that traded.
+    pub async fn write(
+        &self,
+        prices: &[PriceUpdate],
+        hashes: &[HashUpdate],
+    ) -> Result<usize, Error> {
+        if prices.is_empty() && hashes.is_empty() {
             return Ok(0);
         }
         let mut pipe = redis::pipe();
+        self.add_hashes(&mut pipe, hashes);
+        self.add_prices(&mut pipe, prices);
+        self.run_guarded(&pipe, "writing prices and hashes").await
+    }
+
+    /// The guarded writes of `updates`, added to `pipe`.
+    fn add_hashes(&self, pipe: &mut redis::Pipeline, updates: &[HashUpdate]) {
         for u in updates {
             let mut msg = serde_json::Map::new();
             msg.insert("key".into(), u.key.clone().into());
@@ -194,7 +212,6 @@ impl RedisSink {
             }
             pipe.invoke_script(&inv);
         }
-        self.run_guarded(&pipe, "writing hashes").await
     }
 
     /// Reads a hash written by [`RedisSink::write_hashes`] (`None` if absent).
@@ -219,10 +236,11 @@ impl RedisSink {
     /// Writes a batch in one pipelined round trip; returns how many updates were newer than
     /// what Redis held.
     pub async fn write_prices(&self, updates: &[PriceUpdate]) -> Result<usize, Error> {
-        if updates.is_empty() {
-            return Ok(0);
-        }
-        let mut pipe = redis::pipe();
+        self.write(updates, &[]).await
+    }
+
+    /// The guarded writes of `updates`, added to `pipe`.
+    fn add_prices(&self, pipe: &mut redis::Pipeline, updates: &[PriceUpdate]) {
         for u in updates {
             let key = self.price_key(&u.symbol);
             let channel = format!("{}updates:{}", self.prefix, u.symbol);
@@ -241,7 +259,6 @@ impl RedisSink {
                     .arg(price_order(u.time_ns, u.seq)),
             );
         }
-        self.run_guarded(&pipe, "writing prices").await
     }
 
     /// Runs a pipeline of guarded-write scripts (reloading them if Redis restarted and forgot

@@ -159,8 +159,8 @@ impl Sink for Redis {
         }
         let prices: Vec<PriceUpdate> = prices.into_values().collect();
         let hashes: Vec<HashUpdate> = hashes.into_values().collect();
-        self.redis.write_prices(&prices).await?;
-        self.redis.write_hashes(&hashes).await?;
+        // One round trip for both.
+        self.redis.write(&prices, &hashes).await?;
         Ok(())
     }
 }

@@ -48,9 +48,7 @@ pub struct Analytics<'scope> {
     pub stats: StreamVec<'scope, u64, StatsRow>,
     /// Final bars with their EMA.
     pub bars: StreamVec<'scope, u64, BarRow>,
-    /// The sequenced trades (for alert matching), when asked for: each symbol's trades of a
-    /// grid time in `(t, seq)` order, the symbols interleaved as their trades came (a sort by
-    /// symbol would cost a copy of every trade, and matching keeps each symbol's state apart).
+    /// The sequenced trades (for alert matching and live feeds), when asked for.
     pub sequenced: Option<StreamVec<'scope, u64, Sequenced>>,
 }
 
@@ -109,7 +107,6 @@ pub fn analytics<'scope>(
         config.resolution.ns(),
         &config.bars,
         keep_sequenced,
-        false,
         folds,
     );
     let stats = window_stats::window_changelog_core(entries, changes, &config.windows);

@@ -397,7 +397,7 @@ impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
     ) -> CellsAndSequenced<'scope> {
         let folds = (EachCell, Nothing, Nothing);
         let (cells, _, _, sequenced) =
-            sequence_cells_core(self, resolution, bars, keep_sequenced, true, folds);
+            sequence_cells_core(self, resolution, bars, keep_sequenced, folds);
         (cells, sequenced)
     }
 }
@@ -444,15 +444,12 @@ pub(crate) type Folded<'scope, A, B, C> = (
 /// [`SequenceCells::sequence_cells`] with the cells folded three ways as they are made, each
 /// fold with its output: the cells never travel as messages of their own (what the analytics
 /// derive from a cell is smaller than the cell, and one stream read by three operators would
-/// be copied for each but the last). The sequenced trades (when `keep_sequenced`) are sorted
-/// by symbol only when `sort_sequenced`; else each symbol's come in `(t, seq)` order, the
-/// symbols interleaved as they came.
+/// be copied for each but the last).
 pub(crate) fn sequence_cells_core<'scope, A, B, C>(
     trades: StreamVec<'scope, u64, Trade>,
     resolution: u64,
     bars: &[Span],
     keep_sequenced: bool,
-    sort_sequenced: bool,
     (mut a, mut b, mut c): (A, B, C),
 ) -> Folded<'scope, A::Out, B::Out, C::Out>
 where
@@ -497,9 +494,9 @@ where
             grid.trades.release(is_final, |time, trades| {
                 // Folded as they came when every symbol's trades came in order (the cells'
                 // order within a grid time matters to no fold); the sequenced trades go out
-                // in `(symbol, t, seq)` order when `sort_sequenced`, else as they were folded.
+                // in `(symbol, t, seq)` order.
                 let in_order = roster.file(trades);
-                if !in_order || (keep_sequenced && sort_sequenced) {
+                if !in_order || keep_sequenced {
                     roster.sort(trades);
                 }
                 let sequenced = keep_sequenced.then_some(&mut ready);

@@ -188,7 +188,12 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         self.add_hashes(&mut pipe, hashes);
         self.add_prices(&mut pipe, prices);
-        self.run_guarded(&pipe, "writing prices and hashes").await
+        let context = match (prices.is_empty(), hashes.is_empty()) {
+            (false, true) => "writing prices",
+            (true, false) => "writing hashes",
+            _ => "writing prices and hashes",
+        };
+        self.run_guarded(&pipe, context).await
     }
 
     /// The guarded writes of `updates`, added to `pipe`.

@@ -431,9 +431,21 @@ mod tests {
             ("0.00000001", 1),
             ("92233720368.54775807", i64::MAX),
         ] {
-            assert_eq!(parse_decimal(s.as_bytes()).map(|f| f.0).ok(), Some(units), "{s}");
+            assert_eq!(
+                parse_decimal(s.as_bytes()).map(|f| f.0).ok(),
+                Some(units),
+                "{s}"
+            );
         }
-        for s in [".", "", "1.000000001", "92233720368.54775808", "1..2", "-1", "1e2"] {
+        for s in [
+            ".",
+            "",
+            "1.000000001",
+            "92233720368.54775808",
+            "1..2",
+            "-1",
+            "1e2",
+        ] {
             assert_eq!(parse_plain(s.as_bytes()), None, "{s}");
         }
     }

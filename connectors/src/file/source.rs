@@ -943,13 +943,31 @@ mod tests {
     #[test]
     fn csv_fields_and_integers() {
         let many = (0..20).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-        for line in ["", ",", "a", "a,", ",b", "a,,b", "GOOG,1,0,579.4,4", many.as_str()] {
+        for line in [
+            "",
+            ",",
+            "a",
+            "a,",
+            ",b",
+            "a,,b",
+            "GOOG,1,0,579.4,4",
+            many.as_str(),
+        ] {
             let f = split_csv(line.as_bytes());
             let want: Vec<&[u8]> = line.as_bytes().split(|&c| c == b',').collect();
             let got: Vec<&[u8]> = (0..f.len()).map(|i| f.get(i).unwrap()).collect();
             assert_eq!(got, want, "{line:?}");
         }
-        for s in ["0", "-12", "1340285400015105074", "18446744073709551615", " 7", "1x", "", "-"] {
+        for s in [
+            "0",
+            "-12",
+            "1340285400015105074",
+            "18446744073709551615",
+            " 7",
+            "1x",
+            "",
+            "-",
+        ] {
             let fast: Option<u64> = int(s.as_bytes(), "n").ok();
             assert_eq!(fast, s.trim().parse().ok(), "{s:?}");
             let signed: Option<i64> = int(s.as_bytes(), "n").ok();

@@ -588,7 +588,7 @@ pub struct SymbolBook {
     last_price: Option<Fixed>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    ids: HashMap<String, u32>,
+    ids: HashMap<smol_str::SmolStr, u32>,
     pending: BTreeSet<(u64, u32)>,
     cooling: BTreeSet<(u64, u32)>,
     armed: Indexes,
@@ -1027,7 +1027,7 @@ impl SymbolBook {
             self.slots.push(None);
             (self.slots.len() - 1) as u32
         });
-        self.ids.insert(rule.id.clone(), slot);
+        self.ids.insert(rule.id.as_str().into(), slot);
         let f = family(&rule, self.windows.len());
         if f != CHANNEL {
             self.used_end = self.used_end.max(f + 1);
@@ -1070,6 +1070,14 @@ impl SymbolBook {
             first_tick: self.ticks,
             recent: VecDeque::new(),
         });
+    }
+
+    /// Makes room for `additional` more rules, so that a large set of them (every alert, when
+    /// the dataflow starts) is inserted without growing the book rule by rule.
+    pub fn reserve(&mut self, additional: usize) {
+        let additional = additional.saturating_sub(self.free.len());
+        self.slots.reserve(additional);
+        self.ids.reserve(additional);
     }
 
     /// Removes the rule with `id`, wherever it is in its life.
@@ -1253,7 +1261,7 @@ impl SymbolBook {
                 let ready = match s.rule.mode {
                     Mode::Once => {
                         if let Some(done) = self.slots[slot as usize].take() {
-                            self.ids.remove(&done.rule.id);
+                            self.ids.remove(done.rule.id.as_str());
                         }
                         self.free.push(slot);
                         continue;
@@ -1354,7 +1362,7 @@ impl SymbolBook {
                 Mode::OncePerInterval => t.saturating_add(s.rule.cooldown_ns),
                 Mode::Once | Mode::OncePerBarClose => {
                     if let Some(done) = self.slots[slot as usize].take() {
-                        self.ids.remove(&done.rule.id);
+                        self.ids.remove(done.rule.id.as_str());
                     }
                     self.free.push(slot);
                     self.channels.swap_remove(i);

@@ -91,6 +91,7 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                 let mut trades: VecDeque<(Capability<u64>, Vec<Sequenced>, usize)> =
                     VecDeque::new();
                 let mut changes: Vec<(u64, isize, AlertRule)> = Vec::new();
+                let mut arrivals: Vec<Vec<(AlertRule, u64, isize)>> = Vec::new();
                 let mut events = Vec::new();
                 // The bars that `once_per_bar_close` alerts wait to see closed: (end, symbol),
                 // one entry per book, at its `next_close`; their events (at the bars' ends)
@@ -113,15 +114,19 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                             trades.push_back((cap.delayed(&least, 0), records, 0));
                         }
                     });
-                    let mut arrived = false;
+                    // Gathered first and copied once: every alert comes at once when the
+                    // dataflow starts, and `changes` grown container by container would copy
+                    // them over and over.
                     input2.for_each_stamp(|_cap, data| {
-                        for container in data {
-                            arrived |= !container.is_empty();
-                            changes.extend(container.drain(..).map(|(r, t, d)| (t, d, r)));
-                        }
+                        arrivals.extend(data.map(std::mem::take));
                     });
-                    if arrived {
+                    if !arrivals.is_empty() {
+                        changes.reserve(arrivals.iter().map(Vec::len).sum());
+                        for container in arrivals.drain(..) {
+                            changes.extend(container.into_iter().map(|(r, t, d)| (t, d, r)));
+                        }
                         consolidate(&mut changes);
+                        books.reserve_for(&changes, &windows);
                     }
                     // Retractions before insertions at one time: an update replaces the rule.
                     changes.sort_unstable_by(|a, b| (a.0, a.1, &a.2.id).cmp(&(b.0, b.1, &b.2.id)));
@@ -241,25 +246,28 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
 /// the retraction-first order below would otherwise leave it inserted.
 fn consolidate(changes: &mut Vec<(u64, isize, AlertRule)>) {
     changes.sort_unstable_by(|a, b| (a.0, &a.2, a.1).cmp(&(b.0, &b.2, b.1)));
-    let mut out: Vec<(u64, isize, AlertRule)> = Vec::with_capacity(changes.len());
-    for change in changes.drain(..) {
-        match out.last_mut() {
-            Some(last) if last.0 == change.0 && last.2 == change.2 => {
-                last.1 += change.1;
-                if last.1 == 0 {
-                    out.pop();
-                }
+    // In place: the changes of one rule at one time summed into the first of them.
+    changes.dedup_by(|later, kept| {
+        let same = later.0 == kept.0 && later.2 == kept.2;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
+    changes.retain(|c| c.1 != 0);
+    // What is left of a rule at a time is one change per unit of its sum: mostly one, and
+    // then the rule stays where it is rather than being cloned.
+    if changes.iter().any(|c| c.1.unsigned_abs() != 1) {
+        let units = changes.iter().map(|c| c.1.unsigned_abs()).sum();
+        let mut out = Vec::with_capacity(units);
+        for (t, d, rule) in changes.drain(..) {
+            for _ in 1..d.unsigned_abs() {
+                out.push((t, d.signum(), rule.clone()));
             }
-            _ => out.push(change),
+            out.push((t, d.signum(), rule));
         }
+        *changes = out;
     }
-    // What is left of a rule at a time is one change per unit of its sum.
-    for (t, d, rule) in std::mem::take(&mut out) {
-        for _ in 0..d.unsigned_abs() {
-            out.push((t, d.signum(), rule.clone()));
-        }
-    }
-    *changes = out;
 }
 
 /// The symbols' books, in a vector with a map from symbol to place, and the places of the
@@ -307,6 +315,21 @@ impl Books {
             None => self.open(*symbol, windows),
         };
         &mut self.list[i]
+    }
+
+    /// Makes room in each symbol's book for the insertions among `changes`, ahead of applying
+    /// them (a book is opened for a symbol that has none yet).
+    fn reserve_for(&mut self, changes: &[(u64, isize, AlertRule)], windows: &[u64]) {
+        let mut inserts: HashMap<Symbol, usize> = HashMap::default();
+        for (_, diff, rule) in changes {
+            if *diff > 0 {
+                *inserts.entry(rule.symbol).or_default() += 1;
+            }
+        }
+        // A few rules at a time, as users change them, need no room made.
+        for (symbol, n) in inserts.into_iter().filter(|&(_, n)| n >= 16) {
+            self.entry(&symbol, windows).reserve(n);
+        }
     }
 
     /// A new book for `symbol`; its place.

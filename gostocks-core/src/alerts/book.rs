@@ -1027,7 +1027,9 @@ impl SymbolBook {
             self.slots.push(None);
             (self.slots.len() - 1) as u32
         });
-        self.ids.insert(rule.id.as_str().into(), slot);
+        // Inline up to 23 bytes: the map's key and the slot's copy for its events, made once.
+        let id = smol_str::SmolStr::from(rule.id.as_str());
+        self.ids.insert(id.clone(), slot);
         let f = family(&rule, self.windows.len());
         if f != CHANNEL {
             self.used_end = self.used_end.max(f + 1);
@@ -1064,7 +1066,7 @@ impl SymbolBook {
         };
         self.slots[slot as usize] = Some(Slot {
             family: f,
-            id: rule.id.as_str().into(),
+            id,
             rule,
             state,
             first_tick: self.ticks,

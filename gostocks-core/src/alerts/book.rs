@@ -215,11 +215,11 @@ struct CloseTick {
     /// Per window: the sign of `price - sma` and the sma, after the tick.
     sma: Vec<Option<(Ordering, f64)>>,
     /// Per window: the sign of `price - sma` at the tick before.
-    prev_sign: Vec<Option<Ordering>>,
+    prev_sign: PerWindow<Option<Ordering>>,
     /// Per window: the sign of `price - vwap` and the vwap, after the tick.
     vwap: Vec<Option<(Ordering, f64)>>,
     /// Per window: the sign of `price - vwap` at the tick before.
-    prev_vwap_sign: Vec<Option<Ordering>>,
+    prev_vwap_sign: PerWindow<Option<Ordering>>,
     /// Per window: the volatility after the tick.
     volatility: Vec<Option<f64>>,
     /// Per window: the price of its earliest tick, after the tick.
@@ -579,10 +579,10 @@ fn change_boundary(first: Fixed, price: Fixed, up: bool) -> Option<(i64, f64)> {
 pub struct SymbolBook {
     windows: TickWindows,
     /// Per window: the sign of `price - sma` at the previous tick.
-    prev_sma_sign: Vec<Option<std::cmp::Ordering>>,
+    prev_sma_sign: PerWindow<Option<std::cmp::Ordering>>,
     /// Per window: the sign of `price - vwap` at the previous tick, kept once a vwap alert came
     /// (see [`SymbolBook::insert`]).
-    prev_vwap_sign: Vec<Option<std::cmp::Ordering>>,
+    prev_vwap_sign: PerWindow<Option<std::cmp::Ordering>>,
     vwap_used: bool,
     /// The previous tick's price.
     last_price: Option<Fixed>,
@@ -605,11 +605,11 @@ pub struct SymbolBook {
     /// Per window: its volatility after the current tick, as far as the volatility alerts
     /// need it (see [`Vol`]). Its float boundary (see [`float_boundary`]) is worked out only
     /// when an index's bounds show it can hold something: most ticks fire and reset nothing.
-    volatility: Vec<Vol>,
+    volatility: PerWindow<Vol>,
     /// Per window: `price - sma` after the current tick, as [`Sums::diff_from_sma`](crate::indicators::Sums::diff_from_sma)
     /// gives it, worked out once for the resets, the firings and the signs kept for the next
     /// tick.
-    sma_diff: Vec<Option<(i128, i128)>>,
+    sma_diff: PerWindow<Option<(i128, i128)>>,
     /// The channel alerts that are armed or disarmed, judged one by one on each tick.
     channels: Vec<u32>,
     /// Ticks seen so far.
@@ -619,6 +619,11 @@ pub struct SymbolBook {
     /// The last tick, while `groups` is not empty.
     last: CloseTick,
 }
+
+/// A value per window, held in the book itself up to two windows (the default configuration):
+/// a tick reads every window's, and a separate allocation each is one more cache line to wait
+/// for on every tick whose book the ticks before it have pushed out of the cache.
+type PerWindow<T> = smallvec::SmallVec<[T; 2]>;
 
 const PRICE_ABOVE: usize = 0;
 const PRICE_BELOW: usize = 1;
@@ -897,8 +902,8 @@ impl SymbolBook {
         let families = VOL + WINDOWED * windows.len().max(1);
         SymbolBook {
             windows: TickWindows::without_vwap(windows),
-            prev_sma_sign: vec![None; windows.len()],
-            prev_vwap_sign: vec![None; windows.len()],
+            prev_sma_sign: smallvec::smallvec![None; windows.len()],
+            prev_vwap_sign: smallvec::smallvec![None; windows.len()],
             vwap_used: false,
             last_price: None,
             slots: Vec::new(),
@@ -912,8 +917,8 @@ impl SymbolBook {
             swept_len: 0,
             used_end: 0,
             scratch: Vec::new(),
-            volatility: vec![Vol::Settled; windows.len()],
-            sma_diff: vec![None; windows.len()],
+            volatility: smallvec::smallvec![Vol::Settled; windows.len()],
+            sma_diff: smallvec::smallvec![None; windows.len()],
             channels: Vec::new(),
             ticks: 0,
             groups: Vec::new(),
@@ -1263,7 +1268,7 @@ impl SymbolBook {
                 let ready = match s.rule.mode {
                     Mode::Once => {
                         if let Some(done) = self.slots[slot as usize].take() {
-                            self.ids.remove(done.rule.id.as_str());
+                            self.ids.remove(done.id.as_str());
                         }
                         self.free.push(slot);
                         continue;
@@ -1364,7 +1369,7 @@ impl SymbolBook {
                 Mode::OncePerInterval => t.saturating_add(s.rule.cooldown_ns),
                 Mode::Once | Mode::OncePerBarClose => {
                     if let Some(done) = self.slots[slot as usize].take() {
-                        self.ids.remove(done.rule.id.as_str());
+                        self.ids.remove(done.id.as_str());
                     }
                     self.free.push(slot);
                     self.channels.swap_remove(i);

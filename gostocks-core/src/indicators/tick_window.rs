@@ -350,7 +350,8 @@ pub(crate) struct TickWindows {
     /// an index into a vector is one instruction where a queue's wraps. What no window holds
     /// is cut off once it is half of the vector (each tick is moved at most once on average).
     ticks: Vec<Entry>,
-    parts: Vec<Part>,
+    /// In the struct up to two windows (see `PerWindow` in the alert book).
+    parts: smallvec::SmallVec<[Part; 2]>,
     /// Whether the vwap's sums are kept (in every window, or in none).
     weighted: bool,
 }

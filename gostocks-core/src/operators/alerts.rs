@@ -88,8 +88,8 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                 // them while they are still in the cache, and come back for the rest.
                 let activator = scope.activator_for(info.address);
                 let mut books = Books::default();
-                let mut trades: VecDeque<(Capability<u64>, Vec<Sequenced>, usize)> =
-                    VecDeque::new();
+                let mut trades: VecDeque<Message> = VecDeque::new();
+                let mut grouping = Grouping::default();
                 let mut changes: Vec<(u64, isize, AlertRule)> = Vec::new();
                 let mut arrivals: Vec<Vec<(AlertRule, u64, isize)>> = Vec::new();
                 let mut events = Vec::new();
@@ -111,7 +111,12 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                             }
                         }
                         if let Some(least) = records.iter().map(|s| s.time).min() {
-                            trades.push_back((cap.delayed(&least, 0), records, 0));
+                            trades.push_back(Message {
+                                cap: cap.delayed(&least, 0),
+                                records,
+                                next: 0,
+                                grouped: None,
+                            });
                         }
                     });
                     // Gathered first and copied once: every alert comes at once when the
@@ -133,26 +138,55 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                     let rules_frontier = frontier2.frontier();
                     let mut applied = 0;
                     let mut given = 0;
-                    'messages: while let Some((cap, records, next)) = trades.front_mut() {
+                    'messages: while let Some(message) = trades.front_mut() {
+                        let Message {
+                            cap,
+                            records,
+                            next,
+                            grouped,
+                        } = message;
+                        if *next == 0
+                            && grouped.is_none()
+                            && let Some((least, _)) =
+                                groupable(records, rules_frontier, &changes[applied..])
+                        {
+                            // What matching in time order does before the message's first
+                            // trade; no rule change falls within the message.
+                            while applied < changes.len() && changes[applied].0 <= least {
+                                let (time, diff, rule) = &changes[applied];
+                                close_before(&mut books, &mut closing, *time, &mut closed);
+                                change(&mut books, &mut closing, &windows, rule, *diff);
+                                applied += 1;
+                            }
+                            close_before(&mut books, &mut closing, least, &mut closed);
+                            *grouped = Some(grouping.order(records, &mut books, &windows, least));
+                        }
                         while *next < records.len() {
                             if given >= EVENTS_PER_ACTIVATION {
                                 activator.activate();
                                 break 'messages;
                             }
-                            let s = &records[*next];
-                            // Every rule change at or before this grid time must be in.
-                            if rules_frontier.less_equal(&s.time) {
-                                break 'messages;
-                            }
-                            while applied < changes.len() && changes[applied].0 <= s.time {
-                                let (time, diff, rule) = &changes[applied];
-                                // A bar that ends before the change was final without it.
-                                close_before(&mut books, &mut closing, *time, &mut closed);
-                                change(&mut books, &mut closing, &windows, rule, *diff);
-                                applied += 1;
-                            }
-                            // Every trade of a grid time before this one is in.
-                            close_before(&mut books, &mut closing, s.time, &mut closed);
+                            let s = match grouped {
+                                Some(g) => &records[g.order[*next] as usize],
+                                None => {
+                                    let s = &records[*next];
+                                    // Every rule change at or before this grid time must be in.
+                                    if rules_frontier.less_equal(&s.time) {
+                                        break 'messages;
+                                    }
+                                    while applied < changes.len() && changes[applied].0 <= s.time {
+                                        let (time, diff, rule) = &changes[applied];
+                                        // A bar that ends before the change was final without
+                                        // it.
+                                        close_before(&mut books, &mut closing, *time, &mut closed);
+                                        change(&mut books, &mut closing, &windows, rule, *diff);
+                                        applied += 1;
+                                    }
+                                    // Every trade of a grid time before this one is in.
+                                    close_before(&mut books, &mut closing, s.time, &mut closed);
+                                    s
+                                }
+                            };
                             let symbol = s.trade.symbol;
                             let book = books.entry(&symbol, &windows);
                             let before = book.next_close();
@@ -188,17 +222,23 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                         if !events.is_empty() {
                             output.session(&*cap).give_iterator(events.drain(..));
                         }
-                        trades.pop_front();
+                        if let Some(g) = trades.pop_front().and_then(|m| m.grouped) {
+                            grouping.recycle(g.order);
+                        }
                     }
                     if !events.is_empty()
-                        && let Some((cap, ..)) = trades.front()
+                        && let Some(message) = trades.front()
                     {
-                        output.session(cap).give_iterator(events.drain(..));
+                        output.session(&message.cap).give_iterator(events.drain(..));
                     }
                     // Changes no pending or future trade can precede are applied now, so that
                     // they do not pile up while a symbol is quiet.
                     let trades_frontier = frontier1.frontier();
-                    let horizon = trades.front().map(|(_, r, n)| r[*n].time);
+                    // The least grid time of a trade not yet matched.
+                    let horizon = trades.front().map(|m| match &m.grouped {
+                        Some(g) => g.least,
+                        None => m.records[m.next].time,
+                    });
                     while applied < changes.len() {
                         let time = changes[applied].0;
                         if trades_frontier.less_equal(&time)
@@ -277,6 +317,8 @@ fn consolidate(changes: &mut Vec<(u64, isize, AlertRule)>) {
 struct Books {
     places: HashMap<Symbol, usize>,
     list: Vec<SymbolBook>,
+    /// Each book's symbol.
+    symbols: Vec<Symbol>,
     recent: RecentSymbols,
 }
 
@@ -337,9 +379,127 @@ impl Books {
     fn open(&mut self, symbol: Symbol, windows: &[u64]) -> usize {
         let i = self.list.len();
         self.list.push(SymbolBook::new(windows));
+        self.symbols.push(symbol);
         self.places.insert(symbol, i);
         self.recent.put(symbol, i as u32);
         i
+    }
+}
+
+/// A message of sequenced trades as `match_alerts` holds it: `next` is where matching
+/// stands.
+struct Message {
+    cap: Capability<u64>,
+    records: Vec<Sequenced>,
+    next: usize,
+    /// The order to match them in, when matched symbol by symbol (see [`groupable`]).
+    grouped: Option<Grouped>,
+}
+
+/// A message's trades in the order they are matched symbol by symbol.
+struct Grouped {
+    /// Indexes into the message's records: each symbol's trades in the message's order, the
+    /// symbols in order.
+    order: Vec<u32>,
+    /// The least grid time of the message's trades.
+    least: u64,
+}
+
+/// Whether a message's trades may be matched symbol by symbol rather than in time order, and
+/// if so its least and greatest grid times. In time order, each grid time's trades visit the
+/// books of its symbols, and the next grid time's visit them again, each time out of the
+/// cache; symbol by symbol, a book takes all of its trades in the message at once. The
+/// events are the same when no rule change can fall within the message's grid times (every
+/// change in by its greatest, and none pending between its least and greatest): each book
+/// sees its own trades in `(t, seq)` order, closes its own bars as its trades pass them, and
+/// the bars of books without a trade are closed once the message is done, as in time order
+/// (their books have no trade in between). Only messages of several grid times gain: one
+/// holds many when a backlog or a file is read; live, mostly one.
+fn groupable(
+    records: &[Sequenced],
+    rules_frontier: timely::progress::frontier::AntichainRef<u64>,
+    pending: &[(u64, isize, AlertRule)],
+) -> Option<(u64, u64)> {
+    let (first, last) = (records.first()?.time, records.last()?.time);
+    if first == last
+        || rules_frontier.less_equal(&last)
+        || !records.is_sorted_by_key(|s| s.time)
+        || pending
+            .iter()
+            .find(|c| c.0 > first)
+            .is_some_and(|c| c.0 <= last)
+    {
+        return None;
+    }
+    Some((first, last))
+}
+
+/// The buffers of [`Grouping::order`], kept from one message to the next.
+#[derive(Default)]
+struct Grouping {
+    /// Per book: how many of the message's trades it has, then where its trades start.
+    counts: Vec<u32>,
+    /// Each trade's book.
+    places: Vec<u32>,
+    /// The books with trades in the message.
+    present: Vec<u32>,
+    /// An order vector given back, for the next message.
+    spare: Vec<u32>,
+}
+
+impl Grouping {
+    /// The order to match `records` in symbol by symbol (a counting sort by book, stable, the
+    /// books by symbol: the same order whatever order the symbols first came in). Opens a
+    /// book for a symbol that has none.
+    fn order(
+        &mut self,
+        records: &[Sequenced],
+        books: &mut Books,
+        windows: &[u64],
+        least: u64,
+    ) -> Grouped {
+        self.places.clear();
+        for s in records {
+            let place = match books.place(&s.trade.symbol) {
+                Some(i) => i,
+                None => books.open(s.trade.symbol, windows),
+            };
+            self.places.push(place as u32);
+        }
+        if self.counts.len() < books.list.len() {
+            self.counts.resize(books.list.len(), 0);
+        }
+        for &p in &self.places {
+            let count = &mut self.counts[p as usize];
+            if *count == 0 {
+                self.present.push(p);
+            }
+            *count += 1;
+        }
+        self.present
+            .sort_unstable_by_key(|&p| books.symbols[p as usize]);
+        let mut at = 0;
+        for &p in &self.present {
+            let count = &mut self.counts[p as usize];
+            (*count, at) = (at, at + *count);
+        }
+        let mut order = std::mem::take(&mut self.spare);
+        order.clear();
+        order.resize(records.len(), 0);
+        for (i, &p) in self.places.iter().enumerate() {
+            let slot = &mut self.counts[p as usize];
+            order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        for p in self.present.drain(..) {
+            self.counts[p as usize] = 0;
+        }
+        Grouped { order, least }
+    }
+
+    /// Takes back a message's order vector.
+    fn recycle(&mut self, order: Vec<u32>) {
+        self.spare = order;
     }
 }
 

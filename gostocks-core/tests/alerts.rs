@@ -481,6 +481,17 @@ fn changes(rules: &[(AlertRule, u64, u64)]) -> Vec<(AlertRule, u64, isize)> {
     out
 }
 
+/// The events as `(id, time, seq)`, in the reference's order: the output is in
+/// `(time, symbol, seq, id)` order, the reference in `(time, seq, id)`.
+fn in_reference_order(events: &[AlertEvent]) -> Vec<(String, u64, u64)> {
+    let mut got: Vec<(String, u64, u64)> = events
+        .iter()
+        .map(|e| (e.alert_id.to_string(), e.time_ns, e.seq))
+        .collect();
+    got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+    got
+}
+
 fn shuffled(trades: &[Trade], lateness: u64, seed: u64) -> Vec<Trade> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut keyed: Vec<(u64, Trade)> = trades
@@ -515,13 +526,7 @@ fn dataflow_agrees_with_the_plain_loop_on_random_streams() {
                 Outputs::Collect,
             );
             assert!(got.late.is_empty());
-            let mut got: Vec<(String, u64, u64)> = got
-                .events
-                .iter()
-                .map(|e: &AlertEvent| (e.alert_id.to_string(), e.time_ns, e.seq))
-                .collect();
-            // The output is in (time, symbol, seq, id) order; the reference in (time, seq, id).
-            got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+            let got = in_reference_order(&got.events);
             assert_eq!(
                 got.len(),
                 want.len(),
@@ -572,12 +577,7 @@ fn dataflow_agrees_with_the_plain_loop_in_every_trigger_mode() {
                 workers,
                 Outputs::Collect,
             );
-            let mut got: Vec<(String, u64, u64)> = got
-                .events
-                .iter()
-                .map(|e: &AlertEvent| (e.alert_id.to_string(), e.time_ns, e.seq))
-                .collect();
-            got.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+            let got = in_reference_order(&got.events);
             assert_eq!(got, want, "seed {seed}, {workers} workers");
         }
     }

@@ -11,6 +11,20 @@ const { chromium } = require('playwright-core');
 
 export const step = (s) => console.log(`step: ${s}`);
 
+// The pages on their way to another address: the requests in flight there are aborted.
+const leaving = new Set();
+
+// Takes `page` to `url`: what the page being left still had in flight (a poll, say) is aborted
+// by the browser, and is not an error.
+export async function leave(page, url) {
+  leaving.add(page);
+  try {
+    await page.goto(url, { waitUntil: 'load' });
+  } finally {
+    leaving.delete(page);
+  }
+}
+
 // Runs `body(page)` in a new page, then exits: 0 if it finished and the page logged no error.
 export async function withPage(out, body) {
   fs.mkdirSync(out, { recursive: true });
@@ -29,8 +43,11 @@ export async function withPage(out, body) {
     page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
     page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
     page.on('requestfailed', (r) => {
-      // Streams are cut when the page closes; anything else failing is an error.
-      if (!r.url().includes('/stream')) errors.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+      const why = r.failure()?.errorText;
+      // Streams are cut when the page closes, and the requests of a page being left (see
+      // `leave`) are aborted; anything else failing is an error.
+      if (r.url().includes('/stream') || (why === 'net::ERR_ABORTED' && leaving.has(page))) return;
+      errors.push(`request failed: ${r.url()} ${why}`);
     });
     await body(page);
   } catch (e) {

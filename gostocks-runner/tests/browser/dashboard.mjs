@@ -3,7 +3,7 @@
 // form that the next tick triggers, sees its event arrive, and saves screenshots.
 // Usage: node dashboard.mjs <base url> <api key> <output dir>   (NODE_PATH: playwright-core)
 import path from 'node:path';
-import { step, withPage } from './chromium.mjs';
+import { leave, step, withPage } from './chromium.mjs';
 
 const [base, key, out] = process.argv.slice(2);
 
@@ -111,7 +111,7 @@ await withPage(out, async (page) => {
 
   // The API's page renders every operation of /openapi.json.
   await page.setViewportSize({ width: 1280, height: 1000 });
-  await page.goto(new URL('/docs', base).href, { waitUntil: 'load' });
+  await leave(page, new URL('/docs', base).href);
   await page.waitForFunction(() => document.querySelectorAll('#docs section').length >= 20, null, { timeout: 10000 });
   await page.screenshot({ path: path.join(out, 'docs.png') });
   step(`/docs lists ${await page.locator('#docs section').count()} operations`);

@@ -152,13 +152,15 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                         {
                             // What matching in time order does before the message's first
                             // trade; no rule change falls within the message.
-                            while applied < changes.len() && changes[applied].0 <= least {
-                                let (time, diff, rule) = &changes[applied];
-                                close_before(&mut books, &mut closing, *time, &mut closed);
-                                change(&mut books, &mut closing, &windows, rule, *diff);
-                                applied += 1;
-                            }
-                            close_before(&mut books, &mut closing, least, &mut closed);
+                            let pending = &changes[applied..];
+                            applied += catch_up(
+                                &mut books,
+                                &mut closing,
+                                &windows,
+                                pending,
+                                least,
+                                &mut closed,
+                            );
                             *grouped = Some(grouping.order(records, &mut books, &windows, least));
                         }
                         while *next < records.len() {
@@ -174,16 +176,15 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                                     if rules_frontier.less_equal(&s.time) {
                                         break 'messages;
                                     }
-                                    while applied < changes.len() && changes[applied].0 <= s.time {
-                                        let (time, diff, rule) = &changes[applied];
-                                        // A bar that ends before the change was final without
-                                        // it.
-                                        close_before(&mut books, &mut closing, *time, &mut closed);
-                                        change(&mut books, &mut closing, &windows, rule, *diff);
-                                        applied += 1;
-                                    }
-                                    // Every trade of a grid time before this one is in.
-                                    close_before(&mut books, &mut closing, s.time, &mut closed);
+                                    let pending = &changes[applied..];
+                                    applied += catch_up(
+                                        &mut books,
+                                        &mut closing,
+                                        &windows,
+                                        pending,
+                                        s.time,
+                                        &mut closed,
+                                    );
                                     s
                                 }
                             };
@@ -545,6 +546,28 @@ fn close_due(
             }
         }
     }
+}
+
+/// What comes before matching a trade of grid time `until`: the first of `pending` (sorted by
+/// time) up to `until` applied, each after closing the bars that end before it (a bar that
+/// ends before a change was final without it), then the bars that end before `until` closed
+/// (every trade of an earlier grid time is in). Returns how many changes were applied.
+fn catch_up(
+    books: &mut Books,
+    closing: &mut BTreeSet<(u64, Symbol)>,
+    windows: &[u64],
+    pending: &[(u64, isize, AlertRule)],
+    until: u64,
+    closed: &mut Vec<AlertEvent>,
+) -> usize {
+    let mut n = 0;
+    for (time, diff, rule) in pending.iter().take_while(|c| c.0 <= until) {
+        close_before(books, closing, *time, closed);
+        change(books, closing, windows, rule, *diff);
+        n += 1;
+    }
+    close_before(books, closing, until, closed);
+    n
 }
 
 /// Moves `symbol`'s entry in `closing` from `before` to `after`.

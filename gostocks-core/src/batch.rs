@@ -192,7 +192,8 @@ pub fn run_batch_core(
     outputs: Outputs,
 ) -> BatchOutput {
     let alerts = !rules.is_empty();
-    let (rules, inputs) = (Arc::new(rules), Arc::new(inputs));
+    // Taken once, by worker 0: moved into the dataflow rather than cloned rule by rule.
+    let (rules, inputs) = (Arc::new(Mutex::new(Some(rules))), Arc::new(inputs));
     let out = Arc::new(Mutex::new(BatchOutput::default()));
     let counters = Arc::new(Counters::default());
     let config = config.clone();
@@ -204,10 +205,10 @@ pub fn run_batch_core(
             (pipeline, consume(out, outputs, &counters, &shared))
         });
         // The rules apply from their own times on: they enter at worker 0, once.
-        if index == 0 {
-            for rule in rules.iter() {
-                pipeline.rules.send(rule.clone());
-            }
+        if index == 0
+            && let Some(mut all) = lock(&rules).take()
+        {
+            pipeline.rules.send_batch(&mut all);
         }
         let Inputs { mut trades, rules } = pipeline;
         drop(rules);

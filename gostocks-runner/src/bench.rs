@@ -264,31 +264,36 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             peak / 1024
         );
     }
-    // (c) against (a) at 1 worker, in pairs run one right after the other: the rows above are
-    // measured minutes apart, and a host whose speed drifts moves their ratio; a pair's ratio
-    // it moves far less.
+    // (c) against (a) at 1 worker, each (c) between two runs of (a), one right after the
+    // other: the rows above are measured minutes apart, and a host whose speed drifts moves
+    // their ratio; (c) against the mean of the (a) before and after it cancels a steady drift.
+    // The (a) after one (c) is the (a) before the next.
     let mut ratios = Vec::new();
-    for _ in 0..args.runs {
-        let mut once = |phase| {
-            measure_once(
-                &me,
-                &args,
-                Measure::Phase(phase),
-                1,
-                &csv,
-                &out_dir,
-                &mut rows,
-            )
-            .map(|(_, secs, _)| secs)
-        };
-        let a = once(BenchPhase::Memory).context("(a) of a pair")?;
-        let c = once(BenchPhase::Alerts).context("(c) of a pair")?;
-        ratios.push(c / a.max(1e-9));
+    let mut once = |phase| {
+        measure_once(
+            &me,
+            &args,
+            Measure::Phase(phase),
+            1,
+            &csv,
+            &out_dir,
+            &mut rows,
+        )
+        .map(|(_, secs, _)| secs)
+    };
+    if args.runs > 0 {
+        let mut before = once(BenchPhase::Memory).context("(a) before a (c)")?;
+        for _ in 0..args.runs {
+            let c = once(BenchPhase::Alerts).context("(c) between two (a)")?;
+            let after = once(BenchPhase::Memory).context("(a) after a (c)")?;
+            ratios.push(c / ((before + after) / 2.0).max(1e-9));
+            before = after;
+        }
     }
     ratios.sort_by(f64::total_cmp);
     if let (Some(least), Some(most)) = (ratios.first(), ratios.last()) {
         println!(
-            "\n(c) with {} alerts against (a), 1 worker, in {} pairs run one after the other: {:.2}x (median; from {least:.2}x to {most:.2}x)",
+            "\n(c) with {} alerts against (a), 1 worker, each (c) against the (a) run just before and just after it, {} times: {:.2}x (median; from {least:.2}x to {most:.2}x)",
             args.alerts,
             ratios.len(),
             ratios[ratios.len() / 2],

@@ -586,6 +586,9 @@ pub struct SymbolBook {
     vwap_used: bool,
     /// The previous tick's price.
     last_price: Option<Fixed>,
+    /// The previous tick's time: a rule created at or before it is armed as it comes in (the
+    /// next tick is at or after it), with no stop in `pending`.
+    last_time: Option<u64>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     ids: HashMap<smol_str::SmolStr, u32>,
@@ -906,6 +909,7 @@ impl SymbolBook {
             prev_vwap_sign: smallvec::smallvec![None; windows.len()],
             vwap_used: false,
             last_price: None,
+            last_time: None,
             slots: Vec::new(),
             free: Vec::new(),
             ids: HashMap::default(),
@@ -1065,6 +1069,10 @@ impl SymbolBook {
                 }),
             }
             State::AtClose
+        } else if rule.created_ns <= self.last_time.unwrap_or(0) {
+            // In force from the next tick on, which cannot be earlier: armed now. (Every
+            // alert comes in this way when the dataflow starts, before a book's first tick.)
+            State::Armed
         } else {
             self.pending.insert((rule.created_ns, slot));
             State::Pending
@@ -1077,6 +1085,9 @@ impl SymbolBook {
             first_tick: self.ticks,
             recent: VecDeque::new(),
         });
+        if state == State::Armed {
+            self.arm(slot);
+        }
     }
 
     /// Makes room for `additional` more rules, so that a large set of them (every alert, when
@@ -1155,6 +1166,7 @@ impl SymbolBook {
         }
         self.windows
             .push_with_return(t, trade.price, trade.size, ret);
+        self.last_time = Some(t);
         if self.ids.is_empty() {
             self.remember_sma_signs(trade.price);
             self.ticks += 1;

@@ -90,8 +90,8 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                 let mut books = Books::default();
                 let mut trades: VecDeque<Message> = VecDeque::new();
                 let mut grouping = Grouping::default();
-                let mut changes: Vec<(u64, isize, AlertRule)> = Vec::new();
-                let mut arrivals: Vec<Vec<(AlertRule, u64, isize)>> = Vec::new();
+                let mut changes: Vec<Change> = Vec::new();
+                let mut arrivals: Vec<Vec<Change>> = Vec::new();
                 let mut events = Vec::new();
                 // The bars that `once_per_bar_close` alerts wait to see closed: (end, symbol),
                 // one entry per book, at its `next_close`; their events (at the bars' ends)
@@ -126,15 +126,19 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                         arrivals.extend(data.map(std::mem::take));
                     });
                     if !arrivals.is_empty() {
+                        // Mostly one container (every alert at once): it is kept as it is.
+                        if changes.is_empty() {
+                            changes = arrivals.swap_remove(0);
+                        }
                         changes.reserve(arrivals.iter().map(Vec::len).sum());
-                        for container in arrivals.drain(..) {
-                            changes.extend(container.into_iter().map(|(r, t, d)| (t, d, r)));
+                        for mut container in arrivals.drain(..) {
+                            changes.append(&mut container);
                         }
                         consolidate(&mut changes);
                         books.reserve_for(&changes, &windows);
                     }
                     // Retractions before insertions at one time: an update replaces the rule.
-                    changes.sort_unstable_by(|a, b| (a.0, a.1, &a.2.id).cmp(&(b.0, b.1, &b.2.id)));
+                    changes.sort_unstable_by(|a, b| (a.1, a.2, &a.0.id).cmp(&(b.1, b.2, &b.0.id)));
                     let rules_frontier = frontier2.frontier();
                     let mut applied = 0;
                     let mut given = 0;
@@ -241,7 +245,7 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                         None => m.records[m.next].time,
                     });
                     while applied < changes.len() {
-                        let time = changes[applied].0;
+                        let time = changes[applied].1;
                         if trades_frontier.less_equal(&time)
                             || rules_frontier.less_equal(&time)
                             || horizon.is_some_and(|h| h < time)
@@ -249,7 +253,7 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
                             break;
                         }
                         close_before(&mut books, &mut closing, time, &mut closed);
-                        let (_, diff, rule) = &changes[applied];
+                        let (rule, _, diff) = &changes[applied];
                         change(&mut books, &mut closing, &windows, rule, *diff);
                         applied += 1;
                     }
@@ -282,30 +286,33 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
     }
 }
 
+/// A change of the rules, as the collection carries it: the rule, its time, and its diff.
+type Change = (AlertRule, u64, isize);
+
 /// Cancels an insertion and a retraction of the same rule at the same time, as the collection
 /// they change does (an alert created and deleted before its first grid time is never in it);
 /// the retraction-first order below would otherwise leave it inserted.
-fn consolidate(changes: &mut Vec<(u64, isize, AlertRule)>) {
-    changes.sort_unstable_by(|a, b| (a.0, &a.2, a.1).cmp(&(b.0, &b.2, b.1)));
+fn consolidate(changes: &mut Vec<Change>) {
+    changes.sort_unstable_by(|a, b| (a.1, &a.0, a.2).cmp(&(b.1, &b.0, b.2)));
     // In place: the changes of one rule at one time summed into the first of them.
     changes.dedup_by(|later, kept| {
-        let same = later.0 == kept.0 && later.2 == kept.2;
+        let same = later.1 == kept.1 && later.0 == kept.0;
         if same {
-            kept.1 += later.1;
+            kept.2 += later.2;
         }
         same
     });
-    changes.retain(|c| c.1 != 0);
+    changes.retain(|c| c.2 != 0);
     // What is left of a rule at a time is one change per unit of its sum: mostly one, and
     // then the rule stays where it is rather than being cloned.
-    if changes.iter().any(|c| c.1.unsigned_abs() != 1) {
-        let units = changes.iter().map(|c| c.1.unsigned_abs()).sum();
+    if changes.iter().any(|c| c.2.unsigned_abs() != 1) {
+        let units = changes.iter().map(|c| c.2.unsigned_abs()).sum();
         let mut out = Vec::with_capacity(units);
-        for (t, d, rule) in changes.drain(..) {
+        for (rule, t, d) in changes.drain(..) {
             for _ in 1..d.unsigned_abs() {
-                out.push((t, d.signum(), rule.clone()));
+                out.push((rule.clone(), t, d.signum()));
             }
-            out.push((t, d.signum(), rule));
+            out.push((rule, t, d.signum()));
         }
         *changes = out;
     }
@@ -362,9 +369,9 @@ impl Books {
 
     /// Makes room in each symbol's book for the insertions among `changes`, ahead of applying
     /// them (a book is opened for a symbol that has none yet).
-    fn reserve_for(&mut self, changes: &[(u64, isize, AlertRule)], windows: &[u64]) {
+    fn reserve_for(&mut self, changes: &[Change], windows: &[u64]) {
         let mut inserts: HashMap<Symbol, usize> = HashMap::default();
-        for (_, diff, rule) in changes {
+        for (rule, _, diff) in changes {
             if *diff > 0 {
                 *inserts.entry(rule.symbol).or_default() += 1;
             }
@@ -419,7 +426,7 @@ struct Grouped {
 fn groupable(
     records: &[Sequenced],
     rules_frontier: timely::progress::frontier::AntichainRef<u64>,
-    pending: &[(u64, isize, AlertRule)],
+    pending: &[Change],
 ) -> Option<(u64, u64)> {
     let (first, last) = (records.first()?.time, records.last()?.time);
     if first == last
@@ -427,8 +434,8 @@ fn groupable(
         || !records.is_sorted_by_key(|s| s.time)
         || pending
             .iter()
-            .find(|c| c.0 > first)
-            .is_some_and(|c| c.0 <= last)
+            .find(|c| c.1 > first)
+            .is_some_and(|c| c.1 <= last)
     {
         return None;
     }
@@ -556,12 +563,12 @@ fn catch_up(
     books: &mut Books,
     closing: &mut BTreeSet<(u64, Symbol)>,
     windows: &[u64],
-    pending: &[(u64, isize, AlertRule)],
+    pending: &[Change],
     until: u64,
     closed: &mut Vec<AlertEvent>,
 ) -> usize {
     let mut n = 0;
-    for (time, diff, rule) in pending.iter().take_while(|c| c.0 <= until) {
+    for (rule, time, diff) in pending.iter().take_while(|c| c.1 <= until) {
         close_before(books, closing, *time, closed);
         change(books, closing, windows, rule, *diff);
         n += 1;

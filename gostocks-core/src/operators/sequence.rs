@@ -190,9 +190,9 @@ fn key(t: &Trade) -> Key {
 /// A grid time holds a few trades of each of a few symbols, and each symbol's trades mostly
 /// arrive in order already. [`Roster::file`] gives each trade its symbol's id (one lookup per
 /// run of a symbol) and checks that order; then the trades are folded as they came, each into
-/// its symbol's own state, and sorted only when a symbol's trades were not in order (or when
-/// the sequenced trades are asked for, in `(symbol, t, seq)` order): a counting sort over the
-/// ids, symbols in their order, and a sort within a symbol only where it arrived out of order.
+/// its symbol's own state, and sorted only when a symbol's trades were not in order: a
+/// counting sort over the ids, symbols in their order, and a sort within a symbol only where
+/// it arrived out of order.
 #[derive(Default)]
 struct Roster {
     ids: SymbolIds,
@@ -350,8 +350,10 @@ pub trait SequenceCells<'scope> {
     /// symbol's state, when every symbol's trades came in `(t, seq)` order (the grid time is
     /// sorted first when not), with no [`Sequenced`] record per trade: the cells do not depend
     /// on arrival order, but their order within a grid time may follow it. The sequenced
-    /// trades are also emitted when `keep_sequenced` (alert matching needs them), in
-    /// `(symbol, t, seq)` order.
+    /// trades are also emitted when `keep_sequenced` (alert matching needs them), grid time
+    /// by grid time, each symbol's in `(t, seq)` order: the symbols of a grid time may be
+    /// interleaved as their trades came (alert matching takes each symbol's trades apart, and
+    /// the full sort cost a copy of every trade).
     ///
     /// # Examples
     /// ```
@@ -493,10 +495,9 @@ where
             }
             grid.trades.release(is_final, |time, trades| {
                 // Folded as they came when every symbol's trades came in order (the cells'
-                // order within a grid time matters to no fold); the sequenced trades go out
-                // in `(symbol, t, seq)` order.
-                let in_order = roster.file(trades);
-                if !in_order || keep_sequenced {
+                // order within a grid time matters to no fold, nor the order of the symbols'
+                // sequenced trades to alert matching).
+                if !roster.file(trades) {
                     roster.sort(trades);
                 }
                 let sequenced = keep_sequenced.then_some(&mut ready);

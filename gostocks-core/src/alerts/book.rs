@@ -601,6 +601,9 @@ pub struct SymbolBook {
     /// How many alerts the swept indexes hold, all families together: most books have none,
     /// and a tick then looks at none of them.
     swept_len: usize,
+    /// Bit `f` set when family `f` (below 64) has swept alerts: the set a tick starts from,
+    /// kept as alerts join and leave rather than found per tick (as [`Indexes::held`]).
+    swept_held: u64,
     /// Past the greatest family any alert was ever inserted into: a tick looks at the indexes
     /// below it only (the later conditions' families come last, see [`windowed_family`]).
     used_end: usize,
@@ -740,15 +743,6 @@ fn price_may_reset(f: usize, least: i64, greatest: i64, p: i64) -> bool {
 struct Families(u64);
 
 impl Families {
-    /// The families whose entry in `per_family` satisfies `keep`.
-    fn of<T>(per_family: &[T], keep: impl Fn(&T) -> bool) -> Families {
-        let mut set = 0u64;
-        for (f, x) in per_family.iter().take(64).enumerate() {
-            set |= u64::from(keep(x)) << f;
-        }
-        Families(set)
-    }
-
     /// Every family: what a book of more than 64 families (more than 7 windows) takes.
     const ALL: Families = Families(u64::MAX);
 
@@ -919,6 +913,7 @@ impl SymbolBook {
             disarmed: Indexes::new(families),
             swept: vec![Swept::default(); families],
             swept_len: 0,
+            swept_held: 0,
             used_end: 0,
             scratch: Vec::new(),
             volatility: smallvec::smallvec![Vol::Settled; windows.len()],
@@ -1123,11 +1118,24 @@ impl SymbolBook {
             State::Swept => {
                 let removed = self.swept[s.family].remove(&(fire_level(&s.rule), slot));
                 self.swept_len -= usize::from(removed);
+                self.note_swept(s.family);
                 removed
             }
             State::AtClose | State::Paused => false,
         };
         Some(s.rule)
+    }
+
+    /// Keeps `swept_held`'s bit of family `f` in step with its swept alerts.
+    fn note_swept(&mut self, f: usize) {
+        if f < 64 {
+            let bit = 1u64 << f;
+            if self.swept[f].is_empty() {
+                self.swept_held &= !bit;
+            } else {
+                self.swept_held |= bit;
+            }
+        }
     }
 
     fn arm(&mut self, slot: u32) {
@@ -1225,7 +1233,7 @@ impl SymbolBook {
         let swept = if self.swept_len == 0 {
             Families(0)
         } else {
-            Families::of(&self.swept[..self.used_end], |s| !s.is_empty())
+            Families(self.swept_held)
         };
         for f in swept.families(self.used_end) {
             let Some((range, value)) = self.sweep_range(f, trade, prev) else {
@@ -1259,6 +1267,7 @@ impl SymbolBook {
                         .is_some_and(|s| s.state == State::Paused)
                 });
                 self.swept_len -= before - self.swept[f].0.len();
+                self.note_swept(f);
             }
         }
         for f in fires.families(self.used_end) {
@@ -1292,6 +1301,7 @@ impl SymbolBook {
                             id: s.id.clone(),
                             guarded: s.rule.storm.is_some(),
                         }));
+                        self.note_swept(f);
                         continue;
                     }
                     Mode::Rearm => {
@@ -1450,11 +1460,20 @@ impl SymbolBook {
                 );
             }
         }
-        for (wi, w) in self.windows.all_sums().enumerate() {
+        // The per-window state as slices, taken once: indexing a `SmallVec` tests where it
+        // lives at every access.
+        let (armed_ix, disarmed_ix) = (&self.armed, &self.disarmed);
+        let per_window = self
+            .windows
+            .all_sums()
+            .zip(self.volatility.as_mut_slice())
+            .zip(self.sma_diff.as_mut_slice())
+            .zip(self.prev_sma_sign.as_slice());
+        for (wi, (((w, volatility), sma_diff), prev_sign)) in per_window.enumerate() {
             let f = windowed_family(wi, 0, windows);
             // volatility: fires over the level, resets at or under it (none is under every one)
             let vol = 1u64 << f;
-            self.volatility[wi] = if (armed | disarmed) & vol == 0 {
+            *volatility = if (armed | disarmed) & vol == 0 {
                 Vol::Settled
             } else if w.returns() < 2 {
                 reset.mark(f, disarmed & vol != 0);
@@ -1464,25 +1483,25 @@ impl SymbolBook {
                 let against = |level| squares.and_then(|q| q.against(level));
                 fire.mark(
                     f,
-                    armed & vol != 0 && against(self.armed[f].lo) != Some(Ordering::Less),
+                    armed & vol != 0 && against(armed_ix[f].lo) != Some(Ordering::Less),
                 );
                 reset.mark(
                     f,
-                    disarmed & vol != 0 && against(self.disarmed[f].hi) != Some(Ordering::Greater),
+                    disarmed & vol != 0 && against(disarmed_ix[f].hi) != Some(Ordering::Greater),
                 );
                 Vol::Lazy(squares)
             };
             // the sma crosses: fire on a cross; reset when the least level is at most
             // floor(±d / n), see `up_to_floor_div`
             let diff = w.diff_from_sma(price);
-            self.sma_diff[wi] = diff;
+            *sma_diff = diff;
             if (armed | disarmed) >> (f + 1) & 0b11 == 0 {
                 continue;
             }
             let Some((d, n)) = diff else {
                 continue;
             };
-            if let Some(before) = self.prev_sma_sign[wi] {
+            if let Some(before) = *prev_sign {
                 fire.mark(
                     f + 1,
                     armed >> (f + 1) & 1 == 1 && crossed(true, before, d).is_some(),
@@ -1494,11 +1513,11 @@ impl SymbolBook {
             }
             reset.mark(
                 f + 1,
-                disarmed >> (f + 1) & 1 == 1 && at_least(-d, self.disarmed[f + 1].lo, n),
+                disarmed >> (f + 1) & 1 == 1 && at_least(-d, disarmed_ix[f + 1].lo, n),
             );
             reset.mark(
                 f + 2,
-                disarmed >> (f + 2) & 1 == 1 && at_least(d, self.disarmed[f + 2].lo, n),
+                disarmed >> (f + 2) & 1 == 1 && at_least(d, disarmed_ix[f + 2].lo, n),
             );
         }
         // The later conditions' families as they are.

@@ -429,9 +429,15 @@ impl TickWindows {
         size: Fixed,
         ret: Option<i64>,
     ) {
-        let ticks = &self.ticks;
+        // The windows as a slice, taken once (see `PerWindow` in the alert book).
+        let TickWindows {
+            ticks,
+            parts,
+            weighted,
+        } = self;
+        let parts = parts.as_mut_slice();
         let mut keep = ticks.len();
-        for part in &mut self.parts {
+        for part in parts.iter_mut() {
             if time_ns >= part.span {
                 let horizon = time_ns - part.span;
                 while let Some(&old) = ticks.get(part.start) {
@@ -444,22 +450,22 @@ impl TickWindows {
             }
             keep = keep.min(part.start);
         }
-        if keep >= 1024 && keep * 2 >= self.ticks.len() {
-            self.ticks.drain(..keep);
-            for part in &mut self.parts {
+        if keep >= 1024 && keep * 2 >= ticks.len() {
+            ticks.drain(..keep);
+            for part in parts.iter_mut() {
                 part.start -= keep;
             }
         }
         let e = entry(time_ns, price, size, ret);
-        self.ticks.push(e);
-        for part in &mut self.parts {
+        ticks.push(e);
+        for part in parts.iter_mut() {
             part.sums.add_unweighted(e);
         }
         // Apart, and only where kept: in the loop the compiler works the product's float out
         // (a library call for 128 bits) ahead of the test, for every tick.
-        if self.weighted {
+        if *weighted {
             let (pq, bound) = weight(e);
-            for part in &mut self.parts {
+            for part in parts.iter_mut() {
                 part.sums.add_weight(pq, bound);
             }
         }

@@ -18,7 +18,7 @@ use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, StreamVec};
 
 use crate::alerts::{AlertEvent, AlertRule};
-use crate::operators::{EmitOrdered, MatchAlerts, analytics};
+use crate::operators::EmitOrdered;
 use crate::stats::{AnalyticsConfig, BarRow, StatsRow};
 use crate::tick::Trade;
 use crate::watermark::grid_ceil;
@@ -91,10 +91,17 @@ pub fn build<'scope>(
 ) -> (Inputs, Outputs<'scope>) {
     let (trades, trade_stream) = scope.new_input::<Vec<Trade>>();
     let (rules, rule_stream) = scope.new_input::<Vec<RuleChange>>();
-    let out = analytics(trade_stream, config, alerts);
-    let events = out
-        .sequenced
-        .map(|sequenced| sequenced.match_alerts(rule_stream.as_collection(), &config.windows));
+    // The matcher gives the sequencer back the containers it is done with.
+    let spares = crate::operators::sequence::Spares::default();
+    let out = crate::operators::analytics_core(trade_stream, config, alerts, Some(spares.clone()));
+    let events = out.sequenced.map(|sequenced| {
+        crate::operators::alerts::match_alerts_core(
+            sequenced,
+            rule_stream.as_collection(),
+            &config.windows,
+            Some(spares),
+        )
+    });
     let outputs = Outputs {
         stats: out.stats,
         bars: out.bars,

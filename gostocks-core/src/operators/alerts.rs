@@ -11,7 +11,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::sequence::Sequenced;
+use super::sequence::{Sequenced, Spares};
 use super::symbol_ids::RecentSymbols;
 use crate::alerts::{AlertEvent, AlertRule, SymbolBook};
 use crate::span::Span;
@@ -71,219 +71,235 @@ impl<'scope> MatchAlerts<'scope> for StreamVec<'scope, u64, Sequenced> {
         rules: VecCollection<'scope, u64, AlertRule>,
         windows: &[Span],
     ) -> StreamVec<'scope, u64, AlertEvent> {
-        let windows: Vec<u64> = windows.iter().map(Span::ns).collect();
-        // Trades arrive already routed by symbol (the sequencer exchanged them); rules follow
-        // them to the same worker.
-        let route = Exchange::new(|(rule, _, _): &(AlertRule, u64, isize)| {
-            super::route::symbol_route(&rule.symbol)
-        });
-        let scope = self.scope();
-        self.binary_frontier(
-            rules.inner,
-            Pipeline,
-            route,
-            "MatchAlerts",
-            move |_cap, info| {
-                // To yield after a burst of events, so that the operators downstream take
-                // them while they are still in the cache, and come back for the rest.
-                let activator = scope.activator_for(info.address);
-                let mut books = Books::default();
-                let mut trades: VecDeque<Message> = VecDeque::new();
-                let mut grouping = Grouping::default();
-                let mut changes: Vec<Change> = Vec::new();
-                let mut arrivals: Vec<Vec<Change>> = Vec::new();
-                let mut events = Vec::new();
-                // The bars that `once_per_bar_close` alerts wait to see closed: (end, symbol),
-                // one entry per book, at its `next_close`; their events (at the bars' ends)
-                // go out at `held`, a capability at or before the earliest end.
-                let mut closing: BTreeSet<(u64, Symbol)> = BTreeSet::new();
-                let mut held: Option<Capability<u64>> = None;
-                let mut closed = Vec::new();
-                move |(input1, frontier1), (input2, frontier2), output| {
-                    input1.for_each_stamp(|cap, data| {
-                        // The first container is kept as it is, not copied.
-                        let mut records: Vec<Sequenced> = Vec::new();
-                        for c in data {
-                            if records.is_empty() {
-                                records = std::mem::take(c);
-                            } else {
-                                records.append(c);
-                            }
+        match_alerts_core(self, rules, windows, None)
+    }
+}
+
+/// [`MatchAlerts::match_alerts`], giving each message's container back to `spares` once its
+/// trades are matched (the sequencer of the same worker fills it again).
+pub(crate) fn match_alerts_core<'scope>(
+    sequenced: StreamVec<'scope, u64, Sequenced>,
+    rules: VecCollection<'scope, u64, AlertRule>,
+    windows: &[Span],
+    spares: Option<Spares>,
+) -> StreamVec<'scope, u64, AlertEvent> {
+    let windows: Vec<u64> = windows.iter().map(Span::ns).collect();
+    // Trades arrive already routed by symbol (the sequencer exchanged them); rules follow
+    // them to the same worker.
+    let route = Exchange::new(|(rule, _, _): &(AlertRule, u64, isize)| {
+        super::route::symbol_route(&rule.symbol)
+    });
+    let scope = sequenced.scope();
+    sequenced.binary_frontier(
+        rules.inner,
+        Pipeline,
+        route,
+        "MatchAlerts",
+        move |_cap, info| {
+            // To yield after a burst of events, so that the operators downstream take
+            // them while they are still in the cache, and come back for the rest.
+            let activator = scope.activator_for(info.address);
+            let mut books = Books::default();
+            let mut trades: VecDeque<Message> = VecDeque::new();
+            let mut grouping = Grouping::default();
+            let mut changes: Vec<Change> = Vec::new();
+            let mut arrivals: Vec<Vec<Change>> = Vec::new();
+            let mut events = Vec::new();
+            // The bars that `once_per_bar_close` alerts wait to see closed: (end, symbol),
+            // one entry per book, at its `next_close`; their events (at the bars' ends)
+            // go out at `held`, a capability at or before the earliest end.
+            let mut closing: BTreeSet<(u64, Symbol)> = BTreeSet::new();
+            let mut held: Option<Capability<u64>> = None;
+            let mut closed = Vec::new();
+            move |(input1, frontier1), (input2, frontier2), output| {
+                input1.for_each_stamp(|cap, data| {
+                    // The first container is kept as it is, not copied.
+                    let mut records: Vec<Sequenced> = Vec::new();
+                    for c in data {
+                        if records.is_empty() {
+                            records = std::mem::take(c);
+                        } else {
+                            records.append(c);
                         }
-                        if let Some(least) = records.iter().map(|s| s.time).min() {
-                            trades.push_back(Message {
-                                cap: cap.delayed(&least, 0),
-                                records,
-                                next: 0,
-                                grouped: None,
-                            });
-                        }
-                    });
-                    // Gathered first and copied once: every alert comes at once when the
-                    // dataflow starts, and `changes` grown container by container would copy
-                    // them over and over.
-                    input2.for_each_stamp(|_cap, data| {
-                        arrivals.extend(data.map(std::mem::take));
-                    });
-                    if !arrivals.is_empty() {
-                        // Mostly one container (every alert at once): it is kept as it is.
-                        if changes.is_empty() {
-                            changes = arrivals.swap_remove(0);
-                        }
-                        changes.reserve(arrivals.iter().map(Vec::len).sum());
-                        for mut container in arrivals.drain(..) {
-                            changes.append(&mut container);
-                        }
-                        consolidate(&mut changes);
-                        books.reserve_for(&changes, &windows);
                     }
-                    // Retractions before insertions at one time: an update replaces the rule.
-                    changes.sort_unstable_by(|a, b| (a.1, a.2, &a.0.id).cmp(&(b.1, b.2, &b.0.id)));
-                    let rules_frontier = frontier2.frontier();
-                    let mut applied = 0;
-                    let mut given = 0;
-                    'messages: while let Some(message) = trades.front_mut() {
-                        let Message {
-                            cap,
+                    if let Some(least) = records.iter().map(|s| s.time).min() {
+                        trades.push_back(Message {
+                            cap: cap.delayed(&least, 0),
                             records,
-                            next,
-                            grouped,
-                        } = message;
-                        if *next == 0
-                            && grouped.is_none()
-                            && let Some((least, _)) =
-                                groupable(records, rules_frontier, &changes[applied..])
-                        {
-                            // What matching in time order does before the message's first
-                            // trade; no rule change falls within the message.
-                            let pending = &changes[applied..];
-                            applied += catch_up(
-                                &mut books,
-                                &mut closing,
-                                &windows,
-                                pending,
-                                least,
-                                &mut closed,
-                            );
-                            *grouped = Some(grouping.order(records, &mut books, &windows, least));
+                            next: 0,
+                            grouped: None,
+                        });
+                    }
+                });
+                // Gathered first and copied once: every alert comes at once when the
+                // dataflow starts, and `changes` grown container by container would copy
+                // them over and over.
+                input2.for_each_stamp(|_cap, data| {
+                    arrivals.extend(data.map(std::mem::take));
+                });
+                if !arrivals.is_empty() {
+                    // Mostly one container (every alert at once): it is kept as it is.
+                    if changes.is_empty() {
+                        changes = arrivals.swap_remove(0);
+                    }
+                    changes.reserve(arrivals.iter().map(Vec::len).sum());
+                    for mut container in arrivals.drain(..) {
+                        changes.append(&mut container);
+                    }
+                    consolidate(&mut changes);
+                    books.reserve_for(&changes, &windows);
+                }
+                // Retractions before insertions at one time: an update replaces the rule.
+                changes.sort_unstable_by(|a, b| (a.1, a.2, &a.0.id).cmp(&(b.1, b.2, &b.0.id)));
+                let rules_frontier = frontier2.frontier();
+                let mut applied = 0;
+                let mut given = 0;
+                'messages: while let Some(message) = trades.front_mut() {
+                    let Message {
+                        cap,
+                        records,
+                        next,
+                        grouped,
+                    } = message;
+                    if *next == 0
+                        && grouped.is_none()
+                        && let Some((least, _)) =
+                            groupable(records, rules_frontier, &changes[applied..])
+                    {
+                        // What matching in time order does before the message's first
+                        // trade; no rule change falls within the message.
+                        let pending = &changes[applied..];
+                        applied += catch_up(
+                            &mut books,
+                            &mut closing,
+                            &windows,
+                            pending,
+                            least,
+                            &mut closed,
+                        );
+                        *grouped = Some(grouping.order(records, &mut books, &windows, least));
+                    }
+                    while *next < records.len() {
+                        if given >= EVENTS_PER_ACTIVATION {
+                            activator.activate();
+                            break 'messages;
                         }
-                        while *next < records.len() {
-                            if given >= EVENTS_PER_ACTIVATION {
-                                activator.activate();
-                                break 'messages;
-                            }
-                            let s = match grouped {
-                                Some(g) => &records[g.order[*next] as usize],
-                                None => {
-                                    let s = &records[*next];
-                                    // Every rule change at or before this grid time must be in.
-                                    if rules_frontier.less_equal(&s.time) {
-                                        break 'messages;
-                                    }
-                                    let pending = &changes[applied..];
-                                    applied += catch_up(
-                                        &mut books,
-                                        &mut closing,
-                                        &windows,
-                                        pending,
-                                        s.time,
-                                        &mut closed,
-                                    );
-                                    s
+                        let s = match grouped {
+                            Some(g) => &records[g.order[*next] as usize],
+                            None => {
+                                let s = &records[*next];
+                                // Every rule change at or before this grid time must be in.
+                                if rules_frontier.less_equal(&s.time) {
+                                    break 'messages;
                                 }
-                            };
-                            let symbol = s.trade.symbol;
-                            let book = books.entry(&symbol, &windows);
-                            let before = book.next_close();
-                            if before.is_some() {
-                                // This trade's bar follows the bars that end at or before it.
-                                book.close_bars(s.trade.time_ns.saturating_add(1), &mut closed);
+                                let pending = &changes[applied..];
+                                applied += catch_up(
+                                    &mut books,
+                                    &mut closing,
+                                    &windows,
+                                    pending,
+                                    s.time,
+                                    &mut closed,
+                                );
+                                s
                             }
-                            book.on_tick_with_return(
-                                &s.trade,
-                                s.prev.map(|p| p.price),
-                                s.ret,
-                                &mut events,
-                            );
-                            // A storm's events go out as they come, while they are still in
-                            // the cache, rather than all of a message's at its end.
-                            if events.len() >= EVENTS_AT_ONCE {
-                                given += events.len();
-                                output.session(&*cap).give_iterator(events.drain(..));
-                            }
-                            let after = book.next_close();
-                            if before != after {
-                                resync(&mut closing, symbol, before, after);
-                                // A bar end is a grid time at or after this trade's, so at or
-                                // after the message's.
-                                if let Some(end) = after
-                                    && held.as_ref().is_none_or(|h| *h.time() > end)
-                                {
-                                    held = Some(cap.delayed(&end.max(*cap.time())));
-                                }
-                            }
-                            *next += 1;
+                        };
+                        let symbol = s.trade.symbol;
+                        let book = books.entry(&symbol, &windows);
+                        let before = book.next_close();
+                        if before.is_some() {
+                            // This trade's bar follows the bars that end at or before it.
+                            book.close_bars(s.trade.time_ns.saturating_add(1), &mut closed);
                         }
-                        if !events.is_empty() {
+                        book.on_tick_with_return(
+                            &s.trade,
+                            s.prev.map(|p| p.price),
+                            s.ret,
+                            &mut events,
+                        );
+                        // A storm's events go out as they come, while they are still in
+                        // the cache, rather than all of a message's at its end.
+                        if events.len() >= EVENTS_AT_ONCE {
+                            given += events.len();
                             output.session(&*cap).give_iterator(events.drain(..));
                         }
-                        if let Some(g) = trades.pop_front().and_then(|m| m.grouped) {
-                            grouping.recycle(g.order);
-                        }
-                    }
-                    if !events.is_empty()
-                        && let Some(message) = trades.front()
-                    {
-                        output.session(&message.cap).give_iterator(events.drain(..));
-                    }
-                    // Changes no pending or future trade can precede are applied now, so that
-                    // they do not pile up while a symbol is quiet.
-                    let trades_frontier = frontier1.frontier();
-                    // The least grid time of a trade not yet matched.
-                    let horizon = trades.front().map(|m| match &m.grouped {
-                        Some(g) => g.least,
-                        None => m.records[m.next].time,
-                    });
-                    while applied < changes.len() {
-                        let time = changes[applied].1;
-                        if trades_frontier.less_equal(&time)
-                            || rules_frontier.less_equal(&time)
-                            || horizon.is_some_and(|h| h < time)
-                        {
-                            break;
-                        }
-                        close_before(&mut books, &mut closing, time, &mut closed);
-                        let (rule, _, diff) = &changes[applied];
-                        change(&mut books, &mut closing, &windows, rule, *diff);
-                        applied += 1;
-                    }
-                    changes.drain(..applied);
-                    // Bars whose every trade and every rule change up to their end are in.
-                    let first = |f: timely::progress::frontier::AntichainRef<u64>| {
-                        f.first().copied().unwrap_or(u64::MAX)
-                    };
-                    let final_before = first(trades_frontier)
-                        .min(first(rules_frontier))
-                        .min(horizon.unwrap_or(u64::MAX));
-                    close_before(&mut books, &mut closing, final_before, &mut closed);
-                    if !closed.is_empty() {
-                        let cap = held.as_ref().expect("a capability held while bars wait");
-                        output.session(cap).give_iterator(closed.drain(..));
-                    }
-                    match closing.first() {
-                        Some(&(end, _)) => {
-                            if let Some(h) = held.as_mut()
-                                && *h.time() < end
+                        let after = book.next_close();
+                        if before != after {
+                            resync(&mut closing, symbol, before, after);
+                            // A bar end is a grid time at or after this trade's, so at or
+                            // after the message's.
+                            if let Some(end) = after
+                                && held.as_ref().is_none_or(|h| *h.time() > end)
                             {
-                                h.downgrade(&end);
+                                held = Some(cap.delayed(&end.max(*cap.time())));
                             }
                         }
-                        None => held = None,
+                        *next += 1;
+                    }
+                    if !events.is_empty() {
+                        output.session(&*cap).give_iterator(events.drain(..));
+                    }
+                    if let Some(done) = trades.pop_front() {
+                        if let Some(g) = done.grouped {
+                            grouping.recycle(g.order);
+                        }
+                        if let Some(spares) = &spares {
+                            spares.give(done.records);
+                        }
                     }
                 }
-            },
-        )
-    }
+                if !events.is_empty()
+                    && let Some(message) = trades.front()
+                {
+                    output.session(&message.cap).give_iterator(events.drain(..));
+                }
+                // Changes no pending or future trade can precede are applied now, so that
+                // they do not pile up while a symbol is quiet.
+                let trades_frontier = frontier1.frontier();
+                // The least grid time of a trade not yet matched.
+                let horizon = trades.front().map(|m| match &m.grouped {
+                    Some(g) => g.least,
+                    None => m.records[m.next].time,
+                });
+                while applied < changes.len() {
+                    let time = changes[applied].1;
+                    if trades_frontier.less_equal(&time)
+                        || rules_frontier.less_equal(&time)
+                        || horizon.is_some_and(|h| h < time)
+                    {
+                        break;
+                    }
+                    close_before(&mut books, &mut closing, time, &mut closed);
+                    let (rule, _, diff) = &changes[applied];
+                    change(&mut books, &mut closing, &windows, rule, *diff);
+                    applied += 1;
+                }
+                changes.drain(..applied);
+                // Bars whose every trade and every rule change up to their end are in.
+                let first = |f: timely::progress::frontier::AntichainRef<u64>| {
+                    f.first().copied().unwrap_or(u64::MAX)
+                };
+                let final_before = first(trades_frontier)
+                    .min(first(rules_frontier))
+                    .min(horizon.unwrap_or(u64::MAX));
+                close_before(&mut books, &mut closing, final_before, &mut closed);
+                if !closed.is_empty() {
+                    let cap = held.as_ref().expect("a capability held while bars wait");
+                    output.session(cap).give_iterator(closed.drain(..));
+                }
+                match closing.first() {
+                    Some(&(end, _)) => {
+                        if let Some(h) = held.as_mut()
+                            && *h.time() < end
+                        {
+                            h.downgrade(&end);
+                        }
+                    }
+                    None => held = None,
+                }
+            }
+        },
+    )
 }
 
 /// A change of the rules, as the collection carries it: the rule, its time, and its diff.

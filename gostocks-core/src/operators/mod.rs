@@ -94,6 +94,17 @@ pub fn analytics<'scope>(
     config: &AnalyticsConfig,
     keep_sequenced: bool,
 ) -> Analytics<'scope> {
+    analytics_core(trades, config, keep_sequenced, None)
+}
+
+/// [`analytics`], with the sequenced trades' containers taken from `spares` where the alert
+/// matcher gave them back.
+pub(crate) fn analytics_core<'scope>(
+    trades: StreamVec<'scope, u64, Trade>,
+    config: &AnalyticsConfig,
+    keep_sequenced: bool,
+    spares: Option<sequence::Spares>,
+) -> Analytics<'scope> {
     // Each worker sequences the trades of its symbols and folds them into cells, and the
     // cells at once into what the windows' sums, their extremes and the bars need: nothing
     // downstream moves.
@@ -107,6 +118,7 @@ pub fn analytics<'scope>(
         config.resolution.ns(),
         &config.bars,
         keep_sequenced,
+        spares,
         folds,
     );
     let stats = window_stats::window_changelog_core(entries, changes, &config.windows);

@@ -62,6 +62,39 @@ pub struct Sequenced {
     pub ret: Option<i64>,
 }
 
+/// Containers of sequenced trades that the alert matcher of a worker is done with, given back
+/// to the same worker's sequencer (the matcher reads the sequencer's output in the same thread).
+/// timely hands a sent container back empty, without its memory: each message of sequenced
+/// trades (a few hundred kB) was fresh memory, and with 100,000 alerts its first writes were a
+/// fifth of the worker's page faults.
+#[derive(Clone, Default)]
+pub(crate) struct Spares(std::rc::Rc<std::cell::RefCell<Vec<Vec<Sequenced>>>>);
+
+impl Spares {
+    /// Containers kept at most: a few messages are in flight at once.
+    const KEPT: usize = 8;
+    /// The largest container kept (in trades, about 1.7 MB): a backlog's one large message
+    /// is not held on to.
+    const LARGEST: usize = 1 << 14;
+
+    /// A container given back that holds `need` trades without growing (growing copies the
+    /// whole old allocation into fresh memory, even empty).
+    fn take(&self, need: usize) -> Option<Vec<Sequenced>> {
+        let mut kept = self.0.borrow_mut();
+        let i = kept.iter().position(|c| c.capacity() >= need)?;
+        Some(kept.swap_remove(i))
+    }
+
+    /// Gives back a container that is done with, emptied.
+    pub(crate) fn give(&self, mut container: Vec<Sequenced>) {
+        let mut kept = self.0.borrow_mut();
+        if kept.len() < Self::KEPT && (1..=Self::LARGEST).contains(&container.capacity()) {
+            container.clear();
+            kept.push(container);
+        }
+    }
+}
+
 /// Orders trades per symbol once their timestamp is complete.
 pub trait Sequence<'scope> {
     /// Routes trades by symbol and places each at its grid time `grid_ceil(t, resolution)` (the
@@ -399,7 +432,7 @@ impl<'scope> SequenceCells<'scope> for StreamVec<'scope, u64, Trade> {
     ) -> CellsAndSequenced<'scope> {
         let folds = (EachCell, Nothing, Nothing);
         let (cells, _, _, sequenced) =
-            sequence_cells_core(self, resolution, bars, keep_sequenced, folds);
+            sequence_cells_core(self, resolution, bars, keep_sequenced, None, folds);
         (cells, sequenced)
     }
 }
@@ -452,6 +485,7 @@ pub(crate) fn sequence_cells_core<'scope, A, B, C>(
     resolution: u64,
     bars: &[Span],
     keep_sequenced: bool,
+    spares: Option<Spares>,
     (mut a, mut b, mut c): (A, B, C),
 ) -> Folded<'scope, A::Out, B::Out, C::Out>
 where
@@ -490,8 +524,16 @@ where
             let is_final = |time| !frontier.less_equal(&time);
             if keep_sequenced {
                 // Sized once: a sent container comes back empty, and growing it trade by trade
-                // would copy the sequenced trades over and over.
-                ready.reserve(grid.trades.finals(is_final).map(Vec::len).sum());
+                // would copy the sequenced trades over and over. One the matcher is done with
+                // is filled again rather than fresh memory, and new ones are sized in powers
+                // of two, so that one given back fits a later message.
+                let need: usize = grid.trades.finals(is_final).map(Vec::len).sum();
+                if ready.capacity() < need {
+                    ready = spares
+                        .as_ref()
+                        .and_then(|s| s.take(need))
+                        .unwrap_or_else(|| Vec::with_capacity(need.next_power_of_two()));
+                }
             }
             grid.trades.release(is_final, |time, trades| {
                 // Folded as they came when every symbol's trades came in order (the cells'
